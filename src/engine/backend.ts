@@ -1,0 +1,200 @@
+// The engine's one interface. Algorithms (model forward/backward, ParoQuant, DFlash) are written once against
+// it; backends (cpu, cuda) implement it and hold no algorithm logic. Operations are coarse, so a GPU backend can
+// fuse them, and synchronous: a GPU backend enqueues work on its stream and synchronises only in toHost().
+//
+// Layout conventions: every tensor is row-major. Activations are [rows, features] with tokens flattened
+// (rows = batch * seq). Linear weights are [out, in] as in the checkpoints; a linear layer is y = x·Wᵀ + b.
+
+export type DType = 'f32' | 'bf16' | 'f16' | 'i32';
+
+/** A tensor handle. Its storage belongs to the backend that made it; free it with backend.free(). */
+export interface Tensor {
+  readonly shape: readonly number[];
+  readonly dtype: DType;
+  /** Number of elements (product of shape). */
+  readonly size: number;
+}
+
+/** Attention visibility rule (which keys a query may see). */
+export type AttentionMask =
+  /** Query i of a sequence sits at absolute position qOffset + i; key j at position j. Visible iff j <= qOffset + i. */
+  | { kind: 'causal'; qOffset: number }
+  /** Every query sees every key (within its own sequence). */
+  | { kind: 'full' }
+  /**
+   * DFlash training (one sequence per batch entry): keys are [context (ctxLen rows) ; blocks (nBlocks·blockSize rows)].
+   * Queries are the block rows. A query of block n sees context keys p < anchors[b·nBlocks + n] (strict) and the
+   * blockSize keys of its own block; a disabled block (keep[...] = 0) sees nothing and gets a zero output.
+   */
+  | { kind: 'dflash'; ctxLen: number; blockSize: number; nBlocks: number; anchors: Int32Array; keep: Uint8Array }
+  /**
+   * DFlash inference: keys are [context (ctxLen rows) ; block (tq rows)]; every query sees all context keys and all
+   * tq block keys.
+   */
+  | { kind: 'prefix'; ctxLen: number };
+
+export interface AttentionShape {
+  batch: number;
+  /** Query rows per batch entry. */
+  tq: number;
+  /** Valid key rows per batch entry. */
+  tk: number;
+  /** Row stride of k and v per batch entry (>= tk); lets a KV cache with spare capacity be passed as is. */
+  kvStride?: number;
+  heads: number;
+  kvHeads: number;
+  headDim: number;
+  /** Softmax scale; default 1/sqrt(headDim). */
+  scale?: number;
+}
+
+export interface MatmulOptions {
+  /** Use Aᵀ: a is [K, M]. */
+  transA?: boolean;
+  /** Use Bᵀ: b is [N, K] (the linear-layer case). */
+  transB?: boolean;
+  /** Accumulate into this [M, N] f32 tensor instead of returning a new one: out += alpha·op(A)·op(B). */
+  accumulate?: Tensor;
+  alpha?: number;
+}
+
+/** Quantizer grid of ParoQuant/RTN: asymmetric unsigned integers, groups of `groupSize` along each row. */
+export interface QuantGrid {
+  bits: number;
+  groupSize: number;
+}
+
+export interface AdamWHyper {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+  /** 1-based step count after this update. */
+  step: number;
+}
+
+export interface Backend {
+  readonly name: 'cpu' | 'cuda';
+  /** Human-readable device description (CPU model or GPU name). */
+  readonly device: string;
+
+  // ---- memory ----------------------------------------------------------------------------------
+  /** Copy host data in. Float32Array for float dtypes (rounded to dtype), Int32Array for i32. */
+  fromHost(data: Float32Array | Int32Array, shape: readonly number[], dtype?: DType): Tensor;
+  /** Upload raw 16-bit storage (bf16 or f16 bit patterns) without rounding. */
+  fromBits(bits: Uint16Array, shape: readonly number[], dtype: 'bf16' | 'f16'): Tensor;
+  /** Copy to host as f32 (float dtypes) or i32. Synchronises. */
+  toHost(t: Tensor): Float32Array;
+  toHostInt(t: Tensor): Int32Array;
+  zeros(shape: readonly number[], dtype?: DType): Tensor;
+  fill(t: Tensor, value: number): void;
+  free(...ts: (Tensor | undefined | null)[]): void;
+  /** New tensor with the same data and a different shape (same size). May share storage: free only one. */
+  reshape(t: Tensor, shape: readonly number[]): Tensor;
+  cast(t: Tensor, dtype: DType): Tensor;
+  copy(t: Tensor): Tensor;
+  /** dst[rows dstRow..] = src[rows srcRow..] (count rows of the 2-D view [rows, cols]). */
+  copyRows(dst: Tensor, dstRow: number, src: Tensor, srcRow: number, count: number): void;
+  /** Gather rows of a [V, C] table by index: out[i] = table[ids[i]]. */
+  gatherRows(table: Tensor, ids: Int32Array): Tensor;
+  /** Concatenate 2-D tensors along columns: [R, C1] ‖ [R, C2] ‖ ... */
+  concatCols(ts: readonly Tensor[]): Tensor;
+  /** Slice columns [c0, c0 + width) of a 2-D tensor. */
+  sliceCols(t: Tensor, c0: number, width: number): Tensor;
+
+  // ---- dense algebra -----------------------------------------------------------------------------
+  /** op(A)·op(B) for 2-D tensors, f32 accumulation. */
+  matmul(a: Tensor, b: Tensor, opts?: MatmulOptions): Tensor;
+  /** out = a + b (same shape) or, if b is 1-D of the last dimension, a + b broadcast over rows. */
+  add(a: Tensor, b: Tensor): Tensor;
+  /** a += alpha·b in place. */
+  axpy(a: Tensor, b: Tensor, alpha: number): void;
+  /** out = a·alpha (elementwise). */
+  scale(a: Tensor, alpha: number): Tensor;
+  /** Multiply each column c of a 2-D tensor by v[c]; v is 1-D of the last dimension. */
+  mulCols(a: Tensor, v: Tensor): Tensor;
+  /** Divide each column c by v[c]. */
+  divCols(a: Tensor, v: Tensor): Tensor;
+  /** Column sums of a 2-D tensor (sum over rows): [C]. */
+  sumRows(a: Tensor): Tensor;
+  /** Σ a·b over all elements of each column: [C] (for channel-scale gradients). */
+  dotCols(a: Tensor, b: Tensor): Tensor;
+  /** Σ x² over all elements, as a host number (f64 accumulation). Synchronises. */
+  sumSquares(a: Tensor): number;
+  /** True if any element is NaN or ±Inf. Synchronises. */
+  hasNonFinite(a: Tensor): boolean;
+
+  // ---- transformer layers ----------------------------------------------------------------------------
+  /** RMSNorm over the last dimension of a [R, C] tensor (R may be tokens·heads for per-head norms). */
+  rmsnorm(x: Tensor, w: Tensor, eps: number): { y: Tensor; rstd: Tensor };
+  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor };
+  /**
+   * Rotary embedding (rotate-half layout) on [R, heads·headDim]. Row r has position positions[r]; invFreq has
+   * headDim/2 entries. inverse = true rotates by −angle (the backward of the forward rotation).
+   */
+  rope(x: Tensor, positions: Int32Array, invFreq: Float32Array, headDim: number, inverse?: boolean): Tensor;
+  /**
+   * Scaled dot-product attention with GQA. q: [batch·tq, heads·headDim]; k, v: [batch·kvStride, kvHeads·headDim].
+   * Returns the output [batch·tq, heads·headDim] and the softmax log-sum-exp [batch, heads, tq] for the backward.
+   */
+  attention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape, mask: AttentionMask): { out: Tensor; lse: Tensor };
+  attentionBackward(
+    dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, shape: AttentionShape, mask: AttentionMask,
+  ): { dq: Tensor; dk: Tensor; dv: Tensor };
+  /** SwiGLU: silu(gate) ⊙ up. */
+  swiglu(gate: Tensor, up: Tensor): Tensor;
+  swigluBackward(dh: Tensor, gate: Tensor, up: Tensor): { dgate: Tensor; dup: Tensor };
+  /**
+   * Cross-entropy rows of logits [R, V] against labels (−1 = ignored). Returns per-row loss and log-sum-exp [R] and,
+   * when rowWeights is given, the gradient dlogits = w_r·(softmax − onehot) (rows with label −1 get 0).
+   */
+  crossEntropy(logits: Tensor, labels: Int32Array, rowWeights?: Float32Array): { loss: Tensor; lse: Tensor; dlogits?: Tensor };
+  /** Row-wise argmax of a [R, V] tensor. Synchronises. */
+  argmaxRows(t: Tensor): Int32Array;
+
+  // ---- ParoQuant transform ---------------------------------------------------------------------------
+  /**
+   * K layers of independent Givens rotations along the last dimension of x [R, I], groups of groupSize channels.
+   * pairs: i32 [K, I] group-local indices, slot t of group g in layer r = (pairs[r, g·gs+2t], pairs[r, g·gs+2t+1]).
+   * theta: f32 [K, I/2]. 'forward' applies layers 0..K−1 with +θ; 'inverse' applies K−1..0 with −θ.
+   */
+  givens(x: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse'): Tensor;
+  /**
+   * Backward of givens() given its output y and output gradient dy: input gradient and the exact angle gradient
+   * dθ [K, I/2] (summed over rows; for 'inverse' it is the gradient w.r.t. the same θ tensor).
+   */
+  givensBackward(
+    dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
+  ): { dx: Tensor; dtheta: Tensor };
+  /**
+   * Fake quantization of r [O, I] with per-group min/max grid (ParoQuant stage 1 / RTN). Returns r̂ and the grid
+   * (scale, zero-point float zpf = min/scale) per flat group o·G + g, each f32 [O·G].
+   */
+  fakeQuantMinMax(r: Tensor, grid: QuantGrid): { rq: Tensor; scale: Tensor; zpf: Tensor };
+  /** STE backward of fakeQuantMinMax: dr = dr̂ + the scale path through each group's max/min (ties share). */
+  fakeQuantMinMaxBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor;
+  /** Fake quantization with given grid parameters (stage 2): scale clamped to [1e-5, 1e5], z = clamp(−round(zpf)). */
+  fakeQuantParams(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor;
+  /** STE backward of fakeQuantParams: dr = dr̂; dscale[grp] = Σ dr̂·((q − z) − r/s); dzpf = 0 (exactly). */
+  fakeQuantParamsBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): { dr: Tensor; dscale: Tensor };
+  /** SmoothL1 (β = 1), mean over all elements; returns the loss (host) and dpred. */
+  smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor };
+
+  // ---- optimisation ----------------------------------------------------------------------------------------
+  /** AdamW step in place (PyTorch semantics: decoupled decay first, bias-corrected moments, eps after the sqrt). */
+  adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, h: AdamWHyper): void;
+
+  /** Wait for queued work (no-op on cpu). */
+  synchronize(): void;
+}
+
+export function numel(shape: readonly number[]): number {
+  let n = 1;
+  for (const d of shape) n *= d;
+  return n;
+}
+
+export function shapeString(shape: readonly number[]): string {
+  return `[${shape.join(', ')}]`;
+}

@@ -1,0 +1,380 @@
+// The cpu backend: the reference implementation of the engine interface. Float tensors live as f32 on the host
+// (bf16/f16 tensors hold f32 values rounded to that dtype); i32 tensors as Int32Array.
+import os from 'node:os';
+import type {
+  AdamWHyper, AttentionMask, AttentionShape, Backend, DType, MatmulOptions, QuantGrid, Tensor,
+} from '../backend.js';
+import { numel, shapeString } from '../backend.js';
+import { bf16ToF32, f16ToF32, roundToBf16InPlace, roundToF16InPlace } from '../../numerics/half.js';
+import { initMatmul, matmulF32 } from './matmul.js';
+import { rmsnormBackward, rmsnormForward } from './norm.js';
+import { ropeApply } from './rope.js';
+import { attentionBackward, attentionForward } from './attention.js';
+import { swigluBackward, swigluForward } from './activations.js';
+import { argmaxRows, crossEntropyRows } from './crossentropy.js';
+import { givensApply, givensBackward } from './givens.js';
+import {
+  fakeQuantMinMax, fakeQuantMinMaxBackward, fakeQuantParams, fakeQuantParamsBackward,
+} from './fakequant.js';
+import { adamwStep, smoothL1 } from './optim.js';
+
+export class CpuTensor implements Tensor {
+  readonly size: number;
+  constructor(
+    readonly shape: readonly number[],
+    readonly dtype: DType,
+    readonly data: Float32Array | Int32Array,
+  ) {
+    this.size = numel(shape);
+    if (data.length !== this.size) throw new Error(`tensor data length ${data.length} does not match shape ${shapeString(shape)}`);
+  }
+}
+
+function T(t: Tensor): CpuTensor {
+  if (!(t instanceof CpuTensor)) throw new Error('tensor does not belong to the cpu backend');
+  return t;
+}
+
+function F(t: Tensor): Float32Array {
+  const c = T(t);
+  if (!(c.data instanceof Float32Array)) throw new Error(`expected a float tensor, got ${c.dtype}`);
+  return c.data;
+}
+
+function I(t: Tensor): Int32Array {
+  const c = T(t);
+  if (!(c.data instanceof Int32Array)) throw new Error(`expected an i32 tensor, got ${c.dtype}`);
+  return c.data;
+}
+
+function rowsCols(t: Tensor): [number, number] {
+  const s = t.shape;
+  const cols = s.length === 0 ? 1 : s[s.length - 1];
+  return [cols === 0 ? 0 : t.size / cols, cols];
+}
+
+/** Round f32 data to the storage precision of dtype, in place. */
+function roundTo(data: Float32Array, dtype: DType): void {
+  if (dtype === 'bf16') roundToBf16InPlace(data);
+  else if (dtype === 'f16') roundToF16InPlace(data);
+}
+
+function f32(shape: readonly number[], data: Float32Array): CpuTensor {
+  return new CpuTensor(shape, 'f32', data);
+}
+
+export class CpuBackend implements Backend {
+  readonly name = 'cpu' as const;
+  readonly device: string;
+
+  private constructor() {
+    const cpus = os.cpus();
+    this.device = `${cpus[0]?.model ?? 'cpu'} (${cpus.length} threads)`;
+  }
+
+  static async create(): Promise<CpuBackend> {
+    await initMatmul();
+    return new CpuBackend();
+  }
+
+  // ---- memory ----
+  fromHost(data: Float32Array | Int32Array, shape: readonly number[], dtype?: DType): Tensor {
+    const dt: DType = dtype ?? (data instanceof Int32Array ? 'i32' : 'f32');
+    if (dt === 'i32') return new CpuTensor(shape, dt, data instanceof Int32Array ? data.slice() : Int32Array.from(data));
+    const f = data instanceof Float32Array ? data.slice() : Float32Array.from(data);
+    roundTo(f, dt);
+    return new CpuTensor(shape, dt, f);
+  }
+
+  fromBits(bits: Uint16Array, shape: readonly number[], dtype: 'bf16' | 'f16'): Tensor {
+    return new CpuTensor(shape, dtype, dtype === 'bf16' ? bf16ToF32(bits) : f16ToF32(bits));
+  }
+
+  toHost(t: Tensor): Float32Array {
+    const d = T(t).data;
+    return d instanceof Float32Array ? d.slice() : Float32Array.from(d);
+  }
+
+  toHostInt(t: Tensor): Int32Array {
+    const d = T(t).data;
+    return d instanceof Int32Array ? d.slice() : Int32Array.from(d);
+  }
+
+  zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const n = numel(shape);
+    return new CpuTensor(shape, dtype, dtype === 'i32' ? new Int32Array(n) : new Float32Array(n));
+  }
+
+  fill(t: Tensor, value: number): void {
+    T(t).data.fill(value);
+  }
+
+  free(): void {
+    // Host memory is garbage-collected.
+  }
+
+  reshape(t: Tensor, shape: readonly number[]): Tensor {
+    if (numel(shape) !== t.size) throw new Error(`cannot reshape ${shapeString(t.shape)} to ${shapeString(shape)}`);
+    return new CpuTensor(shape, t.dtype, T(t).data);
+  }
+
+  cast(t: Tensor, dtype: DType): Tensor {
+    const src = T(t).data;
+    if (dtype === 'i32') return new CpuTensor(t.shape, dtype, Int32Array.from(src, (x) => Math.trunc(x)));
+    const f = src instanceof Float32Array ? src.slice() : Float32Array.from(src);
+    roundTo(f, dtype);
+    return new CpuTensor(t.shape, dtype, f);
+  }
+
+  copy(t: Tensor): Tensor {
+    return new CpuTensor(t.shape, t.dtype, T(t).data.slice());
+  }
+
+  copyRows(dst: Tensor, dstRow: number, src: Tensor, srcRow: number, count: number): void {
+    const [, cols] = rowsCols(dst);
+    const [, scols] = rowsCols(src);
+    if (cols !== scols) throw new Error(`copyRows: column mismatch ${cols} vs ${scols}`);
+    const d = T(dst).data;
+    const s = T(src).data;
+    d.set(s.subarray(srcRow * cols, (srcRow + count) * cols), dstRow * cols);
+    if (dst.dtype === 'bf16' || dst.dtype === 'f16') roundTo((d as Float32Array).subarray(dstRow * cols, (dstRow + count) * cols), dst.dtype);
+  }
+
+  gatherRows(table: Tensor, ids: Int32Array): Tensor {
+    const [V, C] = rowsCols(table);
+    const src = F(table);
+    const out = new Float32Array(ids.length * C);
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i];
+      if (id < 0 || id >= V) throw new Error(`gatherRows: index ${id} outside [0, ${V})`);
+      out.set(src.subarray(id * C, id * C + C), i * C);
+    }
+    return new CpuTensor([ids.length, C], table.dtype, out);
+  }
+
+  concatCols(ts: readonly Tensor[]): Tensor {
+    const rows = rowsCols(ts[0])[0];
+    const widths = ts.map((t) => rowsCols(t)[1]);
+    const W = widths.reduce((a, b) => a + b, 0);
+    const out = new Float32Array(rows * W);
+    let c0 = 0;
+    ts.forEach((t, k) => {
+      const src = F(t);
+      const w = widths[k];
+      for (let r = 0; r < rows; r++) out.set(src.subarray(r * w, r * w + w), r * W + c0);
+      c0 += w;
+    });
+    return f32([rows, W], out);
+  }
+
+  sliceCols(t: Tensor, c0: number, width: number): Tensor {
+    const [rows, cols] = rowsCols(t);
+    const src = F(t);
+    const out = new Float32Array(rows * width);
+    for (let r = 0; r < rows; r++) out.set(src.subarray(r * cols + c0, r * cols + c0 + width), r * width);
+    return new CpuTensor([rows, width], t.dtype, out);
+  }
+
+  // ---- dense algebra ----
+  matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+    if (a.shape.length !== 2 || b.shape.length !== 2) throw new Error(`matmul needs 2-D tensors, got ${shapeString(a.shape)} and ${shapeString(b.shape)}`);
+    const [ar, ac] = a.shape;
+    const [br, bc] = b.shape;
+    const M = opts.transA ? ac : ar;
+    const K = opts.transA ? ar : ac;
+    const K2 = opts.transB ? bc : br;
+    const N = opts.transB ? br : bc;
+    if (K !== K2) throw new Error(`matmul inner dimensions differ: ${shapeString(a.shape)}${opts.transA ? 'ᵀ' : ''} · ${shapeString(b.shape)}${opts.transB ? 'ᵀ' : ''}`);
+    const c = matmulF32(F(a), F(b), M, K, N, opts.transA, opts.transB);
+    const alpha = opts.alpha ?? 1;
+    if (opts.accumulate) {
+      const acc = F(opts.accumulate);
+      if (acc.length !== M * N) throw new Error('matmul accumulate target has the wrong size');
+      for (let i = 0; i < acc.length; i++) acc[i] += alpha * c[i];
+      return opts.accumulate;
+    }
+    if (alpha !== 1) for (let i = 0; i < c.length; i++) c[i] *= alpha;
+    return f32([M, N], c);
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    const x = F(a);
+    const y = F(b);
+    const out = new Float32Array(x.length);
+    if (y.length === x.length) {
+      for (let i = 0; i < x.length; i++) out[i] = x[i] + y[i];
+    } else {
+      const C = y.length;
+      if (x.length % C !== 0) throw new Error(`add: cannot broadcast ${shapeString(b.shape)} over ${shapeString(a.shape)}`);
+      for (let i = 0; i < x.length; i++) out[i] = x[i] + y[i % C];
+    }
+    return f32(a.shape, out);
+  }
+
+  axpy(a: Tensor, b: Tensor, alpha: number): void {
+    const x = F(a);
+    const y = F(b);
+    if (x.length !== y.length) throw new Error('axpy: size mismatch');
+    for (let i = 0; i < x.length; i++) x[i] += alpha * y[i];
+  }
+
+  scale(a: Tensor, alpha: number): Tensor {
+    const x = F(a);
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) out[i] = x[i] * alpha;
+    return f32(a.shape, out);
+  }
+
+  mulCols(a: Tensor, v: Tensor): Tensor {
+    const x = F(a);
+    const s = F(v);
+    const C = s.length;
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) out[i] = x[i] * s[i % C];
+    return f32(a.shape, out);
+  }
+
+  divCols(a: Tensor, v: Tensor): Tensor {
+    const x = F(a);
+    const s = F(v);
+    const C = s.length;
+    const out = new Float32Array(x.length);
+    for (let i = 0; i < x.length; i++) out[i] = x[i] / s[i % C];
+    return f32(a.shape, out);
+  }
+
+  sumRows(a: Tensor): Tensor {
+    const [rows, C] = rowsCols(a);
+    const x = F(a);
+    const acc = new Float64Array(C);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) acc[c] += x[r * C + c];
+    return f32([C], Float32Array.from(acc));
+  }
+
+  dotCols(a: Tensor, b: Tensor): Tensor {
+    const [rows, C] = rowsCols(a);
+    const x = F(a);
+    const y = F(b);
+    const acc = new Float64Array(C);
+    for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) acc[c] += x[r * C + c] * y[r * C + c];
+    return f32([C], Float32Array.from(acc));
+  }
+
+  sumSquares(a: Tensor): number {
+    const x = F(a);
+    let s = 0;
+    for (let i = 0; i < x.length; i++) s += x[i] * x[i];
+    return s;
+  }
+
+  hasNonFinite(a: Tensor): boolean {
+    const x = T(a).data;
+    for (let i = 0; i < x.length; i++) if (!Number.isFinite(x[i])) return true;
+    return false;
+  }
+
+  // ---- transformer layers ----
+  rmsnorm(x: Tensor, w: Tensor, eps: number): { y: Tensor; rstd: Tensor } {
+    const [rows, C] = rowsCols(x);
+    if (w.size !== C) throw new Error(`rmsnorm: weight ${shapeString(w.shape)} does not match width ${C}`);
+    const r = rmsnormForward(F(x), F(w), rows, C, eps);
+    return { y: f32(x.shape, r.y), rstd: f32([rows], r.rstd) };
+  }
+
+  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor } {
+    const [rows, C] = rowsCols(x);
+    const r = rmsnormBackward(F(dy), F(x), F(w), F(rstd), rows, C);
+    return { dx: f32(x.shape, r.dx), dw: f32([C], r.dw) };
+  }
+
+  rope(x: Tensor, positions: Int32Array, invFreq: Float32Array, headDim: number, inverse = false): Tensor {
+    const [rows, width] = rowsCols(x);
+    if (positions.length !== rows) throw new Error(`rope: ${positions.length} positions for ${rows} rows`);
+    return f32(x.shape, ropeApply(F(x), rows, width, positions, invFreq, headDim, inverse));
+  }
+
+  attention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape, mask: AttentionMask): { out: Tensor; lse: Tensor } {
+    const r = attentionForward(F(q), F(k), F(v), shape, mask);
+    return { out: f32([shape.batch * shape.tq, shape.heads * shape.headDim], r.out), lse: f32([shape.batch, shape.heads, shape.tq], r.lse) };
+  }
+
+  attentionBackward(
+    dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, shape: AttentionShape, mask: AttentionMask,
+  ): { dq: Tensor; dk: Tensor; dv: Tensor } {
+    const r = attentionBackward(F(dout), F(q), F(k), F(v), F(out), F(lse), shape, mask);
+    return { dq: f32(q.shape, r.dq), dk: f32(k.shape, r.dk), dv: f32(v.shape, r.dv) };
+  }
+
+  swiglu(gate: Tensor, up: Tensor): Tensor {
+    return f32(gate.shape, swigluForward(F(gate), F(up)));
+  }
+
+  swigluBackward(dh: Tensor, gate: Tensor, up: Tensor): { dgate: Tensor; dup: Tensor } {
+    const r = swigluBackward(F(dh), F(gate), F(up));
+    return { dgate: f32(gate.shape, r.dgate), dup: f32(up.shape, r.dup) };
+  }
+
+  crossEntropy(logits: Tensor, labels: Int32Array, rowWeights?: Float32Array): { loss: Tensor; lse: Tensor; dlogits?: Tensor } {
+    const [rows, V] = rowsCols(logits);
+    const r = crossEntropyRows(F(logits), rows, V, labels, rowWeights);
+    return { loss: f32([rows], r.loss), lse: f32([rows], r.lse), dlogits: r.dlogits ? f32(logits.shape, r.dlogits) : undefined };
+  }
+
+  argmaxRows(t: Tensor): Int32Array {
+    const [rows, V] = rowsCols(t);
+    return argmaxRows(F(t), rows, V);
+  }
+
+  // ---- ParoQuant transform ----
+  givens(x: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse'): Tensor {
+    const [rows, cols] = rowsCols(x);
+    const K = pairs.shape[0];
+    return f32(x.shape, givensApply(F(x), rows, cols, I(pairs), F(theta), K, groupSize, direction));
+  }
+
+  givensBackward(
+    dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
+  ): { dx: Tensor; dtheta: Tensor } {
+    const [rows, cols] = rowsCols(y);
+    const K = pairs.shape[0];
+    const r = givensBackward(F(dy), F(y), rows, cols, I(pairs), F(theta), K, groupSize, direction);
+    return { dx: f32(y.shape, r.dx), dtheta: f32(theta.shape, r.dtheta) };
+  }
+
+  fakeQuantMinMax(r: Tensor, grid: QuantGrid): { rq: Tensor; scale: Tensor; zpf: Tensor } {
+    const [rows, cols] = rowsCols(r);
+    const o = fakeQuantMinMax(F(r), rows, cols, grid.bits, grid.groupSize);
+    const G = (rows * cols) / grid.groupSize;
+    return { rq: f32(r.shape, o.rq), scale: f32([G], o.scale), zpf: f32([G], o.zpf) };
+  }
+
+  fakeQuantMinMaxBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor {
+    const [rows, cols] = rowsCols(r);
+    return f32(r.shape, fakeQuantMinMaxBackward(F(drq), F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize));
+  }
+
+  fakeQuantParams(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor {
+    const [rows, cols] = rowsCols(r);
+    return f32(r.shape, fakeQuantParams(F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize));
+  }
+
+  fakeQuantParamsBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): { dr: Tensor; dscale: Tensor } {
+    const [rows, cols] = rowsCols(r);
+    const o = fakeQuantParamsBackward(F(drq), F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize);
+    return { dr: f32(r.shape, o.dr), dscale: f32(scale.shape, o.dscale) };
+  }
+
+  smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor } {
+    const o = smoothL1(F(pred), F(target), withGrad);
+    return { loss: o.loss, dpred: o.dpred ? f32(pred.shape, o.dpred) : undefined };
+  }
+
+  // ---- optimisation ----
+  adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, h: AdamWHyper): void {
+    adamwStep(F(param), F(grad), F(m), F(v), h);
+  }
+
+  synchronize(): void {
+    // Nothing is queued on the cpu.
+  }
+}

@@ -1,0 +1,166 @@
+// Loading a decoder checkpoint (dense, or ParoQuant INT4) into backend tensors, with tensor names mapped as
+// transformers does and clear errors for missing tensors.
+import type { Backend, DType, Tensor } from '../engine/backend.js';
+import type { ModelConfig } from '../io/config.js';
+import type { Checkpoint } from '../io/checkpoint.js';
+import { dequantizeAwq } from '../io/awq.js';
+import { UserError } from '../errors.js';
+
+/** A linear layer y = x·Wᵀ + b, dense or with a ParoQuant input transform. */
+export type Linear =
+  | { kind: 'dense'; weight: Tensor /* [out, in] */; bias?: Tensor; outFeatures: number; inFeatures: number }
+  | {
+    /** ParoQuant: y = givens(x ⊙ channelScales)·W_rotᵀ + b, W_rot the dequantized rotated weight. */
+    kind: 'rotated';
+    weight: Tensor; // [out, in], dequantized (q − z)·s
+    bias?: Tensor;
+    channelScales: Tensor; // [in] = 1/α
+    theta: Tensor; // f32 [K, in/2]
+    pairs: Tensor; // i32 [K, in]
+    groupSize: number;
+    outFeatures: number;
+    inFeatures: number;
+  };
+
+export interface LayerWeights {
+  inputNorm: Tensor;
+  postNorm: Tensor;
+  qNorm?: Tensor;
+  kNorm?: Tensor;
+  q: Linear; k: Linear; v: Linear; o: Linear;
+  gate: Linear; up: Linear; down: Linear;
+}
+
+export interface ModelWeights {
+  embed: Tensor; // [V, H]
+  layers: LayerWeights[];
+  finalNorm: Tensor;
+  lmHead: Tensor; // [V, H]; the same tensor as embed when tied
+}
+
+export interface LoadOptions {
+  /** Storage dtype for float weights: 'native' keeps bf16/f16 as stored (default), or force f32/bf16. */
+  weightDtype?: 'native' | DType;
+  /** Only load layers in [0, layerLimit) (e.g. a target that only feeds taps). */
+  layerLimit?: number;
+}
+
+export const LINEAR_NAMES = {
+  q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj',
+  gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj',
+} as const;
+export type LinearKey = keyof typeof LINEAR_NAMES;
+export const LINEAR_KEYS = Object.keys(LINEAR_NAMES) as LinearKey[];
+
+/** Read one float tensor onto the backend, keeping 16-bit storage bit-exact where possible. */
+export function loadFloat(be: Backend, ck: Checkpoint, name: string, dtype: 'native' | DType = 'native', shape?: readonly number[]): Tensor {
+  const info = ck.require(name);
+  const shp = shape ?? info.shape;
+  if ((info.dtype === 'BF16' || info.dtype === 'F16') && (dtype === 'native' || dtype === info.dtype.toLowerCase())) {
+    return be.fromBits(ck.readRaw16(name), shp, info.dtype === 'BF16' ? 'bf16' : 'f16');
+  }
+  if (!['F32', 'F64', 'F16', 'BF16'].includes(info.dtype)) {
+    throw new UserError(`tensor ${name} has dtype ${info.dtype}, expected a float dtype`, { file: ck.dir });
+  }
+  const target: DType = dtype === 'native' ? 'f32' : dtype;
+  return be.fromHost(ck.readF32(name), shp, target);
+}
+
+function expectShape(ck: Checkpoint, name: string, shape: readonly number[]): void {
+  const got = ck.require(name).shape;
+  if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
+    throw new UserError(`tensor ${name} has shape [${got.join(', ')}], expected [${shape.join(', ')}] from config.json`, { file: ck.dir });
+  }
+}
+
+function loadLinear(
+  be: Backend, ck: Checkpoint, cfg: ModelConfig, prefix: string, outF: number, inF: number, hasBias: boolean, dtype: 'native' | DType,
+): Linear {
+  const bias = hasBias || ck.has(`${prefix}.bias`) ? loadFloat(be, ck, `${prefix}.bias`, dtype === 'native' ? 'f32' : dtype) : undefined;
+  if (ck.has(`${prefix}.qweight`)) {
+    const q = cfg.quantization;
+    if (!q) throw new UserError(`${prefix}.qweight present but config.json has no quantization_config`, { file: ck.dir });
+    const gs = q.groupSize;
+    expectShape(ck, `${prefix}.qweight`, [inF, outF / 8]);
+    expectShape(ck, `${prefix}.qzeros`, [inF / gs, outF / 8]);
+    expectShape(ck, `${prefix}.scales`, [inF / gs, outF]);
+    const w = dequantizeAwq(ck.readI32(`${prefix}.qweight`), ck.readI32(`${prefix}.qzeros`), ck.readF32(`${prefix}.scales`), inF, outF, gs);
+    const thetaInfo = ck.require(`${prefix}.theta`);
+    const K = thetaInfo.shape[0];
+    expectShape(ck, `${prefix}.theta`, [K, inF / 2]);
+    expectShape(ck, `${prefix}.pairs`, [K, inF]);
+    expectShape(ck, `${prefix}.channel_scales`, [1, inF]);
+    const pairs = ck.readI32(`${prefix}.pairs`);
+    for (let i = 0; i < pairs.length; i++) {
+      if (pairs[i] < 0 || pairs[i] >= gs) throw new UserError(`${prefix}.pairs holds index ${pairs[i]} outside the group [0, ${gs})`, { file: ck.dir });
+    }
+    return {
+      kind: 'rotated',
+      weight: be.fromHost(w, [outF, inF], dtype === 'native' ? 'f32' : dtype),
+      bias,
+      channelScales: be.fromHost(ck.readF32(`${prefix}.channel_scales`), [inF], 'f32'),
+      theta: be.fromHost(ck.readF32(`${prefix}.theta`), [K, inF / 2], 'f32'),
+      pairs: be.fromHost(pairs, [K, inF], 'i32'),
+      groupSize: gs,
+      outFeatures: outF,
+      inFeatures: inF,
+    };
+  }
+  expectShape(ck, `${prefix}.weight`, [outF, inF]);
+  return { kind: 'dense', weight: loadFloat(be, ck, `${prefix}.weight`, dtype), bias, outFeatures: outF, inFeatures: inF };
+}
+
+export function loadModelWeights(be: Backend, ck: Checkpoint, cfg: ModelConfig, opts: LoadOptions = {}): ModelWeights {
+  const dt = opts.weightDtype ?? 'native';
+  const H = cfg.hiddenSize;
+  const qW = cfg.numHeads * cfg.headDim;
+  const kvW = cfg.numKvHeads * cfg.headDim;
+  expectShape(ck, 'model.embed_tokens.weight', [cfg.vocabSize, H]);
+  const embed = loadFloat(be, ck, 'model.embed_tokens.weight', dt);
+  const nLayers = Math.min(cfg.numLayers, opts.layerLimit ?? cfg.numLayers);
+  const layers: LayerWeights[] = [];
+  for (let l = 0; l < nLayers; l++) {
+    const p = `model.layers.${l}`;
+    const lw: LayerWeights = {
+      inputNorm: loadFloat(be, ck, `${p}.input_layernorm.weight`, 'f32', [H]),
+      postNorm: loadFloat(be, ck, `${p}.post_attention_layernorm.weight`, 'f32', [H]),
+      q: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.q}`, qW, H, cfg.attentionBias, dt),
+      k: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.k}`, kvW, H, cfg.attentionBias, dt),
+      v: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.v}`, kvW, H, cfg.attentionBias, dt),
+      o: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.o}`, H, qW, cfg.outputBias, dt),
+      gate: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.gate}`, cfg.intermediateSize, H, cfg.mlpBias, dt),
+      up: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.up}`, cfg.intermediateSize, H, cfg.mlpBias, dt),
+      down: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.down}`, H, cfg.intermediateSize, cfg.mlpBias, dt),
+    };
+    if (cfg.qkNorm) {
+      lw.qNorm = loadFloat(be, ck, `${p}.self_attn.q_norm.weight`, 'f32', [cfg.headDim]);
+      lw.kNorm = loadFloat(be, ck, `${p}.self_attn.k_norm.weight`, 'f32', [cfg.headDim]);
+    }
+    layers.push(lw);
+  }
+  const finalNorm = loadFloat(be, ck, 'model.norm.weight', 'f32', [H]);
+  let lmHead = embed;
+  if (!cfg.tieWordEmbeddings) {
+    if (!ck.has('lm_head.weight')) {
+      throw new UserError('missing tensor lm_head.weight (config.json says tie_word_embeddings: false)', { file: ck.dir });
+    }
+    expectShape(ck, 'lm_head.weight', [cfg.vocabSize, H]);
+    lmHead = loadFloat(be, ck, 'lm_head.weight', dt);
+  }
+  return { embed, layers, finalNorm, lmHead };
+}
+
+export function freeLinear(be: Backend, lin: Linear): void {
+  be.free(lin.weight, lin.bias);
+  if (lin.kind === 'rotated') be.free(lin.channelScales, lin.theta, lin.pairs);
+}
+
+export function freeModelWeights(be: Backend, w: ModelWeights): void {
+  for (const l of w.layers) {
+    be.free(l.inputNorm, l.postNorm, l.qNorm, l.kNorm);
+    for (const k of LINEAR_KEYS) freeLinear(be, l[k]);
+  }
+  be.free(w.finalNorm);
+  if (w.lmHead !== w.embed) be.free(w.lmHead);
+  be.free(w.embed);
+}
