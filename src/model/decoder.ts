@@ -3,7 +3,7 @@
 import type { Backend, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
 import type { LayerWeights, Linear, ModelWeights } from './weights.js';
-import { ropeInvFreq } from './rope-freq.js';
+import { ropeInvFreq, type RopePrecision } from './rope-freq.js';
 import { KVCache } from './kvcache.js';
 
 /** y = x·Wᵀ + b, with the ParoQuant runtime transform (x ⊙ channel_scales, then K Givens layers) when present. */
@@ -60,8 +60,8 @@ export interface ForwardResult {
 export class Decoder {
   readonly invFreq: Float32Array;
 
-  constructor(readonly be: Backend, readonly cfg: ModelConfig, readonly weights: ModelWeights) {
-    this.invFreq = ropeInvFreq(cfg);
+  constructor(readonly be: Backend, readonly cfg: ModelConfig, readonly weights: ModelWeights, ropePrecision: RopePrecision = 'f32') {
+    this.invFreq = ropeInvFreq(cfg, ropePrecision);
   }
 
   newCache(batch: number, capacity: number): KVCache {

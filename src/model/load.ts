@@ -6,6 +6,7 @@ import { loadModelConfig, type ModelConfig } from '../io/config.js';
 import { Checkpoint } from '../io/checkpoint.js';
 import { UserError } from '../errors.js';
 import { Decoder } from './decoder.js';
+import type { RopePrecision } from './rope-freq.js';
 import { loadModelWeights, type LoadOptions } from './weights.js';
 
 export interface LoadedModel {
@@ -20,13 +21,13 @@ export function checkModelDir(dir: string): void {
   if (!existsSync(path.join(dir, 'config.json'))) throw new UserError('no config.json in the model directory', { file: dir });
 }
 
-export function loadModel(be: Backend, dir: string, opts: LoadOptions = {}): LoadedModel {
+export function loadModel(be: Backend, dir: string, opts: LoadOptions & { ropePrecision?: RopePrecision } = {}): LoadedModel {
   checkModelDir(dir);
   const cfg = loadModelConfig(dir);
   const ck = Checkpoint.open(dir);
   try {
     const weights = loadModelWeights(be, ck, cfg, opts);
-    return { dir, cfg, decoder: new Decoder(be, cfg, weights) };
+    return { dir, cfg, decoder: new Decoder(be, cfg, weights, opts.ropePrecision) };
   } finally {
     ck.close();
   }

@@ -1,6 +1,7 @@
 // Rotary inverse frequencies from a ModelConfig, including Llama-3.1 ("llama3") and linear scaling. Computed with
 // float32 rounding at each step, as transformers does in float32.
 import type { ModelConfig, RopeScaling } from '../io/config.js';
+import { roundToBf16InPlace, roundToF16InPlace } from '../numerics/half.js';
 
 const f = Math.fround;
 
@@ -37,6 +38,21 @@ export function scaleInvFreq(inv: Float32Array, scaling: RopeScaling | null): Fl
   return out;
 }
 
-export function ropeInvFreq(cfg: ModelConfig): Float32Array {
-  return scaleInvFreq(defaultInvFreq(cfg.ropeTheta, cfg.headDim), cfg.ropeScaling);
+/**
+ * How the inv_freq buffer is held. 'f32': as transformers computes it (a model loaded or created in f32).
+ * 'storage': rounded to the checkpoint's dtype, as in a model instantiated in bf16/f16 and upcast afterwards
+ * (model.float() keeps the rounded buffer) — arch/reference.json was produced that way; at theta 1e6 the
+ * difference moves layer outputs by ~1e-3 relative.
+ */
+export type RopePrecision = 'f32' | 'storage';
+
+export function ropeInvFreq(
+  cfg: Pick<ModelConfig, 'ropeTheta' | 'headDim' | 'ropeScaling' | 'dtype'>, precision: RopePrecision = 'f32',
+): Float32Array {
+  const inv = scaleInvFreq(defaultInvFreq(cfg.ropeTheta, cfg.headDim), cfg.ropeScaling);
+  if (precision === 'storage') {
+    if (cfg.dtype === 'bfloat16') roundToBf16InPlace(inv);
+    else if (cfg.dtype === 'float16') roundToF16InPlace(inv);
+  }
+  return inv;
 }

@@ -3,7 +3,7 @@
 import type { Backend, DType, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
 import type { Checkpoint } from '../io/checkpoint.js';
-import { dequantizeAwq } from '../io/awq.js';
+import { dequantizeAwq } from '../paroquant/awq-pack.js';
 import { UserError } from '../errors.js';
 
 /** A linear layer y = x·Wᵀ + b, dense or with a ParoQuant input transform. */

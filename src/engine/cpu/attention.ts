@@ -67,20 +67,38 @@ function softmaxMasked(S: Float32Array, tq: number, tk: number, scale: number, m
     visibility(mask, b, i, tk, vis);
     const o = i * tk;
     let mx = -Infinity;
-    for (let j = vis.lo0; j < vis.hi0; j++) mx = Math.max(mx, S[o + j] * scale);
-    for (let j = vis.lo1; j < vis.hi1; j++) mx = Math.max(mx, S[o + j] * scale);
+    for (let j = vis.lo0; j < vis.hi0; j++) if (S[o + j] > mx) mx = S[o + j];
+    for (let j = vis.lo1; j < vis.hi1; j++) if (S[o + j] > mx) mx = S[o + j];
     if (mx === -Infinity) {
       S.fill(0, o, o + tk);
       lse[lseOff + i] = -Infinity;
       continue;
     }
+    mx *= scale; // scale > 0, so the max of the scaled scores
+    // One exp per visible entry: store e^(s·scale − max), then normalise.
     let sum = 0;
-    for (let j = vis.lo0; j < vis.hi0; j++) sum += Math.exp(S[o + j] * scale - mx);
-    for (let j = vis.lo1; j < vis.hi1; j++) sum += Math.exp(S[o + j] * scale - mx);
-    const l = mx + Math.log(sum);
-    lse[lseOff + i] = l;
-    const inRange = (j: number) => (j >= vis.lo0 && j < vis.hi0) || (j >= vis.lo1 && j < vis.hi1);
-    for (let j = 0; j < tk; j++) S[o + j] = inRange(j) ? Math.exp(S[o + j] * scale - l) : 0;
+    for (let j = vis.lo0; j < vis.hi0; j++) {
+      const e = Math.exp(S[o + j] * scale - mx);
+      S[o + j] = e;
+      sum += e;
+    }
+    for (let j = vis.lo1; j < vis.hi1; j++) {
+      const e = Math.exp(S[o + j] * scale - mx);
+      S[o + j] = e;
+      sum += e;
+    }
+    lse[lseOff + i] = mx + Math.log(sum);
+    const inv = 1 / sum;
+    // Zero the invisible gaps: [0, lo0), [hi0, lo1), [max(hi0, hi1), tk).
+    S.fill(0, o, o + vis.lo0);
+    if (vis.hi1 > vis.lo1) {
+      S.fill(0, o + vis.hi0, o + vis.lo1);
+      S.fill(0, o + vis.hi1, o + tk);
+    } else {
+      S.fill(0, o + vis.hi0, o + tk);
+    }
+    for (let j = vis.lo0; j < vis.hi0; j++) S[o + j] *= inv;
+    for (let j = vis.lo1; j < vis.hi1; j++) S[o + j] *= inv;
   }
 }
 
