@@ -8,8 +8,8 @@ import { UserError } from '../src/errors.js';
 import { Checkpoint } from '../src/io/checkpoint.js';
 import { SafetensorsDType, dtypeByteSize } from '../src/io/safetensors.js';
 import { TensorData, writeSafetensors } from '../src/io/safetensors-writer.js';
+import { FIXTURES } from './fixtures-path.js';
 
-const FIXTURES = '/work/shared/fixtures';
 const TINY_DIR = path.join(FIXTURES, 'tiny-qwen3');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'checkpoint-test-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -15,8 +15,8 @@ import { ropeConfigToLegacy } from '../src/io/config.js';
 import { Checkpoint } from '../src/io/checkpoint.js';
 import { writeSafetensors } from '../src/io/safetensors-writer.js';
 import { f32ToF16 } from '../src/numerics/half.js';
+import { FIXTURES as FIX } from './fixtures-path.js';
 
-const FIX = fileURLToPath(new URL('../../shared/fixtures', import.meta.url));
 const have = existsSync(FIX);
 if (!have) console.warn(`skipping forward reference tests: fixtures not found at ${FIX}`);
 

@@ -8,8 +8,8 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { UserError } from '../src/errors.js';
 import { SafetensorsDType, SafetensorsFile, dtypeByteSize } from '../src/io/safetensors.js';
 import { SafetensorsWriter, encodeSafetensorsHeader, writeSafetensors } from '../src/io/safetensors-writer.js';
+import { FIXTURES } from './fixtures-path.js';
 
-const FIXTURES = '/work/shared/fixtures';
 const TINY = path.join(FIXTURES, 'tiny-qwen3/model.safetensors');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'safetensors-test-'));
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));

@@ -7,12 +7,21 @@ import { printJson, runCommand } from './run-command.js';
 import { info, warn } from './progress.js';
 import { TOOL_VERSION } from './version.js';
 import { runDoctor } from './doctor.js';
+import { runQuantize, quantizeSettings, type QuantizeCliOptions } from './quantize.js';
 import { UserError } from '../errors.js';
 
 export function positiveInt(name: string) {
   return (v: string): number => {
     const n = Number(v);
     if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got "${v}"`);
+    return n;
+  };
+}
+
+export function nonNegativeInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got "${v}"`);
     return n;
   };
 }
@@ -49,6 +58,59 @@ export function buildParoProgram(): Command {
           info(`${r.backend} backend (${r.device}): ${r.seconds.toFixed(1)} s, ${Math.round(r.tokensPerSecond)} tokens/s`);
           process.stdout.write(`ppl ${r.ppl.toFixed(4)}\n`);
         }
+      });
+    });
+
+  program.command('quantize')
+    .description('quantize an FP16/BF16 checkpoint to INT4 with ParoQuant (or the RTN baseline)')
+    .argument('[model-dir]', 'Hugging Face model directory (Llama, Qwen2, Qwen3)')
+    .option('--out <dir>', 'output directory (written atomically; must not exist unless --force)')
+    .option('--calib <file>', 'calibration text (.jsonl {"text"} / .json / .txt); default: the built-in set in calib/')
+    .option('--samples <n>', 'calibration windows for training', positiveInt('--samples'), 128)
+    .option('--seq-len <n>', 'tokens per calibration window', positiveInt('--seq-len'), 512)
+    .option('--val-samples <n>', 'windows after the training ones, for best-epoch selection', positiveInt('--val-samples'), 16)
+    .option('--epochs <a,b>', 'epochs of stage 1 (angles, channel scales) and stage 2 (weights, quantizer)', '10,10')
+    .option('--bits <n>', 'weight bits', positiveInt('--bits'), 4)
+    .option('--group-size <n>', 'input channels per quantization group', positiveInt('--group-size'), 128)
+    .option('--krot <n>', 'Givens rotation layers per linear', nonNegativeInt('--krot'), 8)
+    .option('--method <m>', 'paro (ParoQuant) or rtn (round-to-nearest baseline, same format)', 'paro')
+    .option('--seed <n>', 'seed (rotation pairs of block l use seed + l)', nonNegativeInt('--seed'), 0)
+    .option('--batch-size <n>', 'calibration windows per optimizer step', positiveInt('--batch-size'), 16)
+    .option('--shuffle', 'draw the calibration windows from a seeded permutation instead of the first ones')
+    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .option('--resume', 'continue an interrupted run from its last finished block')
+    .option('--force', 'overwrite an existing output directory')
+    .option('--demo', 'quantize the built-in demo model with the built-in calibration set (small settings), then evaluate it')
+    .option('--json', 'print a machine-readable JSON report on stdout')
+    .option('--debug', 'show stack traces on errors')
+    .action(async (modelDir: string | undefined, o: QuantizeCliOptions & { device: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
+      await runCommand(!!o.debug, async () => {
+        const demo = !!o.demo;
+        const dir = modelDir ?? (demo ? DEMO_MODEL_DIR : undefined);
+        if (!dir) throw new UserError('missing <model-dir> (or pass --demo)');
+        const opts = { ...o };
+        if (demo) {
+          opts.out = o.out ?? 'paro-demo-out';
+          // Small defaults so the demo finishes in a minute or two on a laptop cpu.
+          if (o.samples === 128) opts.samples = 32;
+          if (o.valSamples === 16) opts.valSamples = 8;
+          if (o.epochs === '10,10') opts.epochs = '4,2';
+          if (opts.out === 'paro-demo-out') opts.force = true;
+        }
+        const settings = quantizeSettings(dir, o.calib ?? DEFAULT_CALIB_FILE, opts);
+        const be = await createBackend(parseDevice(o.device), warn);
+        const showProgress = !o.json || process.stderr.isTTY;
+        const r = await runQuantize(be, settings, showProgress);
+        const report: Record<string, unknown> = { ...r };
+        delete report.effective;
+        if (demo) {
+          const fp = runEval(be, { modelDir: dir, dataFile: DEFAULT_CALIB_FILE, seqLen: 512, maxWindows: 16, batch: 4 }, false);
+          const q = runEval(be, { modelDir: settings.outDir, dataFile: DEFAULT_CALIB_FILE, seqLen: 512, maxWindows: 16, batch: 4 }, false);
+          report.demo = { fpPpl: fp.ppl, quantizedPpl: q.ppl, windows: q.windows };
+          if (!o.json) info(`demo: perplexity on 16 windows of the built-in text: FP ${fp.ppl.toFixed(4)}, ParoQuant W${settings.optimizer.grid.bits} ${q.ppl.toFixed(4)}`);
+        }
+        if (o.json) printJson(report);
+        else info(`wrote ${settings.outDir} (${r.blocks.length} blocks, ${r.seconds.toFixed(1)} s on ${r.backend})`);
       });
     });
 

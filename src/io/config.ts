@@ -153,6 +153,12 @@ export function normalizeConfig(raw: unknown, file: string): ModelConfig {
   // RoPE rotates pairs of channels, so every head needs an even width.
   if (headDim % 2 !== 0) fail(`head_dim must be even for rotary embeddings, got ${headDim}`);
 
+  // Sliding-window layers (Qwen2/Qwen3 `use_sliding_window`, or `layer_types`) attend differently; not modelled here.
+  const layerTypes = Array.isArray(raw.layer_types) ? raw.layer_types : [];
+  const otherLayer = layerTypes.find((t) => t !== 'full_attention');
+  if (otherLayer !== undefined) fail(`layer_types contains ${JSON.stringify(otherLayer)}; only "full_attention" layers are supported`);
+  if (raw.use_sliding_window === true) fail('use_sliding_window: true is not supported (sliding-window attention)');
+
   const rmsNormEps = posNum(raw.rms_norm_eps ?? 1e-6, '"rms_norm_eps"');
   const maxPositionEmbeddings = posInt('max_position_embeddings', info.defaultMaxPositions);
   const { ropeTheta, ropeScaling } = readRope(raw, file);

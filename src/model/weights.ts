@@ -3,7 +3,7 @@
 import type { Backend, DType, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
 import type { Checkpoint } from '../io/checkpoint.js';
-import { dequantizeAwq } from '../paroquant/awq-pack.js';
+import { dequantizeAwq } from '../io/awq.js';
 import { UserError } from '../errors.js';
 
 /** A linear layer y = x·Wᵀ + b, dense or with a ParoQuant input transform. */
@@ -66,7 +66,7 @@ export function loadFloat(be: Backend, ck: Checkpoint, name: string, dtype: 'nat
   return be.fromHost(ck.readF32(name), shp, target);
 }
 
-function expectShape(ck: Checkpoint, name: string, shape: readonly number[]): void {
+export function expectShape(ck: Checkpoint, name: string, shape: readonly number[]): void {
   const got = ck.require(name).shape;
   if (got.length !== shape.length || got.some((d, i) => d !== shape[i])) {
     throw new UserError(`tensor ${name} has shape [${got.join(', ')}], expected [${shape.join(', ')}] from config.json`, { file: ck.dir });
@@ -110,34 +110,55 @@ function loadLinear(
   return { kind: 'dense', weight: loadFloat(be, ck, `${prefix}.weight`, dtype), bias, outFeatures: outF, inFeatures: inF };
 }
 
-export function loadModelWeights(be: Backend, ck: Checkpoint, cfg: ModelConfig, opts: LoadOptions = {}): ModelWeights {
-  const dt = opts.weightDtype ?? 'native';
+/** One decoder layer's weights (norms, linears dense or ParoQuant). */
+export function loadLayerWeights(be: Backend, ck: Checkpoint, cfg: ModelConfig, l: number, dt: 'native' | DType = 'native'): LayerWeights {
   const H = cfg.hiddenSize;
   const qW = cfg.numHeads * cfg.headDim;
   const kvW = cfg.numKvHeads * cfg.headDim;
-  expectShape(ck, 'model.embed_tokens.weight', [cfg.vocabSize, H]);
-  const embed = loadFloat(be, ck, 'model.embed_tokens.weight', dt);
+  const p = `model.layers.${l}`;
+  const lw: LayerWeights = {
+    inputNorm: loadFloat(be, ck, `${p}.input_layernorm.weight`, 'f32', [H]),
+    postNorm: loadFloat(be, ck, `${p}.post_attention_layernorm.weight`, 'f32', [H]),
+    q: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.q}`, qW, H, cfg.attentionBias, dt),
+    k: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.k}`, kvW, H, cfg.attentionBias, dt),
+    v: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.v}`, kvW, H, cfg.attentionBias, dt),
+    o: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.o}`, H, qW, cfg.outputBias, dt),
+    gate: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.gate}`, cfg.intermediateSize, H, cfg.mlpBias, dt),
+    up: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.up}`, cfg.intermediateSize, H, cfg.mlpBias, dt),
+    down: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.down}`, H, cfg.intermediateSize, cfg.mlpBias, dt),
+  };
+  if (cfg.qkNorm) {
+    lw.qNorm = loadFloat(be, ck, `${p}.self_attn.q_norm.weight`, 'f32', [cfg.headDim]);
+    lw.kNorm = loadFloat(be, ck, `${p}.self_attn.k_norm.weight`, 'f32', [cfg.headDim]);
+  }
+  return lw;
+}
+
+/** Output features, input features and bias flag of each linear of a layer, from the config. */
+export function linearShapes(cfg: ModelConfig): Record<LinearKey, { out: number; in: number; bias: boolean }> {
+  const H = cfg.hiddenSize;
+  const qW = cfg.numHeads * cfg.headDim;
+  const kvW = cfg.numKvHeads * cfg.headDim;
+  const I = cfg.intermediateSize;
+  return {
+    q: { out: qW, in: H, bias: cfg.attentionBias }, k: { out: kvW, in: H, bias: cfg.attentionBias },
+    v: { out: kvW, in: H, bias: cfg.attentionBias }, o: { out: H, in: qW, bias: cfg.outputBias },
+    gate: { out: I, in: H, bias: cfg.mlpBias }, up: { out: I, in: H, bias: cfg.mlpBias }, down: { out: H, in: I, bias: cfg.mlpBias },
+  };
+}
+
+export function loadEmbedding(be: Backend, ck: Checkpoint, cfg: ModelConfig, dt: 'native' | DType = 'native'): Tensor {
+  expectShape(ck, 'model.embed_tokens.weight', [cfg.vocabSize, cfg.hiddenSize]);
+  return loadFloat(be, ck, 'model.embed_tokens.weight', dt);
+}
+
+export function loadModelWeights(be: Backend, ck: Checkpoint, cfg: ModelConfig, opts: LoadOptions = {}): ModelWeights {
+  const dt = opts.weightDtype ?? 'native';
+  const H = cfg.hiddenSize;
+  const embed = loadEmbedding(be, ck, cfg, dt);
   const nLayers = Math.min(cfg.numLayers, opts.layerLimit ?? cfg.numLayers);
   const layers: LayerWeights[] = [];
-  for (let l = 0; l < nLayers; l++) {
-    const p = `model.layers.${l}`;
-    const lw: LayerWeights = {
-      inputNorm: loadFloat(be, ck, `${p}.input_layernorm.weight`, 'f32', [H]),
-      postNorm: loadFloat(be, ck, `${p}.post_attention_layernorm.weight`, 'f32', [H]),
-      q: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.q}`, qW, H, cfg.attentionBias, dt),
-      k: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.k}`, kvW, H, cfg.attentionBias, dt),
-      v: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.v}`, kvW, H, cfg.attentionBias, dt),
-      o: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.o}`, H, qW, cfg.outputBias, dt),
-      gate: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.gate}`, cfg.intermediateSize, H, cfg.mlpBias, dt),
-      up: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.up}`, cfg.intermediateSize, H, cfg.mlpBias, dt),
-      down: loadLinear(be, ck, cfg, `${p}.${LINEAR_NAMES.down}`, H, cfg.intermediateSize, cfg.mlpBias, dt),
-    };
-    if (cfg.qkNorm) {
-      lw.qNorm = loadFloat(be, ck, `${p}.self_attn.q_norm.weight`, 'f32', [cfg.headDim]);
-      lw.kNorm = loadFloat(be, ck, `${p}.self_attn.k_norm.weight`, 'f32', [cfg.headDim]);
-    }
-    layers.push(lw);
-  }
+  for (let l = 0; l < nLayers; l++) layers.push(loadLayerWeights(be, ck, cfg, l, dt));
   const finalNorm = loadFloat(be, ck, 'model.norm.weight', 'f32', [H]);
   let lmHead = embed;
   if (!cfg.tieWordEmbeddings) {
@@ -155,11 +176,13 @@ export function freeLinear(be: Backend, lin: Linear): void {
   if (lin.kind === 'rotated') be.free(lin.channelScales, lin.theta, lin.pairs);
 }
 
+export function freeLayerWeights(be: Backend, l: LayerWeights): void {
+  be.free(l.inputNorm, l.postNorm, l.qNorm, l.kNorm);
+  for (const k of LINEAR_KEYS) freeLinear(be, l[k]);
+}
+
 export function freeModelWeights(be: Backend, w: ModelWeights): void {
-  for (const l of w.layers) {
-    be.free(l.inputNorm, l.postNorm, l.qNorm, l.kNorm);
-    for (const k of LINEAR_KEYS) freeLinear(be, l[k]);
-  }
+  for (const l of w.layers) freeLayerWeights(be, l);
   be.free(w.finalNorm);
   if (w.lmHead !== w.embed) be.free(w.lmHead);
   be.free(w.embed);

@@ -1,0 +1,602 @@
+// Backend-ops check of the CUDA backend against the cpu backend (in the spirit of ggml's test-backend-ops): every op
+// on fresh random inputs of several shapes (tiny-qwen3 and Qwen3-8B sizes), one line per op/shape/output with
+// OK/FAIL, max abs error, relative Frobenius error, tolerance and the CUDA time per call. Exits 1 on any FAIL.
+//
+//   node .gpu/gpu-check.mjs [--quick] [--only <substring>] [--isolate] [--bench] [--no-check] [--json <file>]
+//
+// --isolate runs each group in its own process (a CUDA fault then spoils one group only); --bench adds the 8192³
+// BF16 GEMM through the Backend vs a direct cuBLAS call, and attention timings; --no-check skips the comparisons.
+import { spawnSync } from 'node:child_process';
+import fs from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import type { AttentionMask, AttentionShape, Backend, DType, Tensor } from '../src/engine/backend.js';
+import { CpuBackend } from '../src/engine/cpu/backend.js';
+import { CudaBackend } from '../src/engine/cuda/backend.js';
+import { cudaAvailability, loadCudaBackend } from '../src/engine/cuda/availability.js';
+import { Rng } from '../src/numerics/rng.js';
+
+const argv = process.argv.slice(2);
+const flag = (n: string) => argv.includes(n);
+const opt = (n: string) => {
+  const i = argv.indexOf(n);
+  return i >= 0 ? argv[i + 1] : undefined;
+};
+const QUICK = flag('--quick');
+const ONLY = opt('--only');
+const GROUP = opt('--group');
+
+interface Row {
+  group: string; op: string; shape: string; dtype: string; ok: boolean; maxAbs: number; relFro: number; tol: number;
+  ms: number; note?: string;
+}
+const rows: Row[] = [];
+
+let cpu: CpuBackend;
+/** The backend under test: the CUDA backend, or a second cpu backend with --self-test-cpu (harness check). */
+let gpu: Backend;
+let cuda: CudaBackend | null = null;
+const rng = new Rng(20260101);
+
+// ---- data ----
+function randn(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal() * scale;
+  return a;
+}
+
+function uniform(n: number, lo: number, hi: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rng.nextFloat();
+  return a;
+}
+
+interface In {
+  data: Float32Array | Int32Array;
+  shape: number[];
+  dtype: DType;
+}
+
+const inp = (data: Float32Array | Int32Array, shape: number[], dtype: DType = 'f32'): In => ({ data, shape, dtype });
+
+// ---- comparison ----
+function compare(ref: Float32Array, got: Float32Array): { maxAbs: number; relFro: number; bad: boolean } {
+  if (ref.length !== got.length) return { maxAbs: Infinity, relFro: Infinity, bad: true };
+  let num = 0, den = 0, maxAbs = 0, bad = false;
+  for (let i = 0; i < ref.length; i++) {
+    const r = ref[i], g = got[i];
+    if (Number.isNaN(g) !== Number.isNaN(r) || (!Number.isFinite(r) && r !== g)) { bad = true; continue; }
+    if (!Number.isFinite(r)) continue; // equal infinities (e.g. lse of a row that sees nothing)
+    const d = Math.abs(g - r);
+    if (!(d <= maxAbs)) maxAbs = d;
+    num += d * d;
+    den += r * r;
+  }
+  const relFro = den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+  return { maxAbs, relFro, bad };
+}
+
+function fmt(x: number): string {
+  return Number.isFinite(x) ? x.toExponential(2) : String(x);
+}
+
+function report(group: string, op: string, shape: string, dtype: string, ref: Float32Array, got: Float32Array, tol: number, ms: number, note?: string): void {
+  const c = compare(ref, got);
+  const ok = !c.bad && c.relFro <= tol;
+  rows.push({ group, op, shape, dtype, ok, maxAbs: c.maxAbs, relFro: c.relFro, tol, ms, note });
+  const line = `${ok ? 'OK  ' : 'FAIL'} ${op.padEnd(30)} ${shape.padEnd(34)} ${dtype.padEnd(5)} maxAbs=${fmt(c.maxAbs)} ` +
+    `relFro=${fmt(c.relFro)} tol=${fmt(tol)} cuda=${ms.toFixed(3)} ms${c.bad ? ' (NaN/Inf mismatch)' : ''}${note ? ` ${note}` : ''}`;
+  console.log(line);
+}
+
+function reportExact(group: string, op: string, shape: string, dtype: string, ref: ArrayLike<number>, got: ArrayLike<number>, ms: number): void {
+  let diff = 0;
+  for (let i = 0; i < ref.length; i++) if (ref[i] !== got[i] && !(Number.isNaN(ref[i]) && Number.isNaN(got[i]))) diff++;
+  const ok = ref.length === got.length && diff === 0;
+  rows.push({ group, op, shape, dtype, ok, maxAbs: diff, relFro: 0, tol: 0, ms });
+  console.log(`${ok ? 'OK  ' : 'FAIL'} ${op.padEnd(30)} ${shape.padEnd(34)} ${dtype.padEnd(5)} exact: ${diff} of ${ref.length} differ cuda=${ms.toFixed(3)} ms`);
+}
+
+function fail(group: string, op: string, shape: string, e: unknown): void {
+  rows.push({ group, op, shape, dtype: '-', ok: false, maxAbs: NaN, relFro: NaN, tol: 0, ms: 0, note: String(e) });
+  console.log(`FAIL ${op.padEnd(30)} ${shape.padEnd(34)} error: ${(e as Error)?.stack ?? e}`);
+}
+
+/** Time fn on the GPU: a batch of calls then one synchronise, three batches, median per call (ms). */
+function timeGpu(fn: () => void, targetMs = 60): number {
+  fn();
+  gpu.synchronize();
+  let t0 = performance.now();
+  fn();
+  gpu.synchronize();
+  const one = Math.max(performance.now() - t0, 1e-3);
+  const reps = Math.max(1, Math.min(200, Math.floor(targetMs / one)));
+  const per: number[] = [];
+  for (let b = 0; b < 3; b++) {
+    t0 = performance.now();
+    for (let r = 0; r < reps; r++) fn();
+    gpu.synchronize();
+    per.push((performance.now() - t0) / reps);
+  }
+  return per.sort((x, y) => x - y)[1];
+}
+
+type OpFn = (be: Backend, t: Tensor[]) => Tensor[];
+
+/** Run fn on both backends with the same inputs; returns the outputs as f32 host arrays and the CUDA time. */
+function both(inputs: In[], fn: OpFn, time = true): { ref: Float32Array[]; got: Float32Array[]; ms: number } {
+  const ct = inputs.map((i) => cpu.fromHost(i.data, i.shape, i.dtype));
+  const ref = fn(cpu, ct).map((t) => cpu.toHost(t));
+  const gt = inputs.map((i) => gpu.fromHost(i.data, i.shape, i.dtype));
+  const outs = fn(gpu, gt);
+  const got = outs.map((t) => gpu.toHost(t));
+  gpu.free(...outs);
+  const ms = time ? timeGpu(() => gpu.free(...fn(gpu, gt))) : 0;
+  gpu.free(...gt);
+  return { ref, got, ms };
+}
+
+function caseRun(group: string, op: string, shape: string, dtype: string, names: string[], tols: number[], inputs: () => In[], fn: OpFn, time = true): void {
+  if (ONLY && !`${group} ${op}`.includes(ONLY)) return;
+  try {
+    const r = both(inputs(), fn, time);
+    names.forEach((n, k) => report(group, n ? `${op}.${n}` : op, shape, dtype, r.ref[k], r.got[k], tols[k] ?? tols[0], r.ms));
+  } catch (e) {
+    fail(group, op, shape, e);
+  }
+}
+
+const TOL_BF16 = 1e-2;
+const TOL_F32 = 1e-5;
+const tolFor = (dt: DType, f32 = TOL_F32) => (dt === 'f32' ? f32 : TOL_BF16);
+
+// ---- groups ----
+function groupMemory(): void {
+  const g = 'memory';
+  for (const dt of ['f32', 'bf16', 'f16'] as DType[]) {
+    caseRun(g, 'fromHost/toHost', '[1000, 257]', dt, [''], [0], () => [inp(randn(257000, 3), [1000, 257], dt)], (_be, [x]) => [x], false);
+    caseRun(g, 'cast→f32', '[513, 100]', dt, [''], [0], () => [inp(randn(51300), [513, 100], dt)], (be, [x]) => [be.cast(x, 'f32')]);
+    caseRun(g, 'cast f32→' + dt, '[513, 100]', 'f32', [''], [0], () => [inp(randn(51300), [513, 100])], (be, [x]) => [be.cast(x, dt)]);
+  }
+  caseRun(g, 'cast f32→i32', '[300]', 'f32', [''], [0], () => [inp(randn(300, 100), [300])], (be, [x]) => [be.cast(x, 'i32')]);
+  caseRun(g, 'copy', '[700, 300]', 'bf16', [''], [0], () => [inp(randn(210000), [700, 300], 'bf16')], (be, [x]) => [be.copy(x)]);
+  caseRun(g, 'zeros+fill', '[123, 45]', 'bf16', [''], [0], () => [], (be) => {
+    const t = be.zeros([123, 45], 'bf16');
+    be.fill(t, 1.3);
+    return [t];
+  });
+  caseRun(g, 'copyRows bf16→f32', '[40, 96]', 'mixed', [''], [0], () => [inp(randn(40 * 96), [40, 96], 'bf16'), inp(randn(30 * 96), [30, 96])],
+    (be, [src, dst0]) => {
+      const dst = be.copy(dst0);
+      be.copyRows(dst, 5, src, 11, 20);
+      return [dst];
+    });
+  caseRun(g, 'gatherRows', '[5000, 256] ids 777', 'bf16', [''], [0], () => [inp(randn(5000 * 256), [5000, 256], 'bf16')], (be, [t]) => {
+    const ids = new Int32Array(777);
+    for (let i = 0; i < ids.length; i++) ids[i] = (i * 7919) % 5000;
+    return [be.gatherRows(t, ids)];
+  });
+  caseRun(g, 'concatCols', '[64,100]‖[64,28]‖[64,4096]', 'mixed', [''], [1e-7],
+    () => [inp(randn(6400), [64, 100], 'bf16'), inp(randn(64 * 28), [64, 28]), inp(randn(64 * 4096), [64, 4096], 'bf16')],
+    (be, ts) => [be.concatCols(ts)]);
+  caseRun(g, 'sliceCols', '[333, 4096] [1000, +2048)', 'bf16', [''], [0], () => [inp(randn(333 * 4096), [333, 4096], 'bf16')],
+    (be, [t]) => [be.sliceCols(t, 1000, 2048)]);
+  caseRun(g, 'reshape', '[64,128]→[8192]', 'f32', [''], [0], () => [inp(randn(8192), [64, 128])], (be, [t]) => [be.copy(be.reshape(t, [8192]))]);
+}
+
+function groupMatmul(): void {
+  const g = 'matmul';
+  const cases: [number, number, number, boolean, boolean, string][] = [
+    [64, 256, 256, false, true, 'tiny q_proj'],
+    [128, 256, 512, false, false, 'tiny NN'],
+    [96, 200, 136, true, false, 'TN (weight grad)'],
+    [48, 72, 40, true, true, 'TT'],
+    [256, 4096, 4096, false, true, '8B q_proj'],
+  ];
+  if (!QUICK) cases.push([256, 4096, 12288, false, true, '8B gate_proj'], [256, 12288, 4096, false, true, '8B down_proj']);
+  for (const [M, K, N, tA, tB, label] of cases) {
+    for (const dt of ['bf16', 'f32'] as DType[]) {
+      const aShape = tA ? [K, M] : [M, K];
+      const bShape = tB ? [N, K] : [K, N];
+      caseRun(g, `matmul ${label}`, `[${M}x${K}]·[${K}x${N}] ${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}`, dt, [''], [tolFor(dt)],
+        () => [inp(randn(M * K), aShape, dt), inp(randn(K * N, 0.05), bShape, dt)],
+        (be, [a, b]) => [be.matmul(a, b, { transA: tA, transB: tB })]);
+    }
+  }
+  caseRun(g, 'matmul accumulate α=0.5', '[64x256]·[256x128] NT +=', 'bf16', [''], [2e-3],
+    () => [inp(randn(64 * 256), [64, 256], 'bf16'), inp(randn(128 * 256), [128, 256], 'bf16'), inp(randn(64 * 128), [64, 128])],
+    (be, [a, b, acc0]) => {
+      const acc = be.copy(acc0);
+      be.matmul(a, b, { transB: true, accumulate: acc, alpha: 0.5 });
+      return [acc];
+    }, false);
+  caseRun(g, 'matmul mixed bf16·f32', '[64x256]·[256x64]', 'mixed', [''], [TOL_F32],
+    () => [inp(randn(64 * 256), [64, 256], 'bf16'), inp(randn(256 * 64), [256, 64])], (be, [a, b]) => [be.matmul(a, b)]);
+}
+
+function groupElementwise(): void {
+  const g = 'elementwise';
+  for (const [R, C] of [[64, 256], [512, 4096]]) {
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      const n = R * C;
+      const s = `[${R}, ${C}]`;
+      caseRun(g, 'add', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt), inp(randn(n), [R, C], dt)], (be, [a, b]) => [be.add(a, b)]);
+      caseRun(g, 'add broadcast', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt), inp(randn(C), [C], dt)], (be, [a, b]) => [be.add(a, b)]);
+      caseRun(g, 'axpy α=-0.7', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt), inp(randn(n), [R, C], dt)], (be, [a0, b]) => {
+        const a = be.copy(a0);
+        be.axpy(a, b, -0.7);
+        return [a];
+      });
+      caseRun(g, 'scale α=1.7', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt)], (be, [a]) => [be.scale(a, 1.7)]);
+      caseRun(g, 'mulCols', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt), inp(uniform(C, 0.5, 2), [C])], (be, [a, v]) => [be.mulCols(a, v)]);
+      caseRun(g, 'divCols', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt), inp(uniform(C, 0.5, 2), [C])], (be, [a, v]) => [be.divCols(a, v)]);
+      caseRun(g, 'swiglu', s, dt, [''], [tolFor(dt)], () => [inp(randn(n, 3), [R, C], dt), inp(randn(n), [R, C], dt)], (be, [a, b]) => [be.swiglu(a, b)]);
+      caseRun(g, 'swigluBackward', s, dt, ['dgate', 'dup'], [tolFor(dt)],
+        () => [inp(randn(n), [R, C], dt), inp(randn(n, 3), [R, C], dt), inp(randn(n), [R, C], dt)],
+        (be, [dh, a, b]) => { const r = be.swigluBackward(dh, a, b); return [r.dgate, r.dup]; });
+    }
+  }
+  if (!QUICK) {
+    caseRun(g, 'swiglu 8B MLP', '[2048, 12288]', 'bf16', [''], [TOL_BF16],
+      () => [inp(randn(2048 * 12288, 3), [2048, 12288], 'bf16'), inp(randn(2048 * 12288), [2048, 12288], 'bf16')], (be, [a, b]) => [be.swiglu(a, b)]);
+  }
+}
+
+function groupReduce(): void {
+  const g = 'reduce';
+  for (const [R, C] of [[100, 256], [2048, 4096]]) {
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      const s = `[${R}, ${C}]`;
+      caseRun(g, 'sumRows', s, dt, [''], [1e-5], () => [inp(randn(R * C), [R, C], dt)], (be, [a]) => [be.sumRows(a)]);
+      caseRun(g, 'dotCols', s, dt, [''], [1e-5], () => [inp(randn(R * C), [R, C], dt), inp(randn(R * C), [R, C], dt)], (be, [a, b]) => [be.dotCols(a, b)]);
+      caseRun(g, 'sumSquares', s, dt, [''], [1e-6], () => [inp(randn(R * C), [R, C], dt)], (be, [a]) => [Ft(be, be.sumSquares(a))]);
+    }
+  }
+  const bad = randn(100000);
+  bad[77777] = NaN;
+  caseRun(g, 'hasNonFinite (NaN)', '[100000]', 'bf16', [''], [0], () => [inp(bad, [100000], 'bf16')], (be, [a]) => [Ft(be, be.hasNonFinite(a) ? 1 : 0)]);
+  const inf = randn(5000);
+  inf[4999] = -Infinity;
+  caseRun(g, 'hasNonFinite (-Inf)', '[5000]', 'f32', [''], [0], () => [inp(inf, [5000])], (be, [a]) => [Ft(be, be.hasNonFinite(a) ? 1 : 0)]);
+  caseRun(g, 'hasNonFinite (finite)', '[5000]', 'f32', [''], [0], () => [inp(randn(5000), [5000])], (be, [a]) => [Ft(be, be.hasNonFinite(a) ? 1 : 0)]);
+}
+
+/** A host scalar as a 1-element tensor of backend be (so scalar results flow through the same comparison). */
+function Ft(be: Backend, x: number): Tensor {
+  return be.fromHost(Float32Array.of(x), [1]);
+}
+
+function groupNorm(): void {
+  const g = 'norm';
+  const shapes: [number, number, string][] = [[256, 256, 'tiny hidden'], [512, 4096, '8B hidden'], [512 * 32, 128, '8B per-head q_norm']];
+  for (const [R, C, label] of shapes) {
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      const s = `[${R}, ${C}] ${label}`;
+      caseRun(g, 'rmsnorm', s, dt, ['y', 'rstd'], [tolFor(dt), tolFor(dt, 1e-6)], () => [inp(randn(R * C, 2), [R, C], dt), inp(uniform(C, 0.5, 1.5), [C], dt)],
+        (be, [x, w]) => { const r = be.rmsnorm(x, w, 1e-6); return [r.y, r.rstd]; });
+      caseRun(g, 'rmsnormBackward', s, dt, ['dx', 'dw'], [tolFor(dt), tolFor(dt, 1e-5)],
+        () => [inp(randn(R * C), [R, C], dt), inp(randn(R * C, 2), [R, C], dt), inp(uniform(C, 0.5, 1.5), [C], dt)],
+        (be, [dy, x, w]) => {
+          const { rstd, y } = be.rmsnorm(x, w, 1e-6);
+          const r = be.rmsnormBackward(dy, x, w, rstd);
+          be.free(y, rstd);
+          return [r.dx, r.dw];
+        });
+    }
+  }
+}
+
+function ropeFreqs(D: number, base: number): Float32Array {
+  const f = new Float32Array(D / 2);
+  for (let m = 0; m < D / 2; m++) f[m] = Math.fround(base ** (-(2 * m) / D));
+  return f;
+}
+
+function groupRope(): void {
+  const g = 'rope';
+  const cases: [number, number, number, number, string][] = [[256, 4, 64, 1e6, 'tiny q'], [512, 32, 128, 1e6, '8B q'], [512, 8, 128, 1e6, '8B k']];
+  for (const [R, H, D, base, label] of cases) {
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      for (const inverse of [false, true]) {
+        const pos = new Int32Array(R);
+        for (let i = 0; i < R; i++) pos[i] = rng.nextInt(40000);
+        caseRun(g, `rope${inverse ? ' inverse' : ''}`, `[${R}, ${H}·${D}] ${label}`, dt, [''], [tolFor(dt, 2e-6)], () => [inp(randn(R * H * D), [R, H * D], dt)],
+          (be, [x]) => [be.rope(x, pos, ropeFreqs(D, base), D, inverse)]);
+      }
+    }
+  }
+}
+
+interface AttnCase {
+  label: string;
+  shape: AttentionShape;
+  mask: AttentionMask;
+  dtype: DType;
+  kernel?: 'auto' | 'scalar';
+  tol?: number;
+}
+
+function dflashMask(batch: number, ctxLen: number, blockSize: number, nBlocks: number): AttentionMask {
+  const anchors = new Int32Array(batch * nBlocks);
+  const keep = new Uint8Array(batch * nBlocks);
+  for (let i = 0; i < anchors.length; i++) {
+    anchors[i] = 1 + rng.nextInt(ctxLen - 1);
+    keep[i] = rng.nextFloat() < 0.85 ? 1 : 0;
+  }
+  return { kind: 'dflash', ctxLen, blockSize, nBlocks, anchors, keep };
+}
+
+function attnCases(): AttnCase[] {
+  const c: AttnCase[] = [];
+  const tiny = (batch: number, tq: number, tk: number, extra: Partial<AttentionShape> = {}): AttentionShape => ({ batch, tq, tk, heads: 4, kvHeads: 2, headDim: 64, ...extra });
+  const big = (batch: number, tq: number, tk: number, extra: Partial<AttentionShape> = {}): AttentionShape => ({ batch, tq, tk, heads: 32, kvHeads: 8, headDim: 128, ...extra });
+  for (const dt of ['bf16', 'f32'] as DType[]) {
+    c.push({ label: 'tiny causal', shape: tiny(2, 100, 100), mask: { kind: 'causal', qOffset: 0 }, dtype: dt });
+  }
+  c.push({ label: 'tiny causal decode-ish qOffset', shape: tiny(2, 37, 165, { kvStride: 200 }), mask: { kind: 'causal', qOffset: 128 }, dtype: 'bf16' });
+  c.push({ label: 'tiny full', shape: tiny(1, 70, 130), mask: { kind: 'full' }, dtype: 'bf16' });
+  c.push({ label: 'tiny prefix', shape: tiny(2, 16, 200 + 16), mask: { kind: 'prefix', ctxLen: 200 }, dtype: 'bf16' });
+  c.push({ label: 'tiny dflash', shape: tiny(2, 8 * 16, 150 + 8 * 16), mask: dflashMask(2, 150, 16, 8), dtype: 'bf16' });
+  c.push({ label: 'tiny causal scalar kernel', shape: tiny(2, 100, 100), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16', kernel: 'scalar' });
+  c.push({ label: 'tiny dflash scalar kernel', shape: tiny(2, 8 * 16, 150 + 8 * 16), mask: dflashMask(2, 150, 16, 8), dtype: 'f32', kernel: 'scalar', tol: 1e-5 });
+  c.push({ label: 'headDim 96 (scalar path)', shape: { batch: 1, tq: 50, tk: 50, heads: 4, kvHeads: 1, headDim: 96 }, mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
+  c.push({ label: '8B causal T=256', shape: big(1, 256, 256), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
+  c.push({ label: '8B dflash drafter', shape: big(1, 16 * 16, 512 + 16 * 16), mask: dflashMask(1, 512, 16, 16), dtype: 'bf16' });
+  c.push({ label: '8B prefix (draft step)', shape: big(1, 16, 700 + 16, { kvStride: 1024 }), mask: { kind: 'prefix', ctxLen: 700 }, dtype: 'bf16' });
+  if (!QUICK) c.push({ label: '8B causal T=2048', shape: big(1, 2048, 2048), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
+  return c;
+}
+
+function groupAttention(): void {
+  const g = 'attention';
+  for (const ac of attnCases()) {
+    const { batch, tq, tk, heads, kvHeads, headDim: D } = ac.shape;
+    const stride = ac.shape.kvStride ?? tk;
+    const qn = batch * tq * heads * D;
+    const kn = batch * stride * kvHeads * D;
+    const s = `b${batch} tq${tq} tk${tk}${stride !== tk ? `/${stride}` : ''} h${heads}/${kvHeads} d${D}`;
+    const tol = ac.tol ?? TOL_BF16;
+    const setKernel = (be: Backend) => { if (be instanceof CudaBackend) be.attentionKernel = ac.kernel ?? 'auto'; };
+    const mkInputs = () => [inp(randn(qn), [batch * tq, heads * D], ac.dtype), inp(randn(kn), [batch * stride, kvHeads * D], ac.dtype),
+      inp(randn(kn), [batch * stride, kvHeads * D], ac.dtype), inp(randn(qn), [batch * tq, heads * D], ac.dtype)];
+    caseRun(g, `attention ${ac.label}`, s, ac.dtype, ['out', 'lse'], [tol, tol], mkInputs, (be, [q, k, v]) => {
+      setKernel(be);
+      const r = be.attention(q, k, v, ac.shape, ac.mask);
+      return [r.out, r.lse];
+    });
+    caseRun(g, `attentionBackward ${ac.label}`, s, ac.dtype, ['dq', 'dk', 'dv'], [tol], mkInputs, (be, [q, k, v, dout]) => {
+      setKernel(be);
+      const f = be.attention(q, k, v, ac.shape, ac.mask);
+      const r = be.attentionBackward(dout, q, k, v, f.out, f.lse, ac.shape, ac.mask);
+      be.free(f.out, f.lse);
+      return [r.dq, r.dk, r.dv];
+    });
+  }
+  if (cuda) cuda.attentionKernel = 'auto';
+}
+
+function groupCrossEntropy(): void {
+  const g = 'crossentropy';
+  const cases: [number, number, DType][] = [[128, 1000, 'f32'], [64, 151936, 'bf16']];
+  if (!QUICK) cases.push([512, 151936, 'bf16']);
+  for (const [R, V, dt] of cases) {
+    const labels = new Int32Array(R);
+    const w = new Float32Array(R);
+    for (let r = 0; r < R; r++) {
+      labels[r] = r % 9 === 4 ? -1 : rng.nextInt(V);
+      w[r] = r % 7 === 3 ? 0 : rng.nextFloat();
+    }
+    const s = `[${R}, ${V}]`;
+    caseRun(g, 'crossEntropy', s, dt, ['loss', 'lse', 'dlogits'], [tolFor(dt, 1e-6), tolFor(dt, 1e-6), tolFor(dt)], () => [inp(randn(R * V, 3), [R, V], dt)], (be, [z]) => {
+      const r = be.crossEntropy(z, labels, w);
+      return [r.loss, r.lse, r.dlogits as Tensor];
+    });
+    if (!ONLY || 'crossentropy argmaxRows'.includes(ONLY)) {
+      try {
+        const data = randn(R * V, 3);
+        const ref = cpu.argmaxRows(cpu.fromHost(data, [R, V], dt));
+        const gt = gpu.fromHost(data, [R, V], dt);
+        const got = gpu.argmaxRows(gt);
+        const ms = timeGpu(() => gpu.argmaxRows(gt));
+        gpu.free(gt);
+        reportExact(g, 'argmaxRows', s, dt, ref, got, ms);
+      } catch (e) {
+        fail(g, 'argmaxRows', s, e);
+      }
+    }
+  }
+}
+
+/** Random pairs per spec §3: per layer and group a random perfect matching of the group's channels. */
+function randomPairs(K: number, I: number, gs: number): Int32Array {
+  const p = new Int32Array(K * I);
+  const perm = new Int32Array(gs);
+  for (let r = 0; r < K; r++) {
+    for (let g0 = 0; g0 < I; g0 += gs) {
+      for (let i = 0; i < gs; i++) perm[i] = i;
+      rng.shuffle(perm);
+      p.set(perm, r * I + g0);
+    }
+  }
+  return p;
+}
+
+function groupParo(): void {
+  const g = 'paroquant';
+  const shapes: [number, number][] = [[256, 256], [1024, 4096]];
+  if (!QUICK) shapes.push([4096, 4096]);
+  const K = 8, gs = 128;
+  for (const [R, I] of shapes) {
+    const pairs = randomPairs(K, I, gs);
+    const theta = uniform((K * I) / 2, -0.6, 0.6);
+    const s = `[${R}, ${I}] K${K} g${gs}`;
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      for (const dir of ['forward', 'inverse'] as const) {
+        caseRun(g, `givens ${dir}`, s, dt, [''], [tolFor(dt)], () => [inp(randn(R * I), [R, I], dt), inp(pairs, [K, I], 'i32'), inp(theta, [K, I / 2])],
+          (be, [x, p, th]) => [be.givens(x, p, th, gs, dir)]);
+        caseRun(g, `givensBackward ${dir}`, s, dt, ['dx', 'dtheta'], [tolFor(dt), dt === 'f32' ? 1e-4 : 2e-2],
+          () => [inp(randn(R * I), [R, I], dt), inp(randn(R * I), [R, I], dt), inp(pairs, [K, I], 'i32'), inp(theta, [K, I / 2])],
+          (be, [x, dy, p, th]) => {
+            const y = be.givens(x, p, th, gs, dir);
+            const r = be.givensBackward(dy, y, p, th, gs, dir);
+            be.free(y);
+            return [r.dx, r.dtheta];
+          });
+      }
+    }
+    const grid = { bits: 4, groupSize: 128 };
+    caseRun(g, 'fakeQuantMinMax', s, 'f32', ['rq', 'scale', 'zpf'], [1e-5, 1e-6, 1e-6], () => [inp(randn(R * I, 0.02), [R, I])], (be, [r]) => {
+      const o = be.fakeQuantMinMax(r, grid);
+      return [o.rq, o.scale, o.zpf];
+    });
+    caseRun(g, 'fakeQuantMinMaxBackward', s, 'f32', [''], [1e-4], () => [inp(randn(R * I, 0.02), [R, I]), inp(randn(R * I), [R, I])], (be, [r, d]) => {
+      const o = be.fakeQuantMinMax(r, grid);
+      const dr = be.fakeQuantMinMaxBackward(d, r, o.scale, o.zpf, grid);
+      be.free(o.rq, o.scale, o.zpf);
+      return [dr];
+    });
+    const nG = (R * I) / 128;
+    caseRun(g, 'fakeQuantParams', s, 'f32', [''], [1e-5],
+      () => [inp(randn(R * I, 0.02), [R, I]), inp(uniform(nG, 0.004, 0.008), [nG]), inp(uniform(nG, -9, -6), [nG])],
+      (be, [r, sc, z]) => [be.fakeQuantParams(r, sc, z, grid)]);
+    caseRun(g, 'fakeQuantParamsBackward', s, 'f32', ['dr', 'dscale'], [1e-6, 1e-4],
+      () => [inp(randn(R * I), [R, I]), inp(randn(R * I, 0.02), [R, I]), inp(uniform(nG, 0.004, 0.008), [nG]), inp(uniform(nG, -9, -6), [nG])],
+      (be, [d, r, sc, z]) => { const o = be.fakeQuantParamsBackward(d, r, sc, z, grid); return [o.dr, o.dscale]; });
+  }
+}
+
+function groupOptim(): void {
+  const g = 'optim';
+  for (const n of [1000, 1 << 22]) {
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      caseRun(g, 'smoothL1', `[${n}]`, dt, ['loss', 'dpred'], [1e-6, tolFor(dt, 1e-6)], () => [inp(randn(n, 1.5), [n], dt), inp(randn(n), [n], dt)], (be, [p, t]) => {
+        const r = be.smoothL1(p, t, true);
+        return [Ft(be, r.loss), r.dpred as Tensor];
+      });
+    }
+    const h = { lr: 0.05, beta1: 0.9, beta2: 0.95, eps: 1e-10, weightDecay: 0.01, step: 1 };
+    caseRun(g, 'adamw ×3 steps', `[${n}]`, 'f32', ['param', 'm', 'v'], [1e-5, 1e-5, 1e-5],
+      () => [inp(randn(n), [n]), inp(randn(n, 0.1), [n]), inp(randn(n, 0.1), [n]), inp(randn(n, 0.1), [n])],
+      (be, [p0, g1, g2, g3]) => {
+        const p = be.copy(p0);
+        const m = be.zeros([n]);
+        const v = be.zeros([n]);
+        [g1, g2, g3].forEach((gr, k) => be.adamw(p, gr, m, v, { ...h, step: k + 1 }));
+        return [p, m, v];
+      }, false);
+  }
+}
+
+// ---- benchmarks ----
+function benchmarks(gpu: CudaBackend): void {
+  console.log('\n# benchmarks (CUDA event / host-synchronised timings, medians)');
+  const n = 8192;
+  const a = gpu.zeros([n, n], 'bf16');
+  const b = gpu.zeros([n, n], 'bf16');
+  gpu.fillRandom(a, 1);
+  gpu.fillRandom(b, 2);
+  const ms = timeGpu(() => gpu.free(gpu.matmul(a, b, { transB: true })), 400);
+  const flops = 2 * n ** 3;
+  const direct = gpu.benchCublasBf16(n, n, n, 20);
+  console.log(`gemm 8192³ bf16 (Backend.matmul, NT): ${ms.toFixed(3)} ms = ${(flops / ms / 1e9).toFixed(0)} TFLOP/s`);
+  console.log(`gemm 8192³ bf16 (direct cuBLAS, same process): ${direct.toFixed(3)} ms = ${(flops / direct / 1e9).toFixed(0)} TFLOP/s`);
+  gpu.free(a, b);
+  rows.push({ group: 'bench', op: 'gemm 8192³ Backend', shape: '', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms, note: `${(flops / ms / 1e9).toFixed(0)} TFLOP/s` });
+  rows.push({ group: 'bench', op: 'gemm 8192³ cuBLAS direct', shape: '', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: direct, note: `${(flops / direct / 1e9).toFixed(0)} TFLOP/s` });
+  for (const T of [2048, 4096]) {
+    const shape: AttentionShape = { batch: 1, tq: T, tk: T, heads: 32, kvHeads: 8, headDim: 128 };
+    const q = gpu.zeros([T, 32 * 128], 'bf16');
+    const k = gpu.zeros([T, 8 * 128], 'bf16');
+    const v = gpu.zeros([T, 8 * 128], 'bf16');
+    const dout = gpu.zeros([T, 32 * 128], 'bf16');
+    [q, k, v, dout].forEach((t, i) => gpu.fillRandom(t, 10 + i));
+    const mask: AttentionMask = { kind: 'causal', qOffset: 0 };
+    const fwdMs = timeGpu(() => { const r = gpu.attention(q, k, v, shape, mask); gpu.free(r.out, r.lse); });
+    const f = gpu.attention(q, k, v, shape, mask);
+    const bwdMs = timeGpu(() => { const r = gpu.attentionBackward(dout, q, k, v, f.out, f.lse, shape, mask); gpu.free(r.dq, r.dk, r.dv); });
+    gpu.free(f.out, f.lse, q, k, v, dout);
+    const fl = (4 * T * T * 32 * 128) / 2; // causal: half the score matrix
+    console.log(`attention causal T=${T} h32/8 d128: fwd ${fwdMs.toFixed(3)} ms = ${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s; ` +
+      `bwd ${bwdMs.toFixed(3)} ms = ${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s (2.5× fwd FLOPs)`);
+    rows.push({ group: 'bench', op: `attention fwd T=${T}`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: fwdMs });
+    rows.push({ group: 'bench', op: `attention bwd T=${T}`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: bwdMs });
+  }
+  const m = gpu.memStats();
+  console.log(`allocator: peak ${(m.peakBytes / 2 ** 30).toFixed(2)} GiB live, ${m.mallocs} cudaMalloc calls, ${m.hits} cache hits`);
+}
+
+const GROUPS: Record<string, () => void> = {
+  memory: groupMemory, matmul: groupMatmul, elementwise: groupElementwise, reduce: groupReduce, norm: groupNorm,
+  rope: groupRope, attention: groupAttention, crossentropy: groupCrossEntropy, paroquant: groupParo, optim: groupOptim,
+};
+
+function summary(): number {
+  const failed = rows.filter((r) => !r.ok);
+  const checked = rows.filter((r) => r.group !== 'bench');
+  console.log(`\n${checked.length - failed.length}/${checked.length} OK${failed.length ? `, ${failed.length} FAIL:` : ''}`);
+  for (const f of failed) console.log(`  FAIL ${f.group} ${f.op} ${f.shape} ${f.dtype} relFro=${fmt(f.relFro)}${f.note ? ` ${f.note.slice(0, 200)}` : ''}`);
+  const json = opt('--json');
+  if (json) fs.writeFileSync(json, JSON.stringify({ device: gpu?.device, rows }, null, 1));
+  return failed.length ? 1 : 0;
+}
+
+async function main(): Promise<number> {
+  const selfTest = flag('--self-test-cpu');
+  const avail = selfTest ? { available: true as const, cublasPath: '-', code: undefined, reason: undefined } : cudaAvailability();
+  if (!avail.available) {
+    console.log(`cuda unavailable (${avail.code}): ${avail.reason}`);
+    return 1;
+  }
+  if (flag('--isolate') && !GROUP) {
+    // One child process per group: a sticky CUDA fault spoils only its own group.
+    let worst = 0;
+    const extra = argv.filter((x) => x !== '--isolate' && x !== '--bench');
+    for (const name of Object.keys(GROUPS)) {
+      const r = spawnSync(process.execPath, [process.argv[1], ...extra, '--group', name], { stdio: 'inherit', env: process.env });
+      if (r.status !== 0) {
+        worst = 1;
+        if (r.status !== 1) console.log(`FAIL group ${name}: child exited with ${r.status ?? r.signal}`);
+      }
+    }
+    if (flag('--bench')) {
+      const r = spawnSync(process.execPath, [process.argv[1], '--bench', '--no-check'], { stdio: 'inherit', env: process.env });
+      if (r.status !== 0) worst = 1;
+    }
+    return worst;
+  }
+  if (selfTest) {
+    gpu = await CpuBackend.create();
+    console.log('self-test: the backend under test is a second cpu backend');
+  } else {
+    cuda = loadCudaBackend(0);
+    gpu = cuda;
+    console.log(`cuda: ${cuda.device}; cuBLAS ${cuda.info.cublasVersion} from ${avail.cublasPath}`);
+  }
+  if (!flag('--no-check')) {
+    cpu = await CpuBackend.create();
+    console.log(`cpu: ${cpu.device}`);
+    for (const [name, fn] of Object.entries(GROUPS)) {
+      if (GROUP && GROUP !== name) continue;
+      console.log(`\n# ${name}`);
+      const t0 = performance.now();
+      try {
+        fn();
+      } catch (e) {
+        fail(name, '(group)', '', e);
+      }
+      console.log(`# ${name}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
+  }
+  if (flag('--bench') && cuda) {
+    try {
+      benchmarks(cuda);
+    } catch (e) {
+      fail('bench', 'benchmarks', '', e);
+    }
+  }
+  return summary();
+}
+
+main().then((code) => process.exit(code), (e) => {
+  console.log(`gpu-check crashed: ${(e as Error)?.stack ?? e}`);
+  process.exit(2);
+});

@@ -1,0 +1,147 @@
+// Text ⇄ token ids for a Hugging Face model folder: tokenizer.json through @huggingface/tokenizers, chat templates
+// (tokenizer_config.json `chat_template` or a chat_template.jinja file) through @huggingface/jinja.
+
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Template } from '@huggingface/jinja';
+import { Tokenizer } from '@huggingface/tokenizers';
+import { UserError } from '../errors.js';
+
+export interface ChatMessage {
+  role: string;
+  content: string;
+}
+
+export interface TextTokenizer {
+  encode(text: string, opts?: { addSpecialTokens?: boolean }): number[];
+  decode(ids: ArrayLike<number>, opts?: { skipSpecialTokens?: boolean }): string;
+  /** One past the largest id the tokenizer can produce (model vocabulary and added tokens). */
+  readonly vocabSize: number;
+  tokenId(token: string): number | undefined;
+  /** Id of tokenizer_config.json's eos_token, or null when it names none. */
+  readonly eosTokenId: number | null;
+  readonly hasChatTemplate: boolean;
+  applyChatTemplate(messages: ChatMessage[], opts?: { addGenerationPrompt?: boolean; enableThinking?: boolean }): string;
+}
+
+type Json = Record<string, unknown>;
+
+function readJson(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`cannot read the ${what} (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file, cause: e });
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new UserError(`the ${what} is not valid JSON: ${(e as Error).message}`, { file, cause: e });
+  }
+}
+
+/** A special-token entry of tokenizer_config.json: a string or an AddedToken-like {content}. */
+function tokenContent(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'object' && v !== null && typeof (v as Json).content === 'string') return (v as Json).content as string;
+  return null;
+}
+
+/** The chat template: chat_template.jinja wins over tokenizer_config.json (as transformers saves them today). */
+function readChatTemplate(dir: string, config: Json, configFile: string): string | null {
+  const jinjaFile = join(dir, 'chat_template.jinja');
+  if (existsSync(jinjaFile)) return readFileSync(jinjaFile, 'utf8');
+  const t = config.chat_template;
+  if (t === undefined || t === null) return null;
+  if (typeof t === 'string') return t;
+  // A list of named templates: the one named "default", else the first.
+  if (Array.isArray(t)) {
+    const named = t.filter((e): e is { name: string; template: string } =>
+      typeof e === 'object' && e !== null && typeof (e as Json).template === 'string');
+    if (named.length === 0) throw new UserError('chat_template is a list without any {name, template} entry', { file: configFile });
+    return (named.find((e) => e.name === 'default') ?? named[0]).template;
+  }
+  throw new UserError('chat_template must be a string or a list of {name, template}', { file: configFile });
+}
+
+/** Loads `<dir>/tokenizer.json` (+ `tokenizer_config.json`, `chat_template.jinja` when present). Synchronous. */
+export function loadTokenizer(dir: string): TextTokenizer {
+  const tokFile = join(dir, 'tokenizer.json');
+  if (!existsSync(tokFile)) throw new UserError('tokenizer.json not found; the model folder needs one', { file: tokFile });
+  const tokJson = readJson(tokFile, 'tokenizer file');
+  if (typeof tokJson !== 'object' || tokJson === null || typeof (tokJson as Json).model !== 'object') {
+    throw new UserError('tokenizer.json has no "model" section; is it a Hugging Face tokenizers file?', { file: tokFile });
+  }
+  const cfgFile = join(dir, 'tokenizer_config.json');
+  const cfgRaw = existsSync(cfgFile) ? readJson(cfgFile, 'tokenizer config') : {};
+  if (typeof cfgRaw !== 'object' || cfgRaw === null || Array.isArray(cfgRaw)) {
+    throw new UserError('tokenizer_config.json must hold a JSON object', { file: cfgFile });
+  }
+  const config: Json = { ...(cfgRaw as Json) };
+  // transformers 5 no longer cleans up spaces by default; tokenizers.js still would, which breaks round trips on code.
+  config.clean_up_tokenization_spaces ??= false;
+  // The template is rendered here, not by tokenizers.js.
+  const chatTemplate = readChatTemplate(dir, config, cfgFile);
+  delete config.chat_template;
+
+  let tok: Tokenizer;
+  try {
+    tok = new Tokenizer(tokJson, config);
+  } catch (e) {
+    throw new UserError(`cannot build the tokenizer: ${(e as Error).message}`, { file: tokFile, cause: e });
+  }
+  return new HfTextTokenizer(tok, config, chatTemplate);
+}
+
+class HfTextTokenizer implements TextTokenizer {
+  readonly vocabSize: number;
+  readonly eosTokenId: number | null;
+  readonly hasChatTemplate: boolean;
+  private readonly bosToken: string | null;
+  private readonly eosToken: string | null;
+  private template: Template | null = null;
+
+  constructor(private readonly tok: Tokenizer, config: Json, private readonly chatTemplate: string | null) {
+    let maxId = -1;
+    for (const id of tok.get_vocab(true).values()) maxId = Math.max(maxId, id);
+    this.vocabSize = maxId + 1;
+    this.bosToken = tokenContent(config.bos_token);
+    this.eosToken = tokenContent(config.eos_token);
+    this.eosTokenId = this.eosToken === null ? null : (tok.token_to_id(this.eosToken) ?? null);
+    this.hasChatTemplate = chatTemplate !== null;
+  }
+
+  encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
+    return this.tok.encode(text, { add_special_tokens: opts.addSpecialTokens ?? true }).ids;
+  }
+
+  decode(ids: ArrayLike<number>, opts: { skipSpecialTokens?: boolean } = {}): string {
+    // tokenizers.js rejects an empty list; the empty string is its decoding.
+    if (ids.length === 0) return '';
+    return this.tok.decode(Array.from(ids), { skip_special_tokens: opts.skipSpecialTokens ?? false });
+  }
+
+  tokenId(token: string): number | undefined {
+    return this.tok.token_to_id(token);
+  }
+
+  applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt?: boolean; enableThinking?: boolean } = {}): string {
+    if (this.chatTemplate === null) {
+      throw new UserError('this tokenizer has no chat template (tokenizer_config.json chat_template or chat_template.jinja)');
+    }
+    try {
+      this.template ??= new Template(this.chatTemplate);
+      const vars: Json = {
+        messages,
+        add_generation_prompt: opts.addGenerationPrompt ?? false,
+        bos_token: this.bosToken ?? '',
+        eos_token: this.eosToken ?? '',
+      };
+      // Only defined when asked: Qwen3's template tests `enable_thinking is defined`.
+      if (opts.enableThinking !== undefined) vars.enable_thinking = opts.enableThinking;
+      return this.template.render(vars);
+    } catch (e) {
+      throw new UserError(`the chat template failed to render: ${(e as Error).message}`, { cause: e });
+    }
+  }
+}

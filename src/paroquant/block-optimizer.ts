@@ -1,0 +1,283 @@
+// Block-wise ParoQuant optimization (spec §6): for one decoder block, stage 1 trains angles θ and channel scales α,
+// stage 2 the FP weights and the quantizer scales, each with AdamW + the per-stage cosine schedule, selecting the best
+// epoch (the untrained state included) by validation loss. Written against the Backend only.
+import type { Backend, QuantGrid, Tensor } from '../engine/backend.js';
+import type { ModelConfig } from '../io/config.js';
+import { blockBackward, blockForward, freeSaved, type BlockGeometry, type BlockParams } from '../model/block.js';
+import { LINEAR_KEYS, type LinearKey } from '../model/weights.js';
+import { paroCosineLr } from '../numerics/schedule.js';
+import { freeTransformSaved, transformBackward, transformForward, type ParoLinear, type TransformSaved } from './transform.js';
+
+export interface OptimizerSettings {
+  grid: QuantGrid;
+  epochs: [number, number];
+  batchSize: number;
+  lrAngle: number; // stage 1, θ
+  lrChannelScale: number; // stage 1, α
+  lrWeight: number; // stage 2, W
+  lrQuantizer: number; // stage 2, s
+  weightDecay: number;
+  betas: [number, number];
+  eps: number;
+}
+
+export const DEFAULT_OPTIMIZER: OptimizerSettings = {
+  grid: { bits: 4, groupSize: 128 },
+  epochs: [10, 10],
+  batchSize: 16,
+  lrAngle: 0.05,
+  lrChannelScale: 0.05,
+  lrWeight: 1e-5,
+  lrQuantizer: 1e-6,
+  weightDecay: 0.01,
+  betas: [0.9, 0.95],
+  eps: 1e-10,
+};
+
+/** Calibration activations of one block, each [samples·seqLen, H], resident on the backend. */
+export interface BlockData {
+  xTrain: Tensor; // X′: inputs from the already-quantized prefix
+  yTrain: Tensor; // Y: FP block on FP inputs
+  xVal: Tensor;
+  yVal: Tensor;
+  nTrain: number;
+  nVal: number;
+  seqLen: number;
+}
+
+export interface EpochLog {
+  stage: 1 | 2;
+  epoch: number; // 0 = before training
+  trainLoss: number | null;
+  valLoss: number;
+  lr: number | null;
+  seconds: number;
+}
+
+export interface StageResult {
+  bestEpoch: number;
+  bestValLoss: number;
+  initialValLoss: number;
+  diverged: boolean;
+}
+
+export interface BlockProgress {
+  stage: 1 | 2;
+  epoch: number;
+  epochs: number;
+  step: number;
+  steps: number;
+  loss: number;
+}
+
+/** Fixed parts of the block and the linears under optimization. */
+export interface BlockUnderOptimization {
+  norms: Omit<BlockParams, 'weights' | 'biases'>;
+  linears: Record<LinearKey, ParoLinear>;
+}
+
+interface ParamRef {
+  lin: ParoLinear;
+  name: 'theta' | 'alpha' | 'W' | 'scale';
+  lr: number;
+  m: Tensor;
+  v: Tensor;
+}
+
+function getParam(lin: ParoLinear, name: ParamRef['name']): Tensor {
+  const t = name === 'theta' ? lin.theta : name === 'alpha' ? lin.alpha : name === 'W' ? lin.W : lin.scale;
+  if (!t) throw new Error(`parameter ${name} missing`);
+  return t;
+}
+
+function setParam(lin: ParoLinear, name: ParamRef['name'], t: Tensor): void {
+  if (name === 'theta') lin.theta = t;
+  else if (name === 'alpha') lin.alpha = t;
+  else if (name === 'W') lin.W = t;
+  else lin.scale = t;
+}
+
+export class BlockOptimizer {
+  readonly log: EpochLog[] = [];
+
+  constructor(
+    private readonly be: Backend,
+    private readonly cfg: ModelConfig,
+    private readonly block: BlockUnderOptimization,
+    private readonly data: BlockData,
+    private readonly s: OptimizerSettings,
+    private readonly geoFor: (nSeq: number) => BlockGeometry,
+    private readonly onProgress?: (p: BlockProgress) => void,
+    private readonly onWarn?: (msg: string) => void,
+  ) {}
+
+  /** Rows [s0·T, (s0+n)·T) of a sample-major activation tensor, copied into a batch tensor. */
+  private rows(src: Tensor, s0: number, n: number): Tensor {
+    const T = this.data.seqLen;
+    const H = src.shape[1];
+    const out = this.be.zeros([n * T, H], src.dtype);
+    this.be.copyRows(out, 0, src, s0 * T, n * T);
+    return out;
+  }
+
+  private params(weights: Record<LinearKey, Tensor>): BlockParams {
+    const biases: Partial<Record<LinearKey, Tensor>> = {};
+    for (const k of LINEAR_KEYS) if (this.block.linears[k].bias) biases[k] = this.block.linears[k].bias;
+    return { ...this.block.norms, weights, biases };
+  }
+
+  /** Mean SmoothL1 over the validation batches with the current state. */
+  validate(stage: 1 | 2): number {
+    const { be, data } = this;
+    const weights = {} as Record<LinearKey, Tensor>;
+    for (const k of LINEAR_KEYS) weights[k] = transformForward(be, this.block.linears[k], this.s.grid, stage, false).What;
+    const p = this.params(weights);
+    let total = 0;
+    let batches = 0;
+    for (let s0 = 0; s0 < data.nVal; s0 += this.s.batchSize) {
+      const n = Math.min(this.s.batchSize, data.nVal - s0);
+      const x = this.rows(data.xVal, s0, n);
+      const y = this.rows(data.yVal, s0, n);
+      const { y: pred } = blockForward(be, this.cfg, p, x, this.geoFor(n), false);
+      total += be.smoothL1(pred, y, false).loss;
+      batches++;
+      be.free(x, y, pred);
+    }
+    be.free(...Object.values(weights));
+    return total / Math.max(1, batches);
+  }
+
+  /** One optimizer step on samples [s0, s0+n); returns the batch loss. */
+  private step(stage: 1 | 2, params: ParamRef[], s0: number, n: number, stepNo: number, totalSteps: number): number {
+    const { be, data } = this;
+    const weights = {} as Record<LinearKey, Tensor>;
+    const saved = {} as Record<LinearKey, TransformSaved>;
+    for (const k of LINEAR_KEYS) {
+      const r = transformForward(be, this.block.linears[k], this.s.grid, stage, true);
+      weights[k] = r.What;
+      saved[k] = r.saved!;
+    }
+    const p = this.params(weights);
+    const x = this.rows(data.xTrain, s0, n);
+    const yT = this.rows(data.yTrain, s0, n);
+    const geo = this.geoFor(n);
+    const { y, saved: act } = blockForward(be, this.cfg, p, x, geo, true);
+    const { loss, dpred } = be.smoothL1(y, yT, true);
+    be.free(y, yT);
+    if (!Number.isFinite(loss)) {
+      freeSaved(be, act!);
+      be.free(x, dpred, ...Object.values(weights));
+      for (const k of LINEAR_KEYS) freeTransformSaved(be, saved[k]);
+      return loss;
+    }
+    const dW = blockBackward(be, this.cfg, p, act!, dpred!, geo);
+    freeSaved(be, act!);
+    be.free(x, dpred, ...Object.values(weights));
+    const grads = new Map<string, Tensor>();
+    for (const k of LINEAR_KEYS) {
+      const g = transformBackward(be, this.block.linears[k], this.s.grid, saved[k], dW[k]);
+      freeTransformSaved(be, saved[k]);
+      be.free(dW[k]);
+      if (g.dtheta) grads.set(`${k}.theta`, g.dtheta);
+      if (g.dalpha) grads.set(`${k}.alpha`, g.dalpha);
+      if (g.dW) grads.set(`${k}.W`, g.dW);
+      if (g.dscale) grads.set(`${k}.scale`, g.dscale);
+    }
+    for (const pr of params) {
+      const key = `${LINEAR_KEYS.find((k) => this.block.linears[k] === pr.lin)}.${pr.name}`;
+      const g = grads.get(key);
+      if (!g) throw new Error(`no gradient for ${key}`);
+      be.adamw(getParam(pr.lin, pr.name), g, pr.m, pr.v, {
+        lr: paroCosineLr(pr.lr, stepNo, totalSteps),
+        beta1: this.s.betas[0], beta2: this.s.betas[1], eps: this.s.eps, weightDecay: this.s.weightDecay, step: stepNo,
+      });
+    }
+    be.free(...grads.values());
+    return loss;
+  }
+
+  private snapshot(params: ParamRef[]): Tensor[] {
+    return params.map((p) => this.be.copy(getParam(p.lin, p.name)));
+  }
+
+  private restore(params: ParamRef[], snap: Tensor[]): void {
+    params.forEach((p, i) => {
+      this.be.free(getParam(p.lin, p.name));
+      setParam(p.lin, p.name, this.be.copy(snap[i]));
+    });
+  }
+
+  /** Run one stage: train, validate each epoch, restore the best state. */
+  runStage(stage: 1 | 2): StageResult {
+    const { be, s, data } = this;
+    const epochs = s.epochs[stage - 1];
+    if (stage === 2) this.initQuantizers();
+    const params: ParamRef[] = [];
+    for (const k of LINEAR_KEYS) {
+      const lin = this.block.linears[k];
+      const names: [ParamRef['name'], number][] = stage === 1 ? [['theta', s.lrAngle], ['alpha', s.lrChannelScale]] : [['W', s.lrWeight], ['scale', s.lrQuantizer]];
+      for (const [name, lr] of names) {
+        const t = getParam(lin, name);
+        params.push({ lin, name, lr, m: be.zeros(t.shape), v: be.zeros(t.shape) });
+      }
+    }
+    const t0 = performance.now();
+    const initialVal = this.validate(stage);
+    this.log.push({ stage, epoch: 0, trainLoss: null, valLoss: initialVal, lr: null, seconds: (performance.now() - t0) / 1000 });
+    let best = initialVal;
+    let bestEpoch = 0;
+    let snap = this.snapshot(params);
+    const stepsPerEpoch = Math.ceil(data.nTrain / s.batchSize);
+    const total = epochs * stepsPerEpoch;
+    let stepNo = 0;
+    let diverged = false;
+    for (let e = 1; e <= epochs && !diverged; e++) {
+      const te = performance.now();
+      let sum = 0;
+      for (let b = 0; b < stepsPerEpoch; b++) {
+        stepNo++;
+        const s0 = b * s.batchSize;
+        const loss = this.step(stage, params, s0, Math.min(s.batchSize, data.nTrain - s0), stepNo, total);
+        if (!Number.isFinite(loss)) {
+          this.onWarn?.(`stage ${stage} epoch ${e}: loss became ${loss}; restoring the best state (epoch ${bestEpoch}) and ending the stage`);
+          diverged = true;
+          break;
+        }
+        sum += loss;
+        this.onProgress?.({ stage, epoch: e, epochs, step: b + 1, steps: stepsPerEpoch, loss });
+      }
+      if (diverged) break;
+      const val = this.validate(stage);
+      this.log.push({ stage, epoch: e, trainLoss: sum / stepsPerEpoch, valLoss: val, lr: paroCosineLr(s.lrAngle, stepNo, total), seconds: (performance.now() - te) / 1000 });
+      if (!Number.isFinite(val)) {
+        this.onWarn?.(`stage ${stage} epoch ${e}: validation loss is ${val}; restoring the best state (epoch ${bestEpoch})`);
+        diverged = true;
+        break;
+      }
+      if (val < best) {
+        best = val;
+        bestEpoch = e;
+        be.free(...snap);
+        snap = this.snapshot(params);
+      }
+    }
+    this.restore(params, snap);
+    be.free(...snap);
+    for (const p of params) be.free(p.m, p.v);
+    return { bestEpoch, bestValLoss: best, initialValLoss: initialVal, diverged };
+  }
+
+  /** Stage 2 quantizer parameters from the min/max grid of the current F(W) (spec §4.3). */
+  private initQuantizers(): void {
+    const { be } = this;
+    for (const k of LINEAR_KEYS) {
+      const lin = this.block.linears[k];
+      const Ws = be.mulCols(lin.W, lin.alpha);
+      const R = be.givens(Ws, lin.pairs, lin.theta, this.s.grid.groupSize, 'forward');
+      const { rq, scale, zpf } = be.fakeQuantMinMax(R, this.s.grid);
+      be.free(Ws, R, rq, lin.scale, lin.zpf);
+      lin.scale = scale;
+      lin.zpf = zpf;
+    }
+  }
+}

@@ -1,0 +1,108 @@
+// Finalizing a trained linear into the checkpoint format (spec §7.1): fp16-rounded state, integer codes, AWQ packing —
+// and the effective weight Ŵ that the exported tensors stand for, computed from those tensors exactly as a loader
+// does, so the in-memory model after quantization and the written checkpoint are the same model.
+import type { Backend, QuantGrid, Tensor } from '../engine/backend.js';
+import { f16ToF32 as f16Values, f32ToF16, roundToF16InPlace } from '../numerics/half.js';
+import { dequantizeAwq, packAwq, packAwqTransposed } from '../io/awq.js';
+import { quantizeCodes } from '../engine/cpu/fakequant.js';
+import type { ParoLinear } from './transform.js';
+
+/** The checkpoint tensors of one quantized linear (spec §7.3). 16-bit tensors hold f16 bit patterns. */
+export interface PackedLinear {
+  outFeatures: number;
+  inFeatures: number;
+  krot: number;
+  groupSize: number;
+  qweight: Int32Array; // [I, O/8]
+  qzeros: Int32Array; // [I/gs, O/8]
+  scales: Uint16Array; // f16 [I/gs, O]
+  theta: Uint16Array; // f16 [K, I/2]
+  pairs: Int16Array; // [K, I]
+  channelScales: Uint16Array; // f16 [1, I] = 1/α
+  bias?: Uint16Array; // f16 [O]
+}
+
+
+/**
+ * Round the trained state to fp16 (as the reference's layer.half()), quantize F(W) with the stage-2 grid (or the
+ * min/max grid when there was no stage 2), and pack.
+ */
+export function packLinear(be: Backend, lin: ParoLinear, grid: QuantGrid): PackedLinear {
+  const O = lin.outFeatures;
+  const I = lin.inFeatures;
+  const gs = grid.groupSize;
+  const W = be.toHost(lin.W);
+  roundToF16InPlace(W);
+  const theta = be.toHost(lin.theta);
+  roundToF16InPlace(theta);
+  const alpha = be.toHost(lin.alpha);
+  const cs = new Float32Array(I);
+  for (let i = 0; i < I; i++) cs[i] = 1 / alpha[i];
+  const csBits = f32ToF16(cs);
+  const cs16 = f16Values(csBits);
+  // α as the runtime sees it: the inverse of the stored channel scales.
+  const alphaEff = new Float32Array(I);
+  for (let i = 0; i < I; i++) alphaEff[i] = 1 / cs16[i];
+  const tW = be.fromHost(W, [O, I]);
+  const tA = be.fromHost(alphaEff, [I]);
+  const tTheta = be.fromHost(theta, lin.theta.shape);
+  const Ws = be.mulCols(tW, tA);
+  const R = be.givens(Ws, lin.pairs, tTheta, gs, 'forward');
+  let scale: Float32Array;
+  let zpf: Float32Array;
+  if (lin.scale && lin.zpf) {
+    scale = be.toHost(lin.scale);
+    zpf = be.toHost(lin.zpf);
+  } else {
+    const g = be.fakeQuantMinMax(R, grid);
+    scale = be.toHost(g.scale);
+    zpf = be.toHost(g.zpf);
+    be.free(g.rq, g.scale, g.zpf);
+  }
+  const scaleBits = f32ToF16(scale);
+  const scale16 = f16Values(scaleBits);
+  const zpf16 = Float32Array.from(zpf);
+  roundToF16InPlace(zpf16);
+  const Rh = be.toHost(R);
+  be.free(tW, tA, tTheta, Ws, R);
+  const { q, zero } = quantizeCodes(Rh, scale16, zpf16, O, I, grid.bits, gs);
+  const G = I / gs;
+  // zero [O·G] (row-major o, g) → [G, O]; scales likewise.
+  const zT = new Uint8Array(G * O);
+  const sT = new Uint16Array(G * O);
+  for (let o = 0; o < O; o++) for (let g = 0; g < G; g++) {
+    zT[g * O + o] = zero[o * G + g];
+    sT[g * O + o] = scaleBits[o * G + g];
+  }
+  const pairs = be.toHostInt(lin.pairs);
+  return {
+    outFeatures: O,
+    inFeatures: I,
+    krot: lin.krot,
+    groupSize: gs,
+    qweight: packAwqTransposed(q, O, I),
+    qzeros: packAwq(zT, G, O),
+    scales: sT,
+    theta: f32ToF16(theta),
+    pairs: Int16Array.from(pairs),
+    channelScales: csBits,
+    bias: lin.bias ? f32ToF16(be.toHost(lin.bias)) : undefined,
+  };
+}
+
+/** Dense effective weight Ŵ = (W_rot·Gᵀ) ⊙ channel_scales [O, I] of packed tensors (what the runtime computes). */
+export function effectiveWeight(be: Backend, p: PackedLinear): Tensor {
+  const wRot = dequantizeAwq(p.qweight, p.qzeros, f16Values(p.scales), p.inFeatures, p.outFeatures, p.groupSize);
+  const tRot = be.fromHost(wRot, [p.outFeatures, p.inFeatures]);
+  const pairs = be.fromHost(Int32Array.from(p.pairs), [p.krot, p.inFeatures], 'i32');
+  const theta = be.fromHost(f16Values(p.theta), [p.krot, p.inFeatures / 2]);
+  const cs = be.fromHost(f16Values(p.channelScales), [p.inFeatures]);
+  const u = be.givens(tRot, pairs, theta, p.groupSize, 'inverse');
+  const w = be.mulCols(u, cs);
+  be.free(tRot, pairs, theta, cs, u);
+  return w;
+}
+
+export function biasTensor(be: Backend, p: PackedLinear): Tensor | undefined {
+  return p.bias ? be.fromHost(f16Values(p.bias), [p.outFeatures]) : undefined;
+}
