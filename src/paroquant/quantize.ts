@@ -218,34 +218,8 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
     };
     const fingerprint = createHash('sha256').update(JSON.stringify({ settings, inputHashes, backend: be.name })).digest('hex');
 
-    let done = 0;
-    let blockReports: BlockReport[] = [];
-    const progressPath = path.join(partial, PROGRESS_FILE);
-    if (s.resume && existsSync(progressPath)) {
-      const prog = JSON.parse(readFileSync(progressPath, 'utf8')) as { fingerprint: string; blocksDone: number; blocks: BlockReport[] };
-      if (prog.fingerprint !== fingerprint) {
-        throw new UserError('the interrupted run in this directory used other inputs or settings; rerun without --resume to start over', { file: partial });
-      }
-      done = prog.blocksDone;
-      blockReports = prog.blocks.map((b) => ({ ...b, resumed: true }));
-      hooks.onInfo?.(`resuming after ${done} of ${cfg.numLayers} finished blocks`);
-    } else {
-      if (s.resume) hooks.onInfo?.('nothing to resume; starting from the first block');
-      rmSync(partial, { recursive: true, force: true });
-      mkdirSync(partial, { recursive: true });
-    }
-    const saveProgress = () => {
-      writeFileSync(progressPath + '.tmp', JSON.stringify({ fingerprint, blocksDone: done, blocks: blockReports }, null, 1));
-      renameSync(progressPath + '.tmp', progressPath);
-    };
-    saveProgress();
-
-    const prefixOf = (l: number) => (k: LinearKey) => `model.layers.${l}.${LINEAR_NAMES[k]}`;
-    const packedAll = new Map<string, PackedLinear>();
-    const effective: QuantizeReport['effective'] = hooks.keepEffectiveWeights ? [] : undefined;
-    let calibrationTokens = 0;
-
     // Calibration activations (not needed by RTN).
+    let calibrationTokens = 0;
     let X: Tensor | null = null; // FP inputs of the current block
     let Xq: Tensor | null = null; // inputs from the quantized prefix
     const T = s.seqLen;
@@ -262,7 +236,8 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
       const docs = readTextDocuments(s.calibFile);
       const eos = cfg.eosTokenIds[0] ?? tok.eosTokenId;
       if (eos === null || eos === undefined) throw new UserError('cannot tell the end-of-text token: config.json has no eos_token_id', { file: s.modelDir });
-      const tokens = tokenizeCorpus(docs, tok, eos);
+      // Only as many tokens as the windows need (all of them when sampling windows at random).
+      const tokens = tokenizeCorpus(docs, tok, eos, s.shuffleSeed === undefined ? { maxTokens: nAll * T } : {});
       let windows;
       try {
         windows = calibrationWindows(tokens, T, s.samples, s.valSamples, { shuffleSeed: s.shuffleSeed });
@@ -274,142 +249,184 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
       const ids = new Int32Array(nAll * T);
       [...windows.train, ...windows.val].forEach((w, i) => ids.set(w, i * T));
       const embed = loadEmbedding(be, ck, cfg, 'f32');
+      if (be.hasNonFinite(embed)) throw new UserError('tensor model.embed_tokens.weight contains NaN or Inf values; the checkpoint is damaged', { file: s.modelDir });
       X = be.gatherRows(embed, ids);
       be.free(embed);
       Xq = be.copy(X);
     }
 
-    const pairCache = new Map<string, { pairs: Int32Array; keep: Float32Array }>();
-    let newlyDone = 0;
-    for (let l = 0; l < cfg.numLayers; l++) {
-      const tb = performance.now();
-      hooks.onBlockStart?.(l, cfg.numLayers);
-      const layer = loadLayerWeights(be, ck, cfg, l, 'f32');
-      let packed: Record<LinearKey, PackedLinear>;
-      let report: BlockReport;
-      const resumed = l < done;
-      let Y: Tensor | null = null;
-      if (X) Y = runBlock(be, cfg, fpParams(layer), X, nAll, T, s.optimizer.batchSize, geoFor);
-      if (resumed) {
-        packed = readBlock(blockFile(partial, l), prefixOf(l), s.krot, grid.groupSize);
-        report = blockReports[l];
-      } else {
-        const linears = {} as Record<LinearKey, ParoLinear>;
-        for (const k of LINEAR_KEYS) {
-          const lw = layer[k];
-          const I = lw.inFeatures;
-          // Spec §3: a linear of block l uses seed base + l; linears with equal in_features share the pairs.
-          let pc = pairCache.get(`${l}:${I}`);
-          if (!pc) {
-            const sel = selectPairs(I, s.seed + l, { krot: s.krot, groupSize: grid.groupSize });
-            pc = { pairs: sel.pairs, keep: Float32Array.from(sel.mask, (m) => 1 - m) };
-            pairCache.set(`${l}:${I}`, pc);
-          }
-          linears[k] = {
-            outFeatures: lw.outFeatures, inFeatures: I, W: lw.weight, bias: lw.bias,
-            alpha: be.fromHost(new Float32Array(I).fill(1), [I]),
-            theta: be.zeros([s.krot, I / 2]),
-            pairs: be.fromHost(pc.pairs, [s.krot, I], 'i32'),
-            thetaKeep: be.fromHost(pc.keep, [pc.keep.length]),
-            krot: s.krot,
-          };
-        }
-        report = { block: l, seconds: 0, resumed: false, epochs: [] };
-        if (s.method === 'paro' && X && Xq && Y) {
-          const data = {
-            xTrain: rowsOf(be, Xq, 0, s.samples * T), yTrain: rowsOf(be, Y, 0, s.samples * T),
-            xVal: rowsOf(be, Xq, s.samples * T, s.valSamples * T), yVal: rowsOf(be, Y, s.samples * T, s.valSamples * T),
-            nTrain: s.samples, nVal: s.valSamples, seqLen: T,
-          };
-          const norms = { inputNorm: layer.inputNorm, postNorm: layer.postNorm, qNorm: layer.qNorm, kNorm: layer.kNorm };
-          const opt = new BlockOptimizer(be, cfg, { norms, linears }, data, s.optimizer, geoFor,
-            (p) => hooks.onStep?.(l, p), (m) => hooks.onWarn?.(`block ${l}: ${m}`));
-          if (s.optimizer.epochs[0] > 0) {
-            report.stage1 = opt.runStage(1);
-            hooks.onStageEnd?.(l, 1, report.stage1);
-          }
-          if (s.optimizer.epochs[1] > 0) {
-            report.stage2 = opt.runStage(2);
-            hooks.onStageEnd?.(l, 2, report.stage2);
-          }
-          report.epochs = opt.log;
-          be.free(data.xTrain, data.yTrain, data.xVal, data.yVal);
-        }
-        packed = {} as Record<LinearKey, PackedLinear>;
-        for (const k of LINEAR_KEYS) {
-          packed[k] = packLinear(be, linears[k], grid);
-          const lin = linears[k];
-          be.free(lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, lin.scale, lin.zpf);
-          if (lin.W !== layer[k].weight) be.free(lin.W);
-        }
-        writeBlock(blockFile(partial, l), packed, prefixOf(l));
+    let createdPartial = false;
+    let done = 0;
+    let blockReports: BlockReport[] = [];
+    const progressPath = path.join(partial, PROGRESS_FILE);
+    if (s.resume && existsSync(progressPath)) {
+      const prog = JSON.parse(readFileSync(progressPath, 'utf8')) as { fingerprint: string; blocksDone: number; blocks: BlockReport[] };
+      if (prog.fingerprint !== fingerprint) {
+        throw new UserError('the interrupted run in this directory used other inputs or settings; rerun without --resume to start over', { file: partial });
       }
-      for (const k of LINEAR_KEYS) packedAll.set(prefixOf(l)(k), packed[k]);
-      // X′ through the block as written: effective weights from the packed tensors.
-      if (Xq || effective) {
-        const weights = {} as Record<LinearKey, Tensor>;
-        const biases: Partial<Record<LinearKey, Tensor>> = {};
-        for (const k of LINEAR_KEYS) {
-          weights[k] = effectiveWeight(be, packed[k]);
-          const b = biasTensor(be, packed[k]);
-          if (b) biases[k] = b;
-        }
-        if (Xq) {
-          const p: BlockParams = { inputNorm: layer.inputNorm, postNorm: layer.postNorm, qNorm: layer.qNorm, kNorm: layer.kNorm, weights, biases };
-          const XqNext = runBlock(be, cfg, p, Xq, nAll, T, s.optimizer.batchSize, geoFor);
-          be.free(Xq);
-          Xq = XqNext;
-        }
-        if (effective) effective.push({ weights, biases });
-        else be.free(...Object.values(weights), ...Object.values(biases));
-      }
-      if (X && Y) {
-        be.free(X);
-        X = Y;
-      }
-      freeLayerWeights(be, layer);
-      if (!resumed) {
-        report.seconds = (performance.now() - tb) / 1000;
-        blockReports[l] = report;
-        done = l + 1;
-        saveProgress();
-        newlyDone++;
-      }
-      hooks.onBlockEnd?.(l, (performance.now() - tb) / 1000);
-      if (hooks.interruptAfterBlocks !== undefined && newlyDone >= hooks.interruptAfterBlocks && l + 1 < cfg.numLayers) {
-        be.free(X, Xq);
-        throw new Error(`interrupted after block ${l} (test hook)`);
-      }
-    }
-    be.free(X, Xq);
-
-    // Assemble the checkpoint in the partial directory, then move it into place.
-    const exp = writeQuantizedCheckpoint(partial, ck, packedAll);
-    if (exp.fp16Overflows > 0) hooks.onWarn?.(`${exp.fp16Overflows} unquantized values exceed the fp16 range and were written as ±inf`);
-    writeQuantizedConfig(partial, cfg.raw, { bits: grid.bits, groupSize: grid.groupSize, krot: s.krot });
-    copyModelFiles(s.modelDir, partial);
-    const seconds = (performance.now() - t0) / 1000;
-    const manifest = {
-      tool: 'paro quantize', toolVersion: s.toolVersion,
-      inputs: { model: path.resolve(s.modelDir), sha256: inputHashes },
-      settings, backend: be.name, device: be.device,
-      blocks: blockReports, wallSeconds: seconds,
-    };
-    writeFileSync(path.join(partial, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
-    for (const f of readdirSync(partial)) if (f.startsWith('block-') || f === PROGRESS_FILE) rmSync(path.join(partial, f));
-    if (existsSync(s.outDir)) {
-      if (!s.force) throw new UserError('output exists; pass --force to overwrite', { file: s.outDir });
-      const old = `${s.outDir}.old-${process.pid}`;
-      renameSync(s.outDir, old);
-      renameSync(partial, s.outDir);
-      rmSync(old, { recursive: true, force: true });
+      done = prog.blocksDone;
+      blockReports = prog.blocks.map((b) => ({ ...b, resumed: true }));
+      hooks.onInfo?.(`resuming after ${done} of ${cfg.numLayers} finished blocks`);
     } else {
-      renameSync(partial, s.outDir);
+      if (s.resume) hooks.onInfo?.('nothing to resume; starting from the first block');
+      rmSync(partial, { recursive: true, force: true });
+      mkdirSync(partial, { recursive: true });
+      createdPartial = true;
     }
-    return {
-      command: 'quantize', model: s.modelDir, out: s.outDir, method: s.method, backend: be.name, device: be.device,
-      blocks: blockReports, calibrationTokens, seconds, settings, effective,
-    };
+    try {
+      const saveProgress = () => {
+        writeFileSync(progressPath + '.tmp', JSON.stringify({ fingerprint, blocksDone: done, blocks: blockReports }, null, 1));
+        renameSync(progressPath + '.tmp', progressPath);
+      };
+      saveProgress();
+
+      const prefixOf = (l: number) => (k: LinearKey) => `model.layers.${l}.${LINEAR_NAMES[k]}`;
+      const packedAll = new Map<string, PackedLinear>();
+      const effective: QuantizeReport['effective'] = hooks.keepEffectiveWeights ? [] : undefined;
+
+      const pairCache = new Map<string, { pairs: Int32Array; keep: Float32Array }>();
+      let newlyDone = 0;
+      for (let l = 0; l < cfg.numLayers; l++) {
+        const tb = performance.now();
+        hooks.onBlockStart?.(l, cfg.numLayers);
+        const layer = loadLayerWeights(be, ck, cfg, l, 'f32');
+        for (const k of LINEAR_KEYS) {
+          if (be.hasNonFinite(layer[k].weight)) {
+            throw new UserError(`tensor ${prefixOf(l)(k)}.weight contains NaN or Inf values; the checkpoint is damaged`, { file: s.modelDir });
+          }
+        }
+        let packed: Record<LinearKey, PackedLinear>;
+        let report: BlockReport;
+        const resumed = l < done;
+        let Y: Tensor | null = null;
+        if (X) Y = runBlock(be, cfg, fpParams(layer), X, nAll, T, s.optimizer.batchSize, geoFor);
+        if (resumed) {
+          packed = readBlock(blockFile(partial, l), prefixOf(l), s.krot, grid.groupSize);
+          report = blockReports[l];
+        } else {
+          const linears = {} as Record<LinearKey, ParoLinear>;
+          for (const k of LINEAR_KEYS) {
+            const lw = layer[k];
+            const I = lw.inFeatures;
+            // Spec §3: a linear of block l uses seed base + l; linears with equal in_features share the pairs.
+            let pc = pairCache.get(`${l}:${I}`);
+            if (!pc) {
+              const sel = selectPairs(I, s.seed + l, { krot: s.krot, groupSize: grid.groupSize });
+              pc = { pairs: sel.pairs, keep: Float32Array.from(sel.mask, (m) => 1 - m) };
+              pairCache.set(`${l}:${I}`, pc);
+            }
+            linears[k] = {
+              outFeatures: lw.outFeatures, inFeatures: I, W: lw.weight, bias: lw.bias,
+              alpha: be.fromHost(new Float32Array(I).fill(1), [I]),
+              theta: be.zeros([s.krot, I / 2]),
+              pairs: be.fromHost(pc.pairs, [s.krot, I], 'i32'),
+              thetaKeep: be.fromHost(pc.keep, [pc.keep.length]),
+              krot: s.krot,
+            };
+          }
+          report = { block: l, seconds: 0, resumed: false, epochs: [] };
+          if (s.method === 'paro' && X && Xq && Y) {
+            const data = {
+              xTrain: rowsOf(be, Xq, 0, s.samples * T), yTrain: rowsOf(be, Y, 0, s.samples * T),
+              xVal: rowsOf(be, Xq, s.samples * T, s.valSamples * T), yVal: rowsOf(be, Y, s.samples * T, s.valSamples * T),
+              nTrain: s.samples, nVal: s.valSamples, seqLen: T,
+            };
+            const norms = { inputNorm: layer.inputNorm, postNorm: layer.postNorm, qNorm: layer.qNorm, kNorm: layer.kNorm };
+            const opt = new BlockOptimizer(be, cfg, { norms, linears }, data, s.optimizer, geoFor,
+              (p) => hooks.onStep?.(l, p), (m) => hooks.onWarn?.(`block ${l}: ${m}`));
+            if (s.optimizer.epochs[0] > 0) {
+              report.stage1 = opt.runStage(1);
+              hooks.onStageEnd?.(l, 1, report.stage1);
+            }
+            if (s.optimizer.epochs[1] > 0) {
+              report.stage2 = opt.runStage(2);
+              hooks.onStageEnd?.(l, 2, report.stage2);
+            }
+            report.epochs = opt.log;
+            be.free(data.xTrain, data.yTrain, data.xVal, data.yVal);
+          }
+          packed = {} as Record<LinearKey, PackedLinear>;
+          for (const k of LINEAR_KEYS) {
+            packed[k] = packLinear(be, linears[k], grid);
+            const lin = linears[k];
+            be.free(lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, lin.scale, lin.zpf);
+            if (lin.W !== layer[k].weight) be.free(lin.W);
+          }
+          writeBlock(blockFile(partial, l), packed, prefixOf(l));
+        }
+        for (const k of LINEAR_KEYS) packedAll.set(prefixOf(l)(k), packed[k]);
+        // X′ through the block as written: effective weights from the packed tensors.
+        if (Xq || effective) {
+          const weights = {} as Record<LinearKey, Tensor>;
+          const biases: Partial<Record<LinearKey, Tensor>> = {};
+          for (const k of LINEAR_KEYS) {
+            weights[k] = effectiveWeight(be, packed[k]);
+            const b = biasTensor(be, packed[k]);
+            if (b) biases[k] = b;
+          }
+          if (Xq) {
+            // The block as written: norms in fp16 too (spec §6.7: X′ comes from the fp16 block).
+            const h = (t?: Tensor) => (t ? be.cast(t, 'f16') : undefined);
+            const p: BlockParams = { inputNorm: h(layer.inputNorm)!, postNorm: h(layer.postNorm)!, qNorm: h(layer.qNorm), kNorm: h(layer.kNorm), weights, biases };
+            const XqNext = runBlock(be, cfg, p, Xq, nAll, T, s.optimizer.batchSize, geoFor);
+            be.free(Xq, p.inputNorm, p.postNorm, p.qNorm, p.kNorm);
+            Xq = XqNext;
+          }
+          if (effective) effective.push({ weights, biases });
+          else be.free(...Object.values(weights), ...Object.values(biases));
+        }
+        if (X && Y) {
+          be.free(X);
+          X = Y;
+        }
+        freeLayerWeights(be, layer);
+        if (!resumed) {
+          report.seconds = (performance.now() - tb) / 1000;
+          blockReports[l] = report;
+          done = l + 1;
+          saveProgress();
+          newlyDone++;
+        }
+        hooks.onBlockEnd?.(l, (performance.now() - tb) / 1000);
+        if (hooks.interruptAfterBlocks !== undefined && newlyDone >= hooks.interruptAfterBlocks && l + 1 < cfg.numLayers) {
+          be.free(X, Xq);
+          throw new Error(`interrupted after block ${l} (test hook)`);
+        }
+      }
+      be.free(X, Xq);
+
+      // Assemble the checkpoint in the partial directory, then move it into place.
+      const exp = writeQuantizedCheckpoint(partial, ck, packedAll);
+      if (exp.fp16Overflows > 0) hooks.onWarn?.(`${exp.fp16Overflows} unquantized values exceed the fp16 range and were written as ±inf`);
+      writeQuantizedConfig(partial, cfg.raw, { bits: grid.bits, groupSize: grid.groupSize, krot: s.krot });
+      copyModelFiles(s.modelDir, partial);
+      const seconds = (performance.now() - t0) / 1000;
+      const manifest = {
+        tool: 'paro quantize', toolVersion: s.toolVersion,
+        inputs: { model: path.resolve(s.modelDir), sha256: inputHashes },
+        settings, backend: be.name, device: be.device,
+        blocks: blockReports, wallSeconds: seconds,
+      };
+      writeFileSync(path.join(partial, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n');
+      for (const f of readdirSync(partial)) if (f.startsWith('block-') || f === PROGRESS_FILE) rmSync(path.join(partial, f));
+      if (existsSync(s.outDir)) {
+        if (!s.force) throw new UserError('output exists; pass --force to overwrite', { file: s.outDir });
+        const old = `${s.outDir}.old-${process.pid}`;
+        renameSync(s.outDir, old);
+        renameSync(partial, s.outDir);
+        rmSync(old, { recursive: true, force: true });
+      } else {
+        renameSync(partial, s.outDir);
+      }
+      return {
+        command: 'quantize', model: s.modelDir, out: s.outDir, method: s.method, backend: be.name, device: be.device,
+        blocks: blockReports, calibrationTokens, seconds, settings, effective,
+      };
+    } catch (e) {
+      // Bad input found mid-run: leave nothing behind. Other failures keep the partial output for --resume.
+      if (e instanceof UserError && createdPartial) rmSync(partial, { recursive: true, force: true });
+      throw e;
+    }
   } finally {
     ck.close();
   }
