@@ -2,9 +2,8 @@
 // Packs what a GPU machine without npm needs into .gpu/ (git-ignored): gpu-check.mjs (scripts/gpu-check.ts bundled
 // with esbuild, all npm dependencies inside), wasm/ (the tfjs-backend-wasm binaries the cpu backend loads through
 // PARO_TFJS_WASM_DIR), native/ (the addon sources, build.mjs and the Node-API headers, so nvcc can build it there) and
-// node.xz (this machine's Node binary). On the GPU machine:
-//   xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node
-//   /tmp/node .gpu/native/build.mjs --strict && PARO_TFJS_WASM_DIR=$PWD/.gpu/wasm /tmp/node .gpu/gpu-check.mjs
+// node.xz (this machine's Node binary), and run.sh, which on the GPU machine unpacks Node, builds the addon and runs
+// the check:  bash .gpu/run.sh --isolate --bench   (logs in $OUT)
 import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import { createRequire } from 'node:module';
@@ -65,6 +64,34 @@ if (!fs.existsSync(nodeXz) || !fs.existsSync(stamp) || fs.readFileSync(stamp, 'u
   fs.writeFileSync(nodeXz, xz);
   fs.writeFileSync(stamp, process.version);
 }
+
+// 5. The driver script for the GPU machine (run from the repository root; logs go to $OUT).
+const runSh = `#!/bin/bash
+# bash .gpu/run.sh [gpu-check arguments]: unpack Node, build the addon with nvcc, run gpu-check; logs in $OUT.
+# SANITIZE=1 adds compute-sanitizer memcheck and racecheck runs of the small attention and ParoQuant cases.
+set -o pipefail
+OUT=\${OUT:-/tmp/paro-gpu-out}; mkdir -p "$OUT"
+xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node || exit 3
+mkdir -p /tmp/nodebin && ln -sf /tmp/node /tmp/nodebin/node && export PATH=/tmp/nodebin:$PATH
+if [ -z "$(command -v nvcc)" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda PATH=$PATH:/usr/local/cuda/bin; fi
+{ date -u; nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total,clocks.max.sm --format=csv; command -v nvcc;
+  nvcc --version | tail -2; find /usr/local /opt /usr/lib -name 'libcublas.so*' 2>/dev/null | head -5; nproc; } 2>&1 | tee "$OUT/env.txt"
+SECONDS=0
+node .gpu/native/build.mjs --strict --verbose --force 2>&1 | tee "$OUT/build.txt"; rc=$?
+cp .gpu/native/build/build.log "$OUT/" 2>/dev/null; echo "build: rc=$rc in \${SECONDS}s" | tee -a "$OUT/build.txt"
+[ $rc -eq 0 ] || exit 4
+export PARO_TFJS_WASM_DIR=$PWD/.gpu/wasm
+timeout \${CHECK_TIMEOUT:-420} node .gpu/gpu-check.mjs "$@" 2>&1 | tee "$OUT/check.txt"; rc=$?
+if [ "\${SANITIZE:-0}" = 1 ]; then
+  CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+  for tool in memcheck racecheck; do
+    timeout \${SANITIZE_TIMEOUT:-120} "$CS" --tool $tool --print-limit 10 node .gpu/gpu-check.mjs --no-time --quick --group attention --only tiny 2>&1 | tail -25
+    timeout \${SANITIZE_TIMEOUT:-120} "$CS" --tool $tool --print-limit 10 node .gpu/gpu-check.mjs --no-time --quick --group paroquant --only '[256' 2>&1 | tail -25
+  done 2>&1 | tee "$OUT/sanitizer.txt"
+fi
+exit $rc
+`;
+fs.writeFileSync(path.join(out, 'run.sh'), runSh, { mode: 0o755 });
 
 let total = 0;
 const walk = (d) => {

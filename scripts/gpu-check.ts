@@ -2,10 +2,12 @@
 // on fresh random inputs of several shapes (tiny-qwen3 and Qwen3-8B sizes), one line per op/shape/output with
 // OK/FAIL, max abs error, relative Frobenius error, tolerance and the CUDA time per call. Exits 1 on any FAIL.
 //
-//   node .gpu/gpu-check.mjs [--quick] [--only <substring>] [--isolate] [--bench] [--no-check] [--json <file>]
+//   node .gpu/gpu-check.mjs [--quick] [--only <substring>] [--group <name>] [--isolate] [--bench] [--no-check]
+//                           [--no-time] [--json <file>] [--self-test-cpu]
 //
 // --isolate runs each group in its own process (a CUDA fault then spoils one group only); --bench adds the 8192³
-// BF16 GEMM through the Backend vs a direct cuBLAS call, and attention timings; --no-check skips the comparisons.
+// BF16 GEMM through the Backend vs a direct cuBLAS call, and attention timings; --no-check skips the comparisons;
+// --no-time skips the per-op timings; --self-test-cpu checks the harness itself with a second cpu backend.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { performance } from 'node:perf_hooks';
@@ -24,6 +26,7 @@ const opt = (n: string) => {
 const QUICK = flag('--quick');
 const ONLY = opt('--only');
 const GROUP = opt('--group');
+const NO_TIME = flag('--no-time');
 
 interface Row {
   group: string; op: string; shape: string; dtype: string; ok: boolean; maxAbs: number; relFro: number; tol: number;
@@ -130,13 +133,13 @@ function both(inputs: In[], fn: OpFn, time = true): { ref: Float32Array[]; got: 
   const outs = fn(gpu, gt);
   const got = outs.map((t) => gpu.toHost(t));
   gpu.free(...outs);
-  const ms = time ? timeGpu(() => gpu.free(...fn(gpu, gt))) : 0;
+  const ms = time && !NO_TIME ? timeGpu(() => gpu.free(...fn(gpu, gt))) : 0;
   gpu.free(...gt);
   return { ref, got, ms };
 }
 
 function caseRun(group: string, op: string, shape: string, dtype: string, names: string[], tols: number[], inputs: () => In[], fn: OpFn, time = true): void {
-  if (ONLY && !`${group} ${op}`.includes(ONLY)) return;
+  if (ONLY && !`${group} ${op} ${shape}`.includes(ONLY)) return;
   try {
     const r = both(inputs(), fn, time);
     names.forEach((n, k) => report(group, n ? `${op}.${n}` : op, shape, dtype, r.ref[k], r.got[k], tols[k] ?? tols[0], r.ms));
@@ -396,7 +399,7 @@ function groupCrossEntropy(): void {
         const ref = cpu.argmaxRows(cpu.fromHost(data, [R, V], dt));
         const gt = gpu.fromHost(data, [R, V], dt);
         const got = gpu.argmaxRows(gt);
-        const ms = timeGpu(() => gpu.argmaxRows(gt));
+        const ms = NO_TIME ? 0 : timeGpu(() => gpu.argmaxRows(gt));
         gpu.free(gt);
         reportExact(g, 'argmaxRows', s, dt, ref, got, ms);
       } catch (e) {
@@ -549,16 +552,20 @@ async function main(): Promise<number> {
   if (flag('--isolate') && !GROUP) {
     // One child process per group: a sticky CUDA fault spoils only its own group.
     let worst = 0;
-    const extra = argv.filter((x) => x !== '--isolate' && x !== '--bench');
+    const jsonAt = argv.indexOf('--json');
+    const extra = argv.filter((x, i) => x !== '--isolate' && x !== '--bench' && !(jsonAt >= 0 && (i === jsonAt || i === jsonAt + 1)));
+    const json = opt('--json');
     for (const name of Object.keys(GROUPS)) {
-      const r = spawnSync(process.execPath, [process.argv[1], ...extra, '--group', name], { stdio: 'inherit', env: process.env });
+      const own = json ? ['--json', json.replace(/\.json$/, '') + `.${name}.json`] : [];
+      const r = spawnSync(process.execPath, [process.argv[1], ...extra, ...own, '--group', name], { stdio: 'inherit', env: process.env });
       if (r.status !== 0) {
         worst = 1;
         if (r.status !== 1) console.log(`FAIL group ${name}: child exited with ${r.status ?? r.signal}`);
       }
     }
     if (flag('--bench')) {
-      const r = spawnSync(process.execPath, [process.argv[1], '--bench', '--no-check'], { stdio: 'inherit', env: process.env });
+      const own = json ? ['--json', json.replace(/\.json$/, '') + '.bench.json'] : [];
+      const r = spawnSync(process.execPath, [process.argv[1], '--bench', '--no-check', ...own], { stdio: 'inherit', env: process.env });
       if (r.status !== 0) worst = 1;
     }
     return worst;

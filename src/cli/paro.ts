@@ -51,7 +51,7 @@ export function buildParoProgram(): Command {
         if (!data) throw new UserError('missing --data <file> (or pass --demo)');
         const maxWindows = o.demo && o.maxWindows === 400 ? 32 : o.maxWindows;
         const be = await createBackend(parseDevice(o.device), warn);
-        const r = runEval(be, { modelDir: dir, dataFile: data, seqLen: o.seqLen, maxWindows, batch: o.batch }, !o.json || process.stderr.isTTY);
+        const r = runEval(be, { modelDir: dir, dataFile: data, seqLen: o.seqLen, maxWindows, batch: o.batch }, true);
         if (o.json) printJson(r);
         else {
           info(`perplexity ${r.ppl.toFixed(4)} on ${r.windows} windows × ${r.seqLen} tokens (${r.tokens} predictions) of ${r.data}`);
@@ -99,7 +99,7 @@ export function buildParoProgram(): Command {
         }
         const settings = quantizeSettings(dir, o.calib ?? DEFAULT_CALIB_FILE, opts);
         const be = await createBackend(parseDevice(o.device), warn);
-        const showProgress = !o.json || process.stderr.isTTY;
+        const showProgress = true; // on stderr: line-based off a terminal, silenced by PARO_QUIET=1
         const r = await runQuantize(be, settings, showProgress);
         const report: Record<string, unknown> = { ...r };
         delete report.effective;

@@ -48,6 +48,8 @@ export function transpose(a: Float32Array, rows: number, cols: number, out?: Flo
 
 // Below this many multiply-adds the tfjs call overhead dominates; a JS loop is faster.
 const SMALL_MACS = 32 * 32 * 32;
+// Up to this many rows, op(A)·Bᵀ is computed as (B·Aᵀ)ᵀ (see matmulF32).
+const SWAP_MAX_ROWS = 32;
 
 function matmulSmall(a: Float32Array, b: Float32Array, M: number, K: number, N: number): Float32Array {
   const c = new Float32Array(M * N);
@@ -72,6 +74,13 @@ export function matmulF32(
 ): Float32Array {
   if (M === 0 || N === 0) return new Float32Array(M * N);
   if (K === 0) return new Float32Array(M * N);
+  // Few rows against a linear weight (decoding): Cᵀ = B·Aᵀ needs no transpose of the large B and keeps the wasm
+  // GEMM on its fast many-rows path (20× faster at M = 1 against a [4096, 256] weight).
+  if (transB && !transA && M <= SWAP_MAX_ROWS && N >= 4 * M && M * K * N > SMALL_MACS) {
+    const At = M === 1 ? a.subarray(0, K) : transpose(a, M, K);
+    const Ct = matmulF32(b, At, N, K, M); // [N, M]
+    return M === 1 ? Ct : transpose(Ct, N, M);
+  }
   const A = transA ? transpose(a, K, M) : a;
   const Bm = transB ? transpose(b, N, K) : b;
   if (M * K * N <= SMALL_MACS) return matmulSmall(A, Bm, M, K, N);
