@@ -68,7 +68,8 @@ if (!fs.existsSync(nodeXz) || !fs.existsSync(stamp) || fs.readFileSync(stamp, 'u
 // 5. The driver script for the GPU machine (run from the repository root; logs go to $OUT).
 const runSh = `#!/bin/bash
 # bash .gpu/run.sh [gpu-check arguments]: unpack Node, build the addon with nvcc, run gpu-check; logs in $OUT.
-# SANITIZE=1 adds compute-sanitizer memcheck and racecheck runs of the small attention and ParoQuant cases.
+# TIMING=1 adds a CUDA-only timing pass with the benchmarks; SANITIZE=1 adds compute-sanitizer memcheck and
+# racecheck runs of the small attention and ParoQuant cases.
 set -o pipefail
 OUT=\${OUT:-/tmp/paro-gpu-out}; mkdir -p "$OUT"
 xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node || exit 3
@@ -82,6 +83,10 @@ cp .gpu/native/build/build.log "$OUT/" 2>/dev/null; echo "build: rc=$rc in \${SE
 [ $rc -eq 0 ] || exit 4
 export PARO_TFJS_WASM_DIR=$PWD/.gpu/wasm
 timeout \${CHECK_TIMEOUT:-420} node .gpu/gpu-check.mjs "$@" 2>&1 | tee "$OUT/check.txt"; rc=$?
+if [ "\${TIMING:-0}" = 1 ]; then
+  # CUDA-only timings of every op (no cpu reference) and the benchmarks, one process, nothing else on the GPU.
+  env -u PARO_CUDA_DEBUG timeout \${TIMING_TIMEOUT:-240} node .gpu/gpu-check.mjs --no-ref --bench 2>&1 | tee "$OUT/timing.txt" || rc=1
+fi
 if [ "\${SANITIZE:-0}" = 1 ]; then
   CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
   for tool in memcheck racecheck; do

@@ -1,6 +1,7 @@
 // `paro doctor`: which backends this installation can use.
 import os from 'node:os';
 import { TOOL_VERSION } from './version.js';
+import { cudaAvailability } from '../engine/cuda/index.js';
 
 export interface DoctorReport {
   command: 'doctor';
@@ -15,13 +16,7 @@ export interface DoctorReport {
 interface CudaAvailability { available: boolean; reason?: string; devices?: { name: string; totalMemoryBytes: number; computeCapability: string }[] }
 
 export async function runDoctor(): Promise<DoctorReport> {
-  let cuda: CudaAvailability = { available: false, reason: 'CUDA backend not part of this build' };
-  try {
-    const mod = (await import('../engine/cuda/index.js')) as { cudaAvailability(): CudaAvailability };
-    cuda = mod.cudaAvailability();
-  } catch (e) {
-    cuda = { available: false, reason: `CUDA binding failed to load: ${(e as Error).message}` };
-  }
+  const cuda: CudaAvailability = cudaAvailability();
   const cpus = os.cpus();
   const lines = [
     `paro/dflash ${TOOL_VERSION} on Node ${process.version} (${process.platform}-${process.arch})`,

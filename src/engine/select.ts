@@ -1,6 +1,8 @@
 // Backend selection for --device auto|cpu|cuda[:N].
+import { existsSync } from 'node:fs';
 import type { Backend } from './backend.js';
 import { CpuBackend } from './cpu/backend.js';
+import { cudaAvailability, loadCudaBackend } from './cuda/index.js';
 import { UserError } from '../errors.js';
 
 export type DeviceSpec = { kind: 'auto' } | { kind: 'cpu' } | { kind: 'cuda'; index: number };
@@ -14,17 +16,9 @@ export function parseDevice(s: string): DeviceSpec {
   throw new UserError(`unknown --device "${s}": use auto, cpu, cuda or cuda:N`);
 }
 
-interface CudaModule {
-  cudaAvailability(): { available: boolean; reason?: string; gpuPresent?: boolean };
-  loadCudaBackend(index: number): Backend;
-}
-
-async function cudaModule(): Promise<CudaModule | null> {
-  try {
-    return (await import('./cuda/index.js')) as CudaModule;
-  } catch {
-    return null;
-  }
+/** An NVIDIA driver is loaded on this machine (a GPU exists even if our addon cannot use it). */
+function nvidiaDriverPresent(): boolean {
+  return existsSync('/proc/driver/nvidia/version') || existsSync('/dev/nvidiactl');
 }
 
 /**
@@ -33,18 +27,13 @@ async function cudaModule(): Promise<CudaModule | null> {
  */
 export async function createBackend(spec: DeviceSpec, warn: (msg: string) => void = () => {}): Promise<Backend> {
   if (spec.kind === 'cpu') return CpuBackend.create();
-  const mod = await cudaModule();
-  if (spec.kind === 'cuda') {
-    if (!mod) throw new UserError('--device cuda: the CUDA backend is not part of this build');
-    return mod.loadCudaBackend(spec.index);
+  if (spec.kind === 'cuda') return loadCudaBackend(spec.index);
+  const av = cudaAvailability();
+  if (av.available) return loadCudaBackend(0);
+  const noGpu = av.code === 'no-gpu' || ((av.code === 'not-built' || av.code === 'load-failed') && !nvidiaDriverPresent());
+  if (!noGpu) {
+    throw new UserError(`a GPU is present but the CUDA backend cannot use it: ${av.reason ?? av.code ?? 'unknown reason'} (pass --device cpu to run on the cpu)`);
   }
-  if (mod) {
-    const av = mod.cudaAvailability();
-    if (av.available) return mod.loadCudaBackend(0);
-    if (av.gpuPresent) throw new UserError(`a GPU is present but the CUDA backend cannot use it: ${av.reason ?? 'unknown reason'} (pass --device cpu to run on the cpu)`);
-    warn(`no usable GPU (${av.reason ?? 'CUDA backend unavailable'}); running on the cpu`);
-  } else {
-    warn('CUDA backend not available in this build; running on the cpu');
-  }
+  warn(`no GPU found (${av.reason ?? av.code}); running on the cpu`);
   return CpuBackend.create();
 }

@@ -1,0 +1,175 @@
+#!/usr/bin/env node
+// Builds the optional CUDA backend (native/build/paro_cuda.node) with nvcc. Run at `npm install`: it never fails the
+// install. Without nvcc, or on any compile error, it prints one line saying why the backend was not built and exits 0
+// (exit 1 only with --strict). The full compiler log goes to native/build/build.log.
+//
+// Environment: CUDA_HOME / CUDA_PATH (nvcc in <dir>/bin, else PATH), PARO_CUDA_ARCH ("80,90": compute capabilities
+// to build for; default: the GPUs nvidia-smi lists, else 80, 89, 90), PARO_NAPI_INCLUDE (folder with node_api.h),
+// PARO_CUDA_BUILD_DIR (output folder instead of native/build). Flags: --strict, --force (ignore an up-to-date build),
+// --verbose.
+import { execFileSync, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const srcDir = path.join(here, 'src');
+const outDir = process.env.PARO_CUDA_BUILD_DIR ? path.resolve(process.env.PARO_CUDA_BUILD_DIR) : path.join(here, 'build');
+const target = path.join(outDir, 'paro_cuda.node');
+const logFile = path.join(outDir, 'build.log');
+const strict = process.argv.includes('--strict');
+const verbose = process.argv.includes('--verbose');
+const force = process.argv.includes('--force');
+
+function giveUp(reason) {
+  console.log(`paro: CUDA backend not built: ${reason}`);
+  process.exit(strict ? 1 : 0);
+}
+
+function isFile(p) {
+  try {
+    return fs.statSync(p).isFile();
+  } catch {
+    return false;
+  }
+}
+
+/** nvcc from CUDA_HOME/CUDA_PATH, else the first on PATH. */
+function findNvcc() {
+  for (const env of ['CUDA_HOME', 'CUDA_PATH']) {
+    const dir = process.env[env];
+    if (dir && isFile(path.join(dir, 'bin', 'nvcc'))) return path.join(dir, 'bin', 'nvcc');
+  }
+  for (const dir of (process.env.PATH ?? '').split(path.delimiter)) {
+    if (dir && isFile(path.join(dir, 'nvcc'))) return path.join(dir, 'nvcc');
+  }
+  return null;
+}
+
+/** A folder holding node_api.h: PARO_NAPI_INCLUDE, the node-api-headers package, or Node's own headers. */
+function findNapiInclude() {
+  const tries = [];
+  if (process.env.PARO_NAPI_INCLUDE) tries.push(process.env.PARO_NAPI_INCLUDE);
+  try {
+    const require = createRequire(import.meta.url);
+    tries.push(path.join(path.dirname(require.resolve('node-api-headers/package.json')), 'include'));
+  } catch {
+    // not installed: fall through to the system headers
+  }
+  tries.push(path.join(here, 'napi-include')); // copied in by scripts/gpu-bundle.mjs
+  tries.push('/usr/include/node', '/usr/local/include/node');
+  tries.push(path.join(path.dirname(process.execPath), '..', 'include', 'node'));
+  return tries.find((d) => isFile(path.join(d, 'node_api.h'))) ?? null;
+}
+
+/** Compute capabilities as "90" strings: PARO_CUDA_ARCH, the GPUs present, or the default list. */
+function findArchs() {
+  if (process.env.PARO_CUDA_ARCH) {
+    return process.env.PARO_CUDA_ARCH.split(',').map((s) => s.trim().replace('.', '')).filter(Boolean);
+  }
+  try {
+    const out = execFileSync('nvidia-smi', ['--query-gpu=compute_cap', '--format=csv,noheader'], {
+      encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 20_000,
+    });
+    const caps = [...new Set(out.split('\n').map((s) => s.trim().replace('.', '')).filter((s) => /^\d+$/.test(s)))];
+    const usable = caps.filter((c) => Number(c) >= 80);
+    if (usable.length) return usable;
+  } catch {
+    // no nvidia-smi or no GPU
+  }
+  return ['80', '89', '90'];
+}
+
+function gencodeFlags(archs) {
+  const sorted = [...archs].sort((a, b) => Number(a) - Number(b));
+  const flags = [];
+  sorted.forEach((a, i) => {
+    // PTX of the newest target too, so a later GPU can still run the addon.
+    const code = i === sorted.length - 1 ? `[sm_${a},compute_${a}]` : `sm_${a}`;
+    flags.push(`-gencode=arch=compute_${a},code=${code}`);
+  });
+  return flags;
+}
+
+function run(cmd, args, log) {
+  return new Promise((resolve) => {
+    log.push(`$ ${cmd} ${args.join(' ')}`);
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let text = '';
+    child.stdout.on('data', (d) => { text += d; });
+    child.stderr.on('data', (d) => { text += d; });
+    child.on('error', (e) => resolve({ code: -1, text: String(e) }));
+    child.on('close', (code) => {
+      if (text) log.push(text);
+      resolve({ code: code ?? -1, text });
+    });
+  });
+}
+
+/** First error line of a compiler log, for the one-line message. */
+function firstError(text) {
+  const line = text.split('\n').find((l) => /error/i.test(l)) ?? text.split('\n').find((l) => l.trim()) ?? 'unknown error';
+  return line.trim().slice(0, 240);
+}
+
+function upToDate(sources) {
+  if (force || !isFile(target)) return false;
+  const built = fs.statSync(target).mtimeMs;
+  const inputs = [...sources, path.join(here, 'build.mjs'), ...fs.readdirSync(srcDir).map((f) => path.join(srcDir, f))];
+  return inputs.every((f) => fs.statSync(f).mtimeMs <= built);
+}
+
+async function main() {
+  const nvcc = findNvcc();
+  if (!nvcc) giveUp('nvcc not found');
+  const include = findNapiInclude();
+  if (!include) giveUp('Node-API headers not found (install node-api-headers or set PARO_NAPI_INCLUDE)');
+  const sources = fs.readdirSync(srcDir).filter((f) => f.endsWith('.cu') || f.endsWith('.cc')).sort()
+    .map((f) => path.join(srcDir, f));
+  if (upToDate(sources)) {
+    console.log(`paro: CUDA backend up to date (${path.relative(process.cwd(), target) || target})`);
+    return;
+  }
+  const archs = findArchs();
+  fs.mkdirSync(outDir, { recursive: true });
+  const objDir = fs.mkdtempSync(path.join(os.tmpdir(), 'paro-cuda-'));
+  const log = [`nvcc: ${nvcc}`, `node-api include: ${include}`, `archs: ${archs.join(',')}`];
+  const started = Date.now();
+  const common = ['-O3', '-std=c++17', '-Xcompiler', '-fPIC', `-I${include}`, `-I${srcDir}`, ...gencodeFlags(archs)];
+  // Sources compile in parallel; each nvcc also splits its per-architecture passes over threads.
+  const jobs = Math.max(1, Math.min(sources.length, os.cpus().length));
+  const threads = Math.max(1, Math.min(archs.length, Math.floor(os.cpus().length / jobs) || 1));
+  const queue = [...sources];
+  const objects = [];
+  let failure = null;
+  async function worker() {
+    while (queue.length && !failure) {
+      const src = queue.shift();
+      const obj = path.join(objDir, path.basename(src) + '.o');
+      // .cc files include the device helpers of common.cuh, so they compile as CUDA too.
+      const lang = src.endsWith('.cc') ? ['-x', 'cu'] : [];
+      const args = [...common, '-t', String(threads), ...lang, '-c', src, '-o', obj];
+      if (verbose) console.log(`paro: compiling ${path.basename(src)}`);
+      const r = await run(nvcc, args, log);
+      if (r.code !== 0) failure = `${path.basename(src)}: ${firstError(r.text)}`;
+      else objects.push(obj);
+    }
+  }
+  await Promise.all(Array.from({ length: jobs }, worker));
+  if (!failure) {
+    const tmp = `${target}.tmp-${process.pid}`;
+    const r = await run(nvcc, ['-shared', ...gencodeFlags(archs), '-o', tmp, ...objects.sort(), '-cudart', 'static',
+      '-ldl', '-lpthread', '-lrt'], log);
+    if (r.code !== 0) failure = `link: ${firstError(r.text)}`;
+    else fs.renameSync(tmp, target);
+  }
+  fs.rmSync(objDir, { recursive: true, force: true });
+  log.push(`elapsed ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  fs.writeFileSync(logFile, log.join('\n') + '\n');
+  if (failure) giveUp(`${failure} (log: ${path.relative(process.cwd(), logFile) || logFile})`);
+  console.log(`paro: CUDA backend built for sm_${archs.join(', sm_')} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+}
+
+main().catch((e) => giveUp(String(e?.message ?? e).split('\n')[0]));

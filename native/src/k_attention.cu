@@ -1,0 +1,900 @@
+// Flash-style GQA attention, forward and backward, on bf16 tensor cores (mma.sync m16n8k16, f32 accumulation):
+// no T×T matrix in device memory, online softmax, the visible keys of query i are [0, e1) ∪ [s2, e2) (causal with
+// qOffset, full/prefix, DFlash block mask). Backward: dQ by query tiles and dK/dV by key tiles, each accumulated in
+// registers in a fixed order (deterministic, no atomics). A scalar f32 kernel covers other head sizes.
+#include <algorithm>
+#include <climits>
+
+#include "common.cuh"
+#include "ops.h"
+#include "runtime.h"
+
+namespace paro {
+namespace {
+
+typedef __nv_bfloat16 bf16;
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr float kLn2 = 0.6931471805599453f;
+
+// ---- visibility ----
+struct Vis {
+  int e1, s2, e2;  // visible keys: [0, e1) ∪ [s2, e2)
+};
+
+__device__ __forceinline__ Vis rowVis(const AttnMask& m, int b, int i, int tq, int tk) {
+  Vis v{0, 0, 0};
+  if (i < 0 || i >= tq) return v;
+  if (m.kind == MASK_CAUSAL) {
+    v.e1 = min(tk, max(0, m.qOffset + i + 1));
+  } else if (m.kind == MASK_FULL) {
+    v.e1 = tk;
+  } else {
+    int n = i / m.blockSize;
+    int idx = b * m.nBlocks + n;
+    if (m.keep[idx]) {
+      v.e1 = max(0, min(min(m.anchors[idx], m.ctxLen), tk));  // context strictly before the anchor
+      v.s2 = m.ctxLen + n * m.blockSize;
+      v.e2 = min(tk, v.s2 + m.blockSize);
+      if (v.e2 < v.s2) v.e2 = v.s2;
+    }
+  }
+  return v;
+}
+
+__device__ __forceinline__ bool isVisible(const Vis& v, int j) { return j < v.e1 || (j >= v.s2 && j < v.e2); }
+
+__device__ __forceinline__ bool allVisible(const Vis& v, int j0, int j1) {
+  return j1 <= v.e1 || (j0 >= v.s2 && j1 <= v.e2);
+}
+
+__device__ __forceinline__ bool anyVisible(const Vis& v, int j0, int j1) {
+  return j0 < v.e1 || (max(j0, v.s2) < min(j1, v.e2));
+}
+
+// ---- tensor-core helpers ----
+__device__ __forceinline__ uint32_t smemAddr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+__device__ __forceinline__ void ldsm4(uint32_t r[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smemAddr(p)));
+}
+
+__device__ __forceinline__ void ldsm4t(uint32_t r[4], const bf16* p) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(smemAddr(p)));
+}
+
+__device__ __forceinline__ void mma(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// A operand (16×16) at rows r0.., cols c0.. of a row-major tile with row stride st.
+__device__ __forceinline__ void ldA(uint32_t a[4], const bf16* tile, int st, int r0, int c0) {
+  int lane = threadIdx.x % 32;
+  ldsm4(a, tile + (r0 + (lane % 16)) * st + c0 + (lane / 16) * 8);
+}
+
+// B operands of two n8 tiles (n0, n0+8) for one k16 step, where B[k][n] = tile[n][k] (tile rows are n).
+__device__ __forceinline__ void ldB_nt(uint32_t b[4], const bf16* tile, int st, int n0, int k0) {
+  int lane = threadIdx.x % 32;
+  ldsm4(b, tile + (n0 + (lane % 8) + (lane / 16) * 8) * st + k0 + ((lane / 8) % 2) * 8);
+}
+
+// B operands of two n8 tiles (n0, n0+8) for one k16 step, where B[k][n] = tile[k][n] (tile rows are k).
+__device__ __forceinline__ void ldB_nn(uint32_t b[4], const bf16* tile, int st, int k0, int n0) {
+  int lane = threadIdx.x % 32;
+  ldsm4t(b, tile + (k0 + (lane % 8) + ((lane / 8) % 2) * 8) * st + n0 + (lane / 16) * 8);
+}
+
+// Accumulators of n8 tiles 2kk and 2kk+1 (16 rows × 16 columns) as the A operand of the next product.
+__device__ __forceinline__ void accToA(uint32_t a[4], const float c0[4], const float c1[4]) {
+  a[0] = pack2(c0[0], c0[1]);
+  a[1] = pack2(c0[2], c0[3]);
+  a[2] = pack2(c1[0], c1[1]);
+  a[3] = pack2(c1[2], c1[3]);
+}
+
+// Copy `rows` rows of D bf16 (16-byte chunks) into a padded shared tile; rows at or past nValid are zeros.
+template <int D>
+__device__ __forceinline__ void loadTile(bf16* dst, const bf16* src, size_t rowStride, int rows, int nValid) {
+  constexpr int CH = D / 8, ST = D + 8;
+  for (int c = threadIdx.x; c < rows * CH; c += blockDim.x) {
+    int r = c / CH, cc = c % CH;
+    uint4 val = make_uint4(0, 0, 0, 0);
+    if (r < nValid) val = *reinterpret_cast<const uint4*>(src + (size_t)r * rowStride + cc * 8);
+    *reinterpret_cast<uint4*>(dst + r * ST + cc * 8) = val;
+  }
+}
+
+// Asynchronous 16-byte copies global -> shared (sm_80 cp.async); an invalid chunk is filled with zeros.
+__device__ __forceinline__ void cpAsync16(bf16* dst, const bf16* src, bool valid) {
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smemAddr(dst)), "l"(src), "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N>
+__device__ __forceinline__ void cpAsyncWait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+// As loadTile, asynchronously: complete after cpAsyncWait and a barrier. src row 0 must exist (nValid ≥ 1).
+template <int D>
+__device__ __forceinline__ void loadTileAsync(bf16* dst, const bf16* src, size_t rowStride, int rows, int nValid) {
+  constexpr int CH = D / 8, ST = D + 8;
+  for (int c = threadIdx.x; c < rows * CH; c += blockDim.x) {
+    int r = c / CH, cc = c % CH;
+    bool ok = r < nValid;
+    cpAsync16(dst + r * ST + cc * 8, src + (size_t)(ok ? r : 0) * rowStride + cc * 8, ok);
+  }
+}
+
+// Key-tile range of a query tile: tiles [0, n1) then [t2a, t2b).
+struct TileRange {
+  int n1, t2a, t2b;
+  __device__ int count() const { return n1 + max(0, t2b - t2a); }
+  __device__ int tile(int n) const { return n < n1 ? n : t2a + (n - n1); }
+};
+
+// Every thread passes the visibility of one or more rows; thread 0's shared result is the union's tile range.
+__device__ TileRange blockTileRange(int* sh, const Vis* rows, int nRows, int BC) {
+  if (threadIdx.x == 0) {
+    sh[0] = 0;
+    sh[1] = INT_MAX;
+    sh[2] = 0;
+  }
+  __syncthreads();
+  for (int r = 0; r < nRows; r++) {
+    atomicMax(&sh[0], rows[r].e1);
+    if (rows[r].e2 > rows[r].s2) {
+      atomicMin(&sh[1], rows[r].s2);
+      atomicMax(&sh[2], rows[r].e2);
+    }
+  }
+  __syncthreads();
+  TileRange t;
+  t.n1 = (sh[0] + BC - 1) / BC;
+  if (sh[2] > 0) {
+    t.t2a = max(t.n1, sh[1] / BC);
+    t.t2b = (sh[2] + BC - 1) / BC;
+  } else {
+    t.t2a = t.t2b = 0;
+  }
+  return t;
+}
+
+// ---- forward ----
+template <int D>
+__global__ void __launch_bounds__(128) attnFwdMma(const bf16* __restrict__ q, const bf16* __restrict__ k,
+                                                  const bf16* __restrict__ v, void* out, int odt, float* lse,
+                                                  AttnDims d, AttnMask m) {
+  constexpr int BR = 64, BC = 64, ST = D + 8, NT = BC / 8, DT = D / 8;
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smRaw);
+  bf16* sKb = sQ + BR * ST;      // two K tiles (double buffer)
+  bf16* sVb = sKb + 2 * BC * ST;  // two V tiles
+  __shared__ int sRange[3];
+
+  const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int hk = h / (d.heads / d.kvHeads);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  const int i0 = qt * BR;
+  const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
+  const bf16* qBase = q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D;
+  const bf16* kBase = k + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
+  const bf16* vBase = v + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
+
+  loadTile<D>(sQ, qBase, qStride, BR, d.tq - i0);
+  const int rowA = i0 + warp * 16 + g, rowB = rowA + 8;
+  Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowB, d.tq, d.tk)};
+  TileRange tr = blockTileRange(sRange, vis, 2, BC);  // includes the barrier that publishes sQ
+
+  uint32_t qf[D / 16][4];
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) ldA(qf[kk], sQ, ST, warp * 16, kk * 16);
+
+  float o[DT][4];
+#pragma unroll
+  for (int n = 0; n < DT; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
+  const float sl2 = d.scale * kLog2e;
+
+  const int nTiles = tr.count();
+  // K/V tiles are double-buffered: tile it+1 is in flight while tile it is used.
+  auto issue = [&](int it) {
+    const int j = tr.tile(it) * BC;
+    const int buf = it & 1;
+    loadTileAsync<D>(sKb + buf * BC * ST, kBase + (size_t)j * kStride, kStride, BC, d.tk - j);
+    loadTileAsync<D>(sVb + buf * BC * ST, vBase + (size_t)j * kStride, kStride, BC, d.tk - j);
+    cpAsyncCommit();
+  };
+  if (nTiles > 0) issue(0);
+  for (int it = 0; it < nTiles; it++) {
+    const int j0 = tr.tile(it) * BC;
+    if (it + 1 < nTiles) {
+      issue(it + 1);
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    const bf16* sK = sKb + (it & 1) * BC * ST;
+    const bf16* sV = sVb + (it & 1) * BC * ST;
+
+    float s[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+#pragma unroll
+      for (int np = 0; np < NT / 2; np++) {
+        uint32_t kb[4];
+        ldB_nt(kb, sK, ST, np * 16, kk * 16);
+        mma(s[2 * np], qf[kk], kb[0], kb[1]);
+        mma(s[2 * np + 1], qf[kk], kb[2], kb[3]);
+      }
+    }
+
+    const bool full = __all_sync(0xffffffffu, allVisible(vis[0], j0, j0 + BC) && allVisible(vis[1], j0, j0 + BC));
+    float mxA = -INFINITY, mxB = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        float val = s[n][e] * sl2;
+        if (!full && !isVisible(vis[e / 2], j0 + n * 8 + tig * 2 + (e & 1))) val = -INFINITY;
+        s[n][e] = val;
+      }
+      mxA = fmaxf(mxA, fmaxf(s[n][0], s[n][1]));
+      mxB = fmaxf(mxB, fmaxf(s[n][2], s[n][3]));
+    }
+    mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, 1));
+    mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, 2));
+    mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, 1));
+    mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, 2));
+    const float nA = fmaxf(mA, mxA), nB = fmaxf(mB, mxB);
+    const float uA = nA == -INFINITY ? 0.0f : nA, uB = nB == -INFINITY ? 0.0f : nB;
+    const float cA = exp2f(mA - uA), cB = exp2f(mB - uB);
+    mA = nA;
+    mB = nB;
+    lA *= cA;
+    lB *= cB;
+#pragma unroll
+    for (int n = 0; n < DT; n++) {
+      o[n][0] *= cA;
+      o[n][1] *= cA;
+      o[n][2] *= cB;
+      o[n][3] *= cB;
+    }
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+      s[n][0] = exp2f(s[n][0] - uA);
+      s[n][1] = exp2f(s[n][1] - uA);
+      s[n][2] = exp2f(s[n][2] - uB);
+      s[n][3] = exp2f(s[n][3] - uB);
+      lA += s[n][0] + s[n][1];
+      lB += s[n][2] + s[n][3];
+    }
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; kk++) {
+      uint32_t pa[4];
+      accToA(pa, s[2 * kk], s[2 * kk + 1]);
+#pragma unroll
+      for (int dp = 0; dp < DT / 2; dp++) {
+        uint32_t vb[4];
+        ldB_nn(vb, sV, ST, kk * 16, dp * 16);
+        mma(o[2 * dp], pa, vb[0], vb[1]);
+        mma(o[2 * dp + 1], pa, vb[2], vb[3]);
+      }
+    }
+    __syncthreads();  // this buffer is refilled two tiles later
+  }
+
+  lA += __shfl_xor_sync(0xffffffffu, lA, 1);
+  lA += __shfl_xor_sync(0xffffffffu, lA, 2);
+  lB += __shfl_xor_sync(0xffffffffu, lB, 1);
+  lB += __shfl_xor_sync(0xffffffffu, lB, 2);
+  const float iA = lA > 0.0f ? 1.0f / lA : 0.0f, iB = lB > 0.0f ? 1.0f / lB : 0.0f;
+#pragma unroll
+  for (int n = 0; n < DT; n++) {
+    const int col = h * D + n * 8 + tig * 2;
+    if (rowA < d.tq) {
+      size_t o0 = ((size_t)b * d.tq + rowA) * qStride + col;
+      stf(out, odt, o0, o[n][0] * iA);
+      stf(out, odt, o0 + 1, o[n][1] * iA);
+    }
+    if (rowB < d.tq) {
+      size_t o0 = ((size_t)b * d.tq + rowB) * qStride + col;
+      stf(out, odt, o0, o[n][2] * iB);
+      stf(out, odt, o0 + 1, o[n][3] * iB);
+    }
+  }
+  if (tig == 0) {
+    if (rowA < d.tq) lse[((size_t)b * d.heads + h) * d.tq + rowA] = lA > 0.0f ? (mA + log2f(lA)) * kLn2 : -INFINITY;
+    if (rowB < d.tq) lse[((size_t)b * d.heads + h) * d.tq + rowB] = lB > 0.0f ? (mB + log2f(lB)) * kLn2 : -INFINITY;
+  }
+}
+
+// ---- backward: D_i = Σ_d dO·O per (row, head) ----
+__global__ void attnRowDotKernel(const void* dout, int dodt, const void* out, int odt, float* Dv, AttnDims d) {
+  size_t w = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x % 32;
+  size_t total = (size_t)d.batch * d.heads * d.tq;
+  if (w >= total) return;
+  int i = (int)(w % d.tq);
+  int h = (int)((w / d.tq) % d.heads);
+  int b = (int)(w / ((size_t)d.tq * d.heads));
+  size_t base = ((size_t)b * d.tq + i) * ((size_t)d.heads * d.headDim) + (size_t)h * d.headDim;
+  float s = 0.0f;
+  for (int c = lane; c < d.headDim; c += 32) s += ldf(dout, dodt, base + c) * ldf(out, odt, base + c);
+  s = warpSum(s);
+  if (lane == 0) Dv[w] = s;
+}
+
+// dQ = scale · Σ_keys dS·K with dS = P ⊙ (dO·Vᵀ − D); one CTA per (query tile, head, batch).
+template <int D>
+__global__ void __launch_bounds__(128) attnBwdDqMma(const bf16* __restrict__ dout, const bf16* __restrict__ q,
+                                                    const bf16* __restrict__ k, const bf16* __restrict__ v,
+                                                    const float* __restrict__ lse, const float* __restrict__ Dv,
+                                                    void* dq, int dqdt, AttnDims d, AttnMask m) {
+  constexpr int BR = 64, BC = 32, ST = D + 8, NT = BC / 8, DT = D / 8;
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smRaw);
+  bf16* sO = sQ + BR * ST;
+  bf16* sKb = sO + BR * ST;       // two K tiles (double buffer)
+  bf16* sVb = sKb + 2 * BC * ST;  // two V tiles
+  __shared__ int sRange[3];
+
+  const int qt = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
+  const int hk = h / (d.heads / d.kvHeads);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  const int i0 = qt * BR;
+  const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
+  const bf16* kBase = k + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
+  const bf16* vBase = v + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
+  loadTile<D>(sQ, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BR, d.tq - i0);
+  loadTile<D>(sO, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BR, d.tq - i0);
+
+  const int rowA = i0 + warp * 16 + g, rowB = rowA + 8;
+  Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowB, d.tq, d.tk)};
+  TileRange tr = blockTileRange(sRange, vis, 2, BC);
+  const size_t lrow = ((size_t)b * d.heads + h) * d.tq;
+  float lseA = -INFINITY, lseB = -INFINITY, DA = 0.0f, DB = 0.0f;
+  if (rowA < d.tq) { lseA = lse[lrow + rowA] * kLog2e; DA = Dv[lrow + rowA]; }
+  if (rowB < d.tq) { lseB = lse[lrow + rowB] * kLog2e; DB = Dv[lrow + rowB]; }
+  const float sl2 = d.scale * kLog2e;
+
+  float acc[DT][4];
+#pragma unroll
+  for (int n = 0; n < DT; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+
+  const int nTiles = tr.count();
+  auto issue = [&](int it) {
+    const int j = tr.tile(it) * BC;
+    const int buf = it & 1;
+    loadTileAsync<D>(sKb + buf * BC * ST, kBase + (size_t)j * kStride, kStride, BC, d.tk - j);
+    loadTileAsync<D>(sVb + buf * BC * ST, vBase + (size_t)j * kStride, kStride, BC, d.tk - j);
+    cpAsyncCommit();
+  };
+  if (nTiles > 0) issue(0);
+  for (int it = 0; it < nTiles; it++) {
+    const int j0 = tr.tile(it) * BC;
+    if (it + 1 < nTiles) {
+      issue(it + 1);
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    const bf16* sK = sKb + (it & 1) * BC * ST;
+    const bf16* sV = sVb + (it & 1) * BC * ST;
+    float s[NT][4], dp[NT][4];
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+      dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
+    }
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+      uint32_t qa[4], oa[4];
+      ldA(qa, sQ, ST, warp * 16, kk * 16);
+      ldA(oa, sO, ST, warp * 16, kk * 16);
+#pragma unroll
+      for (int np = 0; np < NT / 2; np++) {
+        uint32_t kb[4], vb[4];
+        ldB_nt(kb, sK, ST, np * 16, kk * 16);
+        ldB_nt(vb, sV, ST, np * 16, kk * 16);
+        mma(s[2 * np], qa, kb[0], kb[1]);
+        mma(s[2 * np + 1], qa, kb[2], kb[3]);
+        mma(dp[2 * np], oa, vb[0], vb[1]);
+        mma(dp[2 * np + 1], oa, vb[2], vb[3]);
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const bool upper = e < 2;
+        const int j = j0 + n * 8 + tig * 2 + (e & 1);
+        const float l2 = upper ? lseA : lseB;
+        const float p = (l2 != -INFINITY && isVisible(vis[upper ? 0 : 1], j)) ? exp2f(s[n][e] * sl2 - l2) : 0.0f;
+        dp[n][e] = p * (dp[n][e] - (upper ? DA : DB));
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; kk++) {
+      uint32_t da[4];
+      accToA(da, dp[2 * kk], dp[2 * kk + 1]);
+#pragma unroll
+      for (int dn = 0; dn < DT / 2; dn++) {
+        uint32_t kb[4];
+        ldB_nn(kb, sK, ST, kk * 16, dn * 16);
+        mma(acc[2 * dn], da, kb[0], kb[1]);
+        mma(acc[2 * dn + 1], da, kb[2], kb[3]);
+      }
+    }
+    __syncthreads();  // this buffer is refilled two tiles later
+  }
+#pragma unroll
+  for (int n = 0; n < DT; n++) {
+    const int col = h * D + n * 8 + tig * 2;
+    if (rowA < d.tq) {
+      size_t o0 = ((size_t)b * d.tq + rowA) * qStride + col;
+      stf(dq, dqdt, o0, acc[n][0] * d.scale);
+      stf(dq, dqdt, o0 + 1, acc[n][1] * d.scale);
+    }
+    if (rowB < d.tq) {
+      size_t o0 = ((size_t)b * d.tq + rowB) * qStride + col;
+      stf(dq, dqdt, o0, acc[n][2] * d.scale);
+      stf(dq, dqdt, o0 + 1, acc[n][3] * d.scale);
+    }
+  }
+}
+
+// dK = scale · Σ dSᵀ·Q and dV = Σ Pᵀ·dO over every query head of the KV group and every query tile that sees the
+// key tile; one CTA per (key tile, KV head, batch), each warp owning 16 keys. The visible query tiles are listed
+// first (visibility does not depend on the head); their Q/dO tiles are then streamed double-buffered.
+template <int D>
+__global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ dout, const bf16* __restrict__ q,
+                                                     const bf16* __restrict__ k, const bf16* __restrict__ v,
+                                                     const float* __restrict__ lse, const float* __restrict__ Dv,
+                                                     void* dk, int dkdt, void* dv, int dvdt, AttnDims d, AttnMask m) {
+  constexpr int BCK = 64, BRQ = 32, ST = D + 8, NQ = BRQ / 8, DT = D / 8;
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  bf16* sK = reinterpret_cast<bf16*>(smRaw);
+  bf16* sV = sK + BCK * ST;
+  bf16* sQb = sV + BCK * ST;        // two Q tiles
+  bf16* sOb = sQb + 2 * BRQ * ST;   // two dO tiles
+  int* sList = reinterpret_cast<int*>(sOb + 2 * BRQ * ST);  // visible query tiles, ascending
+  __shared__ float sL2[2][BRQ], sD[2][BRQ];
+  __shared__ int sE1[2][BRQ], sS2[2][BRQ], sE2[2][BRQ];
+  __shared__ int sCount;
+
+  const int kt = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
+  const int group = d.heads / d.kvHeads;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  const int j0 = kt * BCK, j1 = min(j0 + BCK, d.tk);
+  const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
+  loadTile<D>(sK, k + ((size_t)b * d.kvStride + j0) * kStride + (size_t)hk * D, kStride, BCK, d.tk - j0);
+  loadTile<D>(sV, v + ((size_t)b * d.kvStride + j0) * kStride + (size_t)hk * D, kStride, BCK, d.tk - j0);
+  const float sl2 = d.scale * kLog2e;
+
+  const int nQt = (d.tq + BRQ - 1) / BRQ;
+  for (int t = threadIdx.x; t < nQt; t += blockDim.x) {
+    int seen = 0;
+    for (int r = 0; r < BRQ && !seen; r++) seen = anyVisible(rowVis(m, b, t * BRQ + r, d.tq, d.tk), j0, j1);
+    sList[t] = seen;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int n = 0;
+    for (int t = 0; t < nQt; t++)
+      if (sList[t]) sList[n++] = t;
+    sCount = n;
+  }
+  __syncthreads();
+  const int nList = sCount;
+  const int nItems = group * nList;
+
+  // Queue the Q/dO tiles and the row data of work item w (head hh = w / nList, query tile sList[w % nList]).
+  auto issue = [&](int w) {
+    const int buf = w & 1;
+    const int h = hk * group + w / nList;
+    const int i0 = sList[w % nList] * BRQ;
+    loadTileAsync<D>(sQb + buf * BRQ * ST, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BRQ,
+                     d.tq - i0);
+    loadTileAsync<D>(sOb + buf * BRQ * ST, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BRQ,
+                     d.tq - i0);
+    cpAsyncCommit();
+    if (threadIdx.x < BRQ) {
+      const int i = i0 + threadIdx.x;
+      const size_t lrow = ((size_t)b * d.heads + h) * d.tq;
+      Vis vi = rowVis(m, b, i, d.tq, d.tk);
+      sE1[buf][threadIdx.x] = vi.e1;
+      sS2[buf][threadIdx.x] = vi.s2;
+      sE2[buf][threadIdx.x] = vi.e2;
+      const float l = i < d.tq ? lse[lrow + i] : -INFINITY;
+      sL2[buf][threadIdx.x] = l == -INFINITY ? -INFINITY : l * kLog2e;
+      sD[buf][threadIdx.x] = i < d.tq ? Dv[lrow + i] : 0.0f;
+    }
+  };
+
+  float ak[DT][4], av[DT][4];
+#pragma unroll
+  for (int n = 0; n < DT; n++) {
+    ak[n][0] = ak[n][1] = ak[n][2] = ak[n][3] = 0.0f;
+    av[n][0] = av[n][1] = av[n][2] = av[n][3] = 0.0f;
+  }
+  const int keyA = j0 + warp * 16 + g, keyB = keyA + 8;
+
+  if (nItems > 0) issue(0);
+  for (int w = 0; w < nItems; w++) {
+    const int buf = w & 1;
+    if (w + 1 < nItems) {
+      issue(w + 1);
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    __syncthreads();
+    const bf16* sQ = sQb + buf * BRQ * ST;
+    const bf16* sO = sOb + buf * BRQ * ST;
+
+    float st[NQ][4], dpt[NQ][4];
+#pragma unroll
+    for (int n = 0; n < NQ; n++) {
+      st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.0f;
+      dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.0f;
+    }
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+      uint32_t ka[4], va[4];
+      ldA(ka, sK, ST, warp * 16, kk * 16);
+      ldA(va, sV, ST, warp * 16, kk * 16);
+#pragma unroll
+      for (int np = 0; np < NQ / 2; np++) {
+        uint32_t qb[4], ob[4];
+        ldB_nt(qb, sQ, ST, np * 16, kk * 16);
+        ldB_nt(ob, sO, ST, np * 16, kk * 16);
+        mma(st[2 * np], ka, qb[0], qb[1]);
+        mma(st[2 * np + 1], ka, qb[2], qb[3]);
+        mma(dpt[2 * np], va, ob[0], ob[1]);
+        mma(dpt[2 * np + 1], va, ob[2], ob[3]);
+      }
+    }
+    // Element (key row, query column): Pᵀ into st, dSᵀ into dpt.
+#pragma unroll
+    for (int n = 0; n < NQ; n++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int qc = n * 8 + tig * 2 + (e & 1);
+        const int j = e < 2 ? keyA : keyB;
+        const Vis vi{sE1[buf][qc], sS2[buf][qc], sE2[buf][qc]};
+        const float l2 = sL2[buf][qc];
+        const float p = (l2 != -INFINITY && isVisible(vi, j)) ? exp2f(st[n][e] * sl2 - l2) : 0.0f;
+        st[n][e] = p;
+        dpt[n][e] = p * (dpt[n][e] - sD[buf][qc]);
+      }
+    }
+#pragma unroll
+    for (int kk = 0; kk < BRQ / 16; kk++) {
+      uint32_t pa[4], da[4];
+      accToA(pa, st[2 * kk], st[2 * kk + 1]);
+      accToA(da, dpt[2 * kk], dpt[2 * kk + 1]);
+#pragma unroll
+      for (int dn = 0; dn < DT / 2; dn++) {
+        uint32_t ob[4], qb[4];
+        ldB_nn(ob, sO, ST, kk * 16, dn * 16);
+        ldB_nn(qb, sQ, ST, kk * 16, dn * 16);
+        mma(av[2 * dn], pa, ob[0], ob[1]);
+        mma(av[2 * dn + 1], pa, ob[2], ob[3]);
+        mma(ak[2 * dn], da, qb[0], qb[1]);
+        mma(ak[2 * dn + 1], da, qb[2], qb[3]);
+      }
+    }
+    __syncthreads();  // this buffer is refilled two items later
+  }
+#pragma unroll
+  for (int n = 0; n < DT; n++) {
+    const int col = hk * D + n * 8 + tig * 2;
+    if (keyA < d.tk) {
+      size_t o0 = ((size_t)b * d.kvStride + keyA) * kStride + col;
+      stf(dk, dkdt, o0, ak[n][0] * d.scale);
+      stf(dk, dkdt, o0 + 1, ak[n][1] * d.scale);
+      stf(dv, dvdt, o0, av[n][0]);
+      stf(dv, dvdt, o0 + 1, av[n][1]);
+    }
+    if (keyB < d.tk) {
+      size_t o0 = ((size_t)b * d.kvStride + keyB) * kStride + col;
+      stf(dk, dkdt, o0, ak[n][2] * d.scale);
+      stf(dk, dkdt, o0 + 1, ak[n][3] * d.scale);
+      stf(dv, dvdt, o0, av[n][2]);
+      stf(dv, dvdt, o0 + 1, av[n][3]);
+    }
+  }
+}
+
+// ---- scalar kernels: one warp per query row (or key row), any head size up to 256, f32 arithmetic ----
+constexpr int kMaxPerLane = 8;
+
+__global__ void attnFwdScalar(const void* q, int qdt, const void* k, int kdt, const void* v, int vdt, void* out,
+                              int odt, float* lse, AttnDims d, AttnMask m) {
+  size_t w = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x % 32;
+  if (w >= (size_t)d.batch * d.heads * d.tq) return;
+  const int D = d.headDim;
+  int i = (int)(w % d.tq), h = (int)((w / d.tq) % d.heads), b = (int)(w / ((size_t)d.tq * d.heads));
+  int hk = h / (d.heads / d.kvHeads);
+  size_t qb = ((size_t)b * d.tq + i) * ((size_t)d.heads * D) + (size_t)h * D;
+  size_t kStride = (size_t)d.kvHeads * D;
+  float qv[kMaxPerLane], o[kMaxPerLane];
+#pragma unroll
+  for (int t = 0; t < kMaxPerLane; t++) {
+    int c = lane + 32 * t;
+    qv[t] = c < D ? ldf(q, qdt, qb + c) : 0.0f;
+    o[t] = 0.0f;
+  }
+  Vis vi = rowVis(m, b, i, d.tq, d.tk);
+  float mx = -INFINITY, l = 0.0f;
+  for (int part = 0; part < 2; part++) {
+    int ja = part == 0 ? 0 : max(vi.s2, vi.e1), jb = part == 0 ? vi.e1 : vi.e2;
+    for (int j = ja; j < jb; j++) {
+      size_t kb = ((size_t)b * d.kvStride + j) * kStride + (size_t)hk * D;
+      float s = 0.0f;
+#pragma unroll
+      for (int t = 0; t < kMaxPerLane; t++) {
+        int c = lane + 32 * t;
+        if (c < D) s += qv[t] * ldf(k, kdt, kb + c);
+      }
+      s = warpSum(s) * d.scale;
+      float nm = fmaxf(mx, s);
+      float corr = expf(mx - nm), p = expf(s - nm);
+      l = l * corr + p;
+#pragma unroll
+      for (int t = 0; t < kMaxPerLane; t++) {
+        int c = lane + 32 * t;
+        if (c < D) o[t] = o[t] * corr + p * ldf(v, vdt, kb + c);
+      }
+      mx = nm;
+    }
+  }
+  float inv = l > 0.0f ? 1.0f / l : 0.0f;
+#pragma unroll
+  for (int t = 0; t < kMaxPerLane; t++) {
+    int c = lane + 32 * t;
+    if (c < D) stf(out, odt, qb + c, o[t] * inv);
+  }
+  if (lane == 0) lse[((size_t)b * d.heads + h) * d.tq + i] = l > 0.0f ? mx + logf(l) : -INFINITY;
+}
+
+__global__ void attnBwdDqScalar(const void* dout, int dodt, const void* q, int qdt, const void* k, int kdt,
+                                const void* v, int vdt, const float* lse, const float* Dv, void* dq, int dqdt,
+                                AttnDims d, AttnMask m) {
+  size_t w = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x % 32;
+  if (w >= (size_t)d.batch * d.heads * d.tq) return;
+  const int D = d.headDim;
+  int i = (int)(w % d.tq), h = (int)((w / d.tq) % d.heads), b = (int)(w / ((size_t)d.tq * d.heads));
+  int hk = h / (d.heads / d.kvHeads);
+  size_t qb = ((size_t)b * d.tq + i) * ((size_t)d.heads * D) + (size_t)h * D;
+  size_t kStride = (size_t)d.kvHeads * D;
+  size_t lrow = ((size_t)b * d.heads + h) * d.tq + i;
+  float L = lse[lrow], Di = Dv[lrow];
+  float qv[kMaxPerLane], gv[kMaxPerLane], acc[kMaxPerLane];
+#pragma unroll
+  for (int t = 0; t < kMaxPerLane; t++) {
+    int c = lane + 32 * t;
+    qv[t] = c < D ? ldf(q, qdt, qb + c) : 0.0f;
+    gv[t] = c < D ? ldf(dout, dodt, qb + c) : 0.0f;
+    acc[t] = 0.0f;
+  }
+  Vis vi = rowVis(m, b, i, d.tq, d.tk);
+  if (L != -INFINITY) {
+    for (int part = 0; part < 2; part++) {
+      int ja = part == 0 ? 0 : max(vi.s2, vi.e1), jb = part == 0 ? vi.e1 : vi.e2;
+      for (int j = ja; j < jb; j++) {
+        size_t kb = ((size_t)b * d.kvStride + j) * kStride + (size_t)hk * D;
+        float s = 0.0f, dpv = 0.0f;
+#pragma unroll
+        for (int t = 0; t < kMaxPerLane; t++) {
+          int c = lane + 32 * t;
+          if (c < D) {
+            s += qv[t] * ldf(k, kdt, kb + c);
+            dpv += gv[t] * ldf(v, vdt, kb + c);
+          }
+        }
+        s = warpSum(s);
+        dpv = warpSum(dpv);
+        float p = expf(s * d.scale - L);
+        float ds = p * (dpv - Di);
+#pragma unroll
+        for (int t = 0; t < kMaxPerLane; t++) {
+          int c = lane + 32 * t;
+          if (c < D) acc[t] += ds * ldf(k, kdt, kb + c);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < kMaxPerLane; t++) {
+    int c = lane + 32 * t;
+    if (c < D) stf(dq, dqdt, qb + c, acc[t] * d.scale);
+  }
+}
+
+__global__ void attnBwdDkvScalar(const void* dout, int dodt, const void* q, int qdt, const void* k, int kdt,
+                                 const void* v, int vdt, const float* lse, const float* Dv, void* dk, int dkdt,
+                                 void* dv, int dvdt, AttnDims d, AttnMask m) {
+  size_t w = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x % 32;
+  if (w >= (size_t)d.batch * d.kvHeads * d.tk) return;
+  const int D = d.headDim;
+  int j = (int)(w % d.tk), hk = (int)((w / d.tk) % d.kvHeads), b = (int)(w / ((size_t)d.tk * d.kvHeads));
+  int group = d.heads / d.kvHeads;
+  size_t kStride = (size_t)d.kvHeads * D, qStride = (size_t)d.heads * D;
+  size_t kb = ((size_t)b * d.kvStride + j) * kStride + (size_t)hk * D;
+  float kv[kMaxPerLane], vv[kMaxPerLane], gk[kMaxPerLane], gvv[kMaxPerLane];
+#pragma unroll
+  for (int t = 0; t < kMaxPerLane; t++) {
+    int c = lane + 32 * t;
+    kv[t] = c < D ? ldf(k, kdt, kb + c) : 0.0f;
+    vv[t] = c < D ? ldf(v, vdt, kb + c) : 0.0f;
+    gk[t] = gvv[t] = 0.0f;
+  }
+  for (int hh = 0; hh < group; hh++) {
+    int h = hk * group + hh;
+    for (int i = 0; i < d.tq; i++) {
+      Vis vi = rowVis(m, b, i, d.tq, d.tk);
+      if (!isVisible(vi, j)) continue;
+      size_t lrow = ((size_t)b * d.heads + h) * d.tq + i;
+      float L = lse[lrow];
+      if (L == -INFINITY) continue;
+      size_t qb = ((size_t)b * d.tq + i) * qStride + (size_t)h * D;
+      float s = 0.0f, dpv = 0.0f;
+#pragma unroll
+      for (int t = 0; t < kMaxPerLane; t++) {
+        int c = lane + 32 * t;
+        if (c < D) {
+          s += ldf(q, qdt, qb + c) * kv[t];
+          dpv += ldf(dout, dodt, qb + c) * vv[t];
+        }
+      }
+      s = warpSum(s);
+      dpv = warpSum(dpv);
+      float p = expf(s * d.scale - L);
+      float ds = p * (dpv - Dv[lrow]);
+#pragma unroll
+      for (int t = 0; t < kMaxPerLane; t++) {
+        int c = lane + 32 * t;
+        if (c < D) {
+          gvv[t] += p * ldf(dout, dodt, qb + c);
+          gk[t] += ds * ldf(q, qdt, qb + c);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < kMaxPerLane; t++) {
+    int c = lane + 32 * t;
+    if (c < D) {
+      stf(dk, dkdt, kb + c, gk[t] * d.scale);
+      stf(dv, dvdt, kb + c, gvv[t]);
+    }
+  }
+}
+
+// ---- host side ----
+template <typename K>
+void allowSmem(K kernel, size_t bytes) {
+  if (bytes > 48 * 1024)
+    checkCuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
+              "cudaFuncSetAttribute(attention shared memory)");
+}
+
+/** A bf16 view of a tensor: the tensor itself, or a bf16 copy in scratch memory. */
+struct Bf16View {
+  const bf16* p;
+  Scratch copy;
+  Bf16View(const void* src, int dt, size_t n) : p(nullptr), copy(dt == DT_BF16 ? 0 : n * 2) {
+    if (dt == DT_BF16) {
+      p = static_cast<const bf16*>(src);
+    } else {
+      castK(src, dt, copy.p, DT_BF16, n);
+      p = copy.as<bf16>();
+    }
+  }
+};
+
+bool mmaPath(const AttnDims& d, bool forceScalar) {
+  return !forceScalar && (d.headDim == 64 || d.headDim == 128);
+}
+
+void checkDims(const AttnDims& d) {
+  if (d.headDim <= 0 || d.headDim > 32 * kMaxPerLane) throw ArgError("attention: headDim must be in 1..256");
+  if (d.kvHeads <= 0 || d.heads % d.kvHeads != 0) throw ArgError("attention: heads must be a multiple of kvHeads");
+  if (d.kvStride < d.tk) throw ArgError("attention: kvStride must be at least tk");
+}
+
+template <int D>
+void fwdMma(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, float* lse, const AttnDims& d,
+            const AttnMask& m) {
+  size_t smem = (size_t)(64 + 4 * 64) * (D + 8) * 2;  // Q + double-buffered K and V
+  allowSmem(attnFwdMma<D>, smem);
+  dim3 grid((unsigned)((d.tq + 63) / 64), (unsigned)d.heads, (unsigned)d.batch);
+  attnFwdMma<D><<<grid, 128, smem, stream()>>>(q, k, v, out, odt, lse, d, m);
+  checkLaunch("attention.forward(mma)");
+}
+
+template <int D>
+void bwdMma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
+            int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
+  size_t smemQ = (size_t)(64 + 64 + 4 * 32) * (D + 8) * 2;  // Q, dO + double-buffered K and V
+  allowSmem(attnBwdDqMma<D>, smemQ);
+  dim3 gq((unsigned)((d.tq + 63) / 64), (unsigned)d.heads, (unsigned)d.batch);
+  attnBwdDqMma<D><<<gq, 128, smemQ, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
+  checkLaunch("attention.backward.dq(mma)");
+  const int nQt = (d.tq + 31) / 32;
+  size_t smemK = (size_t)(64 + 64 + 4 * 32) * (D + 8) * 2 + (size_t)nQt * 4;  // K, V + double-buffered Q, dO + list
+  allowSmem(attnBwdDkvMma<D>, smemK);
+  dim3 gk((unsigned)((d.tk + 63) / 64), (unsigned)d.kvHeads, (unsigned)d.batch);
+  attnBwdDkvMma<D><<<gk, 128, smemK, stream()>>>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
+  checkLaunch("attention.backward.dkv(mma)");
+}
+
+}  // namespace
+
+void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v, int vdt, void* out, int odt,
+                   float* lse, const AttnDims& d, const AttnMask& m, bool forceScalar) {
+  checkDims(d);
+  if (d.batch == 0 || d.tq == 0 || d.heads == 0) return;
+  if (mmaPath(d, forceScalar)) {
+    size_t nq = (size_t)d.batch * d.tq * d.heads * d.headDim;
+    size_t nk = (size_t)d.batch * d.kvStride * d.kvHeads * d.headDim;
+    Bf16View Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
+    if (d.headDim == 64) fwdMma<64>(Q.p, Kv.p, V.p, out, odt, lse, d, m);
+    else fwdMma<128>(Q.p, Kv.p, V.p, out, odt, lse, d, m);
+    return;
+  }
+  size_t rows = (size_t)d.batch * d.heads * d.tq;
+  attnFwdScalar<<<(unsigned)((rows + 3) / 4), 128, 0, stream()>>>(q, qdt, k, kdt, v, vdt, out, odt, lse, d, m);
+  checkLaunch("attention.forward(scalar)");
+}
+
+void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const void* k, int kdt, const void* v, int vdt,
+                   const void* out, int odt, const float* lse, void* dq, int dqdt, void* dk, int dkdt, void* dv,
+                   int dvdt, const AttnDims& d, const AttnMask& m, bool forceScalar) {
+  checkDims(d);
+  size_t nk = (size_t)d.batch * d.kvStride * d.kvHeads * d.headDim;
+  // Rows tk..kvStride of dK/dV (spare cache capacity) get zeros.
+  memsetD(dk, 0, nk * dtypeSize(dkdt));
+  memsetD(dv, 0, nk * dtypeSize(dvdt));
+  if (d.batch == 0 || d.tq == 0 || d.heads == 0) return;
+  size_t rows = (size_t)d.batch * d.heads * d.tq;
+  Scratch Dv(rows * sizeof(float));
+  attnRowDotKernel<<<(unsigned)((rows + 7) / 8), 256, 0, stream()>>>(dout, dodt, out, odt, Dv.as<float>(), d);
+  checkLaunch("attention.backward.rowdot");
+  if (mmaPath(d, forceScalar)) {
+    size_t nq = rows * d.headDim;
+    Bf16View dO(dout, dodt, nq), Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
+    if (d.headDim == 64) bwdMma<64>(dO.p, Q.p, Kv.p, V.p, lse, Dv.as<float>(), dq, dqdt, dk, dkdt, dv, dvdt, d, m);
+    else bwdMma<128>(dO.p, Q.p, Kv.p, V.p, lse, Dv.as<float>(), dq, dqdt, dk, dkdt, dv, dvdt, d, m);
+    return;
+  }
+  attnBwdDqScalar<<<(unsigned)((rows + 3) / 4), 128, 0, stream()>>>(dout, dodt, q, qdt, k, kdt, v, vdt, lse,
+                                                                   Dv.as<float>(), dq, dqdt, d, m);
+  checkLaunch("attention.backward.dq(scalar)");
+  size_t krows = (size_t)d.batch * d.kvHeads * d.tk;
+  if (krows == 0) return;
+  attnBwdDkvScalar<<<(unsigned)((krows + 3) / 4), 128, 0, stream()>>>(dout, dodt, q, qdt, k, kdt, v, vdt, lse,
+                                                                     Dv.as<float>(), dk, dkdt, dv, dvdt, d, m);
+  checkLaunch("attention.backward.dkv(scalar)");
+}
+
+}  // namespace paro

@@ -1,0 +1,242 @@
+// Elementwise kernels: grid-stride loops over flat indices, f32 arithmetic, any storage dtype per operand.
+#include "common.cuh"
+#include "ops.h"
+
+namespace paro {
+namespace {
+
+constexpr int kBlock = 256;
+
+#define GRID_LOOP(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+__global__ void castKernel(const void* src, int sdt, void* dst, int ddt, size_t n) {
+  GRID_LOOP(i, n) stf(dst, ddt, i, ldf(src, sdt, i));
+}
+
+__global__ void castIntKernel(const int* src, int* dst, size_t n) {
+  GRID_LOOP(i, n) dst[i] = src[i];
+}
+
+__global__ void fillKernel(void* dst, int dt, size_t n, float value) {
+  GRID_LOOP(i, n) stf(dst, dt, i, value);
+}
+
+__global__ void fillIntKernel(int* dst, size_t n, int value) {
+  GRID_LOOP(i, n) dst[i] = value;
+}
+
+__device__ __forceinline__ uint32_t hash32(uint32_t x) {
+  x ^= x >> 16; x *= 0x7feb352dU; x ^= x >> 15; x *= 0x846ca68bU; x ^= x >> 16;
+  return x;
+}
+
+__global__ void randomKernel(void* dst, int dt, size_t n, uint32_t seed) {
+  GRID_LOOP(i, n) {
+    uint32_t h = hash32((uint32_t)i ^ hash32(seed + (uint32_t)(i >> 32) * 0x9e3779b9U));
+    stf(dst, dt, i, (float)(h >> 8) * (2.0f / 16777216.0f) - 1.0f);
+  }
+}
+
+__global__ void addKernel(const void* a, int adt, const void* b, int bdt, void* out, int odt, size_t n, size_t C) {
+  GRID_LOOP(i, n) stf(out, odt, i, ldf(a, adt, i) + ldf(b, bdt, C ? i % C : i));
+}
+
+__global__ void axpyKernel(void* a, int adt, const void* b, int bdt, size_t n, float alpha) {
+  GRID_LOOP(i, n) stf(a, adt, i, fmaf(alpha, ldf(b, bdt, i), ldf(a, adt, i)));
+}
+
+__global__ void scaleKernel(const void* a, int adt, void* out, int odt, size_t n, float alpha) {
+  GRID_LOOP(i, n) stf(out, odt, i, ldf(a, adt, i) * alpha);
+}
+
+__global__ void colOpKernel(const void* a, int adt, const void* v, int vdt, void* out, int odt, size_t n, size_t C,
+                            bool div) {
+  GRID_LOOP(i, n) {
+    float x = ldf(a, adt, i), s = ldf(v, vdt, i % C);
+    stf(out, odt, i, div ? x / s : x * s);
+  }
+}
+
+__device__ __forceinline__ float sigmoid(float g) { return 1.0f / (1.0f + expf(-g)); }
+
+__global__ void swigluKernel(const void* g, int gdt, const void* u, int udt, void* h, int hdt, size_t n) {
+  GRID_LOOP(i, n) {
+    float x = ldf(g, gdt, i);
+    stf(h, hdt, i, x * sigmoid(x) * ldf(u, udt, i));
+  }
+}
+
+__global__ void swigluBwdKernel(const void* dh, int dhdt, const void* g, int gdt, const void* u, int udt, void* dg,
+                                int dgdt, void* du, int dudt, size_t n) {
+  GRID_LOOP(i, n) {
+    float x = ldf(g, gdt, i), up = ldf(u, udt, i), d = ldf(dh, dhdt, i);
+    float s = sigmoid(x);
+    stf(du, dudt, i, d * x * s);
+    stf(dg, dgdt, i, d * up * s * (1.0f + x * (1.0f - s)));
+  }
+}
+
+__global__ void adamwKernel(void* p, int pdt, const void* g, int gdt, void* m, int mdt, void* v, int vdt, size_t n,
+                            float lr, float beta1, float beta2, float eps, float wd, float stepSize, float sqrtBc2) {
+  GRID_LOOP(i, n) {
+    float grad = ldf(g, gdt, i);
+    float pv = ldf(p, pdt, i) * (1.0f - lr * wd);
+    float mv = ldf(m, mdt, i);
+    mv = beta1 * mv + (1.0f - beta1) * grad;
+    float vv = ldf(v, vdt, i) * beta2 + (1.0f - beta2) * grad * grad;
+    float denom = sqrtf(vv) / sqrtBc2 + eps;
+    pv = pv - stepSize * (mv / denom);
+    stf(m, mdt, i, mv);
+    stf(v, vdt, i, vv);
+    stf(p, pdt, i, pv);
+  }
+}
+
+__global__ void gather32Kernel(const uint32_t* table, const int* ids, uint32_t* out, size_t nIds, size_t units) {
+  GRID_LOOP(i, nIds * units) {
+    size_t r = i / units, u = i % units;
+    out[i] = table[(size_t)ids[r] * units + u];
+  }
+}
+
+__global__ void gather16Kernel(const uint16_t* table, const int* ids, uint16_t* out, size_t nIds, size_t units) {
+  GRID_LOOP(i, nIds * units) {
+    size_t r = i / units, u = i % units;
+    out[i] = table[(size_t)ids[r] * units + u];
+  }
+}
+
+__global__ void cast2DKernel(const void* src, int sdt, size_t sPitch, void* dst, int ddt, size_t dPitch, size_t rows,
+                             size_t cols) {
+  GRID_LOOP(i, rows * cols) {
+    size_t r = i / cols, c = i % cols;
+    stf(dst, ddt, r * dPitch + c, ldf(src, sdt, r * sPitch + c));
+  }
+}
+
+// One thread per (row, head, m < headDim/2): the rotate-half pair (m, m + headDim/2).
+__global__ void ropeKernel(const void* x, int xdt, void* out, int odt, size_t rows, int width, const int* pos,
+                           const float* invFreq, int headDim, bool inverse) {
+  int half = headDim / 2;
+  int heads = width / headDim;
+  size_t n = rows * heads * (size_t)half;
+  GRID_LOOP(i, n) {
+    int m = (int)(i % half);
+    size_t rh = i / half;
+    size_t r = rh / heads;
+    int h = (int)(rh % heads);
+    // φ = pos·invFreq rounded to f32, as PyTorch computes it.
+    float phi = (float)pos[r] * invFreq[m];
+    float s, c;
+    sincosf(phi, &s, &c);
+    if (inverse) s = -s;
+    size_t o = r * width + (size_t)h * headDim;
+    float a = ldf(x, xdt, o + m), b = ldf(x, xdt, o + m + half);
+    stf(out, odt, o + m, a * c - b * s);
+    stf(out, odt, o + m + half, b * c + a * s);
+  }
+}
+
+}  // namespace
+
+void castK(const void* src, int sdt, void* dst, int ddt, size_t n) {
+  if (n == 0) return;
+  if (sdt == DT_I32 && ddt == DT_I32) {
+    castIntKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>((const int*)src, (int*)dst, n);
+    return checkLaunch("castInt");
+  }
+  castKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(src, sdt, dst, ddt, n);
+  checkLaunch("cast");
+}
+
+void fillK(void* dst, int dt, size_t n, float value) {
+  if (n == 0) return;
+  if (dt == DT_I32) {
+    fillIntKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>((int*)dst, n, (int)value);
+    return checkLaunch("fillInt");
+  }
+  fillKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(dst, dt, n, value);
+  checkLaunch("fill");
+}
+
+void randomK(void* dst, int dt, size_t n, uint32_t seed) {
+  if (n == 0) return;
+  randomKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(dst, dt, n, seed);
+  checkLaunch("random");
+}
+
+void addK(const void* a, int adt, const void* b, int bdt, void* out, int odt, size_t n, size_t bcastC) {
+  if (n == 0) return;
+  addKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, b, bdt, out, odt, n, bcastC);
+  checkLaunch("add");
+}
+
+void axpyK(void* a, int adt, const void* b, int bdt, size_t n, float alpha) {
+  if (n == 0) return;
+  axpyKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, b, bdt, n, alpha);
+  checkLaunch("axpy");
+}
+
+void scaleK(const void* a, int adt, void* out, int odt, size_t n, float alpha) {
+  if (n == 0) return;
+  scaleKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, out, odt, n, alpha);
+  checkLaunch("scale");
+}
+
+void colOpK(const void* a, int adt, const void* v, int vdt, void* out, int odt, size_t n, size_t C, bool div) {
+  if (n == 0) return;
+  colOpKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, v, vdt, out, odt, n, C, div);
+  checkLaunch(div ? "divCols" : "mulCols");
+}
+
+void swigluK(const void* g, int gdt, const void* u, int udt, void* h, int hdt, size_t n) {
+  if (n == 0) return;
+  swigluKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(g, gdt, u, udt, h, hdt, n);
+  checkLaunch("swiglu");
+}
+
+void swigluBwdK(const void* dh, int dhdt, const void* g, int gdt, const void* u, int udt, void* dg, int dgdt,
+                void* du, int dudt, size_t n) {
+  if (n == 0) return;
+  swigluBwdKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(dh, dhdt, g, gdt, u, udt, dg, dgdt, du, dudt, n);
+  checkLaunch("swigluBackward");
+}
+
+void adamwK(void* p, int pdt, const void* g, int gdt, void* m, int mdt, void* v, int vdt, size_t n, float lr,
+            float beta1, float beta2, float eps, float weightDecay, float stepSize, float sqrtBc2) {
+  if (n == 0) return;
+  adamwKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(p, pdt, g, gdt, m, mdt, v, vdt, n, lr, beta1, beta2, eps,
+                                                          weightDecay, stepSize, sqrtBc2);
+  checkLaunch("adamw");
+}
+
+void gatherRowsK(const void* table, const int* ids, void* out, size_t nIds, size_t rowBytes) {
+  if (nIds == 0 || rowBytes == 0) return;
+  if (rowBytes % 4 == 0) {
+    size_t units = rowBytes / 4;
+    gather32Kernel<<<gridFor(nIds * units, kBlock), kBlock, 0, stream()>>>((const uint32_t*)table, ids,
+                                                                           (uint32_t*)out, nIds, units);
+  } else {
+    size_t units = rowBytes / 2;
+    gather16Kernel<<<gridFor(nIds * units, kBlock), kBlock, 0, stream()>>>((const uint16_t*)table, ids,
+                                                                           (uint16_t*)out, nIds, units);
+  }
+  checkLaunch("gatherRows");
+}
+
+void cast2DK(const void* src, int sdt, size_t sPitch, void* dst, int ddt, size_t dPitch, size_t rows, size_t cols) {
+  if (rows == 0 || cols == 0) return;
+  cast2DKernel<<<gridFor(rows * cols, kBlock), kBlock, 0, stream()>>>(src, sdt, sPitch, dst, ddt, dPitch, rows, cols);
+  checkLaunch("cast2D");
+}
+
+void ropeK(const void* x, int xdt, void* out, int odt, size_t rows, int width, const int* pos, const float* invFreq,
+           int headDim, bool inverse) {
+  size_t n = rows * (size_t)(width / headDim) * (headDim / 2);
+  if (n == 0) return;
+  ropeKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(x, xdt, out, odt, rows, width, pos, invFreq, headDim,
+                                                          inverse);
+  checkLaunch("rope");
+}
+
+}  // namespace paro

@@ -1,0 +1,311 @@
+// Reductions and row-wise kernels. Every reduction has a fixed order for a given shape (two passes, no float
+// atomics), so results are bit-identical run to run.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "common.cuh"
+#include "ops.h"
+#include "runtime.h"
+
+namespace paro {
+namespace {
+
+constexpr int kBlock = 256;
+
+// ---- column reduction: out[c] = Σ_r a[r,c]·(b ? b[r,c] : 1)·(rs ? rs[r] : 1) ----
+constexpr int kColTile = 32, kRowLanes = 8;
+
+__global__ void colPartialKernel(const void* a, int adt, const void* b, int bdt, const float* rs, size_t rows, size_t C,
+                                 size_t rowsPerChunk, double* partial) {
+  __shared__ double sh[kRowLanes][kColTile];
+  size_t c = blockIdx.x * (size_t)kColTile + threadIdx.x;
+  size_t r0 = blockIdx.y * rowsPerChunk;
+  size_t r1 = min(rows, r0 + rowsPerChunk);
+  double acc = 0;
+  if (c < C) {
+    for (size_t r = r0 + threadIdx.y; r < r1; r += kRowLanes) {
+      double v = ldf(a, adt, r * C + c);
+      if (b) v *= (double)ldf(b, bdt, r * C + c) * (rs ? (double)rs[r] : 1.0);
+      acc += v;
+    }
+  }
+  sh[threadIdx.y][threadIdx.x] = acc;
+  __syncthreads();
+  if (threadIdx.y == 0 && c < C) {
+    double s = 0;
+    for (int k = 0; k < kRowLanes; k++) s += sh[k][threadIdx.x];
+    partial[blockIdx.y * C + c] = s;
+  }
+}
+
+__global__ void colFinalKernel(const double* partial, size_t chunks, size_t C, float* out) {
+  for (size_t c = blockIdx.x * (size_t)blockDim.x + threadIdx.x; c < C; c += (size_t)gridDim.x * blockDim.x) {
+    double s = 0;
+    for (size_t k = 0; k < chunks; k++) s += partial[k * C + c];
+    out[c] = (float)s;
+  }
+}
+
+// ---- whole-tensor sums in f64: per-block partials, summed on the host in block order ----
+__device__ void blockPartial(double v, double* partial) {
+  __shared__ double sh[32];
+  v = warpSumD(v);
+  int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  if (l == 0) sh[w] = v;
+  __syncthreads();
+  if (w == 0) {
+    double s = l < blockDim.x / 32 ? sh[l] : 0.0;
+    s = warpSumD(s);
+    if (l == 0) partial[blockIdx.x] = s;
+  }
+}
+
+__global__ void sumSquaresKernel(const void* x, int dt, size_t n, double* partial) {
+  double acc = 0;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    double v = ldf(x, dt, i);
+    acc += v * v;
+  }
+  blockPartial(acc, partial);
+}
+
+__global__ void smoothL1Kernel(const void* pred, int pdt, const void* target, int tdt, size_t n, void* dpred, int ddt,
+                               double* partial) {
+  double acc = 0;
+  float invN = 1.0f / (float)n;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    float d = ldf(pred, pdt, i) - ldf(target, tdt, i);
+    float ad = fabsf(d);
+    acc += ad < 1.0f ? 0.5 * (double)d * d : (double)ad - 0.5;
+    if (dpred) stf(dpred, ddt, i, (ad < 1.0f ? d : copysignf(1.0f, d)) * invN);
+  }
+  blockPartial(acc, partial);
+}
+
+__global__ void nonFiniteKernel(const void* x, int dt, size_t n, int* flag) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    if (!isfinite(ldf(x, dt, i))) *flag = 1;
+}
+
+size_t partialBlocks(size_t n) {
+  size_t b = (n + 2047) / 2048;
+  return b < 1 ? 1 : (b > 1024 ? 1024 : b);
+}
+
+double hostSum(const Scratch& partial, size_t blocks) {
+  std::vector<double> h(blocks);
+  download(h.data(), partial.p, blocks * sizeof(double));
+  double s = 0;
+  for (double v : h) s += v;
+  return s;
+}
+
+// ---- RMSNorm: one warp per row ----
+__global__ void rmsnormKernel(const void* x, int xdt, const void* w, int wdt, void* y, int ydt, float* rstd, size_t rows,
+                              int C, float eps) {
+  size_t row = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  size_t o = row * C;
+  float ss = 0;
+  for (int c = lane; c < C; c += 32) {
+    float v = ldf(x, xdt, o + c);
+    ss += v * v;
+  }
+  ss = warpSum(ss);
+  float rs = 1.0f / sqrtf(ss / (float)C + eps);
+  if (lane == 0) rstd[row] = rs;
+  for (int c = lane; c < C; c += 32) stf(y, ydt, o + c, ldf(w, wdt, c) * (ldf(x, xdt, o + c) * rs));
+}
+
+__global__ void rmsnormBwdKernel(const void* dy, int dydt, const void* x, int xdt, const void* w, int wdt,
+                                 const float* rstd, void* dx, int dxdt, size_t rows, int C) {
+  size_t row = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
+  int lane = threadIdx.x % 32;
+  if (row >= rows) return;
+  size_t o = row * C;
+  float rs = rstd[row];
+  float dot = 0;
+  for (int c = lane; c < C; c += 32) dot += ldf(dy, dydt, o + c) * ldf(w, wdt, c) * (ldf(x, xdt, o + c) * rs);
+  float m = warpSum(dot) / (float)C;
+  for (int c = lane; c < C; c += 32) {
+    float g = ldf(dy, dydt, o + c) * ldf(w, wdt, c);
+    stf(dx, dxdt, o + c, rs * (g - ldf(x, xdt, o + c) * rs * m));
+  }
+}
+
+// ---- block-wide reductions for one row per block ----
+__device__ float blockMax(float v, float* sh) {
+  v = warpMax(v);
+  int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  __syncthreads();
+  if (l == 0) sh[w] = v;
+  __syncthreads();
+  float r = l < blockDim.x / 32 ? sh[l] : -INFINITY;
+  return warpMax(r);
+}
+
+__device__ float blockSum(float v, float* sh) {
+  v = warpSum(v);
+  int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  __syncthreads();
+  if (l == 0) sh[w] = v;
+  __syncthreads();
+  float r = l < blockDim.x / 32 ? sh[l] : 0.0f;
+  return warpSum(r);
+}
+
+__global__ void crossEntropyKernel(const void* logits, int ldt, size_t V, const int* labels, const float* weights,
+                                   float* loss, float* lse, void* dlogits, int ddt) {
+  __shared__ float sh[32];
+  size_t row = blockIdx.x;
+  size_t o = row * V;
+  // One pass: running (max, Σ exp(x − max)) per thread, then merged across the block in a fixed order.
+  float m = -INFINITY, s = 0.0f;
+  for (size_t v = threadIdx.x; v < V; v += blockDim.x) {
+    float x = ldf(logits, ldt, o + v);
+    if (x > m) {
+      s = s * expf(m - x) + 1.0f;
+      m = x;
+    } else if (x != -INFINITY) {
+      s += expf(x - m);
+    }
+  }
+  float mx = blockMax(m, sh);
+  s = blockSum(m == -INFINITY ? 0.0f : s * expf(m - mx), sh);
+  float l = mx + logf(s);
+  int lab = labels[row];
+  if (threadIdx.x == 0) {
+    lse[row] = l;
+    loss[row] = lab >= 0 ? l - ldf(logits, ldt, o + lab) : 0.0f;
+  }
+  if (!dlogits) return;
+  float w = lab >= 0 ? weights[row] : 0.0f;
+  for (size_t v = threadIdx.x; v < V; v += blockDim.x) {
+    float d = 0.0f;
+    if (w != 0.0f) {
+      d = w * expf(ldf(logits, ldt, o + v) - l);
+      if ((int)v == lab) d -= w;
+    }
+    stf(dlogits, ddt, o + v, d);
+  }
+}
+
+__global__ void argmaxKernel(const void* x, int dt, size_t V, int* out) {
+  __shared__ float shv[32];
+  __shared__ int shi[32];
+  size_t o = blockIdx.x * V;
+  float best = -INFINITY;
+  int bi = 0x7fffffff;
+  for (size_t v = threadIdx.x; v < V; v += blockDim.x) {
+    float val = ldf(x, dt, o + v);
+    if (val > best || (bi == 0x7fffffff && !(val < best))) {
+      best = val;
+      bi = (int)v;
+    }
+  }
+  // Larger value wins; equal values keep the lower index.
+  for (int off = 16; off > 0; off >>= 1) {
+    float ov = __shfl_xor_sync(0xffffffffu, best, off);
+    int oi = __shfl_xor_sync(0xffffffffu, bi, off);
+    if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
+  }
+  int w = threadIdx.x / 32, l = threadIdx.x % 32;
+  if (l == 0) { shv[w] = best; shi[w] = bi; }
+  __syncthreads();
+  if (w == 0) {
+    best = l < blockDim.x / 32 ? shv[l] : -INFINITY;
+    bi = l < blockDim.x / 32 ? shi[l] : 0x7fffffff;
+    for (int off = 16; off > 0; off >>= 1) {
+      float ov = __shfl_xor_sync(0xffffffffu, best, off);
+      int oi = __shfl_xor_sync(0xffffffffu, bi, off);
+      if (ov > best || (ov == best && oi < bi)) { best = ov; bi = oi; }
+    }
+    if (l == 0) out[blockIdx.x] = bi == 0x7fffffff ? 0 : bi;
+  }
+}
+
+}  // namespace
+
+void colReduceK(const void* a, int adt, const void* b, int bdt, const float* rowScale, size_t rows, size_t C,
+                float* out) {
+  if (C == 0) return;
+  if (rows == 0) return fillK(out, DT_F32, C, 0.0f);
+  // The chunking depends on the shape only, so the summation order does too.
+  size_t rowsPerChunk = std::max<size_t>(128, (rows + 511) / 512);
+  size_t chunks = (rows + rowsPerChunk - 1) / rowsPerChunk;
+  Scratch partial(chunks * C * sizeof(double));
+  dim3 grid((unsigned)((C + kColTile - 1) / kColTile), (unsigned)chunks);
+  colPartialKernel<<<grid, dim3(kColTile, kRowLanes), 0, stream()>>>(a, adt, b, bdt, rowScale, rows, C, rowsPerChunk,
+                                                                    partial.as<double>());
+  checkLaunch("colReduce.partial");
+  colFinalKernel<<<gridFor(C, kBlock), kBlock, 0, stream()>>>(partial.as<double>(), chunks, C, out);
+  checkLaunch("colReduce.final");
+}
+
+double sumSquaresK(const void* x, int dt, size_t n) {
+  if (n == 0) return 0;
+  size_t blocks = partialBlocks(n);
+  Scratch partial(blocks * sizeof(double));
+  sumSquaresKernel<<<(unsigned)blocks, kBlock, 0, stream()>>>(x, dt, n, partial.as<double>());
+  checkLaunch("sumSquares");
+  return hostSum(partial, blocks);
+}
+
+bool nonFiniteK(const void* x, int dt, size_t n) {
+  if (n == 0) return false;
+  Scratch flag(sizeof(int));
+  memsetD(flag.p, 0, sizeof(int));
+  nonFiniteKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(x, dt, n, flag.as<int>());
+  checkLaunch("hasNonFinite");
+  int h = 0;
+  download(&h, flag.p, sizeof(int));
+  return h != 0;
+}
+
+double smoothL1K(const void* pred, int pdt, const void* target, int tdt, size_t n, void* dpred, int ddt) {
+  if (n == 0) return 0;
+  size_t blocks = partialBlocks(n);
+  Scratch partial(blocks * sizeof(double));
+  smoothL1Kernel<<<(unsigned)blocks, kBlock, 0, stream()>>>(pred, pdt, target, tdt, n, dpred, ddt,
+                                                            partial.as<double>());
+  checkLaunch("smoothL1");
+  return hostSum(partial, blocks);
+}
+
+void rmsnormK(const void* x, int xdt, const void* w, int wdt, void* y, int ydt, float* rstd, size_t rows, int C,
+              float eps) {
+  if (rows == 0) return;
+  const int warps = 8;
+  rmsnormKernel<<<(unsigned)((rows + warps - 1) / warps), warps * 32, 0, stream()>>>(x, xdt, w, wdt, y, ydt, rstd, rows,
+                                                                                   C, eps);
+  checkLaunch("rmsnorm");
+}
+
+void rmsnormBwdK(const void* dy, int dydt, const void* x, int xdt, const void* w, int wdt, const float* rstd, void* dx,
+                 int dxdt, float* dw, size_t rows, int C) {
+  const int warps = 8;
+  if (rows > 0) {
+    rmsnormBwdKernel<<<(unsigned)((rows + warps - 1) / warps), warps * 32, 0, stream()>>>(dy, dydt, x, xdt, w, wdt, rstd,
+                                                                                        dx, dxdt, rows, C);
+    checkLaunch("rmsnormBackward");
+  }
+  // dw[c] = Σ_r dy[r,c]·x[r,c]·rstd[r]
+  colReduceK(dy, dydt, x, xdt, rstd, rows, C, dw);
+}
+
+void crossEntropyK(const void* logits, int ldt, size_t rows, size_t V, const int* labels, const float* weights,
+                   float* loss, float* lse, void* dlogits, int ddt) {
+  if (rows == 0) return;
+  crossEntropyKernel<<<(unsigned)rows, kBlock, 0, stream()>>>(logits, ldt, V, labels, weights, loss, lse, dlogits, ddt);
+  checkLaunch("crossEntropy");
+}
+
+void argmaxK(const void* x, int dt, size_t rows, size_t V, int* out) {
+  if (rows == 0) return;
+  argmaxKernel<<<(unsigned)rows, kBlock, 0, stream()>>>(x, dt, V, out);
+  checkLaunch("argmaxRows");
+}
+
+}  // namespace paro

@@ -1,0 +1,96 @@
+// Host-side launchers of every kernel, called by the Node-API glue (addon.cc). Pointers are device pointers;
+// dt arguments are DType codes; all work is enqueued on the one stream (no synchronisation unless stated).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+namespace paro {
+
+// ---- elementwise (k_elementwise.cu) ----
+void castK(const void* src, int sdt, void* dst, int ddt, size_t n);
+void fillK(void* dst, int dt, size_t n, float value);
+/** Uniform values in [-1, 1) from a hash of (seed, index): benchmark inputs that are not zeros. */
+void randomK(void* dst, int dt, size_t n, uint32_t seed);
+/** out = a + b; b broadcast over rows when bcastC > 0 (b has bcastC elements). */
+void addK(const void* a, int adt, const void* b, int bdt, void* out, int odt, size_t n, size_t bcastC);
+/** a += alpha·b. */
+void axpyK(void* a, int adt, const void* b, int bdt, size_t n, float alpha);
+void scaleK(const void* a, int adt, void* out, int odt, size_t n, float alpha);
+/** out[r, c] = a[r, c]·v[c] (div = false) or a[r, c]/v[c] (div = true). */
+void colOpK(const void* a, int adt, const void* v, int vdt, void* out, int odt, size_t n, size_t C, bool div);
+void swigluK(const void* g, int gdt, const void* u, int udt, void* h, int hdt, size_t n);
+void swigluBwdK(const void* dh, int dhdt, const void* g, int gdt, const void* u, int udt, void* dg, int dgdt,
+                void* du, int dudt, size_t n);
+/** PyTorch AdamW: p·(1 − lr·wd), m = β1·m + (1−β1)·g, v = β2·v + (1−β2)·g², p −= stepSize·m/(sqrt(v)/sqrtBc2 + eps). */
+void adamwK(void* p, int pdt, const void* g, int gdt, void* m, int mdt, void* v, int vdt, size_t n, float lr,
+            float beta1, float beta2, float eps, float weightDecay, float stepSize, float sqrtBc2);
+/** out[i] = table[ids[i]] (rowBytes bytes per row; ids on the device). */
+void gatherRowsK(const void* table, const int* ids, void* out, size_t nIds, size_t rowBytes);
+/** Strided 2-D cast copy: dst[r·dPitch + c] = src[r·sPitch + c] for c < cols (pitches in elements). */
+void cast2DK(const void* src, int sdt, size_t sPitch, void* dst, int ddt, size_t dPitch, size_t rows, size_t cols);
+void ropeK(const void* x, int xdt, void* out, int odt, size_t rows, int width, const int* pos, const float* invFreq,
+           int headDim, bool inverse);
+
+// ---- reductions and row ops (k_reduce.cu) ----
+/** out[c] = Σ_r a[r,c] (b null) or Σ_r a[r,c]·b[r,c]·(rowScale ? rowScale[r] : 1); deterministic. */
+void colReduceK(const void* a, int adt, const void* b, int bdt, const float* rowScale, size_t rows, size_t C,
+                float* out);
+/** Σ x² in f64 (synchronises). */
+double sumSquaresK(const void* x, int dt, size_t n);
+/** Any NaN/±Inf (synchronises). */
+bool nonFiniteK(const void* x, int dt, size_t n);
+/** Σ SmoothL1(pred − target) in f64 (synchronises); dpred = ℓ'(d)/n when dpred is not null. */
+double smoothL1K(const void* pred, int pdt, const void* target, int tdt, size_t n, void* dpred, int ddt);
+void rmsnormK(const void* x, int xdt, const void* w, int wdt, void* y, int ydt, float* rstd, size_t rows, int C,
+              float eps);
+void rmsnormBwdK(const void* dy, int dydt, const void* x, int xdt, const void* w, int wdt, const float* rstd, void* dx,
+                 int dxdt, float* dw, size_t rows, int C);
+void crossEntropyK(const void* logits, int ldt, size_t rows, size_t V, const int* labels, const float* weights,
+                   float* loss, float* lse, void* dlogits, int ddt);
+void argmaxK(const void* x, int dt, size_t rows, size_t V, int* out);
+
+// ---- ParoQuant transform (k_paro.cu) ----
+void givensK(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs, const float* theta, int K,
+             int gs, bool inverse);
+void givensBwdK(const void* dy, int dydt, const void* y, int ydt, void* dx, int dxdt, float* dtheta, size_t rows, int I,
+                const int* pairs, const float* theta, int K, int gs, bool inverse);
+void fqMinMaxK(const void* r, int rdt, void* rq, int rqdt, float* scale, float* zpf, size_t nGroups, int gs, int qmax);
+void fqMinMaxBwdK(const void* drq, int ddt, const void* r, int rdt, const float* scale, const float* zpf, void* dr,
+                  int drdt, size_t nGroups, int gs, int qmax);
+void fqParamsK(const void* r, int rdt, const float* scale, const float* zpf, void* rq, int rqdt, size_t nGroups, int gs,
+               int qmax);
+void fqParamsBwdK(const void* drq, int ddt, const void* r, int rdt, const float* scale, const float* zpf, void* dr,
+                  int drdt, float* dscale, size_t nGroups, int gs, int qmax);
+
+// ---- attention (k_attention.cu) ----
+enum MaskKind : int { MASK_CAUSAL = 0, MASK_FULL = 1, MASK_DFLASH = 2 };
+
+struct AttnMask {
+  int kind;
+  int qOffset;               // causal
+  int ctxLen, blockSize, nBlocks;  // dflash
+  const int* anchors;        // dflash: device [batch·nBlocks]
+  const int* keep;           // dflash: device [batch·nBlocks]
+};
+
+struct AttnDims {
+  int batch, tq, tk, kvStride, heads, kvHeads, headDim;
+  float scale;
+};
+
+/** out [batch·tq, heads·D] (odt), lse f32 [batch, heads, tq]. forceScalar selects the reference-style kernel. */
+void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v, int vdt, void* out, int odt,
+                   float* lse, const AttnDims& d, const AttnMask& m, bool forceScalar);
+void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const void* k, int kdt, const void* v, int vdt,
+                   const void* out, int odt, const float* lse, void* dq, int dqdt, void* dk, int dkdt, void* dv,
+                   int dvdt, const AttnDims& d, const AttnMask& m, bool forceScalar);
+
+// ---- GEMM through cuBLAS (gemm.cc) ----
+/** Row-major C[M,N] = alpha·op(A)·op(B) + beta·C. */
+void gemm(const void* a, int adt, const void* b, int bdt, void* c, int cdt, int M, int N, int K, bool transA,
+          bool transB, float alpha, float beta);
+/** Direct cuBLAS BF16 GEMM (no Backend in between), random inputs: median over 5 back-to-back batches of ms per call. */
+double benchCublasBf16(int M, int N, int K, int iters);
+
+}  // namespace paro

@@ -1,0 +1,148 @@
+// Loading of the native addon (native/build/paro_cuda.node) and its typed surface. Device pointers are JS numbers,
+// dtypes are the codes of dtypes.ts; every function throws an Error (code PARO_CUDA or PARO_ARG) on failure.
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export type Ptr = number;
+
+export interface NativeDevice {
+  name: string;
+  totalMemoryBytes: number;
+  ccMajor: number;
+  ccMinor: number;
+  smCount: number;
+}
+
+export interface NativeProbe {
+  runtimeVersion: number;
+  driverVersion: number;
+  deviceCount: number;
+  /** cudaError_t of cudaGetDeviceCount; 0 = success. */
+  error: number;
+  errorName: string;
+  errorString: string;
+  libcudaFound: boolean;
+  devices: NativeDevice[];
+}
+
+export interface NativeMemStats {
+  liveBytes: number;
+  cachedBytes: number;
+  peakBytes: number;
+  mallocs: number;
+  hits: number;
+}
+
+/** Attention sizes as the kernels take them (kvStride and scale resolved). */
+export interface NativeAttnDims {
+  batch: number; tq: number; tk: number; kvStride: number; heads: number; kvHeads: number; headDim: number; scale: number;
+}
+
+/** Mask kinds: 0 causal, 1 full (also prefix), 2 dflash. */
+export interface NativeAttnMask {
+  kind: 0 | 1 | 2; qOffset: number; ctxLen: number; blockSize: number; nBlocks: number;
+}
+
+type TA = Float32Array | Int32Array | Uint16Array | Uint8Array | Float64Array;
+
+export interface NativeAddon {
+  probe(): NativeProbe;
+  cublasProbe(): { ok: boolean; path?: string; error?: string };
+  init(device: number, debug: boolean): NativeDevice & { cublasVersion: number };
+  alloc(bytes: number): Ptr;
+  free(p: Ptr): void;
+  memStats(): NativeMemStats;
+  emptyCache(): void;
+  upload(dst: Ptr, src: TA): void;
+  download(src: Ptr, dst: TA): void;
+  memset(dst: Ptr, bytes: number): void;
+  copy(dst: Ptr, src: Ptr, bytes: number): void;
+  copy2d(dst: Ptr, dPitch: number, src: Ptr, sPitch: number, widthBytes: number, rows: number): void;
+  synchronize(): void;
+  lastKernel(): string;
+  cast(src: Ptr, sdt: number, dst: Ptr, ddt: number, n: number): void;
+  fill(dst: Ptr, dt: number, n: number, value: number): void;
+  random(dst: Ptr, dt: number, n: number, seed: number): void;
+  add(a: Ptr, adt: number, b: Ptr, bdt: number, out: Ptr, odt: number, n: number, bcastC: number): void;
+  axpy(a: Ptr, adt: number, b: Ptr, bdt: number, n: number, alpha: number): void;
+  scale(a: Ptr, adt: number, out: Ptr, odt: number, n: number, alpha: number): void;
+  colOp(a: Ptr, adt: number, v: Ptr, vdt: number, out: Ptr, odt: number, n: number, C: number, div: boolean): void;
+  swiglu(g: Ptr, gdt: number, u: Ptr, udt: number, h: Ptr, hdt: number, n: number): void;
+  swigluBwd(dh: Ptr, dhdt: number, g: Ptr, gdt: number, u: Ptr, udt: number, dg: Ptr, dgdt: number, du: Ptr,
+    dudt: number, n: number): void;
+  adamw(p: Ptr, pdt: number, g: Ptr, gdt: number, m: Ptr, mdt: number, v: Ptr, vdt: number, n: number, lr: number,
+    beta1: number, beta2: number, eps: number, wd: number, stepSize: number, sqrtBc2: number): void;
+  gatherRows(table: Ptr, ids: Int32Array, out: Ptr, rowBytes: number): void;
+  cast2d(src: Ptr, sdt: number, sPitch: number, dst: Ptr, ddt: number, dPitch: number, rows: number, cols: number): void;
+  rope(x: Ptr, xdt: number, out: Ptr, odt: number, rows: number, width: number, positions: Int32Array,
+    invFreq: Float32Array, headDim: number, inverse: boolean): void;
+  colReduce(a: Ptr, adt: number, b: Ptr, bdt: number, rowScale: Ptr, rows: number, C: number, out: Ptr): void;
+  sumSquares(x: Ptr, dt: number, n: number): number;
+  nonFinite(x: Ptr, dt: number, n: number): boolean;
+  smoothL1(pred: Ptr, pdt: number, target: Ptr, tdt: number, n: number, dpred: Ptr, ddt: number): number;
+  rmsnorm(x: Ptr, xdt: number, w: Ptr, wdt: number, y: Ptr, ydt: number, rstd: Ptr, rows: number, C: number,
+    eps: number): void;
+  rmsnormBwd(dy: Ptr, dydt: number, x: Ptr, xdt: number, w: Ptr, wdt: number, rstd: Ptr, dx: Ptr, dxdt: number,
+    dw: Ptr, rows: number, C: number): void;
+  crossEntropy(logits: Ptr, ldt: number, rows: number, V: number, labels: Int32Array, weights: Float32Array | null,
+    loss: Ptr, lse: Ptr, dlogits: Ptr, ddt: number): void;
+  argmax(x: Ptr, dt: number, rows: number, V: number): Int32Array;
+  givens(x: Ptr, xdt: number, y: Ptr, ydt: number, rows: number, I: number, pairs: Ptr, theta: Ptr, K: number,
+    gs: number, inverse: boolean): void;
+  givensBwd(dy: Ptr, dydt: number, y: Ptr, ydt: number, dx: Ptr, dxdt: number, dtheta: Ptr, rows: number, I: number,
+    pairs: Ptr, theta: Ptr, K: number, gs: number, inverse: boolean): void;
+  fqMinMax(r: Ptr, rdt: number, rq: Ptr, rqdt: number, scale: Ptr, zpf: Ptr, nGroups: number, gs: number,
+    qmax: number): void;
+  fqMinMaxBwd(drq: Ptr, ddt: number, r: Ptr, rdt: number, scale: Ptr, zpf: Ptr, dr: Ptr, drdt: number,
+    nGroups: number, gs: number, qmax: number): void;
+  fqParams(r: Ptr, rdt: number, scale: Ptr, zpf: Ptr, rq: Ptr, rqdt: number, nGroups: number, gs: number,
+    qmax: number): void;
+  fqParamsBwd(drq: Ptr, ddt: number, r: Ptr, rdt: number, scale: Ptr, zpf: Ptr, dr: Ptr, drdt: number, dscale: Ptr,
+    nGroups: number, gs: number, qmax: number): void;
+  attention(q: Ptr, qdt: number, k: Ptr, kdt: number, v: Ptr, vdt: number, out: Ptr, odt: number, lse: Ptr,
+    dims: NativeAttnDims, mask: NativeAttnMask, anchors: Int32Array | null, keep: Int32Array | null,
+    forceScalar: boolean): void;
+  attentionBwd(dout: Ptr, dodt: number, q: Ptr, qdt: number, k: Ptr, kdt: number, v: Ptr, vdt: number, out: Ptr,
+    odt: number, lse: Ptr, dq: Ptr, dqdt: number, dk: Ptr, dkdt: number, dv: Ptr, dvdt: number, dims: NativeAttnDims,
+    mask: NativeAttnMask, anchors: Int32Array | null, keep: Int32Array | null, forceScalar: boolean): void;
+  gemm(a: Ptr, adt: number, b: Ptr, bdt: number, c: Ptr, cdt: number, M: number, N: number, K: number,
+    transA: boolean, transB: boolean, alpha: number, beta: number): void;
+  benchCublas(M: number, N: number, K: number, iters: number): number;
+}
+
+const ADDON_REL = path.join('native', 'build', 'paro_cuda.node');
+
+/** Candidate paths: $PARO_CUDA_ADDON, then native/build/ in this module's folder or any folder above it. */
+export function addonCandidates(): string[] {
+  const out: string[] = [];
+  if (process.env.PARO_CUDA_ADDON) out.push(path.resolve(process.env.PARO_CUDA_ADDON));
+  let dir = path.dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    out.push(path.join(dir, ADDON_REL));
+    const up = path.dirname(dir);
+    if (up === dir) break;
+    dir = up;
+  }
+  return out;
+}
+
+let cached: { addon?: NativeAddon; error?: string; path?: string } | null = null;
+
+/** The addon, or the reason it cannot be loaded (not built, or it failed to load). Loaded once per process. */
+export function loadAddon(): { addon?: NativeAddon; error?: string; path?: string } {
+  if (cached) return cached;
+  const file = addonCandidates().find((p) => fs.existsSync(p));
+  if (!file) {
+    cached = { error: 'the CUDA backend is not built (run `node native/build.mjs`; it needs nvcc)' };
+    return cached;
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    cached = { addon: require(file) as NativeAddon, path: file };
+  } catch (e) {
+    cached = { error: `the CUDA addon ${file} failed to load: ${(e as Error).message.split('\n')[0]}`, path: file };
+  }
+  return cached;
+}

@@ -1,0 +1,632 @@
+// The CUDA backend: the Backend interface over the native addon. Shapes are checked here (with the cpu backend's
+// messages); the addon only launches. Work is queued on one stream; toHost()/sumSquares()/hasNonFinite()/
+// argmaxRows()/smoothL1() synchronise.
+//
+// Output dtypes (the cpu backend returns f32 everywhere; here storage follows the inputs so bf16 stays bf16):
+//  - matmul, add, swiglu(+backward), rmsnormBackward dx, concatCols: the common dtype of the float inputs, f32 when
+//    they differ (promote()); matmul with `accumulate` writes into that tensor (f32, or the operands' dtype).
+//  - scale, mulCols, divCols, rmsnorm y, rope, attention out, givens, fakeQuant r̂, gatherRows, sliceCols, copy:
+//    the dtype of the data operand. Gradients take the dtype of what they differentiate (dq of q, dk of k, dx of dy).
+//  - statistics and small parameters: f32 (rstd, lse, loss, sumRows, dotCols, dw, dθ, scale, zpf, dscale).
+import type {
+  AdamWHyper, AttentionMask, AttentionShape, Backend, DType, MatmulOptions, QuantGrid, Tensor,
+} from '../backend.js';
+import { numel, shapeString } from '../backend.js';
+import { bf16ToF32, f16ToF32 } from '../../numerics/half.js';
+import type { NativeAddon, NativeAttnDims, NativeAttnMask, NativeDevice, NativeMemStats } from './addon.js';
+import { DT_CODE, dtypeBytes, isFloat, promote } from './dtypes.js';
+import { CudaTensor, StoragePool } from './tensor.js';
+
+function rowsCols(t: Tensor): [number, number] {
+  const s = t.shape;
+  const cols = s.length === 0 ? 1 : s[s.length - 1];
+  return [cols === 0 ? 0 : t.size / cols, cols];
+}
+
+function code(t: Tensor): number {
+  return DT_CODE[t.dtype];
+}
+
+export class CudaBackend implements Backend {
+  readonly name = 'cuda' as const;
+  readonly device: string;
+  /** 'scalar' forces the f32 reference-style attention kernels (tests); 'auto' uses tensor cores for head dim 64/128. */
+  attentionKernel: 'auto' | 'scalar' = 'auto';
+  private readonly pool: StoragePool;
+
+  constructor(private readonly a: NativeAddon, readonly deviceIndex: number, readonly info: NativeDevice & { cublasVersion: number }) {
+    this.device = `${info.name} (sm_${info.ccMajor}${info.ccMinor}, ${(info.totalMemoryBytes / 2 ** 30).toFixed(0)} GiB)`;
+    this.pool = new StoragePool(a);
+  }
+
+  // ---- helpers ----
+  private T(t: Tensor): CudaTensor {
+    if (!(t instanceof CudaTensor)) throw new Error('tensor does not belong to the cuda backend');
+    if (t.storage.freed) throw new Error(`tensor ${shapeString(t.shape)} was used after free()`);
+    return t;
+  }
+
+  private F(t: Tensor, op: string): CudaTensor {
+    const c = this.T(t);
+    if (!isFloat(c.dtype)) throw new Error(`${op}: expected a float tensor, got ${c.dtype}`);
+    return c;
+  }
+
+  private alloc(shape: readonly number[], dtype: DType): CudaTensor {
+    return new CudaTensor([...shape], dtype, this.pool.allocate(numel(shape) * dtypeBytes(dtype)));
+  }
+
+  /** t itself when it has dtype dt, else a converted temporary (free it with dropTemp). */
+  private as(t: CudaTensor, dt: DType): CudaTensor {
+    return t.dtype === dt ? t : (this.cast(t, dt) as CudaTensor);
+  }
+
+  private dropTemp(t: CudaTensor, original: Tensor): void {
+    if (t !== original) this.free(t);
+  }
+
+  memStats(): NativeMemStats {
+    return this.a.memStats();
+  }
+
+  /** Return cached device memory to the driver (e.g. before another process needs the GPU). */
+  emptyCache(): void {
+    this.a.emptyCache();
+  }
+
+  /** Median ms of a direct cuBLAS BF16 GEMM C[M,N] = A[M,K]·B[N,K]ᵀ (benchmark reference, no Backend overhead). */
+  benchCublasBf16(M: number, N: number, K: number, iters = 20): number {
+    return this.a.benchCublas(M, N, K, iters);
+  }
+
+  /** Fill a float tensor with uniform values in [−1, 1) from a seed (device-side; benchmark inputs). */
+  fillRandom(t: Tensor, seed: number): void {
+    const c = this.F(t, 'fillRandom');
+    this.a.random(c.ptr, code(c), c.size, seed >>> 0);
+  }
+
+  // ---- memory ----
+  fromHost(data: Float32Array | Int32Array, shape: readonly number[], dtype?: DType): Tensor {
+    const dt: DType = dtype ?? (data instanceof Int32Array ? 'i32' : 'f32');
+    const n = numel(shape);
+    if (data.length !== n) throw new Error(`tensor data length ${data.length} does not match shape ${shapeString(shape)}`);
+    const t = this.alloc(shape, dt);
+    if (dt === 'i32') {
+      this.a.upload(t.ptr, data instanceof Int32Array ? data : Int32Array.from(data));
+    } else if (dt === 'f32') {
+      this.a.upload(t.ptr, data instanceof Float32Array ? data : Float32Array.from(data));
+    } else {
+      // Rounded on the device (round-to-nearest-even), from an f32 staging copy.
+      const stage = this.alloc(shape, 'f32');
+      this.a.upload(stage.ptr, data instanceof Float32Array ? data : Float32Array.from(data));
+      this.a.cast(stage.ptr, DT_CODE.f32, t.ptr, DT_CODE[dt], n);
+      this.free(stage);
+    }
+    return t;
+  }
+
+  fromBits(bits: Uint16Array, shape: readonly number[], dtype: 'bf16' | 'f16'): Tensor {
+    if (bits.length !== numel(shape)) throw new Error(`tensor data length ${bits.length} does not match shape ${shapeString(shape)}`);
+    const t = this.alloc(shape, dtype);
+    this.a.upload(t.ptr, bits);
+    return t;
+  }
+
+  toHost(t: Tensor): Float32Array {
+    const c = this.T(t);
+    if (c.dtype === 'f32') {
+      const out = new Float32Array(c.size);
+      this.a.download(c.ptr, out);
+      return out;
+    }
+    if (c.dtype === 'i32') {
+      const out = new Int32Array(c.size);
+      this.a.download(c.ptr, out);
+      return Float32Array.from(out);
+    }
+    const bits = new Uint16Array(c.size);
+    this.a.download(c.ptr, bits);
+    return c.dtype === 'bf16' ? bf16ToF32(bits) : f16ToF32(bits);
+  }
+
+  toHostInt(t: Tensor): Int32Array {
+    const c = this.T(t);
+    if (c.dtype === 'i32') {
+      const out = new Int32Array(c.size);
+      this.a.download(c.ptr, out);
+      return out;
+    }
+    return Int32Array.from(this.toHost(c));
+  }
+
+  zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
+    const t = this.alloc(shape, dtype);
+    this.a.memset(t.ptr, t.size * dtypeBytes(dtype));
+    return t;
+  }
+
+  fill(t: Tensor, value: number): void {
+    const c = this.T(t);
+    this.a.fill(c.ptr, code(c), c.size, value);
+  }
+
+  free(...ts: (Tensor | undefined | null)[]): void {
+    for (const t of ts) {
+      if (t instanceof CudaTensor) this.pool.release(t.storage);
+    }
+  }
+
+  reshape(t: Tensor, shape: readonly number[]): Tensor {
+    const c = this.T(t);
+    if (numel(shape) !== c.size) throw new Error(`cannot reshape ${shapeString(c.shape)} to ${shapeString(shape)}`);
+    return new CudaTensor([...shape], c.dtype, c.storage);
+  }
+
+  cast(t: Tensor, dtype: DType): Tensor {
+    const c = this.T(t);
+    const out = this.alloc(c.shape, dtype);
+    if (c.dtype === dtype) this.a.copy(out.ptr, c.ptr, c.size * dtypeBytes(dtype));
+    else this.a.cast(c.ptr, code(c), out.ptr, DT_CODE[dtype], c.size);
+    return out;
+  }
+
+  copy(t: Tensor): Tensor {
+    const c = this.T(t);
+    const out = this.alloc(c.shape, c.dtype);
+    this.a.copy(out.ptr, c.ptr, c.size * dtypeBytes(c.dtype));
+    return out;
+  }
+
+  copyRows(dst: Tensor, dstRow: number, src: Tensor, srcRow: number, count: number): void {
+    const d = this.T(dst);
+    const s = this.T(src);
+    const [drows, cols] = rowsCols(d);
+    const [srows, scols] = rowsCols(s);
+    if (cols !== scols) throw new Error(`copyRows: column mismatch ${cols} vs ${scols}`);
+    if (count < 0 || dstRow < 0 || srcRow < 0 || dstRow + count > drows || srcRow + count > srows) {
+      throw new Error(`copyRows: rows [${srcRow}, ${srcRow + count}) → [${dstRow}, ${dstRow + count}) out of range (${srows} → ${drows} rows)`);
+    }
+    const n = count * cols;
+    const dOff = d.ptr + dstRow * cols * dtypeBytes(d.dtype);
+    const sOff = s.ptr + srcRow * cols * dtypeBytes(s.dtype);
+    if (d.dtype === s.dtype) this.a.copy(dOff, sOff, n * dtypeBytes(d.dtype));
+    else this.a.cast(sOff, code(s), dOff, code(d), n);
+  }
+
+  gatherRows(table: Tensor, ids: Int32Array): Tensor {
+    const t = this.T(table);
+    const [V, C] = rowsCols(t);
+    for (let i = 0; i < ids.length; i++) {
+      if (!(ids[i] >= 0 && ids[i] < V)) throw new Error(`gatherRows: index ${ids[i]} outside [0, ${V})`);
+    }
+    const out = this.alloc([ids.length, C], t.dtype);
+    if (ids.length > 0) this.a.gatherRows(t.ptr, ids, out.ptr, C * dtypeBytes(t.dtype));
+    return out;
+  }
+
+  concatCols(ts: readonly Tensor[]): Tensor {
+    if (ts.length === 0) throw new Error('concatCols: no tensors');
+    const cs = ts.map((t) => this.T(t));
+    const rows = rowsCols(cs[0])[0];
+    const widths = cs.map((c) => rowsCols(c)[1]);
+    cs.forEach((c, k) => {
+      if (rowsCols(c)[0] !== rows) throw new Error(`concatCols: tensor ${k} has ${rowsCols(c)[0]} rows, expected ${rows}`);
+    });
+    const W = widths.reduce((x, y) => x + y, 0);
+    const dt = promote(...cs.map((c) => c.dtype));
+    const out = this.alloc([rows, W], dt);
+    const eb = dtypeBytes(dt);
+    let c0 = 0;
+    cs.forEach((c, k) => {
+      const w = widths[k];
+      if (c.dtype === dt) this.a.copy2d(out.ptr + c0 * eb, W * eb, c.ptr, w * eb, w * eb, rows);
+      else this.a.cast2d(c.ptr, code(c), w, out.ptr + c0 * eb, DT_CODE[dt], W, rows, w);
+      c0 += w;
+    });
+    return out;
+  }
+
+  sliceCols(t: Tensor, c0: number, width: number): Tensor {
+    const c = this.T(t);
+    const [rows, cols] = rowsCols(c);
+    if (c0 < 0 || width < 0 || c0 + width > cols) throw new Error(`sliceCols: [${c0}, ${c0 + width}) outside ${cols} columns`);
+    const out = this.alloc([rows, width], c.dtype);
+    const eb = dtypeBytes(c.dtype);
+    this.a.copy2d(out.ptr, width * eb, c.ptr + c0 * eb, cols * eb, width * eb, rows);
+    return out;
+  }
+
+  // ---- dense algebra ----
+  matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
+    const A0 = this.F(a, 'matmul');
+    const B0 = this.F(b, 'matmul');
+    if (A0.shape.length !== 2 || B0.shape.length !== 2) {
+      throw new Error(`matmul needs 2-D tensors, got ${shapeString(a.shape)} and ${shapeString(b.shape)}`);
+    }
+    const [ar, ac] = A0.shape;
+    const [br, bc] = B0.shape;
+    const M = opts.transA ? ac : ar;
+    const K = opts.transA ? ar : ac;
+    const K2 = opts.transB ? bc : br;
+    const N = opts.transB ? br : bc;
+    if (K !== K2) {
+      throw new Error(`matmul inner dimensions differ: ${shapeString(a.shape)}${opts.transA ? 'ᵀ' : ''} · ${shapeString(b.shape)}${opts.transB ? 'ᵀ' : ''}`);
+    }
+    const dt = promote(A0.dtype, B0.dtype);
+    const A = this.as(A0, dt);
+    const B = this.as(B0, dt);
+    const alpha = opts.alpha ?? 1;
+    let out: CudaTensor;
+    let beta = 0;
+    if (opts.accumulate) {
+      out = this.F(opts.accumulate, 'matmul accumulate');
+      if (out.size !== M * N) throw new Error('matmul accumulate target has the wrong size');
+      if (out.dtype !== 'f32' && out.dtype !== dt) throw new Error(`matmul accumulate target must be f32 (got ${out.dtype})`);
+      beta = 1;
+    } else {
+      out = this.alloc([M, N], dt);
+    }
+    if (K === 0) {
+      if (!opts.accumulate) this.a.memset(out.ptr, out.size * dtypeBytes(dt));
+    } else {
+      this.a.gemm(A.ptr, DT_CODE[dt], B.ptr, DT_CODE[dt], out.ptr, code(out), M, N, K, !!opts.transA, !!opts.transB, alpha, beta);
+    }
+    this.dropTemp(A, a);
+    this.dropTemp(B, b);
+    return out;
+  }
+
+  add(a: Tensor, b: Tensor): Tensor {
+    const x = this.F(a, 'add');
+    const y = this.F(b, 'add');
+    let bcast = 0;
+    if (y.size !== x.size) {
+      const C = rowsCols(x)[1];
+      if (y.size !== C) throw new Error(`add: cannot broadcast ${shapeString(b.shape)} over ${shapeString(a.shape)}`);
+      bcast = C;
+    }
+    const out = this.alloc(x.shape, promote(x.dtype, y.dtype));
+    this.a.add(x.ptr, code(x), y.ptr, code(y), out.ptr, code(out), x.size, bcast);
+    return out;
+  }
+
+  axpy(a: Tensor, b: Tensor, alpha: number): void {
+    const x = this.F(a, 'axpy');
+    const y = this.F(b, 'axpy');
+    if (x.size !== y.size) throw new Error('axpy: size mismatch');
+    this.a.axpy(x.ptr, code(x), y.ptr, code(y), x.size, alpha);
+  }
+
+  scale(a: Tensor, alpha: number): Tensor {
+    const x = this.F(a, 'scale');
+    const out = this.alloc(x.shape, x.dtype);
+    this.a.scale(x.ptr, code(x), out.ptr, code(out), x.size, alpha);
+    return out;
+  }
+
+  private colOp(a: Tensor, v: Tensor, div: boolean): Tensor {
+    const op = div ? 'divCols' : 'mulCols';
+    const x = this.F(a, op);
+    const s = this.F(v, op);
+    const C = rowsCols(x)[1];
+    if (s.size !== C) throw new Error(`${op}: vector ${shapeString(v.shape)} does not match width ${C}`);
+    const out = this.alloc(x.shape, x.dtype);
+    this.a.colOp(x.ptr, code(x), s.ptr, code(s), out.ptr, code(out), x.size, C, div);
+    return out;
+  }
+
+  mulCols(a: Tensor, v: Tensor): Tensor {
+    return this.colOp(a, v, false);
+  }
+
+  divCols(a: Tensor, v: Tensor): Tensor {
+    return this.colOp(a, v, true);
+  }
+
+  sumRows(a: Tensor): Tensor {
+    const x = this.F(a, 'sumRows');
+    const [rows, C] = rowsCols(x);
+    const out = this.alloc([C], 'f32');
+    this.a.colReduce(x.ptr, code(x), 0, 0, 0, rows, C, out.ptr);
+    return out;
+  }
+
+  dotCols(a: Tensor, b: Tensor): Tensor {
+    const x = this.F(a, 'dotCols');
+    const y = this.F(b, 'dotCols');
+    if (x.size !== y.size) throw new Error('dotCols: size mismatch');
+    const [rows, C] = rowsCols(x);
+    const out = this.alloc([C], 'f32');
+    this.a.colReduce(x.ptr, code(x), y.ptr, code(y), 0, rows, C, out.ptr);
+    return out;
+  }
+
+  sumSquares(a: Tensor): number {
+    const x = this.F(a, 'sumSquares');
+    return this.a.sumSquares(x.ptr, code(x), x.size);
+  }
+
+  hasNonFinite(a: Tensor): boolean {
+    const x = this.T(a);
+    if (x.dtype === 'i32') return false;
+    return this.a.nonFinite(x.ptr, code(x), x.size);
+  }
+
+  // ---- transformer layers ----
+  rmsnorm(x: Tensor, w: Tensor, eps: number): { y: Tensor; rstd: Tensor } {
+    const X = this.F(x, 'rmsnorm');
+    const W = this.F(w, 'rmsnorm');
+    const [rows, C] = rowsCols(X);
+    if (W.size !== C) throw new Error(`rmsnorm: weight ${shapeString(w.shape)} does not match width ${C}`);
+    const y = this.alloc(X.shape, X.dtype);
+    const rstd = this.alloc([rows], 'f32');
+    this.a.rmsnorm(X.ptr, code(X), W.ptr, code(W), y.ptr, code(y), rstd.ptr, rows, C, eps);
+    return { y, rstd };
+  }
+
+  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor } {
+    const DY = this.F(dy, 'rmsnormBackward');
+    const X = this.F(x, 'rmsnormBackward');
+    const W = this.F(w, 'rmsnormBackward');
+    const [rows, C] = rowsCols(X);
+    if (DY.size !== X.size || W.size !== C || rstd.size !== rows) throw new Error('rmsnormBackward: shape mismatch');
+    const R = this.as(this.F(rstd, 'rmsnormBackward'), 'f32');
+    const dx = this.alloc(X.shape, promote(DY.dtype, X.dtype));
+    const dw = this.alloc([C], 'f32');
+    this.a.rmsnormBwd(DY.ptr, code(DY), X.ptr, code(X), W.ptr, code(W), R.ptr, dx.ptr, code(dx), dw.ptr, rows, C);
+    this.dropTemp(R, rstd);
+    return { dx, dw };
+  }
+
+  rope(x: Tensor, positions: Int32Array, invFreq: Float32Array, headDim: number, inverse = false): Tensor {
+    const X = this.F(x, 'rope');
+    const [rows, width] = rowsCols(X);
+    if (positions.length !== rows) throw new Error(`rope: ${positions.length} positions for ${rows} rows`);
+    if (headDim % 2 !== 0 || width % headDim !== 0) throw new Error(`rope: width ${width} is not a multiple of an even headDim ${headDim}`);
+    if (invFreq.length !== headDim / 2) throw new Error(`rope: invFreq has ${invFreq.length} entries, expected ${headDim / 2}`);
+    const out = this.alloc(X.shape, X.dtype);
+    if (rows > 0) this.a.rope(X.ptr, code(X), out.ptr, code(out), rows, width, positions, invFreq, headDim, inverse);
+    return out;
+  }
+
+  private attnArgs(shape: AttentionShape, mask: AttentionMask, q: CudaTensor, k: CudaTensor, v: CudaTensor): {
+    dims: NativeAttnDims; m: NativeAttnMask; anchors: Int32Array | null; keep: Int32Array | null;
+  } {
+    const { batch, tq, tk, heads, kvHeads, headDim: D } = shape;
+    const kvStride = shape.kvStride ?? tk;
+    if (!(kvHeads > 0 && heads % kvHeads === 0)) throw new Error(`attention: ${heads} heads is not a multiple of ${kvHeads} KV heads`);
+    if (kvStride < tk) throw new Error(`attention: kvStride ${kvStride} < tk ${tk}`);
+    if (q.size !== batch * tq * heads * D) throw new Error(`attention: q ${shapeString(q.shape)} does not match [${batch}·${tq}, ${heads}·${D}]`);
+    if (k.size !== batch * kvStride * kvHeads * D || v.size !== k.size) {
+      throw new Error(`attention: k/v ${shapeString(k.shape)} do not match [${batch}·${kvStride}, ${kvHeads}·${D}]`);
+    }
+    const dims: NativeAttnDims = { batch, tq, tk, kvStride, heads, kvHeads, headDim: D, scale: shape.scale ?? 1 / Math.sqrt(D) };
+    const none = { qOffset: 0, ctxLen: 0, blockSize: 1, nBlocks: 0 };
+    switch (mask.kind) {
+      case 'causal':
+        return { dims, m: { kind: 0, ...none, qOffset: mask.qOffset }, anchors: null, keep: null };
+      case 'full':
+      case 'prefix':
+        return { dims, m: { kind: 1, ...none }, anchors: null, keep: null };
+      case 'dflash': {
+        const { ctxLen, blockSize, nBlocks } = mask;
+        if (!(blockSize > 0) || tq > nBlocks * blockSize) throw new Error(`attention: dflash mask covers ${nBlocks}·${blockSize} query rows, tq is ${tq}`);
+        if (mask.anchors.length < batch * nBlocks || mask.keep.length < batch * nBlocks) {
+          throw new Error(`attention: dflash mask needs ${batch * nBlocks} anchors and keep flags`);
+        }
+        return {
+          dims, m: { kind: 2, qOffset: 0, ctxLen, blockSize, nBlocks },
+          anchors: Int32Array.from(mask.anchors.subarray(0, batch * nBlocks)),
+          keep: Int32Array.from(mask.keep.subarray(0, batch * nBlocks)),
+        };
+      }
+    }
+  }
+
+  attention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape, mask: AttentionMask): { out: Tensor; lse: Tensor } {
+    const Q = this.F(q, 'attention');
+    const K = this.F(k, 'attention');
+    const V = this.F(v, 'attention');
+    const { dims, m, anchors, keep } = this.attnArgs(shape, mask, Q, K, V);
+    const out = this.alloc([shape.batch * shape.tq, shape.heads * shape.headDim], Q.dtype);
+    const lse = this.alloc([shape.batch, shape.heads, shape.tq], 'f32');
+    this.a.attention(Q.ptr, code(Q), K.ptr, code(K), V.ptr, code(V), out.ptr, code(out), lse.ptr, dims, m, anchors, keep,
+      this.attentionKernel === 'scalar');
+    return { out, lse };
+  }
+
+  attentionBackward(
+    dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, shape: AttentionShape, mask: AttentionMask,
+  ): { dq: Tensor; dk: Tensor; dv: Tensor } {
+    const Q = this.F(q, 'attentionBackward');
+    const K = this.F(k, 'attentionBackward');
+    const V = this.F(v, 'attentionBackward');
+    const dO = this.F(dout, 'attentionBackward');
+    const O = this.F(out, 'attentionBackward');
+    const { dims, m, anchors, keep } = this.attnArgs(shape, mask, Q, K, V);
+    if (dO.size !== Q.size || O.size !== Q.size) throw new Error('attentionBackward: dout/out do not match q');
+    if (lse.size !== shape.batch * shape.heads * shape.tq) throw new Error('attentionBackward: lse has the wrong size');
+    const L = this.as(this.F(lse, 'attentionBackward'), 'f32');
+    const dq = this.alloc(Q.shape, Q.dtype);
+    const dk = this.alloc(K.shape, K.dtype);
+    const dv = this.alloc(V.shape, V.dtype);
+    this.a.attentionBwd(dO.ptr, code(dO), Q.ptr, code(Q), K.ptr, code(K), V.ptr, code(V), O.ptr, code(O), L.ptr,
+      dq.ptr, code(dq), dk.ptr, code(dk), dv.ptr, code(dv), dims, m, anchors, keep, this.attentionKernel === 'scalar');
+    this.dropTemp(L, lse);
+    return { dq, dk, dv };
+  }
+
+  swiglu(gate: Tensor, up: Tensor): Tensor {
+    const G = this.F(gate, 'swiglu');
+    const U = this.F(up, 'swiglu');
+    if (G.size !== U.size) throw new Error('swiglu: size mismatch');
+    const h = this.alloc(G.shape, promote(G.dtype, U.dtype));
+    this.a.swiglu(G.ptr, code(G), U.ptr, code(U), h.ptr, code(h), G.size);
+    return h;
+  }
+
+  swigluBackward(dh: Tensor, gate: Tensor, up: Tensor): { dgate: Tensor; dup: Tensor } {
+    const DH = this.F(dh, 'swigluBackward');
+    const G = this.F(gate, 'swigluBackward');
+    const U = this.F(up, 'swigluBackward');
+    if (G.size !== U.size || DH.size !== G.size) throw new Error('swigluBackward: size mismatch');
+    const dgate = this.alloc(G.shape, promote(DH.dtype, G.dtype));
+    const dup = this.alloc(U.shape, promote(DH.dtype, U.dtype));
+    this.a.swigluBwd(DH.ptr, code(DH), G.ptr, code(G), U.ptr, code(U), dgate.ptr, code(dgate), dup.ptr, code(dup), G.size);
+    return { dgate, dup };
+  }
+
+  crossEntropy(logits: Tensor, labels: Int32Array, rowWeights?: Float32Array): { loss: Tensor; lse: Tensor; dlogits?: Tensor } {
+    const Z = this.F(logits, 'crossEntropy');
+    const [rows, V] = rowsCols(Z);
+    if (labels.length !== rows) throw new Error(`crossEntropy: ${labels.length} labels for ${rows} rows`);
+    for (let r = 0; r < rows; r++) {
+      if (!(labels[r] >= -1 && labels[r] < V)) throw new Error(`crossEntropy: label ${labels[r]} outside [−1, ${V})`);
+    }
+    if (rowWeights && rowWeights.length !== rows) throw new Error(`crossEntropy: ${rowWeights.length} row weights for ${rows} rows`);
+    const loss = this.alloc([rows], 'f32');
+    const lse = this.alloc([rows], 'f32');
+    const dlogits = rowWeights ? this.alloc(Z.shape, Z.dtype) : undefined;
+    if (rows > 0) {
+      this.a.crossEntropy(Z.ptr, code(Z), rows, V, labels, rowWeights ?? null, loss.ptr, lse.ptr, dlogits?.ptr ?? 0,
+        dlogits ? code(dlogits) : 0);
+    }
+    return { loss, lse, dlogits };
+  }
+
+  argmaxRows(t: Tensor): Int32Array {
+    const X = this.F(t, 'argmaxRows');
+    const [rows, V] = rowsCols(X);
+    if (rows === 0) return new Int32Array(0);
+    return this.a.argmax(X.ptr, code(X), rows, V);
+  }
+
+  // ---- ParoQuant transform ----
+  private givensArgs(x: CudaTensor, pairs: Tensor, theta: Tensor, groupSize: number, op: string): {
+    rows: number; I: number; K: number; P: CudaTensor; TH: CudaTensor;
+  } {
+    const [rows, I] = rowsCols(x);
+    const P = this.T(pairs);
+    if (P.dtype !== 'i32' || P.shape.length !== 2 || P.shape[1] !== I) {
+      throw new Error(`${op}: pairs must be i32 [K, ${I}], got ${P.dtype} ${shapeString(P.shape)}`);
+    }
+    const K = P.shape[0];
+    if (!(groupSize >= 2 && groupSize % 2 === 0 && groupSize <= 1024) || I % groupSize !== 0) {
+      throw new Error(`${op}: width ${I} is not a multiple of an even groupSize ${groupSize} (at most 1024)`);
+    }
+    if (theta.size !== (K * I) / 2) throw new Error(`${op}: theta has ${theta.size} elements, expected [${K}, ${I / 2}]`);
+    return { rows, I, K, P, TH: this.as(this.F(theta, op), 'f32') };
+  }
+
+  givens(x: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse'): Tensor {
+    const X = this.F(x, 'givens');
+    const { rows, I, K, P, TH } = this.givensArgs(X, pairs, theta, groupSize, 'givens');
+    const y = this.alloc(X.shape, X.dtype);
+    this.a.givens(X.ptr, code(X), y.ptr, code(y), rows, I, P.ptr, TH.ptr, K, groupSize, direction === 'inverse');
+    this.dropTemp(TH, theta);
+    return y;
+  }
+
+  givensBackward(
+    dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
+  ): { dx: Tensor; dtheta: Tensor } {
+    const Y = this.F(y, 'givensBackward');
+    const DY = this.F(dy, 'givensBackward');
+    if (DY.size !== Y.size) throw new Error('givensBackward: dy and y differ in size');
+    const { rows, I, K, P, TH } = this.givensArgs(Y, pairs, theta, groupSize, 'givensBackward');
+    const dx = this.alloc(Y.shape, DY.dtype);
+    const dtheta = this.alloc(theta.shape, 'f32');
+    this.a.givensBwd(DY.ptr, code(DY), Y.ptr, code(Y), dx.ptr, code(dx), dtheta.ptr, rows, I, P.ptr, TH.ptr, K, groupSize,
+      direction === 'inverse');
+    this.dropTemp(TH, theta);
+    return { dx, dtheta };
+  }
+
+  private grid(r: CudaTensor, grid: QuantGrid, op: string): { nGroups: number; qmax: number } {
+    const [, cols] = rowsCols(r);
+    if (!(Number.isInteger(grid.bits) && grid.bits >= 1 && grid.bits <= 8)) throw new Error(`${op}: bits must be in [1, 8], got ${grid.bits}`);
+    if (!(grid.groupSize >= 1) || cols % grid.groupSize !== 0) throw new Error(`${op}: cols ${cols} is not a multiple of groupSize ${grid.groupSize}`);
+    return { nGroups: r.size / grid.groupSize, qmax: 2 ** grid.bits - 1 };
+  }
+
+  private gridParams(scale: Tensor, zpf: Tensor, nGroups: number, op: string): { S: CudaTensor; Z: CudaTensor } {
+    if (scale.size !== nGroups || zpf.size !== nGroups) throw new Error(`${op}: scale and zpf need ${nGroups} elements`);
+    return { S: this.as(this.F(scale, op), 'f32'), Z: this.as(this.F(zpf, op), 'f32') };
+  }
+
+  fakeQuantMinMax(r: Tensor, grid: QuantGrid): { rq: Tensor; scale: Tensor; zpf: Tensor } {
+    const R = this.F(r, 'fakeQuantMinMax');
+    const { nGroups, qmax } = this.grid(R, grid, 'fakeQuantMinMax');
+    const rq = this.alloc(R.shape, R.dtype);
+    const scale = this.alloc([nGroups], 'f32');
+    const zpf = this.alloc([nGroups], 'f32');
+    this.a.fqMinMax(R.ptr, code(R), rq.ptr, code(rq), scale.ptr, zpf.ptr, nGroups, grid.groupSize, qmax);
+    return { rq, scale, zpf };
+  }
+
+  fakeQuantMinMaxBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor {
+    const R = this.F(r, 'fakeQuantMinMaxBackward');
+    const D = this.F(drq, 'fakeQuantMinMaxBackward');
+    if (D.size !== R.size) throw new Error('fakeQuantMinMaxBackward: drq and r differ in size');
+    const { nGroups, qmax } = this.grid(R, grid, 'fakeQuantMinMaxBackward');
+    const { S, Z } = this.gridParams(scale, zpf, nGroups, 'fakeQuantMinMaxBackward');
+    const dr = this.alloc(R.shape, D.dtype);
+    this.a.fqMinMaxBwd(D.ptr, code(D), R.ptr, code(R), S.ptr, Z.ptr, dr.ptr, code(dr), nGroups, grid.groupSize, qmax);
+    this.dropTemp(S, scale);
+    this.dropTemp(Z, zpf);
+    return dr;
+  }
+
+  fakeQuantParams(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor {
+    const R = this.F(r, 'fakeQuantParams');
+    const { nGroups, qmax } = this.grid(R, grid, 'fakeQuantParams');
+    const { S, Z } = this.gridParams(scale, zpf, nGroups, 'fakeQuantParams');
+    const rq = this.alloc(R.shape, R.dtype);
+    this.a.fqParams(R.ptr, code(R), S.ptr, Z.ptr, rq.ptr, code(rq), nGroups, grid.groupSize, qmax);
+    this.dropTemp(S, scale);
+    this.dropTemp(Z, zpf);
+    return rq;
+  }
+
+  fakeQuantParamsBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): { dr: Tensor; dscale: Tensor } {
+    const R = this.F(r, 'fakeQuantParamsBackward');
+    const D = this.F(drq, 'fakeQuantParamsBackward');
+    if (D.size !== R.size) throw new Error('fakeQuantParamsBackward: drq and r differ in size');
+    const { nGroups, qmax } = this.grid(R, grid, 'fakeQuantParamsBackward');
+    const { S, Z } = this.gridParams(scale, zpf, nGroups, 'fakeQuantParamsBackward');
+    const dr = this.alloc(R.shape, D.dtype);
+    const dscale = this.alloc(scale.shape, 'f32');
+    this.a.fqParamsBwd(D.ptr, code(D), R.ptr, code(R), S.ptr, Z.ptr, dr.ptr, code(dr), dscale.ptr, nGroups, grid.groupSize, qmax);
+    this.dropTemp(S, scale);
+    this.dropTemp(Z, zpf);
+    return { dr, dscale };
+  }
+
+  smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor } {
+    const P = this.F(pred, 'smoothL1');
+    const T = this.F(target, 'smoothL1');
+    if (P.size !== T.size) throw new Error(`smoothL1: pred has ${P.size} elements, target ${T.size}`);
+    if (P.size === 0) throw new Error('smoothL1: empty input');
+    const dpred = withGrad ? this.alloc(P.shape, P.dtype) : undefined;
+    const sum = this.a.smoothL1(P.ptr, code(P), T.ptr, code(T), P.size, dpred?.ptr ?? 0, dpred ? code(dpred) : 0);
+    return dpred ? { loss: sum / P.size, dpred } : { loss: sum / P.size };
+  }
+
+  // ---- optimisation ----
+  adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, h: AdamWHyper): void {
+    const p = this.F(param, 'adamw');
+    const g = this.F(grad, 'adamw');
+    const M = this.F(m, 'adamw');
+    const Vt = this.F(v, 'adamw');
+    if (g.size !== p.size || M.size !== p.size || Vt.size !== p.size) throw new Error('adamw: param, grad, m and v must have equal sizes');
+    if (!(Number.isInteger(h.step) && h.step >= 1)) throw new Error(`adamw: step must be a 1-based integer, got ${h.step}`);
+    const stepSize = h.lr / (1 - h.beta1 ** h.step);
+    const sqrtBc2 = Math.sqrt(1 - h.beta2 ** h.step);
+    this.a.adamw(p.ptr, code(p), g.ptr, code(g), M.ptr, code(M), Vt.ptr, code(Vt), p.size, h.lr, h.beta1, h.beta2, h.eps,
+      h.weightDecay, stepSize, sqrtBc2);
+  }
+
+  synchronize(): void {
+    this.a.synchronize();
+  }
+}
