@@ -38,6 +38,24 @@ await build({
   },
 });
 
+// 1b. The CLI (paro, dflash) and the GPU benchmark, bundled the same way.
+for (const [entry, file] of [['scripts/cli-entry.ts', 'cli.mjs'], ['scripts/gpu-bench-entry.ts', 'bench-gpu.mjs']]) {
+  await build({
+    entryPoints: [path.join(root, entry)], outfile: path.join(out, file), bundle: true, platform: 'node', format: 'esm',
+    target: 'node20', logLevel: 'warning',
+    banner: {
+      js: [
+        "import { createRequire as __paroCreateRequire } from 'node:module';",
+        "import { fileURLToPath as __paroFileURLToPath } from 'node:url';",
+        "import { dirname as __paroDirname } from 'node:path';",
+        'const require = __paroCreateRequire(import.meta.url);',
+        'const __filename = __paroFileURLToPath(import.meta.url);',
+        'const __dirname = __paroDirname(__filename);',
+      ].join('\n'),
+    },
+  });
+}
+
 // 2. The tfjs-backend-wasm binaries.
 const wasmSrc = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist');
 fs.mkdirSync(path.join(out, 'wasm'), { recursive: true });

@@ -7,7 +7,7 @@ import { printJson, runCommand } from './run-command.js';
 import { info, warn } from './progress.js';
 import { TOOL_VERSION } from './version.js';
 import { runDoctor } from './doctor.js';
-import { runQuantize, quantizeSettings, type QuantizeCliOptions } from './quantize.js';
+import { resolveComputeDtype, runQuantize, quantizeSettings, type QuantizeCliOptions } from './quantize.js';
 import { UserError } from '../errors.js';
 
 export function positiveInt(name: string) {
@@ -78,12 +78,13 @@ export function buildParoProgram(): Command {
     .option('--batch-size <n>', 'calibration windows per optimizer step', positiveInt('--batch-size'), 16)
     .option('--shuffle', 'draw the calibration windows from a seeded permutation instead of the first ones')
     .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .option('--compute-dtype <dtype>', 'dtype of block activations and GEMMs during optimization: auto (bf16 on cuda, f32 on cpu), f32 or bf16', 'auto')
     .option('--resume', 'continue an interrupted run from its last finished block')
     .option('--force', 'overwrite an existing output directory')
     .option('--demo', 'quantize the built-in demo model with the built-in calibration set (small settings), then evaluate it')
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
-    .action(async (modelDir: string | undefined, o: QuantizeCliOptions & { device: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
+    .action(async (modelDir: string | undefined, o: QuantizeCliOptions & { device: string; computeDtype: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
       await runCommand(!!o.debug, async () => {
         const demo = !!o.demo;
         const dir = modelDir ?? (demo ? DEMO_MODEL_DIR : undefined);
@@ -99,6 +100,7 @@ export function buildParoProgram(): Command {
         }
         const settings = quantizeSettings(dir, o.calib ?? DEFAULT_CALIB_FILE, opts);
         const be = await createBackend(parseDevice(o.device), warn);
+        settings.optimizer.computeDtype = resolveComputeDtype(o.computeDtype, be.name);
         const showProgress = true; // on stderr: line-based off a terminal, silenced by PARO_QUIET=1
         const r = await runQuantize(be, settings, showProgress);
         const report: Record<string, unknown> = { ...r };

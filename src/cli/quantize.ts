@@ -1,6 +1,6 @@
 // `paro quantize`: options → settings, progress bars per block and stage, report.
 import path from 'node:path';
-import type { Backend } from '../engine/backend.js';
+import type { Backend, DType } from '../engine/backend.js';
 import { DEFAULT_OPTIMIZER, quantize, type QuantMethod, type QuantizeReport, type QuantizeSettings } from '../paroquant/quantize.js';
 import { UserError } from '../errors.js';
 import { Progress, info, warn } from './progress.js';
@@ -22,6 +22,12 @@ export interface QuantizeCliOptions {
   shuffle?: boolean;
   resume?: boolean;
   force?: boolean;
+}
+
+export function resolveComputeDtype(v: string, backend: 'cpu' | 'cuda'): DType {
+  if (v === 'auto') return backend === 'cuda' ? 'bf16' : 'f32';
+  if (v === 'f32' || v === 'bf16') return v;
+  throw new UserError(`--compute-dtype must be auto, f32 or bf16, got "${v}"`);
 }
 
 export function parseEpochs(v: string): [number, number] {

@@ -1,7 +1,7 @@
 // Block-wise ParoQuant optimization (spec §6): for one decoder block, stage 1 trains angles θ and channel scales α,
 // stage 2 the FP weights and the quantizer scales, each with AdamW + the per-stage cosine schedule, selecting the best
 // epoch (the untrained state included) by validation loss. Written against the Backend only.
-import type { Backend, QuantGrid, Tensor } from '../engine/backend.js';
+import type { Backend, DType, QuantGrid, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
 import { blockBackward, blockForward, freeSaved, type BlockGeometry, type BlockParams } from '../model/block.js';
 import { LINEAR_KEYS, type LinearKey } from '../model/weights.js';
@@ -10,6 +10,11 @@ import { freeTransformSaved, transformBackward, transformForward, type ParoLinea
 
 export interface OptimizerSettings {
   grid: QuantGrid;
+  /**
+   * Dtype of the block's activations and effective weights in the forward/backward GEMMs ('bf16' on GPUs: tensor
+   * cores; the transform, gradients w.r.t. θ/α/W/s and optimizer state stay f32).
+   */
+  computeDtype: DType;
   epochs: [number, number];
   batchSize: number;
   lrAngle: number; // stage 1, θ
@@ -23,6 +28,7 @@ export interface OptimizerSettings {
 
 export const DEFAULT_OPTIMIZER: OptimizerSettings = {
   grid: { bits: 4, groupSize: 128 },
+  computeDtype: 'f32',
   epochs: [10, 10],
   batchSize: 16,
   lrAngle: 0.05,
@@ -111,6 +117,14 @@ export class BlockOptimizer {
     private readonly onWarn?: (msg: string) => void,
   ) {}
 
+  /** A tensor in the compute dtype (the input is freed when a cast was needed). */
+  private toCompute(t: Tensor): Tensor {
+    if (t.dtype === this.s.computeDtype) return t;
+    const c = this.be.cast(t, this.s.computeDtype);
+    this.be.free(t);
+    return c;
+  }
+
   /** Rows [s0·T, (s0+n)·T) of a sample-major activation tensor, copied into a batch tensor. */
   private rows(src: Tensor, s0: number, n: number): Tensor {
     const T = this.data.seqLen;
@@ -130,7 +144,7 @@ export class BlockOptimizer {
   validate(stage: 1 | 2): number {
     const { be, data } = this;
     const weights = {} as Record<LinearKey, Tensor>;
-    for (const k of LINEAR_KEYS) weights[k] = transformForward(be, this.block.linears[k], this.s.grid, stage, false).What;
+    for (const k of LINEAR_KEYS) weights[k] = this.toCompute(transformForward(be, this.block.linears[k], this.s.grid, stage, false).What);
     const p = this.params(weights);
     let total = 0;
     let batches = 0;
@@ -154,7 +168,7 @@ export class BlockOptimizer {
     const saved = {} as Record<LinearKey, TransformSaved>;
     for (const k of LINEAR_KEYS) {
       const r = transformForward(be, this.block.linears[k], this.s.grid, stage, true);
-      weights[k] = r.What;
+      weights[k] = this.toCompute(r.What);
       saved[k] = r.saved!;
     }
     const p = this.params(weights);
@@ -175,7 +189,10 @@ export class BlockOptimizer {
     be.free(x, dpred, ...Object.values(weights));
     const grads = new Map<string, Tensor>();
     for (const k of LINEAR_KEYS) {
-      const g = transformBackward(be, this.block.linears[k], this.s.grid, saved[k], dW[k]);
+      const dWk = dW[k].dtype === 'f32' ? dW[k] : be.cast(dW[k], 'f32');
+      if (dWk !== dW[k]) be.free(dW[k]);
+      dW[k] = dWk;
+      const g = transformBackward(be, this.block.linears[k], this.s.grid, saved[k], dWk);
       freeTransformSaved(be, saved[k]);
       be.free(dW[k]);
       if (g.dtheta) grads.set(`${k}.theta`, g.dtheta);

@@ -5,7 +5,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import type { Backend, Tensor } from '../engine/backend.js';
+import type { Backend, DType, Tensor } from '../engine/backend.js';
 import { UserError } from '../errors.js';
 import { Checkpoint } from '../io/checkpoint.js';
 import { loadModelConfig, type ModelConfig } from '../io/config.js';
@@ -163,10 +163,10 @@ function runBlock(
   be: Backend, cfg: ModelConfig, p: BlockParams, x: Tensor, nSamples: number, seqLen: number, batch: number, geoFor: (n: number) => BlockGeometry,
 ): Tensor {
   const H = cfg.hiddenSize;
-  const y = be.zeros([nSamples * seqLen, H]);
+  const y = be.zeros([nSamples * seqLen, H], x.dtype);
   for (let s0 = 0; s0 < nSamples; s0 += batch) {
     const n = Math.min(batch, nSamples - s0);
-    const xb = be.zeros([n * seqLen, H]);
+    const xb = be.zeros([n * seqLen, H], x.dtype);
     be.copyRows(xb, 0, x, s0 * seqLen, n * seqLen);
     const { y: yb } = blockForward(be, cfg, p, xb, geoFor(n), false);
     be.copyRows(y, s0 * seqLen, yb, 0, n * seqLen);
@@ -175,14 +175,19 @@ function runBlock(
   return y;
 }
 
-function fpParams(layer: LayerWeights): BlockParams {
+/** The FP block with its weights in the compute dtype (copies when a cast is needed; free with freeCastWeights). */
+function fpParams(be: Backend, layer: LayerWeights, dtype: DType): BlockParams {
   const weights = {} as Record<LinearKey, Tensor>;
   const biases: Partial<Record<LinearKey, Tensor>> = {};
   for (const k of LINEAR_KEYS) {
-    weights[k] = layer[k].weight;
+    weights[k] = layer[k].weight.dtype === dtype ? layer[k].weight : be.cast(layer[k].weight, dtype);
     if (layer[k].bias) biases[k] = layer[k].bias;
   }
   return { inputNorm: layer.inputNorm, postNorm: layer.postNorm, qNorm: layer.qNorm, kNorm: layer.kNorm, weights, biases };
+}
+
+function freeCastWeights(be: Backend, p: BlockParams, layer: LayerWeights): void {
+  for (const k of LINEAR_KEYS) if (p.weights[k] !== layer[k].weight) be.free(p.weights[k]);
 }
 
 function rowsOf(be: Backend, src: Tensor, r0: number, n: number): Tensor {
@@ -250,8 +255,10 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
       [...windows.train, ...windows.val].forEach((w, i) => ids.set(w, i * T));
       const embed = loadEmbedding(be, ck, cfg, 'f32');
       if (be.hasNonFinite(embed)) throw new UserError('tensor model.embed_tokens.weight contains NaN or Inf values; the checkpoint is damaged', { file: s.modelDir });
-      X = be.gatherRows(embed, ids);
+      const x0 = be.gatherRows(embed, ids);
       be.free(embed);
+      X = be.cast(x0, s.optimizer.computeDtype);
+      be.free(x0);
       Xq = be.copy(X);
     }
 
@@ -299,7 +306,11 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
         let report: BlockReport;
         const resumed = l < done;
         let Y: Tensor | null = null;
-        if (X) Y = runBlock(be, cfg, fpParams(layer), X, nAll, T, s.optimizer.batchSize, geoFor);
+        if (X) {
+        const fp = fpParams(be, layer, s.optimizer.computeDtype);
+        Y = runBlock(be, cfg, fp, X, nAll, T, s.optimizer.batchSize, geoFor);
+        freeCastWeights(be, fp, layer);
+      }
         if (resumed) {
           packed = readBlock(blockFile(partial, l), prefixOf(l), s.krot, grid.groupSize);
           report = blockReports[l];

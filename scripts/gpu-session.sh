@@ -1,0 +1,42 @@
+#!/bin/bash
+# One GPU session (run from the repository root on the GPU machine after `node scripts/gpu-bundle.mjs` here and
+# copying the fixtures to .gpu/fixtures): unpack Node, build the addon, then each step with its own time limit;
+# a failing step does not stop the others. Logs and JSON reports go to $OUT.
+#   STEPS="bench eval quantize" bash scripts/gpu-session.sh
+set -u
+OUT=${OUT:-/tmp/paro-gpu-out}; mkdir -p "$OUT"
+xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node || exit 3
+mkdir -p /tmp/nodebin && ln -sf /tmp/node /tmp/nodebin/node && export PATH=/tmp/nodebin:$PATH
+if [ -z "$(command -v nvcc)" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda PATH=$PATH:/usr/local/cuda/bin; fi
+{ date -u; nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv; nproc; } > "$OUT/env.txt" 2>&1
+SECONDS=0
+node .gpu/native/build.mjs --strict --force > "$OUT/build.txt" 2>&1 || { echo "addon build failed"; tail -20 "$OUT/build.txt"; exit 4; }
+echo "addon built in ${SECONDS}s"
+export PARO_TFJS_WASM_DIR=$PWD/.gpu/wasm PARO_CUDA_ADDON=$PWD/.gpu/native/build/paro_cuda.node
+F=.gpu/fixtures
+M=examples/tiny-qwen3
+CLI="node .gpu/cli.mjs"
+step() { # name timeout command...
+  local name=$1 t=$2; shift 2
+  local s0=$SECONDS
+  timeout "$t" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"; local rc=$?
+  echo "step $name: rc=$rc $((SECONDS - s0))s"; [ $rc -eq 0 ] || tail -5 "$OUT/$name.log"
+}
+for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
+  case $s in
+    check) step check 300 node .gpu/gpu-check.mjs --isolate --parallel --no-time ;;
+    bench) step bench 240 node .gpu/bench-gpu.mjs --json ;;
+    eval) step eval 120 $CLI paro eval $M --data $F/val.jsonl --device cuda --json ;;
+    quantize)
+      step quantize 180 $CLI paro quantize $M --out /tmp/q-bf16 --calib $F/train.jsonl --device cuda --json
+      step quantize-eval 120 $CLI paro eval /tmp/q-bf16 --data $F/val.jsonl --device cuda --json ;;
+    quantize-f32)
+      step quantize-f32 180 $CLI paro quantize $M --out /tmp/q-f32 --calib $F/train.jsonl --device cuda --compute-dtype f32 --json
+      step quantize-f32-eval 120 $CLI paro eval /tmp/q-f32 --data $F/val.jsonl --device cuda --json ;;
+    w3)
+      step w3 180 $CLI paro quantize $M --out /tmp/q-w3 --calib $F/train.jsonl --device cuda --bits 3 --json
+      step w3-eval 120 $CLI paro eval /tmp/q-w3 --data $F/val.jsonl --device cuda --json ;;
+    *) echo "unknown step $s" ;;
+  esac
+done
+echo "total ${SECONDS}s"

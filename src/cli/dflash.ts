@@ -1,0 +1,237 @@
+// `dflash`: DFlash drafter distillation — regenerate responses with the target, train a drafter, evaluate it by real
+// speculative decoding.
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { createBackend, parseDevice } from '../engine/select.js';
+import { UserError } from '../errors.js';
+import { runGenerateData } from '../dflash/generate.js';
+import { runTrainDrafter, type TrainSettings } from '../dflash/trainer.js';
+import { runDflashEval } from '../dflash/evaluate.js';
+import { parseTargetLayerIds } from '../dflash/layer-ids.js';
+import { printJson, runCommand } from './run-command.js';
+import { info, Progress, warn } from './progress.js';
+import { TOOL_VERSION } from './version.js';
+
+function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got "${v}"`);
+    return n;
+  };
+}
+
+function nonNegInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got "${v}"`);
+    return n;
+  };
+}
+
+function nonNegNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative number, got "${v}"`);
+    return n;
+  };
+}
+
+function positiveNumber(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got "${v}"`);
+    return n;
+  };
+}
+
+function intOrAuto(name: string) {
+  return (v: string): number | 'auto' => (v === 'auto' ? 'auto' : positiveInt(name)(v));
+}
+
+function numberOrAuto(name: string) {
+  return (v: string): number | 'auto' => (v === 'auto' ? 'auto' : positiveNumber(name)(v));
+}
+
+const fmt = (x: number | null | undefined, d = 3): string => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
+
+interface CommonOpts { device: string; json?: boolean; debug?: boolean; force?: boolean }
+
+export function buildDflashProgram(): Command {
+  const program = new Command('dflash')
+    .description('DFlash block-diffusion drafters: regenerate data with the target, train a drafter, evaluate it by speculative decoding')
+    .version(TOOL_VERSION, '-V, --version')
+    .showHelpAfterError(true);
+
+  program.command('generate-data')
+    .description('let the target regenerate the responses of a prompt set (resumable: rerun the same command to continue)')
+    .requiredOption('--target <model-dir>', 'target model directory (FP, or a paro quantize output)')
+    .requiredOption('--prompts <file>', 'prompts: .jsonl with {"prompt": ...} or {"messages": [...]} per line, or .txt with one prompt per line')
+    .requiredOption('--out <file.jsonl>', 'output records {prompt, response, prompt_ids, response_ids}; written to <out>.partial until complete')
+    .option('--max-new-tokens <n>', 'tokens generated per prompt', positiveInt('--max-new-tokens'), 512)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', nonNegNumber('--temperature'), 0)
+    .option('--ignore-eos', 'do not stop at the end-of-text token')
+    .option('--seed <n>', 'seed of temperature sampling', nonNegInt('--seed'), 0)
+    .option('--no-chat-template', 'encode prompts as raw text even when the tokenizer has a chat template')
+    .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one').choices(['on', 'off']))
+    .option('--max-prompts <n>', 'only the first n prompts', positiveInt('--max-prompts'))
+    .option('--batch <n>', 'prompts decoded together (one batched target pass per token)', positiveInt('--batch'), 32)
+    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .option('--force', 'overwrite an existing output (and discard an unfinished one)')
+    .option('--json', 'print a machine-readable JSON report on stdout')
+    .option('--debug', 'show stack traces on errors')
+    .action(async (o: CommonOpts & { target: string; prompts: string; out: string; maxNewTokens: number; temperature: number; ignoreEos?: boolean; seed: number; chatTemplate: boolean; thinking?: string; maxPrompts?: number; batch: number }) => {
+      await runCommand(!!o.debug, async () => {
+        const be = await createBackend(parseDevice(o.device), warn);
+        let bar: Progress | null = null;
+        const r = runGenerateData(be, {
+          targetDir: o.target, promptsFile: o.prompts, outFile: o.out, maxNewTokens: o.maxNewTokens, temperature: o.temperature,
+          ignoreEos: !!o.ignoreEos, seed: o.seed, force: !!o.force, maxPrompts: o.maxPrompts, batch: o.batch,
+          encoding: { chatTemplate: o.chatTemplate ? 'auto' : 'never', enableThinking: o.thinking === undefined ? undefined : o.thinking === 'on' },
+        }, (done, total, tokens) => {
+          bar ??= new Progress('generate', total);
+          bar.update(done, { tokens });
+        });
+        (bar as Progress | null)?.stop();
+        if (o.json) printJson(r);
+        else {
+          info(`${r.records} records (${r.generated} generated, ${r.resumed} kept from an earlier run); ${r.responseTokens} response tokens, ${r.stoppedAtEos} stopped at end-of-text`);
+          info(`${r.backend} backend (${r.device}): ${r.seconds.toFixed(1)} s, ${r.tokensPerSecond.toFixed(1)} generated tokens/s; prompts ${r.chatTemplate ? 'with the chat template' : 'as raw text'}`);
+          process.stdout.write(`${r.out}\n`);
+        }
+      });
+    });
+
+  program.command('train-drafter')
+    .description('distill a DFlash drafter from the target on regenerated data and export it (config.json + BF16 model.safetensors)')
+    .requiredOption('--target <model-dir>', 'target model directory (FP, or a paro quantize output: the drafter then learns the quantized features)')
+    .requiredOption('--data <file>', 'training records (.jsonl): generate-data output, {"input_ids", "loss_mask"} or {"prompt", "response"}')
+    .requiredOption('--out <dir>', 'output drafter directory (checkpoints go to <dir>.checkpoint until it is complete)')
+    .option('--layers <n|auto>', 'draft layers; auto = 5 for targets of 20+ layers, else floor(target layers / 2) (at least 1)', intOrAuto('--layers'), 'auto')
+    .option('--block-size <n>', 'block size B (anchor + B−1 drafted tokens)', positiveInt('--block-size'), 16)
+    .option('--target-layers <auto|i,j,...>', 'tapped target layers; auto = the spec formula (5 taps from layer 1 to L−3), or for targets too shallow for it min(5, L−1) distinct layers spread over 0..L−2', 'auto')
+    .option('--anchors <n>', 'anchors (blocks) per sequence, at most the valid response positions − 1', positiveInt('--anchors'), 512)
+    .option('--gamma <x|auto>', 'loss decay γ of exp(−(k−1)/γ); auto = 7/5/4 for B = 16/10/8', numberOrAuto('--gamma'), 'auto')
+    .option('--epochs <n>', 'epochs', positiveInt('--epochs'), 6)
+    .option('--lr <x>', 'AdamW learning rate (peak)', positiveNumber('--lr'), 6e-4)
+    .option('--warmup <fraction>', 'linear warmup as a fraction of all steps, then cosine to 0', nonNegNumber('--warmup'), 0.04)
+    .option('--weight-decay <x>', 'AdamW weight decay', nonNegNumber('--weight-decay'), 0)
+    .option('--seq-len <n>', 'truncate sequences to this many tokens', positiveInt('--seq-len'), 3072)
+    .option('--batch <n>', 'sequences per optimizer step', positiveInt('--batch'), 4)
+    .option('--mask-token <id|string>', 'mask token: an existing embedding row (default: the first row beyond the tokenizer, else its mask token)')
+    .option('--seed <n>', 'seed of initialisation, data order and anchors', nonNegInt('--seed'), 0)
+    .option('--checkpoint-every <steps>', 'optimizer steps between checkpoints (0: at epoch ends only)', nonNegInt('--checkpoint-every'), 0)
+    .option('--resume', 'continue from the checkpoint of an interrupted run with the same settings')
+    .option('--feature-cache-mb <n>', 'cache the frozen target features in memory up to this size, else recompute them per visit', nonNegNumber('--feature-cache-mb'), 8192)
+    .option('--eval-prompts <file>', 'measure τ by speculative decoding on these prompts during training (time reported separately)')
+    .option('--eval-every <steps>', 'optimizer steps between τ evaluations', positiveInt('--eval-every'))
+    .option('--eval-max-prompts <n>', 'evaluate on the first n prompts only', positiveInt('--eval-max-prompts'))
+    .option('--eval-max-new-tokens <n>', 'tokens per evaluation prompt', positiveInt('--eval-max-new-tokens'), 128)
+    .option('--max-steps <n>', 'stop after n optimizer steps (the schedule still spans all epochs; for quick trials)', positiveInt('--max-steps'))
+    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .option('--force', 'overwrite an existing output and discard an unfinished run\'s checkpoint')
+    .option('--json', 'print a machine-readable JSON report on stdout')
+    .option('--debug', 'show stack traces on errors')
+    .action(async (o: CommonOpts & {
+      target: string; data: string; out: string; layers: number | 'auto'; blockSize: number; targetLayers: string; anchors: number; gamma: number | 'auto';
+      epochs: number; lr: number; warmup: number; weightDecay: number; seqLen: number; batch: number; maskToken?: string; seed: number;
+      checkpointEvery: number; resume?: boolean; featureCacheMb: number; evalPrompts?: string; evalEvery?: number; evalMaxPrompts?: number;
+      evalMaxNewTokens: number; maxSteps?: number;
+    }) => {
+      await runCommand(!!o.debug, async () => {
+        if (o.warmup >= 1) throw new UserError(`--warmup is a fraction of the steps in [0, 1), got ${o.warmup}`);
+        let targetLayers: 'auto' | number[] = 'auto';
+        if (o.targetLayers !== 'auto') {
+          try {
+            targetLayers = parseTargetLayerIds(o.targetLayers, Number.MAX_SAFE_INTEGER);
+          } catch (e) {
+            throw new UserError((e as Error).message);
+          }
+        }
+        const be = await createBackend(parseDevice(o.device), warn);
+        const settings: TrainSettings = {
+          targetDir: o.target, dataFile: o.data, outDir: o.out, layers: o.layers, blockSize: o.blockSize, targetLayers, numTaps: 5,
+          anchors: o.anchors, gamma: o.gamma, epochs: o.epochs, lr: o.lr, warmup: o.warmup, weightDecay: o.weightDecay, seqLen: o.seqLen,
+          batch: o.batch, maskToken: o.maskToken, seed: o.seed, checkpointEvery: o.checkpointEvery, resume: !!o.resume, force: !!o.force,
+          featureCacheBytes: o.featureCacheMb * 2 ** 20, evalPrompts: o.evalPrompts, evalEvery: o.evalEvery ?? (o.evalPrompts ? 50 : undefined),
+          evalMaxPrompts: o.evalMaxPrompts, evalMaxNewTokens: o.evalMaxNewTokens, maxSteps: o.maxSteps,
+        };
+        let feat: Progress | null = null;
+        let bar: Progress | null = null;
+        const r = runTrainDrafter(be, settings, {
+          info: (m) => { if (!o.json || process.stderr.isTTY) info(m); },
+          warn,
+          onFeatures: (d, n) => {
+            feat ??= new Progress('target features', n);
+            feat.update(d);
+            if (d === n) feat.stop();
+          },
+          onStep: (step, total, s) => {
+            bar ??= new Progress('train', total, { fields: { loss: NaN, acc: NaN } });
+            bar.update(step, { loss: s.loss, acc: s.acc, lr: s.lr });
+          },
+          onEval: (e) => info(`step ${e.step}: τ ${fmt(e.tau)} (pooled ${fmt(e.tauPooled)}) over ${e.steps} verify steps, ${e.seconds.toFixed(0)} s`),
+        });
+        (bar as Progress | null)?.stop();
+        if (o.json) printJson(r);
+        else {
+          const d = r.drafter;
+          info(`drafter: ${d.layers} layer(s), hidden ${d.hiddenSize}, ${d.heads}/${d.kvHeads} heads, block ${d.blockSize}, taps [${d.targetLayerIds.join(', ')}], mask ${d.maskTokenId}, ${(d.params / 1e6).toFixed(2)} M parameters`);
+          info(`${r.dataStats.samples} samples, ${r.steps} steps (${r.settings.epochs} epochs); final loss ${fmt(r.finalLoss, 4)}, accuracy ${fmt(r.finalAcc)}`);
+          info(`${r.backend} backend (${r.device}): features ${r.seconds.features.toFixed(1)} s (${r.featureCache}), training ${r.seconds.train.toFixed(1)} s, evaluation ${r.seconds.eval.toFixed(1)} s, total ${r.seconds.total.toFixed(1)} s`);
+          process.stdout.write(`${r.out}\n`);
+        }
+      });
+    });
+
+  program.command('eval')
+    .description('speculative decoding with a drafter: τ (official definition and pooled), acceptance histogram, timings, equality with plain decoding')
+    .requiredOption('--target <dir>', 'target model directory')
+    .requiredOption('--drafter <dir>', 'drafter directory (ours, z-lab or SpecForge format)')
+    .requiredOption('--prompts <file>', 'prompts: .jsonl with {"prompt": ...} or {"messages": [...]} per line, or .txt')
+    .option('--max-new-tokens <n>', 'tokens generated per prompt', positiveInt('--max-new-tokens'), 128)
+    .option('--temperature <t>', 'target sampling temperature (0 = greedy; > 0: drafts stay greedy, the target samples)', nonNegNumber('--temperature'), 0)
+    .option('--ignore-eos', 'do not stop at the end-of-text token')
+    .option('--seed <n>', 'seed of temperature sampling', nonNegInt('--seed'), 0)
+    .option('--max-prompts <n>', 'only the first n prompts', positiveInt('--max-prompts'))
+    .option('--no-baseline', 'skip plain target decoding (no equality check, no speedup)')
+    .option('--expect <file>', 'a {"generated_ids": [[...], ...]} file the plain greedy outputs must equal (e.g. text/val-prompts-greedy.json)')
+    .option('--no-chat-template', 'encode prompts as raw text even when the tokenizer has a chat template')
+    .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one').choices(['on', 'off']))
+    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .option('--json', 'print a machine-readable JSON report on stdout')
+    .option('--debug', 'show stack traces on errors')
+    .action(async (o: CommonOpts & { target: string; drafter: string; prompts: string; maxNewTokens: number; temperature: number; ignoreEos?: boolean; seed: number; maxPrompts?: number; baseline: boolean; expect?: string; chatTemplate: boolean; thinking?: string }) => {
+      await runCommand(!!o.debug, async () => {
+        const be = await createBackend(parseDevice(o.device), warn);
+        let bar: Progress | null = null;
+        const r = runDflashEval(be, {
+          targetDir: o.target, drafterDir: o.drafter, promptsFile: o.prompts, maxNewTokens: o.maxNewTokens, temperature: o.temperature,
+          seed: o.seed, ignoreEos: !!o.ignoreEos, maxPrompts: o.maxPrompts, skipBaseline: !o.baseline, expectFile: o.expect,
+          encoding: { chatTemplate: o.chatTemplate ? 'auto' : 'never', enableThinking: o.thinking === undefined ? undefined : o.thinking === 'on' },
+        }, (done, total, tau) => {
+          bar ??= new Progress('eval prompts', total);
+          bar.update(done, { tau });
+        });
+        (bar as Progress | null)?.stop();
+        if (o.json) printJson(r);
+        else {
+          info(`drafter ${r.drafter}: ${r.drafterLayers} layer(s), block ${r.blockSize}, taps [${r.targetLayerIds.join(', ')}]; ${r.promptCount} prompts, ${r.maxNewTokens} new tokens, T = ${r.temperature}`);
+          info(`τ ${fmt(r.tau)} (mean over prompts of each prompt's mean acceptance length, bonus counted); pooled ${fmt(r.tauPooled)} over ${r.verifySteps} verify steps`);
+          info(`acceptance histogram (1..${r.blockSize} tokens per step): ${r.histogram.map((h) => h.toFixed(3)).join(' ')}`);
+          if (r.equalOutputs !== null) info(`outputs equal to plain decoding: ${r.equalOutputs} / ${r.promptCount}`);
+          if (r.expectedMatches !== null) info(`outputs equal to ${o.expect}: ${r.expectedMatches} / ${r.promptCount}`);
+          info(`draft ${r.draftSeconds.toFixed(2)} s, verify ${r.verifySeconds.toFixed(2)} s; TPOT ${(r.specTpot * 1000).toFixed(2)} ms` +
+            (r.baselineTpot !== null ? ` vs ${(r.baselineTpot * 1000).toFixed(2)} ms plain (speedup ${fmt(r.speedup, 2)}×)` : '') + ` on ${r.backend} (${r.device})`);
+          process.stdout.write(`tau ${fmt(r.tau)} pooled ${fmt(r.tauPooled)}\n`);
+        }
+        if (r.equalOutputs !== null && r.equalOutputs < r.promptCount) {
+          throw new UserError(`speculative decoding differed from plain decoding on ${r.promptCount - r.equalOutputs} of ${r.promptCount} prompts`);
+        }
+      });
+    });
+
+  return program;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  await buildDflashProgram().parseAsync(argv);
+}
