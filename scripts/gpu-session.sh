@@ -4,7 +4,7 @@
 # a failing step does not stop the others. Logs and JSON reports go to $OUT.
 #   STEPS="bench eval quantize" bash scripts/gpu-session.sh
 set -u
-OUT=${OUT:-/tmp/paro-gpu-out}; mkdir -p "$OUT"
+OUT=${OUT:-/tmp/paro-gpu-out}; mkdir -p "$OUT"  # the device tool sets $OUT; keep to few files (8 come back)
 xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node || exit 3
 mkdir -p /tmp/nodebin && ln -sf /tmp/node /tmp/nodebin/node && export PATH=/tmp/nodebin:$PATH
 if [ -z "$(command -v nvcc)" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda PATH=$PATH:/usr/local/cuda/bin; fi
@@ -28,13 +28,13 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
     bench) step bench 240 node .gpu/bench-gpu.mjs --json ;;
     eval) step eval 120 $CLI paro eval $M --data $F/val.jsonl --device cuda --json ;;
     quantize)
-      step quantize 180 $CLI paro quantize $M --out /tmp/q-bf16 --calib $F/train.jsonl --device cuda --json
+      step quantize 180 $CLI paro quantize $M --out /tmp/q-bf16 --calib $F/train.jsonl --device cuda --force --json
       step quantize-eval 120 $CLI paro eval /tmp/q-bf16 --data $F/val.jsonl --device cuda --json ;;
     quantize-f32)
-      step quantize-f32 180 $CLI paro quantize $M --out /tmp/q-f32 --calib $F/train.jsonl --device cuda --compute-dtype f32 --json
+      step quantize-f32 180 $CLI paro quantize $M --out /tmp/q-f32 --calib $F/train.jsonl --device cuda --compute-dtype f32 --force --json
       step quantize-f32-eval 120 $CLI paro eval /tmp/q-f32 --data $F/val.jsonl --device cuda --json ;;
     w3)
-      step w3 180 $CLI paro quantize $M --out /tmp/q-w3 --calib $F/train.jsonl --device cuda --bits 3 --json
+      step w3 180 $CLI paro quantize $M --out /tmp/q-w3 --calib $F/train.jsonl --device cuda --bits 3 --force --json
       step w3-eval 120 $CLI paro eval /tmp/q-w3 --data $F/val.jsonl --device cuda --json ;;
     *) echo "unknown step $s" ;;
   esac
