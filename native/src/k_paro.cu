@@ -78,7 +78,7 @@ __global__ void givensFwdKernel(const void* x, int xdt, void* y, int ydt, size_t
 // output u and output gradient γ (Σ γ_i·u_j − γ_j·u_i), then u and γ are rotated back to the layer's input.
 __global__ void givensBwdKernel(const void* dy, int dydt, const void* y, int ydt, void* dx, int dxdt, float* partial,
                                 size_t rows, int I, const int* pairs, const float* theta, int K, int gs, bool inverse,
-                                int RT, size_t rowsPerChunk) {
+                                int RT, size_t rowsPerChunk, bool upstream) {
   extern __shared__ float smem[];
   int P = gs / 2;
   int lanes = blockDim.x / P;
@@ -113,11 +113,13 @@ __global__ void givensBwdKernel(const void* dy, int dydt, const void* y, int ydt
       for (int r = lane; r < nr; r += lanes) {
         float ui = U[r * gs + i], uj = U[r * gs + j];
         float gi = Gm[r * gs + i], gj = Gm[r * gs + j];
-        acc += gi * uj - gj * ui;
+        float gin = c * gi - s * gj, gjn = s * gi + c * gj;  // input gradient
+        // upstream (A/B only): the formula with the input gradient, i.e. the derivative at 2θ (spec §5.2)
+        acc += upstream ? gin * uj - gjn * ui : gi * uj - gj * ui;
         U[r * gs + i] = c * ui - s * uj;
         U[r * gs + j] = s * ui + c * uj;
-        Gm[r * gs + i] = c * gi - s * gj;
-        Gm[r * gs + j] = s * gi + c * gj;
+        Gm[r * gs + i] = gin;
+        Gm[r * gs + j] = gjn;
       }
       gsum[(l * lanes + lane) * P + t] += acc;
       __syncthreads();
@@ -277,7 +279,7 @@ void givensK(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const
 }
 
 void givensBwdK(const void* dy, int dydt, const void* y, int ydt, void* dx, int dxdt, float* dtheta, size_t rows, int I,
-                const int* pairs, const float* theta, int K, int gs, bool inverse) {
+                const int* pairs, const float* theta, int K, int gs, bool inverse, bool upstream) {
   checkGivensArgs(I, gs);
   size_t nTheta = (size_t)K * (I / 2);
   if (rows == 0 || I == 0 || K == 0) {
@@ -296,7 +298,7 @@ void givensBwdK(const void* dy, int dydt, const void* y, int ydt, void* dx, int 
   Scratch partial(chunks * nTheta * sizeof(float));
   dim3 grid((unsigned)(I / gs), (unsigned)chunks);
   givensBwdKernel<<<grid, geo.threads, smem, stream()>>>(dy, dydt, y, ydt, dx, dxdt, partial.as<float>(), rows, I,
-                                                         pairs, theta, K, gs, inverse, geo.RT, rowsPerChunk);
+                                                         pairs, theta, K, gs, inverse, geo.RT, rowsPerChunk, upstream);
   checkLaunch(inverse ? "givensBackward(inverse)" : "givensBackward(forward)");
   sumChunksKernel<<<gridFor(nTheta, 256), 256, 0, stream()>>>(partial.as<float>(), chunks, nTheta, dtheta);
   checkLaunch("givensBackward.sumChunks");

@@ -118,6 +118,7 @@ export function buildDflashProgram(): Command {
     .option('--batch <n>', 'sequences per optimizer step', positiveInt('--batch'), 4)
     .option('--mask-token <id|string>', 'mask token: an existing embedding row (default: the first row beyond the tokenizer, else its mask token)')
     .option('--seed <n>', 'seed of initialisation, data order and anchors', nonNegInt('--seed'), 0)
+    .addOption(new Option('--init <how>', 'random: N(0, 0.02) as the reference trainer; target: start the draft layers as copies of the target\'s last layers (dense targets)').choices(['random', 'target']).default('random'))
     .option('--checkpoint-every <steps>', 'optimizer steps between checkpoints (0: at epoch ends only)', nonNegInt('--checkpoint-every'), 0)
     .option('--resume', 'continue from the checkpoint of an interrupted run with the same settings')
     .option('--feature-cache-mb <n>', 'cache the frozen target features in memory up to this size, else recompute them per visit', nonNegNumber('--feature-cache-mb'), 8192)
@@ -134,7 +135,7 @@ export function buildDflashProgram(): Command {
       target: string; data: string; out: string; layers: number | 'auto'; blockSize: number; targetLayers: string; anchors: number; gamma: number | 'auto';
       epochs: number; lr: number; warmup: number; weightDecay: number; seqLen: number; batch: number; maskToken?: string; seed: number;
       checkpointEvery: number; resume?: boolean; featureCacheMb: number; evalPrompts?: string; evalEvery?: number; evalMaxPrompts?: number;
-      evalMaxNewTokens: number; maxSteps?: number;
+      evalMaxNewTokens: number; maxSteps?: number; init: 'random' | 'target';
     }) => {
       await runCommand(!!o.debug, async () => {
         if (o.warmup >= 1) throw new UserError(`--warmup is a fraction of the steps in [0, 1), got ${o.warmup}`);
@@ -152,7 +153,7 @@ export function buildDflashProgram(): Command {
           anchors: o.anchors, gamma: o.gamma, epochs: o.epochs, lr: o.lr, warmup: o.warmup, weightDecay: o.weightDecay, seqLen: o.seqLen,
           batch: o.batch, maskToken: o.maskToken, seed: o.seed, checkpointEvery: o.checkpointEvery, resume: !!o.resume, force: !!o.force,
           featureCacheBytes: o.featureCacheMb * 2 ** 20, evalPrompts: o.evalPrompts, evalEvery: o.evalEvery ?? (o.evalPrompts ? 50 : undefined),
-          evalMaxPrompts: o.evalMaxPrompts, evalMaxNewTokens: o.evalMaxNewTokens, maxSteps: o.maxSteps,
+          evalMaxPrompts: o.evalMaxPrompts, evalMaxNewTokens: o.evalMaxNewTokens, maxSteps: o.maxSteps, init: o.init,
         };
         let feat: Progress | null = null;
         let bar: Progress | null = null;

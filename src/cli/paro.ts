@@ -72,19 +72,20 @@ export function buildParoProgram(): Command {
     .option('--epochs <a,b>', 'epochs of stage 1 (angles, channel scales) and stage 2 (weights, quantizer)', '10,10')
     .option('--bits <n>', 'weight bits', positiveInt('--bits'), 4)
     .option('--group-size <n>', 'input channels per quantization group', positiveInt('--group-size'), 128)
-    .option('--krot <n>', 'Givens rotation layers per linear', nonNegativeInt('--krot'), 8)
+    .option('--krot <n>', 'Givens rotation layers per linear (the official CUDA runtime supports 1 and 8)', positiveInt('--krot'), 8)
     .option('--method <m>', 'paro (ParoQuant) or rtn (round-to-nearest baseline, same format)', 'paro')
     .option('--seed <n>', 'seed (rotation pairs of block l use seed + l)', nonNegativeInt('--seed'), 0)
     .option('--batch-size <n>', 'calibration windows per optimizer step', positiveInt('--batch-size'), 16)
     .option('--shuffle', 'draw the calibration windows from a seeded permutation instead of the first ones')
     .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
     .option('--compute-dtype <dtype>', 'dtype of block activations and GEMMs during optimization: auto (bf16 on cuda, f32 on cpu), f32 or bf16', 'auto')
+    .option('--angle-gradient <g>', 'exact (default) or upstream: upstream main\'s derivative-at-2θ, for A/B comparisons only', 'exact')
     .option('--resume', 'continue an interrupted run from its last finished block')
     .option('--force', 'overwrite an existing output directory')
     .option('--demo', 'quantize the built-in demo model with the built-in calibration set (small settings), then evaluate it')
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
-    .action(async (modelDir: string | undefined, o: QuantizeCliOptions & { device: string; computeDtype: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
+    .action(async (modelDir: string | undefined, o: QuantizeCliOptions & { device: string; computeDtype: string; angleGradient: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
       await runCommand(!!o.debug, async () => {
         const demo = !!o.demo;
         const dir = modelDir ?? (demo ? DEMO_MODEL_DIR : undefined);
@@ -99,8 +100,11 @@ export function buildParoProgram(): Command {
           if (opts.out === 'paro-demo-out') opts.force = true;
         }
         const settings = quantizeSettings(dir, o.calib ?? DEFAULT_CALIB_FILE, opts);
+        if (settings.krot !== 1 && settings.krot !== 8) warn(`--krot ${settings.krot}: the official ParoQuant CUDA runtime kernels are built for K = 1 and 8 only`);
         const be = await createBackend(parseDevice(o.device), warn);
         settings.optimizer.computeDtype = resolveComputeDtype(o.computeDtype, be.name);
+        if (o.angleGradient !== 'exact' && o.angleGradient !== 'upstream') throw new UserError(`--angle-gradient must be exact or upstream, got "${o.angleGradient}"`);
+        settings.optimizer.angleGradient = o.angleGradient;
         const showProgress = true; // on stderr: line-based off a terminal, silenced by PARO_QUIET=1
         const r = await runQuantize(be, settings, showProgress);
         const report: Record<string, unknown> = { ...r };

@@ -39,7 +39,7 @@ export function parseEpochs(v: string): [number, number] {
 export function quantizeSettings(modelDir: string, calibFile: string, o: QuantizeCliOptions): QuantizeSettings {
   if (o.method !== 'paro' && o.method !== 'rtn') throw new UserError(`--method must be paro or rtn, got "${o.method}"`);
   if (![2, 3, 4, 8].includes(o.bits)) throw new UserError(`--bits must be 2, 3, 4 or 8, got ${o.bits}`);
-  if (o.krot < 0 || o.krot > 64) throw new UserError(`--krot must be in [0, 64], got ${o.krot}`);
+  if (o.krot < 1 || o.krot > 64) throw new UserError(`--krot must be in [1, 64], got ${o.krot}`);
   if (!o.out) throw new UserError('missing --out <dir>');
   return {
     modelDir, outDir: path.resolve(o.out), calibFile,

@@ -64,6 +64,14 @@ export interface QuantGrid {
   groupSize: number;
 }
 
+export interface GivensBackwardOptions {
+  /**
+   * A/B comparisons only: the angle gradient of upstream ParoQuant main@f74a96c, which evaluates the formula with the
+   * layer's input gradient (the derivative at 2θ; paroquant-spec §5.2). Never the default.
+   */
+  upstreamAngleGradient?: boolean;
+}
+
 export interface AdamWHyper {
   lr: number;
   beta1: number;
@@ -166,6 +174,7 @@ export interface Backend {
    */
   givensBackward(
     dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
+    opts?: GivensBackwardOptions,
   ): { dx: Tensor; dtheta: Tensor };
   /**
    * Fake quantization of r [O, I] with per-group min/max grid (ParoQuant stage 1 / RTN). Returns r̂ and the grid

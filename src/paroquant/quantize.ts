@@ -216,7 +216,7 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
     const settings = {
       method: s.method, bits: grid.bits, groupSize: grid.groupSize, krot: s.krot, seed: s.seed,
       samples: s.samples, valSamples: s.valSamples, seqLen: s.seqLen, shuffleSeed: s.shuffleSeed ?? null,
-      epochs: s.optimizer.epochs, batchSize: s.optimizer.batchSize,
+      epochs: s.optimizer.epochs, batchSize: s.optimizer.batchSize, computeDtype: s.optimizer.computeDtype, angleGradient: s.optimizer.angleGradient,
       lr: { angle: s.optimizer.lrAngle, channelScale: s.optimizer.lrChannelScale, weight: s.optimizer.lrWeight, quantizer: s.optimizer.lrQuantizer },
       weightDecay: s.optimizer.weightDecay, betas: s.optimizer.betas, eps: s.optimizer.eps,
       calibFile: s.method === 'paro' ? path.basename(s.calibFile) : null,

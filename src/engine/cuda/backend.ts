@@ -9,7 +9,7 @@
 //    the dtype of the data operand. Gradients take the dtype of what they differentiate (dq of q, dk of k, dx of dy).
 //  - statistics and small parameters: f32 (rstd, lse, loss, sumRows, dotCols, dw, dθ, scale, zpf, dscale).
 import type {
-  AdamWHyper, AttentionMask, AttentionShape, Backend, DType, MatmulOptions, QuantGrid, Tensor,
+  AdamWHyper, AttentionMask, AttentionShape, Backend, DType, GivensBackwardOptions, MatmulOptions, QuantGrid, Tensor,
 } from '../backend.js';
 import { numel, shapeString } from '../backend.js';
 import { bf16ToF32, f16ToF32 } from '../../numerics/half.js';
@@ -529,6 +529,7 @@ export class CudaBackend implements Backend {
 
   givensBackward(
     dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
+    opts: GivensBackwardOptions = {},
   ): { dx: Tensor; dtheta: Tensor } {
     const Y = this.F(y, 'givensBackward');
     const DY = this.F(dy, 'givensBackward');
@@ -537,7 +538,7 @@ export class CudaBackend implements Backend {
     const dx = this.alloc(Y.shape, DY.dtype);
     const dtheta = this.alloc(theta.shape, 'f32');
     this.a.givensBwd(DY.ptr, code(DY), Y.ptr, code(Y), dx.ptr, code(dx), dtheta.ptr, rows, I, P.ptr, TH.ptr, K, groupSize,
-      direction === 'inverse');
+      direction === 'inverse', opts.upstreamAngleGradient === true);
     this.dropTemp(TH, theta);
     return { dx, dtheta };
   }
