@@ -15,6 +15,7 @@ import { LINEAR_KEYS, linearShapes, type LinearKey } from '../src/model/weights.
 import { blockForward, positionsFor, type BlockGeometry } from '../src/model/block.js';
 import { ropeInvFreq } from '../src/model/rope-freq.js';
 import { ProfiledBackend } from '../src/engine/profile.js';
+import { storeOf } from '../src/paroquant/activation-store.js';
 
 const QWEN3_8B_BLOCK: ModelConfig = {
   family: 'qwen3', architecture: 'Qwen3ForCausalLM', hiddenSize: 4096, intermediateSize: 12288, numLayers: 1,
@@ -109,16 +110,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     be.free(xb, y);
   }
   be.free(...Object.values(weightsBf16));
-  const part = (t: Tensor, r0: number, n: number) => {
-    const o = be.zeros([n, H], t.dtype);
-    be.copyRows(o, 0, t, r0, n);
-    return o;
-  };
-  const data: BlockData = {
-    xTrain: part(xAll, 0, samples * T), yTrain: part(yAll, 0, samples * T), xVal: part(xAll, samples * T, nVal * T), yVal: part(yAll, samples * T, nVal * T),
-    nTrain: samples, nVal, seqLen: T,
-  };
-  be.free(xAll, yAll);
+  const data: BlockData = { x: storeOf(be, xAll), y: storeOf(be, yAll), nTrain: samples, nVal, seqLen: T };
   const settings = { ...DEFAULT_OPTIMIZER, computeDtype: 'bf16' as const, epochs: [1, 0] as [number, number], batchSize: batch };
   const stepTimes: number[] = [];
   let last = 0;

@@ -117,6 +117,15 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on tiny-qwen3', () => {
     expect(losses(mb as M)).toEqual(losses(ma as M));
   });
 
+  it('activations streamed from host memory give the same checkpoint as device-resident ones', async () => {
+    const a = path.join(tmp, 'dev');
+    const b = path.join(tmp, 'host');
+    const opt = { ...DEFAULT_OPTIMIZER, epochs: [1, 1] as [number, number], batchSize: 2 };
+    await quantize(be, settings(a, { optimizer: opt, activations: 'device' }));
+    await quantize(be, settings(b, { optimizer: opt, activations: 'host' }));
+    expect(Buffer.compare(readFileSync(path.join(a, 'model.safetensors')), readFileSync(path.join(b, 'model.safetensors')))).toBe(0);
+  });
+
   it('--method rtn writes the same tensors with θ = 0 and channel_scales = 1', async () => {
     const out = path.join(tmp, 'rtn');
     await quantize(be, settings(out, { method: 'rtn' }));

@@ -250,6 +250,8 @@ FN(jsMemStats) {
     setProp(env, o, "peakBytes", number(env, (double)s.peakBytes));
     setProp(env, o, "mallocs", number(env, (double)s.mallocs));
     setProp(env, o, "hits", number(env, (double)s.hits));
+    setProp(env, o, "freeBytes", number(env, (double)s.freeBytes));
+    setProp(env, o, "totalBytes", number(env, (double)s.totalBytes));
     return o;
   });
 }
@@ -271,6 +273,22 @@ FN(jsDownload) {
     void* data = a.typed(1, &bytes);
     download(data, a.ptr(0), bytes);
     return undef(env);
+  });
+}
+
+void finalizePinned(napi_env, void* data, void*) { hostFreePinned(data); }
+
+// An ArrayBuffer over page-locked host memory, freed by the garbage collector.
+FN(jsHostAlloc) {
+  BODY({
+    size_t bytes = a.sz(0);
+    void* p = hostAllocPinned(bytes);
+    napi_value ab;
+    if (napi_create_external_arraybuffer(env, p, bytes, finalizePinned, nullptr, &ab) != napi_ok) {
+      hostFreePinned(p);
+      throw JsError("napi_create_external_arraybuffer failed");
+    }
+    return ab;
   });
 }
 
@@ -500,7 +518,7 @@ struct Entry {
 
 const Entry kEntries[] = {
     {"probe", jsProbe}, {"cublasProbe", jsCublasProbe}, {"init", jsInit}, {"alloc", jsAlloc}, {"free", jsFree},
-    {"memStats", jsMemStats}, {"emptyCache", jsEmptyCache}, {"upload", jsUpload}, {"download", jsDownload},
+    {"memStats", jsMemStats}, {"emptyCache", jsEmptyCache}, {"hostAlloc", jsHostAlloc}, {"upload", jsUpload}, {"download", jsDownload},
     {"memset", jsMemset}, {"copy", jsCopy}, {"copy2d", jsCopy2d}, {"synchronize", jsSynchronize},
     {"lastKernel", jsLastKernel}, {"cast", jsCast}, {"fill", jsFill}, {"random", jsRandom}, {"add", jsAdd},
     {"axpy", jsAxpy}, {"scale", jsScale}, {"colOp", jsColOp}, {"swiglu", jsSwiglu}, {"swigluBwd", jsSwigluBwd},

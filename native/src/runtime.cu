@@ -219,7 +219,26 @@ void devFree(void* p) {
   S.cachedBytes += cls;
 }
 
-MemStats memStats() { return {S.liveBytes, S.cachedBytes, S.peakBytes, S.mallocs, S.hits}; }
+MemStats memStats() {
+  size_t freeB = 0, totalB = 0;
+  if (S.ready) cudaMemGetInfo(&freeB, &totalB);
+  return {S.liveBytes, S.cachedBytes, S.peakBytes, S.mallocs, S.hits, freeB, totalB};
+}
+
+void* hostAllocPinned(size_t bytes) {
+  requireReady();
+  void* p = nullptr;
+  cudaError_t e = cudaMallocHost(&p, bytes ? bytes : 1);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    throw CudaError("cannot allocate " + mib(bytes) + " of pinned host memory: " + cudaGetErrorString(e));
+  }
+  return p;
+}
+
+void hostFreePinned(void* p) {
+  if (p) cudaFreeHost(p);
+}
 
 void emptyCache() {
   if (S.ready) releaseCached();

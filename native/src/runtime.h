@@ -35,7 +35,11 @@ bool deviceReady();
 struct MemStats {
   size_t liveBytes, cachedBytes, peakBytes;
   uint64_t mallocs, hits;
+  size_t freeBytes, totalBytes;  // device memory as the driver reports it (cudaMemGetInfo)
 };
+/** Page-locked host memory (cudaMallocHost): uploads from it run at full PCIe/NVLink speed. */
+void* hostAllocPinned(size_t bytes);
+void hostFreePinned(void* p);
 MemStats memStats();
 /** Return every cached (unused) block to the driver. */
 void emptyCache();

@@ -79,6 +79,7 @@ export function buildParoProgram(): Command {
     .option('--shuffle', 'draw the calibration windows from a seeded permutation instead of the first ones')
     .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
     .option('--compute-dtype <dtype>', 'dtype of block activations and GEMMs during optimization: auto (bf16 on cuda, f32 on cpu), f32 or bf16', 'auto')
+    .option('--activations <where>', 'calibration activations: auto (on the GPU when they fit), device, or host (streamed from page-locked host memory)', 'auto')
     .option('--angle-gradient <g>', 'exact (default) or upstream: upstream main\'s derivative-at-2θ, for A/B comparisons only', 'exact')
     .option('--resume', 'continue an interrupted run from its last finished block')
     .option('--force', 'overwrite an existing output directory')

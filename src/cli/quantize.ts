@@ -20,6 +20,7 @@ export interface QuantizeCliOptions {
   seed: number;
   batchSize: number;
   shuffle?: boolean;
+  activations?: string;
   resume?: boolean;
   force?: boolean;
 }
@@ -41,13 +42,15 @@ export function quantizeSettings(modelDir: string, calibFile: string, o: Quantiz
   if (![2, 3, 4, 8].includes(o.bits)) throw new UserError(`--bits must be 2, 3, 4 or 8, got ${o.bits}`);
   if (o.krot < 1 || o.krot > 64) throw new UserError(`--krot must be in [1, 64], got ${o.krot}`);
   if (!o.out) throw new UserError('missing --out <dir>');
+  const activations = o.activations ?? 'auto';
+  if (activations !== 'auto' && activations !== 'device' && activations !== 'host') throw new UserError(`--activations must be auto, device or host, got "${activations}"`);
   return {
     modelDir, outDir: path.resolve(o.out), calibFile,
     samples: o.samples, seqLen: o.seqLen, valSamples: o.valSamples,
     shuffleSeed: o.shuffle ? o.seed : undefined,
     method: o.method as QuantMethod, seed: o.seed, krot: o.krot,
     optimizer: { ...DEFAULT_OPTIMIZER, grid: { bits: o.bits, groupSize: o.groupSize }, epochs: parseEpochs(o.epochs), batchSize: o.batchSize },
-    resume: !!o.resume, force: !!o.force, toolVersion: TOOL_VERSION,
+    resume: !!o.resume, force: !!o.force, toolVersion: TOOL_VERSION, activations,
   };
 }
 

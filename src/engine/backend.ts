@@ -196,6 +196,14 @@ export interface Backend {
 
   /** Wait for queued work (no-op on cpu). */
   synchronize(): void;
+
+  /** Device memory free / total, for backends with their own memory (undefined: activations live in host memory). */
+  memoryInfo?(): { freeBytes: number; totalBytes: number };
+  /**
+   * Host memory that uploads from are fast (page-locked on GPUs), for activations streamed from the host. Backends
+   * without a notion of it may leave this out.
+   */
+  hostBuffer?(bytes: number): ArrayBuffer;
 }
 
 export function numel(shape: readonly number[]): number {

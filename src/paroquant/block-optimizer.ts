@@ -6,6 +6,7 @@ import type { ModelConfig } from '../io/config.js';
 import { blockBackward, blockForward, freeSaved, type BlockGeometry, type BlockParams } from '../model/block.js';
 import { LINEAR_KEYS, type LinearKey } from '../model/weights.js';
 import { paroCosineLr } from '../numerics/schedule.js';
+import type { ActivationStore } from './activation-store.js';
 import { freeTransformSaved, transformBackward, transformForward, type ParoLinear, type TransformSaved } from './transform.js';
 
 export interface OptimizerSettings {
@@ -43,12 +44,13 @@ export const DEFAULT_OPTIMIZER: OptimizerSettings = {
   eps: 1e-10,
 };
 
-/** Calibration activations of one block, each [samples·seqLen, H], resident on the backend. */
+/**
+ * Calibration activations of one block ([samples·seqLen, H] stores): samples [0, nTrain) train, the next nVal
+ * validate.
+ */
 export interface BlockData {
-  xTrain: Tensor; // X′: inputs from the already-quantized prefix
-  yTrain: Tensor; // Y: FP block on FP inputs
-  xVal: Tensor;
-  yVal: Tensor;
+  x: ActivationStore; // X′: inputs from the already-quantized prefix
+  y: ActivationStore; // Y: FP block on FP inputs
   nTrain: number;
   nVal: number;
   seqLen: number;
@@ -128,13 +130,10 @@ export class BlockOptimizer {
     return c;
   }
 
-  /** Rows [s0·T, (s0+n)·T) of a sample-major activation tensor, copied into a batch tensor. */
-  private rows(src: Tensor, s0: number, n: number): Tensor {
+  /** Samples [s0, s0 + n) of a store as a batch tensor [n·T, H]. */
+  private rows(src: ActivationStore, s0: number, n: number): Tensor {
     const T = this.data.seqLen;
-    const H = src.shape[1];
-    const out = this.be.zeros([n * T, H], src.dtype);
-    this.be.copyRows(out, 0, src, s0 * T, n * T);
-    return out;
+    return src.read(s0 * T, n * T);
   }
 
   private params(weights: Record<LinearKey, Tensor>): BlockParams {
@@ -153,8 +152,8 @@ export class BlockOptimizer {
     let batches = 0;
     for (let s0 = 0; s0 < data.nVal; s0 += this.s.batchSize) {
       const n = Math.min(this.s.batchSize, data.nVal - s0);
-      const x = this.rows(data.xVal, s0, n);
-      const y = this.rows(data.yVal, s0, n);
+      const x = this.rows(data.x, data.nTrain + s0, n);
+      const y = this.rows(data.y, data.nTrain + s0, n);
       const { y: pred } = blockForward(be, this.cfg, p, x, this.geoFor(n), false);
       total += be.smoothL1(pred, y, false).loss;
       batches++;
@@ -175,8 +174,8 @@ export class BlockOptimizer {
       saved[k] = r.saved!;
     }
     const p = this.params(weights);
-    const x = this.rows(data.xTrain, s0, n);
-    const yT = this.rows(data.yTrain, s0, n);
+    const x = this.rows(data.x, s0, n);
+    const yT = this.rows(data.y, s0, n);
     const geo = this.geoFor(n);
     const { y, saved: act } = blockForward(be, this.cfg, p, x, geo, true);
     const { loss, dpred } = be.smoothL1(y, yT, true);

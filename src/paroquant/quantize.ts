@@ -19,7 +19,8 @@ import { ropeInvFreq } from '../model/rope-freq.js';
 import {
   LINEAR_KEYS, LINEAR_NAMES, freeLayerWeights, linearShapes, loadEmbedding, loadLayerWeights, type LayerWeights, type LinearKey,
 } from '../model/weights.js';
-import { BlockOptimizer, DEFAULT_OPTIMIZER, type BlockProgress, type EpochLog, type OptimizerSettings, type StageResult } from './block-optimizer.js';
+import { chooseActivationPlacement, createStore, dtypeBytes, type ActivationStore, type Placement } from './activation-store.js';
+import { BlockOptimizer, DEFAULT_OPTIMIZER, type BlockData, type BlockProgress, type EpochLog, type OptimizerSettings, type StageResult } from './block-optimizer.js';
 import { copyModelFiles, writeQuantizedCheckpoint, writeQuantizedConfig } from './export.js';
 import { biasTensor, effectiveWeight, packLinear, type PackedLinear } from './finalize.js';
 import { selectPairs } from './pairs.js';
@@ -43,6 +44,8 @@ export interface QuantizeSettings {
   force: boolean;
   /** Written to manifest.json. */
   toolVersion: string;
+  /** Where calibration activations live (default auto: device when they fit). */
+  activations?: Placement | 'auto';
 }
 
 export interface QuantizeHooks {
@@ -158,21 +161,18 @@ function writeBlock(file: string, packed: Record<LinearKey, PackedLinear>, prefi
   renameSync(tmp, file);
 }
 
-/** Run a block (dense weights) over all samples of x in batches; returns y (same shape). */
+/** Run a block (dense weights) over all samples of the store x in batches, writing the outputs into y. */
 function runBlock(
-  be: Backend, cfg: ModelConfig, p: BlockParams, x: Tensor, nSamples: number, seqLen: number, batch: number, geoFor: (n: number) => BlockGeometry,
-): Tensor {
-  const H = cfg.hiddenSize;
-  const y = be.zeros([nSamples * seqLen, H], x.dtype);
+  be: Backend, cfg: ModelConfig, p: BlockParams, x: ActivationStore, y: ActivationStore, nSamples: number, seqLen: number, batch: number,
+  geoFor: (n: number) => BlockGeometry,
+): void {
   for (let s0 = 0; s0 < nSamples; s0 += batch) {
     const n = Math.min(batch, nSamples - s0);
-    const xb = be.zeros([n * seqLen, H], x.dtype);
-    be.copyRows(xb, 0, x, s0 * seqLen, n * seqLen);
+    const xb = x.read(s0 * seqLen, n * seqLen);
     const { y: yb } = blockForward(be, cfg, p, xb, geoFor(n), false);
-    be.copyRows(y, s0 * seqLen, yb, 0, n * seqLen);
+    y.write(s0 * seqLen, yb);
     be.free(xb, yb);
   }
-  return y;
 }
 
 /** The FP block with its weights in the compute dtype (copies when a cast is needed; free with freeCastWeights). */
@@ -188,12 +188,6 @@ function fpParams(be: Backend, layer: LayerWeights, dtype: DType): BlockParams {
 
 function freeCastWeights(be: Backend, p: BlockParams, layer: LayerWeights): void {
   for (const k of LINEAR_KEYS) if (p.weights[k] !== layer[k].weight) be.free(p.weights[k]);
-}
-
-function rowsOf(be: Backend, src: Tensor, r0: number, n: number): Tensor {
-  const t = be.zeros([n, src.shape[1]]);
-  be.copyRows(t, 0, src, r0, n);
-  return t;
 }
 
 export async function quantize(be: Backend, s: QuantizeSettings, hooks: QuantizeHooks = {}): Promise<QuantizeReport> {
@@ -225,8 +219,10 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
 
     // Calibration activations (not needed by RTN).
     let calibrationTokens = 0;
-    let X: Tensor | null = null; // FP inputs of the current block
-    let Xq: Tensor | null = null; // inputs from the quantized prefix
+    let placement: Placement = 'device';
+    let X: ActivationStore | null = null; // FP inputs of the current block
+    let Xq: ActivationStore | null = null; // inputs from the quantized prefix
+    let Y: ActivationStore | null = null; // FP outputs of the current block (the targets)
     const T = s.seqLen;
     const nAll = s.samples + s.valSamples;
     const invFreq = ropeInvFreq(cfg);
@@ -255,11 +251,27 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
       [...windows.train, ...windows.val].forEach((w, i) => ids.set(w, i * T));
       const embed = loadEmbedding(be, ck, cfg, 'f32');
       if (be.hasNonFinite(embed)) throw new UserError('tensor model.embed_tokens.weight contains NaN or Inf values; the checkpoint is damaged', { file: s.modelDir });
-      const x0 = be.gatherRows(embed, ids);
+      // Placement: on the device when X, X′, Y and one block's working set fit, else streamed from host memory.
+      const H = cfg.hiddenSize;
+      const dt = s.optimizer.computeDtype;
+      const storeBytes = nAll * T * H * dtypeBytes(dt);
+      const sh = linearShapes(cfg);
+      const params = LINEAR_KEYS.reduce((a, k) => a + sh[k].out * sh[k].in, 0);
+      const working = 48 * params + 2 * (10 * H + 3 * cfg.intermediateSize) * s.optimizer.batchSize * T * Math.max(4, dtypeBytes(dt));
+      placement = chooseActivationPlacement(be, storeBytes, working, s.activations ?? 'auto');
+      if (placement === 'host') hooks.onInfo?.(`calibration activations (${(3 * storeBytes / 2 ** 30).toFixed(1)} GiB) stream from host memory`);
+      X = createStore(be, nAll * T, H, dt, placement);
+      Xq = createStore(be, nAll * T, H, dt, placement);
+      Y = createStore(be, nAll * T, H, dt, placement);
+      for (let s0 = 0; s0 < nAll; s0 += s.optimizer.batchSize) {
+        const n = Math.min(s.optimizer.batchSize, nAll - s0);
+        const e32 = be.gatherRows(embed, ids.subarray(s0 * T, (s0 + n) * T));
+        const e = be.cast(e32, dt);
+        X.write(s0 * T, e);
+        Xq.write(s0 * T, e);
+        be.free(e32, e);
+      }
       be.free(embed);
-      X = be.cast(x0, s.optimizer.computeDtype);
-      be.free(x0);
-      Xq = be.copy(X);
     }
 
     let createdPartial = false;
@@ -305,12 +317,11 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
         let packed: Record<LinearKey, PackedLinear>;
         let report: BlockReport;
         const resumed = l < done;
-        let Y: Tensor | null = null;
-        if (X) {
-        const fp = fpParams(be, layer, s.optimizer.computeDtype);
-        Y = runBlock(be, cfg, fp, X, nAll, T, s.optimizer.batchSize, geoFor);
-        freeCastWeights(be, fp, layer);
-      }
+        if (X && Y) {
+          const fp = fpParams(be, layer, s.optimizer.computeDtype);
+          runBlock(be, cfg, fp, X, Y, nAll, T, s.optimizer.batchSize, geoFor);
+          freeCastWeights(be, fp, layer);
+        }
         if (resumed) {
           packed = readBlock(blockFile(partial, l), prefixOf(l), s.krot, grid.groupSize);
           report = blockReports[l];
@@ -337,11 +348,7 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
           }
           report = { block: l, seconds: 0, resumed: false, epochs: [] };
           if (s.method === 'paro' && X && Xq && Y) {
-            const data = {
-              xTrain: rowsOf(be, Xq, 0, s.samples * T), yTrain: rowsOf(be, Y, 0, s.samples * T),
-              xVal: rowsOf(be, Xq, s.samples * T, s.valSamples * T), yVal: rowsOf(be, Y, s.samples * T, s.valSamples * T),
-              nTrain: s.samples, nVal: s.valSamples, seqLen: T,
-            };
+            const data: BlockData = { x: Xq, y: Y, nTrain: s.samples, nVal: s.valSamples, seqLen: T };
             const norms = { inputNorm: layer.inputNorm, postNorm: layer.postNorm, qNorm: layer.qNorm, kNorm: layer.kNorm };
             const opt = new BlockOptimizer(be, cfg, { norms, linears }, data, s.optimizer, geoFor,
               (p) => hooks.onStep?.(l, p), (m) => hooks.onWarn?.(`block ${l}: ${m}`));
@@ -354,7 +361,6 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
               hooks.onStageEnd?.(l, 2, report.stage2);
             }
             report.epochs = opt.log;
-            be.free(data.xTrain, data.yTrain, data.xVal, data.yVal);
           }
           packed = {} as Record<LinearKey, PackedLinear>;
           for (const k of LINEAR_KEYS) {
@@ -379,17 +385,14 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
             // The block as written: norms in fp16 too (spec §6.7: X′ comes from the fp16 block).
             const h = (t?: Tensor) => (t ? be.cast(t, 'f16') : undefined);
             const p: BlockParams = { inputNorm: h(layer.inputNorm)!, postNorm: h(layer.postNorm)!, qNorm: h(layer.qNorm), kNorm: h(layer.kNorm), weights, biases };
-            const XqNext = runBlock(be, cfg, p, Xq, nAll, T, s.optimizer.batchSize, geoFor);
-            be.free(Xq, p.inputNorm, p.postNorm, p.qNorm, p.kNorm);
-            Xq = XqNext;
+            // In place: each batch is read before its rows are overwritten.
+            runBlock(be, cfg, p, Xq, Xq, nAll, T, s.optimizer.batchSize, geoFor);
+            be.free(p.inputNorm, p.postNorm, p.qNorm, p.kNorm);
           }
           if (effective) effective.push({ weights, biases });
           else be.free(...Object.values(weights), ...Object.values(biases));
         }
-        if (X && Y) {
-          be.free(X);
-          X = Y;
-        }
+        if (X && Y) [X, Y] = [Y, X]; // the targets become the next block's FP inputs
         freeLayerWeights(be, layer);
         if (!resumed) {
           report.seconds = (performance.now() - tb) / 1000;
@@ -400,11 +403,11 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
         }
         hooks.onBlockEnd?.(l, (performance.now() - tb) / 1000);
         if (hooks.interruptAfterBlocks !== undefined && newlyDone >= hooks.interruptAfterBlocks && l + 1 < cfg.numLayers) {
-          be.free(X, Xq);
+          X?.free(); Xq?.free(); Y?.free();
           throw new Error(`interrupted after block ${l} (test hook)`);
         }
       }
-      be.free(X, Xq);
+      X?.free(); Xq?.free(); Y?.free();
 
       // Assemble the checkpoint in the partial directory, then move it into place.
       const exp = writeQuantizedCheckpoint(partial, ck, packedAll);

@@ -33,6 +33,9 @@ export interface NativeMemStats {
   peakBytes: number;
   mallocs: number;
   hits: number;
+  /** Device memory the driver reports free / in total (cudaMemGetInfo). */
+  freeBytes: number;
+  totalBytes: number;
 }
 
 /** Attention sizes as the kernels take them (kvStride and scale resolved). */
@@ -54,6 +57,7 @@ export interface NativeAddon {
   alloc(bytes: number): Ptr;
   free(p: Ptr): void;
   memStats(): NativeMemStats;
+  hostAlloc(bytes: number): ArrayBuffer;
   emptyCache(): void;
   upload(dst: Ptr, src: TA): void;
   download(src: Ptr, dst: TA): void;

@@ -69,6 +69,15 @@ export class CudaBackend implements Backend {
     return this.a.memStats();
   }
 
+  memoryInfo(): { freeBytes: number; totalBytes: number } {
+    const m = this.a.memStats();
+    return { freeBytes: m.freeBytes + m.cachedBytes, totalBytes: m.totalBytes };
+  }
+
+  hostBuffer(bytes: number): ArrayBuffer {
+    return this.a.hostAlloc(bytes);
+  }
+
   /** Return cached device memory to the driver (e.g. before another process needs the GPU). */
   emptyCache(): void {
     this.a.emptyCache();
