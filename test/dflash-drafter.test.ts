@@ -65,14 +65,14 @@ function rows(t: Tensor, r0: number, n: number): Float32Array {
   return be.toHost(t).slice(r0 * cols, (r0 + n) * cols);
 }
 
-describe('drafter train ≡ infer', () => {
+describe.each([1, 2, 1000])('drafter train ≡ infer (%i blocks per attention call)', (G) => {
   it('each training block equals an inference pass with context [0, a) (fresh and incremental cache)', () => {
     const { c, w, shared, taps, ids } = setup(1);
     const B = c.blockSize;
     const anchors = Int32Array.from([0, 3, 7, 9, 0]);
     const keep = Uint8Array.from([1, 1, 1, 1, 0]);
     const seq: TrainSequence = { taps, anchors, keep, blockIds: blockIdsFor(ids, anchors, keep, c) };
-    const { out } = trainForward(be, c, w, shared, drafterInvFreq(c), seq, false);
+    const { out } = trainForward(be, c, w, shared, drafterInvFreq(c), seq, false, { groupBlocks: G });
     const drafter = new Drafter(be, c, w, shared);
     const width = taps.shape[1];
     for (let n = 0; n < 4; n++) {
@@ -105,7 +105,7 @@ describe('drafter train ≡ infer', () => {
     const B = c.blockSize;
     const anchors = Int32Array.from([6]);
     const keep = Uint8Array.from([1]);
-    const { out } = trainForward(be, c, w, shared, drafterInvFreq(c), { taps, anchors, keep, blockIds: blockIdsFor(ids, anchors, keep, c) }, false);
+    const { out } = trainForward(be, c, w, shared, drafterInvFreq(c), { taps, anchors, keep, blockIds: blockIdsFor(ids, anchors, keep, c) }, false, { groupBlocks: G });
     const drafter = new Drafter(be, c, w, shared);
     const block = new Int32Array(B).fill(c.maskTokenId);
     block[0] = ids[6];
@@ -124,12 +124,12 @@ describe('drafter train ≡ infer', () => {
     const B = c.blockSize;
     const anchors = Int32Array.from([2, 5, 0]);
     const keep = Uint8Array.from([1, 1, 0]);
-    const base = trainForward(be, c, w, shared, drafterInvFreq(c), { taps, anchors, keep, blockIds: blockIdsFor(ids, anchors, keep, c) }, false).out;
+    const base = trainForward(be, c, w, shared, drafterInvFreq(c), { taps, anchors, keep, blockIds: blockIdsFor(ids, anchors, keep, c) }, false, { groupBlocks: G }).out;
     // Change block 1's anchor token: block 0 and the disabled block must not move.
     const ids2 = ids.slice();
     ids2[5] = (ids[5] + 1 - 2 + (c.vocabSize - 2)) % (c.vocabSize - 2) + 2;
     void rng;
-    const moved = trainForward(be, c, w, shared, drafterInvFreq(c), { taps, anchors, keep, blockIds: blockIdsFor(ids2, anchors, keep, c) }, false).out;
+    const moved = trainForward(be, c, w, shared, drafterInvFreq(c), { taps, anchors, keep, blockIds: blockIdsFor(ids2, anchors, keep, c) }, false, { groupBlocks: G }).out;
     expect(maxAbsDiff(rows(base, 0, B), rows(moved, 0, B))).toBe(0);
     expect(maxAbsDiff(rows(base, 2 * B, B), rows(moved, 2 * B, B))).toBe(0);
     expect(maxAbsDiff(rows(base, B, B), rows(moved, B, B))).toBeGreaterThan(1e-3);
@@ -138,7 +138,7 @@ describe('drafter train ≡ infer', () => {
     const width = taps.shape[1];
     for (let p = 2; p < 14; p++) for (let j = 0; j < width; j++) t2[p * width + j] += 1;
     const taps2 = be.fromHost(t2, taps.shape);
-    const moved2 = trainForward(be, c, w, shared, drafterInvFreq(c), { taps: taps2, anchors, keep, blockIds: blockIdsFor(ids, anchors, keep, c) }, false).out;
+    const moved2 = trainForward(be, c, w, shared, drafterInvFreq(c), { taps: taps2, anchors, keep, blockIds: blockIdsFor(ids, anchors, keep, c) }, false, { groupBlocks: G }).out;
     expect(maxAbsDiff(rows(base, 0, B), rows(moved2, 0, B))).toBe(0);
     expect(maxAbsDiff(rows(base, B, B), rows(moved2, B, B))).toBeGreaterThan(1e-3);
   });
@@ -180,7 +180,7 @@ function prefixPassAt(d: Drafter, cache: DraftCache, block: Int32Array, pos: num
   return be.rmsnorm(x, d.weights.norm, c.rmsNormEps).y;
 }
 
-describe('drafter backward', () => {
+describe.each([1, 1000])('drafter backward (%i blocks per attention call)', (G) => {
   it('matches central finite differences of the weighted loss for every trainable tensor', () => {
     const { c, w, shared, taps, ids, rng } = setup(4, { numLayers: 2 });
     const B = c.blockSize;
@@ -192,10 +192,10 @@ describe('drafter backward', () => {
     const weights = Float32Array.from({ length: NB }, (_, r) => (r % B === 0 || !keep[Math.floor(r / B)] ? 0 : 0.2 + rng.nextFloat()));
     const inv = drafterInvFreq(c);
     const lossAt = (): number => {
-      const { out } = trainForward(be, c, w, shared, inv, seq, false);
+      const { out } = trainForward(be, c, w, shared, inv, seq, false, { groupBlocks: G });
       return headLoss(be, out, shared.lmHead, labels, weights, 7, false).loss;
     };
-    const { out, saved } = trainForward(be, c, w, shared, inv, seq, true);
+    const { out, saved } = trainForward(be, c, w, shared, inv, seq, true, { groupBlocks: G });
     const h = headLoss(be, out, shared.lmHead, labels, weights, 7);
     const grads = trainBackward(be, c, w, inv, saved!, h.dHidden);
     freeTrainSaved(be, saved!);

@@ -2,31 +2,65 @@
 // (bf16/f16 tensors hold f32 values rounded to that dtype); i32 tensors as Int32Array.
 import os from 'node:os';
 import type {
-  AdamWHyper, AttentionMask, AttentionShape, Backend, DType, MatmulOptions, QuantGrid, Tensor,
+  AdamWHyper, AttentionMask, AttentionShape, Backend, DType, GivensBackwardOptions, MatmulOptions, QuantGrid, Tensor,
 } from '../backend.js';
 import { numel, shapeString } from '../backend.js';
 import { bf16ToF32, f16ToF32, roundToBf16InPlace, roundToF16InPlace } from '../../numerics/half.js';
-import { initMatmul, matmulF32 } from './matmul.js';
+import { gemm, initMatmul, view } from './matmul.js';
+import { giveF32, takeF32, takeZeroedF32 } from './buffers.js';
 import { rmsnormBackward, rmsnormForward } from './norm.js';
 import { ropeApply } from './rope.js';
 import { attentionBackward, attentionForward } from './attention.js';
-import { swigluBackward, swigluForward } from './activations.js';
-import { argmaxRows, crossEntropyRows } from './crossentropy.js';
+import { crossEntropyParallel, swigluBackwardParallel, swigluForwardParallel } from './parallel-activations.js';
+import { argmaxRows } from './crossentropy.js';
 import { givensApply, givensBackward } from './givens.js';
 import {
   fakeQuantMinMax, fakeQuantMinMaxBackward, fakeQuantParams, fakeQuantParamsBackward,
 } from './fakequant.js';
 import { adamwStep, smoothL1 } from './optim.js';
 
+/** Storage shared by a tensor and its reshaped views; free() of any of them releases it. */
+class Storage {
+  freed = false;
+  constructor(public data: Float32Array | Int32Array) {}
+}
+
+const RELEASED = new Float32Array(0);
+
 export class CpuTensor implements Tensor {
   readonly size: number;
+  private readonly storage: Storage;
+
   constructor(
     readonly shape: readonly number[],
     readonly dtype: DType,
-    readonly data: Float32Array | Int32Array,
+    data: Float32Array | Int32Array | Storage,
   ) {
     this.size = numel(shape);
-    if (data.length !== this.size) throw new Error(`tensor data length ${data.length} does not match shape ${shapeString(shape)}`);
+    this.storage = data instanceof Storage ? data : new Storage(data);
+    const n = this.storage.data.length;
+    if (n !== this.size) throw new Error(`tensor data length ${n} does not match shape ${shapeString(shape)}`);
+  }
+
+  /** The elements; a freed tensor (or a view of freed storage) throws instead of reading reused memory. */
+  get data(): Float32Array | Int32Array {
+    if (this.storage.freed) throw new Error(`cpu tensor ${shapeString(this.shape)} used after free()`);
+    return this.storage.data;
+  }
+
+  /** A tensor of another shape on the same storage. */
+  view(shape: readonly number[]): CpuTensor {
+    return new CpuTensor(shape, this.dtype, this.storage);
+  }
+
+  /** Mark freed and hand the storage back (null when already freed). */
+  release(): Float32Array | Int32Array | null {
+    const st = this.storage;
+    if (st.freed) return null;
+    st.freed = true;
+    const d = st.data;
+    st.data = RELEASED;
+    return d;
   }
 }
 
@@ -63,6 +97,11 @@ function f32(shape: readonly number[], data: Float32Array): CpuTensor {
   return new CpuTensor(shape, 'f32', data);
 }
 
+/** Output storage: reused when a freed tensor of the same size exists (contents arbitrary until written). */
+function alloc(n: number): Float32Array {
+  return takeF32(n);
+}
+
 export class CpuBackend implements Backend {
   readonly name = 'cpu' as const;
   readonly device: string;
@@ -81,7 +120,8 @@ export class CpuBackend implements Backend {
   fromHost(data: Float32Array | Int32Array, shape: readonly number[], dtype?: DType): Tensor {
     const dt: DType = dtype ?? (data instanceof Int32Array ? 'i32' : 'f32');
     if (dt === 'i32') return new CpuTensor(shape, dt, data instanceof Int32Array ? data.slice() : Int32Array.from(data));
-    const f = data instanceof Float32Array ? data.slice() : Float32Array.from(data);
+    const f = alloc(data.length);
+    f.set(data);
     roundTo(f, dt);
     return new CpuTensor(shape, dt, f);
   }
@@ -102,32 +142,43 @@ export class CpuBackend implements Backend {
 
   zeros(shape: readonly number[], dtype: DType = 'f32'): Tensor {
     const n = numel(shape);
-    return new CpuTensor(shape, dtype, dtype === 'i32' ? new Int32Array(n) : new Float32Array(n));
+    return new CpuTensor(shape, dtype, dtype === 'i32' ? new Int32Array(n) : takeZeroedF32(n));
   }
 
   fill(t: Tensor, value: number): void {
     T(t).data.fill(value);
   }
 
-  free(): void {
-    // Host memory is garbage-collected.
+  free(...ts: (Tensor | undefined | null)[]): void {
+    // Float storage goes back to the reuse pool (buffers.ts); freeing a tensor twice, or two views of one storage,
+    // is harmless, and a freed tensor throws when used.
+    for (const t of ts) {
+      if (!t) continue;
+      const d = T(t).release();
+      if (d instanceof Float32Array) giveF32(d);
+    }
   }
 
   reshape(t: Tensor, shape: readonly number[]): Tensor {
     if (numel(shape) !== t.size) throw new Error(`cannot reshape ${shapeString(t.shape)} to ${shapeString(shape)}`);
-    return new CpuTensor(shape, t.dtype, T(t).data);
+    return T(t).view(shape);
   }
 
   cast(t: Tensor, dtype: DType): Tensor {
     const src = T(t).data;
     if (dtype === 'i32') return new CpuTensor(t.shape, dtype, Int32Array.from(src, (x) => Math.trunc(x)));
-    const f = src instanceof Float32Array ? src.slice() : Float32Array.from(src);
+    const f = alloc(src.length);
+    f.set(src);
     roundTo(f, dtype);
     return new CpuTensor(t.shape, dtype, f);
   }
 
   copy(t: Tensor): Tensor {
-    return new CpuTensor(t.shape, t.dtype, T(t).data.slice());
+    const src = T(t).data;
+    if (src instanceof Int32Array) return new CpuTensor(t.shape, t.dtype, src.slice());
+    const f = alloc(src.length);
+    f.set(src);
+    return new CpuTensor(t.shape, t.dtype, f);
   }
 
   copyRows(dst: Tensor, dstRow: number, src: Tensor, srcRow: number, count: number): void {
@@ -143,7 +194,7 @@ export class CpuBackend implements Backend {
   gatherRows(table: Tensor, ids: Int32Array): Tensor {
     const [V, C] = rowsCols(table);
     const src = F(table);
-    const out = new Float32Array(ids.length * C);
+    const out = alloc(ids.length * C);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
       if (id < 0 || id >= V) throw new Error(`gatherRows: index ${id} outside [0, ${V})`);
@@ -156,7 +207,7 @@ export class CpuBackend implements Backend {
     const rows = rowsCols(ts[0])[0];
     const widths = ts.map((t) => rowsCols(t)[1]);
     const W = widths.reduce((a, b) => a + b, 0);
-    const out = new Float32Array(rows * W);
+    const out = alloc(rows * W);
     let c0 = 0;
     ts.forEach((t, k) => {
       const src = F(t);
@@ -170,7 +221,7 @@ export class CpuBackend implements Backend {
   sliceCols(t: Tensor, c0: number, width: number): Tensor {
     const [rows, cols] = rowsCols(t);
     const src = F(t);
-    const out = new Float32Array(rows * width);
+    const out = alloc(rows * width);
     for (let r = 0; r < rows; r++) out.set(src.subarray(r * cols + c0, r * cols + c0 + width), r * width);
     return new CpuTensor([rows, width], t.dtype, out);
   }
@@ -185,28 +236,31 @@ export class CpuBackend implements Backend {
     const K2 = opts.transB ? bc : br;
     const N = opts.transB ? br : bc;
     if (K !== K2) throw new Error(`matmul inner dimensions differ: ${shapeString(a.shape)}${opts.transA ? 'ᵀ' : ''} · ${shapeString(b.shape)}${opts.transB ? 'ᵀ' : ''}`);
-    const c = matmulF32(F(a), F(b), M, K, N, opts.transA, opts.transB);
     const alpha = opts.alpha ?? 1;
+    const A = view(F(a), ac, !!opts.transA);
+    const B = view(F(b), bc, !!opts.transB);
     if (opts.accumulate) {
       const acc = F(opts.accumulate);
       if (acc.length !== M * N) throw new Error('matmul accumulate target has the wrong size');
-      for (let i = 0; i < acc.length; i++) acc[i] += alpha * c[i];
+      if (acc === A.data || acc === B.data) throw new Error('matmul accumulate target must not be an operand');
+      gemm(M, K, N, A, B, view(acc, N), 1, alpha);
       return opts.accumulate;
     }
-    if (alpha !== 1) for (let i = 0; i < c.length; i++) c[i] *= alpha;
+    const c = alloc(M * N);
+    gemm(M, K, N, A, B, view(c, N), 0, alpha);
     return f32([M, N], c);
   }
 
   add(a: Tensor, b: Tensor): Tensor {
     const x = F(a);
     const y = F(b);
-    const out = new Float32Array(x.length);
+    const out = alloc(x.length);
     if (y.length === x.length) {
       for (let i = 0; i < x.length; i++) out[i] = x[i] + y[i];
     } else {
       const C = y.length;
       if (x.length % C !== 0) throw new Error(`add: cannot broadcast ${shapeString(b.shape)} over ${shapeString(a.shape)}`);
-      for (let i = 0; i < x.length; i++) out[i] = x[i] + y[i % C];
+      for (let o = 0; o < x.length; o += C) for (let c = 0; c < C; c++) out[o + c] = x[o + c] + y[c];
     }
     return f32(a.shape, out);
   }
@@ -220,7 +274,7 @@ export class CpuBackend implements Backend {
 
   scale(a: Tensor, alpha: number): Tensor {
     const x = F(a);
-    const out = new Float32Array(x.length);
+    const out = alloc(x.length);
     for (let i = 0; i < x.length; i++) out[i] = x[i] * alpha;
     return f32(a.shape, out);
   }
@@ -229,8 +283,9 @@ export class CpuBackend implements Backend {
     const x = F(a);
     const s = F(v);
     const C = s.length;
-    const out = new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) out[i] = x[i] * s[i % C];
+    if (x.length % C !== 0) throw new Error(`mulCols: ${shapeString(v.shape)} does not divide ${shapeString(a.shape)}`);
+    const out = alloc(x.length);
+    for (let o = 0; o < x.length; o += C) for (let c = 0; c < C; c++) out[o + c] = x[o + c] * s[c];
     return f32(a.shape, out);
   }
 
@@ -238,8 +293,9 @@ export class CpuBackend implements Backend {
     const x = F(a);
     const s = F(v);
     const C = s.length;
-    const out = new Float32Array(x.length);
-    for (let i = 0; i < x.length; i++) out[i] = x[i] / s[i % C];
+    if (x.length % C !== 0) throw new Error(`divCols: ${shapeString(v.shape)} does not divide ${shapeString(a.shape)}`);
+    const out = alloc(x.length);
+    for (let o = 0; o < x.length; o += C) for (let c = 0; c < C; c++) out[o + c] = x[o + c] / s[c];
     return f32(a.shape, out);
   }
 
@@ -277,46 +333,48 @@ export class CpuBackend implements Backend {
   rmsnorm(x: Tensor, w: Tensor, eps: number): { y: Tensor; rstd: Tensor } {
     const [rows, C] = rowsCols(x);
     if (w.size !== C) throw new Error(`rmsnorm: weight ${shapeString(w.shape)} does not match width ${C}`);
-    const r = rmsnormForward(F(x), F(w), rows, C, eps);
+    const r = rmsnormForward(F(x), F(w), rows, C, eps, { y: alloc(rows * C) });
     return { y: f32(x.shape, r.y), rstd: f32([rows], r.rstd) };
   }
 
   rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor } {
     const [rows, C] = rowsCols(x);
-    const r = rmsnormBackward(F(dy), F(x), F(w), F(rstd), rows, C);
+    const r = rmsnormBackward(F(dy), F(x), F(w), F(rstd), rows, C, alloc(rows * C));
     return { dx: f32(x.shape, r.dx), dw: f32([C], r.dw) };
   }
 
   rope(x: Tensor, positions: Int32Array, invFreq: Float32Array, headDim: number, inverse = false): Tensor {
     const [rows, width] = rowsCols(x);
     if (positions.length !== rows) throw new Error(`rope: ${positions.length} positions for ${rows} rows`);
-    return f32(x.shape, ropeApply(F(x), rows, width, positions, invFreq, headDim, inverse));
+    return f32(x.shape, ropeApply(F(x), rows, width, positions, invFreq, headDim, inverse, alloc(rows * width)));
   }
 
   attention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape, mask: AttentionMask): { out: Tensor; lse: Tensor } {
-    const r = attentionForward(F(q), F(k), F(v), shape, mask);
+    const r = attentionForward(F(q), F(k), F(v), shape, mask, { out: alloc(shape.batch * shape.tq * shape.heads * shape.headDim) });
     return { out: f32([shape.batch * shape.tq, shape.heads * shape.headDim], r.out), lse: f32([shape.batch, shape.heads, shape.tq], r.lse) };
   }
 
   attentionBackward(
     dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, shape: AttentionShape, mask: AttentionMask,
   ): { dq: Tensor; dk: Tensor; dv: Tensor } {
-    const r = attentionBackward(F(dout), F(q), F(k), F(v), F(out), F(lse), shape, mask);
+    const r = attentionBackward(F(dout), F(q), F(k), F(v), F(out), F(lse), shape, mask, {
+      dq: alloc(q.size), dk: takeZeroedF32(k.size), dv: takeZeroedF32(v.size),
+    });
     return { dq: f32(q.shape, r.dq), dk: f32(k.shape, r.dk), dv: f32(v.shape, r.dv) };
   }
 
   swiglu(gate: Tensor, up: Tensor): Tensor {
-    return f32(gate.shape, swigluForward(F(gate), F(up)));
+    return f32(gate.shape, swigluForwardParallel(F(gate), F(up), alloc(gate.size)));
   }
 
   swigluBackward(dh: Tensor, gate: Tensor, up: Tensor): { dgate: Tensor; dup: Tensor } {
-    const r = swigluBackward(F(dh), F(gate), F(up));
+    const r = swigluBackwardParallel(F(dh), F(gate), F(up), alloc(gate.size), alloc(up.size));
     return { dgate: f32(gate.shape, r.dgate), dup: f32(up.shape, r.dup) };
   }
 
   crossEntropy(logits: Tensor, labels: Int32Array, rowWeights?: Float32Array): { loss: Tensor; lse: Tensor; dlogits?: Tensor } {
     const [rows, V] = rowsCols(logits);
-    const r = crossEntropyRows(F(logits), rows, V, labels, rowWeights);
+    const r = crossEntropyParallel(F(logits), rows, V, labels, rowWeights, rowWeights ? alloc(rows * V) : undefined);
     return { loss: f32([rows], r.loss), lse: f32([rows], r.lse), dlogits: r.dlogits ? f32(logits.shape, r.dlogits) : undefined };
   }
 
@@ -329,43 +387,46 @@ export class CpuBackend implements Backend {
   givens(x: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse'): Tensor {
     const [rows, cols] = rowsCols(x);
     const K = pairs.shape[0];
-    return f32(x.shape, givensApply(F(x), rows, cols, I(pairs), F(theta), K, groupSize, direction));
+    return f32(x.shape, givensApply(F(x), rows, cols, I(pairs), F(theta), K, groupSize, direction, alloc(rows * cols)));
   }
 
   givensBackward(
     dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
+    opts: GivensBackwardOptions = {},
   ): { dx: Tensor; dtheta: Tensor } {
     const [rows, cols] = rowsCols(y);
     const K = pairs.shape[0];
-    const r = givensBackward(F(dy), F(y), rows, cols, I(pairs), F(theta), K, groupSize, direction);
+    const r = givensBackward(F(dy), F(y), rows, cols, I(pairs), F(theta), K, groupSize, direction, {
+      dx: alloc(rows * cols), emulateUpstreamAngleGradient: opts.upstreamAngleGradient === true,
+    });
     return { dx: f32(y.shape, r.dx), dtheta: f32(theta.shape, r.dtheta) };
   }
 
   fakeQuantMinMax(r: Tensor, grid: QuantGrid): { rq: Tensor; scale: Tensor; zpf: Tensor } {
     const [rows, cols] = rowsCols(r);
-    const o = fakeQuantMinMax(F(r), rows, cols, grid.bits, grid.groupSize);
+    const o = fakeQuantMinMax(F(r), rows, cols, grid.bits, grid.groupSize, { rq: alloc(rows * cols) });
     const G = (rows * cols) / grid.groupSize;
     return { rq: f32(r.shape, o.rq), scale: f32([G], o.scale), zpf: f32([G], o.zpf) };
   }
 
   fakeQuantMinMaxBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor {
     const [rows, cols] = rowsCols(r);
-    return f32(r.shape, fakeQuantMinMaxBackward(F(drq), F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize));
+    return f32(r.shape, fakeQuantMinMaxBackward(F(drq), F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize, alloc(rows * cols)));
   }
 
   fakeQuantParams(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor {
     const [rows, cols] = rowsCols(r);
-    return f32(r.shape, fakeQuantParams(F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize));
+    return f32(r.shape, fakeQuantParams(F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize, alloc(rows * cols)));
   }
 
   fakeQuantParamsBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): { dr: Tensor; dscale: Tensor } {
     const [rows, cols] = rowsCols(r);
-    const o = fakeQuantParamsBackward(F(drq), F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize);
+    const o = fakeQuantParamsBackward(F(drq), F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize, { dr: alloc(rows * cols) });
     return { dr: f32(r.shape, o.dr), dscale: f32(scale.shape, o.dscale) };
   }
 
   smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor } {
-    const o = smoothL1(F(pred), F(target), withGrad);
+    const o = smoothL1(F(pred), F(target), withGrad, withGrad ? alloc(pred.size) : undefined);
     return { loss: o.loss, dpred: o.dpred ? f32(pred.shape, o.dpred) : undefined };
   }
 

@@ -1,11 +1,11 @@
 // Cross-entropy rows: loss_r = logsumexp(z_r) − z_r[label_r]; gradient w_r·(softmax(z_r) − onehot(label_r)).
 
 export function crossEntropyRows(
-  logits: Float32Array, rows: number, V: number, labels: Int32Array, rowWeights?: Float32Array,
+  logits: Float32Array, rows: number, V: number, labels: Int32Array, rowWeights?: Float32Array, dlogitsOut?: Float32Array,
 ): { loss: Float32Array; lse: Float32Array; dlogits?: Float32Array } {
   const loss = new Float32Array(rows);
   const lse = new Float32Array(rows);
-  const dlogits = rowWeights ? new Float32Array(rows * V) : undefined;
+  const dlogits = rowWeights ? (dlogitsOut ?? new Float32Array(rows * V)) : undefined;
   for (let r = 0; r < rows; r++) {
     const o = r * V;
     let mx = -Infinity;
@@ -16,11 +16,13 @@ export function crossEntropyRows(
     lse[r] = l;
     const lab = labels[r];
     loss[r] = lab >= 0 ? l - logits[o + lab] : 0;
-    if (dlogits && rowWeights && lab >= 0) {
-      const w = rowWeights[r];
+    if (dlogits && rowWeights) {
+      const w = lab >= 0 ? rowWeights[r] : 0;
       if (w !== 0) {
         for (let v = 0; v < V; v++) dlogits[o + v] = w * Math.exp(logits[o + v] - l);
         dlogits[o + lab] -= w;
+      } else {
+        dlogits.fill(0, o, o + V); // the output buffer may be reused
       }
     }
   }

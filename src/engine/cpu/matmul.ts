@@ -1,12 +1,20 @@
-// Dense f32 matrix multiplication for the cpu backend, on tfjs-backend-wasm (XNNPACK, SIMD). Its fast path is the
-// plain rank-2, non-transposed product (platform-notes.md: ~30 GFLOP/s; transposed or batched calls fall to ~0.7),
-// so transposes are done here explicitly before the call.
+// Dense f32 matrix multiplication for the cpu backend: XNNPACK through tfjs-backend-wasm (wasm-gemm.ts), on the main
+// thread plus worker threads for large products (thread-pool.ts, which the heavy JS kernels use too).
+// PARO_CPU_THREADS sets the thread count (default: the available cores, at most 4); 1, or any failure to start a
+// worker (e.g. a bundle without node_modules), leaves the single-thread path. The thread count never changes results.
 import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
+import { createGemmDriver, type MatView, type WasmGemmModule } from './wasm-gemm.js';
+import { ThreadPool, type WorkerImports } from './thread-pool.js';
+
+export type { MatView } from './wasm-gemm.js';
 
 let ready: Promise<void> | null = null;
+let pool: ThreadPool | null = null;
+let threadProblem: string | undefined;
 
 /** Directory of the tfjs-backend-wasm .wasm files: $PARO_TFJS_WASM_DIR (bundles) or the installed package. */
 function wasmDir(): string {
@@ -16,53 +24,74 @@ function wasmDir(): string {
   return path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + '/';
 }
 
-/** Initialise the wasm backend once (async: the module must be compiled). */
+/** Absolute paths of the tfjs packages for the workers, or null where they cannot be resolved (bundles). */
+function workerImports(dir: string): WorkerImports | null {
+  try {
+    const require = createRequire(import.meta.url);
+    return { corePath: require.resolve('@tensorflow/tfjs-core'), wasmPackagePath: require.resolve('@tensorflow/tfjs-backend-wasm'), wasmDir: dir };
+  } catch {
+    return null;
+  }
+}
+
+/** Threads requested by PARO_CPU_THREADS, else the available cores up to 4. */
+export function requestedThreads(): number {
+  const env = process.env.PARO_CPU_THREADS;
+  if (env !== undefined && env.trim() !== '') {
+    const n = Number(env);
+    if (Number.isInteger(n) && n >= 1) return n;
+  }
+  return Math.max(1, Math.min(4, os.availableParallelism()));
+}
+
+/** Initialise the wasm backend and the worker threads once (async: modules must be compiled). */
 export function initMatmul(): Promise<void> {
   if (!ready) {
     ready = (async () => {
-      setWasmPaths(wasmDir());
+      const dir = wasmDir();
+      setWasmPaths(dir);
       tf.env().set('IS_NODE', true);
       const ok = await tf.setBackend('wasm');
       if (!ok) throw new Error('tfjs-backend-wasm failed to initialise');
+      const wasm = (tf.backend() as unknown as { wasm: WasmGemmModule }).wasm;
+      const want = requestedThreads();
+      const imports = want > 1 ? workerImports(dir) : null;
+      const r = await ThreadPool.create(createGemmDriver(wasm, 0x20000000), want, imports);
+      pool = r.pool;
+      threadProblem = r.problem;
     })();
   }
   return ready;
 }
 
-/** out[c, r] = a[r, c] for a [rows, cols]; cache-blocked. */
-export function transpose(a: Float32Array, rows: number, cols: number, out?: Float32Array): Float32Array {
-  const t = out ?? new Float32Array(rows * cols);
-  const B = 32;
-  for (let r0 = 0; r0 < rows; r0 += B) {
-    const r1 = Math.min(r0 + B, rows);
-    for (let c0 = 0; c0 < cols; c0 += B) {
-      const c1 = Math.min(c0 + B, cols);
-      for (let r = r0; r < r1; r++) {
-        const base = r * cols;
-        for (let c = c0; c < c1; c++) t[c * rows + r] = a[base + c];
-      }
-    }
-  }
-  return t;
+/** The cpu thread pool (initMatmul() must have resolved). */
+export function threadPool(): ThreadPool {
+  if (!pool) throw new Error('cpu kernels called before initMatmul() resolved');
+  return pool;
 }
 
-// Below this many multiply-adds the tfjs call overhead dominates; a JS loop is faster.
-const SMALL_MACS = 32 * 32 * 32;
-// Up to this many rows, op(A)·Bᵀ is computed as (B·Aᵀ)ᵀ (see matmulF32).
-const SWAP_MAX_ROWS = 32;
+/** Threads the matmul uses now, those it could use, and why fewer started than requested (if so). */
+export function matmulThreads(): { active: number; available: number; requested: number; problem?: string } {
+  const p = threadPool();
+  return { active: p.threads, available: p.available, requested: requestedThreads(), problem: threadProblem };
+}
 
-function matmulSmall(a: Float32Array, b: Float32Array, M: number, K: number, N: number): Float32Array {
-  const c = new Float32Array(M * N);
-  for (let i = 0; i < M; i++) {
-    const ci = i * N;
-    for (let k = 0; k < K; k++) {
-      const av = a[i * K + k];
-      if (av === 0) continue;
-      const bk = k * N;
-      for (let j = 0; j < N; j++) c[ci + j] += av * b[bk + j];
-    }
-  }
-  return c;
+/** Use at most n threads (benchmarks compare 1 with all); returns the number now in use. */
+export function setMatmulThreads(n: number): number {
+  return threadPool().setThreads(n);
+}
+
+/**
+ * C = alpha·A·B (beta 0) or C += alpha·A·B (beta 1) on strided views (A logical [M, K], B [K, N], C [M, N]).
+ * C must not overlap A or B. initMatmul() must have resolved.
+ */
+export function gemm(M: number, K: number, N: number, a: MatView, b: MatView, c: MatView, beta: 0 | 1 = 0, alpha = 1): void {
+  threadPool().gemm(M, K, N, a, b, c, beta, alpha);
+}
+
+/** A dense row-major matrix as a view (trans: the array holds the transpose). */
+export function view(data: Float32Array, cols: number, trans = false, offset = 0): MatView {
+  return { data, offset, ld: cols, trans };
 }
 
 /**
@@ -72,26 +101,7 @@ function matmulSmall(a: Float32Array, b: Float32Array, M: number, K: number, N: 
 export function matmulF32(
   a: Float32Array, b: Float32Array, M: number, K: number, N: number, transA = false, transB = false,
 ): Float32Array {
-  if (M === 0 || N === 0) return new Float32Array(M * N);
-  if (K === 0) return new Float32Array(M * N);
-  // Few rows against a linear weight (decoding): Cᵀ = B·Aᵀ needs no transpose of the large B and keeps the wasm
-  // GEMM on its fast many-rows path (20× faster at M = 1 against a [4096, 256] weight).
-  if (transB && !transA && M <= SWAP_MAX_ROWS && N >= 4 * M && M * K * N > SMALL_MACS) {
-    const At = M === 1 ? a.subarray(0, K) : transpose(a, M, K);
-    const Ct = matmulF32(b, At, N, K, M); // [N, M]
-    return M === 1 ? Ct : transpose(Ct, N, M);
-  }
-  const A = transA ? transpose(a, K, M) : a;
-  const Bm = transB ? transpose(b, N, K) : b;
-  if (M * K * N <= SMALL_MACS) return matmulSmall(A, Bm, M, K, N);
-  if (!ready) throw new Error('matmulF32 called before initMatmul()');
-  const ta = tf.tensor2d(A.length === M * K ? A : A.subarray(0, M * K), [M, K], 'float32');
-  const tb = tf.tensor2d(Bm.length === K * N ? Bm : Bm.subarray(0, K * N), [K, N], 'float32');
-  const tc = tf.matMul(ta, tb);
-  const out = tc.dataSync() as Float32Array;
-  ta.dispose();
-  tb.dispose();
-  tc.dispose();
-  // dataSync may return a view into a buffer tfjs reuses; own a copy only if it is not a fresh array.
-  return out.length === M * N && out.byteOffset === 0 ? out : out.slice(0, M * N);
+  const c = new Float32Array(M * N);
+  gemm(M, K, N, view(a, transA ? M : K, transA), view(b, transB ? K : N, transB), view(c, N));
+  return c;
 }

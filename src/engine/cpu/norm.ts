@@ -2,10 +2,10 @@
 
 /** x, y: [rows, C]; w: [C]; returns rstd [rows] (1/sqrt(mean(x²)+eps)) for the backward. */
 export function rmsnormForward(
-  x: Float32Array, w: Float32Array, rows: number, C: number, eps: number,
+  x: Float32Array, w: Float32Array, rows: number, C: number, eps: number, out: { y?: Float32Array; rstd?: Float32Array } = {},
 ): { y: Float32Array; rstd: Float32Array } {
-  const y = new Float32Array(rows * C);
-  const rstd = new Float32Array(rows);
+  const y = out.y ?? new Float32Array(rows * C);
+  const rstd = out.rstd ?? new Float32Array(rows);
   for (let r = 0; r < rows; r++) {
     const o = r * C;
     let ss = 0;
@@ -21,9 +21,9 @@ export function rmsnormForward(
  * With x̂ = x·rstd: dw = Σ_rows dy ⊙ x̂; dx = rstd·(w⊙dy − x̂·mean(w⊙dy ⊙ x̂)).
  */
 export function rmsnormBackward(
-  dy: Float32Array, x: Float32Array, w: Float32Array, rstd: Float32Array, rows: number, C: number,
+  dy: Float32Array, x: Float32Array, w: Float32Array, rstd: Float32Array, rows: number, C: number, dxOut?: Float32Array,
 ): { dx: Float32Array; dw: Float32Array } {
-  const dx = new Float32Array(rows * C);
+  const dx = dxOut ?? new Float32Array(rows * C);
   const dw64 = new Float64Array(C);
   for (let r = 0; r < rows; r++) {
     const o = r * C;

@@ -3,11 +3,11 @@
 
 export function ropeApply(
   x: Float32Array, rows: number, width: number, positions: Int32Array, invFreq: Float32Array, headDim: number,
-  inverse: boolean,
+  inverse: boolean, out?: Float32Array,
 ): Float32Array {
   const half = headDim / 2;
   const heads = width / headDim;
-  const y = new Float32Array(rows * width);
+  const y = out ?? new Float32Array(rows * width);
   const cos = new Float64Array(half);
   const sin = new Float64Array(half);
   let lastPos = NaN;

@@ -1,0 +1,141 @@
+// Target decoding of many prompts at once for data regeneration: each prompt is prefilled alone (its own KV cache),
+// then every decoding step feeds the latest token of all unfinished prompts through the linear layers as one batch
+// (rows at different positions, a KV cache per prompt, attention per prompt). Same math as Decoder.layerForward;
+// on the cpu the weights are then read once per step for the whole batch instead of once per prompt.
+import type { Backend, Tensor } from '../engine/backend.js';
+import { applyLinear, headNorm, type Decoder } from '../model/decoder.js';
+import type { KVCache } from '../model/kvcache.js';
+import { Rng } from '../numerics/rng.js';
+import { sliceRows } from './rows.js';
+import { chooseToken } from './sampling.js';
+
+export interface BatchGenerateOptions {
+  maxNewTokens: number;
+  temperature: number;
+  stopTokenIds: readonly number[];
+  /** Sampling seed per prompt (T > 0). */
+  seeds?: readonly number[];
+}
+
+interface Running {
+  index: number;
+  cache: KVCache;
+  out: number[];
+  rng: Rng | null;
+}
+
+/** One decoding step for the rows of `seqs` (one new token each, at position = its cache length): logits [n, V]. */
+function raggedStep(target: Decoder, tokens: Int32Array, caches: readonly KVCache[]): Tensor {
+  const { be, cfg, weights } = target;
+  const D = cfg.headDim;
+  const n = tokens.length;
+  const positions = Int32Array.from(caches, (c) => c.length);
+  let x = be.gatherRows(weights.embed, tokens);
+  if (x.dtype !== 'f32') {
+    const x32 = be.cast(x, 'f32');
+    be.free(x);
+    x = x32;
+  }
+  for (let l = 0; l < weights.layers.length; l++) {
+    const w = weights.layers[l];
+    const { y: h, rstd } = be.rmsnorm(x, w.inputNorm, cfg.rmsNormEps);
+    be.free(rstd);
+    let q = applyLinear(be, h, w.q);
+    let k = applyLinear(be, h, w.k);
+    const v = applyLinear(be, h, w.v);
+    be.free(h);
+    if (w.qNorm && w.kNorm) {
+      const qn = headNorm(be, q, w.qNorm, D, cfg.rmsNormEps);
+      const kn = headNorm(be, k, w.kNorm, D, cfg.rmsNormEps);
+      be.free(q, k);
+      q = qn;
+      k = kn;
+    }
+    const qr = be.rope(q, positions, target.invFreq, D);
+    const kr = be.rope(k, positions, target.invFreq, D);
+    be.free(q, k);
+    const attn = be.zeros([n, cfg.numHeads * D]);
+    for (let b = 0; b < n; b++) {
+      const c = caches[b];
+      const kb = sliceRows(be, kr, b, 1);
+      const vb = sliceRows(be, v, b, 1);
+      c.write(l, kb, vb, 1);
+      const qb = sliceRows(be, qr, b, 1);
+      const past = c.length;
+      const r = be.attention(qb, c.k[l], c.v[l], { batch: 1, tq: 1, tk: past + 1, kvStride: c.capacity, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: D }, { kind: 'causal', qOffset: past });
+      be.copyRows(attn, b, r.out, 0, 1);
+      be.free(kb, vb, qb, r.out, r.lse);
+    }
+    be.free(qr, kr, v);
+    const o = applyLinear(be, attn, w.o);
+    be.free(attn);
+    const x1 = be.add(x, o);
+    be.free(o, x);
+    const { y: h2, rstd: r2 } = be.rmsnorm(x1, w.postNorm, cfg.rmsNormEps);
+    be.free(r2);
+    const g = applyLinear(be, h2, w.gate);
+    const u = applyLinear(be, h2, w.up);
+    be.free(h2);
+    const a = be.swiglu(g, u);
+    be.free(g, u);
+    const d = applyLinear(be, a, w.down);
+    be.free(a);
+    x = be.add(x1, d);
+    be.free(x1, d);
+  }
+  for (const c of caches) c.advance(1);
+  const { y, rstd } = be.rmsnorm(x, weights.finalNorm, cfg.rmsNormEps);
+  be.free(x, rstd);
+  const logits = be.matmul(y, weights.lmHead, { transB: true });
+  be.free(y);
+  return logits;
+}
+
+/**
+ * Generate for every prompt (greedy at T = 0, else sampling with its seed): up to maxNewTokens tokens, ending after
+ * the first stop token. onDone(i, tokens) is called as each prompt finishes. Returns the outputs in prompt order.
+ */
+export function batchGenerate(
+  target: Decoder, prompts: readonly Int32Array[], opts: BatchGenerateOptions, onDone?: (index: number, tokens: number[]) => void,
+): number[][] {
+  const be: Backend = target.be;
+  const V = target.cfg.vocabSize;
+  const stops = new Set(opts.stopTokenIds);
+  const results: number[][] = new Array(prompts.length);
+  const running: Running[] = [];
+  const finish = (r: Running): void => {
+    r.cache.free();
+    results[r.index] = r.out;
+    onDone?.(r.index, r.out);
+  };
+  for (let i = 0; i < prompts.length; i++) {
+    const ids = prompts[i];
+    if (ids.length === 0) throw new Error(`prompt ${i} is empty`);
+    const cache = target.newCache(1, ids.length + opts.maxNewTokens + 1);
+    const pre = target.forward(ids, 1, { cache, noLogits: true });
+    const last = sliceRows(be, pre.hidden!, ids.length - 1, 1);
+    const lg = be.matmul(last, target.weights.lmHead, { transB: true });
+    const rng = opts.temperature > 0 ? new Rng(opts.seeds?.[i] ?? i) : null;
+    const first = chooseToken(be.toHost(lg), opts.temperature, rng);
+    be.free(pre.hidden, last, lg);
+    const r: Running = { index: i, cache, out: [first], rng };
+    if (opts.maxNewTokens <= 1 || stops.has(first)) finish(r);
+    else running.push(r);
+  }
+  while (running.length > 0) {
+    const tokens = Int32Array.from(running, (r) => r.out[r.out.length - 1]);
+    const logits = raggedStep(target, tokens, running.map((r) => r.cache));
+    const host = be.toHost(logits);
+    be.free(logits);
+    for (let b = running.length - 1; b >= 0; b--) {
+      const r = running[b];
+      const t = chooseToken(host, opts.temperature, r.rng, b * V, V);
+      r.out.push(t);
+      if (r.out.length >= opts.maxNewTokens || stops.has(t)) {
+        finish(r);
+        running.splice(b, 1);
+      }
+    }
+  }
+  return results;
+}

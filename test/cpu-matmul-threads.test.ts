@@ -1,0 +1,253 @@
+// The cpu backend's worker threads (thread-pool.ts): products, attention and SwiGLU split over threads give the
+// single-thread result bit for bit, repeat exactly, agree with float64 references, and the pool falls back to the
+// main thread when workers cannot start.
+import { beforeAll, describe, expect, it } from 'vitest';
+import * as tf from '@tensorflow/tfjs-core';
+import { Rng } from '../src/numerics/rng.js';
+import { gemm, initMatmul, matmulF32, matmulThreads, requestedThreads, setMatmulThreads, view } from '../src/engine/cpu/matmul.js';
+import { attentionBackward, attentionForward } from '../src/engine/cpu/attention.js';
+import { crossEntropyParallel, swigluBackwardParallel, swigluForwardParallel } from '../src/engine/cpu/parallel-activations.js';
+import { crossEntropyRows } from '../src/engine/cpu/crossentropy.js';
+import { swigluBackward, swigluForward } from '../src/engine/cpu/activations.js';
+import { ThreadPool, workerJobCount } from '../src/engine/cpu/thread-pool.js';
+import { createGemmDriver, type WasmGemmModule } from '../src/engine/cpu/wasm-gemm.js';
+import type { AttentionMask, AttentionShape } from '../src/engine/backend.js';
+
+// Two threads even on a one-core machine, so the split paths run everywhere.
+process.env.PARO_CPU_THREADS = '2';
+
+const rng = new Rng(Date.now() & 0xffff);
+function randn(n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal();
+  return a;
+}
+function sameBits(a: Float32Array, b: Float32Array): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
+  return true;
+}
+function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let num = 0;
+  let den = 0;
+  for (let i = 0; i < a.length; i++) {
+    num += (a[i] - b[i]) ** 2;
+    den += b[i] ** 2;
+  }
+  return Math.sqrt(num / Math.max(den, 1e-30));
+}
+/** Run fn on one thread and on two (checking that the second run handed work to the worker); returns both results. */
+function oneAndTwo<T>(fn: () => T): [T, T] {
+  setMatmulThreads(1);
+  const jobs0 = workerJobCount();
+  const one = fn();
+  expect(workerJobCount()).toBe(jobs0);
+  setMatmulThreads(2);
+  const two = fn();
+  expect(workerJobCount()).toBeGreaterThan(jobs0);
+  return [one, two];
+}
+
+beforeAll(async () => {
+  await initMatmul();
+  const t = matmulThreads();
+  if (t.available < 2) throw new Error(`worker thread did not start: ${t.problem}`);
+});
+
+describe('threaded matmul', () => {
+  it.each([
+    [300, 200, 500, false, false], [300, 200, 500, true, false], [300, 200, 500, false, true], [300, 200, 500, true, true],
+    [1037, 129, 77, false, true], [64, 2048, 96, true, false],
+  ])('M=%i K=%i N=%i transA=%s transB=%s: two threads = one thread bit for bit, = float64 within 1e-5', (M, K, N, tA, tB) => {
+    const a = randn(M * K);
+    const b = randn(K * N);
+    const [c1, c2] = oneAndTwo(() => matmulF32(a, b, M, K, N, tA, tB));
+    expect(sameBits(c1, c2)).toBe(true);
+    expect(sameBits(c2, matmulF32(a, b, M, K, N, tA, tB))).toBe(true); // repeatable
+    const ref = new Float64Array(M * N);
+    for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
+      let s = 0;
+      for (let k = 0; k < K; k++) s += (tA ? a[k * M + i] : a[i * K + k]) * (tB ? b[j * K + k] : b[k * N + j]);
+      ref[i * N + j] = s;
+    }
+    expect(relErr(c2, ref)).toBeLessThan(1e-5);
+  });
+
+  it.each([[1, 256, 4096, false], [5, 200, 1000, true], [24, 256, 768, false], [32, 130, 600, true]])(
+    'M=%i K=%i N=%i transA=%s against a stored [N, K] weight (computed as (B·Aᵀ)ᵀ) matches float64', (M, K, N, tA) => {
+      const a = randn(M * K);
+      const b = randn(N * K);
+      const c = matmulF32(a, b, M, K, N, tA, true);
+      let err = 0;
+      let den = 0;
+      for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
+        let r = 0;
+        for (let k = 0; k < K; k++) r += (tA ? a[k * M + i] : a[i * K + k]) * b[j * K + k];
+        err += (c[i * N + j] - r) ** 2;
+        den += r * r;
+      }
+      expect(Math.sqrt(err / den)).toBeLessThan(1e-5);
+      expect(sameBits(c, matmulF32(a, b, M, K, N, tA, true))).toBe(true);
+    });
+
+  it('accumulates alpha·A·B into strided views the same way on one and two threads', () => {
+    const [M, K, N] = [256, 160, 96];
+    const ld = N + 7;
+    const a = randn(M * K);
+    const b = randn(K * N);
+    const base = randn(M * ld);
+    const [c1, c2] = oneAndTwo(() => {
+      const c = base.slice();
+      gemm(M, K, N, view(a, K), view(b, N), { data: c, offset: 3, ld, trans: false }, 1, -0.5);
+      return c;
+    });
+    expect(sameBits(c1, c2)).toBe(true);
+    for (let i = 0; i < M; i += 37) {
+      for (let j = 0; j < N; j += 11) {
+        let s = 0;
+        for (let k = 0; k < K; k++) s += a[i * K + k] * b[k * N + j];
+        expect(c2[3 + i * ld + j]).toBeCloseTo(base[3 + i * ld + j] - 0.5 * s, 3);
+      }
+    }
+    // Elements outside the view are untouched.
+    expect(c2[0]).toBe(base[0]);
+    expect(c2[3 + N]).toBe(base[3 + N]);
+  });
+});
+
+describe('threaded attention and SwiGLU', () => {
+  const D = 64;
+  const cases: { name: string; shape: AttentionShape; mask: AttentionMask }[] = [
+    { name: 'causal GQA', shape: { batch: 3, tq: 300, tk: 300, heads: 4, kvHeads: 2, headDim: D }, mask: { kind: 'causal', qOffset: 0 } },
+    { name: 'causal with offset and kvStride', shape: { batch: 2, tq: 140, tk: 400, kvStride: 420, heads: 2, kvHeads: 1, headDim: D }, mask: { kind: 'causal', qOffset: 260 } },
+    // 4 query rows per head: the tile products take the plain-loop path on every thread alike.
+    { name: 'decoding-sized tiles', shape: { batch: 16, tq: 4, tk: 700, kvStride: 720, heads: 4, kvHeads: 4, headDim: D }, mask: { kind: 'causal', qOffset: 696 } },
+  ];
+  {
+    const ctxLen = 200;
+    const B = 16;
+    const nBlocks = 10;
+    const batch = 3;
+    const anchors = Int32Array.from({ length: batch * nBlocks }, (_, i) => (i * 53) % ctxLen);
+    const keep = Uint8Array.from({ length: batch * nBlocks }, (_, i) => (i % 7 === 3 ? 0 : 1));
+    cases.push({
+      name: 'dflash block mask', shape: { batch, tq: nBlocks * B, tk: ctxLen + nBlocks * B, heads: 4, kvHeads: 2, headDim: D },
+      mask: { kind: 'dflash', ctxLen, blockSize: B, nBlocks, anchors, keep },
+    });
+  }
+  for (const c of cases) {
+    it(`${c.name}: split over batch entries = one thread bit for bit`, () => {
+      const s = c.shape;
+      const stride = s.kvStride ?? s.tk;
+      const q = randn(s.batch * s.tq * s.heads * D);
+      const k = randn(s.batch * stride * s.kvHeads * D);
+      const v = randn(s.batch * stride * s.kvHeads * D);
+      const dout = randn(q.length);
+      const [f1, f2] = oneAndTwo(() => attentionForward(q, k, v, s, c.mask));
+      expect(sameBits(f1.out, f2.out)).toBe(true);
+      expect(sameBits(f1.lse, f2.lse)).toBe(true);
+      const [b1, b2] = oneAndTwo(() => attentionBackward(dout, q, k, v, f1.out, f1.lse, s, c.mask));
+      expect(sameBits(b1.dq, b2.dq)).toBe(true);
+      expect(sameBits(b1.dk, b2.dk)).toBe(true);
+      expect(sameBits(b1.dv, b2.dv)).toBe(true);
+      // One output row against a float64 recomputation (visibility from the mask's definition).
+      const b = s.batch - 1;
+      const i = s.tq - 1;
+      const h = s.heads - 1;
+      const g = Math.floor(h / (s.heads / s.kvHeads));
+      const visible = (j: number): boolean => {
+        const m = c.mask;
+        if (m.kind === 'causal') return j <= m.qOffset + i;
+        if (m.kind !== 'dflash') return true;
+        const n = Math.floor(i / m.blockSize);
+        if (!m.keep[b * m.nBlocks + n]) return false;
+        return j < m.ctxLen ? j < m.anchors[b * m.nBlocks + n] : Math.floor((j - m.ctxLen) / m.blockSize) === n;
+      };
+      const scores: number[] = [];
+      const js: number[] = [];
+      for (let j = 0; j < s.tk; j++) {
+        if (!visible(j)) continue;
+        let sc = 0;
+        for (let d = 0; d < D; d++) sc += q[(b * s.tq + i) * s.heads * D + h * D + d] * k[(b * stride + j) * s.kvHeads * D + g * D + d];
+        scores.push(sc / Math.sqrt(D));
+        js.push(j);
+      }
+      const mx = Math.max(...scores);
+      const w = scores.map((x) => Math.exp(x - mx));
+      const sum = w.reduce((x, y) => x + y, 0);
+      const ref = new Float64Array(D);
+      js.forEach((j, t) => {
+        for (let d = 0; d < D; d++) ref[d] += (w[t] / sum) * v[(b * stride + j) * s.kvHeads * D + g * D + d];
+      });
+      const o = (b * s.tq + i) * s.heads * D + h * D;
+      expect(relErr(f2.out.subarray(o, o + D), ref)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('SwiGLU forward and backward split over threads = one thread = the plain kernels', () => {
+    const n = (1 << 19) + 123;
+    const gate = randn(n);
+    const up = randn(n);
+    const dh = randn(n);
+    const [h1, h2] = oneAndTwo(() => swigluForwardParallel(gate, up, new Float32Array(n)));
+    expect(sameBits(h1, h2)).toBe(true);
+    expect(sameBits(h2, swigluForward(gate, up))).toBe(true);
+    const [g1, g2] = oneAndTwo(() => swigluBackwardParallel(dh, gate, up, new Float32Array(n), new Float32Array(n)));
+    const ref = swigluBackward(dh, gate, up);
+    expect(sameBits(g1.dgate, g2.dgate) && sameBits(g1.dup, g2.dup)).toBe(true);
+    expect(sameBits(g2.dgate, ref.dgate) && sameBits(g2.dup, ref.dup)).toBe(true);
+  });
+});
+
+describe('threaded cross-entropy', () => {
+  it('row ranges over threads = one thread = the plain kernel (loss, lse, weighted gradient)', () => {
+    const [rows, V] = [301, 4099];
+    const logits = randn(rows * V);
+    const labels = Int32Array.from({ length: rows }, (_, r) => (r % 17 === 5 ? -1 : (r * 131) % V));
+    const weights = Float32Array.from({ length: rows }, (_, r) => (r % 11 === 0 ? 0 : 1 / (1 + (r % 3))));
+    for (const w of [undefined, weights]) {
+      const [a, b] = oneAndTwo(() => crossEntropyParallel(logits, rows, V, labels, w, w ? new Float32Array(rows * V).fill(7) : undefined));
+      const ref = crossEntropyRows(logits, rows, V, labels, w);
+      for (const r of [a, b]) {
+        expect(sameBits(r.loss, ref.loss) && sameBits(r.lse, ref.lse)).toBe(true);
+        if (w) expect(sameBits(r.dlogits!, ref.dlogits!)).toBe(true); // rows without a gradient are zeroed, not left at 7
+      }
+    }
+  });
+});
+
+describe('fallback to one thread', () => {
+  it('PARO_CPU_THREADS sets the requested thread count', () => {
+    const saved = process.env.PARO_CPU_THREADS;
+    try {
+      process.env.PARO_CPU_THREADS = '1';
+      expect(requestedThreads()).toBe(1);
+      process.env.PARO_CPU_THREADS = '3';
+      expect(requestedThreads()).toBe(3);
+      process.env.PARO_CPU_THREADS = 'x';
+      expect(requestedThreads()).toBeGreaterThanOrEqual(1);
+    } finally {
+      process.env.PARO_CPU_THREADS = saved;
+    }
+  });
+
+  it('a pool whose workers cannot load tfjs (e.g. a bundle without node_modules) runs on the main thread', async () => {
+    const wasm = (tf.backend() as unknown as { wasm: WasmGemmModule }).wasm;
+    const driver = createGemmDriver(wasm, 0x30000000);
+    const none = await ThreadPool.create(driver, 2, null);
+    expect(none.pool.available).toBe(1);
+    expect(none.problem).toMatch(/not resolvable/);
+    const broken = await ThreadPool.create(driver, 2, { corePath: '/nonexistent/tfjs-core.js', wasmPackagePath: '/nonexistent/wasm.js', wasmDir: '/nonexistent/' });
+    expect(broken.pool.available).toBe(1);
+    expect(broken.problem).toMatch(/failed/);
+    // The fallback pool still multiplies, with the same bits as the shared pool on one thread.
+    const [M, K, N] = [200, 300, 100];
+    const a = randn(M * K);
+    const b = randn(K * N);
+    const c = new Float32Array(M * N);
+    broken.pool.gemm(M, K, N, view(a, K), view(b, N), view(c, N), 0, 1);
+    setMatmulThreads(1);
+    expect(sameBits(c, matmulF32(a, b, M, K, N))).toBe(true);
+    setMatmulThreads(2);
+  });
+});

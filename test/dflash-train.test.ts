@@ -1,0 +1,140 @@
+// The trainer end to end on a tiny random target (dflash-spec §3, §8 items 8–9): it learns, keeps the frozen
+// embedding / LM head bit-identical, follows warmup + cosine, clips the global grad norm to 1, resumes an
+// interrupted run to the same result, and refuses bad input with clear errors and no partial output.
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CpuBackend } from '../src/engine/cpu/backend.js';
+import type { Backend } from '../src/engine/backend.js';
+import { Rng } from '../src/numerics/rng.js';
+import { warmupCosineLr } from '../src/numerics/schedule.js';
+import { runTrainDrafter, trainStep, type TrainSettings } from '../src/dflash/trainer.js';
+import { drafterTensors, initDrafterWeights, zerosLike } from '../src/dflash/drafter-weights.js';
+import { drafterInvFreq } from '../src/dflash/drafter.js';
+import { targetTaps } from '../src/dflash/features.js';
+import { readTrainingData } from '../src/dflash/training-data.js';
+import { loadDrafter } from '../src/dflash/load-drafter.js';
+import { checkpointDirFor } from '../src/dflash/train-state.js';
+import { smallDrafterConfig, tinyTargetDecoder, writeTinyTarget } from './dflash-helpers.js';
+
+let be: Backend;
+let tmp: string;
+let targetDir: string;
+let dataFile: string;
+
+/** Prompt of random tokens, response a shifted counting pattern (learnable from the anchor token alone). */
+function records(n: number, seed: number): string {
+  const rng = new Rng(seed);
+  const lines: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const prompt = Array.from({ length: 4 + rng.nextInt(4) }, () => 2 + rng.nextInt(18));
+    const start = rng.nextInt(18);
+    const response = Array.from({ length: 24 + rng.nextInt(8) }, (_, k) => 2 + ((start + k) % 18));
+    lines.push(JSON.stringify({ prompt_ids: prompt, response_ids: response }));
+  }
+  return lines.join('\n') + '\n';
+}
+
+function settings(out: string, over: Partial<TrainSettings> = {}): TrainSettings {
+  return {
+    targetDir, dataFile, outDir: out, layers: 1, blockSize: 4, targetLayers: 'auto', numTaps: 5, anchors: 8, gamma: 'auto', epochs: 2,
+    lr: 3e-3, warmup: 0.1, weightDecay: 0, seqLen: 64, batch: 3, maskToken: '1', seed: 3, checkpointEvery: 0, resume: false, force: false,
+    featureCacheBytes: 1 << 30, ...over,
+  };
+}
+
+beforeAll(async () => {
+  be = await CpuBackend.create();
+  tmp = mkdtempSync(path.join(os.tmpdir(), 'dflash-train-'));
+  targetDir = path.join(tmp, 'target');
+  writeTinyTarget(targetDir, 5);
+  dataFile = path.join(tmp, 'data.jsonl');
+  writeFileSync(dataFile, records(12, 1));
+});
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+describe('train-drafter', () => {
+  it('learns, exports a loadable drafter, logs the warmup + cosine schedule', () => {
+    const out = path.join(tmp, 'd1');
+    const r = runTrainDrafter(be, settings(out, { epochs: 10 }));
+    expect(r.steps).toBe(40);
+    expect(r.drafter.targetLayerIds).toEqual([0, 1]); // 3-layer target: distinct layers 0..L−2
+    expect(r.notes.join(' ')).toMatch(/distinct/);
+    const csv = readFileSync(path.join(out, 'train-log.csv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split(',').map(Number));
+    const first = csv.slice(0, 4).reduce((a, x) => a + x[1], 0) / 4;
+    const last = csv.slice(-4).reduce((a, x) => a + x[1], 0) / 4;
+    expect(last).toBeLessThan(0.7 * first);
+    csv.forEach((row, e) => expect(row[3]).toBeCloseTo(warmupCosineLr(3e-3, e, 40, 0.1), 12));
+    expect(csv[0][3]).toBeCloseTo(3e-3 / 4, 12);
+    expect(Math.max(...csv.map((x) => x[3]))).toBeCloseTo(3e-3, 12);
+    expect(existsSync(path.join(out, 'train-curve.png'))).toBe(true);
+    expect(readFileSync(path.join(out, 'train-curve.png')).subarray(1, 4).toString()).toBe('PNG');
+    const d = loadDrafter(be, out);
+    expect(d.cfg.blockSize).toBe(4);
+    expect(d.cfg.maskTokenId).toBe(1);
+    expect(existsSync(checkpointDirFor(out))).toBe(false);
+  });
+
+  it('keeps the embedding and LM head bit-identical and clips the global gradient norm to 1', () => {
+    const target = tinyTargetDecoder(be, 5);
+    const c = smallDrafterConfig({ numLayers: 1, targetLayerIds: [0, 1], numTargetLayers: 3, blockSize: 4 });
+    const data = readTrainingData(dataFile, { seqLen: 64, blockSize: 4, vocabSize: 20, tokenizer: null });
+    const shared = { embed: target.weights.embed, lmHead: target.weights.lmHead };
+    const before = be.toHost(shared.embed);
+    const st = { weights: initDrafterWeights(be, c, 1), m: zerosLike(be, c), v: zerosLike(be, c), step: 0 };
+    const features = { taps: (i: number) => targetTaps(target, data.samples[i].ids, [0, 1]) };
+    for (let step = 0; step < 3; step++) {
+      const r = trainStep(be, c, st, shared, drafterInvFreq(c), features, data, [0, 1, 2], { epoch: step, seed: 1, anchors: 8, gamma: 4 });
+      let sq = 0;
+      for (const { tensor } of drafterTensors(c, r.grads)) sq += be.sumSquares(tensor);
+      expect(r.gradNorm).toBeGreaterThan(1); // random init: clipping is active
+      expect(Math.sqrt(sq)).toBeLessThanOrEqual(1 + 1e-5);
+      for (const { spec, tensor } of drafterTensors(c, st.weights)) {
+        be.adamw(tensor, spec.get(r.grads), spec.get(st.m), spec.get(st.v), { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: step + 1 });
+      }
+    }
+    const after = be.toHost(shared.embed);
+    expect(Buffer.from(after.buffer).equals(Buffer.from(before.buffer))).toBe(true);
+    expect(shared.lmHead).toBe(shared.embed); // tied target: one frozen tensor
+  });
+
+  it('an interrupted run resumed with --resume ends bit-identical to an uninterrupted one', () => {
+    const full = path.join(tmp, 'full');
+    runTrainDrafter(be, settings(full, { epochs: 3 }));
+    const cut = path.join(tmp, 'cut');
+    expect(() => runTrainDrafter(be, settings(cut, { epochs: 3, checkpointEvery: 2 }), {
+      onStep: (step) => { if (step === 5) throw new Error('simulated crash'); },
+    })).toThrow(/simulated crash/);
+    expect(existsSync(cut)).toBe(false);
+    expect(existsSync(checkpointDirFor(cut))).toBe(true);
+    expect(() => runTrainDrafter(be, settings(cut, { epochs: 3 }))).toThrow(/--resume/);
+    expect(() => runTrainDrafter(be, settings(cut, { epochs: 3, lr: 1e-3, resume: true }))).toThrow(/other settings/);
+    const r = runTrainDrafter(be, settings(cut, { epochs: 3, resume: true }));
+    expect(r.resumedFromStep).toBe(4);
+    const a = readFileSync(path.join(full, 'model.safetensors'));
+    const b = readFileSync(path.join(cut, 'model.safetensors'));
+    expect(a.equals(b)).toBe(true);
+  });
+
+  it('refuses bad input with clear errors and writes nothing', () => {
+    const bad = (name: string, content: string) => {
+      const f = path.join(tmp, name);
+      writeFileSync(f, content);
+      return f;
+    };
+    const cases: [Partial<TrainSettings>, RegExp][] = [
+      [{ dataFile: bad('empty-resp.jsonl', '{"prompt_ids":[3,4,5],"response_ids":[]}\n{"input_ids":[3,4],"loss_mask":[0,0]}\n') }, /no usable training sample: none of its 2 record\(s\) has a response token/],
+      [{ dataFile: bad('short.jsonl', '{"prompt_ids":[3,4,5],"response_ids":[6,7,8]}\n') }, /fewer than 2·block_size = 8 response tokens/],
+      [{ maskToken: '20' }, /--mask-token 20 is not a row of the target's embedding table/],
+      [{ dataFile: bad('oov.jsonl', '{"prompt_ids":[3,4,5],"response_ids":[6,7,99]}\n') }, /99 is not a token id of the target/],
+      [{ targetLayers: [0, 2] }, /only layers 0\.\.1 can be tapped/],
+    ];
+    for (const [over, msg] of cases) {
+      const out = path.join(tmp, 'bad-out');
+      expect(() => runTrainDrafter(be, settings(out, over))).toThrow(msg);
+      expect(existsSync(out)).toBe(false);
+      expect(existsSync(checkpointDirFor(out))).toBe(false);
+    }
+  });
+});
