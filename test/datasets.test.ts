@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { UserError } from '../src/errors.js';
 import { calibrationWindows, perplexityWindows, readPrompts, readTextDocuments, tokenizeCorpus } from '../src/io/datasets.js';
 import { loadTokenizer, type TextTokenizer } from '../src/io/tokenizer.js';
-import { FIXTURES } from './fixtures-path.js';
+import { DEMO_MODEL, FIXTURES } from './fixtures-path.js';
 
 const haveFixtures = existsSync(join(FIXTURES, 'tiny-qwen3')) && existsSync(join(FIXTURES, 'text'));
 if (!haveFixtures) console.warn(`datasets.test: ${FIXTURES} is absent; fixture corpus tests are skipped`);
@@ -168,7 +168,7 @@ describe('readPrompts', () => {
 });
 
 describe.skipIf(!haveFixtures)('fixture corpora (REFERENCE.md protocol)', () => {
-  const tok = loadTokenizer(join(FIXTURES, 'tiny-qwen3'));
+  const tok = loadTokenizer(DEMO_MODEL); // the fixture's tokenizer, embedded in the repository
 
   it('val.jsonl: 934,652 tokens and 400 perplexity windows of 512', () => {
     const docs = readTextDocuments(join(FIXTURES, 'text/val.jsonl'));
@@ -222,7 +222,7 @@ describe('built-in calibration set (calib/default.jsonl)', () => {
   });
 
   it.skipIf(!haveFixtures)('holds at least 200,000 tokens with the fixture tokenizer', () => {
-    const tok = loadTokenizer(join(FIXTURES, 'tiny-qwen3'));
+    const tok = loadTokenizer(DEMO_MODEL); // the fixture's tokenizer, embedded in the repository
     const tokens = tokenizeCorpus(readTextDocuments(file), tok, 0);
     expect(tokens.length).toBeGreaterThanOrEqual(200_000);
     // Enough for the reference calibration shape: 128 + 16 windows of 512.
