@@ -1,15 +1,20 @@
-// The cpu backend's worker threads (thread-pool.ts): products, attention and SwiGLU split over threads give the
-// single-thread result bit for bit, repeat exactly, agree with float64 references, and the pool falls back to the
-// main thread when workers cannot start.
+// The cpu backend's worker threads (thread-pool.ts): products, attention, SwiGLU, cross-entropy, RMSNorm, RoPE and
+// add split over threads give the single-thread result bit for bit, with operands copied through staging (ordinary
+// arrays) or used in place (SharedArrayBuffer storage); results repeat exactly and agree with float64 references;
+// the pool falls back to the main thread when workers cannot start.
 import { beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../src/numerics/rng.js';
 import { gemm, initMatmul, matmulF32, matmulThreads, requestedThreads, setMatmulThreads, view } from '../src/engine/cpu/matmul.js';
 import { attentionBackward, attentionForward } from '../src/engine/cpu/attention.js';
-import { crossEntropyParallel, swigluBackwardParallel, swigluForwardParallel } from '../src/engine/cpu/parallel-activations.js';
+import {
+  addParallel, crossEntropyParallel, rmsnormForwardParallel, ropeParallel, swigluBackwardParallel, swigluForwardParallel,
+} from '../src/engine/cpu/parallel-kernels.js';
+import { rmsnormForward } from '../src/engine/cpu/norm.js';
+import { ropeApply } from '../src/engine/cpu/rope.js';
 import { crossEntropyRows } from '../src/engine/cpu/crossentropy.js';
 import { swigluBackward, swigluForward } from '../src/engine/cpu/activations.js';
-import { ThreadPool, workerJobCount } from '../src/engine/cpu/thread-pool.js';
+import { ThreadPool, stagedFloatCount, workerJobCount } from '../src/engine/cpu/thread-pool.js';
 import { createGemmDriver, type WasmGemmModule } from '../src/engine/cpu/wasm-gemm.js';
 import type { AttentionMask, AttentionShape } from '../src/engine/backend.js';
 
@@ -22,6 +27,14 @@ function randn(n: number): Float32Array {
   for (let i = 0; i < n; i++) a[i] = rng.normal();
   return a;
 }
+/** A copy in a SharedArrayBuffer: workers then use it in place instead of through the staging copies. */
+function shared(a: Float32Array): Float32Array {
+  const s = new Float32Array(new SharedArrayBuffer(a.length * 4));
+  s.set(a);
+  return s;
+}
+/** Inputs as ordinary arrays (staged for the workers) and as shared ones (used in place). */
+const STORAGE: [string, (a: Float32Array) => Float32Array][] = [['staged', (a) => a], ['shared', shared]];
 function sameBits(a: Float32Array, b: Float32Array): boolean {
   if (a.length !== b.length) return false;
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
@@ -64,6 +77,16 @@ describe('threaded matmul', () => {
     const [c1, c2] = oneAndTwo(() => matmulF32(a, b, M, K, N, tA, tB));
     expect(sameBits(c1, c2)).toBe(true);
     expect(sameBits(c2, matmulF32(a, b, M, K, N, tA, tB))).toBe(true); // repeatable
+    // Shared operands and output: used in place by the worker, nothing staged.
+    const [as, bs] = [shared(a), shared(b)];
+    const staged0 = stagedFloatCount();
+    const [, c3] = oneAndTwo(() => {
+      const c = shared(new Float32Array(M * N));
+      gemm(M, K, N, view(as, tA ? M : K, tA), view(bs, tB ? K : N, tB), view(c, N));
+      return c;
+    });
+    expect(sameBits(c3, c1)).toBe(true);
+    expect(stagedFloatCount()).toBe(staged0);
     const ref = new Float64Array(M * N);
     for (let i = 0; i < M; i++) for (let j = 0; j < N; j++) {
       let s = 0;
@@ -90,14 +113,14 @@ describe('threaded matmul', () => {
       expect(sameBits(c, matmulF32(a, b, M, K, N, tA, true))).toBe(true);
     });
 
-  it('accumulates alpha·A·B into strided views the same way on one and two threads', () => {
+  it.each(STORAGE)('accumulates alpha·A·B into strided views the same way on one and two threads (%s)', (_name, store) => {
     const [M, K, N] = [256, 160, 96];
     const ld = N + 7;
-    const a = randn(M * K);
-    const b = randn(K * N);
+    const a = store(randn(M * K));
+    const b = store(randn(K * N));
     const base = randn(M * ld);
     const [c1, c2] = oneAndTwo(() => {
-      const c = base.slice();
+      const c = store(base.slice());
       gemm(M, K, N, view(a, K), view(b, N), { data: c, offset: 3, ld, trans: false }, 1, -0.5);
       return c;
     });
@@ -135,18 +158,20 @@ describe('threaded attention and SwiGLU', () => {
       mask: { kind: 'dflash', ctxLen, blockSize: B, nBlocks, anchors, keep },
     });
   }
-  for (const c of cases) {
-    it(`${c.name}: split over batch entries = one thread bit for bit`, () => {
+  for (const c of cases) for (const [storage, store] of STORAGE) {
+    it(`${c.name} (${storage}): split over batch entries = one thread bit for bit`, () => {
       const s = c.shape;
       const stride = s.kvStride ?? s.tk;
-      const q = randn(s.batch * s.tq * s.heads * D);
-      const k = randn(s.batch * stride * s.kvHeads * D);
-      const v = randn(s.batch * stride * s.kvHeads * D);
-      const dout = randn(q.length);
-      const [f1, f2] = oneAndTwo(() => attentionForward(q, k, v, s, c.mask));
+      const q = store(randn(s.batch * s.tq * s.heads * D));
+      const k = store(randn(s.batch * stride * s.kvHeads * D));
+      const v = store(randn(s.batch * stride * s.kvHeads * D));
+      const dout = store(randn(q.length));
+      const outputs = () => ({ out: store(new Float32Array(q.length)), lse: store(new Float32Array(s.batch * s.heads * s.tq)) });
+      const [f1, f2] = oneAndTwo(() => attentionForward(q, k, v, s, c.mask, outputs()));
       expect(sameBits(f1.out, f2.out)).toBe(true);
       expect(sameBits(f1.lse, f2.lse)).toBe(true);
-      const [b1, b2] = oneAndTwo(() => attentionBackward(dout, q, k, v, f1.out, f1.lse, s, c.mask));
+      const grads = () => ({ dq: store(new Float32Array(q.length)), dk: store(new Float32Array(k.length)), dv: store(new Float32Array(v.length)) });
+      const [b1, b2] = oneAndTwo(() => attentionBackward(dout, q, k, v, f1.out, f1.lse, s, c.mask, grads()));
       expect(sameBits(b1.dq, b2.dq)).toBe(true);
       expect(sameBits(b1.dk, b2.dk)).toBe(true);
       expect(sameBits(b1.dv, b2.dv)).toBe(true);
@@ -184,25 +209,45 @@ describe('threaded attention and SwiGLU', () => {
     });
   }
 
-  it('SwiGLU forward and backward split over threads = one thread = the plain kernels', () => {
+  it.each(STORAGE)('SwiGLU forward and backward split over threads = one thread = the plain kernels (%s)', (_name, store) => {
     const n = (1 << 19) + 123;
-    const gate = randn(n);
-    const up = randn(n);
-    const dh = randn(n);
-    const [h1, h2] = oneAndTwo(() => swigluForwardParallel(gate, up, new Float32Array(n)));
+    const gate = store(randn(n));
+    const up = store(randn(n));
+    const dh = store(randn(n));
+    const [h1, h2] = oneAndTwo(() => swigluForwardParallel(gate, up, store(new Float32Array(n))));
     expect(sameBits(h1, h2)).toBe(true);
     expect(sameBits(h2, swigluForward(gate, up))).toBe(true);
-    const [g1, g2] = oneAndTwo(() => swigluBackwardParallel(dh, gate, up, new Float32Array(n), new Float32Array(n)));
+    const [g1, g2] = oneAndTwo(() => swigluBackwardParallel(dh, gate, up, store(new Float32Array(n)), store(new Float32Array(n))));
     const ref = swigluBackward(dh, gate, up);
     expect(sameBits(g1.dgate, g2.dgate) && sameBits(g1.dup, g2.dup)).toBe(true);
     expect(sameBits(g2.dgate, ref.dgate) && sameBits(g2.dup, ref.dup)).toBe(true);
   });
 });
 
-describe('threaded cross-entropy', () => {
-  it('row ranges over threads = one thread = the plain kernel (loss, lse, weighted gradient)', () => {
+describe('threaded row kernels', () => {
+  it.each(STORAGE)('RMSNorm forward, RoPE (both directions) and add (plain and broadcast) over threads = the plain kernels (%s)', (_name, store) => {
+    const [rows, C, heads, D] = [1037, 256, 4, 64];
+    const x = store(randn(rows * C));
+    const w = store(randn(C));
+    const [n1, n2] = oneAndTwo(() => rmsnormForwardParallel(x, w, rows, C, 1e-6, store(new Float32Array(rows * C)), new Float32Array(rows)));
+    const nref = rmsnormForward(x, w, rows, C, 1e-6);
+    expect(sameBits(n1.y, n2.y) && sameBits(n2.y, nref.y) && sameBits(n2.rstd, nref.rstd)).toBe(true);
+    const positions = Int32Array.from({ length: rows }, (_, r) => (r * 7) % 513);
+    const invFreq = Float32Array.from({ length: D / 2 }, (_, m) => 10000 ** (-(2 * m) / D));
+    for (const inverse of [false, true]) {
+      const [r1, r2] = oneAndTwo(() => ropeParallel(x, rows, heads * D, positions, invFreq, D, inverse, store(new Float32Array(rows * C))));
+      expect(sameBits(r1, r2) && sameBits(r2, ropeApply(x, rows, heads * D, positions, invFreq, D, inverse))).toBe(true);
+    }
+    const y = store(randn(rows * C));
+    const [a1, a2] = oneAndTwo(() => addParallel(x, y, store(new Float32Array(rows * C))));
+    expect(sameBits(a1, a2) && a2.every((v, i) => v === Math.fround(x[i] + y[i]))).toBe(true);
+    const [b1, b2] = oneAndTwo(() => addParallel(x, w, store(new Float32Array(rows * C))));
+    expect(sameBits(b1, b2) && b2.every((v, i) => v === Math.fround(x[i] + w[i % C]))).toBe(true);
+  });
+
+  it('cross-entropy row ranges over threads = one thread = the plain kernel (loss, lse, weighted gradient)', () => {
     const [rows, V] = [301, 4099];
-    const logits = randn(rows * V);
+    const logits = shared(randn(rows * V));
     const labels = Int32Array.from({ length: rows }, (_, r) => (r % 17 === 5 ? -1 : (r * 131) % V));
     const weights = Float32Array.from({ length: rows }, (_, r) => (r % 11 === 0 ? 0 : 1 / (1 + (r % 3))));
     for (const w of [undefined, weights]) {

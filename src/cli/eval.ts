@@ -13,6 +13,8 @@ export interface EvalSettings {
   seqLen: number;
   maxWindows: number;
   batch: number;
+  /** Skip this many leading tokens of the data (e.g. text already used for calibration). */
+  startToken?: number;
 }
 
 export interface EvalReport {
@@ -41,7 +43,7 @@ export function runEval(be: Backend, s: EvalSettings, showProgress = true): Eval
   const docs = readTextDocuments(s.dataFile);
   const eos = model.cfg.eosTokenIds[0] ?? tok.eosTokenId;
   if (eos === null || eos === undefined) throw new UserError('cannot tell the end-of-text token: config.json has no eos_token_id', { file: s.modelDir });
-  const tokens = tokenizeCorpus(docs, tok, eos);
+  const tokens = tokenizeCorpus(docs, tok, eos).subarray(s.startToken ?? 0);
   const starts = perplexityWindows(tokens.length, s.seqLen, s.maxWindows);
   if (starts.length === 0) {
     throw new UserError(`too little text for one window: ${tokens.length} tokens, need more than ${s.seqLen + 1}`, { file: s.dataFile });

@@ -111,10 +111,13 @@ export function buildParoProgram(): Command {
         const report: Record<string, unknown> = { ...r };
         delete report.effective;
         if (demo) {
-          const fp = runEval(be, { modelDir: dir, dataFile: DEFAULT_CALIB_FILE, seqLen: 512, maxWindows: 16, batch: 4 }, false);
-          const q = runEval(be, { modelDir: settings.outDir, dataFile: DEFAULT_CALIB_FILE, seqLen: 512, maxWindows: 16, batch: 4 }, false);
-          report.demo = { fpPpl: fp.ppl, quantizedPpl: q.ppl, windows: q.windows };
-          if (!o.json) info(`demo: perplexity on 16 windows of the built-in text: FP ${fp.ppl.toFixed(4)}, ParoQuant W${settings.optimizer.grid.bits} ${q.ppl.toFixed(4)}`);
+          // Held-out text: the windows after the ones used for calibration and validation.
+          const startToken = (settings.samples + settings.valSamples) * settings.seqLen;
+          const ev = { dataFile: DEFAULT_CALIB_FILE, seqLen: 512, maxWindows: 16, batch: 4, startToken };
+          const fp = runEval(be, { modelDir: dir, ...ev }, false);
+          const q = runEval(be, { modelDir: settings.outDir, ...ev }, false);
+          report.demo = { fpPpl: fp.ppl, quantizedPpl: q.ppl, windows: q.windows, startToken };
+          if (!o.json) info(`demo: perplexity on ${q.windows} held-out windows of the built-in text: FP ${fp.ppl.toFixed(4)}, ParoQuant W${settings.optimizer.grid.bits} ${q.ppl.toFixed(4)}`);
         }
         if (o.json) printJson(report);
         else info(`wrote ${settings.outDir} (${r.blocks.length} blocks, ${r.seconds.toFixed(1)} s on ${r.backend})`);

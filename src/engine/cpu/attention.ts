@@ -6,11 +6,11 @@ import {
   attentionDims, createAttentionKernels, maskSpec, type AttentionArrays, type AttentionDims, type AttentionKernels, type MaskSpec,
 } from './attention-kernels.js';
 import { gemm, threadPool } from './matmul.js';
-import { WorkerOp, type PoolWorker } from './thread-pool.js';
+import { takeF32 } from './buffers.js';
+import { Job, WorkerOp } from './thread-pool.js';
 
 /** Calls below this many (dense) multiply-adds stay on one thread. */
 const PARALLEL_MACS = 1 << 23;
-const STAGE_LIMIT = 2 ** 28;
 
 let onPool: AttentionKernels | null = null; // large tile products may still spread over the pool
 let onMain: AttentionKernels | null = null; // the main thread's own GEMM, while workers take other batch entries
@@ -34,85 +34,39 @@ function batchSplit(d: AttentionDims): number[] | null {
   return bounds;
 }
 
-interface Staged {
-  w: PoolWorker;
-  b0: number;
-  b1: number;
-  at: number[]; // q, k, v, out, lse, anchors, keep, dout, dq, dk, dv
-}
-
-/** Stage batch entries [b0, b1) for a worker and start op; null when they do not fit the staging area. */
-function stageAttention(
-  w: PoolWorker, op: WorkerOp, d: AttentionDims, m: MaskSpec, x: AttentionArrays, b0: number, b1: number,
-): Staged | null {
-  const nb = b1 - b0;
-  const qn = d.tq * d.heads * d.D; // per batch entry
-  const kn = d.stride * d.kvHeads * d.D;
-  const ln = d.heads * d.tq;
-  const mn = m.kind === 2 ? m.nBlocks : 0;
-  const sizes = [qn, kn, kn, qn, ln, mn, mn];
-  if (op === WorkerOp.AttentionBackward) sizes.push(qn, qn, kn, kn);
-  const at: number[] = [];
-  let total = 0;
-  for (const s of sizes) {
-    at.push(total);
-    total += s * nb;
-  }
-  if (total > STAGE_LIMIT) return null;
-  const { f32, i32 } = w.stage(total);
-  const put = (src: Float32Array, i: number) => f32.set(src.subarray(b0 * sizes[i], b1 * sizes[i]), at[i]);
-  put(x.q, 0);
-  put(x.k, 1);
-  put(x.v, 2);
-  if (op === WorkerOp.AttentionBackward) {
-    put(x.out, 3);
-    put(x.lse, 4);
-    put(x.dout!, 7);
-  }
-  if (m.kind === 2) {
-    i32.set(m.anchors!.subarray(b0 * mn, b1 * mn), at[5]);
-    i32.set(m.keep!.subarray(b0 * mn, b1 * mn), at[6]);
-  }
-  w.start(op, [nb, d.tq, d.tk, d.stride, d.heads, d.kvHeads, d.D, m.kind, m.qOffset, m.ctxLen, m.blockSize, m.nBlocks, ...at], [d.scale]);
-  return { w, b0, b1, at };
-}
-
-/** Run op over the batch: workers take the later parts, the main thread the first; false if it did not split. */
+/** Run op over the batch: workers take the later batch parts, the main thread the first; false if it did not split. */
 function runSplit(op: WorkerOp, d: AttentionDims, m: MaskSpec, x: AttentionArrays): boolean {
   const bounds = batchSplit(d);
   if (!bounds) return false;
   const pool = threadPool();
   const helpers = pool.helpers(bounds.length - 1);
-  const staged: Staged[] = [];
-  for (let i = 0; i < helpers.length && i + 2 < bounds.length; i++) {
-    const s = stageAttention(helpers[i], op, d, m, x, bounds[i + 1], bounds[i + 2]);
-    if (!s) break;
-    staged.push(s);
-  }
-  const mainEnd = staged.length > 0 ? staged[0].b0 : d.batch;
-  const tailStart = staged.length > 0 ? staged[staged.length - 1].b1 : d.batch;
-  const { main } = kernels();
-  const run = op === WorkerOp.AttentionForward ? main.forward : main.backward;
-  try {
-    run(d, m, x, 0, mainEnd * d.kvHeads);
-    if (tailStart < d.batch) run(d, m, x, tailStart * d.kvHeads, d.batch * d.kvHeads);
-  } finally {
-    pool.waitFor(staged.map((s) => s.w));
-  }
-  const qn = d.tq * d.heads * d.D;
+  const qn = d.tq * d.heads * d.D; // per batch entry
   const kn = d.stride * d.kvHeads * d.D;
-  for (const s of staged) {
-    const f32 = s.w.stage(0).f32;
-    const get = (dst: Float32Array, per: number, i: number) => dst.set(f32.subarray(s.at[i], s.at[i] + (s.b1 - s.b0) * per), s.b0 * per);
-    if (op === WorkerOp.AttentionForward) {
-      get(x.out, qn, 3);
-      get(x.lse, d.heads * d.tq, 4);
-    } else {
-      get(x.dq!, qn, 8);
-      get(x.dk!, kn, 9);
-      get(x.dv!, kn, 10);
-    }
+  const ln = d.heads * d.tq;
+  const mn = m.kind === 2 ? m.nBlocks : 0;
+  const backward = op === WorkerOp.AttentionBackward;
+  const jobs: Job[] = [];
+  for (let i = 0; i < helpers.length; i++) {
+    const b0 = bounds[i + 1];
+    const nb = bounds[i + 2] - b0;
+    const job = new Job(op).int(nb, d.tq, d.tk, d.stride, d.heads, d.kvHeads, d.D, m.kind, m.qOffset, m.ctxLen, m.blockSize, m.nBlocks)
+      .in(x.q, b0 * qn, nb * qn).in(x.k, b0 * kn, nb * kn).in(x.v, b0 * kn, nb * kn);
+    if (backward) job.in(x.out, b0 * qn, nb * qn).in(x.lse, b0 * ln, nb * ln);
+    else job.out(x.out, b0 * qn, nb * qn).out(x.lse, b0 * ln, nb * ln);
+    if (m.kind === 2) job.intData(m.anchors!, b0 * mn, nb * mn).intData(m.keep!, b0 * mn, nb * mn);
+    else job.none().none();
+    if (backward) job.in(x.dout!, b0 * qn, nb * qn).out(x.dq!, b0 * qn, nb * qn).inout(x.dk!, b0 * kn, nb * kn).inout(x.dv!, b0 * kn, nb * kn);
+    job.float(d.scale);
+    job.start(helpers[i]);
+    jobs.push(job);
   }
+  const { main } = kernels();
+  const run = backward ? main.backward : main.forward;
+  const taken = jobs.length + 1; // parts 0 .. taken − 1 are running
+  pool.run(jobs, () => {
+    run(d, m, x, 0, bounds[1] * d.kvHeads);
+    if (taken < bounds.length - 1) run(d, m, x, bounds[taken] * d.kvHeads, d.batch * d.kvHeads);
+  });
   return true;
 }
 
@@ -123,7 +77,7 @@ export function attentionForward(
 ): { out: Float32Array; lse: Float32Array } {
   const d = attentionDims(shape);
   const out = outputs.out ?? new Float32Array(d.batch * d.tq * d.heads * d.D);
-  const lse = outputs.lse ?? new Float32Array(d.batch * d.heads * d.tq);
+  const lse = outputs.lse ?? takeF32(d.batch * d.heads * d.tq);
   const m = maskSpec(mask);
   const x = { q, k, v, out, lse };
   if (!runSplit(WorkerOp.AttentionForward, d, m, x)) kernels().pool.forward(d, m, x, 0, d.batch * d.kvHeads);

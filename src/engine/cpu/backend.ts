@@ -8,10 +8,11 @@ import { numel, shapeString } from '../backend.js';
 import { bf16ToF32, f16ToF32, roundToBf16InPlace, roundToF16InPlace } from '../../numerics/half.js';
 import { gemm, initMatmul, view } from './matmul.js';
 import { giveF32, takeF32, takeZeroedF32 } from './buffers.js';
-import { rmsnormBackward, rmsnormForward } from './norm.js';
-import { ropeApply } from './rope.js';
+import { rmsnormBackward } from './norm.js';
 import { attentionBackward, attentionForward } from './attention.js';
-import { crossEntropyParallel, swigluBackwardParallel, swigluForwardParallel } from './parallel-activations.js';
+import {
+  addParallel, crossEntropyParallel, rmsnormForwardParallel, ropeParallel, swigluBackwardParallel, swigluForwardParallel,
+} from './parallel-kernels.js';
 import { argmaxRows } from './crossentropy.js';
 import { givensApply, givensBackward } from './givens.js';
 import {
@@ -127,7 +128,8 @@ export class CpuBackend implements Backend {
   }
 
   fromBits(bits: Uint16Array, shape: readonly number[], dtype: 'bf16' | 'f16'): Tensor {
-    return new CpuTensor(shape, dtype, dtype === 'bf16' ? bf16ToF32(bits) : f16ToF32(bits));
+    const out = alloc(bits.length);
+    return new CpuTensor(shape, dtype, dtype === 'bf16' ? bf16ToF32(bits, out) : f16ToF32(bits, out));
   }
 
   toHost(t: Tensor): Float32Array {
@@ -254,15 +256,10 @@ export class CpuBackend implements Backend {
   add(a: Tensor, b: Tensor): Tensor {
     const x = F(a);
     const y = F(b);
-    const out = alloc(x.length);
-    if (y.length === x.length) {
-      for (let i = 0; i < x.length; i++) out[i] = x[i] + y[i];
-    } else {
-      const C = y.length;
-      if (x.length % C !== 0) throw new Error(`add: cannot broadcast ${shapeString(b.shape)} over ${shapeString(a.shape)}`);
-      for (let o = 0; o < x.length; o += C) for (let c = 0; c < C; c++) out[o + c] = x[o + c] + y[c];
+    if (y.length !== x.length && (y.length === 0 || x.length % y.length !== 0)) {
+      throw new Error(`add: cannot broadcast ${shapeString(b.shape)} over ${shapeString(a.shape)}`);
     }
-    return f32(a.shape, out);
+    return f32(a.shape, addParallel(x, y, alloc(x.length)));
   }
 
   axpy(a: Tensor, b: Tensor, alpha: number): void {
@@ -333,7 +330,7 @@ export class CpuBackend implements Backend {
   rmsnorm(x: Tensor, w: Tensor, eps: number): { y: Tensor; rstd: Tensor } {
     const [rows, C] = rowsCols(x);
     if (w.size !== C) throw new Error(`rmsnorm: weight ${shapeString(w.shape)} does not match width ${C}`);
-    const r = rmsnormForward(F(x), F(w), rows, C, eps, { y: alloc(rows * C) });
+    const r = rmsnormForwardParallel(F(x), F(w), rows, C, eps, alloc(rows * C), alloc(rows));
     return { y: f32(x.shape, r.y), rstd: f32([rows], r.rstd) };
   }
 
@@ -346,7 +343,7 @@ export class CpuBackend implements Backend {
   rope(x: Tensor, positions: Int32Array, invFreq: Float32Array, headDim: number, inverse = false): Tensor {
     const [rows, width] = rowsCols(x);
     if (positions.length !== rows) throw new Error(`rope: ${positions.length} positions for ${rows} rows`);
-    return f32(x.shape, ropeApply(F(x), rows, width, positions, invFreq, headDim, inverse, alloc(rows * width)));
+    return f32(x.shape, ropeParallel(F(x), rows, width, positions, invFreq, headDim, inverse, alloc(rows * width)));
   }
 
   attention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape, mask: AttentionMask): { out: Tensor; lse: Tensor } {

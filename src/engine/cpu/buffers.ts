@@ -4,6 +4,9 @@
 // Float32Arrays are kept by exact length and handed out again.
 //
 // PARO_CPU_POOL_MB caps the memory kept (default: 1/16 of RAM, at most 1024 MB; 0 disables reuse).
+//
+// While worker threads run (thread-pool.ts), new storage is allocated in SharedArrayBuffers, so workers read and
+// write tensors in place instead of through copies.
 import os from 'node:os';
 
 /** Arrays shorter than this are cheap to allocate and are not kept. */
@@ -19,6 +22,12 @@ function budgetBytes(): number {
 }
 
 const budget = budgetBytes();
+let shared = false;
+
+/** Allocate new storage in SharedArrayBuffers from now on (worker threads can then use it in place). */
+export function setSharedStorage(on: boolean): void {
+  shared = on;
+}
 const byLength = new Map<number, Float32Array[]>();
 /** Kept arrays with the stamp of their return, in the order they were given back (oldest first), for eviction. */
 let order: { a: Float32Array; stamp: number }[] = [];
@@ -37,21 +46,26 @@ function reuse(n: number): Float32Array | undefined {
   return a;
 }
 
+function fresh(n: number): Float32Array {
+  return shared && n >= MIN_FLOATS ? new Float32Array(new SharedArrayBuffer(n * 4)) : new Float32Array(n);
+}
+
 /** A Float32Array of length n with arbitrary contents (a reused one when available). */
 export function takeF32(n: number): Float32Array {
-  return reuse(n) ?? new Float32Array(n);
+  return reuse(n) ?? fresh(n);
 }
 
 /** A zero-filled Float32Array of length n. */
 export function takeZeroedF32(n: number): Float32Array {
   const a = reuse(n);
-  return a ? a.fill(0) : new Float32Array(n);
+  return a ? a.fill(0) : fresh(n);
 }
 
 /** Give an array back for reuse. The caller must not touch it afterwards. Views into a larger buffer are ignored. */
 export function giveF32(a: Float32Array): void {
   if (a.length < MIN_FLOATS || budget === 0) return;
-  if (a.byteOffset !== 0 || a.buffer.byteLength !== a.byteLength || !(a.buffer instanceof ArrayBuffer)) return;
+  if (a.byteOffset !== 0 || a.buffer.byteLength !== a.byteLength) return;
+  if ((a.buffer as { growable?: boolean; resizable?: boolean }).growable || (a.buffer as { resizable?: boolean }).resizable) return;
   if (kept.has(a) || a.byteLength > budget) return;
   while (keptBytes + a.byteLength > budget && orderHead < order.length) evictOldest();
   let list = byLength.get(a.length);

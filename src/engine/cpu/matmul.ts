@@ -9,6 +9,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import { setWasmPaths } from '@tensorflow/tfjs-backend-wasm';
 import { createGemmDriver, type MatView, type WasmGemmModule } from './wasm-gemm.js';
 import { ThreadPool, type WorkerImports } from './thread-pool.js';
+import { setSharedStorage } from './buffers.js';
 
 export type { MatView } from './wasm-gemm.js';
 
@@ -59,6 +60,7 @@ export function initMatmul(): Promise<void> {
       const r = await ThreadPool.create(createGemmDriver(wasm, 0x20000000), want, imports);
       pool = r.pool;
       threadProblem = r.problem;
+      setSharedStorage(pool.available > 1);
     })();
   }
   return ready;

@@ -1,18 +1,23 @@
 // Multi-core execution for the synchronous cpu backend: persistent worker threads, each with its own
 // tfjs-backend-wasm instance (the wasm module is single-threaded under Node), take slices of large products and of
-// the heavy JS kernels while the main thread computes the first slice. Operands travel through a growable
-// SharedArrayBuffer per worker; the main thread blocks on Atomics.wait until every worker is done, so calls stay
-// synchronous.
+// the heavy JS kernels while the main thread computes the first slice; the main thread blocks on Atomics.wait until
+// every worker is done, so calls stay synchronous.
+//
+// Operands reach a worker by reference when their storage is a SharedArrayBuffer (tensor storage is, once workers
+// run: buffers.ts), otherwise as copies through a growable staging buffer per worker (results copied back).
 //
 // A slice is computed by the same code (the workers run the source text of wasm-gemm.ts, attention-kernels.ts,
-// activations.ts and crossentropy.ts) on the same wasm build as on the main thread; slices depend only on the shapes
-// and the thread count, and outputs are split into independent parts (rows of a product, batch entries of attention,
-// element or row ranges), so results are the single-thread results bit for bit whatever the thread count.
-import { Worker } from 'node:worker_threads';
+// activations.ts, crossentropy.ts, norm.ts and rope.ts) on the same wasm build as on the main thread; slices depend
+// only on the shapes and the thread count, and outputs are split into independent parts (rows of a product, batch
+// entries of attention, element or row ranges), so results are the single-thread results bit for bit whatever the
+// thread count.
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import { createGemmDriver, type GemmDriver, type MatView } from './wasm-gemm.js';
 import { createAttentionKernels } from './attention-kernels.js';
 import { swigluBackward, swigluForward } from './activations.js';
 import { crossEntropyRows } from './crossentropy.js';
+import { rmsnormForward } from './norm.js';
+import { ropeApply } from './rope.js';
 
 /** Where a worker finds tfjs: absolute paths resolved by the main thread, so the worker source needs no resolution. */
 export interface WorkerImports {
@@ -21,20 +26,29 @@ export interface WorkerImports {
   wasmDir: string;
 }
 
-/** Worker operations (Int32 parameters from slot PARAMS, f64 parameters in the f64 slots; offsets in staged floats). */
+/**
+ * Worker operations. Parameters are Int32 slots from PARAMS and f64 slots; an operand is a pair (bi, off): element
+ * off of posted shared buffer bi, or of the staging buffer when bi = −1 (bi = −2: absent).
+ */
 export enum WorkerOp {
-  /** M, K, N, aOff, aLd, aTrans, bOff, bLd, bTrans, cOff: C [M, N] (row stride N) = A·B. */
+  /** M, K, N, A(bi, off, ld, trans), B(bi, off, ld, trans), C(bi, off, ld), beta; f64 alpha: C (=|+=) alpha·A·B. */
   Gemm = 1,
   /** batch, tq, tk, stride, heads, kvHeads, D, maskKind, qOffset, ctxLen, blockSize, nBlocks, q, k, v, out, lse, anchors, keep; f64 scale. */
   AttentionForward = 2,
-  /** As AttentionForward, then dout, dq, dk, dv (dk, dv zeroed by the worker). */
+  /** As AttentionForward, then dout, dq, dk, dv (dk, dv accumulated). */
   AttentionBackward = 3,
   /** n, gate, up, h. */
   SwigluForward = 4,
   /** n, dh, gate, up, dgate, dup. */
   SwigluBackward = 5,
-  /** rows, V, logits, labels (i32), rowWeights (−1: none), loss, lse, dlogits (−1: none). */
+  /** rows, V, logits, labels (staged i32), rowWeights, loss, lse, dlogits. */
   CrossEntropy = 6,
+  /** rows, C, x, w, y, rstd; f64 eps. */
+  RmsnormForward = 7,
+  /** rows, width, headDim, inverse, positions (staged i32), invFreq, x, y. */
+  Rope = 8,
+  /** n, C (0: same shape; else b is broadcast over rows of width C), a, b, out. */
+  Add = 9,
 }
 
 // Control block of one worker: Int32 slots, then F64_SLOTS doubles, then MESSAGE_BYTES for an error text.
@@ -42,8 +56,9 @@ const SEQ = 0; // job number, written by the main thread
 const DONE = 1; // last finished job number, written by the worker
 const STATUS = 2; // 0 = ok, 1 = failed (message follows)
 const OP = 3;
-const PARAMS = 4;
-const CONTROL_INTS = 32;
+const NBUFS = 4; // shared buffers posted for the job
+const PARAMS = 5;
+const CONTROL_INTS = 64;
 const F64_SLOTS = 4;
 const MESSAGE_BYTES = 2048;
 const CONTROL_BYTES = CONTROL_INTS * 4 + F64_SLOTS * 8 + MESSAGE_BYTES;
@@ -51,7 +66,7 @@ const ID_BASE_WORKER = 0x40000000;
 
 /** Products below this many multiply-adds run on the calling thread alone (a hand-off costs ~0.1 ms). */
 const PARALLEL_MACS = 1 << 21;
-/** The main thread's share of a split product relative to a worker's (it also stages operands and results). */
+/** The main thread's share of a split product relative to a worker's (it also prepares and finishes the jobs). */
 const MAIN_SHARE = 0.85;
 /** Rows per slice at least (XNNPACK tiles rows by 4–6). */
 const MIN_ROWS = 16;
@@ -65,22 +80,20 @@ interface GrowableShared extends SharedArrayBuffer {
   readonly maxByteLength: number;
 }
 
-/** One worker as the kernels see it: a staging area and a way to start an operation on it. */
-export interface PoolWorker {
-  /** Fixed-length Float32/Int32 views of at least n staging floats (grown as needed; previous contents may be lost). */
-  stage(n: number): { f32: Float32Array; i32: Int32Array };
-  /** Start op with Int32 parameters ints and f64 parameters f64 on what was staged. */
-  start(op: WorkerOp, ints: readonly number[], f64?: readonly number[]): void;
-}
-
-/** Operations started on workers since the process began (tests check that a split really happened). */
+/** Operations started on workers, and floats they received through staging copies, since the process began. */
 let workerJobs = 0;
+let stagedFloats = 0;
 
+/** Tests check with these that a split really happened, and that shared operands were not copied. */
 export function workerJobCount(): number {
   return workerJobs;
 }
 
-class WorkerThread implements PoolWorker {
+export function stagedFloatCount(): number {
+  return stagedFloats;
+}
+
+class WorkerThread {
   private seq = 0;
   private f32: Float32Array = new Float32Array(0);
   private i32: Int32Array = new Int32Array(0);
@@ -88,12 +101,15 @@ class WorkerThread implements PoolWorker {
   private readonly f64: Float64Array;
   private readonly message: Uint8Array;
 
-  constructor(readonly worker: Worker, ctrlBuffer: SharedArrayBuffer, private readonly stageBuffer: GrowableShared) {
+  constructor(
+    readonly worker: Worker, ctrlBuffer: SharedArrayBuffer, private readonly stageBuffer: GrowableShared, private readonly port: MessagePort,
+  ) {
     this.ctrl = new Int32Array(ctrlBuffer, 0, CONTROL_INTS);
     this.f64 = new Float64Array(ctrlBuffer, CONTROL_INTS * 4, F64_SLOTS);
     this.message = new Uint8Array(ctrlBuffer, CONTROL_INTS * 4 + F64_SLOTS * 8, MESSAGE_BYTES);
   }
 
+  /** Fixed-length Float32/Int32 views of at least n staging floats (grown as needed; contents may be lost). */
   stage(n: number): { f32: Float32Array; i32: Int32Array } {
     if (n > STAGE_MAX_FLOATS) throw new Error(`staging area of ${n} floats exceeds ${STAGE_MAX_FLOATS}`);
     const b = this.stageBuffer;
@@ -106,12 +122,14 @@ class WorkerThread implements PoolWorker {
     return { f32: this.f32, i32: this.i32 };
   }
 
-  start(op: WorkerOp, ints: readonly number[], f64: readonly number[] = []): void {
+  start(op: WorkerOp, ints: readonly number[], f64: readonly number[], bufs: readonly SharedArrayBuffer[]): void {
     if (PARAMS + ints.length > CONTROL_INTS || f64.length > F64_SLOTS) throw new Error('too many worker parameters');
     const c = this.ctrl;
     c[OP] = op;
+    c[NBUFS] = bufs.length;
     for (let i = 0; i < ints.length; i++) c[PARAMS + i] = ints[i];
     for (let i = 0; i < f64.length; i++) this.f64[i] = f64[i];
+    if (bufs.length > 0) this.port.postMessage(bufs); // queued before the job starts; read with receiveMessageOnPort
     this.seq = this.seq >= 0x7ffffff0 ? 1 : this.seq + 1;
     workerJobs++;
     Atomics.store(c, SEQ, this.seq);
@@ -133,10 +151,148 @@ class WorkerThread implements PoolWorker {
   }
 }
 
+/** The shared buffer behind a Float32Array, or null when it is an ordinary one. */
+function sharedOf(a: Float32Array): SharedArrayBuffer | null {
+  return a.buffer instanceof SharedArrayBuffer ? a.buffer : null;
+}
+
+/**
+ * One operation for one worker: operands in shared storage go by reference, the others through the staging area
+ * (inputs copied in when the job starts, outputs copied back by finish()). Parameters are appended in call order.
+ */
+export class Job {
+  private readonly bufs: SharedArrayBuffer[] = [];
+  private readonly index = new Map<SharedArrayBuffer, number>();
+  private stageFloats = 0;
+  private readonly copyIn: { src: Float32Array | Int32Array | Uint8Array; off: number; n: number; at: number; int: boolean }[] = [];
+  private readonly copyOut: { dst: Float32Array; off: number; n: number; at: number }[] = [];
+  private readonly ints: number[] = [];
+  private readonly f64: number[] = [];
+  private worker: WorkerThread | null = null;
+
+  constructor(private readonly op: WorkerOp) {}
+
+  /** Plain Int32 parameters. */
+  int(...v: number[]): this {
+    this.ints.push(...v);
+    return this;
+  }
+
+  /** An f64 parameter (in order). */
+  float(v: number): this {
+    this.f64.push(v);
+    return this;
+  }
+
+  /** Elements [off, off + n) of a, read by the worker. */
+  in(a: Float32Array, off: number, n: number): this {
+    return this.operand(a, off, n, true, false);
+  }
+
+  /** Elements [off, off + n) of a, written (not read) by the worker. */
+  out(a: Float32Array, off: number, n: number): this {
+    return this.operand(a, off, n, false, true);
+  }
+
+  /** Elements [off, off + n) of a, read and written by the worker. */
+  inout(a: Float32Array, off: number, n: number): this {
+    return this.operand(a, off, n, true, true);
+  }
+
+  /** Integer data, always staged (small: positions, labels, masks). */
+  intData(a: Int32Array | Uint8Array, off: number, n: number): this {
+    const at = this.reserve(n);
+    this.copyIn.push({ src: a, off, n, at, int: true });
+    this.ints.push(-1, at);
+    return this;
+  }
+
+  /** An absent optional operand. */
+  none(): this {
+    this.ints.push(-2, 0);
+    return this;
+  }
+
+  /**
+   * A strided matrix operand (GEMM): by reference when shared, else rows×cols of the view (row stride ld) staged
+   * compactly; pushes (bi, off, ld). Returns the staged position or −1.
+   */
+  matrix(a: Float32Array, offset: number, ld: number, rows: number, cols: number, input: boolean, output: boolean): this {
+    const sab = sharedOf(a);
+    if (sab) {
+      this.ints.push(this.bufIndex(sab), a.byteOffset / 4 + offset, ld);
+      return this;
+    }
+    const at = this.reserve(rows * cols);
+    const runs = ld === cols ? 1 : rows; // contiguous rows: one copy
+    const len = ld === cols ? rows * cols : cols;
+    for (let r = 0; r < runs; r++) {
+      if (input) this.copyIn.push({ src: a, off: offset + r * ld, n: len, at: at + r * cols, int: false });
+      if (output) this.copyOut.push({ dst: a, off: offset + r * ld, n: len, at: at + r * cols });
+    }
+    this.ints.push(-1, at, cols);
+    return this;
+  }
+
+  /** Stage the copies and start the job on w. */
+  start(w: PoolWorker): void {
+    const t = w as WorkerThread;
+    const { f32, i32 } = t.stage(this.stageFloats);
+    stagedFloats += this.stageFloats;
+    for (const c of this.copyIn) (c.int ? i32 : f32).set(c.src.subarray(c.off, c.off + c.n), c.at);
+    t.start(this.op, this.ints, this.f64, this.bufs);
+    this.worker = t;
+  }
+
+  /** After the pool waited for the job: copy staged outputs back. */
+  finish(): void {
+    if (!this.worker || this.copyOut.length === 0) return;
+    const f32 = this.worker.stage(0).f32;
+    for (const c of this.copyOut) c.dst.set(f32.subarray(c.at, c.at + c.n), c.off);
+  }
+
+  get startedOn(): PoolWorker | null {
+    return this.worker;
+  }
+
+  private operand(a: Float32Array, off: number, n: number, input: boolean, output: boolean): this {
+    const sab = sharedOf(a);
+    if (sab) {
+      this.ints.push(this.bufIndex(sab), a.byteOffset / 4 + off);
+      return this;
+    }
+    const at = this.reserve(n);
+    if (input) this.copyIn.push({ src: a, off, n, at, int: false });
+    if (output) this.copyOut.push({ dst: a, off, n, at });
+    this.ints.push(-1, at);
+    return this;
+  }
+
+  private reserve(n: number): number {
+    const at = this.stageFloats;
+    this.stageFloats += n;
+    if (this.stageFloats > STAGE_MAX_FLOATS) throw new Error(`a worker job needs more than ${STAGE_MAX_FLOATS} staged floats`);
+    return at;
+  }
+
+  private bufIndex(sab: SharedArrayBuffer): number {
+    let i = this.index.get(sab);
+    if (i === undefined) {
+      i = this.bufs.length;
+      this.bufs.push(sab);
+      this.index.set(sab, i);
+    }
+    return i;
+  }
+}
+
+/** A worker as the kernels see it (opaque: jobs start on it). */
+export type PoolWorker = object;
+
 /** Source text run by each worker (CommonJS eval context). */
 function workerSource(): string {
   return `'use strict';
-const { workerData, parentPort } = require('node:worker_threads');
+const { workerData, parentPort, receiveMessageOnPort } = require('node:worker_threads');
 // Identity shim for the name-keeping helper that some TypeScript transpilers insert into function bodies.
 var __name = (f) => f;
 const createGemmDriver = (${createGemmDriver.toString()});
@@ -144,6 +300,8 @@ const createAttentionKernels = (${createAttentionKernels.toString()});
 const swigluForward = (${swigluForward.toString()});
 const swigluBackward = (${swigluBackward.toString()});
 const crossEntropyRows = (${crossEntropyRows.toString()});
+const rmsnormForward = (${rmsnormForward.toString()});
+const ropeApply = (${ropeApply.toString()});
 (async () => {
   const d = workerData;
   const tf = require(d.corePath);
@@ -156,17 +314,22 @@ const crossEntropyRows = (${crossEntropyRows.toString()});
   const ctrl = new Int32Array(d.ctrl, 0, ${CONTROL_INTS});
   const f64 = new Float64Array(d.ctrl, ${CONTROL_INTS * 4}, ${F64_SLOTS});
   const message = new Uint8Array(d.ctrl, ${CONTROL_INTS * 4 + F64_SLOTS * 8}, ${MESSAGE_BYTES});
+  const port = d.port;
   let f32 = new Float32Array(0);
   let i32 = new Int32Array(0);
-  const view = (data, offset, ld, trans) => ({ data, offset, ld, trans: trans === 1 });
-  const sub = (off, n) => f32.subarray(off, off + n);
-  function attentionArgs(p) {
+  let shared = [];
+  // Operand (bi, off) of n elements as a Float32Array view; bi −2: absent.
+  const arr = (bi, off, n) => bi === -2 ? undefined : (bi < 0 ? f32 : shared[bi]).subarray(off, off + n);
+  const ints = (off, n) => i32.subarray(off, off + n);
+  const matrix = (bi, off, ld, trans) => ({ data: bi < 0 ? f32 : shared[bi], offset: off, ld, trans: trans === 1 });
+  function attentionArgs(p, backward) {
     const [batch, tq, tk, stride, heads, kvHeads, D, kind, qOffset, ctxLen, blockSize, nBlocks] = p;
+    const qn = batch * tq * heads * D, kn = batch * stride * kvHeads * D, mn = batch * nBlocks;
+    const r = (i, n) => arr(p[12 + 2 * i], p[13 + 2 * i], n);
     const dims = { batch, tq, tk, stride, heads, kvHeads, D, scale: f64[0] };
-    const mask = { kind, qOffset, ctxLen, blockSize, nBlocks, anchors: kind === 2 ? i32.subarray(p[17], p[17] + batch * nBlocks) : null, keep: kind === 2 ? i32.subarray(p[18], p[18] + batch * nBlocks) : null };
-    const qn = batch * tq * heads * D, kn = batch * stride * kvHeads * D;
-    const x = { q: sub(p[12], qn), k: sub(p[13], kn), v: sub(p[14], kn), out: sub(p[15], qn), lse: sub(p[16], batch * heads * tq) };
-    if (p.length > 19) { x.dout = sub(p[19], qn); x.dq = sub(p[20], qn); x.dk = sub(p[21], kn).fill(0); x.dv = sub(p[22], kn).fill(0); }
+    const mask = { kind, qOffset, ctxLen, blockSize, nBlocks, anchors: kind === 2 ? ints(p[23], mn) : null, keep: kind === 2 ? ints(p[25], mn) : null };
+    const x = { q: r(0, qn), k: r(1, kn), v: r(2, kn), out: r(3, qn), lse: r(4, batch * heads * tq) };
+    if (backward) { x.dout = r(7, qn); x.dq = r(8, qn); x.dk = r(9, kn); x.dv = r(10, kn); }
     return [dims, mask, x, batch * kvHeads];
   }
   parentPort.postMessage({ ready: true });
@@ -179,28 +342,45 @@ const crossEntropyRows = (${crossEntropyRows.toString()});
         f32 = new Float32Array(d.stage, 0, d.stage.byteLength / 4);
         i32 = new Int32Array(d.stage, 0, d.stage.byteLength / 4);
       }
+      shared = [];
+      if (ctrl[${NBUFS}] > 0) {
+        let m;
+        while (!(m = receiveMessageOnPort(port))) { /* posted before the job started */ }
+        shared = m.message.map((b) => new Float32Array(b));
+      }
       const op = ctrl[${OP}];
       const p = Array.from(ctrl.subarray(${PARAMS}));
       if (op === ${WorkerOp.Gemm}) {
         const [M, K, N] = p;
-        driver.gemm(M, K, N, view(f32, p[3], p[4], p[5]), view(f32, p[6], p[7], p[8]), view(f32, p[9], N, 0), 0, 1);
+        driver.gemm(M, K, N, matrix(p[3], p[4], p[5], p[6]), matrix(p[7], p[8], p[9], p[10]), matrix(p[11], p[12], p[13], 0), p[14], f64[0]);
       } else if (op === ${WorkerOp.AttentionForward}) {
-        const [dims, mask, x, units] = attentionArgs(p.slice(0, 19));
+        const [dims, mask, x, units] = attentionArgs(p, false);
         attention.forward(dims, mask, x, 0, units);
       } else if (op === ${WorkerOp.AttentionBackward}) {
-        const [dims, mask, x, units] = attentionArgs(p.slice(0, 23));
+        const [dims, mask, x, units] = attentionArgs(p, true);
         attention.backward(dims, mask, x, 0, units);
       } else if (op === ${WorkerOp.SwigluForward}) {
         const n = p[0];
-        swigluForward(sub(p[1], n), sub(p[2], n), sub(p[3], n));
+        swigluForward(arr(p[1], p[2], n), arr(p[3], p[4], n), arr(p[5], p[6], n));
       } else if (op === ${WorkerOp.SwigluBackward}) {
         const n = p[0];
-        swigluBackward(sub(p[1], n), sub(p[2], n), sub(p[3], n), { dgate: sub(p[4], n), dup: sub(p[5], n) });
+        swigluBackward(arr(p[1], p[2], n), arr(p[3], p[4], n), arr(p[5], p[6], n), { dgate: arr(p[7], p[8], n), dup: arr(p[9], p[10], n) });
       } else if (op === ${WorkerOp.CrossEntropy}) {
-        const [rows, V, lo, la, wo, lossOff, lseOff, dlo] = p;
-        const r = crossEntropyRows(sub(lo, rows * V), rows, V, i32.subarray(la, la + rows), wo >= 0 ? sub(wo, rows) : undefined, dlo >= 0 ? sub(dlo, rows * V) : undefined);
-        f32.set(r.loss, lossOff);
-        f32.set(r.lse, lseOff);
+        const [rows, V] = p;
+        const r = crossEntropyRows(arr(p[2], p[3], rows * V), rows, V, ints(p[5], rows), arr(p[6], p[7], rows), arr(p[12], p[13], rows * V));
+        arr(p[8], p[9], rows).set(r.loss);
+        arr(p[10], p[11], rows).set(r.lse);
+      } else if (op === ${WorkerOp.RmsnormForward}) {
+        const [rows, C] = p;
+        rmsnormForward(arr(p[2], p[3], rows * C), arr(p[4], p[5], C), rows, C, f64[0], { y: arr(p[6], p[7], rows * C), rstd: arr(p[8], p[9], rows) });
+      } else if (op === ${WorkerOp.Rope}) {
+        const [rows, width, headDim, inverse] = p;
+        ropeApply(arr(p[8], p[9], rows * width), rows, width, ints(p[5], rows), arr(p[6], p[7], headDim / 2), headDim, inverse === 1, arr(p[10], p[11], rows * width));
+      } else if (op === ${WorkerOp.Add}) {
+        const [n, C] = p;
+        const a = arr(p[2], p[3], n), b = arr(p[4], p[5], C > 0 ? C : n), out = arr(p[6], p[7], n);
+        if (C > 0) { for (let o = 0; o < n; o += C) for (let c = 0; c < C; c++) out[o + c] = a[o + c] + b[c]; }
+        else for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
       } else {
         throw new Error('unknown worker operation ' + op);
       }
@@ -211,6 +391,7 @@ const crossEntropyRows = (${crossEntropyRows.toString()});
       message.fill(0);
       message.set(text);
     }
+    shared = [];
     Atomics.store(ctrl, ${DONE}, seen);
     Atomics.notify(ctrl, ${DONE});
   }
@@ -223,10 +404,14 @@ function startWorker(imports: WorkerImports, timeoutMs: number): Promise<WorkerT
   const stageBuffer = new (SharedArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => GrowableShared)(
     0, { maxByteLength: STAGE_MAX_FLOATS * 4 },
   );
-  const worker = new Worker(workerSource(), { eval: true, workerData: { ...imports, ctrl: ctrlBuffer, stage: stageBuffer } });
+  const { port1, port2 } = new MessageChannel();
+  const worker = new Worker(workerSource(), {
+    eval: true, workerData: { ...imports, ctrl: ctrlBuffer, stage: stageBuffer, port: port2 }, transferList: [port2],
+  });
   return new Promise<WorkerThread>((resolve, reject) => {
     const fail = (why: string) => {
       clearTimeout(timer);
+      port1.close();
       void worker.terminate();
       reject(new Error(why));
     };
@@ -240,18 +425,10 @@ function startWorker(imports: WorkerImports, timeoutMs: number): Promise<WorkerT
       worker.removeAllListeners('exit');
       worker.on('error', () => {}); // a later failure shows as a job error or a timeout, not an uncaught event
       worker.unref(); // a parked worker must not keep the process alive
-      resolve(new WorkerThread(worker, ctrlBuffer, stageBuffer));
+      port1.unref();
+      resolve(new WorkerThread(worker, ctrlBuffer, stageBuffer, port1));
     });
   });
-}
-
-/** Copy rows×cols of a strided matrix into dst (compact, row stride cols). */
-function packRows(dst: Float32Array, at: number, src: Float32Array, offset: number, ld: number, rows: number, cols: number): void {
-  if (ld === cols) {
-    dst.set(src.subarray(offset, offset + rows * cols), at);
-    return;
-  }
-  for (let r = 0; r < rows; r++) dst.set(src.subarray(offset + r * ld, offset + r * ld + cols), at + r * cols);
 }
 
 export class ThreadPool {
@@ -298,14 +475,23 @@ export class ThreadPool {
     return this.workers.slice(0, Math.max(0, Math.min(n, this.active) - 1));
   }
 
-  /** Wait for the given workers; throws the first failure after all have finished. */
-  waitFor(ws: readonly PoolWorker[]): void {
-    let failure: string | null = null;
-    for (const w of ws) {
-      const err = (w as WorkerThread).wait();
-      if (err !== null && failure === null) failure = err;
+  /**
+   * Run jobs on helpers while main() runs here, wait for all, copy staged outputs back. A failing worker is
+   * reported after every job has finished.
+   */
+  run(jobs: readonly Job[], main: () => void): void {
+    try {
+      main();
+    } finally {
+      let failure: string | null = null;
+      for (const j of jobs) {
+        const w = j.startedOn as WorkerThread | null;
+        const err = w ? w.wait() : null;
+        if (err !== null && failure === null) failure = err;
+      }
+      if (failure !== null) throw new Error(`cpu worker thread failed: ${failure}`);
     }
-    if (failure !== null) throw new Error(`cpu worker thread failed: ${failure}`);
+    for (const j of jobs) j.finish();
   }
 
   /**
@@ -318,53 +504,28 @@ export class ThreadPool {
       this.mainGemm(M, K, N, a, b, c, beta, alpha);
       return;
     }
-    // Row boundaries (multiples of 8): the main thread also stages operands and copies results, so it takes a
-    // smaller share.
+    // Row boundaries (multiples of 8): the main thread also prepares and finishes the jobs, so it takes a smaller
+    // share.
     const bounds = [0];
     const total = MAIN_SHARE + (parts - 1);
     for (let p = 1; p < parts; p++) bounds.push(Math.min(M, Math.round((M * (MAIN_SHARE + p - 1)) / total / 8) * 8));
     bounds.push(M);
-    const jobs: { w: WorkerThread; m0: number; rows: number; cAt: number }[] = [];
-    const helpers = this.helpers(parts) as WorkerThread[];
+    const jobs: Job[] = [];
+    const helpers = this.helpers(parts);
     for (let p = 1; p < parts; p++) {
-      const w = helpers[p - 1];
       const m0 = bounds[p];
       const rows = bounds[p + 1] - m0;
       if (rows <= 0) continue;
-      const aAt = 0;
-      const bAt = rows * K;
-      const cAt = bAt + K * N;
-      if (cAt + rows * N > STAGE_MAX_FLOATS) break; // too large to stage: the rest stays on this thread
-      const st = w.stage(cAt + rows * N).f32;
-      // A slice: rows of A, or (transposed storage) the same columns of every stored row; B whole, as stored.
-      if (!a.trans) packRows(st, aAt, a.data, a.offset + m0 * a.ld, a.ld, rows, K);
-      else packRows(st, aAt, a.data, a.offset + m0, a.ld, K, rows);
-      if (!b.trans) packRows(st, bAt, b.data, b.offset, b.ld, K, N);
-      else packRows(st, bAt, b.data, b.offset, b.ld, N, K);
-      w.start(WorkerOp.Gemm, [rows, K, N, aAt, a.trans ? rows : K, a.trans ? 1 : 0, bAt, b.trans ? K : N, b.trans ? 1 : 0, cAt]);
-      jobs.push({ w, m0, rows, cAt });
+      // A slice: rows of A, or (transposed storage) the same columns of every stored row.
+      const job = new Job(WorkerOp.Gemm).int(rows, K, N);
+      if (!a.trans) job.matrix(a.data, a.offset + m0 * a.ld, a.ld, rows, K, true, false).int(0);
+      else job.matrix(a.data, a.offset + m0, a.ld, K, rows, true, false).int(1);
+      if (!b.trans) job.matrix(b.data, b.offset, b.ld, K, N, true, false).int(0);
+      else job.matrix(b.data, b.offset, b.ld, N, K, true, false).int(1);
+      job.matrix(c.data, c.offset + m0 * c.ld, c.ld, rows, N, beta === 1, true).int(beta).float(alpha);
+      job.start(helpers[p - 1]);
+      jobs.push(job);
     }
-    const mainRows = jobs.length > 0 ? bounds[1] : M;
-    const tail = jobs.length > 0 ? jobs[jobs.length - 1].m0 + jobs[jobs.length - 1].rows : M;
-    this.mainGemm(mainRows, K, N, a, b, c, beta, alpha);
-    if (tail < M) {
-      // Rows no worker could take (staging limit): also on this thread.
-      const at = { ...a, offset: a.trans ? a.offset + tail : a.offset + tail * a.ld };
-      this.mainGemm(M - tail, K, N, at, b, { ...c, offset: c.offset + tail * c.ld }, beta, alpha);
-    }
-    this.waitFor(jobs.map((j) => j.w));
-    for (const j of jobs) {
-      const src = j.w.stage(0).f32;
-      const o = c.offset + j.m0 * c.ld;
-      const dst = c.data;
-      for (let i = 0; i < j.rows; i++) {
-        const d = o + i * c.ld;
-        const r = j.cAt + i * N;
-        if (beta === 0 && alpha === 1) dst.set(src.subarray(r, r + N), d);
-        else if (beta === 0) for (let t = 0; t < N; t++) dst[d + t] = alpha * src[r + t];
-        else if (alpha === 1) for (let t = 0; t < N; t++) dst[d + t] += src[r + t];
-        else for (let t = 0; t < N; t++) dst[d + t] += alpha * src[r + t];
-      }
-    }
+    this.run(jobs, () => this.mainGemm(bounds[1], K, N, a, b, c, beta, alpha));
   }
 }
