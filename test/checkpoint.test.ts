@@ -9,6 +9,7 @@ import { Checkpoint } from '../src/io/checkpoint.js';
 import { SafetensorsDType, dtypeByteSize } from '../src/io/safetensors.js';
 import { TensorData, writeSafetensors } from '../src/io/safetensors-writer.js';
 import { FIXTURES } from './fixtures-path.js';
+import { userError } from './user-error.js';
 
 const TINY_DIR = path.join(FIXTURES, 'tiny-qwen3');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'checkpoint-test-'));
@@ -70,16 +71,6 @@ function writeSharded(dir: string, tensors: TensorData[], n: number): Record<str
     JSON.stringify({ metadata: { total_size: total }, weight_map: weightMap }, null, 2),
   );
   return weightMap;
-}
-
-function userError(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UserError);
-    return e as UserError;
-  }
-  throw new Error('expected a UserError');
 }
 
 function expectSameContents(ck: Checkpoint, tensors: TensorData[]): void {

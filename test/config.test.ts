@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { UserError } from '../src/errors.js';
 import { loadModelConfig, normalizeConfig, ropeConfigToLegacy, ropeConfigToV5, type ModelConfig } from '../src/io/config.js';
 import { FIXTURES } from './fixtures-path.js';
+import { userError } from './user-error.js';
 
 const haveFixtures = existsSync(FIXTURES);
 if (!haveFixtures) console.warn(`config.test: ${FIXTURES} is absent; fixture config tests are skipped`);
@@ -16,17 +17,6 @@ const readRaw = (dir: string): Raw => JSON.parse(readFileSync(join(FIXTURES, dir
 function fields(c: ModelConfig): Omit<ModelConfig, 'raw'> {
   const { raw: _raw, ...rest } = c;
   return rest;
-}
-
-/** Runs fn and returns the UserError it throws (fails the test if it throws nothing or something else). */
-function userError(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UserError);
-    return e as UserError;
-  }
-  throw new Error('expected a UserError, nothing was thrown');
 }
 
 describe.skipIf(!haveFixtures)('fixture configs (values from REFERENCE.md)', () => {

@@ -7,6 +7,7 @@ import { UserError } from '../src/errors.js';
 import { calibrationWindows, perplexityWindows, readPrompts, readTextDocuments, tokenizeCorpus } from '../src/io/datasets.js';
 import { loadTokenizer, type TextTokenizer } from '../src/io/tokenizer.js';
 import { DEMO_MODEL, FIXTURES } from './fixtures-path.js';
+import { userError } from './user-error.js';
 
 const haveFixtures = existsSync(join(FIXTURES, 'tiny-qwen3')) && existsSync(join(FIXTURES, 'text'));
 if (!haveFixtures) console.warn(`datasets.test: ${FIXTURES} is absent; fixture corpus tests are skipped`);
@@ -17,16 +18,6 @@ function tempFile(ext: string, text: string): string {
   const f = join(scratch, `f${fileNo++}${ext}`);
   writeFileSync(f, text);
   return f;
-}
-
-function userError(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UserError);
-    return e as UserError;
-  }
-  throw new Error('expected a UserError, nothing was thrown');
 }
 
 /** A toy tokenizer: one id per character code, so expected corpora can be written down by hand. */

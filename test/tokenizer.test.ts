@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { UserError } from '../src/errors.js';
 import { loadTokenizer } from '../src/io/tokenizer.js';
 import { DEMO_MODEL, FIXTURES } from './fixtures-path.js';
+import { userError } from './user-error.js';
 
 const TOK_DIR = DEMO_MODEL; // the fixture's tokenizer files, embedded in the repository
 const haveText = existsSync(join(FIXTURES, 'text/val.jsonl'));
@@ -22,16 +23,6 @@ const CHATML = [
   '{%- if enable_thinking is defined and enable_thinking is false %}{{ "<think>\\n\\n</think>\\n\\n" }}{%- endif %}',
   '{%- endif %}',
 ].join('');
-
-function userError(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UserError);
-    return e as UserError;
-  }
-  throw new Error('expected a UserError, nothing was thrown');
-}
 
 /** A temp model folder with the fixture tokenizer.json and the given extra files. */
 function tempTokenizerDir(files: Record<string, string>): string {
