@@ -1,11 +1,13 @@
 // `npm run bench -- engine`: the cpu engine. Matmul GFLOP/s at square sizes and at the shapes the tiny-qwen3 block
-// runs (8192 rows = a batch of 16 windows × 512 tokens), on one thread and on all threads in the same run; then the
-// eval throughput (tokens/s, REFERENCE.md perplexity protocol) on a few windows of the fixture's val.jsonl.
+// runs (8192 rows = a batch of 16 windows × 512 tokens), operands in tensor storage as the backend has them, on one
+// thread and on all threads in the same run; then the eval throughput (tokens/s, REFERENCE.md perplexity protocol)
+// on a few windows of the fixture's val.jsonl.
 // Options: --windows N (eval windows, default 16), --batch N (windows per forward, 4), --min-seconds S (0.5 per case),
 // --skip-eval, --skip-matmul.
 import path from 'node:path';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
-import { matmulF32, matmulThreads, setMatmulThreads } from '../src/engine/cpu/matmul.js';
+import { gemm, matmulThreads, setMatmulThreads, view } from '../src/engine/cpu/matmul.js';
+import { takeF32 } from '../src/engine/cpu/buffers.js';
 import { perplexityWindows, readTextDocuments, tokenizeCorpus } from '../src/io/datasets.js';
 import { loadTokenizer } from '../src/io/tokenizer.js';
 import { loadModel } from '../src/model/load.js';
@@ -34,8 +36,9 @@ const CASES: MatmulCase[] = [
   { name: 'head  h·Eᵀ  [2048×256]·[4096×256]ᵀ', M: 2048, K: 256, N: 4096, transB: true },
 ];
 
+/** Random values in tensor storage (shared with the worker threads when they run, as the backend's tensors are). */
 function random(n: number, seed: number): Float32Array {
-  const a = new Float32Array(n);
+  const a = takeF32(n);
   let s = seed >>> 0;
   for (let i = 0; i < n; i++) {
     s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
@@ -92,8 +95,10 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       const per: Record<number, { best: number; median: number; cpu: number; out: Float32Array }> = {};
       for (const t of all > 1 ? [1, all] : [1]) {
         setMatmulThreads(t);
-        let out: Float32Array = new Float32Array(0);
-        const r = time(() => { out = matmulF32(a, b, c.M, c.K, c.N, c.transA, c.transB); }, minSeconds);
+        const out = takeF32(c.M * c.N);
+        const A = view(a, c.transA ? c.M : c.K, !!c.transA);
+        const B = view(b, c.transB ? c.K : c.N, !!c.transB);
+        const r = time(() => gemm(c.M, c.K, c.N, A, B, view(out, c.N)), minSeconds);
         per[t] = { ...r, out };
       }
       setMatmulThreads(all);

@@ -108,7 +108,7 @@ export function buildDflashProgram(): Command {
     .option('--layers <n|auto>', 'draft layers; auto = 5 for targets of 20+ layers, else floor(target layers / 2) (at least 1)', intOrAuto('--layers'), 'auto')
     .option('--block-size <n>', 'block size B (anchor + B−1 drafted tokens)', positiveInt('--block-size'), 16)
     .option('--target-layers <auto|i,j,...>', 'tapped target layers; auto = the spec formula (5 taps from layer 1 to L−3), or for targets too shallow for it min(5, L−1) distinct layers spread over 0..L−2', 'auto')
-    .option('--anchors <n>', 'anchors (blocks) per sequence, at most the valid response positions − 1', positiveInt('--anchors'), 512)
+    .option('--anchors <n|auto>', 'anchors (blocks) per sequence (at most the valid response positions − 1); auto = min(512, half the longest response)', intOrAuto('--anchors'), 'auto')
     .option('--gamma <x|auto>', 'loss decay γ of exp(−(k−1)/γ); auto = 7/5/4 for B = 16/10/8', numberOrAuto('--gamma'), 'auto')
     .option('--epochs <n>', 'epochs', positiveInt('--epochs'), 6)
     .option('--lr <x>', 'AdamW learning rate (peak)', positiveNumber('--lr'), 6e-4)
@@ -132,7 +132,7 @@ export function buildDflashProgram(): Command {
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (o: CommonOpts & {
-      target: string; data: string; out: string; layers: number | 'auto'; blockSize: number; targetLayers: string; anchors: number; gamma: number | 'auto';
+      target: string; data: string; out: string; layers: number | 'auto'; blockSize: number; targetLayers: string; anchors: number | 'auto'; gamma: number | 'auto';
       epochs: number; lr: number; warmup: number; weightDecay: number; seqLen: number; batch: number; maskToken?: string; seed: number;
       checkpointEvery: number; resume?: boolean; featureCacheMb: number; evalPrompts?: string; evalEvery?: number; evalMaxPrompts?: number;
       evalMaxNewTokens: number; maxSteps?: number; init: 'random' | 'target';

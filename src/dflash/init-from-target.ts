@@ -1,24 +1,46 @@
 // An optional warm start for the drafter (a quality lever beyond the spec, which trains from scratch): draft layer j
 // starts as a copy of target layer L − k + j, the final norm as the target's, and fc selects the deepest tap with
 // hidden_norm = the input norm of target layer L − k, so the first draft layer initially sees the context keys and
-// values that layer computes in the target. Needs dense target layers of the drafter's sizes.
+// values that layer computes in the target. Quantized (ParoQuant) target linears contribute their effective dense
+// weight (the runtime transform folded in); targets without q/k norms give norms of 1; biases are dropped (the
+// drafter has none).
 import type { Backend, Tensor } from '../engine/backend.js';
-import type { ModelWeights } from '../model/weights.js';
+import { applyLinear } from '../model/decoder.js';
+import type { Linear, ModelWeights } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import type { DrafterConfig } from './drafter-config.js';
-import { buildDrafterWeights, drafterTensorSpecs, type DrafterLayer, type DrafterWeights } from './drafter-weights.js';
+import { buildDrafterWeights, type DrafterLayer, type DrafterWeights } from './drafter-weights.js';
 
 function f32Copy(be: Backend, t: Tensor, shape: readonly number[]): Tensor {
-  const c = be.cast(t, 'f32');
-  return be.reshape(c, shape);
+  return be.reshape(be.cast(t, 'f32'), shape);
+}
+
+function eye(be: Backend, n: number): Tensor {
+  const d = new Float32Array(n * n);
+  for (let i = 0; i < n; i++) d[i * n + i] = 1;
+  return be.fromHost(d, [n, n], 'f32');
+}
+
+/** The effective dense weight [out, in] of a target linear (bias excluded). */
+export function effectiveWeight(be: Backend, lin: Linear): Tensor {
+  if (lin.kind === 'dense') return f32Copy(be, lin.weight, [lin.outFeatures, lin.inFeatures]);
+  const iIn = eye(be, lin.inFeatures);
+  const noBias: Linear = { ...lin, bias: undefined };
+  const wt = applyLinear(be, iIn, noBias); // I·W_effᵀ = W_effᵀ [in, out]
+  const iOut = eye(be, lin.outFeatures);
+  const w = be.matmul(iOut, wt, { transB: true }); // (W_effᵀ)ᵀ
+  be.free(iIn, wt, iOut);
+  return w;
+}
+
+function ones(be: Backend, n: number): Tensor {
+  return be.fromHost(new Float32Array(n).fill(1), [n], 'f32');
 }
 
 export function initDrafterFromTarget(be: Backend, c: DrafterConfig, target: ModelWeights): DrafterWeights {
   const L = target.layers.length;
   const k = c.numLayers;
   if (k > L) throw new UserError(`--init target: ${k} draft layers but the target has only ${L}`);
-  const specs = drafterTensorSpecs(c);
-  const shapeOf = new Map(specs.map((s) => [s.name, s.shape]));
   const n = c.targetLayerIds.length;
   const H = c.hiddenSize;
   const fc = new Float32Array(H * n * H);
@@ -26,15 +48,12 @@ export function initDrafterFromTarget(be: Backend, c: DrafterConfig, target: Mod
   const layers: DrafterLayer[] = [];
   for (let j = 0; j < k; j++) {
     const t = target.layers[L - k + j];
-    if (!t.qNorm || !t.kNorm) throw new UserError('--init target needs a target with q/k norms (Qwen3)');
-    const lin = (name: keyof DrafterLayer, l: typeof t.q): Tensor => {
-      if (l.kind !== 'dense') throw new UserError('--init target needs dense target layers (not a quantized checkpoint)');
-      return f32Copy(be, l.weight, shapeOf.get(`layers.${j}.${suffix[name]}`)!);
-    };
     layers.push({
       inputNorm: f32Copy(be, t.inputNorm, [H]), postNorm: f32Copy(be, t.postNorm, [H]),
-      qNorm: f32Copy(be, t.qNorm, [c.headDim]), kNorm: f32Copy(be, t.kNorm, [c.headDim]),
-      q: lin('q', t.q), k: lin('k', t.k), v: lin('v', t.v), o: lin('o', t.o), gate: lin('gate', t.gate), up: lin('up', t.up), down: lin('down', t.down),
+      qNorm: t.qNorm ? f32Copy(be, t.qNorm, [c.headDim]) : ones(be, c.headDim),
+      kNorm: t.kNorm ? f32Copy(be, t.kNorm, [c.headDim]) : ones(be, c.headDim),
+      q: effectiveWeight(be, t.q), k: effectiveWeight(be, t.k), v: effectiveWeight(be, t.v), o: effectiveWeight(be, t.o),
+      gate: effectiveWeight(be, t.gate), up: effectiveWeight(be, t.up), down: effectiveWeight(be, t.down),
     });
   }
   const w: DrafterWeights = {
@@ -45,9 +64,3 @@ export function initDrafterFromTarget(be: Backend, c: DrafterConfig, target: Mod
   };
   return buildDrafterWeights(c, (s) => s.get(w));
 }
-
-const suffix: Record<keyof DrafterLayer, string> = {
-  inputNorm: 'input_layernorm.weight', postNorm: 'post_attention_layernorm.weight', qNorm: 'self_attn.q_norm.weight',
-  kNorm: 'self_attn.k_norm.weight', q: 'self_attn.q_proj.weight', k: 'self_attn.k_proj.weight', v: 'self_attn.v_proj.weight',
-  o: 'self_attn.o_proj.weight', gate: 'mlp.gate_proj.weight', up: 'mlp.up_proj.weight', down: 'mlp.down_proj.weight',
-};

@@ -43,7 +43,8 @@ export interface TrainSettings {
   targetLayers: 'auto' | number[];
   /** Taps for --target-layers auto. */
   numTaps: number;
-  anchors: number;
+  /** Anchors per sequence; 'auto' = min(512, ⌈longest response / 2⌉) (see autoAnchors). */
+  anchors: number | 'auto';
   gamma: number | 'auto';
   epochs: number;
   lr: number;
@@ -131,6 +132,14 @@ export interface TrainReport {
 export function autoDrafterLayers(targetLayers: number): number {
   if (targetLayers >= 20) return 5;
   return Math.max(1, Math.min(5, Math.floor(targetLayers / 2)));
+}
+
+/**
+ * --anchors auto: the spec's 512 for long responses, about one anchor per two response tokens for short ones (on the
+ * fixture, 64 for 128-token responses: all 120 valid positions trained no better than 64 at twice the cost).
+ */
+export function autoAnchors(longestResponse: number): number {
+  return Math.min(512, Math.max(16, Math.ceil(longestResponse / 2)));
 }
 
 /**
@@ -258,12 +267,19 @@ export function runTrainDrafter(be: Backend, s: TrainSettings, hooks: TrainHooks
     warn(`${data.droppedEmpty + data.droppedShort} of ${data.records} records dropped (${data.droppedEmpty} without response tokens, ${data.droppedShort} with fewer than ${2 * s.blockSize})`);
   }
   const nSamples = data.samples.length;
+  let longestResponse = 0;
+  for (const smp of data.samples) longestResponse = Math.max(longestResponse, smp.lossMask.reduce((a, b) => a + b, 0));
+  const anchors = s.anchors === 'auto' ? autoAnchors(longestResponse) : s.anchors;
+  if (s.anchors === 'auto') {
+    notes.push(`--anchors auto: ${anchors} per sequence (longest response ${longestResponse} tokens)`);
+    info(notes[notes.length - 1]);
+  }
   const stepsPerEpoch = Math.ceil(nSamples / s.batch);
   const totalSteps = stepsPerEpoch * s.epochs;
   const dataHash = sha256File(s.dataFile);
   const settingsRecord = {
     target: path.resolve(s.targetDir), targetConfig: tcfg.raw, data: dataHash, drafter: dcfg, gamma,
-    anchors: s.anchors, epochs: s.epochs, lr: s.lr, warmup: s.warmup, weightDecay: s.weightDecay, seqLen: s.seqLen, batch: s.batch, seed: s.seed,
+    anchors, epochs: s.epochs, lr: s.lr, warmup: s.warmup, weightDecay: s.weightDecay, seqLen: s.seqLen, batch: s.batch, seed: s.seed,
     init: s.init ?? 'random',
   };
   const key = settingsKey(settingsRecord);
@@ -332,7 +348,7 @@ export function runTrainDrafter(be: Backend, s: TrainSettings, hooks: TrainHooks
     const order = epochOrder(nSamples, s.seed, epoch);
     const j = step % stepsPerEpoch;
     const batchIdx = Array.from(order.subarray(j * s.batch, Math.min(nSamples, (j + 1) * s.batch)));
-    const r = trainStep(be, dcfg, state, shared, invFreq, features, data, batchIdx, { epoch, seed: s.seed, anchors: s.anchors, gamma });
+    const r = trainStep(be, dcfg, state, shared, invFreq, features, data, batchIdx, { epoch, seed: s.seed, anchors, gamma });
     const lr = warmupCosineLr(s.lr, step, totalSteps, s.warmup);
     for (const { tensor: p, spec } of drafterTensors(dcfg, state.weights)) {
       const g = spec.get(r.grads);
@@ -355,7 +371,7 @@ export function runTrainDrafter(be: Backend, s: TrainSettings, hooks: TrainHooks
   const tExp = performance.now();
   const last = log.steps[log.steps.length - 1];
   const settings = {
-    layers: dcfg.numLayers, blockSize: s.blockSize, targetLayerIds: layerIds, anchors: s.anchors, gamma, epochs: s.epochs, lr: s.lr,
+    layers: dcfg.numLayers, blockSize: s.blockSize, targetLayerIds: layerIds, anchors, gamma, epochs: s.epochs, lr: s.lr,
     warmup: s.warmup, weightDecay: s.weightDecay, seqLen: s.seqLen, batch: s.batch, maskTokenId: mask.id, seed: s.seed, init: s.init ?? 'random',
   };
   const manifest = {
@@ -426,7 +442,7 @@ function validateSettings(s: TrainSettings): void {
   posInt(s.blockSize, '--block-size');
   if (s.blockSize < 2) throw new UserError('--block-size must be at least 2 (an anchor and one drafted token)');
   if (s.layers !== 'auto') posInt(s.layers, '--layers');
-  posInt(s.anchors, '--anchors');
+  if (s.anchors !== 'auto') posInt(s.anchors, '--anchors');
   posInt(s.epochs, '--epochs');
   posInt(s.seqLen, '--seq-len');
   posInt(s.batch, '--batch');

@@ -2,6 +2,7 @@
 // thread plus worker threads for large products (thread-pool.ts, which the heavy JS kernels use too).
 // PARO_CPU_THREADS sets the thread count (default: the available cores, at most 4); 1, or any failure to start a
 // worker (e.g. a bundle without node_modules), leaves the single-thread path. The thread count never changes results.
+// PARO_CPU_SHARED=0 keeps tensor storage out of SharedArrayBuffers (workers then get copies; for comparisons).
 import { createRequire } from 'node:module';
 import os from 'node:os';
 import path from 'node:path';
@@ -60,7 +61,7 @@ export function initMatmul(): Promise<void> {
       const r = await ThreadPool.create(createGemmDriver(wasm, 0x20000000), want, imports);
       pool = r.pool;
       threadProblem = r.problem;
-      setSharedStorage(pool.available > 1);
+      setSharedStorage(pool.available > 1 && process.env.PARO_CPU_SHARED !== '0');
     })();
   }
   return ready;

@@ -9,7 +9,7 @@
 // k-sum whatever the blocking or the row range, so results do not depend on how a product is split.
 //
 // createGemmDriver must stay self-contained (no references to anything outside its body): the worker threads of
-// gemm-pool.ts run its source text (Function.prototype.toString) on their own wasm instance.
+// thread-pool.ts run its source text (Function.prototype.toString) on their own wasm instance.
 
 /** The parts of the tfjs-backend-wasm Emscripten module that the driver uses. */
 export interface WasmGemmModule {
