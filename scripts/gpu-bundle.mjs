@@ -17,42 +17,21 @@ const require = createRequire(import.meta.url);
 
 fs.mkdirSync(out, { recursive: true });
 
-// 1. The harness, one ESM file. CommonJS dependencies inside an ESM bundle need require/__dirname in scope.
-await build({
-  entryPoints: [path.join(root, 'scripts', 'gpu-check.ts')],
-  outfile: path.join(out, 'gpu-check.mjs'),
-  bundle: true,
-  platform: 'node',
-  format: 'esm',
-  target: 'node20',
-  logLevel: 'warning',
-  banner: {
-    js: [
-      "import { createRequire as __paroCreateRequire } from 'node:module';",
-      "import { fileURLToPath as __paroFileURLToPath } from 'node:url';",
-      "import { dirname as __paroDirname } from 'node:path';",
-      'const require = __paroCreateRequire(import.meta.url);',
-      'const __filename = __paroFileURLToPath(import.meta.url);',
-      'const __dirname = __paroDirname(__filename);',
-    ].join('\n'),
-  },
-});
-
-// 1b. The CLI (paro, dflash) and the GPU benchmark, bundled the same way.
-for (const [entry, file] of [['scripts/cli-entry.ts', 'cli.mjs'], ['scripts/gpu-bench-entry.ts', 'bench-gpu.mjs']]) {
+// 1. The harness (gpu-check.mjs), the CLI (paro, dflash) and the GPU benchmark, each one ESM file. CommonJS
+// dependencies inside an ESM bundle need require/__dirname in scope, hence the banner.
+const banner = [
+  "import { createRequire as __paroCreateRequire } from 'node:module';",
+  "import { fileURLToPath as __paroFileURLToPath } from 'node:url';",
+  "import { dirname as __paroDirname } from 'node:path';",
+  'const require = __paroCreateRequire(import.meta.url);',
+  'const __filename = __paroFileURLToPath(import.meta.url);',
+  'const __dirname = __paroDirname(__filename);',
+].join('\n');
+const entries = [['scripts/gpu-check.ts', 'gpu-check.mjs'], ['scripts/cli-entry.ts', 'cli.mjs'], ['scripts/gpu-bench-entry.ts', 'bench-gpu.mjs']];
+for (const [entry, file] of entries) {
   await build({
     entryPoints: [path.join(root, entry)], outfile: path.join(out, file), bundle: true, platform: 'node', format: 'esm',
-    target: 'node20', logLevel: 'warning',
-    banner: {
-      js: [
-        "import { createRequire as __paroCreateRequire } from 'node:module';",
-        "import { fileURLToPath as __paroFileURLToPath } from 'node:url';",
-        "import { dirname as __paroDirname } from 'node:path';",
-        'const require = __paroCreateRequire(import.meta.url);',
-        'const __filename = __paroFileURLToPath(import.meta.url);',
-        'const __dirname = __paroDirname(__filename);',
-      ].join('\n'),
-    },
+    target: 'node20', logLevel: 'warning', banner: { js: banner },
   });
 }
 

@@ -36,6 +36,16 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
     w3)
       step w3 180 $CLI paro quantize $M --out /tmp/q-w3 --calib $F/train.jsonl --device cuda --bits 3 --force --json
       step w3-eval 120 $CLI paro eval /tmp/q-w3 --data $F/val.jsonl --device cuda --json ;;
+    stream) # calibration activations streamed from page-locked host memory instead of device-resident
+      step stream 180 $CLI paro quantize $M --out /tmp/q-stream --calib $F/train.jsonl --device cuda --activations host --force --json ;;
+    dflash-eval) # the official drafter (copied to $F/official-dflash) against REFERENCE.md's τ 2.524 / pooled 1.536
+      step dflash-eval 240 $CLI dflash eval --target $M --drafter $F/official-dflash --prompts $F/val-prompts.jsonl \
+        --max-new-tokens 128 --temperature 0 --ignore-eos --expect $F/val-prompts-greedy.json --device cuda --json ;;
+    dflash-train) # the issue's training command on the GPU, data from `dflash generate-data` copied to $F/train-gen.jsonl
+      step dflash-train 300 $CLI dflash train-drafter --target $M --data $F/train-gen.jsonl --out /tmp/d-cuda --block-size 8 \
+        --mask-token 1 --device cuda --force --json
+      step dflash-train-eval 240 $CLI dflash eval --target $M --drafter /tmp/d-cuda --prompts $F/val-prompts.jsonl \
+        --max-new-tokens 128 --temperature 0 --ignore-eos --device cuda --json ;;
     *) echo "unknown step $s" ;;
   esac
 done

@@ -254,3 +254,25 @@ describe('swiglu and cross-entropy', () => {
     expect(loss[2]).toBeCloseTo(m + Math.log(e) - z[2 * V + 12], 5);
   });
 });
+
+describe('CpuBackend.fill', () => {
+  it('stores the value rounded to the tensor dtype (nearest-even), like a device bf16/f16 buffer', async () => {
+    const { CpuBackend } = await import('../src/engine/cpu/backend.js');
+    const be = await CpuBackend.create();
+    const v = 1 + rng.nextDouble(); // in [1, 2): bf16 spacing 2^-7, f16 spacing 2^-10
+    const nearest = (x: number, step: number): number => {
+      const q = x / step;
+      const f = Math.floor(q);
+      const r = q - f === 0.5 ? (f % 2 === 0 ? f : f + 1) : Math.round(q);
+      return r * step;
+    };
+    for (const [dtype, step] of [['bf16', 2 ** -7], ['f16', 2 ** -10]] as const) {
+      const t = be.zeros([3], dtype);
+      be.fill(t, v);
+      for (const x of be.toHost(t)) expect(x).toBe(nearest(v, step));
+    }
+    const f = be.zeros([2], 'f32');
+    be.fill(f, v);
+    expect(be.toHost(f)[0]).toBe(Math.fround(v));
+  });
+});

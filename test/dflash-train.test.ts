@@ -9,7 +9,7 @@ import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { Backend } from '../src/engine/backend.js';
 import { Rng } from '../src/numerics/rng.js';
 import { warmupCosineLr } from '../src/numerics/schedule.js';
-import { runTrainDrafter, trainStep, type TrainSettings } from '../src/dflash/trainer.js';
+import { autoLr, runTrainDrafter, trainStep, type TrainSettings } from '../src/dflash/trainer.js';
 import { drafterTensors, initDrafterWeights, zerosLike } from '../src/dflash/drafter-weights.js';
 import { drafterInvFreq } from '../src/dflash/drafter.js';
 import { targetTaps } from '../src/dflash/features.js';
@@ -74,6 +74,20 @@ describe('train-drafter', () => {
     expect(d.cfg.blockSize).toBe(4);
     expect(d.cfg.maskTokenId).toBe(1);
     expect(existsSync(checkpointDirFor(out))).toBe(false);
+  });
+
+  it('--lr auto scales 6e-4 by √(4096 / hidden) within [1×, 5×]; --init target trains from the target\'s last layers', () => {
+    expect(autoLr(4096)).toBeCloseTo(6e-4, 15);
+    expect(autoLr(256)).toBeCloseTo(2.4e-3, 15);
+    expect(autoLr(8192)).toBeCloseTo(6e-4, 15);
+    const out = path.join(tmp, 'd-auto');
+    const r = runTrainDrafter(be, settings(out, { epochs: 2, lr: 'auto', init: 'target' }));
+    const want = autoLr(r.drafter.hiddenSize);
+    expect(r.notes.join(' ')).toMatch(/--lr auto/);
+    const csv = readFileSync(path.join(out, 'train-log.csv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split(',').map(Number));
+    expect(Math.max(...csv.map((x) => x[3]))).toBeCloseTo(want, 12);
+    const manifest = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8')) as { settings: { lr: number; init: string } };
+    expect(manifest.settings).toMatchObject({ lr: want, init: 'target' });
   });
 
   it('keeps the embedding and LM head bit-identical and clips the global gradient norm to 1', () => {

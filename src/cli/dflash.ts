@@ -111,14 +111,14 @@ export function buildDflashProgram(): Command {
     .option('--anchors <n|auto>', 'anchors (blocks) per sequence (at most the valid response positions − 1); auto = min(512, half the longest response)', intOrAuto('--anchors'), 'auto')
     .option('--gamma <x|auto>', 'loss decay γ of exp(−(k−1)/γ); auto = 7/5/4 for B = 16/10/8', numberOrAuto('--gamma'), 'auto')
     .option('--epochs <n>', 'epochs', positiveInt('--epochs'), 6)
-    .option('--lr <x>', 'AdamW learning rate (peak)', positiveNumber('--lr'), 6e-4)
+    .option('--lr <x|auto>', 'AdamW peak learning rate; auto = 6e-4 × √(4096 / hidden size), between 6e-4 and 3e-3 (6e-4 for 4096-wide targets, 2.4e-3 for the 256-wide fixture)', numberOrAuto('--lr'), 'auto')
     .option('--warmup <fraction>', 'linear warmup as a fraction of all steps, then cosine to 0', nonNegNumber('--warmup'), 0.04)
     .option('--weight-decay <x>', 'AdamW weight decay', nonNegNumber('--weight-decay'), 0)
     .option('--seq-len <n>', 'truncate sequences to this many tokens', positiveInt('--seq-len'), 3072)
     .option('--batch <n>', 'sequences per optimizer step', positiveInt('--batch'), 4)
     .option('--mask-token <id|string>', 'mask token: an existing embedding row (default: the first row beyond the tokenizer, else its mask token)')
     .option('--seed <n>', 'seed of initialisation, data order and anchors', nonNegInt('--seed'), 0)
-    .addOption(new Option('--init <how>', 'random: N(0, 0.02) as the reference trainer; target: start the draft layers as copies of the target\'s last layers (dense targets)').choices(['random', 'target']).default('random'))
+    .addOption(new Option('--init <how>', 'target (default): start the draft layers as copies of the target\'s last layers, fc/hidden_norm feeding them the deepest tap; random: N(0, 0.02) as the reference trainer').choices(['random', 'target']).default('target'))
     .option('--checkpoint-every <steps>', 'optimizer steps between checkpoints (0: at epoch ends only)', nonNegInt('--checkpoint-every'), 0)
     .option('--resume', 'continue from the checkpoint of an interrupted run with the same settings')
     .option('--feature-cache-mb <n>', 'cache the frozen target features in memory up to this size, else recompute them per visit', nonNegNumber('--feature-cache-mb'), 8192)
@@ -133,7 +133,7 @@ export function buildDflashProgram(): Command {
     .option('--debug', 'show stack traces on errors')
     .action(async (o: CommonOpts & {
       target: string; data: string; out: string; layers: number | 'auto'; blockSize: number; targetLayers: string; anchors: number | 'auto'; gamma: number | 'auto';
-      epochs: number; lr: number; warmup: number; weightDecay: number; seqLen: number; batch: number; maskToken?: string; seed: number;
+      epochs: number; lr: number | 'auto'; warmup: number; weightDecay: number; seqLen: number; batch: number; maskToken?: string; seed: number;
       checkpointEvery: number; resume?: boolean; featureCacheMb: number; evalPrompts?: string; evalEvery?: number; evalMaxPrompts?: number;
       evalMaxNewTokens: number; maxSteps?: number; init: 'random' | 'target';
     }) => {

@@ -3,7 +3,7 @@
 // (rows at different positions, a KV cache per prompt, attention per prompt). Same math as Decoder.layerForward;
 // on the cpu the weights are then read once per step for the whole batch instead of once per prompt.
 import type { Backend, Tensor } from '../engine/backend.js';
-import { applyLinear, headNorm, type Decoder } from '../model/decoder.js';
+import { applyLinear, attentionInputs, type Decoder } from '../model/decoder.js';
 import type { KVCache } from '../model/kvcache.js';
 import { Rng } from '../numerics/rng.js';
 import { sliceRows } from './rows.js';
@@ -38,22 +38,7 @@ function raggedStep(target: Decoder, tokens: Int32Array, caches: readonly KVCach
   }
   for (let l = 0; l < weights.layers.length; l++) {
     const w = weights.layers[l];
-    const { y: h, rstd } = be.rmsnorm(x, w.inputNorm, cfg.rmsNormEps);
-    be.free(rstd);
-    let q = applyLinear(be, h, w.q);
-    let k = applyLinear(be, h, w.k);
-    const v = applyLinear(be, h, w.v);
-    be.free(h);
-    if (w.qNorm && w.kNorm) {
-      const qn = headNorm(be, q, w.qNorm, D, cfg.rmsNormEps);
-      const kn = headNorm(be, k, w.kNorm, D, cfg.rmsNormEps);
-      be.free(q, k);
-      q = qn;
-      k = kn;
-    }
-    const qr = be.rope(q, positions, target.invFreq, D);
-    const kr = be.rope(k, positions, target.invFreq, D);
-    be.free(q, k);
+    const { qr, kr, v } = attentionInputs(be, cfg, w, x, positions, target.invFreq);
     const attn = be.zeros([n, cfg.numHeads * D]);
     for (let b = 0; b < n; b++) {
       const c = caches[b];

@@ -47,7 +47,8 @@ export interface TrainSettings {
   anchors: number | 'auto';
   gamma: number | 'auto';
   epochs: number;
-  lr: number;
+  /** Peak learning rate; 'auto' scales the spec's 6e-4 with the hidden size (see autoLr). */
+  lr: number | 'auto';
   warmup: number;
   weightDecay: number;
   seqLen: number;
@@ -132,6 +133,15 @@ export interface TrainReport {
 export function autoDrafterLayers(targetLayers: number): number {
   if (targetLayers >= 20) return 5;
   return Math.max(1, Math.min(5, Math.floor(targetLayers / 2)));
+}
+
+/**
+ * --lr auto: the spec's 6e-4 (tuned for 4096-wide drafters) times √(4096 / hidden), between 1× and 5×: Adam's best
+ * rate grows as the width shrinks. On the fixture (hidden 256: 2.4e-3) 6e-4 left the drafter under-trained after its
+ * 600 steps (τ 2.94 vs 3.47 at 2e-3, docs/performance.md).
+ */
+export function autoLr(hiddenSize: number): number {
+  return 6e-4 * Math.min(5, Math.max(1, Math.sqrt(4096 / hiddenSize)));
 }
 
 /**
@@ -259,6 +269,8 @@ export function runTrainDrafter(be: Backend, s: TrainSettings, hooks: TrainHooks
   notes.push(`mask token: ${mask.how}`);
   if (tcfg.quantization) notes.push(`target is quantized (${tcfg.quantization.method} W${tcfg.quantization.bits}); the drafter learns the quantized target's features`);
   const gamma = s.gamma === 'auto' ? defaultGamma(s.blockSize) : s.gamma;
+  const peakLr = s.lr === 'auto' ? autoLr(dcfg.hiddenSize) : s.lr;
+  if (s.lr === 'auto') notes.push(`--lr auto: ${peakLr.toPrecision(3)} (6e-4 × √(4096 / hidden ${dcfg.hiddenSize}), between 1× and 5×)`);
   for (const n of notes) info(n);
 
   // ── data ──
@@ -279,7 +291,7 @@ export function runTrainDrafter(be: Backend, s: TrainSettings, hooks: TrainHooks
   const dataHash = sha256File(s.dataFile);
   const settingsRecord = {
     target: path.resolve(s.targetDir), targetConfig: tcfg.raw, data: dataHash, drafter: dcfg, gamma,
-    anchors, epochs: s.epochs, lr: s.lr, warmup: s.warmup, weightDecay: s.weightDecay, seqLen: s.seqLen, batch: s.batch, seed: s.seed,
+    anchors, epochs: s.epochs, lr: peakLr, warmup: s.warmup, weightDecay: s.weightDecay, seqLen: s.seqLen, batch: s.batch, seed: s.seed,
     init: s.init ?? 'random',
   };
   const key = settingsKey(settingsRecord);
@@ -349,7 +361,7 @@ export function runTrainDrafter(be: Backend, s: TrainSettings, hooks: TrainHooks
     const j = step % stepsPerEpoch;
     const batchIdx = Array.from(order.subarray(j * s.batch, Math.min(nSamples, (j + 1) * s.batch)));
     const r = trainStep(be, dcfg, state, shared, invFreq, features, data, batchIdx, { epoch, seed: s.seed, anchors, gamma });
-    const lr = warmupCosineLr(s.lr, step, totalSteps, s.warmup);
+    const lr = warmupCosineLr(peakLr, step, totalSteps, s.warmup);
     for (const { tensor: p, spec } of drafterTensors(dcfg, state.weights)) {
       const g = spec.get(r.grads);
       be.adamw(p, g, spec.get(state.m), spec.get(state.v), { lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: s.weightDecay, step: step + 1 });
@@ -371,7 +383,7 @@ export function runTrainDrafter(be: Backend, s: TrainSettings, hooks: TrainHooks
   const tExp = performance.now();
   const last = log.steps[log.steps.length - 1];
   const settings = {
-    layers: dcfg.numLayers, blockSize: s.blockSize, targetLayerIds: layerIds, anchors, gamma, epochs: s.epochs, lr: s.lr,
+    layers: dcfg.numLayers, blockSize: s.blockSize, targetLayerIds: layerIds, anchors, gamma, epochs: s.epochs, lr: peakLr,
     warmup: s.warmup, weightDecay: s.weightDecay, seqLen: s.seqLen, batch: s.batch, maskTokenId: mask.id, seed: s.seed, init: s.init ?? 'random',
   };
   const manifest = {
@@ -447,7 +459,7 @@ function validateSettings(s: TrainSettings): void {
   posInt(s.seqLen, '--seq-len');
   posInt(s.batch, '--batch');
   if (s.seqLen < s.blockSize + 1) throw new UserError(`--seq-len ${s.seqLen} leaves no room for a block of ${s.blockSize}`);
-  if (!(s.lr > 0)) throw new UserError(`--lr must be positive, got ${s.lr}`);
+  if (s.lr !== 'auto' && !(s.lr > 0)) throw new UserError(`--lr must be positive, got ${s.lr}`);
   if (!(s.warmup >= 0 && s.warmup < 1)) throw new UserError(`--warmup must be a fraction in [0, 1), got ${s.warmup}`);
   if (s.gamma !== 'auto' && !(s.gamma > 0)) throw new UserError(`--gamma must be positive or auto, got ${s.gamma}`);
 }

@@ -33,6 +33,33 @@ export function headNorm(be: Backend, x: Tensor, w: Tensor, headDim: number, eps
   return out;
 }
 
+/**
+ * The attention inputs of one layer: input RMSNorm, q/k/v projections, Qwen3's per-head q/k norms, RoPE at the given
+ * absolute positions. q [rows, heads·D], k and v [rows, kvHeads·D].
+ */
+export function attentionInputs(
+  be: Backend, cfg: ModelConfig, w: LayerWeights, x: Tensor, positions: Int32Array, invFreq: Float32Array,
+): { qr: Tensor; kr: Tensor; v: Tensor } {
+  const D = cfg.headDim;
+  const { y: h, rstd } = be.rmsnorm(x, w.inputNorm, cfg.rmsNormEps);
+  be.free(rstd);
+  let q = applyLinear(be, h, w.q);
+  let k = applyLinear(be, h, w.k);
+  const v = applyLinear(be, h, w.v);
+  be.free(h);
+  if (w.qNorm && w.kNorm) {
+    const qn = headNorm(be, q, w.qNorm, D, cfg.rmsNormEps);
+    const kn = headNorm(be, k, w.kNorm, D, cfg.rmsNormEps);
+    be.free(q, k);
+    q = qn;
+    k = kn;
+  }
+  const qr = be.rope(q, positions, invFreq, D);
+  const kr = be.rope(k, positions, invFreq, D);
+  be.free(q, k);
+  return { qr, kr, v };
+}
+
 export interface ForwardOptions {
   /** Causal KV cache; positions continue from its current length (prefill on an empty cache, or decode). */
   cache?: KVCache;
@@ -110,22 +137,7 @@ export class Decoder {
   layerForward(l: number, w: LayerWeights, x: Tensor, positions: Int32Array, batch: number, seq: number, cache?: KVCache): Tensor {
     const { be, cfg } = this;
     const D = cfg.headDim;
-    const { y: h, rstd } = be.rmsnorm(x, w.inputNorm, cfg.rmsNormEps);
-    be.free(rstd);
-    let q = applyLinear(be, h, w.q);
-    let k = applyLinear(be, h, w.k);
-    const v = applyLinear(be, h, w.v);
-    be.free(h);
-    if (w.qNorm && w.kNorm) {
-      const qn = headNorm(be, q, w.qNorm, D, cfg.rmsNormEps);
-      const kn = headNorm(be, k, w.kNorm, D, cfg.rmsNormEps);
-      be.free(q, k);
-      q = qn;
-      k = kn;
-    }
-    const qr = be.rope(q, positions, this.invFreq, D);
-    const kr = be.rope(k, positions, this.invFreq, D);
-    be.free(q, k);
+    const { qr, kr, v } = attentionInputs(be, cfg, w, x, positions, this.invFreq);
     let attn: Tensor;
     const shape = { batch, tq: seq, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: D };
     if (cache) {

@@ -148,7 +148,15 @@ export class CpuBackend implements Backend {
   }
 
   fill(t: Tensor, value: number): void {
-    T(t).data.fill(value);
+    const ct = T(t);
+    if (ct.dtype === 'i32') {
+      ct.data.fill(Math.trunc(value));
+      return;
+    }
+    // Storage holds values representable in the tensor's dtype, as the CUDA backend's bf16/f16 buffers do.
+    const v = Float32Array.of(value);
+    roundTo(v, ct.dtype);
+    ct.data.fill(v[0]);
   }
 
   free(...ts: (Tensor | undefined | null)[]): void {
