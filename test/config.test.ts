@@ -1,7 +1,7 @@
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from './scratch.js';
 import { UserError } from '../src/errors.js';
 import { loadModelConfig, normalizeConfig, ropeConfigToLegacy, ropeConfigToV5, type ModelConfig } from '../src/io/config.js';
 import { FIXTURES } from './fixtures-path.js';
@@ -78,7 +78,7 @@ describe.skipIf(!haveFixtures)('fixture configs (values from REFERENCE.md)', () 
   });
 
   it('loadModelConfig on a folder without config.json names the file', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+    const dir = scratchDir('cfg-');
     const e = userError(() => loadModelConfig(dir));
     expect(e.file).toBe(join(dir, 'config.json'));
     writeFileSync(join(dir, 'config.json'), '{"architectures": [');

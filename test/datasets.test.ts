@@ -1,8 +1,8 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from './scratch.js';
 import { UserError } from '../src/errors.js';
 import { calibrationWindows, perplexityWindows, readPrompts, readTextDocuments, tokenizeCorpus } from '../src/io/datasets.js';
 import { loadTokenizer, type TextTokenizer } from '../src/io/tokenizer.js';
@@ -12,7 +12,7 @@ import { userError } from './user-error.js';
 const haveFixtures = existsSync(join(FIXTURES, 'tiny-qwen3')) && existsSync(join(FIXTURES, 'text'));
 if (!haveFixtures) console.warn(`datasets.test: ${FIXTURES} is absent; fixture corpus tests are skipped`);
 
-const scratch = mkdtempSync(join(tmpdir(), 'datasets-'));
+const scratch = scratchDir('datasets-');
 let fileNo = 0;
 function tempFile(ext: string, text: string): string {
   const f = join(scratch, `f${fileNo++}${ext}`);

@@ -1,7 +1,7 @@
-import { copyFileSync, existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { scratchDir } from './scratch.js';
 import { UserError } from '../src/errors.js';
 import { loadTokenizer } from '../src/io/tokenizer.js';
 import { DEMO_MODEL, FIXTURES } from './fixtures-path.js';
@@ -26,7 +26,7 @@ const CHATML = [
 
 /** A temp model folder with the fixture tokenizer.json and the given extra files. */
 function tempTokenizerDir(files: Record<string, string>): string {
-  const dir = mkdtempSync(join(tmpdir(), 'tok-'));
+  const dir = scratchDir('tok-');
   copyFileSync(join(TOK_DIR, 'tokenizer.json'), join(dir, 'tokenizer.json'));
   for (const [name, text] of Object.entries(files)) writeFileSync(join(dir, name), text);
   return dir;
@@ -124,14 +124,14 @@ describe('chat templates', () => {
 
 describe('tokenizer file errors name the file', () => {
   it('missing tokenizer.json', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tok-'));
+    const dir = scratchDir('tok-');
     const e = userError(() => loadTokenizer(dir));
     expect(e.file).toBe(join(dir, 'tokenizer.json'));
     expect(e.message).toMatch(/not found/);
   });
 
   it('invalid JSON and a JSON file that is not a tokenizer', () => {
-    const dir = mkdtempSync(join(tmpdir(), 'tok-'));
+    const dir = scratchDir('tok-');
     writeFileSync(join(dir, 'tokenizer.json'), '{"model": ');
     let e = userError(() => loadTokenizer(dir));
     expect([e.file, /not valid JSON/.test(e.message)]).toEqual([join(dir, 'tokenizer.json'), true]);

@@ -93,7 +93,7 @@ function sameIds(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((x, i) => x === b[i]);
 }
 
-export function runDflashEval(be: Backend, s: DflashEvalSettings, onPrompt?: (done: number, total: number, tau: number) => void): DflashEvalReport {
+export function runDflashEval(be: Backend, s: DflashEvalSettings, onPrompt?: (done: number, total: number, runningTau: number) => void): DflashEvalReport {
   const t0 = performance.now();
   const target = loadModel(be, s.targetDir, { ropePrecision: s.ropePrecision });
   const drafterFiles = loadDrafter(be, s.drafterDir, target.cfg);
@@ -139,7 +139,8 @@ export function runDflashEval(be: Backend, s: DflashEvalSettings, onPrompt?: (do
     const n = spec.acceptanceLengths.length;
     const tau = n > 0 ? spec.acceptanceLengths.reduce((a, b) => a + b, 0) / n : NaN;
     perPrompt.push({ index: i, promptTokens: ids.length, outputTokens: spec.outputIds.length, steps: n, tau, equal, matchesExpected });
-    onPrompt?.(i + 1, prompts.length, tau);
+    const done = perPrompt.filter((pp) => Number.isFinite(pp.tau));
+    onPrompt?.(i + 1, prompts.length, done.reduce((a, pp) => a + pp.tau, 0) / Math.max(1, done.length)); // running τ
   });
   const sum = summarizeAcceptance(accs, drafterFiles.cfg.blockSize);
   const count = (f: (r: PromptEvalResult) => boolean | null): number | null =>
