@@ -4,15 +4,17 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const DEMO = path.join(ROOT, 'examples', 'tiny-qwen3');
 
-function paro(args: string[]): { code: number; stderr: string; stdout: string } {
-  const r = spawnSync(process.execPath, ['--import', 'tsx', path.join(ROOT, 'scripts', 'paro-dev.ts'), ...args], {
-    cwd: ROOT, encoding: 'utf8', env: { ...process.env, PARO_QUIET: '1' }, timeout: 120_000,
+function paro(args: string[], cwd = ROOT): { code: number; stderr: string; stdout: string } {
+  // tsx by absolute URL, so that a working directory outside the repository still finds it.
+  const tsx = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
+  const r = spawnSync(process.execPath, ['--import', tsx, path.join(ROOT, 'scripts', 'paro-dev.ts'), ...args], {
+    cwd, encoding: 'utf8', env: { ...process.env, PARO_QUIET: '1' }, timeout: 120_000,
   });
   return { code: r.status ?? -1, stderr: r.stderr, stdout: r.stdout };
 }
@@ -105,5 +107,14 @@ describe('CLI errors on bad input', () => {
     expectOneLineError(paro(['quantize', DEMO, '--out', out, '--device', 'cpu']), out, /exists; pass --force/);
     expect(readFileSync(path.join(out, 'keep.txt'), 'utf8')).toBe('user data');
     expect(existsSync(out + '.partial')).toBe(false);
+  });
+
+  it('quantize --demo replaces only its own earlier output, not a folder of that name the user made', () => {
+    const cwd = path.join(tmp, 'demo-cwd');
+    const out = path.join(cwd, 'paro-demo-out');
+    mkdirSync(out, { recursive: true });
+    writeFileSync(path.join(out, 'keep.txt'), 'user data');
+    expectOneLineError(paro(['quantize', '--demo', '--device', 'cpu'], cwd), out, /exists; pass --force/);
+    expect(readFileSync(path.join(out, 'keep.txt'), 'utf8')).toBe('user data');
   });
 });

@@ -9,6 +9,20 @@ import { TOOL_VERSION } from './version.js';
 import { runDoctor } from './doctor.js';
 import { resolveComputeDtype, runQuantize, quantizeSettings, type QuantizeCliOptions } from './quantize.js';
 import { UserError } from '../errors.js';
+import { existsSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+
+/** True when dir is the output of an earlier `paro quantize --demo` (its manifest names the embedded demo model). */
+function isDemoOutput(dir: string): boolean {
+  const manifest = path.join(dir, 'manifest.json');
+  if (!existsSync(manifest)) return false;
+  try {
+    const m = JSON.parse(readFileSync(manifest, 'utf8')) as { inputs?: { model?: string } };
+    return m.inputs?.model !== undefined && path.resolve(m.inputs.model) === path.resolve(DEMO_MODEL_DIR);
+  } catch {
+    return false;
+  }
+}
 
 export function positiveInt(name: string) {
   return (v: string): number => {
@@ -98,7 +112,8 @@ export function buildParoProgram(): Command {
           if (o.samples === 128) opts.samples = 32;
           if (o.valSamples === 16) opts.valSamples = 8;
           if (o.epochs === '10,10') opts.epochs = '4,2';
-          if (opts.out === 'paro-demo-out') opts.force = true;
+          // Rerunning the demo replaces its own previous output, nothing else: a folder of that name made otherwise needs --force.
+          if (opts.out === 'paro-demo-out' && isDemoOutput(opts.out)) opts.force = true;
         }
         const settings = quantizeSettings(dir, o.calib ?? DEFAULT_CALIB_FILE, opts);
         if (settings.krot !== 1 && settings.krot !== 8) warn(`--krot ${settings.krot}: the official ParoQuant CUDA runtime kernels are built for K = 1 and 8 only`);
