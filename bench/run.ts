@@ -25,7 +25,7 @@ export const BENCHMARKS: Record<string, BenchEntry> = {
   engine: { summary: 'cpu matmul GFLOP/s (1 vs all threads) and eval tokens/s on the fixture', load: () => import('./engine.js') },
   quantize: { summary: 'ParoQuant block-optimizer step and epoch time on the fixture, projected default run', load: () => import('./quantize.js') },
   gpu: { summary: 'CUDA backend benchmarks (bench/gpu.ts)', load: optional('gpu') },
-  dflash: { summary: 'DFlash drafter training and speculative decoding (bench/dflash.ts)', load: optional('dflash') },
+  dflash: { summary: 'DFlash regeneration tokens/s, drafter training ms/step (projected default run), speculative vs plain decoding', load: () => import('./dflash.js') },
 };
 
 function usage(): string {
