@@ -41,6 +41,9 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
     dflash-eval) # the official drafter (copied to $F/official-dflash) against REFERENCE.md's τ 2.524 / pooled 1.536
       step dflash-eval 240 $CLI dflash eval --target $M --drafter $F/official-dflash --prompts $F/val-prompts.jsonl \
         --max-new-tokens 128 --temperature 0 --ignore-eos --expect $F/val-prompts-greedy.json --device cuda --json ;;
+    dflash-eval-f32) # the same with FP32 target GEMMs: PyTorch's FP32 protocol on the GPU
+      step dflash-eval-f32 240 $CLI dflash eval --target $M --drafter $F/official-dflash --prompts $F/val-prompts.jsonl \
+        --max-new-tokens 128 --temperature 0 --ignore-eos --expect $F/val-prompts-greedy.json --weight-dtype f32 --device cuda --json ;;
     dflash-train) # the issue's training command on the GPU, data from `dflash generate-data` copied to $F/train-gen.jsonl
       step dflash-train 300 $CLI dflash train-drafter --target $M --data $F/train-gen.jsonl --out /tmp/d-cuda --block-size 8 \
         --mask-token 1 --device cuda --force --json

@@ -195,18 +195,19 @@ export function buildDflashProgram(): Command {
     .option('--max-prompts <n>', 'only the first n prompts', positiveInt('--max-prompts'))
     .option('--no-baseline', 'skip plain target decoding (no equality check, no speedup)')
     .option('--expect <file>', 'a {"generated_ids": [[...], ...]} file the plain greedy outputs must equal (e.g. text/val-prompts-greedy.json)')
+    .addOption(new Option('--weight-dtype <dtype>', 'target weights as stored (native: bf16/f16 GEMMs and tensor-core attention on the GPU) or f32 (f32 weights and f32 arithmetic throughout: the PyTorch FP32 protocol on any backend; the cpu computes in f32 either way)').choices(['native', 'f32']).default('native'))
     .option('--no-chat-template', 'encode prompts as raw text even when the tokenizer has a chat template')
     .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one').choices(['on', 'off']))
     .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
-    .action(async (o: CommonOpts & { target: string; drafter: string; prompts: string; maxNewTokens: number; temperature: number; ignoreEos?: boolean; seed: number; maxPrompts?: number; baseline: boolean; expect?: string; chatTemplate: boolean; thinking?: string }) => {
+    .action(async (o: CommonOpts & { target: string; drafter: string; prompts: string; maxNewTokens: number; temperature: number; ignoreEos?: boolean; seed: number; maxPrompts?: number; baseline: boolean; expect?: string; weightDtype: 'native' | 'f32'; chatTemplate: boolean; thinking?: string }) => {
       await runCommand(!!o.debug, async () => {
         const be = await createBackend(parseDevice(o.device), warn);
         let bar: Progress | null = null;
         const r = runDflashEval(be, {
           targetDir: o.target, drafterDir: o.drafter, promptsFile: o.prompts, maxNewTokens: o.maxNewTokens, temperature: o.temperature,
-          seed: o.seed, ignoreEos: !!o.ignoreEos, maxPrompts: o.maxPrompts, skipBaseline: !o.baseline, expectFile: o.expect,
+          seed: o.seed, ignoreEos: !!o.ignoreEos, maxPrompts: o.maxPrompts, skipBaseline: !o.baseline, expectFile: o.expect, weightDtype: o.weightDtype,
           encoding: { chatTemplate: o.chatTemplate ? 'auto' : 'never', enableThinking: o.thinking === undefined ? undefined : o.thinking === 'on' },
         }, (done, total, tau) => {
           bar ??= new Progress('eval prompts', total);

@@ -29,6 +29,8 @@ export interface DflashEvalSettings {
   /** A {"generated_ids": [[...], ...]} file the plain greedy outputs must reproduce. */
   expectFile?: string;
   ropePrecision?: RopePrecision;
+  /** Target weights as stored ('native', default) or cast to f32 (FP32 GEMMs on the GPU). */
+  weightDtype?: 'native' | 'f32';
 }
 
 export interface PromptEvalResult {
@@ -95,7 +97,9 @@ function sameIds(a: readonly number[], b: readonly number[]): boolean {
 
 export function runDflashEval(be: Backend, s: DflashEvalSettings, onPrompt?: (done: number, total: number, runningTau: number) => void): DflashEvalReport {
   const t0 = performance.now();
-  const target = loadModel(be, s.targetDir, { ropePrecision: s.ropePrecision });
+  // --weight-dtype f32: FP32 weights and, on backends with bf16 shortcuts, exact f32 arithmetic (PyTorch's FP32 protocol).
+  if (s.weightDtype === 'f32') be.setExactF32?.(true);
+  const target = loadModel(be, s.targetDir, { ropePrecision: s.ropePrecision, weightDtype: s.weightDtype ?? 'native' });
   const drafterFiles = loadDrafter(be, s.drafterDir, target.cfg);
   const drafter = new Drafter(be, drafterFiles.cfg, drafterFiles.weights, { embed: target.decoder.weights.embed, lmHead: target.decoder.weights.lmHead }, s.ropePrecision);
   const tok = loadTokenizer(s.targetDir);

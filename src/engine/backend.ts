@@ -199,6 +199,12 @@ export interface Backend {
 
   /** Device memory free / total, for backends with their own memory (undefined: activations live in host memory). */
   memoryInfo?(): { freeBytes: number; totalBytes: number };
+
+  /**
+   * Exact-f32 mode: compute f32 tensors with f32 arithmetic in every op, without the tensor-core shortcuts that round
+   * f32 operands to bf16 (GPU attention). For reproducing FP32 reference runs; backends that are always exact omit it.
+   */
+  setExactF32?(on: boolean): void;
   /**
    * Host memory that uploads from are fast (page-locked on GPUs), for activations streamed from the host. Backends
    * without a notion of it may leave this out.

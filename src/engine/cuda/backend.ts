@@ -32,6 +32,8 @@ export class CudaBackend implements Backend {
   readonly device: string;
   /** 'scalar' forces the f32 reference-style attention kernels (tests); 'auto' uses tensor cores for head dim 64/128. */
   attentionKernel: 'auto' | 'scalar' = 'auto';
+  /** Exact-f32 mode (Backend.setExactF32): f32 attention runs on the scalar f32 kernels. */
+  private exactF32 = false;
   private readonly pool: StoragePool;
 
   constructor(private readonly a: NativeAddon, readonly deviceIndex: number, readonly info: NativeDevice & { cublasVersion: number }) {
@@ -39,7 +41,15 @@ export class CudaBackend implements Backend {
     this.pool = new StoragePool(a);
   }
 
+  setExactF32(on: boolean): void {
+    this.exactF32 = on;
+  }
+
   // ---- helpers ----
+  private scalarAttention(q: CudaTensor): boolean {
+    return this.attentionKernel === 'scalar' || (this.exactF32 && q.dtype === 'f32');
+  }
+
   private T(t: Tensor): CudaTensor {
     if (!(t instanceof CudaTensor)) throw new Error('tensor does not belong to the cuda backend');
     if (t.storage.freed) throw new Error(`tensor ${shapeString(t.shape)} was used after free()`);
@@ -440,7 +450,7 @@ export class CudaBackend implements Backend {
     const out = this.alloc([shape.batch * shape.tq, shape.heads * shape.headDim], Q.dtype);
     const lse = this.alloc([shape.batch, shape.heads, shape.tq], 'f32');
     this.a.attention(Q.ptr, code(Q), K.ptr, code(K), V.ptr, code(V), out.ptr, code(out), lse.ptr, dims, m, anchors, keep,
-      this.attentionKernel === 'scalar');
+      this.scalarAttention(Q));
     return { out, lse };
   }
 
@@ -460,7 +470,7 @@ export class CudaBackend implements Backend {
     const dk = this.alloc(K.shape, K.dtype);
     const dv = this.alloc(V.shape, V.dtype);
     this.a.attentionBwd(dO.ptr, code(dO), Q.ptr, code(Q), K.ptr, code(K), V.ptr, code(V), O.ptr, code(O), L.ptr,
-      dq.ptr, code(dq), dk.ptr, code(dk), dv.ptr, code(dv), dims, m, anchors, keep, this.attentionKernel === 'scalar');
+      dq.ptr, code(dq), dk.ptr, code(dk), dv.ptr, code(dv), dims, m, anchors, keep, this.scalarAttention(Q));
     this.dropTemp(L, lse);
     return { dq, dk, dv };
   }
