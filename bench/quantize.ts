@@ -11,7 +11,7 @@ import { Checkpoint } from '../src/io/checkpoint.js';
 import { loadModelConfig, type ModelConfig } from '../src/io/config.js';
 import { calibrationWindows, readTextDocuments, tokenizeCorpus } from '../src/io/datasets.js';
 import { loadTokenizer } from '../src/io/tokenizer.js';
-import { blockForward, positionsFor, type BlockGeometry, type BlockParams } from '../src/model/block.js';
+import { blockForward, geometryCache, type BlockGeometry, type BlockParams } from '../src/model/block.js';
 import { ropeInvFreq } from '../src/model/rope-freq.js';
 import { LINEAR_KEYS, loadEmbedding, loadLayerWeights, type LinearKey } from '../src/model/weights.js';
 import { BlockOptimizer, DEFAULT_OPTIMIZER, type BlockData, type BlockProgress } from '../src/paroquant/block-optimizer.js';
@@ -87,12 +87,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const X = be.gatherRows(embed, ids);
   be.free(embed);
   const invFreq = ropeInvFreq(cfg);
-  const geoCache = new Map<number, BlockGeometry>();
-  const geoFor = (n: number): BlockGeometry => {
-    let g = geoCache.get(n);
-    if (!g) geoCache.set(n, (g = { nSeq: n, seqLen: T, positions: positionsFor(n, T), invFreq }));
-    return g;
-  };
+  const geoFor = geometryCache(T, invFreq);
   const layer = loadLayerWeights(be, ck, cfg, 0, 'f32');
   ck.close();
   const weights = {} as Record<LinearKey, Tensor>;

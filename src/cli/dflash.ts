@@ -1,6 +1,7 @@
 // `dflash`: DFlash drafter distillation — regenerate responses with the target, train a drafter, evaluate it by real
 // speculative decoding.
-import { Command, InvalidArgumentError, Option } from 'commander';
+import { Command, Option } from 'commander';
+import { intOrAuto, nonNegativeInt, nonNegativeNumber, numberOrAuto, positiveInt, positiveNumber } from './options.js';
 import { createBackend, parseDevice } from '../engine/select.js';
 import { UserError } from '../errors.js';
 import { runGenerateData } from '../dflash/generate.js';
@@ -10,46 +11,6 @@ import { parseTargetLayerIds } from '../dflash/layer-ids.js';
 import { printJson, runCommand } from './run-command.js';
 import { info, Progress, warn } from './progress.js';
 import { TOOL_VERSION } from './version.js';
-
-function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got "${v}"`);
-    return n;
-  };
-}
-
-function nonNegInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got "${v}"`);
-    return n;
-  };
-}
-
-function nonNegNumber(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative number, got "${v}"`);
-    return n;
-  };
-}
-
-function positiveNumber(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive number, got "${v}"`);
-    return n;
-  };
-}
-
-function intOrAuto(name: string) {
-  return (v: string): number | 'auto' => (v === 'auto' ? 'auto' : positiveInt(name)(v));
-}
-
-function numberOrAuto(name: string) {
-  return (v: string): number | 'auto' => (v === 'auto' ? 'auto' : positiveNumber(name)(v));
-}
 
 const fmt = (x: number | null | undefined, d = 3): string => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
 
@@ -67,9 +28,9 @@ export function buildDflashProgram(): Command {
     .requiredOption('--prompts <file>', 'prompts: .jsonl with {"prompt": ...} or {"messages": [...]} per line, or .txt with one prompt per line')
     .requiredOption('--out <file.jsonl>', 'output records {prompt, response, prompt_ids, response_ids}; written to <out>.partial until complete')
     .option('--max-new-tokens <n>', 'tokens generated per prompt', positiveInt('--max-new-tokens'), 512)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy)', nonNegNumber('--temperature'), 0)
+    .option('--temperature <t>', 'sampling temperature (0 = greedy)', nonNegativeNumber('--temperature'), 0)
     .option('--ignore-eos', 'do not stop at the end-of-text token')
-    .option('--seed <n>', 'seed of temperature sampling', nonNegInt('--seed'), 0)
+    .option('--seed <n>', 'seed of temperature sampling', nonNegativeInt('--seed'), 0)
     .option('--no-chat-template', 'encode prompts as raw text even when the tokenizer has a chat template')
     .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one').choices(['on', 'off']))
     .option('--max-prompts <n>', 'only the first n prompts', positiveInt('--max-prompts'))
@@ -112,16 +73,16 @@ export function buildDflashProgram(): Command {
     .option('--gamma <x|auto>', 'loss decay γ of exp(−(k−1)/γ); auto = 7/5/4 for B = 16/10/8', numberOrAuto('--gamma'), 'auto')
     .option('--epochs <n>', 'epochs', positiveInt('--epochs'), 6)
     .option('--lr <x|auto>', 'AdamW peak learning rate; auto = 6e-4 × √(4096 / hidden size), between 6e-4 and 3e-3 (6e-4 for 4096-wide targets, 2.4e-3 for the 256-wide fixture)', numberOrAuto('--lr'), 'auto')
-    .option('--warmup <fraction>', 'linear warmup as a fraction of all steps, then cosine to 0', nonNegNumber('--warmup'), 0.04)
-    .option('--weight-decay <x>', 'AdamW weight decay', nonNegNumber('--weight-decay'), 0)
+    .option('--warmup <fraction>', 'linear warmup as a fraction of all steps, then cosine to 0', nonNegativeNumber('--warmup'), 0.04)
+    .option('--weight-decay <x>', 'AdamW weight decay', nonNegativeNumber('--weight-decay'), 0)
     .option('--seq-len <n>', 'truncate sequences to this many tokens', positiveInt('--seq-len'), 3072)
     .option('--batch <n>', 'sequences per optimizer step', positiveInt('--batch'), 4)
     .option('--mask-token <id|string>', 'mask token: an existing embedding row (default: the first row beyond the tokenizer, else its mask token)')
-    .option('--seed <n>', 'seed of initialisation, data order and anchors', nonNegInt('--seed'), 0)
+    .option('--seed <n>', 'seed of initialisation, data order and anchors', nonNegativeInt('--seed'), 0)
     .addOption(new Option('--init <how>', 'target (default): start the draft layers as copies of the target\'s last layers, fc/hidden_norm feeding them the deepest tap; random: N(0, 0.02) as the reference trainer').choices(['random', 'target']).default('target'))
-    .option('--checkpoint-every <steps>', 'optimizer steps between checkpoints (0: at epoch ends only)', nonNegInt('--checkpoint-every'), 0)
+    .option('--checkpoint-every <steps>', 'optimizer steps between checkpoints (0: at epoch ends only)', nonNegativeInt('--checkpoint-every'), 0)
     .option('--resume', 'continue from the checkpoint of an interrupted run with the same settings')
-    .option('--feature-cache-mb <n>', 'cache the frozen target features in memory up to this size, else recompute them per visit', nonNegNumber('--feature-cache-mb'), 8192)
+    .option('--feature-cache-mb <n>', 'cache the frozen target features in memory up to this size, else recompute them per visit', nonNegativeNumber('--feature-cache-mb'), 8192)
     .option('--eval-prompts <file>', 'measure τ by speculative decoding on these prompts during training (time reported separately)')
     .option('--eval-every <steps>', 'optimizer steps between τ evaluations', positiveInt('--eval-every'))
     .option('--eval-max-prompts <n>', 'evaluate on the first n prompts only', positiveInt('--eval-max-prompts'))
@@ -189,9 +150,9 @@ export function buildDflashProgram(): Command {
     .requiredOption('--drafter <dir>', 'drafter directory (ours, z-lab or SpecForge format)')
     .requiredOption('--prompts <file>', 'prompts: .jsonl with {"prompt": ...} or {"messages": [...]} per line, or .txt')
     .option('--max-new-tokens <n>', 'tokens generated per prompt', positiveInt('--max-new-tokens'), 128)
-    .option('--temperature <t>', 'target sampling temperature (0 = greedy; > 0: drafts stay greedy, the target samples)', nonNegNumber('--temperature'), 0)
+    .option('--temperature <t>', 'target sampling temperature (0 = greedy; > 0: drafts stay greedy, the target samples)', nonNegativeNumber('--temperature'), 0)
     .option('--ignore-eos', 'do not stop at the end-of-text token')
-    .option('--seed <n>', 'seed of temperature sampling', nonNegInt('--seed'), 0)
+    .option('--seed <n>', 'seed of temperature sampling', nonNegativeInt('--seed'), 0)
     .option('--max-prompts <n>', 'only the first n prompts', positiveInt('--max-prompts'))
     .option('--no-baseline', 'skip plain target decoding (no equality check, no speedup)')
     .option('--expect <file>', 'a {"generated_ids": [[...], ...]} file the plain greedy outputs must equal (e.g. text/val-prompts-greedy.json)')

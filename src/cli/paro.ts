@@ -1,5 +1,6 @@
 // `paro`: ParoQuant INT4 quantization and quantized-model evaluation.
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { nonNegativeInt, positiveInt } from './options.js';
 import { createBackend, parseDevice } from '../engine/select.js';
 import { runEval } from './eval.js';
 import { DEFAULT_CALIB_FILE, DEMO_MODEL_DIR } from './paths.js';
@@ -22,22 +23,6 @@ function isDemoOutput(dir: string): boolean {
   } catch {
     return false;
   }
-}
-
-export function positiveInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n <= 0) throw new InvalidArgumentError(`${name} must be a positive integer, got "${v}"`);
-    return n;
-  };
-}
-
-export function nonNegativeInt(name: string) {
-  return (v: string): number => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer, got "${v}"`);
-    return n;
-  };
 }
 
 export function buildParoProgram(): Command {

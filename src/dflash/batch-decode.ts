@@ -3,7 +3,7 @@
 // (rows at different positions, a KV cache per prompt, attention per prompt). Same math as Decoder.layerForward;
 // on the cpu the weights are then read once per step for the whole batch instead of once per prompt.
 import type { Backend, Tensor } from '../engine/backend.js';
-import { applyLinear, attentionInputs, type Decoder } from '../model/decoder.js';
+import { attentionInputs, layerOutput, type Decoder } from '../model/decoder.js';
 import type { KVCache } from '../model/kvcache.js';
 import { Rng } from '../numerics/rng.js';
 import { sliceRows } from './rows.js';
@@ -52,21 +52,9 @@ function raggedStep(target: Decoder, tokens: Int32Array, caches: readonly KVCach
       be.free(kb, vb, qb, r.out, r.lse);
     }
     be.free(qr, kr, v);
-    const o = applyLinear(be, attn, w.o);
-    be.free(attn);
-    const x1 = be.add(x, o);
-    be.free(o, x);
-    const { y: h2, rstd: r2 } = be.rmsnorm(x1, w.postNorm, cfg.rmsNormEps);
-    be.free(r2);
-    const g = applyLinear(be, h2, w.gate);
-    const u = applyLinear(be, h2, w.up);
-    be.free(h2);
-    const a = be.swiglu(g, u);
-    be.free(g, u);
-    const d = applyLinear(be, a, w.down);
-    be.free(a);
-    x = be.add(x1, d);
-    be.free(x1, d);
+    const xNext = layerOutput(be, cfg, w, x, attn);
+    be.free(x);
+    x = xNext;
   }
   for (const c of caches) c.advance(1);
   const { y, rstd } = be.rmsnorm(x, weights.finalNorm, cfg.rmsNormEps);

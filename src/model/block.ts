@@ -40,6 +40,16 @@ export function positionsFor(nSeq: number, seqLen: number): Int32Array {
   return p;
 }
 
+/** Geometry of batches of n windows of seqLen tokens, made once per n (positions are the same for every call). */
+export function geometryCache(seqLen: number, invFreq: Float32Array): (nSeq: number) => BlockGeometry {
+  const cache = new Map<number, BlockGeometry>();
+  return (nSeq) => {
+    let g = cache.get(nSeq);
+    if (!g) cache.set(nSeq, (g = { nSeq, seqLen, positions: positionsFor(nSeq, seqLen), invFreq }));
+    return g;
+  };
+}
+
 function linear(be: Backend, x: Tensor, w: Tensor, b?: Tensor): Tensor {
   const y = be.matmul(x, w, { transB: true });
   if (!b) return y;

@@ -34,6 +34,29 @@ export function headNorm(be: Backend, x: Tensor, w: Tensor, headDim: number, eps
 }
 
 /**
+ * The rest of a decoder layer once attention is computed: x + o_proj(attn), then + down(swiglu(gate, up)) of its
+ * post-attention norm. Frees attn; x stays the caller's.
+ */
+export function layerOutput(be: Backend, cfg: ModelConfig, w: LayerWeights, x: Tensor, attn: Tensor): Tensor {
+  const o = applyLinear(be, attn, w.o);
+  be.free(attn);
+  const x1 = be.add(x, o);
+  be.free(o);
+  const { y: h2, rstd: r2 } = be.rmsnorm(x1, w.postNorm, cfg.rmsNormEps);
+  be.free(r2);
+  const g = applyLinear(be, h2, w.gate);
+  const u = applyLinear(be, h2, w.up);
+  be.free(h2);
+  const a = be.swiglu(g, u);
+  be.free(g, u);
+  const d = applyLinear(be, a, w.down);
+  be.free(a);
+  const x2 = be.add(x1, d);
+  be.free(x1, d);
+  return x2;
+}
+
+/**
  * The attention inputs of one layer: input RMSNorm, q/k/v projections, Qwen3's per-head q/k norms, RoPE at the given
  * absolute positions. q [rows, heads·D], k and v [rows, kvHeads·D].
  */
@@ -152,21 +175,6 @@ export class Decoder {
       be.free(r.lse);
     }
     be.free(qr, kr, v);
-    const o = applyLinear(be, attn, w.o);
-    be.free(attn);
-    const x1 = be.add(x, o);
-    be.free(o);
-    const { y: h2, rstd: r2 } = be.rmsnorm(x1, w.postNorm, cfg.rmsNormEps);
-    be.free(r2);
-    const g = applyLinear(be, h2, w.gate);
-    const u = applyLinear(be, h2, w.up);
-    be.free(h2);
-    const a = be.swiglu(g, u);
-    be.free(g, u);
-    const d = applyLinear(be, a, w.down);
-    be.free(a);
-    const x2 = be.add(x1, d);
-    be.free(x1, d);
-    return x2;
+    return layerOutput(be, cfg, w, x, attn);
   }
 }

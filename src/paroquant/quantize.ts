@@ -13,7 +13,7 @@ import { calibrationWindows, readTextDocuments, tokenizeCorpus } from '../io/dat
 import { SafetensorsFile } from '../io/safetensors.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import { loadTokenizer } from '../io/tokenizer.js';
-import { blockForward, positionsFor, type BlockGeometry, type BlockParams } from '../model/block.js';
+import { blockForward, geometryCache, type BlockGeometry, type BlockParams } from '../model/block.js';
 import { checkModelDir } from '../model/load.js';
 import { ropeInvFreq } from '../model/rope-freq.js';
 import {
@@ -226,12 +226,7 @@ export async function quantize(be: Backend, s: QuantizeSettings, hooks: Quantize
     const T = s.seqLen;
     const nAll = s.samples + s.valSamples;
     const invFreq = ropeInvFreq(cfg);
-    const geoCache = new Map<number, BlockGeometry>();
-    const geoFor = (n: number): BlockGeometry => {
-      let g = geoCache.get(n);
-      if (!g) geoCache.set(n, (g = { nSeq: n, seqLen: T, positions: positionsFor(n, T), invFreq }));
-      return g;
-    };
+    const geoFor = geometryCache(T, invFreq);
     if (s.method === 'paro') {
       const tok = loadTokenizer(s.modelDir);
       const docs = readTextDocuments(s.calibFile);
