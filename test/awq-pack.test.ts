@@ -1,6 +1,7 @@
 import { existsSync, openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { relErr } from './numeric.js';
 import { dequantizeAwq, packAwq, packAwqTransposed, unpackAwq } from '../src/io/awq.js';
 import { givensApply } from '../src/engine/cpu/givens.js';
 import { Rng } from '../src/numerics/rng.js';
@@ -147,15 +148,6 @@ function toFloat(t: { info: TensorInfo; bytes: Buffer }): Float32Array {
   return out;
 }
 
-function relErr(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let e = 0; e < a.length; e++) {
-    num += (a[e] - b[e]) ** 2;
-    den += b[e] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 describe.skipIf(!haveFixtures)('official tiny-qwen3-paroquant checkpoint', () => {
   const linears = ['self_attn.q_proj', 'self_attn.k_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.down_proj'];

@@ -2,26 +2,14 @@
 // and backward against a dense float64 implementation of the same formulas, for causal, offset-causal, full and
 // DFlash masks with GQA.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { randn as randnFrom, relErr } from './numeric.js';
 import { Rng } from '../src/numerics/rng.js';
 import { initMatmul } from '../src/engine/cpu/matmul.js';
 import { attentionBackward, attentionForward } from '../src/engine/cpu/attention.js';
 import type { AttentionMask, AttentionShape } from '../src/engine/backend.js';
 
 const rng = new Rng(Date.now() & 0xffff);
-function randn(n: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.normal();
-  return a;
-}
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
+const randn = (n: number): Float32Array => randnFrom(rng, n);
 
 /**
  * Dense float64 attention and its gradients: per (b, h) P = softmax(scale·Q·Kᵀ) over visible keys,

@@ -1,6 +1,7 @@
 // cpu backend kernels against independent float64 references: forward by direct recomputation, backward by
 // central finite differences of the float64 reference of a random linear functional L = Σ f(x)·c.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { randn as randnFrom, relErr } from './numeric.js';
 import { Rng } from '../src/numerics/rng.js';
 import { initMatmul, matmulF32 } from '../src/engine/cpu/matmul.js';
 import { rmsnormBackward, rmsnormForward } from '../src/engine/cpu/norm.js';
@@ -11,20 +12,7 @@ import { crossEntropyRows } from '../src/engine/cpu/crossentropy.js';
 import type { AttentionMask, AttentionShape } from '../src/engine/backend.js';
 
 const rng = new Rng(Date.now() & 0xffff); // fresh inputs each run
-function randn(n: number, s = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.normal() * s;
-  return a;
-}
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
+const randn = (n: number, s = 1): Float32Array => randnFrom(rng, n, s);
 /** Central-difference gradient of a float64 scalar function at x. */
 function fdGrad(f: (x: Float64Array) => number, x: Float64Array, eps = 1e-6): Float64Array {
   const g = new Float64Array(x.length);

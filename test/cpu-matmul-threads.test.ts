@@ -3,6 +3,7 @@
 // arrays) or used in place (SharedArrayBuffer storage); results repeat exactly and agree with float64 references;
 // the pool falls back to the main thread when workers cannot start.
 import { beforeAll, describe, expect, it } from 'vitest';
+import { randn as randnFrom, relErr, sameBits } from './numeric.js';
 import * as tf from '@tensorflow/tfjs-core';
 import { Rng } from '../src/numerics/rng.js';
 import { gemm, initMatmul, matmulF32, matmulThreads, requestedThreads, setMatmulThreads, view } from '../src/engine/cpu/matmul.js';
@@ -22,11 +23,7 @@ import type { AttentionMask, AttentionShape } from '../src/engine/backend.js';
 process.env.PARO_CPU_THREADS = '2';
 
 const rng = new Rng(Date.now() & 0xffff);
-function randn(n: number): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.normal();
-  return a;
-}
+const randn = (n: number): Float32Array => randnFrom(rng, n);
 /** A copy in a SharedArrayBuffer: workers then use it in place instead of through the staging copies. */
 function shared(a: Float32Array): Float32Array {
   const s = new Float32Array(new SharedArrayBuffer(a.length * 4));
@@ -35,20 +32,6 @@ function shared(a: Float32Array): Float32Array {
 }
 /** Inputs as ordinary arrays (staged for the workers) and as shared ones (used in place). */
 const STORAGE: [string, (a: Float32Array) => Float32Array][] = [['staged', (a) => a], ['shared', shared]];
-function sameBits(a: Float32Array, b: Float32Array): boolean {
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
-  return true;
-}
-function relErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / Math.max(den, 1e-30));
-}
 /** Run fn on one thread and on two (checking that the second run handed work to the worker); returns both results. */
 function oneAndTwo<T>(fn: () => T): [T, T] {
   setMatmulThreads(1);

@@ -10,11 +10,9 @@ import { writeSafetensors, type TensorData } from '../src/io/safetensors-writer.
 import { Rng } from '../src/numerics/rng.js';
 import type { DrafterConfig } from '../src/dflash/drafter-config.js';
 
-export function randn(rng: Rng, n: number, std = 1): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.normal() * std;
-  return a;
-}
+import { randn } from './numeric.js';
+
+export { randn };
 
 export function smallDrafterConfig(over: Partial<DrafterConfig> = {}): DrafterConfig {
   return {

@@ -16,20 +16,11 @@ import { effectiveWeight } from '../src/dflash/init-from-target.js';
 import { runTrainDrafter } from '../src/dflash/trainer.js';
 import { loadDrafter } from '../src/dflash/load-drafter.js';
 import { Rng } from '../src/numerics/rng.js';
+import { relErr } from './numeric.js';
 
 let be: Backend;
 let tmp: string;
 let qDir: string;
-
-function relDiff(a: Float32Array, b: Float32Array): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < a.length; i++) {
-    num += (a[i] - b[i]) ** 2;
-    den += b[i] ** 2;
-  }
-  return Math.sqrt(num / den);
-}
 
 beforeAll(async () => {
   be = await CpuBackend.create();
@@ -50,13 +41,13 @@ describe('a ParoQuant checkpoint as the DFlash target', () => {
     expect(lq.kind).toBe('rotated');
     const wq = be.toHost(effectiveWeight(be, lq));
     const wfp = be.toHost(effectiveWeight(be, fp.decoder.weights.layers[3].q));
-    const d = relDiff(wq, wfp);
+    const d = relErr(wq, wfp);
     expect(d).toBeGreaterThan(1e-3); // INT4 error is visible
     expect(d).toBeLessThan(0.2); // and still the same layer
     const ids = Int32Array.from([326, 285, 473, 264, 1149, 1424, 9, 79, 318, 268]);
     const tq = be.toHost(targetTaps(q.decoder, ids, [0, 2]));
     const tfp = be.toHost(targetTaps(fp.decoder, ids, [0, 2]));
-    expect(relDiff(tq, tfp)).toBeGreaterThan(1e-4);
+    expect(relErr(tq, tfp)).toBeGreaterThan(1e-4);
   });
 
   it('train-drafter runs on it with the warm start and exports a drafter that loads against it', () => {
