@@ -1,6 +1,6 @@
 // `npm run bench -- dflash`: the cost of the DFlash pipeline on the tiny-qwen3 model (the embedded demo copy, so no
 // fixtures are needed): regeneration throughput (dflash generate-data), drafter training time per optimizer step with
-// the defaults of `train-drafter --block-size 8 --mask-token 1` and the projected time of the issue's 600-step run,
+// the defaults of `train-drafter --block-size 8 --mask-token 1` and the projected time of the issue's run (800 steps),
 // and speculative against plain decoding (tokens/s, τ) with the drafter just trained — or, when ../shared/fixtures is
 // present, with the official drafter on val-prompts (τ 2.524 by REFERENCE.md).
 // Options: --prompts N (prompts regenerated and trained on, default 32), --steps N (timed training steps, 30),
@@ -12,12 +12,12 @@ import { createBackend, parseDevice } from '../src/engine/select.js';
 import { DEMO_MODEL_DIR, DEFAULT_CALIB_FILE } from '../src/cli/paths.js';
 import { readPrompts, readTextDocuments } from '../src/io/datasets.js';
 import { runGenerateData } from '../src/dflash/generate.js';
-import { runTrainDrafter, type StepLog } from '../src/dflash/trainer.js';
+import { autoEpochs, runTrainDrafter, type StepLog } from '../src/dflash/trainer.js';
 import { runDflashEval } from '../src/dflash/evaluate.js';
 import { FIXTURES, HAVE_FIXTURES, intOption, machine, option, round, table, type BenchContext } from './report.js';
 
-/** The issue's run: 400 prompts, batch 4, 6 epochs. */
-const DEFAULT_RUN_STEPS = 600;
+/** The issue's run: 400 sequences in batches of 4, --epochs auto. */
+const DEFAULT_RUN_STEPS = 100 * autoEpochs(100);
 
 /** Prompts cut like the fixture's (the first 200–600 characters of a document, at a line break; ~220 on average). */
 function promptsFrom(docs: readonly string[], n: number): string[] {

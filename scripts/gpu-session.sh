@@ -49,6 +49,17 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
         --mask-token 1 --device cuda --force --json
       step dflash-train-eval 240 $CLI dflash eval --target $M --drafter /tmp/d-cuda --prompts $F/val-prompts.jsonl \
         --max-new-tokens 128 --temperature 0 --ignore-eos --device cuda --json ;;
+    dflash-sweep) # ablations of train-drafter settings on the GPU (seconds each); one summary line per setting
+      while IFS= read -r args; do
+        [ -z "$args" ] && continue
+        s0=$SECONDS
+        $CLI dflash train-drafter --target $M --data $F/train-gen.jsonl --out /tmp/d-sweep --block-size 8 --mask-token 1 \
+          --device cuda --force --json $args > /tmp/sweep-train.json 2> /tmp/sweep-train.log || { echo "sweep [$args]: train failed"; tail -3 /tmp/sweep-train.log; continue; }
+        $CLI dflash eval --target $M --drafter /tmp/d-sweep --prompts $F/val-prompts.jsonl --max-new-tokens 128 --temperature 0 \
+          --ignore-eos --no-baseline --device cuda --json > /tmp/sweep-eval.json 2> /tmp/sweep-eval.log || { echo "sweep [$args]: eval failed"; continue; }
+        SWEEP_ARGS="$args" node -e 'const t=require("/tmp/sweep-train.json"), e=require("/tmp/sweep-eval.json"); console.log(JSON.stringify({args: process.env.SWEEP_ARGS, tau: +e.tau.toFixed(4), pooled: +e.tauPooled.toFixed(4), steps: e.verifySteps, loss: +t.finalLoss.toFixed(4), trainSeconds: +t.seconds.train.toFixed(1), totalSteps: t.totalSteps}))' | tee -a "$OUT/dflash-sweep.jsonl"
+        echo "  ($((SECONDS - s0)) s)"
+      done < "${SWEEP_FILE:-scripts/dflash-sweep.txt}" ;;
     *) echo "unknown step $s" ;;
   esac
 done

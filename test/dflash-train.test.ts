@@ -9,7 +9,7 @@ import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { Backend } from '../src/engine/backend.js';
 import { Rng } from '../src/numerics/rng.js';
 import { warmupCosineLr } from '../src/numerics/schedule.js';
-import { autoLr, runTrainDrafter, trainStep, type TrainSettings } from '../src/dflash/trainer.js';
+import { autoEpochs, autoLr, runTrainDrafter, trainStep, type TrainSettings } from '../src/dflash/trainer.js';
 import { drafterTensors, initDrafterWeights, zerosLike } from '../src/dflash/drafter-weights.js';
 import { drafterInvFreq } from '../src/dflash/drafter.js';
 import { targetTaps } from '../src/dflash/features.js';
@@ -76,12 +76,15 @@ describe('train-drafter', () => {
     expect(existsSync(checkpointDirFor(out))).toBe(false);
   });
 
-  it('--lr auto scales 6e-4 by √(4096 / hidden) within [1×, 5×]; --init target trains from the target\'s last layers', () => {
+  it('--lr auto scales 6e-4 by √(4096 / hidden) within [1×, 5×]; --epochs auto reaches 800 steps within 6..20 epochs; --init target trains from the target\'s last layers', () => {
     expect(autoLr(4096)).toBeCloseTo(6e-4, 15);
     expect(autoLr(256)).toBeCloseTo(2.4e-3, 15);
     expect(autoLr(8192)).toBeCloseTo(6e-4, 15);
+    expect([autoEpochs(100), autoEpochs(200_000), autoEpochs(134), autoEpochs(4)]).toEqual([8, 6, 6, 20]);
     const out = path.join(tmp, 'd-auto');
-    const r = runTrainDrafter(be, settings(out, { epochs: 2, lr: 'auto', init: 'target' }));
+    const r = runTrainDrafter(be, settings(out, { epochs: 'auto', lr: 'auto', init: 'target' }));
+    expect(r.totalSteps).toBe(80); // 12 records, batch 3: 4 steps per epoch → 20 epochs (the cap)
+    expect(r.notes.join(' ')).toMatch(/--epochs auto: 20/);
     const want = autoLr(r.drafter.hiddenSize);
     expect(r.notes.join(' ')).toMatch(/--lr auto/);
     const csv = readFileSync(path.join(out, 'train-log.csv'), 'utf8').trim().split('\n').slice(1).map((l) => l.split(',').map(Number));

@@ -71,7 +71,7 @@ export function buildDflashProgram(): Command {
     .option('--target-layers <auto|i,j,...>', 'tapped target layers; auto = the spec formula (5 taps from layer 1 to L−3), or for targets too shallow for it min(5, L−1) distinct layers spread over 0..L−2', 'auto')
     .option('--anchors <n|auto>', 'anchors (blocks) per sequence (at most the valid response positions − 1); auto = min(512, half the longest response)', intOrAuto('--anchors'), 'auto')
     .option('--gamma <x|auto>', 'loss decay γ of exp(−(k−1)/γ); auto = 7/5/4 for B = 16/10/8', numberOrAuto('--gamma'), 'auto')
-    .option('--epochs <n>', 'epochs', positiveInt('--epochs'), 6)
+    .option('--epochs <n|auto>', 'epochs; auto = 6 (the spec), or as many as make 800 optimizer steps for small data sets (at most 20; 8 for the fixture\'s 400 sequences)', intOrAuto('--epochs'), 'auto')
     .option('--lr <x|auto>', 'AdamW peak learning rate; auto = 6e-4 × √(4096 / hidden size), between 6e-4 and 3e-3 (6e-4 for 4096-wide targets, 2.4e-3 for the 256-wide fixture)', numberOrAuto('--lr'), 'auto')
     .option('--warmup <fraction>', 'linear warmup as a fraction of all steps, then cosine to 0', nonNegativeNumber('--warmup'), 0.04)
     .option('--weight-decay <x>', 'AdamW weight decay', nonNegativeNumber('--weight-decay'), 0)
@@ -94,7 +94,7 @@ export function buildDflashProgram(): Command {
     .option('--debug', 'show stack traces on errors')
     .action(async (o: CommonOpts & {
       target: string; data: string; out: string; layers: number | 'auto'; blockSize: number; targetLayers: string; anchors: number | 'auto'; gamma: number | 'auto';
-      epochs: number; lr: number | 'auto'; warmup: number; weightDecay: number; seqLen: number; batch: number; maskToken?: string; seed: number;
+      epochs: number | 'auto'; lr: number | 'auto'; warmup: number; weightDecay: number; seqLen: number; batch: number; maskToken?: string; seed: number;
       checkpointEvery: number; resume?: boolean; featureCacheMb: number; evalPrompts?: string; evalEvery?: number; evalMaxPrompts?: number;
       evalMaxNewTokens: number; maxSteps?: number; init: 'random' | 'target';
     }) => {
