@@ -5,7 +5,7 @@
 // weight (the runtime transform folded in); targets without q/k norms give norms of 1; biases are dropped (the
 // drafter has none).
 import type { Backend, Tensor } from '../engine/backend.js';
-import { applyLinear } from '../model/decoder.js';
+import { foldRotation } from '../model/decoder.js';
 import type { Linear, ModelWeights } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import type { DrafterConfig } from './drafter-config.js';
@@ -15,21 +15,12 @@ function f32Copy(be: Backend, t: Tensor, shape: readonly number[]): Tensor {
   return be.reshape(be.cast(t, 'f32'), shape);
 }
 
-function eye(be: Backend, n: number): Tensor {
-  const d = new Float32Array(n * n);
-  for (let i = 0; i < n; i++) d[i * n + i] = 1;
-  return be.fromHost(d, [n, n], 'f32');
-}
-
 /** The effective dense weight [out, in] of a target linear (bias excluded). */
 export function effectiveWeight(be: Backend, lin: Linear): Tensor {
   if (lin.kind === 'dense') return f32Copy(be, lin.weight, [lin.outFeatures, lin.inFeatures]);
-  const iIn = eye(be, lin.inFeatures);
-  const noBias: Linear = { ...lin, bias: undefined };
-  const wt = applyLinear(be, iIn, noBias); // I·W_effᵀ = W_effᵀ [in, out]
-  const iOut = eye(be, lin.outFeatures);
-  const w = be.matmul(iOut, wt, { transB: true }); // (W_effᵀ)ᵀ
-  be.free(iIn, wt, iOut);
+  const wRot = be.cast(lin.weight, 'f32');
+  const w = foldRotation(be, wRot, lin.pairs, lin.theta, lin.channelScales, lin.groupSize);
+  be.free(wRot);
   return w;
 }
 

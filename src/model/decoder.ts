@@ -34,6 +34,19 @@ export function headNorm(be: Backend, x: Tensor, w: Tensor, headDim: number, eps
 }
 
 /**
+ * The dense weight W_eff [out, in] of a ParoQuant linear, rotation and channel scales folded in:
+ * x·W_effᵀ = givens(x ⊙ cs)·W_rotᵀ, so each row of W_rot goes through the inverse rotation, then columns scale by cs.
+ */
+export function foldRotation(
+  be: Backend, wRot: Tensor, pairs: Tensor, theta: Tensor, channelScales: Tensor, groupSize: number,
+): Tensor {
+  const u = be.givens(wRot, pairs, theta, groupSize, 'inverse');
+  const w = be.mulCols(u, channelScales);
+  be.free(u);
+  return w;
+}
+
+/**
  * The rest of a decoder layer once attention is computed: x + o_proj(attn), then + down(swiglu(gate, up)) of its
  * post-attention norm. Frees attn; x stays the caller's.
  */

@@ -6,6 +6,7 @@ import { f16ToF32 as f16Values, f32ToF16, roundToF16InPlace } from '../numerics/
 import { dequantizeAwq, packAwq, packAwqTransposed } from '../io/awq.js';
 import { quantizeCodes } from '../engine/cpu/fakequant.js';
 import type { ParoLinear } from './transform.js';
+import { foldRotation } from '../model/decoder.js';
 
 /** The checkpoint tensors of one quantized linear (spec §7.3). 16-bit tensors hold f16 bit patterns. */
 export interface PackedLinear {
@@ -97,9 +98,8 @@ export function effectiveWeight(be: Backend, p: PackedLinear): Tensor {
   const pairs = be.fromHost(Int32Array.from(p.pairs), [p.krot, p.inFeatures], 'i32');
   const theta = be.fromHost(f16Values(p.theta), [p.krot, p.inFeatures / 2]);
   const cs = be.fromHost(f16Values(p.channelScales), [p.inFeatures]);
-  const u = be.givens(tRot, pairs, theta, p.groupSize, 'inverse');
-  const w = be.mulCols(u, cs);
-  be.free(tRot, pairs, theta, cs, u);
+  const w = foldRotation(be, tRot, pairs, theta, cs, p.groupSize);
+  be.free(tRot, pairs, theta, cs);
   return w;
 }
 
