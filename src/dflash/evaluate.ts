@@ -118,6 +118,8 @@ export function runDflashEval(be: Backend, s: DflashEvalSettings, onPrompt?: (do
   let baseDecode = 0;
   let specTokens = 0;
   let baseTokens = 0;
+  let tauSum = 0;
+  let tauCount = 0;
   prompts.forEach((p, i) => {
     const { ids } = encodePrompt(tok, p, s.encoding);
     if (ids.length === 0) throw new UserError(`prompt ${i + 1} encodes to no tokens`, { file: s.promptsFile });
@@ -143,8 +145,11 @@ export function runDflashEval(be: Backend, s: DflashEvalSettings, onPrompt?: (do
     const n = spec.acceptanceLengths.length;
     const tau = n > 0 ? spec.acceptanceLengths.reduce((a, b) => a + b, 0) / n : NaN;
     perPrompt.push({ index: i, promptTokens: ids.length, outputTokens: spec.outputIds.length, steps: n, tau, equal, matchesExpected });
-    const done = perPrompt.filter((pp) => Number.isFinite(pp.tau));
-    onPrompt?.(i + 1, prompts.length, done.reduce((a, pp) => a + pp.tau, 0) / Math.max(1, done.length)); // running τ
+    if (n > 0) {
+      tauSum += tau;
+      tauCount++;
+    }
+    onPrompt?.(i + 1, prompts.length, tauSum / Math.max(1, tauCount)); // running τ over the prompts so far
   });
   const sum = summarizeAcceptance(accs, drafterFiles.cfg.blockSize);
   const count = (f: (r: PromptEvalResult) => boolean | null): number | null =>
