@@ -2,7 +2,7 @@
 // and backward against a dense float64 implementation of the same formulas, for causal, offset-causal, full and
 // DFlash masks with GQA.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { randn as randnFrom, relErr } from './numeric.js';
+import { dflashVisible, randn as randnFrom, relErr } from './numeric.js';
 import { Rng } from '../src/numerics/rng.js';
 import { initMatmul } from '../src/engine/cpu/matmul.js';
 import { attentionBackward, attentionForward } from '../src/engine/cpu/attention.js';
@@ -96,12 +96,7 @@ describe('tiled attention against dense float64', () => {
     cases.push({
       name: 'dflash block mask across tiles', shape: { batch: 2, tq: nBlocks * B, tk: ctxLen + nBlocks * B, heads: 4, kvHeads: 2, headDim: D },
       mask: { kind: 'dflash', ctxLen, blockSize: B, nBlocks, anchors, keep },
-      visible: (b, i, j) => {
-        const n = Math.floor(i / B);
-        if (!keep[b * nBlocks + n]) return false;
-        if (j < ctxLen) return j < anchors[b * nBlocks + n];
-        return Math.floor((j - ctxLen) / B) === n;
-      },
+      visible: dflashVisible(ctxLen, B, nBlocks, anchors, keep),
     });
   }
   for (const c of cases) {

@@ -1,7 +1,7 @@
 // cpu backend kernels against independent float64 references: forward by direct recomputation, backward by
 // central finite differences of the float64 reference of a random linear functional L = Σ f(x)·c.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { randn as randnFrom, relErr } from './numeric.js';
+import { dflashVisible, randn as randnFrom, relErr } from './numeric.js';
 import { Rng } from '../src/numerics/rng.js';
 import { initMatmul, matmulF32 } from '../src/engine/cpu/matmul.js';
 import { rmsnormBackward, rmsnormForward } from '../src/engine/cpu/norm.js';
@@ -161,12 +161,7 @@ describe('attention', () => {
     cases.push({
       name: 'dflash block mask', shape: { batch: 2, tq: nBlocks * B, tk: ctxLen + nBlocks * B, heads: 2, kvHeads: 1, headDim: D },
       mask: { kind: 'dflash', ctxLen, blockSize: B, nBlocks, anchors, keep },
-      visible: (b, i, j) => {
-        const n = Math.floor(i / B);
-        if (!keep[b * nBlocks + n]) return false;
-        if (j < ctxLen) return j < anchors[b * nBlocks + n];
-        return Math.floor((j - ctxLen) / B) === n;
-      },
+      visible: dflashVisible(ctxLen, B, nBlocks, anchors, keep),
     });
   }
   for (const c of cases) {

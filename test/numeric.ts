@@ -25,3 +25,17 @@ export function sameBits(a: Float32Array, b: Float32Array): boolean {
   for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) return false;
   return true;
 }
+
+/**
+ * Reference visibility of the DFlash block mask (spec §2.5), written from the rule rather than the kernels: query row i
+ * belongs to block n = ⌊i / B⌋; a disabled block sees nothing; context key j < ctxLen is visible when j < anchor of
+ * block n; a block key is visible when it lies in the same block.
+ */
+export function dflashVisible(ctxLen: number, blockSize: number, nBlocks: number, anchors: Int32Array, keep: Uint8Array) {
+  return (b: number, i: number, j: number): boolean => {
+    const n = Math.floor(i / blockSize);
+    if (!keep[b * nBlocks + n]) return false;
+    if (j < ctxLen) return j < anchors[b * nBlocks + n];
+    return Math.floor((j - ctxLen) / blockSize) === n;
+  };
+}
