@@ -66,12 +66,16 @@ export class SafetensorsFile {
   static open(path: string): SafetensorsFile {
     let fd: number;
     try {
-      fd = fs.openSync(path, 'r');
+      // O_NONBLOCK: opening a FIFO must not wait for a writer (it is refused just below); no effect on regular files.
+      fd = fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_NONBLOCK);
     } catch (e) {
       throw new UserError(`cannot open safetensors file: ${errMessage(e)}`, { file: path, cause: e });
     }
     try {
-      const size = fs.fstatSync(fd).size;
+      const st = fs.fstatSync(fd);
+      if (!st.isFile())
+        throw new UserError(`not a regular file (${fileKind(st)}); expected a .safetensors file`, { file: path });
+      const size = st.size;
       const { tensors, metadata } = readHeader(fd, size, path);
       return new SafetensorsFile(path, fd, tensors, metadata);
     } catch (e) {
@@ -327,7 +331,12 @@ export function readFully(fd: number, dst: Uint8Array, pos: number, path: string
   let done = 0;
   while (done < dst.byteLength) {
     const len = Math.min(IO_CHUNK_BYTES, dst.byteLength - done);
-    const got = fs.readSync(fd, dst, done, len, pos + done);
+    let got: number;
+    try {
+      got = fs.readSync(fd, dst, done, len, pos + done);
+    } catch (e) {
+      throw new UserError(`cannot read ${tensor === null ? 'the header' : `tensor '${tensor}'`}: ${errMessage(e)}`, { file: path, cause: e });
+    }
     if (got === 0)
       throw new UserError(
         `the file ended at byte ${pos + done} while reading ${tensor === null ? 'the header' : `tensor '${tensor}'`}` +
@@ -385,6 +394,16 @@ function typedView(bytes: Uint8Array, dtype: SafetensorsDType): IntOrFloatView {
     default:
       throw new Error(`no plain typed view for ${dtype}`);
   }
+}
+
+/** What a non-regular file is, for the error message. */
+function fileKind(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a plain file';
 }
 
 function isPlainObject(v: unknown): v is Record<string, unknown> {
