@@ -301,7 +301,8 @@ __global__ void __launch_bounds__(128) attnFwdMma(const bf16* __restrict__ q, co
   lA += __shfl_xor_sync(0xffffffffu, lA, 2);
   lB += __shfl_xor_sync(0xffffffffu, lB, 1);
   lB += __shfl_xor_sync(0xffffffffu, lB, 2);
-  const float iA = lA > 0.0f ? 1.0f / lA : 0.0f, iB = lB > 0.0f ? 1.0f / lB : 0.0f;
+  // l is 0 only for a fully masked row; a NaN l (NaN scores, which fmaxf skips) must reach the output and lse.
+  const float iA = lA != 0.0f ? 1.0f / lA : 0.0f, iB = lB != 0.0f ? 1.0f / lB : 0.0f;
 #pragma unroll
   for (int n = 0; n < DT; n++) {
     const int col = h * D + n * 8 + tig * 2;
@@ -317,8 +318,8 @@ __global__ void __launch_bounds__(128) attnFwdMma(const bf16* __restrict__ q, co
     }
   }
   if (tig == 0) {
-    if (rowA < d.tq) lse[((size_t)b * d.heads + h) * d.tq + rowA] = lA > 0.0f ? (mA + log2f(lA)) * kLn2 : -INFINITY;
-    if (rowB < d.tq) lse[((size_t)b * d.heads + h) * d.tq + rowB] = lB > 0.0f ? (mB + log2f(lB)) * kLn2 : -INFINITY;
+    if (rowA < d.tq) lse[((size_t)b * d.heads + h) * d.tq + rowA] = lA != 0.0f ? (mA + log2f(lA)) * kLn2 : -INFINITY;
+    if (rowB < d.tq) lse[((size_t)b * d.heads + h) * d.tq + rowB] = lB != 0.0f ? (mB + log2f(lB)) * kLn2 : -INFINITY;
   }
 }
 
@@ -665,13 +666,13 @@ __global__ void attnFwdScalar(const void* q, int qdt, const void* k, int kdt, co
       mx = nm;
     }
   }
-  float inv = l > 0.0f ? 1.0f / l : 0.0f;
+  float inv = l != 0.0f ? 1.0f / l : 0.0f;  // 0 only when fully masked; NaN passes
 #pragma unroll
   for (int t = 0; t < kMaxPerLane; t++) {
     int c = lane + 32 * t;
     if (c < D) stf(out, odt, qb + c, o[t] * inv);
   }
-  if (lane == 0) lse[((size_t)b * d.heads + h) * d.tq + i] = l > 0.0f ? mx + logf(l) : -INFINITY;
+  if (lane == 0) lse[((size_t)b * d.heads + h) * d.tq + i] = l != 0.0f ? mx + logf(l) : -INFINITY;
 }
 
 __global__ void attnBwdDqScalar(const void* dout, int dodt, const void* q, int qdt, const void* k, int kdt,

@@ -4,9 +4,26 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { UserError } from '../errors.js';
 import { SafetensorsFile, TensorInfo, errMessage } from './safetensors.js';
+import { assertFinite16, assertFiniteF32 } from './finite.js';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
+
+const isFloat = (d: string): boolean => d === 'F32' || d === 'F64' || d === 'F16' || d === 'BF16';
+
+/** The path, when it is a regular file (or a link to one); a one-line UserError naming it otherwise. */
+function requireRegularFile(file: string): string {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (e) {
+    throw new UserError(`cannot open the checkpoint file: ${errMessage(e)}`, { file, cause: e });
+  }
+  if (!st.isFile()) {
+    throw new UserError(st.isDirectory() ? 'is a directory, not a file' : 'is not a regular file', { file });
+  }
+  return file;
+}
 
 export class Checkpoint {
   readonly dir: string;
@@ -35,11 +52,12 @@ export class Checkpoint {
     if (!st.isDirectory()) throw new UserError('not a directory (expected a model directory)', { file: dir });
 
     const single = path.join(dir, SINGLE_FILE);
-    if (fs.existsSync(single)) return Checkpoint.fromSingle(dir, single);
+    if (fs.existsSync(single)) return Checkpoint.fromSingle(dir, requireRegularFile(single));
     const index = path.join(dir, INDEX_FILE);
-    if (fs.existsSync(index)) return Checkpoint.fromIndex(dir, index);
+    if (fs.existsSync(index)) return Checkpoint.fromIndex(dir, requireRegularFile(index));
 
     const candidates = fs.readdirSync(dir).filter((f) => f.endsWith('.safetensors')).sort();
+    if (candidates.length === 1) requireRegularFile(path.join(dir, candidates[0]));
     if (candidates.length === 1) return Checkpoint.fromSingle(dir, path.join(dir, candidates[0]));
     if (candidates.length === 0)
       throw new UserError(`no checkpoint here: expected ${SINGLE_FILE}, ${INDEX_FILE} or a *.safetensors file`, {
@@ -86,6 +104,7 @@ export class Checkpoint {
         if (path.isAbsolute(shard) || rel.startsWith('..') || path.isAbsolute(rel))
           throw fail(`shard '${shard}' (for tensor '${name}') is outside the model directory`);
         if (!fs.existsSync(resolved)) throw fail(`shard '${shard}' (for tensor '${name}' and others) does not exist`);
+        requireRegularFile(resolved);
         p = path.join(dir, shard);
         shardPaths.set(shard, p);
       }
@@ -140,16 +159,24 @@ export class Checkpoint {
     return this.fileOf(name).readBytesInto(name, dst, offset);
   }
 
+  /** The tensor as f32; a UserError naming it when a float tensor holds NaN or ±Inf. */
   readF32(name: string): Float32Array {
-    return this.fileOf(name).readF32(name);
+    const info = this.require(name);
+    const out = this.fileOf(name).readF32(name);
+    if (isFloat(info.dtype)) assertFiniteF32(out, name, info.file);
+    return out;
   }
 
   readI32(name: string): Int32Array {
     return this.fileOf(name).readI32(name);
   }
 
+  /** F16/BF16 bits as stored; a UserError naming the tensor when it holds NaN or ±Inf. */
   readRaw16(name: string): Uint16Array {
-    return this.fileOf(name).readRaw16(name);
+    const info = this.require(name);
+    const out = this.fileOf(name).readRaw16(name);
+    assertFinite16(out, info.dtype === 'BF16' ? 'BF16' : 'F16', name, info.file);
+    return out;
   }
 
   /**

@@ -2,6 +2,7 @@
 // cross-entropy of its seqLen − 1 next-token predictions; perplexity = exp(mean over windows).
 import type { Tensor } from '../engine/backend.js';
 import type { Decoder } from './decoder.js';
+import { UserError } from '../errors.js';
 
 export interface PerplexityOptions {
   seqLen: number;
@@ -12,6 +13,8 @@ export interface PerplexityOptions {
   /** Rows of logits materialised at once (bounds memory for large vocabularies). */
   logitRows?: number;
   onProgress?: (windowsDone: number, windowsTotal: number) => void;
+  /** The model directory, named when the model produces a non-finite loss. */
+  model?: string;
 }
 
 export interface PerplexityResult {
@@ -56,7 +59,19 @@ export function perplexity(dec: Decoder, tokens: Int32Array, opts: PerplexityOpt
       if (h !== hidden) be.free(h);
     }
     be.free(hidden);
-    for (let b = 0; b < nb; b++) windowNll.push(sums[b] / (T - 1));
+    for (let b = 0; b < nb; b++) {
+      const nll = sums[b] / (T - 1);
+      // A non-finite loss is a broken model (NaN/Inf weights or activations), never a perplexity to report.
+      if (!Number.isFinite(nll)) {
+        const s = opts.starts[w0 + b];
+        throw new UserError(
+          `the model produced a non-finite loss (${nll}) on window ${w0 + b + 1} of ${opts.starts.length} (tokens ${s}..${s + T - 1}); ` +
+            'its weights or activations hold NaN or Inf',
+          { file: opts.model },
+        );
+      }
+      windowNll.push(nll);
+    }
     opts.onProgress?.(windowNll.length, opts.starts.length);
   }
   const meanNll = windowNll.reduce((a, b) => a + b, 0) / Math.max(1, windowNll.length);

@@ -4,6 +4,7 @@ import type { Backend, DType, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
 import type { Checkpoint } from '../io/checkpoint.js';
 import { dequantizeAwq } from '../io/awq.js';
+import { validateCheckpoint } from '../io/validate-checkpoint.js';
 import { UserError } from '../errors.js';
 
 /** A linear layer y = x·Wᵀ + b, dense or with a ParoQuant input transform. */
@@ -153,6 +154,8 @@ export function loadEmbedding(be: Backend, ck: Checkpoint, cfg: ModelConfig, dt:
 }
 
 export function loadModelWeights(be: Backend, ck: Checkpoint, cfg: ModelConfig, opts: LoadOptions = {}): ModelWeights {
+  // Names, dtypes and shapes against config.json before anything is read.
+  validateCheckpoint(ck, cfg);
   const dt = opts.weightDtype ?? 'native';
   const H = cfg.hiddenSize;
   const embed = loadEmbedding(be, ck, cfg, dt);

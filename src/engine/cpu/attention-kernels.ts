@@ -1,7 +1,7 @@
 // Scaled dot-product attention with GQA on the cpu backend, as the Backend interface defines it (backend.ts).
 // The work is cut into units (batch entry b, KV head g); the heads of a GQA group are stacked so that each GEMM
 // packs a K/V operand once for all of them, and queries go in tiles of QT rows so that only the keys a tile can see
-// are multiplied: with a causal mask about 5/8 of the dense work, with the DFlash mask the context prefix up to the
+// are multiplied: with a causal mask about 5/8 of the dense work, with the anchored-blocks mask the context prefix up to the
 // tile's last anchor plus its own blocks. Masking and softmax are JS loops on the tile's score block.
 //
 // The forward reproduces the dense per-head computation bit for bit (a row's softmax and its P·V sum over the same
@@ -15,7 +15,7 @@ import type { MatView } from './wasm-gemm.js';
 
 export type GemmFn = (M: number, K: number, N: number, a: MatView, b: MatView, c: MatView, beta: 0 | 1, alpha: number) => void;
 
-/** The mask as plain numbers and typed arrays (transferable to a worker). kind: 0 causal, 1 all keys, 2 dflash. */
+/** The mask as plain numbers and typed arrays (transferable to a worker). kind: 0 causal, 1 full, 2 anchoredBlocks. */
 export interface MaskSpec {
   kind: 0 | 1 | 2;
   qOffset: number;
@@ -62,9 +62,8 @@ export function maskSpec(mask: AttentionMask): MaskSpec {
     case 'causal':
       return { kind: 0, qOffset: mask.qOffset, ctxLen: 0, blockSize: 0, nBlocks: 0, anchors: null, keep: null };
     case 'full':
-    case 'prefix':
       return { kind: 1, qOffset: 0, ctxLen: 0, blockSize: 0, nBlocks: 0, anchors: null, keep: null };
-    case 'dflash':
+    case 'anchoredBlocks':
       return { kind: 2, qOffset: 0, ctxLen: mask.ctxLen, blockSize: mask.blockSize, nBlocks: mask.nBlocks, anchors: mask.anchors, keep: mask.keep };
   }
 }
@@ -212,9 +211,16 @@ export function createAttentionKernels(gemm: GemmFn): AttentionKernels {
             for (let j = lo0; j < hi0; j++) if (S[o + j] > mx) mx = S[o + j];
             for (let j = lo1; j < hi1; j++) if (S[o + j] > mx) mx = S[o + j];
             if (mx === -Infinity) {
-              S.fill(0, o, o + nk);
-              x.lse[lseOff + r] = -Infinity;
-              continue;
+              // No visible entry above −Inf: a fully masked row (0), unless NaN scores hid from the max (then NaN).
+              let nan = false;
+              for (let j = lo0; j < hi0; j++) if (S[o + j] !== S[o + j]) nan = true;
+              for (let j = lo1; j < hi1; j++) if (S[o + j] !== S[o + j]) nan = true;
+              if (!nan) {
+                S.fill(0, o, o + nk);
+                x.lse[lseOff + r] = -Infinity;
+                continue;
+              }
+              mx = NaN;
             }
             mx *= scale; // scale > 0, so the max of the scaled scores
             let sum = 0;
