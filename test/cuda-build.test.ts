@@ -6,7 +6,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UserError } from '../src/errors.js';
-import { addonCandidates } from '../src/engine/cuda/addon.js';
+import { mkdirSync } from 'node:fs';
+import { addonCandidates, packageRoot } from '../src/engine/cuda/addon.js';
 import { cudaAvailability, loadCudaBackend } from '../src/engine/cuda/availability.js';
 
 const BUILD = path.resolve(__dirname, '..', 'native', 'build.mjs');
@@ -56,6 +57,55 @@ describe('native/build.mjs', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('where the addon is looked for', () => {
+  // A planted native/build/paro_cuda.node in a folder above the package must never be a candidate (issue 8, defect 4).
+  function layout(pkgName: string) {
+    const top = mkdtempSync(path.join(os.tmpdir(), 'addon-path-'));
+    const planted = path.join(top, 'native', 'build', 'paro_cuda.node');
+    mkdirSync(path.dirname(planted), { recursive: true });
+    writeFileSync(planted, 'not a library');
+    const pkg = path.join(top, 'work', 'pkg');
+    const moduleDir = path.join(pkg, 'dist', 'engine', 'cuda');
+    mkdirSync(moduleDir, { recursive: true });
+    writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: pkgName }));
+    return { top, planted, pkg, moduleDir };
+  }
+
+  it('only the package\'s own native/build, never an ancestor folder', () => {
+    const l = layout('paro-dflash');
+    try {
+      const c = addonCandidates({}, l.moduleDir);
+      expect(c).toEqual([path.join(l.pkg, 'native', 'build', 'paro_cuda.node')]);
+      expect(c).not.toContain(l.planted);
+    } finally {
+      rmSync(l.top, { recursive: true, force: true });
+    }
+  });
+
+  it('nothing when the nearest package.json is another package', () => {
+    const l = layout('someone-else');
+    try {
+      expect(packageRoot(l.moduleDir)).toBeNull();
+      expect(addonCandidates({}, l.moduleDir)).toEqual([]);
+    } finally {
+      rmSync(l.top, { recursive: true, force: true });
+    }
+  });
+
+  it('PARO_CUDA_ADDON is the only candidate when set', () => {
+    const l = layout('paro-dflash');
+    try {
+      expect(addonCandidates({ PARO_CUDA_ADDON: '/opt/x/paro_cuda.node' }, l.moduleDir)).toEqual(['/opt/x/paro_cuda.node']);
+    } finally {
+      rmSync(l.top, { recursive: true, force: true });
+    }
+  });
+
+  it('this checkout resolves to its own root', () => {
+    expect(packageRoot(__dirname)).toBe(path.resolve(__dirname, '..'));
   });
 });
 

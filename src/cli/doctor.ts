@@ -13,7 +13,7 @@ export interface DoctorReport {
   lines: string[];
 }
 
-interface CudaAvailability { available: boolean; reason?: string; devices?: { name: string; totalMemoryBytes: number; computeCapability: string }[] }
+interface CudaAvailability { available: boolean; reason?: string; addonPath?: string; devices?: { name: string; totalMemoryBytes: number; computeCapability: string }[] }
 
 export async function runDoctor(): Promise<DoctorReport> {
   const cuda: CudaAvailability = cudaAvailability();
@@ -25,6 +25,7 @@ export async function runDoctor(): Promise<DoctorReport> {
       ? `cuda backend: available — ${(cuda.devices ?? []).map((d, i) => `cuda:${i} ${d.name} (${(d.totalMemoryBytes / 2 ** 30).toFixed(1)} GiB, sm_${d.computeCapability.replace('.', '')})`).join('; ')}`
       : `cuda backend: not available (${cuda.reason ?? 'unknown'})`,
   ];
+  if (cuda.addonPath) lines.push(`cuda addon: ${cuda.addonPath}`);
   return {
     command: 'doctor', version: TOOL_VERSION, node: process.version, platform: `${process.platform}-${process.arch}`,
     cpu: { model: cpus[0]?.model ?? 'cpu', threads: cpus.length },

@@ -117,19 +117,39 @@ export interface NativeAddon {
 }
 
 const ADDON_REL = path.join('native', 'build', 'paro_cuda.node');
+/** package.json "name" of this package: the folder holding it is the only place a build is looked for. */
+export const PACKAGE_NAME = 'paro-dflash';
 
-/** Candidate paths: $PARO_CUDA_ADDON, then native/build/ in this module's folder or any folder above it. */
-export function addonCandidates(): string[] {
-  const out: string[] = [];
-  if (process.env.PARO_CUDA_ADDON) out.push(path.resolve(process.env.PARO_CUDA_ADDON));
-  let dir = path.dirname(fileURLToPath(import.meta.url));
+/**
+ * The package root: the nearest folder at or above start holding a package.json, when that file names this package;
+ * null otherwise. Only the nearest package.json counts, so a folder above the package is never searched.
+ */
+export function packageRoot(start: string): string | null {
+  let dir = path.resolve(start);
   for (;;) {
-    out.push(path.join(dir, ADDON_REL));
+    const pj = path.join(dir, 'package.json');
+    if (fs.existsSync(pj)) {
+      try {
+        const name = (JSON.parse(fs.readFileSync(pj, 'utf8')) as { name?: unknown }).name;
+        return name === PACKAGE_NAME ? dir : null;
+      } catch {
+        return null;
+      }
+    }
     const up = path.dirname(dir);
-    if (up === dir) break;
+    if (up === dir) return null;
     dir = up;
   }
-  return out;
+}
+
+/**
+ * Where the addon may be: $PARO_CUDA_ADDON when set (an explicit choice, nothing else is tried), else only the
+ * package's own native/build/. Folders above the package are never searched: a library planted there would run.
+ */
+export function addonCandidates(env: NodeJS.ProcessEnv = process.env, moduleDir = path.dirname(fileURLToPath(import.meta.url))): string[] {
+  if (env.PARO_CUDA_ADDON) return [path.resolve(env.PARO_CUDA_ADDON)];
+  const root = packageRoot(moduleDir);
+  return root ? [path.join(root, ADDON_REL)] : [];
 }
 
 let cached: { addon?: NativeAddon; error?: string; path?: string } | null = null;
@@ -138,6 +158,10 @@ let cached: { addon?: NativeAddon; error?: string; path?: string } | null = null
 export function loadAddon(): { addon?: NativeAddon; error?: string; path?: string } {
   if (cached) return cached;
   const file = addonCandidates().find((p) => fs.existsSync(p));
+  if (!file && process.env.PARO_CUDA_ADDON) {
+    cached = { error: `PARO_CUDA_ADDON names ${path.resolve(process.env.PARO_CUDA_ADDON)}, which does not exist` };
+    return cached;
+  }
   if (!file) {
     cached = { error: 'the CUDA backend is not built (run `node native/build.mjs`; it needs nvcc)' };
     return cached;

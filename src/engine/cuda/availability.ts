@@ -27,6 +27,8 @@ export interface CudaAvailability {
   devices?: CudaDeviceSummary[];
   /** Where libcublas was found (available only). */
   cublasPath?: string;
+  /** The addon file that was loaded (or failed to load). */
+  addonPath?: string;
 }
 
 const CUDA_ERROR_INSUFFICIENT_DRIVER = 35;
@@ -73,12 +75,12 @@ function check(addon: NativeAddon): CudaAvailability {
 export function cudaAvailability(): CudaAvailability {
   const loaded = loadAddon();
   if (!loaded.addon) {
-    return { available: false, code: loaded.path ? 'load-failed' : 'not-built', reason: loaded.error };
+    return { available: false, code: loaded.path ? 'load-failed' : 'not-built', reason: loaded.error, addonPath: loaded.path };
   }
   try {
-    return check(loaded.addon);
+    return { ...check(loaded.addon), addonPath: loaded.path };
   } catch (e) {
-    return { available: false, code: 'error', reason: (e as Error).message };
+    return { available: false, code: 'error', reason: (e as Error).message, addonPath: loaded.path };
   }
 }
 
