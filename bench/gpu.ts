@@ -1,27 +1,42 @@
 // `npm run bench -- gpu`: the CUDA backend on the GPU.
-// 1. BF16 GEMM 8192³ through Backend.matmul vs a direct cuBLAS call in the same process.
-// 2. One epoch of ParoQuant stage 1 on a Qwen3-8B-shaped block (hidden 4096, intermediate 12288, 32/8 heads,
-//    head_dim 128, random weights), 128 samples × 2048 tokens, batch 16: effective TFLOP/s against the GEMM peak,
-//    and a per-operation profile of one step (where the remaining time goes).
+// 1. BF16 GEMM 8192³ through Backend.matmul vs a direct cuBLAS call in the same process (the peak every share below
+//    is taken against).
+// 2. One epoch of ParoQuant stage 1 and one of stage 2 on a Qwen3-8B-shaped block (hidden 4096, intermediate 12288,
+//    32/8 heads, head_dim 128, random weights) at the paper's 2048 windows × 2048 tokens, batch 16: effective
+//    TFLOP/s and share of the GEMM peak per stage, and the projection of a whole 36-block 10 + 10 run. The 2048
+//    windows are cycled through a smaller resident activation set (--resident, default 128 training + 16 validation
+//    windows): the step's compute does not depend on which window it reads, and the real stores (2048 × 2048 ×
+//    4096 × 2 B = 34 GB each) do not all fit one H100.
+// 3. A per-operation profile of one stage-1 step (where the time goes).
+// 4. The same stage-1 epoch on one Llama-3.1-70B-shaped block (hidden 8192, intermediate 28672, 64/8 heads):
+//    --windows-70b steps timed (default 512) and scaled to 2048 windows (steps are alike), and the 80-block projection.
+//    --no-70b skips it.
 import type { BenchContext } from './report.js';
 import { intOption, machine, round, table, flag } from './report.js';
 import { loadCudaBackend, type CudaBackend } from '../src/engine/cuda/index.js';
 import type { Backend, Tensor } from '../src/engine/backend.js';
 import type { ModelConfig } from '../src/io/config.js';
-import { BlockOptimizer, DEFAULT_OPTIMIZER, type BlockData } from '../src/paroquant/block-optimizer.js';
+import { BlockOptimizer, DEFAULT_OPTIMIZER, type BlockData, type BlockUnderOptimization, type OptimizerSettings } from '../src/paroquant/block-optimizer.js';
 import { selectPairs } from '../src/paroquant/pairs.js';
 import type { ParoLinear } from '../src/paroquant/transform.js';
 import { LINEAR_KEYS, linearShapes, type LinearKey } from '../src/model/weights.js';
 import { blockForward, positionsFor, type BlockGeometry } from '../src/model/block.js';
 import { ropeInvFreq } from '../src/model/rope-freq.js';
 import { ProfiledBackend } from '../src/engine/profile.js';
-import { storeOf } from '../src/paroquant/activation-store.js';
+import { storeOf, type ActivationStore } from '../src/paroquant/activation-store.js';
 
 const QWEN3_8B_BLOCK: ModelConfig = {
   family: 'qwen3', architecture: 'Qwen3ForCausalLM', hiddenSize: 4096, intermediateSize: 12288, numLayers: 1,
   numHeads: 32, numKvHeads: 8, headDim: 128, vocabSize: 151936, rmsNormEps: 1e-6, ropeTheta: 1e6, ropeScaling: null,
   maxPositionEmbeddings: 40960, attentionBias: false, outputBias: false, mlpBias: false, qkNorm: true,
   tieWordEmbeddings: false, bosTokenId: null, eosTokenIds: [], dtype: 'bfloat16', quantization: null, raw: {},
+};
+
+const LLAMA31_70B_BLOCK: ModelConfig = {
+  ...QWEN3_8B_BLOCK, family: 'llama', architecture: 'LlamaForCausalLM', hiddenSize: 8192, intermediateSize: 28672, numHeads: 64,
+  numKvHeads: 8, headDim: 128, vocabSize: 128256, rmsNormEps: 1e-5, ropeTheta: 500000,
+  ropeScaling: { type: 'llama3', factor: 8, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 },
+  maxPositionEmbeddings: 131072, qkNorm: false,
 };
 
 /** Useful FLOPs of one stage-1 step on nTok tokens (seq T): GEMMs fwd + bwd (dW for all, dX where needed) + attention. */
@@ -41,12 +56,181 @@ export function stepFlops(cfg: ModelConfig, nTok: number, T: number): { gemm: nu
   return { gemm: fwd + bwd, attention: attnFwd * 3.5 };
 }
 
-function randn(be: CudaBackend, shape: number[], scale: number, seed: number, dtype: 'f32' | 'bf16'): Tensor {
+/** What the benches need beyond the Backend interface (the cuda backend has it; a cpu stand-in can for dry runs). */
+export type BenchBackend = Backend & Pick<CudaBackend, 'fillRandom' | 'memStats' | 'emptyCache'>;
+
+function randn(be: BenchBackend, shape: number[], scale: number, seed: number, dtype: 'f32' | 'bf16'): Tensor {
   const t = be.zeros(shape, dtype);
   be.fillRandom(t, seed); // uniform [−1, 1): std 0.577
   const s = be.scale(t, scale / 0.577);
   be.free(t);
   return s;
+}
+
+/**
+ * A store of `windows` training windows (then the validation ones) backed by a resident set of `trainResident`
+ * training windows (then the validation ones): training window w reads resident window w mod trainResident.
+ */
+class CycledStore implements ActivationStore {
+  readonly rows: number;
+  readonly cols: number;
+  readonly dtype: ActivationStore['dtype'];
+  readonly placement: ActivationStore['placement'];
+  constructor(private readonly inner: ActivationStore, private readonly T: number, private readonly windows: number, private readonly trainResident: number) {
+    this.cols = inner.cols;
+    this.dtype = inner.dtype;
+    this.placement = inner.placement;
+    this.rows = inner.rows + (windows - trainResident) * T;
+  }
+
+  private map(r0: number): number {
+    const w = r0 / this.T;
+    if (!Number.isInteger(w)) throw new Error('cycled store: reads must start at a window boundary');
+    return (w < this.windows ? w % this.trainResident : this.trainResident + (w - this.windows)) * this.T;
+  }
+
+  read(r0: number, n: number): Tensor {
+    return this.inner.read(this.map(r0), n);
+  }
+
+  write(): void {
+    throw new Error('cycled store is read-only');
+  }
+
+  free(): void {
+    this.inner.free();
+  }
+}
+
+interface StageTiming {
+  stage: 1 | 2;
+  steps: number;
+  msPerStep: number;
+  /** Training steps of one epoch (the first step's delta, which holds the stage's initial validation, replaced by the mean of the others). */
+  epochSeconds: number;
+  /** runStage wall time: epoch + validations + stage set-up. */
+  stageSeconds: number;
+  tflopPerEpoch: number;
+  effectiveTflops: number;
+  shareOfGemmPeak: number;
+}
+
+export interface BlockBench {
+  cfg: ModelConfig;
+  windows: number;
+  T: number;
+  batch: number;
+  stages: StageTiming[];
+  /** One forward of the FP block on `batch` windows (Y targets, X′ propagation, validation), ms. */
+  msForwardBatch: number;
+  data: BlockData;
+  norms: BlockUnderOptimization['norms'];
+  linears: Record<LinearKey, ParoLinear>;
+  geoFor: (n: number) => BlockGeometry;
+  settings: OptimizerSettings;
+  peakDeviceBytes: number;
+}
+
+/** Random block, resident activations and targets; times one epoch of each stage in `stages`. */
+export function benchBlock(be: BenchBackend, cfg: ModelConfig, o: { windows: number; trainResident: number; T: number; batch: number; stages: (1 | 2)[]; peak: number; seed: number }): BlockBench {
+  const { T, batch } = o;
+  const H = cfg.hiddenSize;
+  const sh = linearShapes(cfg);
+  const linears = {} as Record<LinearKey, ParoLinear>;
+  const weightsBf16 = {} as Record<LinearKey, Tensor>;
+  let seed = o.seed;
+  for (const k of LINEAR_KEYS) {
+    const { out, in: I } = sh[k];
+    const W = randn(be, [out, I], 0.02, seed++, 'f32');
+    const sel = selectPairs(I, 0);
+    linears[k] = {
+      outFeatures: out, inFeatures: I, W, alpha: be.fromHost(new Float32Array(I).fill(1), [I]), theta: be.zeros([8, I / 2]),
+      pairs: be.fromHost(sel.pairs, [8, I], 'i32'), thetaKeep: be.fromHost(Float32Array.from(sel.mask, (m) => 1 - m), [sel.mask.length]), krot: 8,
+    };
+    weightsBf16[k] = be.cast(W, 'bf16');
+  }
+  const ones = (n: number) => be.fromHost(new Float32Array(n).fill(1), [n]);
+  const norms = { inputNorm: ones(H), postNorm: ones(H), qNorm: ones(cfg.headDim), kNorm: ones(cfg.headDim) };
+  const invFreq = ropeInvFreq(cfg);
+  const geoFor = (n: number): BlockGeometry => ({ nSeq: n, seqLen: T, positions: positionsFor(n, T), invFreq });
+  const nVal = batch;
+  const resident = o.trainResident + nVal;
+  const xAll = randn(be, [resident * T, H], 1, 99, 'bf16');
+  // Targets: the FP block on the inputs, batch by batch (timed: the forward pass every target/propagation/validation costs).
+  const yAll = be.zeros([resident * T, H], 'bf16');
+  let fwdMs = 0;
+  let fwdBatches = 0;
+  for (let s0 = 0; s0 < resident; s0 += batch) {
+    const xb = be.zeros([batch * T, H], 'bf16');
+    be.copyRows(xb, 0, xAll, s0 * T, batch * T);
+    be.synchronize();
+    const tf = performance.now();
+    const { y } = blockForward(be, cfg, { ...norms, weights: weightsBf16, biases: {} }, xb, geoFor(batch), false);
+    be.synchronize();
+    if (s0 > 0) { // the first pass warms the allocator and cuBLAS heuristics
+      fwdMs += performance.now() - tf;
+      fwdBatches++;
+    }
+    be.copyRows(yAll, s0 * T, y, 0, batch * T);
+    be.free(xb, y);
+  }
+  be.free(...Object.values(weightsBf16));
+  const data: BlockData = {
+    x: new CycledStore(storeOf(be, xAll), T, o.windows, o.trainResident), y: new CycledStore(storeOf(be, yAll), T, o.windows, o.trainResident),
+    nTrain: o.windows, nVal, seqLen: T,
+  };
+  const settings: OptimizerSettings = { ...DEFAULT_OPTIMIZER, computeDtype: 'bf16', epochs: [1, 1], batchSize: batch };
+  let stepTimes: number[] = [];
+  let last = 0;
+  const opt = new BlockOptimizer(be, cfg, { norms, linears }, data, settings, geoFor, () => {
+    const now = performance.now();
+    stepTimes.push(now - last);
+    last = now;
+  });
+  opt.validate(1); // warm-up
+  be.synchronize();
+  const f = stepFlops(cfg, batch * T, T);
+  const stages: StageTiming[] = [];
+  for (const stage of o.stages) {
+    stepTimes = [];
+    const t0 = performance.now();
+    last = t0;
+    opt.runStage(stage);
+    be.synchronize();
+    const stageMs = performance.now() - t0;
+    const steps = stepTimes.length;
+    const rest = stepTimes.slice(1);
+    const epochMs = steps > 1 ? (rest.reduce((a, b) => a + b, 0) / rest.length) * steps : stepTimes[0];
+    const epochFlops = steps * (f.gemm + f.attention);
+    const eff = epochFlops / epochMs / 1e9;
+    stages.push({ stage, steps, msPerStep: epochMs / steps, epochSeconds: epochMs / 1000, stageSeconds: stageMs / 1000, tflopPerEpoch: epochFlops / 1e12, effectiveTflops: eff, shareOfGemmPeak: eff / o.peak });
+  }
+  return { cfg, windows: o.windows, T, batch, stages, msForwardBatch: fwdMs / Math.max(1, fwdBatches), data, norms, linears, geoFor, settings, peakDeviceBytes: be.memStats().peakBytes };
+}
+
+export function freeBlock(be: BenchBackend, b: BlockBench): void {
+  b.data.x.free();
+  b.data.y.free();
+  be.free(...Object.values(b.norms).filter((t): t is Tensor => t !== undefined));
+  for (const k of LINEAR_KEYS) {
+    const l = b.linears[k];
+    be.free(l.W, l.alpha, l.theta, l.pairs, l.thetaKeep, ...[l.scale, l.zpf].filter((t): t is Tensor => t !== undefined));
+  }
+  be.emptyCache();
+}
+
+/**
+ * Whole-model time at 10 + 10 epochs from one block's measured epochs: per block, the epochs, Y targets on FP inputs
+ * and X′ propagation through the quantized block (one forward over all windows each) and 11 validations per stage
+ * over `valWindows`. Capture through the embedding, packing and writing are left out (seconds, not hours).
+ */
+export function project(b: BlockBench, layers: number, epochs: [number, number], valWindows: number, scaleSteps = 1): Record<string, number> {
+  const e1 = (b.stages.find((s) => s.stage === 1)?.epochSeconds ?? 0) * scaleSteps;
+  const e2 = (b.stages.find((s) => s.stage === 2)?.epochSeconds ?? e1 / scaleSteps) * scaleSteps;
+  const fwd = b.msForwardBatch / 1000;
+  const batchesAll = b.windows * scaleSteps / b.batch;
+  const perBlock = epochs[0] * e1 + epochs[1] * e2 + 2 * batchesAll * fwd + (epochs[0] + epochs[1] + 2) * (valWindows / b.batch) * fwd;
+  return { layers, stage1EpochSeconds: e1, stage2EpochSeconds: e2, secondsPerBlock: perBlock, hours: (layers * perBlock) / 3600 };
 }
 
 export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
@@ -74,83 +258,40 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   report.gemm = { msBackend, msCublas, tflopsBackend: tBackend, tflopsCublas: tCublas, ratio: tBackend / tCublas };
   const peak = Math.max(tBackend, tCublas);
 
-  // 2. Stage-1 epoch on an 8B-shaped block.
-  const cfg = QWEN3_8B_BLOCK;
-  const samples = intOption(ctx.args, 'samples', 128);
+  // 2. Stage-1 and stage-2 epochs on an 8B-shaped block at the paper's calibration size.
   const T = intOption(ctx.args, 'seq-len', 2048);
   const batch = intOption(ctx.args, 'batch', 16);
-  const H = cfg.hiddenSize;
-  const sh = linearShapes(cfg);
-  const linears = {} as Record<LinearKey, ParoLinear>;
-  const weightsBf16 = {} as Record<LinearKey, Tensor>;
-  let seed = 10;
-  for (const k of LINEAR_KEYS) {
-    const { out, in: I } = sh[k];
-    const W = randn(be, [out, I], 0.02, seed++, 'f32');
-    const sel = selectPairs(I, 0);
-    linears[k] = {
-      outFeatures: out, inFeatures: I, W, alpha: be.fromHost(new Float32Array(I).fill(1), [I]), theta: be.zeros([8, I / 2]),
-      pairs: be.fromHost(sel.pairs, [8, I], 'i32'), thetaKeep: be.fromHost(Float32Array.from(sel.mask, (m) => 1 - m), [sel.mask.length]), krot: 8,
-    };
-    weightsBf16[k] = be.cast(W, 'bf16');
-  }
-  const ones = (n: number) => be.fromHost(new Float32Array(n).fill(1), [n]);
-  const norms = { inputNorm: ones(H), postNorm: ones(H), qNorm: ones(cfg.headDim), kNorm: ones(cfg.headDim) };
-  const invFreq = ropeInvFreq(cfg);
-  const geoFor = (n: number): BlockGeometry => ({ nSeq: n, seqLen: T, positions: positionsFor(n, T), invFreq });
-  const nVal = batch;
-  const xAll = randn(be, [(samples + nVal) * T, H], 1, 99, 'bf16');
-  // Targets: the FP block on the inputs, batch by batch.
-  const yAll = be.zeros([(samples + nVal) * T, H], 'bf16');
-  for (let s0 = 0; s0 < samples + nVal; s0 += batch) {
-    const xb = be.zeros([batch * T, H], 'bf16');
-    be.copyRows(xb, 0, xAll, s0 * T, batch * T);
-    const { y } = blockForward(be, cfg, { ...norms, weights: weightsBf16, biases: {} }, xb, geoFor(batch), false);
-    be.copyRows(yAll, s0 * T, y, 0, batch * T);
-    be.free(xb, y);
-  }
-  be.free(...Object.values(weightsBf16));
-  const data: BlockData = { x: storeOf(be, xAll), y: storeOf(be, yAll), nTrain: samples, nVal, seqLen: T };
-  const settings = { ...DEFAULT_OPTIMIZER, computeDtype: 'bf16' as const, epochs: [1, 0] as [number, number], batchSize: batch };
-  const stepTimes: number[] = [];
-  let last = 0;
-  const opt = new BlockOptimizer(be, cfg, { norms, linears }, data, settings, geoFor, () => {
-    const now = performance.now();
-    stepTimes.push(now - last);
-    last = now;
-  });
-  // Warm-up: one validation pass (allocator, cuBLAS heuristics).
-  opt.validate(1);
-  be.synchronize();
-  const te = performance.now();
-  last = te;
-  const r = opt.runStage(1);
-  be.synchronize();
-  const stageMs = performance.now() - te;
-  const epochMs = stepTimes.reduce((x, y) => x + y, 0);
-  const steps = stepTimes.length;
-  const f = stepFlops(cfg, batch * T, T);
-  const epochFlops = steps * (f.gemm + f.attention);
-  const eff = epochFlops / epochMs / 1e9;
-  ctx.log(table([
-    ['stage-1 epoch, Qwen3-8B block', 'value'],
-    ['samples × tokens', `${samples} × ${T}`], ['steps (batch)', `${steps} (${batch})`],
-    ['epoch time (train steps) s', round(epochMs / 1000, 3)], ['ms per step', round(epochMs / steps, 1)],
-    ['stage incl. 2 validations s', round(stageMs / 1000, 3)],
-    ['FLOPs per epoch (TFLOP)', round(epochFlops / 1e12, 1)], ['effective TFLOP/s', round(eff, 1)],
-    ['share of GEMM peak', round(eff / peak, 3)],
-  ]));
-  report.stage1Epoch = {
-    samples, seqLen: T, batch, steps, epochSeconds: epochMs / 1000, msPerStep: epochMs / steps, stageSeconds: stageMs / 1000,
-    tflopPerEpoch: epochFlops / 1e12, gemmTflopPerStep: f.gemm / 1e12, attentionTflopPerStep: f.attention / 1e12,
-    effectiveTflops: eff, shareOfGemmPeak: eff / peak, valLoss: r.bestValLoss, initialValLoss: r.initialValLoss,
+  const windows = intOption(ctx.args, 'windows', 2048);
+  const trainResident = Math.min(windows, intOption(ctx.args, 'resident', 128));
+  const valWindows = intOption(ctx.args, 'val-windows', 64);
+  const logBlock = (title: string, r: BlockBench, scale = 1) => {
+    ctx.log(table([
+      [title, ...r.stages.map((s) => `stage ${s.stage}`)],
+      ['windows × tokens (resident)', ...r.stages.map(() => `${r.windows * scale} × ${r.T} (${trainResident})`)],
+      ['steps (batch)', ...r.stages.map((s) => `${s.steps * scale} (${r.batch})`)],
+      ['ms per step', ...r.stages.map((s) => round(s.msPerStep, 1))],
+      ['epoch s', ...r.stages.map((s) => round(s.epochSeconds * scale, 2))],
+      ['TFLOP per epoch', ...r.stages.map((s) => round(s.tflopPerEpoch * scale, 1))],
+      ['effective TFLOP/s', ...r.stages.map((s) => round(s.effectiveTflops, 1))],
+      ['share of GEMM peak', ...r.stages.map((s) => round(s.shareOfGemmPeak, 3))],
+    ]));
   };
+  const b8 = benchBlock(be, QWEN3_8B_BLOCK, { windows, trainResident, T, batch, stages: [1, 2], peak, seed: 10 });
+  logBlock('Qwen3-8B block, one epoch', b8);
+  const p8 = project(b8, 36, [10, 10], valWindows);
+  ctx.log(`forward of one batch: ${round(b8.msForwardBatch, 1)} ms; projected 36 blocks × (10 + 10 epochs, ${valWindows} validation windows): ${round(p8.secondsPerBlock, 1)} s per block, ${round(p8.hours, 3)} GPU-hours`);
+  report.qwen3_8b = {
+    windows, seqLen: T, batch, trainResident, stages: b8.stages, msForwardBatch: b8.msForwardBatch, peakDeviceBytes: b8.peakDeviceBytes,
+    projection: p8,
+  };
+  // Kept under its old name: the first run's figures (128 × 2048) are compared with it.
+  report.stage1Epoch = b8.stages[0];
 
   // 3. Where the time goes: one step under a synchronising profiler.
   if (!flag(ctx.args, 'no-profile')) {
     const prof = new ProfiledBackend(be);
-    const small: BlockData = { ...data, nTrain: batch };
-    const popt = new BlockOptimizer(prof.backend as Backend, cfg, { norms, linears }, small, { ...settings }, geoFor);
+    const small: BlockData = { ...b8.data, nTrain: batch };
+    const popt = new BlockOptimizer(prof.backend as Backend, b8.cfg, { norms: b8.norms, linears: b8.linears }, small, { ...b8.settings, epochs: [1, 0] }, b8.geoFor);
     const tp = performance.now();
     popt.runStage(1);
     const profMs = performance.now() - tp;
@@ -158,6 +299,23 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     ctx.log(`profile of one stage-1 pass (1 step + 2 validations), ${round(profMs, 0)} ms with a sync after every op:`);
     ctx.log(table([['op', 'calls', 'ms', 'share'], ...rows.map(([n, c, ms, s]) => [n, c, round(ms, 1), round(s, 3)] as (string | number)[])]));
     report.profile = rows.map(([op, calls, ms, share]) => ({ op, calls, ms, share }));
+  }
+  freeBlock(be, b8);
+
+  // 4. One Llama-3.1-70B-shaped block, stage 1.
+  if (!flag(ctx.args, 'no-70b')) {
+    const w70 = Math.min(windows, intOption(ctx.args, 'windows-70b', 512));
+    const r70 = Math.min(w70, intOption(ctx.args, 'resident-70b', 64));
+    const b70 = benchBlock(be, LLAMA31_70B_BLOCK, { windows: w70, trainResident: r70, T, batch, stages: [1], peak, seed: 40 });
+    const scale = windows / w70;
+    logBlock(`Llama-3.1-70B block (${w70} windows timed, × ${scale})`, b70, scale);
+    const p70 = project(b70, 80, [10, 10], valWindows, scale);
+    ctx.log(`forward of one batch: ${round(b70.msForwardBatch, 1)} ms; projected 80 blocks × (10 + 10 epochs, stage 2 taken as long as stage 1): ${round(p70.hours, 2)} GPU-hours`);
+    report.llama31_70b = {
+      windowsTimed: w70, windows, seqLen: T, batch, trainResident: r70, stages: b70.stages.map((s) => ({ ...s, epochSeconds: s.epochSeconds * scale, steps: s.steps * scale, tflopPerEpoch: s.tflopPerEpoch * scale })),
+      msForwardBatch: b70.msForwardBatch, peakDeviceBytes: b70.peakDeviceBytes, projection: p70,
+    };
+    freeBlock(be, b70);
   }
   report.memory = be.memStats();
   return report;
