@@ -336,7 +336,7 @@ function dflashMask(batch: number, ctxLen: number, blockSize: number, nBlocks: n
     anchors[i] = 1 + rng.nextInt(ctxLen - 1);
     keep[i] = rng.nextFloat() < 0.85 ? 1 : 0;
   }
-  return { kind: 'dflash', ctxLen, blockSize, nBlocks, anchors, keep };
+  return { kind: 'anchoredBlocks', ctxLen, blockSize, nBlocks, anchors, keep };
 }
 
 function attnCases(): AttnCase[] {
@@ -348,14 +348,14 @@ function attnCases(): AttnCase[] {
   }
   c.push({ label: 'tiny causal decode-ish qOffset', shape: tiny(2, 37, 165, { kvStride: 200 }), mask: { kind: 'causal', qOffset: 128 }, dtype: 'bf16' });
   c.push({ label: 'tiny full', shape: tiny(1, 70, 130), mask: { kind: 'full' }, dtype: 'bf16' });
-  c.push({ label: 'tiny prefix', shape: tiny(2, 16, 200 + 16), mask: { kind: 'prefix', ctxLen: 200 }, dtype: 'bf16' });
+  c.push({ label: 'tiny full (draft step)', shape: tiny(2, 16, 200 + 16), mask: { kind: 'full' }, dtype: 'bf16' });
   c.push({ label: 'tiny dflash', shape: tiny(2, 8 * 16, 150 + 8 * 16), mask: dflashMask(2, 150, 16, 8), dtype: 'bf16' });
   c.push({ label: 'tiny causal scalar kernel', shape: tiny(2, 100, 100), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16', kernel: 'scalar' });
   c.push({ label: 'tiny dflash scalar kernel', shape: tiny(2, 8 * 16, 150 + 8 * 16), mask: dflashMask(2, 150, 16, 8), dtype: 'f32', kernel: 'scalar', tol: 1e-5 });
   c.push({ label: 'headDim 96 (scalar path)', shape: { batch: 1, tq: 50, tk: 50, heads: 4, kvHeads: 1, headDim: 96 }, mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
   c.push({ label: '8B causal T=256', shape: big(1, 256, 256), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
   c.push({ label: '8B dflash drafter', shape: big(1, 16 * 16, 512 + 16 * 16), mask: dflashMask(1, 512, 16, 16), dtype: 'bf16' });
-  c.push({ label: '8B prefix (draft step)', shape: big(1, 16, 700 + 16, { kvStride: 1024 }), mask: { kind: 'prefix', ctxLen: 700 }, dtype: 'bf16' });
+  c.push({ label: '8B full (draft step)', shape: big(1, 16, 700 + 16, { kvStride: 1024 }), mask: { kind: 'full' }, dtype: 'bf16' });
   if (!QUICK) c.push({ label: '8B causal T=2048', shape: big(1, 2048, 2048), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
   return c;
 }

@@ -95,7 +95,7 @@ describe('tiled attention against dense float64', () => {
     const keep = Uint8Array.from({ length: 2 * nBlocks }, (_, i) => (i % 5 === 2 ? 0 : 1));
     cases.push({
       name: 'dflash block mask across tiles', shape: { batch: 2, tq: nBlocks * B, tk: ctxLen + nBlocks * B, heads: 4, kvHeads: 2, headDim: D },
-      mask: { kind: 'dflash', ctxLen, blockSize: B, nBlocks, anchors, keep },
+      mask: { kind: 'anchoredBlocks', ctxLen, blockSize: B, nBlocks, anchors, keep },
       visible: dflashVisible(ctxLen, B, nBlocks, anchors, keep),
     });
   }
@@ -115,7 +115,7 @@ describe('tiled attention against dense float64', () => {
       expect(relErr(dk, ref.dk)).toBeLessThan(1e-5);
       expect(relErr(dv, ref.dv)).toBeLessThan(1e-5);
       // Rows that see nothing (disabled DFlash blocks) have zero output and an lse of −∞.
-      if (c.mask.kind === 'dflash') {
+      if (c.mask.kind === 'anchoredBlocks') {
         const b = 0;
         const n = 2; // keep[2] = 0
         const i = n * c.mask.blockSize;

@@ -160,7 +160,7 @@ describe('attention', () => {
     const keep = Uint8Array.from([1, 1, 1, 1, 0, 1]);
     cases.push({
       name: 'dflash block mask', shape: { batch: 2, tq: nBlocks * B, tk: ctxLen + nBlocks * B, heads: 2, kvHeads: 1, headDim: D },
-      mask: { kind: 'dflash', ctxLen, blockSize: B, nBlocks, anchors, keep },
+      mask: { kind: 'anchoredBlocks', ctxLen, blockSize: B, nBlocks, anchors, keep },
       visible: dflashVisible(ctxLen, B, nBlocks, anchors, keep),
     });
   }

@@ -138,7 +138,7 @@ describe('threaded attention and SwiGLU', () => {
     const keep = Uint8Array.from({ length: batch * nBlocks }, (_, i) => (i % 7 === 3 ? 0 : 1));
     cases.push({
       name: 'dflash block mask', shape: { batch, tq: nBlocks * B, tk: ctxLen + nBlocks * B, heads: 4, kvHeads: 2, headDim: D },
-      mask: { kind: 'dflash', ctxLen, blockSize: B, nBlocks, anchors, keep },
+      mask: { kind: 'anchoredBlocks', ctxLen, blockSize: B, nBlocks, anchors, keep },
     });
   }
   for (const c of cases) for (const [storage, store] of STORAGE) {
@@ -166,7 +166,7 @@ describe('threaded attention and SwiGLU', () => {
       const visible = (j: number): boolean => {
         const m = c.mask;
         if (m.kind === 'causal') return j <= m.qOffset + i;
-        if (m.kind !== 'dflash') return true;
+        if (m.kind !== 'anchoredBlocks') return true;
         const n = Math.floor(i / m.blockSize);
         if (!m.keep[b * m.nBlocks + n]) return false;
         return j < m.ctxLen ? j < m.anchors[b * m.nBlocks + n] : Math.floor((j - m.ctxLen) / m.blockSize) === n;

@@ -5,9 +5,10 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { Backend, Tensor } from '../src/engine/backend.js';
 import { Rng } from '../src/numerics/rng.js';
-import { Drafter, drafterInvFreq, sliceRows, trainBackward, trainForward, freeTrainSaved, type TrainSequence } from '../src/dflash/drafter.js';
+import { sliceRows } from '../src/dflash/rows.js';
+import { Drafter, drafterInvFreq, trainBackward, trainForward, freeTrainSaved, type TrainSequence } from '../src/dflash/drafter.js';
 import { drafterTensors, initDrafterWeights, type DrafterWeights, type SharedTargetParts } from '../src/dflash/drafter-weights.js';
-import { DraftCache } from '../src/dflash/draft-cache.js';
+import type { KVCache } from '../src/model/kvcache.js';
 import { headLoss } from '../src/dflash/loss.js';
 import type { DrafterConfig } from '../src/dflash/drafter-config.js';
 import { randn, smallDrafterConfig } from './dflash-helpers.js';
@@ -77,7 +78,7 @@ describe.each([1, 2, 1000])('drafter train ≡ infer (%i blocks per attention ca
     const width = taps.shape[1];
     for (let n = 0; n < 4; n++) {
       const a = anchors[n];
-      const cache = new DraftCache(be, c.numLayers, 4, c.numKvHeads * c.headDim); // small: forces growth
+      const cache = drafter.newCache(4); // small: forces growth
       const ctx = a > 0 ? sliceRows(be, taps, 0, a) : null;
       const block = new Int32Array(B).fill(c.maskTokenId);
       block[0] = ids[a];
@@ -87,7 +88,7 @@ describe.each([1, 2, 1000])('drafter train ≡ infer (%i blocks per attention ca
       expect(width).toBe(c.targetLayerIds.length * c.hiddenSize);
     }
     // Incremental: the cache filled by earlier steps gives the same block as a fresh one.
-    const cache = new DraftCache(be, c.numLayers, 2, c.numKvHeads * c.headDim);
+    const cache = drafter.newCache(2);
     let prev = 0;
     for (const n of [1, 2, 3]) {
       const a = anchors[n];
@@ -109,11 +110,11 @@ describe.each([1, 2, 1000])('drafter train ≡ infer (%i blocks per attention ca
     const drafter = new Drafter(be, c, w, shared);
     const block = new Int32Array(B).fill(c.maskTokenId);
     block[0] = ids[6];
-    const strict = new DraftCache(be, c.numLayers, 16, c.numKvHeads * c.headDim);
+    const strict = drafter.newCache(16);
     const hStrict = drafter.draft(strict, sliceRows(be, taps, 0, 6), block, 6);
     expect(maxAbsDiff(be.toHost(hStrict), rows(out, 0, B))).toBeLessThan(1e-5);
     // With the anchor's own features visible (context [0, a]) at the same block positions, outputs move by O(1).
-    const leak2 = new DraftCache(be, c.numLayers, 16, c.numKvHeads * c.headDim);
+    const leak2 = drafter.newCache(16);
     leak2.reserve(32);
     const hInclusive = inclusiveDraft(drafter, leak2, taps, block, 6);
     expect(maxAbsDiff(hInclusive, rows(out, 0, B))).toBeGreaterThan(1e-2);
@@ -145,7 +146,7 @@ describe.each([1, 2, 1000])('drafter train ≡ infer (%i blocks per attention ca
 });
 
 /** Inference pass whose context is [0, a] (one row too many) while the block still sits at positions a.. . */
-function inclusiveDraft(d: Drafter, cache: DraftCache, taps: Tensor, block: Int32Array, a: number): Float32Array {
+function inclusiveDraft(d: Drafter, cache: KVCache, taps: Tensor, block: Int32Array, a: number): Float32Array {
   // Fill the cache with context rows 0..a via a pass that starts at a + 1, then run the block at a by hand:
   // cache.length is set back so the block K/V rows land after the a + 1 context rows.
   const B = block.length;
@@ -156,7 +157,7 @@ function inclusiveDraft(d: Drafter, cache: DraftCache, taps: Tensor, block: Int3
 }
 
 /** Same math as Drafter.draft's block part, with the block placed at position `pos` and all cached rows visible. */
-function prefixPassAt(d: Drafter, cache: DraftCache, block: Int32Array, pos: number): Tensor {
+function prefixPassAt(d: Drafter, cache: KVCache, block: Int32Array, pos: number): Tensor {
   const c = d.cfg;
   const B = block.length;
   const ctxLen = cache.length;
@@ -171,7 +172,7 @@ function prefixPassAt(d: Drafter, cache: DraftCache, block: Int32Array, pos: num
     const k = be.rope(hn(be.matmul(h, L.k, { transB: true }), L.kNorm), posB, d.invFreq, D);
     const v = be.matmul(h, L.v, { transB: true });
     cache.writeAt(l, ctxLen, k, v, B);
-    const { out: attn } = be.attention(q, cache.k[l], cache.v[l], { batch: 1, tq: B, tk: ctxLen + B, kvStride: cache.capacity, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: D }, { kind: 'prefix', ctxLen });
+    const { out: attn } = be.attention(q, cache.k[l], cache.v[l], { batch: 1, tq: B, tk: ctxLen + B, kvStride: cache.capacity, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: D }, { kind: 'full' });
     const x1 = be.add(x, be.matmul(attn, L.o, { transB: true }));
     const h2 = be.rmsnorm(x1, L.postNorm, c.rmsNormEps).y;
     const m = be.swiglu(be.matmul(h2, L.gate, { transB: true }), be.matmul(h2, L.up, { transB: true }));

@@ -15,7 +15,6 @@ import { Drafter } from '../src/dflash/drafter.js';
 import { drafterTensorSpecs, initDrafterWeights, mapDrafterWeights } from '../src/dflash/drafter-weights.js';
 import { exportDrafter, writeDrafterFiles } from '../src/dflash/export.js';
 import { loadDrafter } from '../src/dflash/load-drafter.js';
-import { DraftCache } from '../src/dflash/draft-cache.js';
 import { drafterConfigJson } from '../src/dflash/drafter-config.js';
 import { randn, smallDrafterConfig, tinyTargetRawConfig } from './dflash-helpers.js';
 
@@ -30,7 +29,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 const targetCfg = () => normalizeConfig(tinyTargetRawConfig(), 'target');
 
 function logitsOf(d: Drafter, taps: Float32Array, S: number, block: Int32Array): Float32Array {
-  const cache = new DraftCache(be, d.cfg.numLayers, 8, d.cfg.numKvHeads * d.cfg.headDim);
+  const cache = d.newCache(8);
   const h = d.draft(cache, be.fromHost(taps, [S, d.cfg.targetLayerIds.length * d.cfg.hiddenSize]), block, S);
   return be.toHost(d.logits(h));
 }

@@ -5,7 +5,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { Backend } from '../src/engine/backend.js';
 import { Rng } from '../src/numerics/rng.js';
-import { applyLinear } from '../src/model/decoder.js';
+import { applyLinear } from '../src/model/layer-ops.js';
 import type { Linear } from '../src/model/weights.js';
 import { effectiveWeight, initDrafterFromTarget } from '../src/dflash/init-from-target.js';
 import { contextFeatures } from '../src/dflash/drafter.js';

@@ -300,46 +300,4 @@ describe('givensBackward (spec §5.1)', () => {
     const got = givensBackward(new Float32Array(outputGrad(y32, c.w)), y32, c.rows, c.cols, c.pairs, th32, c.k, c.gs, 'forward');
     expect(maxRelErr(got.dtheta, want.dtheta)).toBeLessThan(2e-6);
   });
-
-  it('the emulated upstream (main) gradient fails finite differences at θ ≠ 0 and is the derivative at 2θ', () => {
-    const c = makeCase(6, 6, 256, 128, 8, 1);
-    const fd = finiteDiffs(c, 'forward');
-    const y = givensApplyF64(c.x, c.rows, c.cols, c.pairs, c.theta, c.k, c.gs, 'forward');
-    const bug = givensBackwardF64(outputGrad(y, c.w), y, c.rows, c.cols, c.pairs, c.theta, c.k, c.gs, 'forward', {
-      emulateUpstreamAngleGradient: true,
-    });
-    expect(maxRelErr(bug.dtheta, fd.dtheta)).toBeGreaterThan(0.05);
-    expect(maxRelErr(bug.dx, fd.dx)).toBeLessThan(1e-7); // only the angle gradient is affected
-
-    // One layer and a linear loss (γ independent of θ): main's value at θ equals the true derivative at 2θ.
-    const one = makeCase(7, 4, 128, 128, 1, 1);
-    const lin = (x: Float64Array, th: Float64Array): number => {
-      const yy = refApply(x, one.rows, one.cols, one.pairs, th, 1, one.gs, 'forward');
-      let s = 0;
-      for (let e = 0; e < yy.length; e++) s += one.w[e] * yy[e];
-      return s;
-    };
-    const y1 = givensApplyF64(one.x, one.rows, one.cols, one.pairs, one.theta, 1, one.gs, 'forward');
-    const bug1 = givensBackwardF64(one.w, y1, one.rows, one.cols, one.pairs, one.theta, 1, one.gs, 'forward', {
-      emulateUpstreamAngleGradient: true,
-    });
-    const eps = 1e-6;
-    const at2 = Float64Array.from(one.theta, (_, e) => {
-      const tp = one.theta.map((t) => 2 * t);
-      const tm = one.theta.map((t) => 2 * t);
-      tp[e] += eps;
-      tm[e] -= eps;
-      return (lin(one.x, tp) - lin(one.x, tm)) / (2 * eps);
-    });
-    expect(maxRelErr(bug1.dtheta, at2)).toBeLessThan(1e-7);
-
-    // At θ = 0 both formulas agree.
-    const zero = new Float64Array(one.theta.length);
-    const y0 = givensApplyF64(one.x, one.rows, one.cols, one.pairs, zero, 1, one.gs, 'forward');
-    const good0 = givensBackwardF64(one.w, y0, one.rows, one.cols, one.pairs, zero, 1, one.gs, 'forward');
-    const bug0 = givensBackwardF64(one.w, y0, one.rows, one.cols, one.pairs, zero, 1, one.gs, 'forward', {
-      emulateUpstreamAngleGradient: true,
-    });
-    expect(maxRelErr(bug0.dtheta, good0.dtheta)).toBeLessThan(1e-14);
-  });
 });

@@ -421,7 +421,7 @@ FN(jsGivens) {
 FN(jsGivensBwd) {
   BODY({
     givensBwdK(a.ptr(0), a.i32(1), a.ptr(2), a.i32(3), a.ptr(4), a.i32(5), (float*)a.ptr(6), a.sz(7), a.i32(8),
-               (const int*)a.ptr(9), (const float*)a.ptr(10), a.i32(11), a.i32(12), a.flag(13), a.flag(14));
+               (const int*)a.ptr(9), (const float*)a.ptr(10), a.i32(11), a.i32(12), a.flag(13));
     return undef(env);
   });
 }

@@ -78,7 +78,7 @@ __global__ void givensFwdKernel(const void* x, int xdt, void* y, int ydt, size_t
 // output u and output gradient γ (Σ γ_i·u_j − γ_j·u_i), then u and γ are rotated back to the layer's input.
 __global__ void givensBwdKernel(const void* dy, int dydt, const void* y, int ydt, void* dx, int dxdt, float* partial,
                                 size_t rows, int I, const int* pairs, const float* theta, int K, int gs, bool inverse,
-                                int RT, size_t rowsPerChunk, bool upstream) {
+                                int RT, size_t rowsPerChunk) {
   extern __shared__ float smem[];
   int P = gs / 2;
   int lanes = blockDim.x / P;
@@ -114,8 +114,7 @@ __global__ void givensBwdKernel(const void* dy, int dydt, const void* y, int ydt
         float ui = U[r * gs + i], uj = U[r * gs + j];
         float gi = Gm[r * gs + i], gj = Gm[r * gs + j];
         float gin = c * gi - s * gj, gjn = s * gi + c * gj;  // input gradient
-        // upstream (A/B only): the formula with the input gradient, i.e. the derivative at 2θ (spec §5.2)
-        acc += upstream ? gin * uj - gjn * ui : gi * uj - gj * ui;
+        acc += gi * uj - gj * ui;
         U[r * gs + i] = c * ui - s * uj;
         U[r * gs + j] = s * ui + c * uj;
         Gm[r * gs + i] = gin;
@@ -279,7 +278,7 @@ void givensK(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const
 }
 
 void givensBwdK(const void* dy, int dydt, const void* y, int ydt, void* dx, int dxdt, float* dtheta, size_t rows, int I,
-                const int* pairs, const float* theta, int K, int gs, bool inverse, bool upstream) {
+                const int* pairs, const float* theta, int K, int gs, bool inverse) {
   checkGivensArgs(I, gs);
   size_t nTheta = (size_t)K * (I / 2);
   if (rows == 0 || I == 0 || K == 0) {
@@ -298,7 +297,7 @@ void givensBwdK(const void* dy, int dydt, const void* y, int ydt, void* dx, int 
   Scratch partial(chunks * nTheta * sizeof(float));
   dim3 grid((unsigned)(I / gs), (unsigned)chunks);
   givensBwdKernel<<<grid, geo.threads, smem, stream()>>>(dy, dydt, y, ydt, dx, dxdt, partial.as<float>(), rows, I,
-                                                         pairs, theta, K, gs, inverse, geo.RT, rowsPerChunk, upstream);
+                                                         pairs, theta, K, gs, inverse, geo.RT, rowsPerChunk);
   checkLaunch(inverse ? "givensBackward(inverse)" : "givensBackward(forward)");
   sumChunksKernel<<<gridFor(nTheta, 256), 256, 0, stream()>>>(partial.as<float>(), chunks, nTheta, dtheta);
   checkLaunch("givensBackward.sumChunks");

@@ -54,7 +54,7 @@ void argmaxK(const void* x, int dt, size_t rows, size_t V, int* out);
 void givensK(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs, const float* theta, int K,
              int gs, bool inverse);
 void givensBwdK(const void* dy, int dydt, const void* y, int ydt, void* dx, int dxdt, float* dtheta, size_t rows, int I,
-                const int* pairs, const float* theta, int K, int gs, bool inverse, bool upstream);
+                const int* pairs, const float* theta, int K, int gs, bool inverse);
 void fqMinMaxK(const void* r, int rdt, void* rq, int rqdt, float* scale, float* zpf, size_t nGroups, int gs, int qmax);
 void fqMinMaxBwdK(const void* drq, int ddt, const void* r, int rdt, const float* scale, const float* zpf, void* dr,
                   int drdt, size_t nGroups, int gs, int qmax);

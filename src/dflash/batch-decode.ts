@@ -3,7 +3,8 @@
 // (rows at different positions, a KV cache per prompt, attention per prompt). Same math as Decoder.layerForward;
 // on the cpu the weights are then read once per step for the whole batch instead of once per prompt.
 import type { Backend, Tensor } from '../engine/backend.js';
-import { attentionInputs, layerOutput, type Decoder } from '../model/decoder.js';
+import type { Decoder } from '../model/decoder.js';
+import { attentionInputs, embedTokens, layerOutput } from '../model/layer-ops.js';
 import type { KVCache } from '../model/kvcache.js';
 import { Rng } from '../numerics/rng.js';
 import { sliceRows } from './rows.js';
@@ -30,12 +31,7 @@ function raggedStep(target: Decoder, tokens: Int32Array, caches: readonly KVCach
   const D = cfg.headDim;
   const n = tokens.length;
   const positions = Int32Array.from(caches, (c) => c.length);
-  let x = be.gatherRows(weights.embed, tokens);
-  if (x.dtype !== 'f32') {
-    const x32 = be.cast(x, 'f32');
-    be.free(x);
-    x = x32;
-  }
+  let x = embedTokens(be, weights.embed, tokens);
   for (let l = 0; l < weights.layers.length; l++) {
     const w = weights.layers[l];
     const { qr, kr, v } = attentionInputs(be, cfg, w, x, positions, target.invFreq);

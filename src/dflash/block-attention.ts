@@ -1,6 +1,6 @@
 // Training attention of the drafter (dflash-spec §2.5, §3.4): queries = the N·B block rows, keys = [context (S rows) ;
-// blocks (N·B rows)], block n sees context p < a_n and its own block. Either one 'dflash'-masked call over all blocks
-// (what a GPU kernel skipping masked tiles wants) or, for a dense kernel such as the cpu one, groups of G
+// blocks (N·B rows)], block n sees context p < a_n and its own block. Either one 'anchoredBlocks'-masked call over all
+// blocks (what a GPU kernel skipping masked tiles wants) or, for a kernel that prefers short calls (the cpu one), groups of G
 // consecutive blocks, each against only the context rows it can see ([0, max anchor of the group)) and its own
 // blocks' rows — the same result with about N·B·(ā + G·B) instead of N·B·(S + N·B) score entries.
 import type { AttentionMask, AttentionShape, Backend, Tensor } from '../engine/backend.js';
@@ -37,7 +37,7 @@ function wholeCall(g: BlockAttentionGeometry): { shape: AttentionShape; mask: At
   const NB = N * g.blockSize;
   return {
     shape: { batch: 1, tq: NB, tk: g.S + NB, heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim },
-    mask: { kind: 'dflash', ctxLen: g.S, blockSize: g.blockSize, nBlocks: N, anchors: g.anchors, keep: g.keep },
+    mask: { kind: 'anchoredBlocks', ctxLen: g.S, blockSize: g.blockSize, nBlocks: N, anchors: g.anchors, keep: g.keep },
   };
 }
 
@@ -72,7 +72,7 @@ export function blockAttentionForward(
     be.copyRows(vg, ctxLen, v, g.S + n0 * B, nb * B);
     const qg = sliceRows(be, q, n0 * B, nb * B);
     const shape: AttentionShape = { batch: 1, tq: nb * B, tk: ctxLen + nb * B, heads: g.heads, kvHeads: g.kvHeads, headDim: g.headDim };
-    const mask: AttentionMask = { kind: 'dflash', ctxLen, blockSize: B, nBlocks: nb, anchors: g.anchors.subarray(n0, n1), keep: g.keep.subarray(n0, n1) };
+    const mask: AttentionMask = { kind: 'anchoredBlocks', ctxLen, blockSize: B, nBlocks: nb, anchors: g.anchors.subarray(n0, n1), keep: g.keep.subarray(n0, n1) };
     const r = be.attention(qg, kg, vg, shape, mask);
     be.copyRows(out, n0 * B, r.out, 0, nb * B);
     groups.push({ n0, n1, ctxLen, q: qg, k: kg, v: vg, out: r.out, lse: r.lse, shape, mask });
@@ -127,7 +127,8 @@ export function freeBlockAttention(be: Backend, s: BlockAttentionSaved): void {
   for (const grp of s.groups ?? []) be.free(grp.q, grp.k, grp.v, grp.out, grp.lse);
 }
 
-/** Blocks per attention call: grouped on the cpu (dense kernel), all at once elsewhere. */
+/** Blocks per attention call: groups of about the backend's preferred query rows, or all at once if it states none. */
 export function defaultGroupBlocks(be: Backend, blockSize: number): number {
-  return be.name === 'cpu' ? Math.max(1, Math.round(64 / blockSize)) : Number.MAX_SAFE_INTEGER;
+  const rows = be.anchoredBlocksRowsPerCall;
+  return rows === undefined ? Number.MAX_SAFE_INTEGER : Math.max(1, Math.round(rows / blockSize));
 }

@@ -5,7 +5,7 @@
 // weight (the runtime transform folded in); targets without q/k norms give norms of 1; biases are dropped (the
 // drafter has none).
 import type { Backend, Tensor } from '../engine/backend.js';
-import { foldRotation } from '../model/decoder.js';
+import { foldRotation } from '../model/layer-ops.js';
 import type { Linear, ModelWeights } from '../model/weights.js';
 import { UserError } from '../errors.js';
 import type { DrafterConfig } from './drafter-config.js';

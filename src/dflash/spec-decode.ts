@@ -8,7 +8,7 @@ import { Rng } from '../numerics/rng.js';
 import { concatTaps } from './features.js';
 import type { Drafter } from './drafter.js';
 import { sliceRows } from './rows.js';
-import { DraftCache } from './draft-cache.js';
+import type { KVCache } from '../model/kvcache.js';
 import { argmax, chooseToken } from './sampling.js';
 
 /** Anything that proposes the B − 1 tokens after an anchor. */
@@ -30,7 +30,7 @@ export interface DraftProposer {
 export class DFlashProposer implements DraftProposer {
   readonly blockSize: number;
   readonly tapLayers: readonly number[];
-  private cache: DraftCache | null = null;
+  private cache: KVCache | null = null;
 
   constructor(readonly drafter: Drafter) {
     this.blockSize = drafter.cfg.blockSize;
@@ -38,9 +38,8 @@ export class DFlashProposer implements DraftProposer {
   }
 
   begin(promptLength: number): void {
-    const c = this.drafter.cfg;
     this.cache?.free();
-    this.cache = new DraftCache(this.drafter.be, c.numLayers, promptLength + 4 * c.blockSize + 64, c.numKvHeads * c.headDim);
+    this.cache = this.drafter.newCache(promptLength + 4 * this.drafter.cfg.blockSize + 64);
   }
 
   /** Context rows in the draft cache (dflash-spec §8 item 11: equals start after every step). */

@@ -22,16 +22,12 @@ export type AttentionMask =
   /** Every query sees every key (within its own sequence). */
   | { kind: 'full' }
   /**
-   * DFlash training (one sequence per batch entry): keys are [context (ctxLen rows) ; blocks (nBlocks·blockSize rows)].
-   * Queries are the block rows. A query of block n sees context keys p < anchors[b·nBlocks + n] (strict) and the
-   * blockSize keys of its own block; a disabled block (keep[...] = 0) sees nothing and gets a zero output.
+   * Query blocks anchored in a context (one sequence per batch entry): keys are [context (ctxLen rows) ; blocks
+   * (nBlocks·blockSize rows)], queries are the block rows. A query of block n sees the context keys p < anchors[b·nBlocks
+   * + n] (strict) and the blockSize keys of its own block (all of them: no causal order inside a block); a disabled
+   * block (keep[...] = 0) sees nothing and gets a zero output. (DFlash drafter training, dflash-spec §2.5.)
    */
-  | { kind: 'dflash'; ctxLen: number; blockSize: number; nBlocks: number; anchors: Int32Array; keep: Uint8Array }
-  /**
-   * DFlash inference: keys are [context (ctxLen rows) ; block (tq rows)]; every query sees all context keys and all
-   * tq block keys.
-   */
-  | { kind: 'prefix'; ctxLen: number };
+  | { kind: 'anchoredBlocks'; ctxLen: number; blockSize: number; nBlocks: number; anchors: Int32Array; keep: Uint8Array };
 
 export interface AttentionShape {
   batch: number;
@@ -62,14 +58,6 @@ export interface MatmulOptions {
 export interface QuantGrid {
   bits: number;
   groupSize: number;
-}
-
-export interface GivensBackwardOptions {
-  /**
-   * A/B comparisons only: the angle gradient of upstream ParoQuant main@f74a96c, which evaluates the formula with the
-   * layer's input gradient (the derivative at 2θ; paroquant-spec §5.2). Never the default.
-   */
-  upstreamAngleGradient?: boolean;
 }
 
 export interface AdamWHyper {
@@ -174,7 +162,6 @@ export interface Backend {
    */
   givensBackward(
     dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
-    opts?: GivensBackwardOptions,
   ): { dx: Tensor; dtheta: Tensor };
   /**
    * Fake quantization of r [O, I] with per-group min/max grid (ParoQuant stage 1 / RTN). Returns r̂ and the grid
@@ -196,6 +183,13 @@ export interface Backend {
 
   /** Wait for queued work (no-op on cpu). */
   synchronize(): void;
+
+  /**
+   * Query rows per 'anchoredBlocks' attention call that suit this backend's kernel: callers split such calls into groups
+   * of whole blocks of about this many rows, each against only the keys it can see (block-attention.ts). Omitted: one
+   * call for all blocks is best (a kernel that skips masked tiles itself).
+   */
+  readonly anchoredBlocksRowsPerCall?: number;
 
   /** Device memory free / total, for backends with their own memory (undefined: activations live in host memory). */
   memoryInfo?(): { freeBytes: number; totalBytes: number };

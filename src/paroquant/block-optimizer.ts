@@ -16,8 +16,6 @@ export interface OptimizerSettings {
    * cores; the transform, gradients w.r.t. θ/α/W/s and optimizer state stay f32).
    */
   computeDtype: DType;
-  /** 'exact' (spec §5.1); 'upstream' reproduces upstream main's derivative-at-2θ for A/B comparisons only. */
-  angleGradient: 'exact' | 'upstream';
   epochs: [number, number];
   batchSize: number;
   lrAngle: number; // stage 1, θ
@@ -32,7 +30,6 @@ export interface OptimizerSettings {
 export const DEFAULT_OPTIMIZER: OptimizerSettings = {
   grid: { bits: 4, groupSize: 128 },
   computeDtype: 'f32',
-  angleGradient: 'exact',
   epochs: [10, 10],
   batchSize: 16,
   lrAngle: 0.05,
@@ -194,7 +191,7 @@ export class BlockOptimizer {
       const dWk = dW[k].dtype === 'f32' ? dW[k] : be.cast(dW[k], 'f32');
       if (dWk !== dW[k]) be.free(dW[k]);
       dW[k] = dWk;
-      const g = transformBackward(be, this.block.linears[k], this.s.grid, saved[k], dWk, { upstreamAngleGradient: this.s.angleGradient === 'upstream' });
+      const g = transformBackward(be, this.block.linears[k], this.s.grid, saved[k], dWk);
       freeTransformSaved(be, saved[k]);
       be.free(dW[k]);
       if (g.dtheta) grads.set(`${k}.theta`, g.dtheta);

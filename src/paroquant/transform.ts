@@ -1,6 +1,6 @@
 // The ParoQuant transform of one linear layer (spec §2, §4, §5): the pseudo-quantized weight
 // Ŵ = F⁻¹(Q(F(W))) with F(v) = (v ⊙ α)·G, and its hand-written backward to θ, α (stage 1) or W, s (stage 2).
-import type { Backend, GivensBackwardOptions, QuantGrid, Tensor } from '../engine/backend.js';
+import type { Backend, QuantGrid, Tensor } from '../engine/backend.js';
 
 /** Trainable and fixed state of one linear under optimization. */
 export interface ParoLinear {
@@ -82,11 +82,11 @@ export interface TransformGrads {
  *   W ⊙ α                 → dα += Σ_o W·d(W⊙α),  dW = d(W⊙α) ⊙ α
  */
 export function transformBackward(
-  be: Backend, lin: ParoLinear, grid: QuantGrid, s: TransformSaved, dWhat: Tensor, opts: GivensBackwardOptions = {},
+  be: Backend, lin: ParoLinear, grid: QuantGrid, s: TransformSaved, dWhat: Tensor,
 ): TransformGrads {
   const gs = grid.groupSize;
   const dU = be.divCols(dWhat, lin.alpha);
-  const { dx: drq, dtheta: dthetaInv } = be.givensBackward(dU, s.U, lin.pairs, lin.theta, gs, 'inverse', opts);
+  const { dx: drq, dtheta: dthetaInv } = be.givensBackward(dU, s.U, lin.pairs, lin.theta, gs, 'inverse');
   be.free(dU);
   let dR: Tensor;
   let dscale: Tensor | undefined;
@@ -98,7 +98,7 @@ export function transformBackward(
     dscale = r.dscale;
   }
   be.free(drq);
-  const { dx: dWs, dtheta: dthetaFwd } = be.givensBackward(dR, s.R, lin.pairs, lin.theta, gs, 'forward', opts);
+  const { dx: dWs, dtheta: dthetaFwd } = be.givensBackward(dR, s.R, lin.pairs, lin.theta, gs, 'forward');
   be.free(dR);
   if (s.stage === 2) {
     be.free(dthetaInv, dthetaFwd);

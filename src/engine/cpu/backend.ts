@@ -2,9 +2,14 @@
 // (bf16/f16 tensors hold f32 values rounded to that dtype); i32 tensors as Int32Array.
 import os from 'node:os';
 import type {
-  AdamWHyper, AttentionMask, AttentionShape, Backend, DType, GivensBackwardOptions, MatmulOptions, QuantGrid, Tensor,
+  AdamWHyper, AttentionMask, AttentionShape, Backend, DType, MatmulOptions, QuantGrid, Tensor,
 } from '../backend.js';
 import { numel, shapeString } from '../backend.js';
+import {
+  checkAdamW, checkAttention, checkAttentionBackward, checkBroadcast, checkColumnVector, checkConcatCols, checkCopyRows,
+  checkCrossEntropy, checkGatherRows, checkGivens, checkGrid, checkGridParams, checkRmsnorm, checkRmsnormBackward, checkRope,
+  checkSameSize, checkSmoothL1, matmulDims, rowsCols,
+} from '../shape-checks.js';
 import { bf16ToF32, f16ToF32, roundToBf16InPlace, roundToF16InPlace } from '../../numerics/half.js';
 import { gemm, initMatmul, view } from './matmul.js';
 import { giveF32, takeF32, takeZeroedF32 } from './buffers.js';
@@ -82,12 +87,6 @@ function I(t: Tensor): Int32Array {
   return c.data;
 }
 
-function rowsCols(t: Tensor): [number, number] {
-  const s = t.shape;
-  const cols = s.length === 0 ? 1 : s[s.length - 1];
-  return [cols === 0 ? 0 : t.size / cols, cols];
-}
-
 /** Round f32 data to the storage precision of dtype, in place. */
 function roundTo(data: Float32Array, dtype: DType): void {
   if (dtype === 'bf16') roundToBf16InPlace(data);
@@ -106,6 +105,8 @@ function alloc(n: number): Float32Array {
 export class CpuBackend implements Backend {
   readonly name = 'cpu' as const;
   readonly device: string;
+  /** The kernel multiplies every key a query tile spans: short calls over few blocks are cheaper (backend.ts). */
+  readonly anchoredBlocksRowsPerCall = 64;
 
   private constructor() {
     const cpus = os.cpus();
@@ -192,9 +193,8 @@ export class CpuBackend implements Backend {
   }
 
   copyRows(dst: Tensor, dstRow: number, src: Tensor, srcRow: number, count: number): void {
-    const [, cols] = rowsCols(dst);
-    const [, scols] = rowsCols(src);
-    if (cols !== scols) throw new Error(`copyRows: column mismatch ${cols} vs ${scols}`);
+    checkCopyRows(dst, dstRow, src, srcRow, count);
+    const cols = rowsCols(dst)[1];
     const d = T(dst).data;
     const s = T(src).data;
     d.set(s.subarray(srcRow * cols, (srcRow + count) * cols), dstRow * cols);
@@ -202,19 +202,19 @@ export class CpuBackend implements Backend {
   }
 
   gatherRows(table: Tensor, ids: Int32Array): Tensor {
-    const [V, C] = rowsCols(table);
+    checkGatherRows(table, ids);
+    const C = rowsCols(table)[1];
     const src = F(table);
     const out = alloc(ids.length * C);
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i];
-      if (id < 0 || id >= V) throw new Error(`gatherRows: index ${id} outside [0, ${V})`);
       out.set(src.subarray(id * C, id * C + C), i * C);
     }
     return new CpuTensor([ids.length, C], table.dtype, out);
   }
 
   concatCols(ts: readonly Tensor[]): Tensor {
-    const rows = rowsCols(ts[0])[0];
+    const rows = checkConcatCols(ts);
     const widths = ts.map((t) => rowsCols(t)[1]);
     const W = widths.reduce((a, b) => a + b, 0);
     const out = alloc(rows * W);
@@ -238,20 +238,14 @@ export class CpuBackend implements Backend {
 
   // ---- dense algebra ----
   matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
-    if (a.shape.length !== 2 || b.shape.length !== 2) throw new Error(`matmul needs 2-D tensors, got ${shapeString(a.shape)} and ${shapeString(b.shape)}`);
-    const [ar, ac] = a.shape;
-    const [br, bc] = b.shape;
-    const M = opts.transA ? ac : ar;
-    const K = opts.transA ? ar : ac;
-    const K2 = opts.transB ? bc : br;
-    const N = opts.transB ? br : bc;
-    if (K !== K2) throw new Error(`matmul inner dimensions differ: ${shapeString(a.shape)}${opts.transA ? 'ᵀ' : ''} · ${shapeString(b.shape)}${opts.transB ? 'ᵀ' : ''}`);
+    const { M, K, N } = matmulDims(a, b, opts);
+    const ac = a.shape[1];
+    const bc = b.shape[1];
     const alpha = opts.alpha ?? 1;
     const A = view(F(a), ac, !!opts.transA);
     const B = view(F(b), bc, !!opts.transB);
     if (opts.accumulate) {
       const acc = F(opts.accumulate);
-      if (acc.length !== M * N) throw new Error('matmul accumulate target has the wrong size');
       if (acc === A.data || acc === B.data) throw new Error('matmul accumulate target must not be an operand');
       gemm(M, K, N, A, B, view(acc, N), 1, alpha);
       return opts.accumulate;
@@ -264,16 +258,14 @@ export class CpuBackend implements Backend {
   add(a: Tensor, b: Tensor): Tensor {
     const x = F(a);
     const y = F(b);
-    if (y.length !== x.length && (y.length === 0 || x.length % y.length !== 0)) {
-      throw new Error(`add: cannot broadcast ${shapeString(b.shape)} over ${shapeString(a.shape)}`);
-    }
+    checkBroadcast(a, b);
     return f32(a.shape, addParallel(x, y, alloc(x.length)));
   }
 
   axpy(a: Tensor, b: Tensor, alpha: number): void {
     const x = F(a);
     const y = F(b);
-    if (x.length !== y.length) throw new Error('axpy: size mismatch');
+    checkSameSize('axpy', a, b);
     for (let i = 0; i < x.length; i++) x[i] += alpha * y[i];
   }
 
@@ -288,7 +280,7 @@ export class CpuBackend implements Backend {
     const x = F(a);
     const s = F(v);
     const C = s.length;
-    if (x.length % C !== 0) throw new Error(`mulCols: ${shapeString(v.shape)} does not divide ${shapeString(a.shape)}`);
+    checkColumnVector('mulCols', a, v);
     const out = alloc(x.length);
     for (let o = 0; o < x.length; o += C) for (let c = 0; c < C; c++) out[o + c] = x[o + c] * s[c];
     return f32(a.shape, out);
@@ -298,7 +290,7 @@ export class CpuBackend implements Backend {
     const x = F(a);
     const s = F(v);
     const C = s.length;
-    if (x.length % C !== 0) throw new Error(`divCols: ${shapeString(v.shape)} does not divide ${shapeString(a.shape)}`);
+    checkColumnVector('divCols', a, v);
     const out = alloc(x.length);
     for (let o = 0; o < x.length; o += C) for (let c = 0; c < C; c++) out[o + c] = x[o + c] / s[c];
     return f32(a.shape, out);
@@ -313,6 +305,7 @@ export class CpuBackend implements Backend {
   }
 
   dotCols(a: Tensor, b: Tensor): Tensor {
+    checkSameSize('dotCols', a, b);
     const [rows, C] = rowsCols(a);
     const x = F(a);
     const y = F(b);
@@ -336,25 +329,27 @@ export class CpuBackend implements Backend {
 
   // ---- transformer layers ----
   rmsnorm(x: Tensor, w: Tensor, eps: number): { y: Tensor; rstd: Tensor } {
+    checkRmsnorm(x, w);
     const [rows, C] = rowsCols(x);
-    if (w.size !== C) throw new Error(`rmsnorm: weight ${shapeString(w.shape)} does not match width ${C}`);
     const r = rmsnormForwardParallel(F(x), F(w), rows, C, eps, alloc(rows * C), alloc(rows));
     return { y: f32(x.shape, r.y), rstd: f32([rows], r.rstd) };
   }
 
   rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor } {
+    checkRmsnormBackward(dy, x, w, rstd);
     const [rows, C] = rowsCols(x);
     const r = rmsnormBackward(F(dy), F(x), F(w), F(rstd), rows, C, alloc(rows * C));
     return { dx: f32(x.shape, r.dx), dw: f32([C], r.dw) };
   }
 
   rope(x: Tensor, positions: Int32Array, invFreq: Float32Array, headDim: number, inverse = false): Tensor {
+    checkRope(x, positions, invFreq, headDim);
     const [rows, width] = rowsCols(x);
-    if (positions.length !== rows) throw new Error(`rope: ${positions.length} positions for ${rows} rows`);
     return f32(x.shape, ropeParallel(F(x), rows, width, positions, invFreq, headDim, inverse, alloc(rows * width)));
   }
 
   attention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape, mask: AttentionMask): { out: Tensor; lse: Tensor } {
+    checkAttention('attention', q, k, v, shape, mask);
     const r = attentionForward(F(q), F(k), F(v), shape, mask, { out: alloc(shape.batch * shape.tq * shape.heads * shape.headDim) });
     return { out: f32([shape.batch * shape.tq, shape.heads * shape.headDim], r.out), lse: f32([shape.batch, shape.heads, shape.tq], r.lse) };
   }
@@ -362,6 +357,7 @@ export class CpuBackend implements Backend {
   attentionBackward(
     dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, shape: AttentionShape, mask: AttentionMask,
   ): { dq: Tensor; dk: Tensor; dv: Tensor } {
+    checkAttentionBackward(dout, q, k, v, out, lse, shape, mask);
     const r = attentionBackward(F(dout), F(q), F(k), F(v), F(out), F(lse), shape, mask, {
       dq: alloc(q.size), dk: takeZeroedF32(k.size), dv: takeZeroedF32(v.size),
     });
@@ -369,15 +365,19 @@ export class CpuBackend implements Backend {
   }
 
   swiglu(gate: Tensor, up: Tensor): Tensor {
+    checkSameSize('swiglu', gate, up);
     return f32(gate.shape, swigluForwardParallel(F(gate), F(up), alloc(gate.size)));
   }
 
   swigluBackward(dh: Tensor, gate: Tensor, up: Tensor): { dgate: Tensor; dup: Tensor } {
+    checkSameSize('swigluBackward', gate, up);
+    checkSameSize('swigluBackward', dh, gate);
     const r = swigluBackwardParallel(F(dh), F(gate), F(up), alloc(gate.size), alloc(up.size));
     return { dgate: f32(gate.shape, r.dgate), dup: f32(up.shape, r.dup) };
   }
 
   crossEntropy(logits: Tensor, labels: Int32Array, rowWeights?: Float32Array): { loss: Tensor; lse: Tensor; dlogits?: Tensor } {
+    checkCrossEntropy(logits, labels, rowWeights);
     const [rows, V] = rowsCols(logits);
     const r = crossEntropyParallel(F(logits), rows, V, labels, rowWeights, rowWeights ? alloc(rows * V) : undefined);
     return { loss: f32([rows], r.loss), lse: f32([rows], r.lse), dlogits: r.dlogits ? f32(logits.shape, r.dlogits) : undefined };
@@ -390,24 +390,21 @@ export class CpuBackend implements Backend {
 
   // ---- ParoQuant transform ----
   givens(x: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse'): Tensor {
-    const [rows, cols] = rowsCols(x);
-    const K = pairs.shape[0];
+    const { rows, I: cols, K } = checkGivens('givens', x, pairs, theta, groupSize);
     return f32(x.shape, givensApply(F(x), rows, cols, I(pairs), F(theta), K, groupSize, direction, alloc(rows * cols)));
   }
 
   givensBackward(
     dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
-    opts: GivensBackwardOptions = {},
   ): { dx: Tensor; dtheta: Tensor } {
-    const [rows, cols] = rowsCols(y);
-    const K = pairs.shape[0];
-    const r = givensBackward(F(dy), F(y), rows, cols, I(pairs), F(theta), K, groupSize, direction, {
-      dx: alloc(rows * cols), emulateUpstreamAngleGradient: opts.upstreamAngleGradient === true,
-    });
+    checkSameSize('givensBackward', dy, y);
+    const { rows, I: cols, K } = checkGivens('givensBackward', y, pairs, theta, groupSize);
+    const r = givensBackward(F(dy), F(y), rows, cols, I(pairs), F(theta), K, groupSize, direction, { dx: alloc(rows * cols) });
     return { dx: f32(y.shape, r.dx), dtheta: f32(theta.shape, r.dtheta) };
   }
 
   fakeQuantMinMax(r: Tensor, grid: QuantGrid): { rq: Tensor; scale: Tensor; zpf: Tensor } {
+    checkGrid('fakeQuantMinMax', r, grid);
     const [rows, cols] = rowsCols(r);
     const o = fakeQuantMinMax(F(r), rows, cols, grid.bits, grid.groupSize, { rq: alloc(rows * cols) });
     const G = (rows * cols) / grid.groupSize;
@@ -415,28 +412,35 @@ export class CpuBackend implements Backend {
   }
 
   fakeQuantMinMaxBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor {
+    checkSameSize('fakeQuantMinMaxBackward', drq, r);
+    checkGridParams('fakeQuantMinMaxBackward', scale, zpf, checkGrid('fakeQuantMinMaxBackward', r, grid).nGroups);
     const [rows, cols] = rowsCols(r);
     return f32(r.shape, fakeQuantMinMaxBackward(F(drq), F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize, alloc(rows * cols)));
   }
 
   fakeQuantParams(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor {
+    checkGridParams('fakeQuantParams', scale, zpf, checkGrid('fakeQuantParams', r, grid).nGroups);
     const [rows, cols] = rowsCols(r);
     return f32(r.shape, fakeQuantParams(F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize, alloc(rows * cols)));
   }
 
   fakeQuantParamsBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): { dr: Tensor; dscale: Tensor } {
+    checkSameSize('fakeQuantParamsBackward', drq, r);
+    checkGridParams('fakeQuantParamsBackward', scale, zpf, checkGrid('fakeQuantParamsBackward', r, grid).nGroups);
     const [rows, cols] = rowsCols(r);
     const o = fakeQuantParamsBackward(F(drq), F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize, { dr: alloc(rows * cols) });
     return { dr: f32(r.shape, o.dr), dscale: f32(scale.shape, o.dscale) };
   }
 
   smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor } {
+    checkSmoothL1(pred, target);
     const o = smoothL1(F(pred), F(target), withGrad, withGrad ? alloc(pred.size) : undefined);
     return { loss: o.loss, dpred: o.dpred ? f32(pred.shape, o.dpred) : undefined };
   }
 
   // ---- optimisation ----
   adamw(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, h: AdamWHyper): void {
+    checkAdamW(param, grad, m, v, h.step);
     adamwStep(F(param), F(grad), F(m), F(v), h);
   }
 

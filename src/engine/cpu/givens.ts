@@ -10,14 +10,6 @@
 export type GivensDirection = 'forward' | 'inverse';
 type FloatArray = Float32Array | Float64Array;
 
-export interface GivensBackwardOptions {
-  /**
-   * A/B only: reproduce upstream main@f74a96c (spec §5.2), which evaluates the angle formula with the layer's INPUT
-   * gradient and so returns the derivative at 2θ. Never use for training.
-   */
-  emulateUpstreamAngleGradient?: boolean;
-}
-
 /** Optional output buffers of givensBackward (dx may alias dy or y: each segment is read before it is written). */
 export interface GivensBackwardOutputs {
   dx?: Float32Array;
@@ -112,7 +104,7 @@ function applyInPlace(
  */
 function backwardInto(
   dx: FloatArray, dtheta: Float64Array, dy: FloatArray, y: FloatArray, rows: number, cols: number,
-  plan: GivensPlan, k: number, groupSize: number, direction: GivensDirection, emulateUpstream: boolean,
+  plan: GivensPlan, k: number, groupSize: number, direction: GivensDirection,
 ): void {
   const { groups, local, c, s } = plan;
   const p = groupSize / 2;
@@ -145,7 +137,7 @@ function backwardInto(
           const gj = gam[j];
           const gin = cc * gi - ss * gj; // input gradient γ′ = γ·M(φ)ᵀ
           const gjn = ss * gi + cc * gj;
-          const dphi = emulateUpstream ? gin * uj - gjn * ui : gi * uj - gj * ui;
+          const dphi = gi * uj - gj * ui;
           dtheta[dto + t] += sign * dphi;
           u[i] = cc * ui - ss * uj; // layer input v = u·M(φ)ᵀ
           u[j] = ss * ui + cc * uj;
@@ -180,7 +172,7 @@ export function givensApply(
  */
 export function givensBackward(
   dy: Float32Array, y: Float32Array, rows: number, cols: number, pairs: Int32Array, theta: Float32Array, k: number,
-  groupSize: number, direction: GivensDirection, opts: GivensBackwardOptions & GivensBackwardOutputs = {},
+  groupSize: number, direction: GivensDirection, opts: GivensBackwardOutputs = {},
 ): { dx: Float32Array; dtheta: Float32Array } {
   checkShapes(y.length, rows, cols, pairs, theta, k, groupSize);
   if (dy.length !== y.length) throw new RangeError(`dy has ${dy.length} elements, expected ${y.length}`);
@@ -189,7 +181,7 @@ export function givensBackward(
   if (dx.length !== y.length || dtheta.length !== theta.length) throw new RangeError('givensBackward: dx or dtheta has the wrong length');
   const acc = new Float64Array(theta.length);
   const plan = makePlan(pairs, theta, k, cols, groupSize, false);
-  backwardInto(dx, acc, dy, y, rows, cols, plan, k, groupSize, direction, opts.emulateUpstreamAngleGradient === true);
+  backwardInto(dx, acc, dy, y, rows, cols, plan, k, groupSize, direction);
   dtheta.set(acc);
   return { dx, dtheta };
 }
@@ -208,13 +200,13 @@ export function givensApplyF64(
 /** Float64 twin of givensBackward (test reference). */
 export function givensBackwardF64(
   dy: Float64Array, y: Float64Array, rows: number, cols: number, pairs: Int32Array, theta: Float64Array, k: number,
-  groupSize: number, direction: GivensDirection, opts: GivensBackwardOptions = {},
+  groupSize: number, direction: GivensDirection,
 ): { dx: Float64Array; dtheta: Float64Array } {
   checkShapes(y.length, rows, cols, pairs, theta, k, groupSize);
   if (dy.length !== y.length) throw new RangeError(`dy has ${dy.length} elements, expected ${y.length}`);
   const dx = new Float64Array(y.length);
   const dtheta = new Float64Array(theta.length);
   const plan = makePlan(pairs, theta, k, cols, groupSize, true);
-  backwardInto(dx, dtheta, dy, y, rows, cols, plan, k, groupSize, direction, opts.emulateUpstreamAngleGradient === true);
+  backwardInto(dx, dtheta, dy, y, rows, cols, plan, k, groupSize, direction);
   return { dx, dtheta };
 }

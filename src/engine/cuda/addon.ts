@@ -96,7 +96,7 @@ export interface NativeAddon {
   givens(x: Ptr, xdt: number, y: Ptr, ydt: number, rows: number, I: number, pairs: Ptr, theta: Ptr, K: number,
     gs: number, inverse: boolean): void;
   givensBwd(dy: Ptr, dydt: number, y: Ptr, ydt: number, dx: Ptr, dxdt: number, dtheta: Ptr, rows: number, I: number,
-    pairs: Ptr, theta: Ptr, K: number, gs: number, inverse: boolean, upstream: boolean): void;
+    pairs: Ptr, theta: Ptr, K: number, gs: number, inverse: boolean): void;
   fqMinMax(r: Ptr, rdt: number, rq: Ptr, rqdt: number, scale: Ptr, zpf: Ptr, nGroups: number, gs: number,
     qmax: number): void;
   fqMinMaxBwd(drq: Ptr, ddt: number, r: Ptr, rdt: number, scale: Ptr, zpf: Ptr, dr: Ptr, drdt: number,

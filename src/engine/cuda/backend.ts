@@ -9,19 +9,21 @@
 //    the dtype of the data operand. Gradients take the dtype of what they differentiate (dq of q, dk of k, dx of dy).
 //  - statistics and small parameters: f32 (rstd, lse, loss, sumRows, dotCols, dw, dθ, scale, zpf, dscale).
 import type {
-  AdamWHyper, AttentionMask, AttentionShape, Backend, DType, GivensBackwardOptions, MatmulOptions, QuantGrid, Tensor,
+  AdamWHyper, AttentionMask, AttentionShape, Backend, DType, MatmulOptions, QuantGrid, Tensor,
 } from '../backend.js';
 import { numel, shapeString } from '../backend.js';
+import {
+  checkAdamW, checkAttention, checkAttentionBackward, checkBroadcast, checkColumnVector, checkConcatCols, checkCopyRows,
+  checkCrossEntropy, checkGatherRows, checkGivens, checkGrid, checkGridParams, checkRmsnorm, checkRmsnormBackward, checkRope,
+  checkSameSize, checkSmoothL1, matmulDims, rowsCols,
+} from '../shape-checks.js';
 import { bf16ToF32, f16ToF32 } from '../../numerics/half.js';
 import type { NativeAddon, NativeAttnDims, NativeAttnMask, NativeDevice, NativeMemStats } from './addon.js';
 import { DT_CODE, dtypeBytes, isFloat, promote } from './dtypes.js';
 import { CudaTensor, StoragePool } from './tensor.js';
 
-function rowsCols(t: Tensor): [number, number] {
-  const s = t.shape;
-  const cols = s.length === 0 ? 1 : s[s.length - 1];
-  return [cols === 0 ? 0 : t.size / cols, cols];
-}
+/** Largest Givens group the kernels take (one thread block per group). */
+const CUDA_MAX_GROUP_SIZE = 1024;
 
 function code(t: Tensor): number {
   return DT_CODE[t.dtype];
@@ -199,12 +201,8 @@ export class CudaBackend implements Backend {
   copyRows(dst: Tensor, dstRow: number, src: Tensor, srcRow: number, count: number): void {
     const d = this.T(dst);
     const s = this.T(src);
-    const [drows, cols] = rowsCols(d);
-    const [srows, scols] = rowsCols(s);
-    if (cols !== scols) throw new Error(`copyRows: column mismatch ${cols} vs ${scols}`);
-    if (count < 0 || dstRow < 0 || srcRow < 0 || dstRow + count > drows || srcRow + count > srows) {
-      throw new Error(`copyRows: rows [${srcRow}, ${srcRow + count}) → [${dstRow}, ${dstRow + count}) out of range (${srows} → ${drows} rows)`);
-    }
+    checkCopyRows(d, dstRow, s, srcRow, count);
+    const cols = rowsCols(d)[1];
     const n = count * cols;
     const dOff = d.ptr + dstRow * cols * dtypeBytes(d.dtype);
     const sOff = s.ptr + srcRow * cols * dtypeBytes(s.dtype);
@@ -214,23 +212,17 @@ export class CudaBackend implements Backend {
 
   gatherRows(table: Tensor, ids: Int32Array): Tensor {
     const t = this.T(table);
-    const [V, C] = rowsCols(t);
-    for (let i = 0; i < ids.length; i++) {
-      if (!(ids[i] >= 0 && ids[i] < V)) throw new Error(`gatherRows: index ${ids[i]} outside [0, ${V})`);
-    }
+    checkGatherRows(t, ids);
+    const C = rowsCols(t)[1];
     const out = this.alloc([ids.length, C], t.dtype);
     if (ids.length > 0) this.a.gatherRows(t.ptr, ids, out.ptr, C * dtypeBytes(t.dtype));
     return out;
   }
 
   concatCols(ts: readonly Tensor[]): Tensor {
-    if (ts.length === 0) throw new Error('concatCols: no tensors');
     const cs = ts.map((t) => this.T(t));
-    const rows = rowsCols(cs[0])[0];
+    const rows = checkConcatCols(cs);
     const widths = cs.map((c) => rowsCols(c)[1]);
-    cs.forEach((c, k) => {
-      if (rowsCols(c)[0] !== rows) throw new Error(`concatCols: tensor ${k} has ${rowsCols(c)[0]} rows, expected ${rows}`);
-    });
     const W = widths.reduce((x, y) => x + y, 0);
     const dt = promote(...cs.map((c) => c.dtype));
     const out = this.alloc([rows, W], dt);
@@ -259,18 +251,7 @@ export class CudaBackend implements Backend {
   matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     const A0 = this.F(a, 'matmul');
     const B0 = this.F(b, 'matmul');
-    if (A0.shape.length !== 2 || B0.shape.length !== 2) {
-      throw new Error(`matmul needs 2-D tensors, got ${shapeString(a.shape)} and ${shapeString(b.shape)}`);
-    }
-    const [ar, ac] = A0.shape;
-    const [br, bc] = B0.shape;
-    const M = opts.transA ? ac : ar;
-    const K = opts.transA ? ar : ac;
-    const K2 = opts.transB ? bc : br;
-    const N = opts.transB ? br : bc;
-    if (K !== K2) {
-      throw new Error(`matmul inner dimensions differ: ${shapeString(a.shape)}${opts.transA ? 'ᵀ' : ''} · ${shapeString(b.shape)}${opts.transB ? 'ᵀ' : ''}`);
-    }
+    const { M, K, N } = matmulDims(A0, B0, opts);
     const dt = promote(A0.dtype, B0.dtype);
     const A = this.as(A0, dt);
     const B = this.as(B0, dt);
@@ -279,7 +260,6 @@ export class CudaBackend implements Backend {
     let beta = 0;
     if (opts.accumulate) {
       out = this.F(opts.accumulate, 'matmul accumulate');
-      if (out.size !== M * N) throw new Error('matmul accumulate target has the wrong size');
       if (out.dtype !== 'f32' && out.dtype !== dt) throw new Error(`matmul accumulate target must be f32 (got ${out.dtype})`);
       beta = 1;
     } else {
@@ -298,12 +278,8 @@ export class CudaBackend implements Backend {
   add(a: Tensor, b: Tensor): Tensor {
     const x = this.F(a, 'add');
     const y = this.F(b, 'add');
-    let bcast = 0;
-    if (y.size !== x.size) {
-      const C = rowsCols(x)[1];
-      if (y.size !== C) throw new Error(`add: cannot broadcast ${shapeString(b.shape)} over ${shapeString(a.shape)}`);
-      bcast = C;
-    }
+    checkBroadcast(x, y);
+    const bcast = y.size !== x.size ? y.size : 0;
     const out = this.alloc(x.shape, promote(x.dtype, y.dtype));
     this.a.add(x.ptr, code(x), y.ptr, code(y), out.ptr, code(out), x.size, bcast);
     return out;
@@ -312,7 +288,7 @@ export class CudaBackend implements Backend {
   axpy(a: Tensor, b: Tensor, alpha: number): void {
     const x = this.F(a, 'axpy');
     const y = this.F(b, 'axpy');
-    if (x.size !== y.size) throw new Error('axpy: size mismatch');
+    checkSameSize('axpy', x, y);
     this.a.axpy(x.ptr, code(x), y.ptr, code(y), x.size, alpha);
   }
 
@@ -327,8 +303,8 @@ export class CudaBackend implements Backend {
     const op = div ? 'divCols' : 'mulCols';
     const x = this.F(a, op);
     const s = this.F(v, op);
+    checkColumnVector(op, x, s);
     const C = rowsCols(x)[1];
-    if (s.size !== C) throw new Error(`${op}: vector ${shapeString(v.shape)} does not match width ${C}`);
     const out = this.alloc(x.shape, x.dtype);
     this.a.colOp(x.ptr, code(x), s.ptr, code(s), out.ptr, code(out), x.size, C, div);
     return out;
@@ -353,7 +329,7 @@ export class CudaBackend implements Backend {
   dotCols(a: Tensor, b: Tensor): Tensor {
     const x = this.F(a, 'dotCols');
     const y = this.F(b, 'dotCols');
-    if (x.size !== y.size) throw new Error('dotCols: size mismatch');
+    checkSameSize('dotCols', x, y);
     const [rows, C] = rowsCols(x);
     const out = this.alloc([C], 'f32');
     this.a.colReduce(x.ptr, code(x), y.ptr, code(y), 0, rows, C, out.ptr);
@@ -375,8 +351,8 @@ export class CudaBackend implements Backend {
   rmsnorm(x: Tensor, w: Tensor, eps: number): { y: Tensor; rstd: Tensor } {
     const X = this.F(x, 'rmsnorm');
     const W = this.F(w, 'rmsnorm');
+    checkRmsnorm(X, W);
     const [rows, C] = rowsCols(X);
-    if (W.size !== C) throw new Error(`rmsnorm: weight ${shapeString(w.shape)} does not match width ${C}`);
     const y = this.alloc(X.shape, X.dtype);
     const rstd = this.alloc([rows], 'f32');
     this.a.rmsnorm(X.ptr, code(X), W.ptr, code(W), y.ptr, code(y), rstd.ptr, rows, C, eps);
@@ -387,8 +363,8 @@ export class CudaBackend implements Backend {
     const DY = this.F(dy, 'rmsnormBackward');
     const X = this.F(x, 'rmsnormBackward');
     const W = this.F(w, 'rmsnormBackward');
+    checkRmsnormBackward(DY, X, W, rstd);
     const [rows, C] = rowsCols(X);
-    if (DY.size !== X.size || W.size !== C || rstd.size !== rows) throw new Error('rmsnormBackward: shape mismatch');
     const R = this.as(this.F(rstd, 'rmsnormBackward'), 'f32');
     const dx = this.alloc(X.shape, promote(DY.dtype, X.dtype));
     const dw = this.alloc([C], 'f32');
@@ -399,40 +375,28 @@ export class CudaBackend implements Backend {
 
   rope(x: Tensor, positions: Int32Array, invFreq: Float32Array, headDim: number, inverse = false): Tensor {
     const X = this.F(x, 'rope');
+    checkRope(X, positions, invFreq, headDim);
     const [rows, width] = rowsCols(X);
-    if (positions.length !== rows) throw new Error(`rope: ${positions.length} positions for ${rows} rows`);
-    if (headDim % 2 !== 0 || width % headDim !== 0) throw new Error(`rope: width ${width} is not a multiple of an even headDim ${headDim}`);
-    if (invFreq.length !== headDim / 2) throw new Error(`rope: invFreq has ${invFreq.length} entries, expected ${headDim / 2}`);
     const out = this.alloc(X.shape, X.dtype);
     if (rows > 0) this.a.rope(X.ptr, code(X), out.ptr, code(out), rows, width, positions, invFreq, headDim, inverse);
     return out;
   }
 
-  private attnArgs(shape: AttentionShape, mask: AttentionMask, q: CudaTensor, k: CudaTensor, v: CudaTensor): {
+  /** The native kernels' dims and mask (the shapes are checked by the caller: checkAttention). */
+  private attnArgs(shape: AttentionShape, mask: AttentionMask): {
     dims: NativeAttnDims; m: NativeAttnMask; anchors: Int32Array | null; keep: Int32Array | null;
   } {
     const { batch, tq, tk, heads, kvHeads, headDim: D } = shape;
     const kvStride = shape.kvStride ?? tk;
-    if (!(kvHeads > 0 && heads % kvHeads === 0)) throw new Error(`attention: ${heads} heads is not a multiple of ${kvHeads} KV heads`);
-    if (kvStride < tk) throw new Error(`attention: kvStride ${kvStride} < tk ${tk}`);
-    if (q.size !== batch * tq * heads * D) throw new Error(`attention: q ${shapeString(q.shape)} does not match [${batch}·${tq}, ${heads}·${D}]`);
-    if (k.size !== batch * kvStride * kvHeads * D || v.size !== k.size) {
-      throw new Error(`attention: k/v ${shapeString(k.shape)} do not match [${batch}·${kvStride}, ${kvHeads}·${D}]`);
-    }
     const dims: NativeAttnDims = { batch, tq, tk, kvStride, heads, kvHeads, headDim: D, scale: shape.scale ?? 1 / Math.sqrt(D) };
     const none = { qOffset: 0, ctxLen: 0, blockSize: 1, nBlocks: 0 };
     switch (mask.kind) {
       case 'causal':
         return { dims, m: { kind: 0, ...none, qOffset: mask.qOffset }, anchors: null, keep: null };
       case 'full':
-      case 'prefix':
         return { dims, m: { kind: 1, ...none }, anchors: null, keep: null };
-      case 'dflash': {
+      case 'anchoredBlocks': {
         const { ctxLen, blockSize, nBlocks } = mask;
-        if (!(blockSize > 0) || tq > nBlocks * blockSize) throw new Error(`attention: dflash mask covers ${nBlocks}·${blockSize} query rows, tq is ${tq}`);
-        if (mask.anchors.length < batch * nBlocks || mask.keep.length < batch * nBlocks) {
-          throw new Error(`attention: dflash mask needs ${batch * nBlocks} anchors and keep flags`);
-        }
         return {
           dims, m: { kind: 2, qOffset: 0, ctxLen, blockSize, nBlocks },
           anchors: Int32Array.from(mask.anchors.subarray(0, batch * nBlocks)),
@@ -446,7 +410,8 @@ export class CudaBackend implements Backend {
     const Q = this.F(q, 'attention');
     const K = this.F(k, 'attention');
     const V = this.F(v, 'attention');
-    const { dims, m, anchors, keep } = this.attnArgs(shape, mask, Q, K, V);
+    checkAttention('attention', Q, K, V, shape, mask);
+    const { dims, m, anchors, keep } = this.attnArgs(shape, mask);
     const out = this.alloc([shape.batch * shape.tq, shape.heads * shape.headDim], Q.dtype);
     const lse = this.alloc([shape.batch, shape.heads, shape.tq], 'f32');
     this.a.attention(Q.ptr, code(Q), K.ptr, code(K), V.ptr, code(V), out.ptr, code(out), lse.ptr, dims, m, anchors, keep,
@@ -462,9 +427,8 @@ export class CudaBackend implements Backend {
     const V = this.F(v, 'attentionBackward');
     const dO = this.F(dout, 'attentionBackward');
     const O = this.F(out, 'attentionBackward');
-    const { dims, m, anchors, keep } = this.attnArgs(shape, mask, Q, K, V);
-    if (dO.size !== Q.size || O.size !== Q.size) throw new Error('attentionBackward: dout/out do not match q');
-    if (lse.size !== shape.batch * shape.heads * shape.tq) throw new Error('attentionBackward: lse has the wrong size');
+    checkAttentionBackward(dO, Q, K, V, O, lse, shape, mask);
+    const { dims, m, anchors, keep } = this.attnArgs(shape, mask);
     const L = this.as(this.F(lse, 'attentionBackward'), 'f32');
     const dq = this.alloc(Q.shape, Q.dtype);
     const dk = this.alloc(K.shape, K.dtype);
@@ -478,7 +442,7 @@ export class CudaBackend implements Backend {
   swiglu(gate: Tensor, up: Tensor): Tensor {
     const G = this.F(gate, 'swiglu');
     const U = this.F(up, 'swiglu');
-    if (G.size !== U.size) throw new Error('swiglu: size mismatch');
+    checkSameSize('swiglu', G, U);
     const h = this.alloc(G.shape, promote(G.dtype, U.dtype));
     this.a.swiglu(G.ptr, code(G), U.ptr, code(U), h.ptr, code(h), G.size);
     return h;
@@ -488,7 +452,8 @@ export class CudaBackend implements Backend {
     const DH = this.F(dh, 'swigluBackward');
     const G = this.F(gate, 'swigluBackward');
     const U = this.F(up, 'swigluBackward');
-    if (G.size !== U.size || DH.size !== G.size) throw new Error('swigluBackward: size mismatch');
+    checkSameSize('swigluBackward', G, U);
+    checkSameSize('swigluBackward', DH, G);
     const dgate = this.alloc(G.shape, promote(DH.dtype, G.dtype));
     const dup = this.alloc(U.shape, promote(DH.dtype, U.dtype));
     this.a.swigluBwd(DH.ptr, code(DH), G.ptr, code(G), U.ptr, code(U), dgate.ptr, code(dgate), dup.ptr, code(dup), G.size);
@@ -497,12 +462,8 @@ export class CudaBackend implements Backend {
 
   crossEntropy(logits: Tensor, labels: Int32Array, rowWeights?: Float32Array): { loss: Tensor; lse: Tensor; dlogits?: Tensor } {
     const Z = this.F(logits, 'crossEntropy');
+    checkCrossEntropy(Z, labels, rowWeights);
     const [rows, V] = rowsCols(Z);
-    if (labels.length !== rows) throw new Error(`crossEntropy: ${labels.length} labels for ${rows} rows`);
-    for (let r = 0; r < rows; r++) {
-      if (!(labels[r] >= -1 && labels[r] < V)) throw new Error(`crossEntropy: label ${labels[r]} outside [−1, ${V})`);
-    }
-    if (rowWeights && rowWeights.length !== rows) throw new Error(`crossEntropy: ${rowWeights.length} row weights for ${rows} rows`);
     const loss = this.alloc([rows], 'f32');
     const lse = this.alloc([rows], 'f32');
     const dlogits = rowWeights ? this.alloc(Z.shape, Z.dtype) : undefined;
@@ -524,16 +485,10 @@ export class CudaBackend implements Backend {
   private givensArgs(x: CudaTensor, pairs: Tensor, theta: Tensor, groupSize: number, op: string): {
     rows: number; I: number; K: number; P: CudaTensor; TH: CudaTensor;
   } {
-    const [rows, I] = rowsCols(x);
     const P = this.T(pairs);
-    if (P.dtype !== 'i32' || P.shape.length !== 2 || P.shape[1] !== I) {
-      throw new Error(`${op}: pairs must be i32 [K, ${I}], got ${P.dtype} ${shapeString(P.shape)}`);
-    }
-    const K = P.shape[0];
-    if (!(groupSize >= 2 && groupSize % 2 === 0 && groupSize <= 1024) || I % groupSize !== 0) {
-      throw new Error(`${op}: width ${I} is not a multiple of an even groupSize ${groupSize} (at most 1024)`);
-    }
-    if (theta.size !== (K * I) / 2) throw new Error(`${op}: theta has ${theta.size} elements, expected [${K}, ${I / 2}]`);
+    const { rows, I, K } = checkGivens(op, x, P, theta, groupSize);
+    // This backend's limit: one thread block holds a group.
+    if (groupSize > CUDA_MAX_GROUP_SIZE) throw new Error(`${op}: groupSize ${groupSize} exceeds the cuda backend's limit of ${CUDA_MAX_GROUP_SIZE}`);
     return { rows, I, K, P, TH: this.as(this.F(theta, op), 'f32') };
   }
 
@@ -548,29 +503,25 @@ export class CudaBackend implements Backend {
 
   givensBackward(
     dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
-    opts: GivensBackwardOptions = {},
   ): { dx: Tensor; dtheta: Tensor } {
     const Y = this.F(y, 'givensBackward');
     const DY = this.F(dy, 'givensBackward');
-    if (DY.size !== Y.size) throw new Error('givensBackward: dy and y differ in size');
+    checkSameSize('givensBackward', DY, Y);
     const { rows, I, K, P, TH } = this.givensArgs(Y, pairs, theta, groupSize, 'givensBackward');
     const dx = this.alloc(Y.shape, DY.dtype);
     const dtheta = this.alloc(theta.shape, 'f32');
     this.a.givensBwd(DY.ptr, code(DY), Y.ptr, code(Y), dx.ptr, code(dx), dtheta.ptr, rows, I, P.ptr, TH.ptr, K, groupSize,
-      direction === 'inverse', opts.upstreamAngleGradient === true);
+      direction === 'inverse');
     this.dropTemp(TH, theta);
     return { dx, dtheta };
   }
 
   private grid(r: CudaTensor, grid: QuantGrid, op: string): { nGroups: number; qmax: number } {
-    const [, cols] = rowsCols(r);
-    if (!(Number.isInteger(grid.bits) && grid.bits >= 1 && grid.bits <= 8)) throw new Error(`${op}: bits must be in [1, 8], got ${grid.bits}`);
-    if (!(grid.groupSize >= 1) || cols % grid.groupSize !== 0) throw new Error(`${op}: cols ${cols} is not a multiple of groupSize ${grid.groupSize}`);
-    return { nGroups: r.size / grid.groupSize, qmax: 2 ** grid.bits - 1 };
+    return checkGrid(op, r, grid);
   }
 
   private gridParams(scale: Tensor, zpf: Tensor, nGroups: number, op: string): { S: CudaTensor; Z: CudaTensor } {
-    if (scale.size !== nGroups || zpf.size !== nGroups) throw new Error(`${op}: scale and zpf need ${nGroups} elements`);
+    checkGridParams(op, scale, zpf, nGroups);
     return { S: this.as(this.F(scale, op), 'f32'), Z: this.as(this.F(zpf, op), 'f32') };
   }
 
@@ -587,7 +538,7 @@ export class CudaBackend implements Backend {
   fakeQuantMinMaxBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor {
     const R = this.F(r, 'fakeQuantMinMaxBackward');
     const D = this.F(drq, 'fakeQuantMinMaxBackward');
-    if (D.size !== R.size) throw new Error('fakeQuantMinMaxBackward: drq and r differ in size');
+    checkSameSize('fakeQuantMinMaxBackward', D, R);
     const { nGroups, qmax } = this.grid(R, grid, 'fakeQuantMinMaxBackward');
     const { S, Z } = this.gridParams(scale, zpf, nGroups, 'fakeQuantMinMaxBackward');
     const dr = this.alloc(R.shape, D.dtype);
@@ -611,7 +562,7 @@ export class CudaBackend implements Backend {
   fakeQuantParamsBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): { dr: Tensor; dscale: Tensor } {
     const R = this.F(r, 'fakeQuantParamsBackward');
     const D = this.F(drq, 'fakeQuantParamsBackward');
-    if (D.size !== R.size) throw new Error('fakeQuantParamsBackward: drq and r differ in size');
+    checkSameSize('fakeQuantParamsBackward', D, R);
     const { nGroups, qmax } = this.grid(R, grid, 'fakeQuantParamsBackward');
     const { S, Z } = this.gridParams(scale, zpf, nGroups, 'fakeQuantParamsBackward');
     const dr = this.alloc(R.shape, D.dtype);
@@ -625,8 +576,7 @@ export class CudaBackend implements Backend {
   smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor } {
     const P = this.F(pred, 'smoothL1');
     const T = this.F(target, 'smoothL1');
-    if (P.size !== T.size) throw new Error(`smoothL1: pred has ${P.size} elements, target ${T.size}`);
-    if (P.size === 0) throw new Error('smoothL1: empty input');
+    checkSmoothL1(P, T);
     const dpred = withGrad ? this.alloc(P.shape, P.dtype) : undefined;
     const sum = this.a.smoothL1(P.ptr, code(P), T.ptr, code(T), P.size, dpred?.ptr ?? 0, dpred ? code(dpred) : 0);
     return dpred ? { loss: sum / P.size, dpred } : { loss: sum / P.size };
@@ -638,8 +588,7 @@ export class CudaBackend implements Backend {
     const g = this.F(grad, 'adamw');
     const M = this.F(m, 'adamw');
     const Vt = this.F(v, 'adamw');
-    if (g.size !== p.size || M.size !== p.size || Vt.size !== p.size) throw new Error('adamw: param, grad, m and v must have equal sizes');
-    if (!(Number.isInteger(h.step) && h.step >= 1)) throw new Error(`adamw: step must be a 1-based integer, got ${h.step}`);
+    checkAdamW(p, g, M, Vt, h.step);
     const stepSize = h.lr / (1 - h.beta1 ** h.step);
     const sqrtBc2 = Math.sqrt(1 - h.beta2 ** h.step);
     this.a.adamw(p.ptr, code(p), g.ptr, code(g), M.ptr, code(M), Vt.ptr, code(Vt), p.size, h.lr, h.beta1, h.beta2, h.eps,

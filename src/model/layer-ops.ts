@@ -1,0 +1,259 @@
+// The pieces of a decoder layer, one forward/backward pair each, written once against the Backend. The target decoder
+// (decoder.ts), the ParoQuant block (block.ts) and the DFlash drafter (inference and training) are assembled from
+// them. A forward with `save` returns what its backward needs; the backward returns fresh f32 gradients.
+//
+//   layer:  h1 = rmsnorm(x) → q, k, v = heads(h1) → attn → x1 = x + o(attn) → y = x1 + down(swiglu(gate, up)(rmsnorm(x1)))
+import type { Backend, Tensor } from '../engine/backend.js';
+import type { LayerWeights, Linear } from './weights.js';
+
+/** The sizes every piece needs (a ModelConfig or a DrafterConfig). */
+export interface LayerDims {
+  numHeads: number;
+  numKvHeads: number;
+  headDim: number;
+  rmsNormEps: number;
+}
+
+// ── Linear ──────────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** A dense linear layer over an [out, in] tensor (the ParoQuant block's effective weights, the drafter's weights). */
+export function denseLinear(weight: Tensor, bias?: Tensor): Linear {
+  return { kind: 'dense', weight, bias, outFeatures: weight.shape[0], inFeatures: weight.shape[1] };
+}
+
+/** y = x·Wᵀ + b, with the ParoQuant runtime transform (x ⊙ channel_scales, then K Givens layers) when present. */
+export function applyLinear(be: Backend, x: Tensor, lin: Linear): Tensor {
+  let input = x;
+  if (lin.kind === 'rotated') {
+    const scaled = be.mulCols(x, lin.channelScales);
+    input = be.givens(scaled, lin.pairs, lin.theta, lin.groupSize, 'forward');
+    be.free(scaled);
+  }
+  const y = be.matmul(input, lin.weight, { transB: true });
+  if (input !== x) be.free(input);
+  if (!lin.bias) return y;
+  const yb = be.add(y, lin.bias);
+  be.free(y);
+  return yb;
+}
+
+/** dW = dyᵀ·x of a dense linear y = x·Wᵀ: [out, in]. */
+export function linearWeightGrad(be: Backend, dy: Tensor, x: Tensor): Tensor {
+  return be.matmul(dy, x, { transA: true });
+}
+
+/** dx = dy·W of a dense linear; with `into`, added to that tensor (one GEMM with β = 1) and returned. */
+export function linearInputGrad(be: Backend, dy: Tensor, w: Tensor, into?: Tensor): Tensor {
+  return into ? be.matmul(dy, w, { accumulate: into }) : be.matmul(dy, w);
+}
+
+/**
+ * The dense weight W_eff [out, in] of a ParoQuant linear, rotation and channel scales folded in:
+ * x·W_effᵀ = givens(x ⊙ cs)·W_rotᵀ, so each row of W_rot goes through the inverse rotation, then columns scale by cs.
+ */
+export function foldRotation(
+  be: Backend, wRot: Tensor, pairs: Tensor, theta: Tensor, channelScales: Tensor, groupSize: number,
+): Tensor {
+  const u = be.givens(wRot, pairs, theta, groupSize, 'inverse');
+  const w = be.mulCols(u, channelScales);
+  be.free(u);
+  return w;
+}
+
+// ── Embedding ───────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** Rows of the token embedding table as f32 activations [ids, H] (the table is frozen: there is no backward). */
+export function embedTokens(be: Backend, table: Tensor, ids: Int32Array): Tensor {
+  const x = be.gatherRows(table, ids);
+  if (x.dtype === 'f32') return x;
+  const x32 = be.cast(x, 'f32');
+  be.free(x);
+  return x32;
+}
+
+// ── Head norm (Qwen3 q_norm / k_norm) ───────────────────────────────────────────────────────────────────────────
+
+/** Per-head RMSNorm over headDim of a [rows, heads·D] tensor: y (same shape) and rstd [rows·heads]. */
+export function headNormForward(be: Backend, x: Tensor, w: Tensor, D: number, eps: number): { y: Tensor; rstd: Tensor } {
+  const [rows, width] = x.shape;
+  const { y, rstd } = be.rmsnorm(be.reshape(x, [(rows * width) / D, D]), w, eps);
+  return { y: be.reshape(y, [rows, width]), rstd };
+}
+
+export function headNormBackward(be: Backend, dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, D: number): { dx: Tensor; dw: Tensor } {
+  const [rows, width] = x.shape;
+  const flat = [(rows * width) / D, D];
+  const { dx, dw } = be.rmsnormBackward(be.reshape(dy, flat), be.reshape(x, flat), w, rstd);
+  return { dx: be.reshape(dx, [rows, width]), dw };
+}
+
+// ── Attention heads: projection → head norm (when present) → RoPE ───────────────────────────────────────────────
+
+export interface HeadsSaved {
+  /** The projection's output (the head norm's input). */
+  pre: Tensor;
+  /** Head norm statistics (absent without a head norm). */
+  rstd?: Tensor;
+}
+
+/** q or k heads of x: rope(headNorm(x·Wᵀ + b)) at the given positions. */
+export function headsForward(
+  be: Backend, x: Tensor, lin: Linear, norm: Tensor | undefined, positions: Int32Array, invFreq: Float32Array, d: LayerDims,
+): { y: Tensor; saved: HeadsSaved } {
+  const pre = applyLinear(be, x, lin);
+  if (!norm) return { y: be.rope(pre, positions, invFreq, d.headDim), saved: { pre } };
+  const n = headNormForward(be, pre, norm, d.headDim, d.rmsNormEps);
+  const y = be.rope(n.y, positions, invFreq, d.headDim);
+  be.free(n.y);
+  return { y, saved: { pre, rstd: n.rstd } };
+}
+
+/** From the gradient of the roped heads to the gradient of the projection output (and of the head norm weight). */
+export function headsBackward(
+  be: Backend, dy: Tensor, s: HeadsSaved, norm: Tensor | undefined, positions: Int32Array, invFreq: Float32Array, d: LayerDims,
+): { dpre: Tensor; dnorm?: Tensor } {
+  const dn = be.rope(dy, positions, invFreq, d.headDim, true);
+  if (!norm || !s.rstd) return { dpre: dn };
+  const { dx, dw } = headNormBackward(be, dn, s.pre, norm, s.rstd, d.headDim);
+  be.free(dn);
+  return { dpre: dx, dnorm: dw };
+}
+
+export function freeHeads(be: Backend, s: HeadsSaved): void {
+  be.free(s.pre, s.rstd);
+}
+
+// ── Attention inputs: input RMSNorm, q/k/v heads ────────────────────────────────────────────────────────────────
+
+export type AttentionInputWeights = Pick<LayerWeights, 'inputNorm' | 'q' | 'k' | 'v' | 'qNorm' | 'kNorm'>;
+
+export interface AttentionInputsSaved {
+  /** The layer input (referenced, not copied: the caller owns it). */
+  x: Tensor;
+  h: Tensor; rstd: Tensor;
+  q: HeadsSaved; k: HeadsSaved;
+}
+
+/** The q/k head norms apply when the layer has both (Qwen3). */
+function headNorms(w: AttentionInputWeights): { qNorm?: Tensor; kNorm?: Tensor } {
+  return w.qNorm && w.kNorm ? { qNorm: w.qNorm, kNorm: w.kNorm } : {};
+}
+
+/**
+ * Input RMSNorm, q/k/v projections, per-head q/k norms, RoPE at the given absolute positions: q [rows, heads·D],
+ * k and v [rows, kvHeads·D].
+ */
+export function attentionInputs(
+  be: Backend, d: LayerDims, w: AttentionInputWeights, x: Tensor, positions: Int32Array, invFreq: Float32Array, save = false,
+): { qr: Tensor; kr: Tensor; v: Tensor; saved?: AttentionInputsSaved } {
+  const { qNorm, kNorm } = headNorms(w);
+  const { y: h, rstd } = be.rmsnorm(x, w.inputNorm, d.rmsNormEps);
+  const q = headsForward(be, h, w.q, qNorm, positions, invFreq, d);
+  const k = headsForward(be, h, w.k, kNorm, positions, invFreq, d);
+  const v = applyLinear(be, h, w.v);
+  if (save) return { qr: q.y, kr: k.y, v, saved: { x, h, rstd, q: q.saved, k: k.saved } };
+  freeHeads(be, q.saved);
+  freeHeads(be, k.saved);
+  be.free(h, rstd);
+  return { qr: q.y, kr: k.y, v };
+}
+
+/**
+ * Backward of attentionInputs (dense q/k/v) from the gradients of qr, kr, v to the projection weight gradients.
+ * The input gradient is not formed (the ParoQuant block keeps its input fixed); head-norm weight gradients are dropped.
+ */
+export function attentionInputsWeightGrads(
+  be: Backend, d: LayerDims, w: AttentionInputWeights, s: AttentionInputsSaved, dqr: Tensor, dkr: Tensor, dv: Tensor,
+  positions: Int32Array, invFreq: Float32Array,
+): { q: Tensor; k: Tensor; v: Tensor } {
+  const { qNorm, kNorm } = headNorms(w);
+  const dq = headsBackward(be, dqr, s.q, qNorm, positions, invFreq, d);
+  const dk = headsBackward(be, dkr, s.k, kNorm, positions, invFreq, d);
+  be.free(dq.dnorm, dk.dnorm);
+  const grads = { q: linearWeightGrad(be, dq.dpre, s.h), k: linearWeightGrad(be, dk.dpre, s.h), v: linearWeightGrad(be, dv, s.h) };
+  be.free(dq.dpre, dk.dpre);
+  return grads;
+}
+
+export function freeAttentionInputs(be: Backend, s: AttentionInputsSaved): void {
+  freeHeads(be, s.q);
+  freeHeads(be, s.k);
+  be.free(s.h, s.rstd);
+}
+
+// ── Attention output: x1 = x + attn·Woᵀ (+ b) ───────────────────────────────────────────────────────────────────
+
+/** The residual stream after attention. attn stays the caller's. */
+export function attentionOutput(be: Backend, o: Linear, x: Tensor, attn: Tensor): Tensor {
+  const y = applyLinear(be, attn, o);
+  const x1 = be.add(x, y);
+  be.free(y);
+  return x1;
+}
+
+/** Backward of attentionOutput (dense o): dWo and dattn. dx1 flows on unchanged to x (the residual). */
+export function attentionOutputBackward(be: Backend, o: Tensor, attn: Tensor, dx1: Tensor): { dW: Tensor; dattn: Tensor } {
+  return { dW: linearWeightGrad(be, dx1, attn), dattn: linearInputGrad(be, dx1, o) };
+}
+
+// ── MLP: y = x1 + down(silu(gate(h2)) ⊙ up(h2)), h2 = rmsnorm(x1) ───────────────────────────────────────────────
+
+export type MlpWeights = Pick<LayerWeights, 'postNorm' | 'gate' | 'up' | 'down'>;
+
+export interface MlpSaved {
+  /** The MLP input (referenced; see mlpForward). */
+  x1: Tensor;
+  h2: Tensor; rstd: Tensor;
+  g: Tensor; u: Tensor; m: Tensor;
+}
+
+/** Post-attention RMSNorm, SwiGLU MLP and residual. With save, x1 is kept in the saved set (free it with freeMlp). */
+export function mlpForward(be: Backend, d: LayerDims, w: MlpWeights, x1: Tensor, save = false): { y: Tensor; saved?: MlpSaved } {
+  const { y: h2, rstd } = be.rmsnorm(x1, w.postNorm, d.rmsNormEps);
+  const g = applyLinear(be, h2, w.gate);
+  const u = applyLinear(be, h2, w.up);
+  const m = be.swiglu(g, u);
+  const dn = applyLinear(be, m, w.down);
+  const y = be.add(x1, dn);
+  be.free(dn);
+  if (save) return { y, saved: { x1, h2, rstd, g, u, m } };
+  be.free(h2, rstd, g, u, m);
+  return { y };
+}
+
+/**
+ * Backward of mlpForward (dense weights) from dy: the gradient w.r.t. x1 (residual included) and the weight
+ * gradients. dy stays the caller's.
+ */
+export function mlpBackward(
+  be: Backend, w: MlpWeights, s: MlpSaved, dy: Tensor,
+): { dx1: Tensor; grads: { postNorm: Tensor; gate: Tensor; up: Tensor; down: Tensor } } {
+  const down = linearWeightGrad(be, dy, s.m);
+  const dm = linearInputGrad(be, dy, w.down.weight);
+  const { dgate, dup } = be.swigluBackward(dm, s.g, s.u);
+  be.free(dm);
+  const gate = linearWeightGrad(be, dgate, s.h2);
+  const up = linearWeightGrad(be, dup, s.h2);
+  const dh2 = linearInputGrad(be, dgate, w.gate.weight);
+  linearInputGrad(be, dup, w.up.weight, dh2);
+  be.free(dgate, dup);
+  const { dx: dx1n, dw: postNorm } = be.rmsnormBackward(dh2, s.x1, w.postNorm, s.rstd);
+  be.free(dh2);
+  const dx1 = be.add(dy, dx1n);
+  be.free(dx1n);
+  return { dx1, grads: { postNorm, gate, up, down } };
+}
+
+/** Free an MLP's saved activations, x1 included. */
+export function freeMlp(be: Backend, s: MlpSaved): void {
+  be.free(s.x1, s.h2, s.rstd, s.g, s.u, s.m);
+}
+
+/** The rest of a decoder layer once attention is computed: x + o(attn), then the MLP. Frees attn; x stays the caller's. */
+export function layerOutput(be: Backend, d: LayerDims, w: LayerWeights, x: Tensor, attn: Tensor): Tensor {
+  const x1 = attentionOutput(be, w.o, x, attn);
+  be.free(attn);
+  const { y } = mlpForward(be, d, w, x1);
+  be.free(x1);
+  return y;
+}
