@@ -17,7 +17,7 @@ const require = createRequire(import.meta.url);
 
 fs.mkdirSync(out, { recursive: true });
 
-// 1. The harness (gpu-check.mjs), the CLI (paro, dflash) and the GPU benchmark, each one ESM file. CommonJS
+// 1. The harness (gpu-check.mjs), the CLI (paro, dflash), the GPU benchmark and the checkpoint synthesizer, each one ESM file. CommonJS
 // dependencies inside an ESM bundle need require/__dirname in scope, hence the banner.
 const banner = [
   "import { createRequire as __paroCreateRequire } from 'node:module';",
@@ -27,7 +27,8 @@ const banner = [
   'const __filename = __paroFileURLToPath(import.meta.url);',
   'const __dirname = __paroDirname(__filename);',
 ].join('\n');
-const entries = [['scripts/gpu-check.ts', 'gpu-check.mjs'], ['scripts/cli-entry.ts', 'cli.mjs'], ['scripts/gpu-bench-entry.ts', 'bench-gpu.mjs']];
+const entries = [['scripts/gpu-check.ts', 'gpu-check.mjs'], ['scripts/cli-entry.ts', 'cli.mjs'], ['scripts/gpu-bench-entry.ts', 'bench-gpu.mjs'],
+  ['scripts/synth-checkpoint.ts', 'synth-checkpoint.mjs']];
 for (const [entry, file] of entries) {
   await build({
     entryPoints: [path.join(root, entry)], outfile: path.join(out, file), bundle: true, platform: 'node', format: 'esm',

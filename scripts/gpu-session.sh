@@ -3,29 +3,59 @@
 # copying the fixtures to .gpu/fixtures): unpack Node, build the addon, then each step with its own time limit;
 # a failing step does not stop the others. Logs and JSON reports go to $OUT.
 #   STEPS="bench eval quantize" bash scripts/gpu-session.sh
+# GPU_DIR picks another bundle folder (default .gpu); BUDGET (seconds) caps the whole session: each step's time
+# limit is cut to what is left. A background sampler records device memory in use and the node processes' RSS
+# every second; each step's peaks go to $OUT/peaks.txt.
 set -u
 OUT=${OUT:-/tmp/paro-gpu-out}; mkdir -p "$OUT"  # the device tool sets $OUT; keep to few files (8 come back)
-xz -dc .gpu/node.xz > /tmp/node && chmod +x /tmp/node || exit 3
+G=${GPU_DIR:-.gpu}
+BUDGET=${BUDGET:-100000}
+xz -dc $G/node.xz > /tmp/node && chmod +x /tmp/node || exit 3
 mkdir -p /tmp/nodebin && ln -sf /tmp/node /tmp/nodebin/node && export PATH=/tmp/nodebin:$PATH
 if [ -z "$(command -v nvcc)" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda PATH=$PATH:/usr/local/cuda/bin; fi
 { date -u; nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv; nproc; } > "$OUT/env.txt" 2>&1
 SECONDS=0
-node .gpu/native/build.mjs --strict --force > "$OUT/build.txt" 2>&1 || { echo "addon build failed"; tail -20 "$OUT/build.txt"; exit 4; }
+node $G/native/build.mjs --strict --force > "$OUT/build.txt" 2>&1 || { echo "addon build failed"; tail -20 "$OUT/build.txt"; exit 4; }
 echo "addon built in ${SECONDS}s"
-export PARO_TFJS_WASM_DIR=$PWD/.gpu/wasm PARO_CUDA_ADDON=$PWD/.gpu/native/build/paro_cuda.node
-F=.gpu/fixtures
+export PARO_TFJS_WASM_DIR=$PWD/$G/wasm PARO_CUDA_ADDON=$PWD/$G/native/build/paro_cuda.node
+F=$G/fixtures
 M=examples/tiny-qwen3
-CLI="node .gpu/cli.mjs"
-step() { # name timeout command...
+CLI="node $G/cli.mjs"
+SAMPLES=/tmp/paro-samples.txt
+( while :; do
+    g=$(nvidia-smi --query-gpu=memory.used --format=csv,noheader,nounits 2>/dev/null | head -1)
+    r=$(ps -C node -o rss= 2>/dev/null | awk '{s+=$1} END {print s+0}')
+    echo "$SECONDS ${g:-0} $r"; sleep 1
+  done > $SAMPLES ) &
+SAMPLER=$!
+trap 'kill $SAMPLER 2>/dev/null' EXIT
+peaks() { # name since: max device MiB and RSS KiB sampled since that second
+  awk -v s="$2" -v n="$1" '$1 >= s { if ($2 > g) g = $2; if ($3 > r) r = $3 } END { printf "%s: peak device memory %d MiB, peak node RSS %.2f GiB\n", n, g, r / 1048576 }' $SAMPLES | tee -a "$OUT/peaks.txt"
+}
+step() { # name timeout command...  (stdout → $OUT/name.json, stderr → $OUT/name.log)
   local name=$1 t=$2; shift 2
+  local left=$((BUDGET - SECONDS))
+  [ $left -lt 10 ] && { echo "step $name: skipped (session budget spent)"; return; }
+  [ $t -gt $left ] && t=$left
   local s0=$SECONDS
   timeout "$t" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"; local rc=$?
-  echo "step $name: rc=$rc $((SECONDS - s0))s"; [ $rc -eq 0 ] || tail -5 "$OUT/$name.log"
+  echo "step $name: rc=$rc $((SECONDS - s0))s (limit ${t}s)"; [ $rc -eq 0 ] || tail -5 "$OUT/$name.log"
+  peaks "$name" "$s0"
 }
+TIMEV=$(command -v /usr/bin/time >/dev/null && echo "/usr/bin/time -v" || echo "")
+BENCH_ARGS=${BENCH_ARGS:-}
 for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
   case $s in
-    check) step check 300 node .gpu/gpu-check.mjs --isolate --parallel --no-time ;;
-    bench) step bench 240 node .gpu/bench-gpu.mjs --json ;;
+    check) step check 300 node $G/gpu-check.mjs --isolate --parallel --no-time ;;
+    bench) step bench 240 node $G/bench-gpu.mjs --json $BENCH_ARGS ;;
+    synth-8b) # a random-weight Qwen3-8B (36 layers, 16.4 GB in 5 shards) on this machine's disk
+      step synth-8b 240 node $G/synth-checkpoint.mjs --arch qwen3-8b --out /tmp/q8 --force --json ;;
+    quantize-8b) # the quick calibration size at real shape, reduced epochs; /usr/bin/time -v for the peak RSS
+      step quantize-8b 360 $TIMEV $CLI paro quantize /tmp/q8 --out /tmp/q8-paro --calib $F/train.jsonl --samples 128 --seq-len 2048 \
+        --val-samples 8 --epochs ${EPOCHS_8B:-1,1} --device cuda --force --json
+      ls -la /tmp/q8-paro >> "$OUT/quantize-8b.log" 2>&1 ;;
+    eval-8b)
+      step eval-8b 180 $TIMEV $CLI paro eval /tmp/q8-paro --data $F/val.jsonl --seq-len 2048 --max-windows 64 --device cuda --json ;;
     eval) step eval 120 $CLI paro eval $M --data $F/val.jsonl --device cuda --json ;;
     quantize)
       step quantize 180 $CLI paro quantize $M --out /tmp/q-bf16 --calib $F/train.jsonl --device cuda --force --json
