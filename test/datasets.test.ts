@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scratchDir } from './scratch.js';
 import { UserError } from '../src/errors.js';
-import { calibrationWindows, perplexityWindows, readPrompts, readTextDocuments, tokenizeCorpus } from '../src/io/datasets.js';
+import { calibrationWindows, perplexityWindows, readPrompts, readTextDocuments, textDocuments, tokenizeCorpus } from '../src/io/datasets.js';
 import { loadTokenizer, type TextTokenizer } from '../src/io/tokenizer.js';
 import { DEMO_MODEL, FIXTURES } from './fixtures-path.js';
 import { userError } from './user-error.js';
@@ -60,7 +60,61 @@ describe('readTextDocuments', () => {
 
   it('a missing file', () => {
     const f = join(scratch, 'nope.jsonl');
-    expect(userError(() => readTextDocuments(f)).file).toBe(f);
+    const e = userError(() => readTextDocuments(f, 'calibration file'));
+    expect(e.oneLine()).toBe(`${f}: the calibration file does not exist`);
+  });
+});
+
+// Issue 8, defects 6 and 9: endless, huge, binary or non-file inputs fail at once with one line.
+describe('inputs that are not text files', () => {
+  it.skipIf(!existsSync('/dev/zero'))('/dev/zero (a character device) is refused before reading, even named .txt', () => {
+    const t0 = Date.now();
+    expect(userError(() => readTextDocuments('/dev/zero')).message).toMatch(/not a regular file/);
+    expect(userError(() => textDocuments('/dev/zero', 'data file')).message).toMatch(/the data file is not a regular file/);
+    expect(userError(() => readPrompts('/dev/zero')).message).toMatch(/not a regular file/);
+    expect(Date.now() - t0).toBeLessThan(1000);
+  });
+
+  it.skipIf(process.platform === 'win32')('a FIFO is refused without blocking on open', () => {
+    const fifo = join(scratch, 'pipe.txt');
+    execFileSync('mkfifo', [fifo]);
+    expect(userError(() => readTextDocuments(fifo)).message).toMatch(/not a regular file/);
+  });
+
+  it('a directory named like a data file', () => {
+    const d = join(scratch, 'dir.jsonl');
+    mkdirSync(d);
+    expect(userError(() => readTextDocuments(d, 'calibration file')).oneLine()).toBe(`${d}: the calibration file is a directory, not a file`);
+  });
+
+  it('binary garbage in a .txt: NUL bytes or invalid UTF-8 are named, not tokenized', () => {
+    const nul = join(scratch, 'bin1.txt');
+    writeFileSync(nul, Buffer.from([0x68, 0x69, 0x00, 0x01, 0x02]));
+    expect(userError(() => readTextDocuments(nul)).message).toMatch(/NUL byte at offset 2: binary data/);
+    const bad = join(scratch, 'bin2.txt');
+    writeFileSync(bad, Buffer.from([0x68, 0x69, 0xff, 0xfe, 0x41]));
+    expect(userError(() => readTextDocuments(bad)).message).toMatch(/not UTF-8 text/);
+  });
+
+  it('a multibyte character split across read chunks still decodes', () => {
+    const f = join(scratch, 'split.txt');
+    const text = 'a'.repeat((1 << 20) - 1) + 'é€漢字\n';
+    writeFileSync(f, text);
+    expect(readTextDocuments(f)).toEqual([text]);
+  });
+
+  it('textDocuments stops reading when the consumer has enough tokens', () => {
+    // The line after the first few is broken JSON: never reached when only 10 tokens are wanted.
+    const lines = Array.from({ length: 5 }, (_, i) => JSON.stringify({ text: `doc ${i}` }));
+    const f = tempFile('.jsonl', lines.join('\n') + '\n{"text": oops\n');
+    expect(Array.from(tokenizeCorpus(textDocuments(f), charTok, 0, { maxTokens: 10 }))).toEqual([100, 111, 99, 32, 48, 0, 100, 111, 99, 32]);
+    expect(userError(() => tokenizeCorpus(textDocuments(f), charTok, 0)).message).toMatch(/line 6: invalid JSON/);
+  });
+
+  it('a line longer than the limit is refused with its number', () => {
+    const f = join(scratch, 'long.jsonl');
+    writeFileSync(f, '{"text": "a"}\n{"text": "' + 'x'.repeat(64 * 2 ** 20) + '"}\n');
+    expect(userError(() => readTextDocuments(f)).message).toMatch(/line 2 is longer than 64 MiB characters/);
   });
 });
 

@@ -1,37 +1,128 @@
 // Text datasets: documents for calibration and perplexity, prompts for generation, and the token windows cut from
 // them (the REFERENCE.md protocol: each document's tokens, then the eos id, all concatenated).
 
-import { readFileSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { UserError } from '../errors.js';
 import type { ChatMessage, TextTokenizer } from './tokenizer.js';
 
 export type Prompt = { kind: 'text'; prompt: string } | { kind: 'messages'; messages: ChatMessage[] };
 
-function readText(file: string, what: string): string {
-  let text: string;
+// Text inputs are read in chunks, never whole: a device (/dev/zero), a FIFO or a huge file must not hang the command
+// or exhaust memory, and a caller that needs only the first N tokens stops reading there (textDocuments).
+const CHUNK_BYTES = 1 << 20;
+/** Longest line of a .jsonl file or document of a .txt file, in UTF-16 units. */
+export const MAX_LINE_CHARS = 64 * 2 ** 20;
+/** Largest .json file (parsed whole). */
+export const MAX_JSON_BYTES = 256 * 2 ** 20;
+/** Most text read from one file when all of it is wanted (readTextDocuments, readPrompts). */
+export const MAX_TOTAL_CHARS = 512 * 2 ** 20;
+
+const mib = (n: number): string => `${Math.round(n / 2 ** 20)} MiB`;
+
+/**
+ * Checks that file is an existing regular file with one of the extensions before anything is read; returns the
+ * extension. `what` names the file's role, e.g. "calibration file".
+ */
+export function checkTextInput(file: string, what: string, extensions: readonly string[], hint: string): string {
+  let st;
   try {
-    text = readFileSync(file, 'utf8');
+    st = statSync(file);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new UserError(`the ${what} does not exist`, { file, cause: e });
+    throw new UserError(`cannot read the ${what} (${code ?? String(e)})`, { file, cause: e });
+  }
+  if (st.isDirectory()) throw new UserError(`the ${what} is a directory, not a file`, { file });
+  if (!st.isFile()) throw new UserError(`the ${what} is not a regular file (a device, FIFO or socket cannot be read as text)`, { file });
+  const ext = extname(file).toLowerCase();
+  if (!extensions.includes(ext)) {
+    throw new UserError(`unsupported ${what} type "${ext}"; use ${hint}`, { file });
+  }
+  return ext;
+}
+
+/** The file's text in decoded chunks: UTF-8 checked, binary data (NUL bytes) refused, a leading BOM dropped. */
+function* textChunks(file: string, what: string, maxChars: number): Generator<string> {
+  let fd: number;
+  try {
+    fd = openSync(file, 'r');
   } catch (e) {
     throw new UserError(`cannot read the ${what} (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file, cause: e });
   }
-  // A UTF-8 byte-order mark is not part of the first document.
-  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
+  try {
+    // The kind again on the open descriptor: the path may have been swapped since the check.
+    if (!fstatSync(fd).isFile()) throw new UserError(`the ${what} is not a regular file`, { file });
+    const decoder = new TextDecoder('utf-8', { fatal: true });
+    const buf = new Uint8Array(CHUNK_BYTES);
+    let offset = 0;
+    let chars = 0;
+    for (;;) {
+      let n: number;
+      try {
+        n = readSync(fd, buf, 0, buf.length, null);
+      } catch (e) {
+        throw new UserError(`cannot read the ${what} (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file, cause: e });
+      }
+      const bytes = buf.subarray(0, n);
+      const nul = bytes.indexOf(0);
+      if (nul >= 0) throw new UserError(`the ${what} holds a NUL byte at offset ${offset + nul}: binary data, not text`, { file });
+      let text: string;
+      try {
+        text = decoder.decode(bytes, { stream: n > 0 });
+      } catch {
+        throw new UserError(`the ${what} is not UTF-8 text (an invalid byte sequence within bytes ${offset}..${offset + n})`, { file });
+      }
+      if (offset === 0 && text.charCodeAt(0) === 0xfeff) text = text.slice(1);
+      offset += n;
+      chars += text.length;
+      if (chars > maxChars) throw new UserError(`the ${what} holds more than ${mib(maxChars)} of text, more than this tool reads from one file`, { file });
+      if (text !== '') yield text;
+      if (n === 0) return;
+    }
+  } finally {
+    closeSync(fd);
+  }
 }
 
-/** Non-blank lines of a .jsonl file, parsed, with their 1-based line numbers. */
-function* jsonLines(file: string, text: string): Generator<{ line: number; value: unknown }> {
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const s = lines[i].trim();
+/** Pieces of the text between separators (the last one possibly empty), each at most MAX_LINE_CHARS long. */
+function* pieces(chunks: Iterable<string>, sep: string, file: string, unit: string): Generator<string> {
+  let pending = '';
+  let count = 0;
+  const tooLong = (): never => {
+    throw new UserError(`${unit} ${count + 1} is longer than ${mib(MAX_LINE_CHARS)} characters`, { file });
+  };
+  for (const chunk of chunks) {
+    let start = 0;
+    let at: number;
+    while ((at = chunk.indexOf(sep, start)) >= 0) {
+      const piece = pending + chunk.slice(start, at);
+      if (piece.length > MAX_LINE_CHARS) tooLong();
+      yield piece;
+      pending = '';
+      count++;
+      start = at + 1;
+    }
+    pending += chunk.slice(start);
+    if (pending.length > MAX_LINE_CHARS) tooLong();
+  }
+  yield pending;
+}
+
+/** Non-blank lines of a .jsonl stream, parsed, with their 1-based line numbers. */
+function* jsonLines(file: string, lines: Iterable<string>): Generator<{ line: number; value: unknown }> {
+  let i = 0;
+  for (const raw of lines) {
+    i++;
+    const s = raw.trim();
     if (s === '') continue;
     let value: unknown;
     try {
       value = JSON.parse(s);
     } catch (e) {
-      throw new UserError(`line ${i + 1}: invalid JSON (${(e as Error).message})`, { file, cause: e });
+      throw new UserError(`line ${i}: invalid JSON (${(e as Error).message})`, { file, cause: e });
     }
-    yield { line: i + 1, value };
+    yield { line: i, value };
   }
 }
 
@@ -39,50 +130,71 @@ function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+const TEXT_EXTENSIONS = ['.jsonl', '.json', '.txt'];
+const TEXT_HINT = '.jsonl ({"text": ...} per line), .json or .txt';
+
 /**
- * Documents of a text file:
+ * Documents of a text file, read lazily (a consumer that stops early stops the reading):
  * - `.jsonl`: one `{"text": string}` per line (blank lines skipped);
- * - `.json`: an array of strings or of `{"text": string}`;
+ * - `.json`: an array of strings or of `{"text": string}` (at most MAX_JSON_BYTES, parsed whole);
  * - `.txt`: the whole file is one document, unless it holds form feeds (\f), which separate documents
  *   (blank lines are common inside prose and code, so they cannot mark document ends). Blank pieces are dropped.
+ * The file's kind and extension are checked at the call; content errors come while iterating.
  */
-export function readTextDocuments(file: string): string[] {
-  const text = readText(file, 'text file');
-  const ext = extname(file).toLowerCase();
-  const docs: string[] = [];
+export function textDocuments(file: string, what = 'text file', maxChars = Infinity): Iterable<string> {
+  const ext = checkTextInput(file, what, TEXT_EXTENSIONS, TEXT_HINT);
+  if (ext === '.json' && statSync(file).size > MAX_JSON_BYTES) {
+    throw new UserError(`the ${what} is larger than ${mib(MAX_JSON_BYTES)}; use .jsonl (one {"text": ...} per line) for large sets`, { file });
+  }
+  return documentsOf(file, what, ext, maxChars);
+}
+
+function* documentsOf(file: string, what: string, ext: string, maxChars: number): Generator<string> {
+  const chunks = textChunks(file, what, maxChars);
+  let count = 0;
   if (ext === '.jsonl') {
-    for (const { line, value } of jsonLines(file, text)) {
+    for (const { line, value } of jsonLines(file, pieces(chunks, '\n', file, 'line'))) {
       if (!isObject(value) || !('text' in value)) throw new UserError(`line ${line}: expected an object with a "text" field`, { file });
       if (typeof value.text !== 'string') throw new UserError(`line ${line}: "text" must be a string, got ${typeof value.text}`, { file });
-      docs.push(value.text);
+      count++;
+      yield value.text;
     }
   } else if (ext === '.json') {
     let value: unknown;
     try {
-      value = JSON.parse(text);
+      value = JSON.parse([...chunks].join(''));
     } catch (e) {
+      if (e instanceof UserError) throw e;
       throw new UserError(`invalid JSON (${(e as Error).message})`, { file, cause: e });
     }
     if (!Array.isArray(value)) throw new UserError('expected a JSON array of strings or of {"text": string}', { file });
-    value.forEach((item: unknown, i) => {
-      if (typeof item === 'string') docs.push(item);
-      else if (isObject(item) && typeof item.text === 'string') docs.push(item.text);
+    for (let i = 0; i < value.length; i++) {
+      const item: unknown = value[i];
+      count++;
+      if (typeof item === 'string') yield item;
+      else if (isObject(item) && typeof item.text === 'string') yield item.text;
       else throw new UserError(`item ${i}: expected a string or an object with a string "text" field`, { file });
-    });
-  } else if (ext === '.txt') {
-    for (const piece of text.split('\f')) if (piece.trim() !== '') docs.push(piece);
+    }
   } else {
-    throw new UserError(`unsupported text file type "${ext}"; use .jsonl ({"text": ...} per line), .json or .txt`, { file });
+    for (const piece of pieces(chunks, '\f', file, 'document')) {
+      if (piece.trim() === '') continue;
+      count++;
+      yield piece;
+    }
   }
-  if (docs.length === 0) throw new UserError('no documents in the file', { file });
-  return docs;
+  if (count === 0) throw new UserError('no documents in the file', { file });
+}
+
+/** All documents of a text file (see textDocuments), at most MAX_TOTAL_CHARS of text. */
+export function readTextDocuments(file: string, what = 'text file'): string[] {
+  return [...textDocuments(file, what, MAX_TOTAL_CHARS)];
 }
 
 /**
  * Each document encoded without special tokens, followed by eosId, all concatenated: [Σ (len_d + 1)].
  * With maxTokens, only that many leading tokens are produced (and later documents are not tokenized).
  */
-export function tokenizeCorpus(docs: string[], tok: TextTokenizer, eosId: number, opts: { maxTokens?: number } = {}): Int32Array {
+export function tokenizeCorpus(docs: Iterable<string>, tok: TextTokenizer, eosId: number, opts: { maxTokens?: number } = {}): Int32Array {
   const limit = opts.maxTokens ?? Infinity;
   const parts: number[][] = [];
   let total = 0;
@@ -176,12 +288,12 @@ function parseMessages(v: unknown, file: string, line: number): ChatMessage[] {
  * Prompts for generation: `.jsonl` with `{"prompt": string}` or `{"messages": [{role, content}, ...]}` per line,
  * or `.txt` with one prompt per line (empty lines skipped).
  */
-export function readPrompts(file: string): Prompt[] {
-  const text = readText(file, 'prompts file');
-  const ext = extname(file).toLowerCase();
+export function readPrompts(file: string, what = 'prompts file'): Prompt[] {
+  const ext = checkTextInput(file, what, ['.jsonl', '.txt'], '.jsonl ({"prompt": ...} or {"messages": [...]}) or .txt');
+  const lines = pieces(textChunks(file, what, MAX_TOTAL_CHARS), '\n', file, 'line');
   const prompts: Prompt[] = [];
   if (ext === '.jsonl') {
-    for (const { line, value } of jsonLines(file, text)) {
+    for (const { line, value } of jsonLines(file, lines)) {
       if (isObject(value) && 'prompt' in value) {
         if (typeof value.prompt !== 'string') throw new UserError(`line ${line}: "prompt" must be a string`, { file });
         prompts.push({ kind: 'text', prompt: value.prompt });
@@ -191,13 +303,11 @@ export function readPrompts(file: string): Prompt[] {
         throw new UserError(`line ${line}: expected {"prompt": string} or {"messages": [{"role", "content"}, ...]}`, { file });
       }
     }
-  } else if (ext === '.txt') {
-    for (const raw of text.split('\n')) {
+  } else {
+    for (const raw of lines) {
       const s = raw.endsWith('\r') ? raw.slice(0, -1) : raw;
       if (s.trim() !== '') prompts.push({ kind: 'text', prompt: s });
     }
-  } else {
-    throw new UserError(`unsupported prompts file type "${ext}"; use .jsonl ({"prompt": ...} or {"messages": [...]}) or .txt`, { file });
   }
   if (prompts.length === 0) throw new UserError('no prompts in the file', { file });
   return prompts;
