@@ -10,6 +10,7 @@ set -u
 OUT=${OUT:-/tmp/paro-gpu-out}; mkdir -p "$OUT"  # the device tool sets $OUT; keep to few files (8 come back)
 G=${GPU_DIR:-.gpu}
 BUDGET=${BUDGET:-100000}
+if [ "${SKIP_BUILD:-0}" != 1 ]; then # SKIP_BUILD=1: a cpu rehearsal of the steps with this machine's node (DEVICE=cpu)
 xz -dc $G/node.xz > /tmp/node && chmod +x /tmp/node || exit 3
 mkdir -p /tmp/nodebin && ln -sf /tmp/node /tmp/nodebin/node && export PATH=/tmp/nodebin:$PATH
 if [ -z "$(command -v nvcc)" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export CUDA_HOME=/usr/local/cuda PATH=$PATH:/usr/local/cuda/bin; fi
@@ -17,6 +18,7 @@ if [ -z "$(command -v nvcc)" ] && [ -x /usr/local/cuda/bin/nvcc ]; then export C
 SECONDS=0
 node $G/native/build.mjs --strict --force > "$OUT/build.txt" 2>&1 || { echo "addon build failed"; tail -20 "$OUT/build.txt"; exit 4; }
 echo "addon built in ${SECONDS}s"
+fi
 export PARO_TFJS_WASM_DIR=$PWD/$G/wasm PARO_CUDA_ADDON=$PWD/$G/native/build/paro_cuda.node
 F=$G/fixtures
 M=examples/tiny-qwen3
@@ -37,8 +39,10 @@ step() { # name timeout command...  (stdout → $OUT/name.json, stderr → $OUT/
   local left=$((BUDGET - SECONDS))
   [ $left -lt 10 ] && { echo "step $name: skipped (session budget spent)"; return; }
   [ $t -gt $left ] && t=$left
-  local s0=$SECONDS
-  timeout "$t" "$@" > "$OUT/$name.json" 2> "$OUT/$name.log"; local rc=$?
+  local s0=$SECONDS T0=$(( ${EPOCHREALTIME/./} / 100000 ))
+  # stderr lines stamped with seconds since the step began (phases: hashing/loading until "block 1/…", blocks, writing)
+  timeout "$t" "$@" > "$OUT/$name.json" 2> >(while IFS= read -r l; do printf '%6.1f %s\n' "$(( ${EPOCHREALTIME/./} / 100000 - T0 ))e-1" "$l"; done > "$OUT/$name.log"); local rc=$?
+  sleep 0.5 # let the stamping loop drain
   echo "step $name: rc=$rc $((SECONDS - s0))s (limit ${t}s)"; [ $rc -eq 0 ] || tail -5 "$OUT/$name.log"
   peaks "$name" "$s0"
 }
@@ -49,13 +53,13 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
     check) step check 300 node $G/gpu-check.mjs --isolate --parallel --no-time ;;
     bench) step bench 240 node $G/bench-gpu.mjs --json $BENCH_ARGS ;;
     synth-8b) # a random-weight Qwen3-8B (36 layers, 16.4 GB in 5 shards) on this machine's disk
-      step synth-8b 240 node $G/synth-checkpoint.mjs --arch qwen3-8b --out /tmp/q8 --force --json ;;
+      step synth-8b 240 node $G/synth-checkpoint.mjs --arch ${SYNTH_ARCH:-qwen3-8b} --out /tmp/q8 --force --json ;;
     quantize-8b) # the quick calibration size at real shape, reduced epochs; /usr/bin/time -v for the peak RSS
-      step quantize-8b 360 $TIMEV $CLI paro quantize /tmp/q8 --out /tmp/q8-paro --calib $F/train.jsonl --samples 128 --seq-len 2048 \
-        --val-samples 8 --epochs ${EPOCHS_8B:-1,1} --device cuda --force --json
+      step quantize-8b 360 $TIMEV $CLI paro quantize /tmp/q8 --out /tmp/q8-paro --calib $F/train.jsonl --samples ${SAMPLES_8B:-128} --seq-len ${SEQ_8B:-2048} \
+        --val-samples 8 --epochs ${EPOCHS_8B:-1,1} --device ${DEVICE:-cuda} --force --json
       ls -la /tmp/q8-paro >> "$OUT/quantize-8b.log" 2>&1 ;;
     eval-8b)
-      step eval-8b 180 $TIMEV $CLI paro eval /tmp/q8-paro --data $F/val.jsonl --seq-len 2048 --max-windows 64 --device cuda --json ;;
+      step eval-8b 180 $TIMEV $CLI paro eval /tmp/q8-paro --data $F/val.jsonl --seq-len ${SEQ_8B:-2048} --max-windows 64 --device ${DEVICE:-cuda} --json ;;
     eval) step eval 120 $CLI paro eval $M --data $F/val.jsonl --device cuda --json ;;
     quantize)
       step quantize 180 $CLI paro quantize $M --out /tmp/q-bf16 --calib $F/train.jsonl --device cuda --force --json
@@ -94,3 +98,6 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
   esac
 done
 echo "total ${SECONDS}s"
+if [ "${COMPACT:-0}" = 1 ]; then # the device tool returns at most 8 files: fold the small ones into session.txt
+  for f in env.txt build.txt peaks.txt synth-8b.json; do [ -f "$OUT/$f" ] && { echo "== $f"; cat "$OUT/$f"; rm "$OUT/$f"; }; done >> "$OUT/session.txt"
+fi
