@@ -15,7 +15,10 @@ import { rmsnormForward } from '../src/engine/cpu/norm.js';
 import { ropeApply } from '../src/engine/cpu/rope.js';
 import { crossEntropyRows } from '../src/engine/cpu/crossentropy.js';
 import { swigluBackward, swigluForward } from '../src/engine/cpu/activations.js';
-import { ThreadPool, stagedFloatCount, workerJobCount } from '../src/engine/cpu/thread-pool.js';
+import { Job, ThreadPool, WorkerOp, stagedFloatCount, workerJobCount } from '../src/engine/cpu/thread-pool.js';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import type { Worker } from 'node:worker_threads';
 import { createGemmDriver, type WasmGemmModule } from '../src/engine/cpu/wasm-gemm.js';
 import type { AttentionMask, AttentionShape } from '../src/engine/backend.js';
 
@@ -277,5 +280,39 @@ describe('fallback to one thread', () => {
     setMatmulThreads(1);
     expect(sameBits(c, matmulF32(a, b, M, K, N))).toBe(true);
     setMatmulThreads(2);
+  });
+});
+
+// Issue 8, defect 10: a worker that dies mid-task must fail the computation at once, not after a 10-minute wait.
+describe('a dying worker', () => {
+  function imports() {
+    const require = createRequire(import.meta.url);
+    const wasmDir = path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist') + '/';
+    return { corePath: require.resolve('@tensorflow/tfjs-core'), wasmPackagePath: require.resolve('@tensorflow/tfjs-backend-wasm'), wasmDir };
+  }
+  const driver = () => createGemmDriver((tf.backend() as unknown as { wasm: WasmGemmModule }).wasm, 0x38000000);
+  const [M, K, N] = [256, 256, 256];
+
+  it('a worker that exits during a job fails the run at once, and the pool refuses further jobs', async () => {
+    const { pool } = await ThreadPool.create(driver(), 2, imports());
+    expect(pool.available).toBe(2);
+    const t0 = Date.now();
+    const job = new Job(WorkerOp.Exit).int(7);
+    job.start(pool.helpers(2)[0]);
+    expect(() => pool.run([job], () => {})).toThrow(/cpu worker thread died \(.*code 7\)/);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    const c = new Float32Array(M * N);
+    expect(() => pool.gemm(M, K, N, view(randn(M * K), K), view(randn(K * N), N), view(c, N), 0, 1)).toThrow(/died/);
+  });
+
+  it('a terminated worker is seen before the next job starts', async () => {
+    const { pool } = await ThreadPool.create(driver(), 2, imports());
+    const w = (pool.helpers(2)[0] as { worker: Worker }).worker;
+    await w.terminate();
+    await new Promise((r) => setTimeout(r, 50)); // the 'exit' event reaches the pool
+    const t0 = Date.now();
+    const c = new Float32Array(M * N);
+    expect(() => pool.gemm(M, K, N, view(randn(M * K), K), view(randn(K * N), N), view(c, N), 0, 1)).toThrow(/cpu worker thread died \(it exited/);
+    expect(Date.now() - t0).toBeLessThan(5000);
   });
 });

@@ -49,6 +49,8 @@ export enum WorkerOp {
   Rope = 8,
   /** n, C (0: same shape; else b is broadcast over rows of width C), a, b, out. */
   Add = 9,
+  /** code: the worker exits with this code mid-job (tests: a worker that dies must fail the command at once). */
+  Exit = 99,
 }
 
 // Control block of one worker: Int32 slots, then F64_SLOTS doubles, then MESSAGE_BYTES for an error text.
@@ -57,7 +59,8 @@ const DONE = 1; // last finished job number, written by the worker
 const STATUS = 2; // 0 = ok, 1 = failed (message follows)
 const OP = 3;
 const NBUFS = 4; // shared buffers posted for the job
-const PARAMS = 5;
+const DEAD = 5; // nonzero once the worker thread is gone (exit code + 1), written by whichever side sees it first
+const PARAMS = 6;
 const CONTROL_INTS = 64;
 const F64_SLOTS = 4;
 const MESSAGE_BYTES = 2048;
@@ -72,7 +75,7 @@ const MAIN_SHARE = 0.85;
 const MIN_ROWS = 16;
 /** Largest staging area per worker, in floats (reserved address space; committed as used). */
 const STAGE_MAX_FLOATS = 2 ** 28;
-/** A worker that does not answer within this time is considered lost. */
+/** A worker that does not answer within this time is considered lost (a last resort: deaths are seen at once). */
 const WAIT_MS = 10 * 60 * 1000;
 
 interface GrowableShared extends SharedArrayBuffer {
@@ -122,7 +125,25 @@ class WorkerThread {
     return { f32: this.f32, i32: this.i32 };
   }
 
+  /** Why the worker is gone (its exit seen by the worker itself or by an 'exit'/'error' event here), or null. */
+  deathReason: string | null = null;
+
+  markDead(reason: string): void {
+    this.deathReason ??= reason;
+    if (Atomics.load(this.ctrl, DEAD) === 0) Atomics.store(this.ctrl, DEAD, 1);
+    Atomics.notify(this.ctrl, DONE);
+  }
+
+  private deadError(): Error | null {
+    const d = Atomics.load(this.ctrl, DEAD);
+    if (d === 0) return null;
+    const why = this.deathReason ?? `it exited with code ${d - 1}`;
+    return new Error(`a cpu worker thread died (${why}); the computation cannot finish`);
+  }
+
   start(op: WorkerOp, ints: readonly number[], f64: readonly number[], bufs: readonly SharedArrayBuffer[]): void {
+    const dead = this.deadError();
+    if (dead) throw dead;
     if (PARAMS + ints.length > CONTROL_INTS || f64.length > F64_SLOTS) throw new Error('too many worker parameters');
     const c = this.ctrl;
     c[OP] = op;
@@ -142,6 +163,9 @@ class WorkerThread {
     for (;;) {
       const done = Atomics.load(this.ctrl, DONE);
       if (done === this.seq) break;
+      // A dead worker stores DEAD and notifies DONE on its way out, so this wakes at once.
+      const dead = this.deadError();
+      if (dead) throw dead;
       if (Date.now() - t0 > WAIT_MS) throw new Error(`a cpu worker thread did not answer within ${WAIT_MS / 1000} s`);
       Atomics.wait(this.ctrl, DONE, done, 1000);
     }
@@ -315,6 +339,11 @@ const ropeApply = (${ropeApply.toString()});
   const f64 = new Float64Array(d.ctrl, ${CONTROL_INTS * 4}, ${F64_SLOTS});
   const message = new Uint8Array(d.ctrl, ${CONTROL_INTS * 4 + F64_SLOTS * 8}, ${MESSAGE_BYTES});
   const port = d.port;
+  // However the thread ends (process.exit, an uncaught error), tell a main thread blocked in wait() at once.
+  process.on('exit', (code) => {
+    Atomics.store(ctrl, ${DEAD}, code + 1);
+    Atomics.notify(ctrl, ${DONE});
+  });
   let f32 = new Float32Array(0);
   let i32 = new Int32Array(0);
   let shared = [];
@@ -381,6 +410,8 @@ const ropeApply = (${ropeApply.toString()});
         const a = arr(p[2], p[3], n), b = arr(p[4], p[5], C > 0 ? C : n), out = arr(p[6], p[7], n);
         if (C > 0) { for (let o = 0; o < n; o += C) for (let c = 0; c < C; c++) out[o + c] = a[o + c] + b[c]; }
         else for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
+      } else if (op === ${WorkerOp.Exit}) {
+        process.exit(p[0]);
       } else {
         throw new Error('unknown worker operation ' + op);
       }
@@ -423,10 +454,13 @@ function startWorker(imports: WorkerImports, timeoutMs: number): Promise<WorkerT
       clearTimeout(timer);
       worker.removeAllListeners('error');
       worker.removeAllListeners('exit');
-      worker.on('error', () => {}); // a later failure shows as a job error or a timeout, not an uncaught event
+      const t = new WorkerThread(worker, ctrlBuffer, stageBuffer, port1);
+      // Seen when the main thread is not blocked (e.g. a terminated worker): the next job fails at once.
+      worker.on('error', (e) => t.markDead(`error: ${e.message.split('\n')[0]}`));
+      worker.on('exit', (code) => t.markDead(`it exited with code ${code}`));
       worker.unref(); // a parked worker must not keep the process alive
       port1.unref();
-      resolve(new WorkerThread(worker, ctrlBuffer, stageBuffer, port1));
+      resolve(t);
     });
   });
 }
