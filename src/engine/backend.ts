@@ -1,9 +1,23 @@
 // The engine's one interface. Algorithms (model forward/backward, ParoQuant, DFlash) are written once against
 // it; backends (cpu, cuda) implement it and hold no algorithm logic. Operations are coarse, so a GPU backend can
-// fuse them, and synchronous: a GPU backend enqueues work on its stream and synchronises only in toHost().
+// fuse them, and synchronous in appearance: a GPU backend enqueues work on its stream and waits only where a host
+// value is returned (toHost, toHostInt, sumSquares, hasNonFinite, argmaxRows, smoothL1) or in synchronize().
 //
 // Layout conventions: every tensor is row-major. Activations are [rows, features] with tokens flattened
 // (rows = batch * seq). Linear weights are [out, in] as in the checkpoints; a linear layer is y = x·Wᵀ + b.
+//
+// Output dtypes (every backend follows this rule; argument checks are shared: shape-checks.ts):
+//  - Storage ops give the dtype asked for or the input's: fromHost/fromBits/zeros (their dtype argument), cast (its
+//    target), copy, reshape and gatherRows (the input's dtype).
+//  - Statistics and small parameters are f32: rstd, lse, loss, dotCols, dw, dθ, the quantizer scale, zpf and dscale.
+//  - Every other output (activations and their gradients) is f32 when every float input is f32. With bf16/f16 inputs
+//    a backend returns either f32 (the cpu backend: it computes and stores in f32, so it never rounds an output) or
+//    the inputs' storage dtype (the cuda backend: matmul, add, swiglu(+backward), rmsnormBackward dx and concatCols
+//    take the common dtype of their float inputs, f32 when they differ; scale, mulCols, divCols, rmsnorm y, rope,
+//    attention out, givens and fake-quantized r̂ the dtype of the data operand; gradients the dtype of the tensor they
+//    differentiate or come from: dq of q, dk of k, dv of v, dx of dy, dr of dr̂). Code that needs f32 whatever the
+//    backend (the residual stream) casts, as layer-ops.ts embedTokens does.
+//  - matmul with `accumulate` writes into that tensor (f32, or the operands' dtype).
 
 export type DType = 'f32' | 'bf16' | 'f16' | 'i32';
 
@@ -96,8 +110,6 @@ export interface Backend {
   gatherRows(table: Tensor, ids: Int32Array): Tensor;
   /** Concatenate 2-D tensors along columns: [R, C1] ‖ [R, C2] ‖ ... */
   concatCols(ts: readonly Tensor[]): Tensor;
-  /** Slice columns [c0, c0 + width) of a 2-D tensor. */
-  sliceCols(t: Tensor, c0: number, width: number): Tensor;
 
   // ---- dense algebra -----------------------------------------------------------------------------
   /** op(A)·op(B) for 2-D tensors, f32 accumulation. */
@@ -112,8 +124,6 @@ export interface Backend {
   mulCols(a: Tensor, v: Tensor): Tensor;
   /** Divide each column c by v[c]. */
   divCols(a: Tensor, v: Tensor): Tensor;
-  /** Column sums of a 2-D tensor (sum over rows): [C]. */
-  sumRows(a: Tensor): Tensor;
   /** Σ a·b over all elements of each column: [C] (for channel-scale gradients). */
   dotCols(a: Tensor, b: Tensor): Tensor;
   /** Σ x² over all elements, as a host number (f64 accumulation). Synchronises. */

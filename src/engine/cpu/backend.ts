@@ -1,5 +1,6 @@
 // The cpu backend: the reference implementation of the engine interface. Float tensors live as f32 on the host
-// (bf16/f16 tensors hold f32 values rounded to that dtype); i32 tensors as Int32Array.
+// (bf16/f16 tensors hold f32 values rounded to that dtype); i32 tensors as Int32Array. Computed outputs are f32
+// (the output-dtype rule of backend.ts); arguments are checked by shape-checks.ts, shared with the cuda backend.
 import os from 'node:os';
 import type {
   AdamWHyper, AttentionMask, AttentionShape, Backend, DType, MatmulOptions, QuantGrid, Tensor,
@@ -228,14 +229,6 @@ export class CpuBackend implements Backend {
     return f32([rows, W], out);
   }
 
-  sliceCols(t: Tensor, c0: number, width: number): Tensor {
-    const [rows, cols] = rowsCols(t);
-    const src = F(t);
-    const out = alloc(rows * width);
-    for (let r = 0; r < rows; r++) out.set(src.subarray(r * cols + c0, r * cols + c0 + width), r * width);
-    return new CpuTensor([rows, width], t.dtype, out);
-  }
-
   // ---- dense algebra ----
   matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     const { M, K, N } = matmulDims(a, b, opts);
@@ -294,14 +287,6 @@ export class CpuBackend implements Backend {
     const out = alloc(x.length);
     for (let o = 0; o < x.length; o += C) for (let c = 0; c < C; c++) out[o + c] = x[o + c] / s[c];
     return f32(a.shape, out);
-  }
-
-  sumRows(a: Tensor): Tensor {
-    const [rows, C] = rowsCols(a);
-    const x = F(a);
-    const acc = new Float64Array(C);
-    for (let r = 0; r < rows; r++) for (let c = 0; c < C; c++) acc[c] += x[r * C + c];
-    return f32([C], Float32Array.from(acc));
   }
 
   dotCols(a: Tensor, b: Tensor): Tensor {

@@ -1,13 +1,7 @@
-// The CUDA backend: the Backend interface over the native addon. Shapes are checked here (with the cpu backend's
-// messages); the addon only launches. Work is queued on one stream; toHost()/sumSquares()/hasNonFinite()/
-// argmaxRows()/smoothL1() synchronise.
-//
-// Output dtypes (the cpu backend returns f32 everywhere; here storage follows the inputs so bf16 stays bf16):
-//  - matmul, add, swiglu(+backward), rmsnormBackward dx, concatCols: the common dtype of the float inputs, f32 when
-//    they differ (promote()); matmul with `accumulate` writes into that tensor (f32, or the operands' dtype).
-//  - scale, mulCols, divCols, rmsnorm y, rope, attention out, givens, fakeQuant r̂, gatherRows, sliceCols, copy:
-//    the dtype of the data operand. Gradients take the dtype of what they differentiate (dq of q, dk of k, dx of dy).
-//  - statistics and small parameters: f32 (rstd, lse, loss, sumRows, dotCols, dw, dθ, scale, zpf, dscale).
+// The CUDA backend: the Backend interface over the native addon. Arguments are checked here (shape-checks.ts, shared
+// with the cpu backend); the addon only launches. Work is queued on one stream; toHost()/sumSquares()/hasNonFinite()/
+// argmaxRows()/smoothL1() synchronise. Output dtypes follow the rule in backend.ts: storage follows the inputs, so
+// bf16 stays bf16 (promote() gives the common dtype of mixed inputs).
 import type {
   AdamWHyper, AttentionMask, AttentionShape, Backend, DType, MatmulOptions, QuantGrid, Tensor,
 } from '../backend.js';
@@ -237,16 +231,6 @@ export class CudaBackend implements Backend {
     return out;
   }
 
-  sliceCols(t: Tensor, c0: number, width: number): Tensor {
-    const c = this.T(t);
-    const [rows, cols] = rowsCols(c);
-    if (c0 < 0 || width < 0 || c0 + width > cols) throw new Error(`sliceCols: [${c0}, ${c0 + width}) outside ${cols} columns`);
-    const out = this.alloc([rows, width], c.dtype);
-    const eb = dtypeBytes(c.dtype);
-    this.a.copy2d(out.ptr, width * eb, c.ptr + c0 * eb, cols * eb, width * eb, rows);
-    return out;
-  }
-
   // ---- dense algebra ----
   matmul(a: Tensor, b: Tensor, opts: MatmulOptions = {}): Tensor {
     const A0 = this.F(a, 'matmul');
@@ -316,14 +300,6 @@ export class CudaBackend implements Backend {
 
   divCols(a: Tensor, v: Tensor): Tensor {
     return this.colOp(a, v, true);
-  }
-
-  sumRows(a: Tensor): Tensor {
-    const x = this.F(a, 'sumRows');
-    const [rows, C] = rowsCols(x);
-    const out = this.alloc([C], 'f32');
-    this.a.colReduce(x.ptr, code(x), 0, 0, 0, rows, C, out.ptr);
-    return out;
   }
 
   dotCols(a: Tensor, b: Tensor): Tensor {

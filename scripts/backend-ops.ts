@@ -1,0 +1,648 @@
+// The backend-ops check table (in the spirit of ggml's test-backend-ops): every Backend method on fresh random inputs
+// of several shapes (tiny-qwen3 and Qwen3-8B sizes), run on a reference backend (the cpu backend) and on the backend
+// under test, one row per op/shape/output with OK/FAIL, max abs error, relative Frobenius error, tolerance and the
+// time per call of the backend under test. scripts/gpu-check.ts runs it against the CUDA backend;
+// test/backend-ops.test.ts runs it with a second cpu backend under test and asserts that every method of the Backend
+// interface has a case (the backend under test is wrapped so that each method a case touches is recorded).
+import { performance } from 'node:perf_hooks';
+import type { AttentionMask, AttentionShape, Backend, DType, Tensor } from '../src/engine/backend.js';
+import { Rng } from '../src/numerics/rng.js';
+
+export interface CheckOptions {
+  /** The backend under test. */
+  test: Backend;
+  /** The reference backend (the cpu backend); null: time the backend under test only (TIME lines). */
+  ref: Backend | null;
+  /** Skip the largest shapes. */
+  quick?: boolean;
+  /** Only the tiny shapes (the vitest self-test on a cpu backend). */
+  small?: boolean;
+  /** Only cases whose "group op shape" contains this. */
+  only?: string;
+  /** Skip the per-op timings. */
+  noTime?: boolean;
+  seed: number;
+  /** Where result lines go (default console.log). */
+  log?: (line: string) => void;
+}
+
+export interface CheckResult {
+  rows: Row[];
+  /** Backend members the cases touched on the backend under test (methods called or optional methods looked up). */
+  touched: Set<string>;
+}
+
+let cpu: Backend;
+/** The backend under test, wrapped by recording(). */
+let gpu: Backend;
+let QUICK = false;
+let SMALL = false;
+let ONLY: string | undefined;
+let NO_TIME = false;
+let NO_REF = false;
+let rng = new Rng(1);
+let log: (line: string) => void = console.log;
+let rows: Row[] = [];
+let touched = new Set<string>();
+
+/** be with every member lookup recorded in `touched` (a lookup of an absent optional method counts: the case ran). */
+function recording(be: Backend): Backend {
+  return new Proxy(be, {
+    get(target, key) {
+      if (typeof key === 'string') touched.add(key);
+      const v: unknown = Reflect.get(target, key, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+/** The backend's attention kernel choice, where it has one (the CUDA backend: 'auto' | 'scalar'). */
+function setAttentionKernel(be: Backend, kernel: 'auto' | 'scalar'): void {
+  const raw = be as Backend & { attentionKernel?: 'auto' | 'scalar' };
+  if (raw.attentionKernel !== undefined) raw.attentionKernel = kernel;
+}
+
+/** Run the named groups (all when omitted). */
+export function runChecks(opts: CheckOptions, groups: readonly string[] = Object.keys(GROUPS)): CheckResult {
+  rows = [];
+  touched = new Set();
+  gpu = recording(opts.test);
+  NO_REF = opts.ref === null;
+  if (opts.ref) cpu = opts.ref;
+  QUICK = opts.quick === true || opts.small === true;
+  SMALL = opts.small === true;
+  ONLY = opts.only;
+  NO_TIME = opts.noTime === true;
+  rng = new Rng(opts.seed);
+  log = opts.log ?? console.log;
+  for (const name of groups) {
+    const fn = GROUPS[name];
+    if (!fn) throw new Error(`unknown group ${name}; groups: ${Object.keys(GROUPS).join(', ')}`);
+    log(`\n# ${name}`);
+    const t0 = performance.now();
+    try {
+      fn();
+    } catch (e) {
+      fail(name, '(group)', '', e);
+    }
+    log(`# ${name}: ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  }
+  return { rows, touched };
+}
+
+// ---- data ----
+function randn(n: number, scale = 1): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal() * scale;
+  return a;
+}
+
+function uniform(n: number, lo: number, hi: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = lo + (hi - lo) * rng.nextFloat();
+  return a;
+}
+
+interface In {
+  data: Float32Array | Int32Array;
+  shape: number[];
+  dtype: DType;
+}
+
+const inp = (data: Float32Array | Int32Array, shape: number[], dtype: DType = 'f32'): In => ({ data, shape, dtype });
+
+export interface Row {
+  group: string; op: string; shape: string; dtype: string; ok: boolean; maxAbs: number; relFro: number; tol: number;
+  ms: number; note?: string;
+}
+// ---- comparison ----
+function compare(ref: Float32Array, got: Float32Array): { maxAbs: number; relFro: number; bad: boolean } {
+  if (ref.length !== got.length) return { maxAbs: Infinity, relFro: Infinity, bad: true };
+  let num = 0, den = 0, maxAbs = 0, bad = false;
+  for (let i = 0; i < ref.length; i++) {
+    const r = ref[i], g = got[i];
+    if (Number.isNaN(g) !== Number.isNaN(r) || (!Number.isFinite(r) && !Number.isNaN(r) && r !== g)) { bad = true; continue; }
+    if (!Number.isFinite(r)) continue; // equal infinities (e.g. lse of a row that sees nothing)
+    const d = Math.abs(g - r);
+    if (!(d <= maxAbs)) maxAbs = d;
+    num += d * d;
+    den += r * r;
+  }
+  const relFro = den > 0 ? Math.sqrt(num / den) : Math.sqrt(num);
+  return { maxAbs, relFro, bad };
+}
+
+function fmt(x: number): string {
+  return Number.isFinite(x) ? x.toExponential(2) : String(x);
+}
+
+function report(group: string, op: string, shape: string, dtype: string, ref: Float32Array, got: Float32Array, tol: number, ms: number, note?: string): void {
+  const c = compare(ref, got);
+  const ok = !c.bad && c.relFro <= tol;
+  rows.push({ group, op, shape, dtype, ok, maxAbs: c.maxAbs, relFro: c.relFro, tol, ms, note });
+  const line = `${ok ? 'OK  ' : 'FAIL'} ${op.padEnd(30)} ${shape.padEnd(34)} ${dtype.padEnd(5)} maxAbs=${fmt(c.maxAbs)} ` +
+    `relFro=${fmt(c.relFro)} tol=${fmt(tol)} cuda=${ms.toFixed(3)} ms${c.bad ? ' (NaN/Inf mismatch)' : ''}${note ? ` ${note}` : ''}`;
+  log(line);
+}
+
+function reportExact(group: string, op: string, shape: string, dtype: string, ref: ArrayLike<number>, got: ArrayLike<number>, ms: number): void {
+  let diff = 0;
+  for (let i = 0; i < ref.length; i++) if (ref[i] !== got[i] && !(Number.isNaN(ref[i]) && Number.isNaN(got[i]))) diff++;
+  const ok = ref.length === got.length && diff === 0;
+  rows.push({ group, op, shape, dtype, ok, maxAbs: diff, relFro: 0, tol: 0, ms });
+  log(`${ok ? 'OK  ' : 'FAIL'} ${op.padEnd(30)} ${shape.padEnd(34)} ${dtype.padEnd(5)} exact: ${diff} of ${ref.length} differ cuda=${ms.toFixed(3)} ms`);
+}
+
+function fail(group: string, op: string, shape: string, e: unknown): void {
+  rows.push({ group, op, shape, dtype: '-', ok: false, maxAbs: NaN, relFro: NaN, tol: 0, ms: 0, note: String(e) });
+  log(`FAIL ${op.padEnd(30)} ${shape.padEnd(34)} error: ${(e as Error)?.stack ?? e}`);
+}
+
+function timeGpu(fn: () => void, targetMs = 60): number {
+  return timeOn(gpu, fn, targetMs);
+}
+
+/** Time fn on backend be: a batch of calls then one synchronise, three batches, median per call (ms). */
+export function timeOn(be: Backend, fn: () => void, targetMs = 60): number {
+  fn();
+  be.synchronize();
+  let t0 = performance.now();
+  fn();
+  be.synchronize();
+  const one = Math.max(performance.now() - t0, 1e-3);
+  const reps = Math.max(1, Math.min(200, Math.floor(targetMs / one)));
+  const per: number[] = [];
+  for (let b = 0; b < 3; b++) {
+    t0 = performance.now();
+    for (let r = 0; r < reps; r++) fn();
+    be.synchronize();
+    per.push((performance.now() - t0) / reps);
+  }
+  return per.sort((x, y) => x - y)[1];
+}
+
+type OpFn = (be: Backend, t: Tensor[]) => Tensor[];
+
+/** Run fn on both backends with the same inputs; returns the outputs as f32 host arrays and the CUDA time. */
+function both(inputs: In[], fn: OpFn, time = true): { ref: Float32Array[]; got: Float32Array[]; ms: number } {
+  const ct = NO_REF ? [] : inputs.map((i) => cpu.fromHost(i.data, i.shape, i.dtype));
+  const ref = NO_REF ? [] : fn(cpu, ct).map((t) => cpu.toHost(t));
+  const gt = inputs.map((i) => gpu.fromHost(i.data, i.shape, i.dtype));
+  const outs = fn(gpu, gt);
+  const got = outs.map((t) => gpu.toHost(t));
+  gpu.free(...outs);
+  const ms = time && !NO_TIME ? timeGpu(() => gpu.free(...fn(gpu, gt))) : 0;
+  gpu.free(...gt);
+  return { ref, got, ms };
+}
+
+function caseRun(group: string, op: string, shape: string, dtype: string, names: string[], tols: number[], inputs: () => In[], fn: OpFn, time = true): void {
+  if (ONLY && !`${group} ${op} ${shape}`.includes(ONLY)) return;
+  try {
+    const r = both(inputs(), fn, time);
+    if (NO_REF) {
+      if (time) log(`TIME ${op.padEnd(30)} ${shape.padEnd(34)} ${dtype.padEnd(5)} cuda=${r.ms.toFixed(3)} ms`);
+      return;
+    }
+    names.forEach((n, k) => report(group, n ? `${op}.${n}` : op, shape, dtype, r.ref[k], r.got[k], tols[k] ?? tols[0], r.ms));
+  } catch (e) {
+    fail(group, op, shape, e);
+  }
+}
+
+const TOL_BF16 = 1e-2;
+const TOL_F32 = 1e-5;
+const tolFor = (dt: DType, f32 = TOL_F32) => (dt === 'f32' ? f32 : TOL_BF16);
+
+// ---- groups ----
+function groupMemory(): void {
+  const g = 'memory';
+  for (const dt of ['f32', 'bf16', 'f16'] as DType[]) {
+    caseRun(g, 'fromHost/toHost', '[1000, 257]', dt, [''], [0], () => [inp(randn(257000, 3), [1000, 257], dt)], (_be, [x]) => [x], false);
+    caseRun(g, 'cast→f32', '[513, 100]', dt, [''], [0], () => [inp(randn(51300), [513, 100], dt)], (be, [x]) => [be.cast(x, 'f32')]);
+    caseRun(g, 'cast f32→' + dt, '[513, 100]', 'f32', [''], [0], () => [inp(randn(51300), [513, 100])], (be, [x]) => [be.cast(x, dt)]);
+  }
+  caseRun(g, 'cast f32→i32', '[300]', 'f32', [''], [0], () => [inp(randn(300, 100), [300])], (be, [x]) => [be.cast(x, 'i32')]);
+  caseRun(g, 'copy', '[700, 300]', 'bf16', [''], [0], () => [inp(randn(210000), [700, 300], 'bf16')], (be, [x]) => [be.copy(x)]);
+  caseRun(g, 'zeros+fill', '[123, 45]', 'bf16', [''], [0], () => [], (be) => {
+    const t = be.zeros([123, 45], 'bf16');
+    be.fill(t, 1.25); // bf16-exact: the cpu backend's fill() does not round to the dtype
+    return [t];
+  });
+  caseRun(g, 'copyRows bf16→f32', '[40, 96]', 'mixed', [''], [0], () => [inp(randn(40 * 96), [40, 96], 'bf16'), inp(randn(30 * 96), [30, 96])],
+    (be, [src, dst0]) => {
+      const dst = be.copy(dst0);
+      be.copyRows(dst, 5, src, 11, 20);
+      return [dst];
+    });
+  caseRun(g, 'gatherRows', '[5000, 256] ids 777', 'bf16', [''], [0], () => [inp(randn(5000 * 256), [5000, 256], 'bf16')], (be, [t]) => {
+    const ids = new Int32Array(777);
+    for (let i = 0; i < ids.length; i++) ids[i] = (i * 7919) % 5000;
+    return [be.gatherRows(t, ids)];
+  });
+  caseRun(g, 'concatCols', '[64,100]‖[64,28]‖[64,4096]', 'mixed', [''], [1e-7],
+    () => [inp(randn(6400), [64, 100], 'bf16'), inp(randn(64 * 28), [64, 28]), inp(randn(64 * 4096), [64, 4096], 'bf16')],
+    (be, ts) => [be.concatCols(ts)]);
+  for (const dt of ['bf16', 'f16'] as const) {
+    // Raw 16-bit patterns, NaN and infinity patterns included: uploaded without rounding.
+    const bits = new Uint16Array(4000);
+    for (let i = 0; i < bits.length; i++) bits[i] = rng.nextInt(65536);
+    caseRun(g, 'fromBits', '[40, 100]', dt, [''], [0], () => [], (be) => [be.fromBits(bits, [40, 100], dt)], false);
+  }
+  for (const dt of ['i32', 'f32'] as DType[]) {
+    // toHostInt of a float tensor truncates toward zero.
+    const data = dt === 'i32' ? Int32Array.from(randn(3000, 1e6), Math.trunc) : randn(3000, 1000);
+    caseRun(g, 'toHostInt', '[3000]', dt, [''], [0], () => [inp(data, [3000], dt)], (be, [t]) => [Ft(be, be.toHostInt(t))], false);
+  }
+  const hostData = randn(512 * 64);
+  caseRun(g, 'hostBuffer → fromHost', '[512, 64]', 'f32', [''], [0], () => [], (be) => {
+    // Page-locked host memory where the backend has it (an ordinary ArrayBuffer elsewhere): filled, then uploaded.
+    const data = hostData;
+    const buf = be.hostBuffer ? be.hostBuffer(data.byteLength) : new ArrayBuffer(data.byteLength);
+    const view = new Float32Array(buf, 0, data.length);
+    view.set(data);
+    return [be.fromHost(view, [512, 64])];
+  }, false);
+  caseRun(g, 'synchronize', '[100, 100]', 'f32', [''], [0], () => [inp(randn(10000), [100, 100])], (be, [x]) => {
+    const y = be.scale(x, 2);
+    be.synchronize();
+    return [y];
+  }, false);
+  caseRun(g, 'memoryInfo', '-', '-', [''], [0], () => [], (be) => {
+    // Backends without device memory omit it; where present, 0 ≤ free ≤ total and total > 0.
+    const m = be.memoryInfo ? be.memoryInfo() : undefined;
+    const sane = m === undefined || (m.totalBytes > 0 && m.freeBytes >= 0 && m.freeBytes <= m.totalBytes);
+    return [Ft(be, sane ? 1 : 0)];
+  }, false);
+  caseRun(g, 'reshape', '[64,128]→[8192]', 'f32', [''], [0], () => [inp(randn(8192), [64, 128])], (be, [t]) => [be.copy(be.reshape(t, [8192]))]);
+}
+
+function groupMatmul(): void {
+  const g = 'matmul';
+  const cases: [number, number, number, boolean, boolean, string][] = [
+    [64, 256, 256, false, true, 'tiny q_proj'],
+    [128, 256, 512, false, false, 'tiny NN'],
+    [96, 200, 136, true, false, 'TN (weight grad)'],
+    [48, 72, 40, true, true, 'TT'],
+  ];
+  if (!SMALL) cases.push([64, 4096, 4096, false, true, '8B q_proj']);
+  if (!QUICK) cases.push([64, 4096, 12288, false, true, '8B gate_proj'], [64, 12288, 4096, false, true, '8B down_proj'], [4096, 64, 4096, true, false, '8B weight grad']);
+  for (const [M, K, N, tA, tB, label] of cases) {
+    for (const dt of ['bf16', 'f32'] as DType[]) {
+      const aShape = tA ? [K, M] : [M, K];
+      const bShape = tB ? [N, K] : [K, N];
+      caseRun(g, `matmul ${label}`, `[${M}x${K}]·[${K}x${N}] ${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}`, dt, [''], [tolFor(dt)],
+        () => [inp(randn(M * K), aShape, dt), inp(randn(K * N, 0.05), bShape, dt)],
+        (be, [a, b]) => [be.matmul(a, b, { transA: tA, transB: tB })]);
+    }
+  }
+  caseRun(g, 'matmul accumulate α=0.5', '[64x256]·[256x128] NT +=', 'bf16', [''], [2e-3],
+    () => [inp(randn(64 * 256), [64, 256], 'bf16'), inp(randn(128 * 256), [128, 256], 'bf16'), inp(randn(64 * 128), [64, 128])],
+    (be, [a, b, acc0]) => {
+      const acc = be.copy(acc0);
+      be.matmul(a, b, { transB: true, accumulate: acc, alpha: 0.5 });
+      return [acc];
+    }, false);
+  caseRun(g, 'matmul mixed bf16·f32', '[64x256]·[256x64]', 'mixed', [''], [TOL_F32],
+    () => [inp(randn(64 * 256), [64, 256], 'bf16'), inp(randn(256 * 64), [256, 64])], (be, [a, b]) => [be.matmul(a, b)]);
+}
+
+function groupElementwise(): void {
+  const g = 'elementwise';
+  for (const [R, C] of SMALL ? [[64, 256]] : [[64, 256], [512, 4096]]) {
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      const n = R * C;
+      const s = `[${R}, ${C}]`;
+      caseRun(g, 'add', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt), inp(randn(n), [R, C], dt)], (be, [a, b]) => [be.add(a, b)]);
+      caseRun(g, 'add broadcast', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt), inp(randn(C), [C], dt)], (be, [a, b]) => [be.add(a, b)]);
+      caseRun(g, 'axpy α=-0.7', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt), inp(randn(n), [R, C], dt)], (be, [a0, b]) => {
+        const a = be.copy(a0);
+        be.axpy(a, b, -0.7);
+        return [a];
+      });
+      caseRun(g, 'scale α=1.7', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt)], (be, [a]) => [be.scale(a, 1.7)]);
+      caseRun(g, 'mulCols', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt), inp(uniform(C, 0.5, 2), [C])], (be, [a, v]) => [be.mulCols(a, v)]);
+      caseRun(g, 'divCols', s, dt, [''], [tolFor(dt)], () => [inp(randn(n), [R, C], dt), inp(uniform(C, 0.5, 2), [C])], (be, [a, v]) => [be.divCols(a, v)]);
+      caseRun(g, 'swiglu', s, dt, [''], [tolFor(dt)], () => [inp(randn(n, 3), [R, C], dt), inp(randn(n), [R, C], dt)], (be, [a, b]) => [be.swiglu(a, b)]);
+      caseRun(g, 'swigluBackward', s, dt, ['dgate', 'dup'], [tolFor(dt)],
+        () => [inp(randn(n), [R, C], dt), inp(randn(n, 3), [R, C], dt), inp(randn(n), [R, C], dt)],
+        (be, [dh, a, b]) => { const r = be.swigluBackward(dh, a, b); return [r.dgate, r.dup]; });
+    }
+  }
+  if (!QUICK) {
+    caseRun(g, 'swiglu 8B MLP', '[2048, 12288]', 'bf16', [''], [TOL_BF16],
+      () => [inp(randn(2048 * 12288, 3), [2048, 12288], 'bf16'), inp(randn(2048 * 12288), [2048, 12288], 'bf16')], (be, [a, b]) => [be.swiglu(a, b)]);
+  }
+}
+
+function groupReduce(): void {
+  const g = 'reduce';
+  for (const [R, C] of SMALL ? [[100, 256]] : [[100, 256], [2048, 4096]]) {
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      const s = `[${R}, ${C}]`;
+      caseRun(g, 'dotCols', s, dt, [''], [1e-5], () => [inp(randn(R * C), [R, C], dt), inp(randn(R * C), [R, C], dt)], (be, [a, b]) => [be.dotCols(a, b)]);
+      caseRun(g, 'sumSquares', s, dt, [''], [1e-6], () => [inp(randn(R * C), [R, C], dt)], (be, [a]) => [Ft(be, be.sumSquares(a))]);
+    }
+  }
+  const bad = randn(100000);
+  bad[77777] = NaN;
+  caseRun(g, 'hasNonFinite (NaN)', '[100000]', 'bf16', [''], [0], () => [inp(bad, [100000], 'bf16')], (be, [a]) => [Ft(be, be.hasNonFinite(a) ? 1 : 0)]);
+  const inf = randn(5000);
+  inf[4999] = -Infinity;
+  caseRun(g, 'hasNonFinite (-Inf)', '[5000]', 'f32', [''], [0], () => [inp(inf, [5000])], (be, [a]) => [Ft(be, be.hasNonFinite(a) ? 1 : 0)]);
+  caseRun(g, 'hasNonFinite (finite)', '[5000]', 'f32', [''], [0], () => [inp(randn(5000), [5000])], (be, [a]) => [Ft(be, be.hasNonFinite(a) ? 1 : 0)]);
+}
+
+/** A host scalar as a 1-element tensor of backend be (so scalar results flow through the same comparison). */
+function Ft(be: Backend, x: number | Int32Array): Tensor {
+  if (typeof x !== 'number') return be.fromHost(Float32Array.from(x), [x.length]);
+  return be.fromHost(Float32Array.of(x), [1]);
+}
+
+function groupNorm(): void {
+  const g = 'norm';
+  const shapes: [number, number, string][] = [[256, 256, 'tiny hidden'], [512, 4096, '8B hidden'], [512 * 32, 128, '8B per-head q_norm']];
+  if (SMALL) shapes.length = 1;
+  for (const [R, C, label] of shapes) {
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      const s = `[${R}, ${C}] ${label}`;
+      caseRun(g, 'rmsnorm', s, dt, ['y', 'rstd'], [tolFor(dt), tolFor(dt, 1e-6)], () => [inp(randn(R * C, 2), [R, C], dt), inp(uniform(C, 0.5, 1.5), [C], dt)],
+        (be, [x, w]) => { const r = be.rmsnorm(x, w, 1e-6); return [r.y, r.rstd]; });
+      caseRun(g, 'rmsnormBackward', s, dt, ['dx', 'dw'], [tolFor(dt), tolFor(dt, 1e-5)],
+        () => [inp(randn(R * C), [R, C], dt), inp(randn(R * C, 2), [R, C], dt), inp(uniform(C, 0.5, 1.5), [C], dt)],
+        (be, [dy, x, w]) => {
+          const { rstd, y } = be.rmsnorm(x, w, 1e-6);
+          const r = be.rmsnormBackward(dy, x, w, rstd);
+          be.free(y, rstd);
+          return [r.dx, r.dw];
+        });
+    }
+  }
+}
+
+function ropeFreqs(D: number, base: number): Float32Array {
+  const f = new Float32Array(D / 2);
+  for (let m = 0; m < D / 2; m++) f[m] = Math.fround(base ** (-(2 * m) / D));
+  return f;
+}
+
+function groupRope(): void {
+  const g = 'rope';
+  const cases: [number, number, number, number, string][] = [[256, 4, 64, 1e6, 'tiny q'], [512, 32, 128, 1e6, '8B q'], [512, 8, 128, 1e6, '8B k']];
+  if (SMALL) cases.length = 1;
+  for (const [R, H, D, base, label] of cases) {
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      for (const inverse of [false, true]) {
+        const pos = new Int32Array(R);
+        for (let i = 0; i < R; i++) pos[i] = rng.nextInt(40000);
+        caseRun(g, `rope${inverse ? ' inverse' : ''}`, `[${R}, ${H}·${D}] ${label}`, dt, [''], [tolFor(dt, 2e-6)], () => [inp(randn(R * H * D), [R, H * D], dt)],
+          (be, [x]) => [be.rope(x, pos, ropeFreqs(D, base), D, inverse)]);
+      }
+    }
+  }
+}
+
+interface AttnCase {
+  label: string;
+  shape: AttentionShape;
+  mask: AttentionMask;
+  dtype: DType;
+  kernel?: 'auto' | 'scalar';
+  /** Run with Backend.setExactF32(true) (f32 arithmetic throughout). */
+  exactF32?: boolean;
+  tol?: number;
+}
+
+function anchoredBlocksMask(batch: number, ctxLen: number, blockSize: number, nBlocks: number): AttentionMask {
+  const anchors = new Int32Array(batch * nBlocks);
+  const keep = new Uint8Array(batch * nBlocks);
+  for (let i = 0; i < anchors.length; i++) {
+    anchors[i] = 1 + rng.nextInt(ctxLen - 1);
+    keep[i] = rng.nextFloat() < 0.85 ? 1 : 0;
+  }
+  return { kind: 'anchoredBlocks', ctxLen, blockSize, nBlocks, anchors, keep };
+}
+
+function attnCases(): AttnCase[] {
+  const c: AttnCase[] = [];
+  const tiny = (batch: number, tq: number, tk: number, extra: Partial<AttentionShape> = {}): AttentionShape => ({ batch, tq, tk, heads: 4, kvHeads: 2, headDim: 64, ...extra });
+  const big = (batch: number, tq: number, tk: number, extra: Partial<AttentionShape> = {}): AttentionShape => ({ batch, tq, tk, heads: 32, kvHeads: 8, headDim: 128, ...extra });
+  for (const dt of ['bf16', 'f32'] as DType[]) {
+    c.push({ label: 'tiny causal', shape: tiny(2, 100, 100), mask: { kind: 'causal', qOffset: 0 }, dtype: dt });
+  }
+  c.push({ label: 'tiny causal decode-ish qOffset', shape: tiny(2, 37, 165, { kvStride: 200 }), mask: { kind: 'causal', qOffset: 128 }, dtype: 'bf16' });
+  c.push({ label: 'tiny full', shape: tiny(1, 70, 130), mask: { kind: 'full' }, dtype: 'bf16' });
+  c.push({ label: 'tiny full (draft step)', shape: tiny(2, 16, 200 + 16), mask: { kind: 'full' }, dtype: 'bf16' });
+  c.push({ label: 'tiny anchoredBlocks', shape: tiny(2, 8 * 16, 150 + 8 * 16), mask: anchoredBlocksMask(2, 150, 16, 8), dtype: 'bf16' });
+  c.push({ label: 'tiny causal scalar kernel', shape: tiny(2, 100, 100), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16', kernel: 'scalar' });
+  c.push({ label: 'tiny anchoredBlocks scalar kernel', shape: tiny(2, 8 * 16, 150 + 8 * 16), mask: anchoredBlocksMask(2, 150, 16, 8), dtype: 'f32', kernel: 'scalar', tol: 1e-5 });
+  c.push({ label: 'tiny causal exact f32', shape: tiny(2, 100, 100), mask: { kind: 'causal', qOffset: 0 }, dtype: 'f32', exactF32: true, tol: 1e-5 });
+  if (SMALL) return c;
+  c.push({ label: 'headDim 96 (scalar path)', shape: { batch: 1, tq: 50, tk: 50, heads: 4, kvHeads: 1, headDim: 96 }, mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
+  c.push({ label: '8B causal T=256', shape: big(1, 256, 256), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
+  c.push({ label: '8B anchoredBlocks (drafter training)', shape: big(1, 16 * 16, 512 + 16 * 16), mask: anchoredBlocksMask(1, 512, 16, 16), dtype: 'bf16' });
+  c.push({ label: '8B full (draft step)', shape: big(1, 16, 700 + 16, { kvStride: 1024 }), mask: { kind: 'full' }, dtype: 'bf16' });
+  if (!QUICK) c.push({ label: '8B causal T=2048', shape: big(1, 2048, 2048), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
+  return c;
+}
+
+function groupAttention(): void {
+  const g = 'attention';
+  for (const ac of attnCases()) {
+    const { batch, tq, tk, heads, kvHeads, headDim: D } = ac.shape;
+    const stride = ac.shape.kvStride ?? tk;
+    const qn = batch * tq * heads * D;
+    const kn = batch * stride * kvHeads * D;
+    const s = `b${batch} tq${tq} tk${tk}${stride !== tk ? `/${stride}` : ''} h${heads}/${kvHeads} d${D}`;
+    const tol = ac.tol ?? TOL_BF16;
+    const setKernel = (be: Backend) => {
+      setAttentionKernel(be, ac.kernel ?? 'auto');
+      be.setExactF32?.(ac.exactF32 === true);
+    };
+    const mkInputs = () => [inp(randn(qn), [batch * tq, heads * D], ac.dtype), inp(randn(kn), [batch * stride, kvHeads * D], ac.dtype),
+      inp(randn(kn), [batch * stride, kvHeads * D], ac.dtype), inp(randn(qn), [batch * tq, heads * D], ac.dtype)];
+    caseRun(g, `attention ${ac.label}`, s, ac.dtype, ['out', 'lse'], [tol, tol], mkInputs, (be, [q, k, v]) => {
+      setKernel(be);
+      const r = be.attention(q, k, v, ac.shape, ac.mask);
+      return [r.out, r.lse];
+    });
+    caseRun(g, `attentionBackward ${ac.label}`, s, ac.dtype, ['dq', 'dk', 'dv'], [tol], mkInputs, (be, [q, k, v, dout]) => {
+      setKernel(be);
+      const f = be.attention(q, k, v, ac.shape, ac.mask);
+      const r = be.attentionBackward(dout, q, k, v, f.out, f.lse, ac.shape, ac.mask);
+      be.free(f.out, f.lse);
+      return [r.dq, r.dk, r.dv];
+    });
+  }
+  setAttentionKernel(gpu, 'auto');
+  gpu.setExactF32?.(false);
+}
+
+function groupCrossEntropy(): void {
+  const g = 'crossentropy';
+  const cases: [number, number, DType][] = SMALL ? [[128, 1000, 'f32'], [16, 3000, 'bf16']] : [[128, 1000, 'f32'], [64, 151936, 'bf16']];
+  if (!QUICK) cases.push([512, 151936, 'bf16']);
+  for (const [R, V, dt] of cases) {
+    const labels = new Int32Array(R);
+    const w = new Float32Array(R);
+    for (let r = 0; r < R; r++) {
+      labels[r] = r % 9 === 4 ? -1 : rng.nextInt(V);
+      w[r] = r % 7 === 3 ? 0 : rng.nextFloat();
+    }
+    const s = `[${R}, ${V}]`;
+    caseRun(g, 'crossEntropy', s, dt, ['loss', 'lse', 'dlogits'], [tolFor(dt, 1e-6), tolFor(dt, 1e-6), tolFor(dt)], () => [inp(randn(R * V, 3), [R, V], dt)], (be, [z]) => {
+      const r = be.crossEntropy(z, labels, w);
+      return [r.loss, r.lse, r.dlogits as Tensor];
+    });
+    if (!ONLY || 'crossentropy argmaxRows'.includes(ONLY)) {
+      try {
+        const data = randn(R * V, 3);
+        const ref = NO_REF ? new Int32Array(R) : cpu.argmaxRows(cpu.fromHost(data, [R, V], dt)); // (reference tensor left to GC)
+        const gt = gpu.fromHost(data, [R, V], dt);
+        const got = gpu.argmaxRows(gt);
+        const ms = NO_TIME ? 0 : timeGpu(() => gpu.argmaxRows(gt));
+        gpu.free(gt);
+        if (NO_REF) log(`TIME ${'argmaxRows'.padEnd(30)} ${s.padEnd(34)} ${dt.padEnd(5)} cuda=${ms.toFixed(3)} ms`);
+        else reportExact(g, 'argmaxRows', s, dt, ref, got, ms);
+      } catch (e) {
+        fail(g, 'argmaxRows', s, e);
+      }
+    }
+  }
+}
+
+/** Random pairs per spec §3: per layer and group a random perfect matching of the group's channels. */
+function randomPairs(K: number, I: number, gs: number): Int32Array {
+  const p = new Int32Array(K * I);
+  const perm = new Int32Array(gs);
+  for (let r = 0; r < K; r++) {
+    for (let g0 = 0; g0 < I; g0 += gs) {
+      for (let i = 0; i < gs; i++) perm[i] = i;
+      rng.shuffle(perm);
+      p.set(perm, r * I + g0);
+    }
+  }
+  return p;
+}
+
+function groupParo(): void {
+  const g = 'paroquant';
+  const shapes: [number, number][] = SMALL ? [[256, 256]] : [[256, 256], [1024, 4096]];
+  if (!QUICK) shapes.push([4096, 4096]);
+  const K = 8, gs = 128;
+  for (const [R, I] of shapes) {
+    const pairs = randomPairs(K, I, gs);
+    const theta = uniform((K * I) / 2, -0.6, 0.6);
+    const s = `[${R}, ${I}] K${K} g${gs}`;
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      for (const dir of ['forward', 'inverse'] as const) {
+        caseRun(g, `givens ${dir}`, s, dt, [''], [tolFor(dt)], () => [inp(randn(R * I), [R, I], dt), inp(pairs, [K, I], 'i32'), inp(theta, [K, I / 2])],
+          (be, [x, p, th]) => [be.givens(x, p, th, gs, dir)]);
+        caseRun(g, `givensBackward ${dir}`, s, dt, ['dx', 'dtheta'], [tolFor(dt), dt === 'f32' ? 1e-4 : 2e-2],
+          () => [inp(randn(R * I), [R, I], dt), inp(randn(R * I), [R, I], dt), inp(pairs, [K, I], 'i32'), inp(theta, [K, I / 2])],
+          (be, [x, dy, p, th]) => {
+            const y = be.givens(x, p, th, gs, dir);
+            const r = be.givensBackward(dy, y, p, th, gs, dir);
+            be.free(y);
+            return [r.dx, r.dtheta];
+          });
+      }
+    }
+    const grid = { bits: 4, groupSize: 128 };
+    caseRun(g, 'fakeQuantMinMax', s, 'f32', ['rq', 'scale', 'zpf'], [1e-5, 1e-6, 1e-6], () => [inp(randn(R * I, 0.02), [R, I])], (be, [r]) => {
+      const o = be.fakeQuantMinMax(r, grid);
+      return [o.rq, o.scale, o.zpf];
+    });
+    caseRun(g, 'fakeQuantMinMaxBackward', s, 'f32', [''], [1e-4], () => [inp(randn(R * I, 0.02), [R, I]), inp(randn(R * I), [R, I])], (be, [r, d]) => {
+      const o = be.fakeQuantMinMax(r, grid);
+      const dr = be.fakeQuantMinMaxBackward(d, r, o.scale, o.zpf, grid);
+      be.free(o.rq, o.scale, o.zpf);
+      return [dr];
+    });
+    const nG = (R * I) / 128;
+    caseRun(g, 'fakeQuantParams', s, 'f32', [''], [1e-5],
+      () => [inp(randn(R * I, 0.02), [R, I]), inp(uniform(nG, 0.004, 0.008), [nG]), inp(uniform(nG, -9, -6), [nG])],
+      (be, [r, sc, z]) => [be.fakeQuantParams(r, sc, z, grid)]);
+    caseRun(g, 'fakeQuantParamsBackward', s, 'f32', ['dr', 'dscale'], [1e-6, 1e-4],
+      () => [inp(randn(R * I), [R, I]), inp(randn(R * I, 0.02), [R, I]), inp(uniform(nG, 0.004, 0.008), [nG]), inp(uniform(nG, -9, -6), [nG])],
+      (be, [d, r, sc, z]) => { const o = be.fakeQuantParamsBackward(d, r, sc, z, grid); return [o.dr, o.dscale]; });
+  }
+}
+
+function groupOptim(): void {
+  const g = 'optim';
+  for (const n of SMALL ? [1000] : [1000, 1 << 22]) {
+    for (const dt of ['f32', 'bf16'] as DType[]) {
+      caseRun(g, 'smoothL1', `[${n}]`, dt, ['loss', 'dpred'], [1e-6, tolFor(dt, 1e-6)], () => [inp(randn(n, 1.5), [n], dt), inp(randn(n), [n], dt)], (be, [p, t]) => {
+        const r = be.smoothL1(p, t, true);
+        return [Ft(be, r.loss), r.dpred as Tensor];
+      });
+    }
+    const h = { lr: 0.05, beta1: 0.9, beta2: 0.95, eps: 1e-10, weightDecay: 0.01, step: 1 };
+    caseRun(g, 'adamw ×3 steps', `[${n}]`, 'f32', ['param', 'm', 'v'], [1e-5, 1e-5, 1e-5],
+      () => [inp(randn(n), [n]), inp(randn(n, 0.1), [n]), inp(randn(n, 0.1), [n]), inp(randn(n, 0.1), [n])],
+      (be, [p0, g1, g2, g3]) => {
+        const p = be.copy(p0);
+        const m = be.zeros([n]);
+        const v = be.zeros([n]);
+        [g1, g2, g3].forEach((gr, k) => be.adamw(p, gr, m, v, { ...h, step: k + 1 }));
+        return [p, m, v];
+      }, false);
+  }
+}
+
+/** Run fn twice on the backend under test with the same inputs: every output must be bit-identical. */
+function twice(group: string, op: string, shape: string, dtype: string, inputs: In[], fn: OpFn): void {
+  if (ONLY && !`${group} ${op} ${shape}`.includes(ONLY)) return;
+  try {
+    const gt = inputs.map((i) => gpu.fromHost(i.data, i.shape, i.dtype));
+    const o1 = fn(gpu, gt);
+    const o2 = fn(gpu, gt);
+    o1.forEach((t, k) => reportExact(group, `${op} run-to-run #${k}`, shape, dtype, gpu.toHost(t), gpu.toHost(o2[k]), 0));
+    gpu.free(...o1, ...o2, ...gt);
+  } catch (e) {
+    fail(group, op, shape, e);
+  }
+}
+
+function groupDeterminism(): void {
+  const g = 'determinism';
+  const R = SMALL ? 64 : 1024, I = SMALL ? 256 : 4096, K = 8;
+  const pairs = randomPairs(K, I, 128);
+  twice(g, 'givensBackward', `[${R}, ${I}] K8`, 'f32', [inp(randn(R * I), [R, I]), inp(randn(R * I), [R, I]), inp(pairs, [K, I], 'i32'),
+    inp(uniform((K * I) / 2, -0.6, 0.6), [K, I / 2])], (be, [x, dy, p, th]) => {
+    const y = be.givens(x, p, th, 128, 'forward');
+    const r = be.givensBackward(dy, y, p, th, 128, 'forward');
+    be.free(y);
+    return [r.dx, r.dtheta];
+  });
+  if (SMALL) return;
+  const shape: AttentionShape = { batch: 1, tq: 512, tk: 512, heads: 32, kvHeads: 8, headDim: 128 };
+  const mask: AttentionMask = { kind: 'causal', qOffset: 0 };
+  twice(g, 'attentionBackward', 'b1 T512 h32/8 d128', 'bf16', [inp(randn(512 * 4096), [512, 4096], 'bf16'), inp(randn(512 * 1024), [512, 1024], 'bf16'),
+    inp(randn(512 * 1024), [512, 1024], 'bf16'), inp(randn(512 * 4096), [512, 4096], 'bf16')], (be, [q, k, v, dout]) => {
+    const f = be.attention(q, k, v, shape, mask);
+    const r = be.attentionBackward(dout, q, k, v, f.out, f.lse, shape, mask);
+    return [f.out, f.lse, r.dq, r.dk, r.dv];
+  });
+  twice(g, 'rmsnormBackward', '[2048, 4096]', 'bf16', [inp(randn(2048 * 4096), [2048, 4096], 'bf16'), inp(randn(2048 * 4096), [2048, 4096], 'bf16'),
+    inp(uniform(4096, 0.5, 1.5), [4096], 'bf16')], (be, [dy, x, w]) => {
+    const f = be.rmsnorm(x, w, 1e-6);
+    const r = be.rmsnormBackward(dy, x, w, f.rstd);
+    return [r.dx, r.dw];
+  });
+  twice(g, 'dotCols/sumSquares', '[4096, 4096]', 'f32', [inp(randn(4096 * 4096), [4096, 4096]), inp(randn(4096 * 4096), [4096, 4096])],
+    (be, [a, b]) => [be.dotCols(a, b), Ft(be, be.sumSquares(a))]);
+  twice(g, 'fakeQuantParamsBackward', '[4096, 4096]', 'f32', [inp(randn(4096 * 4096), [4096, 4096]), inp(randn(4096 * 4096, 0.02), [4096, 4096]),
+    inp(uniform(131072, 0.004, 0.008), [131072]), inp(uniform(131072, -9, -6), [131072])],
+    (be, [d, r, sc, z]) => { const o = be.fakeQuantParamsBackward(d, r, sc, z, { bits: 4, groupSize: 128 }); return [o.dr, o.dscale]; });
+  twice(g, 'matmul weight grad', '[4096x512]ᵀ·[4096x4096]', 'bf16', [inp(randn(4096 * 512), [4096, 512], 'bf16'), inp(randn(4096 * 4096), [4096, 4096], 'bf16')],
+    (be, [x, dy]) => [be.matmul(x, dy, { transA: true })]);
+}
+
+export const GROUPS: Record<string, () => void> = {
+  memory: groupMemory, matmul: groupMatmul, elementwise: groupElementwise, reduce: groupReduce, norm: groupNorm,
+  rope: groupRope, attention: groupAttention, crossentropy: groupCrossEntropy, paroquant: groupParo, optim: groupOptim,
+  determinism: groupDeterminism,
+};
+
