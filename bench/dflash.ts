@@ -11,9 +11,10 @@ import path from 'node:path';
 import { createBackend, parseDevice } from '../src/engine/select.js';
 import { DEMO_MODEL_DIR, DEFAULT_CALIB_FILE } from '../src/cli/paths.js';
 import { readPrompts, readTextDocuments } from '../src/io/datasets.js';
-import { runGenerateData } from '../src/dflash/generate.js';
-import { autoEpochs, runTrainDrafter, type StepLog } from '../src/dflash/trainer.js';
-import { runDflashEval } from '../src/dflash/evaluate.js';
+import { runGenerateData } from '../src/jobs/generate-data.js';
+import { autoEpochs, runTrainDrafter } from '../src/jobs/train-drafter.js';
+import { runEvalDrafter } from '../src/jobs/eval-drafter.js';
+import type { StepLog } from '../src/dflash/trainer.js';
 import { FIXTURES, HAVE_FIXTURES, intOption, machine, option, round, table, type BenchContext } from './report.js';
 
 /** The issue's run: 400 sequences in batches of 4, --epochs auto. */
@@ -49,7 +50,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     const dataFile = path.join(tmp, 'data.jsonl');
     const gen = runGenerateData(be, {
       targetDir: DEMO_MODEL_DIR, promptsFile, outFile: dataFile, maxNewTokens: 128, temperature: 0, ignoreEos: true, seed: 0,
-      encoding: { chatTemplate: 'never' }, force: true,
+      chatTemplate: 'never', force: true,
     });
     ctx.log(`generate-data: ${gen.records} prompts, ${gen.responseTokens} tokens in ${gen.seconds.toFixed(1)} s (${gen.tokensPerSecond.toFixed(0)} tokens/s)`);
 
@@ -59,9 +60,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     let last = performance.now();
     const drafterDir = path.join(tmp, 'drafter');
     const tr = runTrainDrafter(be, {
-      targetDir: DEMO_MODEL_DIR, dataFile, outDir: drafterDir, layers: 'auto', blockSize: 8, targetLayers: 'auto', numTaps: 5,
-      anchors: 'auto', gamma: 'auto', epochs: 6, lr: 'auto', warmup: 0.04, weightDecay: 0, seqLen: 3072, batch: 4, maskToken: '1', seed: 0,
-      checkpointEvery: 0, resume: false, force: true, featureCacheBytes: 8 * 2 ** 30, maxSteps: steps, init: 'target',
+      targetDir: DEMO_MODEL_DIR, dataFile, outDir: drafterDir, blockSize: 8, epochs: 6, maskToken: '1', force: true, maxSteps: steps,
     }, {
       onStep: (_i: number, _n: number, _s: StepLog) => {
         const now = performance.now();
@@ -82,9 +81,9 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     const official = path.join(FIXTURES, 'official', 'tiny-qwen3-dflash-1layer');
     const evalDrafter = HAVE_FIXTURES ? official : drafterDir;
     const evalPrompts = HAVE_FIXTURES ? path.join(FIXTURES, 'text', 'val-prompts.jsonl') : promptsFile;
-    const ev = runDflashEval(be, {
+    const ev = runEvalDrafter(be, {
       targetDir: DEMO_MODEL_DIR, drafterDir: evalDrafter, promptsFile: evalPrompts, maxNewTokens: 128, temperature: 0, seed: 0,
-      ignoreEos: true, maxPrompts: nEval, encoding: { chatTemplate: 'never' },
+      ignoreEos: true, maxPrompts: nEval, chatTemplate: 'never',
     });
     const specTps = 1 / ev.specTpot;
     const plainTps = ev.baselineTpot === null ? NaN : 1 / ev.baselineTpot;

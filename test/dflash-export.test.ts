@@ -1,7 +1,7 @@
 // Export (dflash-spec §5, §8 item 12): names, shapes, BF16, no embeddings / LM head / "model." prefix, the config
 // fields; a load-back that reproduces the in-memory drafter's logits; clear errors for drafters that do not fit the
 // target.
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -13,7 +13,7 @@ import { normalizeConfig } from '../src/io/config.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
 import { Drafter } from '../src/dflash/drafter.js';
 import { drafterTensorSpecs, initDrafterWeights, mapDrafterWeights } from '../src/dflash/drafter-weights.js';
-import { exportDrafter, writeDrafterFiles } from '../src/dflash/export.js';
+import { writeDrafterFiles } from '../src/jobs/train-drafter.js';
 import { loadDrafter } from '../src/dflash/load-drafter.js';
 import { drafterConfigJson } from '../src/dflash/drafter-config.js';
 import { randn, smallDrafterConfig, tinyTargetRawConfig } from './dflash-helpers.js';
@@ -28,6 +28,15 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
 const targetCfg = () => normalizeConfig(tinyTargetRawConfig(), 'target');
 
+/** A fresh directory tmp/name holding the drafter's files. */
+function exportTo(name: string, c: Parameters<typeof writeDrafterFiles>[2], w: Parameters<typeof writeDrafterFiles>[3]): string {
+  const dir = path.join(tmp, name);
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir);
+  writeDrafterFiles(be, dir, c, w);
+  return dir;
+}
+
 function logitsOf(d: Drafter, taps: Float32Array, S: number, block: Int32Array): Float32Array {
   const cache = d.newCache(8);
   const h = d.draft(cache, be.fromHost(taps, [S, d.cfg.targetLayerIds.length * d.cfg.hiddenSize]), block, S);
@@ -35,12 +44,11 @@ function logitsOf(d: Drafter, taps: Float32Array, S: number, block: Int32Array):
 }
 
 describe('drafter export', () => {
-  it('writes BF16 tensors with the spec names and shapes, config.json and a manifest, atomically', () => {
+  it('writes BF16 tensors with the spec names and shapes and config.json', () => {
     const c = smallDrafterConfig({ numLayers: 2 });
     const w = initDrafterWeights(be, c, 1);
-    const out = path.join(tmp, 'drafter');
-    exportDrafter(be, out, c, w, { tool: 'test' }, { force: false });
-    expect(readdirSync(tmp).filter((f) => f.includes('.tmp-'))).toEqual([]);
+    const out = exportTo('drafter', c, w);
+    expect(readdirSync(out).sort()).toEqual(['config.json', 'model.safetensors']);
     const st = SafetensorsFile.open(path.join(out, 'model.safetensors'));
     const names = st.names().sort();
     const want = drafterTensorSpecs(c).map((s) => s.name).sort();
@@ -56,16 +64,12 @@ describe('drafter export', () => {
     st.close();
     const cfg = JSON.parse(readFileSync(path.join(out, 'config.json'), 'utf8'));
     expect(cfg).toEqual(drafterConfigJson(c));
-    const manifest = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'));
-    expect(manifest.files['model.safetensors']).toMatch(/^[0-9a-f]{64}$/);
-    expect(() => exportDrafter(be, out, c, w, {}, { force: false })).toThrow(/exists/);
   });
 
   it('loads back into a drafter whose logits equal the in-memory drafter with BF16-rounded weights', () => {
     const c = smallDrafterConfig({ numLayers: 2, targetLayerIds: [0, 1], numTargetLayers: 3 });
     const w = initDrafterWeights(be, c, 2, 0.3);
-    const dir = path.join(tmp, 'roundtrip');
-    exportDrafter(be, dir, c, w, {}, { force: false });
+    const dir = exportTo('roundtrip', c, w);
     const rng = new Rng(3);
     const shared = { embed: be.fromHost(randn(rng, 20 * 16), [20, 16]), lmHead: be.fromHost(randn(rng, 20 * 16), [20, 16]) };
     const loaded = loadDrafter(be, dir, targetCfg());
@@ -89,10 +93,7 @@ describe('drafter export', () => {
     const t = targetCfg();
     const write = (name: string, over: Parameters<typeof smallDrafterConfig>[0]) => {
       const c = smallDrafterConfig(over);
-      const dir = path.join(tmp, name);
-      rmSync(dir, { recursive: true, force: true });
-      exportDrafter(be, dir, c, initDrafterWeights(be, c, 1), {}, { force: false });
-      return dir;
+      return exportTo(name, c, initDrafterWeights(be, c, 1));
     };
     expect(() => loadDrafter(be, write('wide', { hiddenSize: 24, numHeads: 4, headDim: 8 }), t)).toThrow(/hidden_size 24 differs from the target's 16/);
     expect(() => loadDrafter(be, write('mask', { maskTokenId: 20 }), t)).toThrow(/mask_token_id 20 is not a row/);
@@ -115,5 +116,16 @@ describe('drafter export', () => {
     const want = roundToBf16InPlace(be.toHost(w.fc));
     expect(Array.from(got)).toEqual(Array.from(want));
     st.close();
+  });
+
+  it('refuses a drafter whose weights are not finite, naming the tensor', () => {
+    const c = smallDrafterConfig({ numLayers: 1 });
+    const w = initDrafterWeights(be, c, 5);
+    const bad = mapDrafterWeights(c, w, (t) => t);
+    const host = be.toHost(w.layers[0].down);
+    host[3] = Number.NaN;
+    bad.layers[0].down = be.fromHost(host, w.layers[0].down.shape);
+    const dir = exportTo('nan', c, bad);
+    expect(() => loadDrafter(be, dir, targetCfg())).toThrow(/layers\.0\.mlp\.down_proj\.weight.*(NaN|non-finite)/);
   });
 });

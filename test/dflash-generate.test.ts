@@ -10,8 +10,9 @@ import type { Backend } from '../src/engine/backend.js';
 import { Rng } from '../src/numerics/rng.js';
 import { batchGenerate } from '../src/dflash/batch-decode.js';
 import { plainGenerate } from '../src/dflash/spec-decode.js';
-import { promptSeed, runGenerateData, type GenerateDataSettings } from '../src/dflash/generate.js';
-import { readTrainingData } from '../src/dflash/training-data.js';
+import { promptSeed } from '../src/dflash/generate.js';
+import { runGenerateData, type GenerateDataInput } from '../src/jobs/generate-data.js';
+import { readTrainingData } from '../src/jobs/train-drafter.js';
 import { tinyTargetDecoder } from './dflash-helpers.js';
 
 const FIX = fileURLToPath(new URL('../../shared/fixtures', import.meta.url));
@@ -43,15 +44,23 @@ describe('batched decoding', () => {
 });
 
 describe.skipIf(!haveFix)('generate-data', () => {
-  const promptsFile = () => {
-    const f = path.join(tmp, 'prompts.jsonl');
-    writeFileSync(f, ['def add(a, b):', 'import os\n', 'class Foo:\n    def'].map((p) => JSON.stringify({ prompt: p })).join('\n') + '\n');
+  const promptsFile = (name = 'prompts.jsonl', texts = ['def add(a, b):', 'import os\n', 'class Foo:\n    def']) => {
+    const f = path.join(tmp, name);
+    writeFileSync(f, texts.map((p) => JSON.stringify({ prompt: p })).join('\n') + '\n');
     return f;
   };
-  const settings = (out: string, over: Partial<GenerateDataSettings> = {}): GenerateDataSettings => ({
+  const settings = (out: string, over: Partial<GenerateDataInput> = {}): GenerateDataInput => ({
     targetDir: `${FIX}/tiny-qwen3`, promptsFile: promptsFile(), outFile: out, maxNewTokens: 12, temperature: 0, ignoreEos: true, seed: 0,
-    encoding: { chatTemplate: 'auto' }, force: false, batch: 2, ...over,
+    batch: 2, ...over,
   });
+  /** A run killed after its first record: the partial output keeps that record. */
+  const interrupted = (out: string, over: Partial<GenerateDataInput> = {}): void => {
+    expect(() => runGenerateData(be, settings(out, over), {
+      onProgress: (done) => { if (done === 1) throw new Error('simulated crash'); },
+    })).toThrow(/simulated crash/);
+    expect(existsSync(out)).toBe(false);
+    expect(readFileSync(path.join(`${out}.partial`, 'records.jsonl'), 'utf8').trim().split('\n')).toHaveLength(1);
+  };
 
   it('writes one record per prompt with ids the trainer reads, and resumes from a torn partial file', () => {
     const full = path.join(tmp, 'full.jsonl');
@@ -68,20 +77,58 @@ describe.skipIf(!haveFix)('generate-data', () => {
     }
     const data = readTrainingData(full, { seqLen: 64, blockSize: 4, vocabSize: 4096, tokenizer: null });
     expect(data.samples[0].lossMask.reduce((a, b) => a + b, 0)).toBe(12);
-    // An interrupted run: record 1 done, then a torn line.
+    const manifest = JSON.parse(readFileSync(`${full}.manifest.json`, 'utf8'));
+    expect(manifest).toMatchObject({ tool: 'dflash', command: 'dflash generate-data', metrics: { records: 3 } });
+    expect(existsSync(`${full}.partial`)).toBe(false);
+    // An interrupted run: one record done, then a torn line.
     const cut = path.join(tmp, 'cut.jsonl');
-    const fullText = readFileSync(full, 'utf8').split('\n');
-    writeFileSync(`${cut}.partial`, fullText[1] + '\n' + fullText[2].slice(0, 20));
+    interrupted(cut);
+    const records = path.join(`${cut}.partial`, 'records.jsonl');
+    writeFileSync(records, readFileSync(records, 'utf8') + readFileSync(full, 'utf8').split('\n')[2].slice(0, 20));
     const r2 = runGenerateData(be, settings(cut));
     expect(r2.generated).toBe(2);
     expect(r2.resumed).toBe(1);
     expect(readFileSync(cut, 'utf8')).toBe(readFileSync(full, 'utf8'));
     expect(existsSync(`${cut}.partial`)).toBe(false);
-    // A partial file of other settings is refused; an existing output needs --force.
-    const other = path.join(tmp, 'other.jsonl');
-    writeFileSync(`${other}.partial`, fullText[0] + '\n');
-    expect(() => runGenerateData(be, settings(other, { maxNewTokens: 5 }))).toThrow(/other settings/);
+    // An existing output needs --force.
     expect(() => runGenerateData(be, settings(full))).toThrow(/exists/);
+  });
+
+  it('refuses a partial output of other prompts, target settings or --max-prompts, naming what differs, and keeps it', () => {
+    const out = path.join(tmp, 'foreign.jsonl');
+    interrupted(out);
+    const before = readFileSync(path.join(`${out}.partial`, 'records.jsonl'));
+    const cases: [Partial<GenerateDataInput>, RegExp][] = [
+      [{ maxNewTokens: 5 }, /differs: settings\.max_new_tokens/],
+      [{ promptsFile: promptsFile('other.jsonl', ['x = 1', 'y = 2', 'z = 3']) }, /differs: inputs\.prompts/],
+      [{ maxPrompts: 1 }, /differs: settings\.max_prompts/],
+      [{ temperature: 0.5 }, /differs: settings\.temperature/],
+      [{ seed: 9 }, /differs: settings\.seed/],
+    ];
+    for (const [over, msg] of cases) {
+      expect(() => runGenerateData(be, settings(out, over))).toThrow(msg);
+      expect(readFileSync(path.join(`${out}.partial`, 'records.jsonl')).equals(before)).toBe(true);
+      expect(existsSync(out)).toBe(false);
+    }
+    // --force discards it and starts over; report and file agree with --max-prompts.
+    const r = runGenerateData(be, settings(out, { maxPrompts: 1, force: true }));
+    expect(r.records).toBe(1);
+    expect(r.generated).toBe(1);
+    expect(readFileSync(out, 'utf8').trim().split('\n')).toHaveLength(1);
+  });
+
+  it('refuses an output that is an input, even with --force, and an unwritable one before loading the target', () => {
+    const prompts = promptsFile('mine.jsonl');
+    const before = readFileSync(prompts);
+    expect(() => runGenerateData(be, settings(prompts, { promptsFile: prompts, force: true }))).toThrow(/prompts input/);
+    expect(readFileSync(prompts).equals(before)).toBe(true);
+    expect(() => runGenerateData(be, settings(path.join(prompts, 'x.jsonl')))).toThrow(/not a directory/);
+    expect(() => runGenerateData(be, settings(path.join(`${FIX}/tiny-qwen3`, 'data.jsonl'), { force: true }))).toThrow(/target input/);
+    // A bad input fails without leaving a partial behind.
+    const out = path.join(tmp, 'bad-in.jsonl');
+    expect(() => runGenerateData(be, settings(out, { promptsFile: promptsFile('empty.jsonl', ['']) }))).toThrow(/no tokens/);
+    expect(existsSync(`${out}.partial`)).toBe(false);
+    expect(existsSync(`${out}.lock`)).toBe(false);
   });
 
   it('seeds sampling per prompt, so a resumed sampled run equals an uninterrupted one', () => {
@@ -89,8 +136,8 @@ describe.skipIf(!haveFix)('generate-data', () => {
     const a = path.join(tmp, 'sa.jsonl');
     runGenerateData(be, settings(a, { temperature: 1, seed: 5, batch: 3 }));
     const b = path.join(tmp, 'sb.jsonl');
-    writeFileSync(`${b}.partial`, readFileSync(a, 'utf8').split('\n')[2] + '\n');
-    runGenerateData(be, settings(b, { temperature: 1, seed: 5, batch: 1 }));
+    interrupted(b, { temperature: 1, seed: 5, batch: 1 });
+    runGenerateData(be, settings(b, { temperature: 1, seed: 5, batch: 2 }));
     expect(readFileSync(b, 'utf8')).toBe(readFileSync(a, 'utf8'));
   });
 });

@@ -8,12 +8,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { Backend } from '../src/engine/backend.js';
-import { DEFAULT_OPTIMIZER, quantize } from '../src/paroquant/quantize.js';
+import { resolveQuantizeSettings, runQuantizeJob } from '../src/jobs/quantize.js';
 import { DEFAULT_CALIB_FILE, DEMO_MODEL_DIR } from '../src/cli/paths.js';
 import { loadModel } from '../src/model/load.js';
 import { targetTaps } from '../src/dflash/features.js';
 import { effectiveWeight } from '../src/dflash/init-from-target.js';
-import { runTrainDrafter } from '../src/dflash/trainer.js';
+import { runTrainDrafter } from '../src/jobs/train-drafter.js';
 import { loadDrafter } from '../src/dflash/load-drafter.js';
 import { Rng } from '../src/numerics/rng.js';
 import { relErr } from './numeric.js';
@@ -26,9 +26,9 @@ beforeAll(async () => {
   be = await CpuBackend.create();
   tmp = mkdtempSync(path.join(os.tmpdir(), 'dflash-qtarget-'));
   qDir = path.join(tmp, 'q');
-  await quantize(be, {
-    modelDir: DEMO_MODEL_DIR, outDir: qDir, calibFile: DEFAULT_CALIB_FILE, samples: 2, seqLen: 64, valSamples: 1, method: 'paro', seed: 0,
-    krot: 8, optimizer: { ...DEFAULT_OPTIMIZER, epochs: [1, 1], batchSize: 2 }, resume: false, force: false, toolVersion: 'test',
+  await runQuantizeJob(be, {
+    modelDir: DEMO_MODEL_DIR, outDir: qDir, calibFile: DEFAULT_CALIB_FILE, resume: false, force: false, toolVersion: 'test',
+    settings: resolveQuantizeSettings({ samples: 2, seqLen: 64, valSamples: 1, epochs: [1, 1], batchSize: 2 }),
   });
 }, 120_000);
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
@@ -62,9 +62,7 @@ describe('a ParoQuant checkpoint as the DFlash target', () => {
     writeFileSync(data, lines.join('\n') + '\n');
     const out = path.join(tmp, 'drafter');
     const r = runTrainDrafter(be, {
-      targetDir: qDir, dataFile: data, outDir: out, layers: 1, blockSize: 4, targetLayers: 'auto', numTaps: 5, anchors: 'auto', gamma: 'auto',
-      epochs: 1, lr: 'auto', warmup: 0.04, weightDecay: 0, seqLen: 64, batch: 2, maskToken: '1', seed: 0, checkpointEvery: 0,
-      resume: false, force: false, featureCacheBytes: 1 << 28, init: 'target',
+      targetDir: qDir, dataFile: data, outDir: out, layers: 1, blockSize: 4, epochs: 1, seqLen: 64, batch: 2, maskToken: '1', featureCacheMb: 256,
     });
     expect(r.steps).toBe(3);
     expect(r.notes.join(' ')).toMatch(/quantized/);

@@ -1,7 +1,7 @@
 // The trainer end to end on a tiny random target (dflash-spec §3, §8 items 8–9): it learns, keeps the frozen
 // embedding / LM head bit-identical, follows warmup + cosine, clips the global grad norm to 1, resumes an
 // interrupted run to the same result, and refuses bad input with clear errors and no partial output.
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -9,13 +9,12 @@ import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { Backend } from '../src/engine/backend.js';
 import { Rng } from '../src/numerics/rng.js';
 import { warmupCosineLr } from '../src/numerics/schedule.js';
-import { autoEpochs, autoLr, runTrainDrafter, trainStep, type TrainSettings } from '../src/dflash/trainer.js';
+import { trainStep } from '../src/dflash/trainer.js';
+import { autoEpochs, autoLr, partialDirFor, readTrainingData, runTrainDrafter, type TrainDrafterInput } from '../src/jobs/train-drafter.js';
 import { drafterTensors, initDrafterWeights, zerosLike } from '../src/dflash/drafter-weights.js';
 import { drafterInvFreq } from '../src/dflash/drafter.js';
 import { targetTaps } from '../src/dflash/features.js';
-import { readTrainingData } from '../src/dflash/training-data.js';
 import { loadDrafter } from '../src/dflash/load-drafter.js';
-import { checkpointDirFor } from '../src/dflash/train-state.js';
 import { smallDrafterConfig, tinyTargetDecoder, writeTinyTarget } from './dflash-helpers.js';
 
 let be: Backend;
@@ -36,11 +35,10 @@ function records(n: number, seed: number): string {
   return lines.join('\n') + '\n';
 }
 
-function settings(out: string, over: Partial<TrainSettings> = {}): TrainSettings {
+function settings(out: string, over: Partial<TrainDrafterInput> = {}): TrainDrafterInput {
   return {
-    targetDir, dataFile, outDir: out, layers: 1, blockSize: 4, targetLayers: 'auto', numTaps: 5, anchors: 8, gamma: 'auto', epochs: 2,
-    lr: 3e-3, warmup: 0.1, weightDecay: 0, seqLen: 64, batch: 3, maskToken: '1', seed: 3, checkpointEvery: 0, resume: false, force: false,
-    featureCacheBytes: 1 << 30, ...over,
+    targetDir, dataFile, outDir: out, layers: 1, blockSize: 4, anchors: 8, epochs: 2, lr: 3e-3, warmup: 0.1, seqLen: 64, batch: 3,
+    maskToken: '1', seed: 3, init: 'random', featureCacheMb: 1024, ...over,
   };
 }
 
@@ -73,7 +71,7 @@ describe('train-drafter', () => {
     const d = loadDrafter(be, out);
     expect(d.cfg.blockSize).toBe(4);
     expect(d.cfg.maskTokenId).toBe(1);
-    expect(existsSync(checkpointDirFor(out))).toBe(false);
+    expect(existsSync(partialDirFor(out))).toBe(false);
   });
 
   it('--lr auto scales 6e-4 by √(4096 / hidden) within [1×, 5×]; --epochs auto reaches 800 steps within 6..20 epochs; --init target trains from the target\'s last layers', () => {
@@ -124,9 +122,10 @@ describe('train-drafter', () => {
       onStep: (step) => { if (step === 5) throw new Error('simulated crash'); },
     })).toThrow(/simulated crash/);
     expect(existsSync(cut)).toBe(false);
-    expect(existsSync(checkpointDirFor(cut))).toBe(true);
+    expect(existsSync(partialDirFor(cut))).toBe(true);
     expect(() => runTrainDrafter(be, settings(cut, { epochs: 3 }))).toThrow(/--resume/);
-    expect(() => runTrainDrafter(be, settings(cut, { epochs: 3, lr: 1e-3, resume: true }))).toThrow(/other settings/);
+    expect(existsSync(path.join(partialDirFor(cut), 'progress.json'))).toBe(true); // refused, not deleted
+    expect(() => runTrainDrafter(be, settings(cut, { epochs: 3, lr: 1e-3, resume: true }))).toThrow(/differs: settings\.lr/);
     const r = runTrainDrafter(be, settings(cut, { epochs: 3, resume: true }));
     expect(r.resumedFromStep).toBe(4);
     const a = readFileSync(path.join(full, 'model.safetensors'));
@@ -140,7 +139,7 @@ describe('train-drafter', () => {
       writeFileSync(f, content);
       return f;
     };
-    const cases: [Partial<TrainSettings>, RegExp][] = [
+    const cases: [Partial<TrainDrafterInput>, RegExp][] = [
       [{ dataFile: bad('empty-resp.jsonl', '{"prompt_ids":[3,4,5],"response_ids":[]}\n{"input_ids":[3,4],"loss_mask":[0,0]}\n') }, /no usable training sample: none of its 2 record\(s\) has a response token/],
       [{ dataFile: bad('short.jsonl', '{"prompt_ids":[3,4,5],"response_ids":[6,7,8]}\n') }, /fewer than 2·block_size = 8 response tokens/],
       [{ maskToken: '20' }, /--mask-token 20 is not a row of the target's embedding table/],
@@ -151,7 +150,55 @@ describe('train-drafter', () => {
       const out = path.join(tmp, 'bad-out');
       expect(() => runTrainDrafter(be, settings(out, over))).toThrow(msg);
       expect(existsSync(out)).toBe(false);
-      expect(existsSync(checkpointDirFor(out))).toBe(false);
+      expect(existsSync(partialDirFor(out))).toBe(false);
     }
+  });
+
+  it('checks the output before any heavy work: a path under a file, an input, a folder not ours, a locked output', () => {
+    let featuresRan = false;
+    const hooks = { onFeatures: () => { featuresRan = true; } };
+    const aFile = path.join(tmp, 'a-file');
+    writeFileSync(aFile, '');
+    expect(() => runTrainDrafter(be, settings(path.join(aFile, 'x')), hooks)).toThrow(/a-file is not a directory/);
+    expect(() => runTrainDrafter(be, settings(targetDir, { force: true }), hooks)).toThrow(/target input/);
+    expect(() => runTrainDrafter(be, settings(path.join(targetDir, 'drafter'), { force: true }), hooks)).toThrow(/lies inside the target input/);
+    const mine = path.join(tmp, 'mine');
+    mkdirSync(mine);
+    writeFileSync(path.join(mine, 'notes.txt'), 'keep me');
+    expect(() => runTrainDrafter(be, settings(mine, { force: true }), hooks)).toThrow(/not written by this tool/);
+    expect(readFileSync(path.join(mine, 'notes.txt'), 'utf8')).toBe('keep me');
+    const locked = path.join(tmp, 'locked');
+    writeFileSync(`${locked}.lock`, JSON.stringify({ pid: process.ppid, host: os.hostname() }));
+    expect(() => runTrainDrafter(be, settings(locked), hooks)).toThrow(/another run/);
+    expect(existsSync(partialDirFor(locked))).toBe(false);
+    expect(featuresRan).toBe(false);
+  });
+
+  it('cleans what a kill during a checkpoint write left, replaces only its own output with --force, writes one manifest', () => {
+    const out = path.join(tmp, 'clean');
+    const leftovers = [path.join(tmp, `.clean.checkpoint.tmp-123-abcdef`), path.join(tmp, `.clean.checkpoint.old-123-abcdef`)];
+    for (const d of leftovers) {
+      mkdirSync(d);
+      writeFileSync(path.join(d, 'state.safetensors'), 'x');
+    }
+    const r = runTrainDrafter(be, settings(out, { epochs: 1 }));
+    for (const d of leftovers) expect(existsSync(d)).toBe(false);
+    expect(readdirSync(out).sort()).toEqual(['config.json', 'manifest.json', 'model.safetensors', 'train-curve.png', 'train-curve.svg', 'train-log.csv']);
+    const m = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'));
+    expect(m).toMatchObject({ schema: 'paro-dflash/manifest@1', tool: 'dflash', command: 'train-drafter', seed: 3, metrics: { steps: r.steps } });
+    expect(m.inputs.map((i: { role: string }) => i.role)).toEqual(['target', 'data']);
+    expect(m.outputs.map((o: { name: string }) => o.name)).toContain('model.safetensors');
+    expect(existsSync(partialDirFor(out))).toBe(false);
+    expect(existsSync(`${out}.lock`)).toBe(false);
+    expect(() => runTrainDrafter(be, settings(out, { epochs: 1 }))).toThrow(/exists; pass --force/);
+    runTrainDrafter(be, settings(out, { epochs: 1, force: true }));
+    expect(existsSync(path.join(out, 'manifest.json'))).toBe(true);
+  });
+
+  it('a non-finite loss is an error naming the step, and leaves no output', () => {
+    const out = path.join(tmp, 'nan');
+    expect(() => runTrainDrafter(be, settings(out, { lr: 1e38, warmup: 0 }))).toThrow(/training diverged at step \d+ \(loss (NaN|-?Infinity)\)/);
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(partialDirFor(out))).toBe(false);
   });
 });

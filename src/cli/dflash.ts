@@ -1,56 +1,65 @@
 // `dflash`: DFlash drafter distillation — regenerate responses with the target, train a drafter, evaluate it by real
-// speculative decoding.
+// speculative decoding. This module maps flags to job settings (src/jobs/) and prints; defaults live in the jobs.
 import { Command, Option } from 'commander';
-import { intOrAuto, nonNegativeInt, nonNegativeNumber, numberOrAuto, positiveInt, positiveNumber } from './options.js';
+import { intOrAuto, nonNegativeInt, nonNegativeNumber, numberOrAuto, positiveInt } from './options.js';
 import { createBackend, parseDevice } from '../engine/select.js';
 import { UserError } from '../errors.js';
-import { runGenerateData } from '../dflash/generate.js';
-import { runTrainDrafter, type TrainSettings } from '../dflash/trainer.js';
-import { runDflashEval } from '../dflash/evaluate.js';
+import { DEFAULT_GENERATE_DATA_SETTINGS as GEN, runGenerateData } from '../jobs/generate-data.js';
+import { DEFAULT_TRAIN_DRAFTER_SETTINGS as TRAIN, runTrainDrafter } from '../jobs/train-drafter.js';
+import { DEFAULT_EVAL_DRAFTER_SETTINGS as EVAL, runEvalDrafter } from '../jobs/eval-drafter.js';
 import { parseTargetLayerIds } from '../dflash/layer-ids.js';
 import { printJson, runCommand } from './run-command.js';
 import { info, Progress, warn } from './progress.js';
 import { TOOL_VERSION } from './version.js';
 
 const fmt = (x: number | null | undefined, d = 3): string => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
+/** Help text of an option whose default the job defines. */
+const dflt = (text: string, value: unknown): string => `${text} (default: ${String(value)})`;
+const DEVICE_HELP = 'auto, cpu, cuda or cuda:N (default: auto)';
+const RUN_INFO = { toolVersion: TOOL_VERSION, argv: ['dflash', ...process.argv.slice(2)] };
 
-interface CommonOpts { device: string; json?: boolean; debug?: boolean; force?: boolean }
+interface CommonOpts { device?: string; json?: boolean; debug?: boolean; force?: boolean }
+
+const encodingOf = (o: { chatTemplate: boolean; thinking?: string }): { chatTemplate: 'auto' | 'never'; enableThinking?: boolean } =>
+  ({ chatTemplate: o.chatTemplate ? 'auto' : 'never', enableThinking: o.thinking === undefined ? undefined : o.thinking === 'on' });
 
 export function buildDflashProgram(): Command {
   const program = new Command('dflash')
     .description('DFlash block-diffusion drafters: regenerate data with the target, train a drafter, evaluate it by speculative decoding')
     .version(TOOL_VERSION, '-V, --version')
-    .showHelpAfterError(true);
+    .showHelpAfterError('(see --help)');
 
   program.command('generate-data')
     .description('let the target regenerate the responses of a prompt set (resumable: rerun the same command to continue)')
     .requiredOption('--target <model-dir>', 'target model directory (FP, or a paro quantize output)')
     .requiredOption('--prompts <file>', 'prompts: .jsonl with {"prompt": ...} or {"messages": [...]} per line, or .txt with one prompt per line')
-    .requiredOption('--out <file.jsonl>', 'output records {prompt, response, prompt_ids, response_ids}; written to <out>.partial until complete')
-    .option('--max-new-tokens <n>', 'tokens generated per prompt', positiveInt('--max-new-tokens'), 512)
-    .option('--temperature <t>', 'sampling temperature (0 = greedy)', nonNegativeNumber('--temperature'), 0)
+    .requiredOption('--out <file.jsonl>', 'output records {prompt, response, prompt_ids, response_ids}; built in <out>.partial/ until complete')
+    .option('--max-new-tokens <n>', dflt('tokens generated per prompt', GEN.maxNewTokens), positiveInt('--max-new-tokens'))
+    .option('--temperature <t>', dflt('sampling temperature (0 = greedy)', GEN.temperature), nonNegativeNumber('--temperature'))
     .option('--ignore-eos', 'do not stop at the end-of-text token')
-    .option('--seed <n>', 'seed of temperature sampling', nonNegativeInt('--seed'), 0)
+    .option('--seed <n>', dflt('seed of temperature sampling', GEN.seed), nonNegativeInt('--seed'))
     .option('--no-chat-template', 'encode prompts as raw text even when the tokenizer has a chat template')
     .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one').choices(['on', 'off']))
     .option('--max-prompts <n>', 'only the first n prompts', positiveInt('--max-prompts'))
-    .option('--batch <n>', 'prompts decoded together (one batched target pass per token)', positiveInt('--batch'), 32)
-    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
-    .option('--force', 'overwrite an existing output (and discard an unfinished one)')
+    .option('--batch <n>', dflt('prompts decoded together (one batched target pass per token)', GEN.batch), positiveInt('--batch'))
+    .option('--device <device>', DEVICE_HELP)
+    .option('--force', 'replace an existing output and discard an unfinished run of other inputs or settings')
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
-    .action(async (o: CommonOpts & { target: string; prompts: string; out: string; maxNewTokens: number; temperature: number; ignoreEos?: boolean; seed: number; chatTemplate: boolean; thinking?: string; maxPrompts?: number; batch: number }) => {
+    .action(async (o: CommonOpts & { target: string; prompts: string; out: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; chatTemplate: boolean; thinking?: string; maxPrompts?: number; batch?: number }) => {
       await runCommand(!!o.debug, async () => {
-        const be = await createBackend(parseDevice(o.device), warn);
+        const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         let bar: Progress | null = null;
+        const { chatTemplate, enableThinking } = encodingOf(o);
         const r = runGenerateData(be, {
           targetDir: o.target, promptsFile: o.prompts, outFile: o.out, maxNewTokens: o.maxNewTokens, temperature: o.temperature,
-          ignoreEos: !!o.ignoreEos, seed: o.seed, force: !!o.force, maxPrompts: o.maxPrompts, batch: o.batch,
-          encoding: { chatTemplate: o.chatTemplate ? 'auto' : 'never', enableThinking: o.thinking === undefined ? undefined : o.thinking === 'on' },
-        }, (done, total, tokens) => {
-          bar ??= new Progress('generate', total);
-          bar.update(done, { tokens });
-        });
+          ignoreEos: o.ignoreEos, seed: o.seed, force: o.force, maxPrompts: o.maxPrompts, batch: o.batch, chatTemplate, enableThinking,
+        }, {
+          onProgress: (done, total, tokens) => {
+            bar ??= new Progress('generate', total);
+            bar.update(done, { tokens });
+          },
+        }, RUN_INFO);
         (bar as Progress | null)?.stop();
         if (o.json) printJson(r);
         else {
@@ -65,60 +74,62 @@ export function buildDflashProgram(): Command {
     .description('distill a DFlash drafter from the target on regenerated data and export it (config.json + BF16 model.safetensors)')
     .requiredOption('--target <model-dir>', 'target model directory (FP, or a paro quantize output: the drafter then learns the quantized features)')
     .requiredOption('--data <file>', 'training records (.jsonl): generate-data output, {"input_ids", "loss_mask"} or {"prompt", "response"}')
-    .requiredOption('--out <dir>', 'output drafter directory (checkpoints go to <dir>.checkpoint until it is complete)')
-    .option('--layers <n|auto>', 'draft layers; auto = 5 for targets of 20+ layers, else floor(target layers / 2) (at least 1)', intOrAuto('--layers'), 'auto')
-    .option('--block-size <n>', 'block size B (anchor + B−1 drafted tokens)', positiveInt('--block-size'), 16)
-    .option('--target-layers <auto|i,j,...>', 'tapped target layers; auto = the spec formula (5 taps from layer 1 to L−3), or for targets too shallow for it min(5, L−1) distinct layers spread over 0..L−2', 'auto')
-    .option('--anchors <n|auto>', 'anchors (blocks) per sequence (at most the valid response positions − 1); auto = min(512, half the longest response)', intOrAuto('--anchors'), 'auto')
-    .option('--gamma <x|auto>', 'loss decay γ of exp(−(k−1)/γ); auto = 7/5/4 for B = 16/10/8', numberOrAuto('--gamma'), 'auto')
-    .option('--epochs <n|auto>', 'epochs; auto = 6 (the spec), or as many as make 800 optimizer steps for small data sets (at most 20; 8 for the fixture\'s 400 sequences)', intOrAuto('--epochs'), 'auto')
-    .option('--lr <x|auto>', 'AdamW peak learning rate; auto = 6e-4 × √(4096 / hidden size), between 6e-4 and 3e-3 (6e-4 for 4096-wide targets, 2.4e-3 for the 256-wide fixture)', numberOrAuto('--lr'), 'auto')
-    .option('--warmup <fraction>', 'linear warmup as a fraction of all steps, then cosine to 0', nonNegativeNumber('--warmup'), 0.04)
-    .option('--weight-decay <x>', 'AdamW weight decay', nonNegativeNumber('--weight-decay'), 0)
-    .option('--seq-len <n>', 'truncate sequences to this many tokens', positiveInt('--seq-len'), 3072)
-    .option('--batch <n>', 'sequences per optimizer step', positiveInt('--batch'), 4)
+    .requiredOption('--out <dir>', 'output drafter directory (built in <dir>.partial/, which holds the checkpoints, until it is complete)')
+    .option('--layers <n|auto>', dflt('draft layers; auto = 5 for targets of 20+ layers, else floor(target layers / 2) (at least 1)', TRAIN.layers), intOrAuto('--layers'))
+    .option('--block-size <n>', dflt('block size B (anchor + B−1 drafted tokens)', TRAIN.blockSize), positiveInt('--block-size'))
+    .option('--target-layers <auto|i,j,...>', dflt('tapped target layers; auto = the spec formula (5 taps from layer 1 to L−3), or for targets too shallow for it min(5, L−1) distinct layers spread over 0..L−2', TRAIN.targetLayers))
+    .option('--anchors <n|auto>', dflt('anchors (blocks) per sequence (at most the valid response positions − 1); auto = min(512, half the longest response)', TRAIN.anchors), intOrAuto('--anchors'))
+    .option('--gamma <x|auto>', dflt('loss decay γ of exp(−(k−1)/γ); auto = 7/5/4 for B = 16/10/8', TRAIN.gamma), numberOrAuto('--gamma'))
+    .option('--epochs <n|auto>', dflt('epochs; auto = 6 (the spec), or as many as make 800 optimizer steps for small data sets (at most 20)', TRAIN.epochs), intOrAuto('--epochs'))
+    .option('--lr <x|auto>', dflt('AdamW peak learning rate; auto = 6e-4 × √(4096 / hidden size), between 6e-4 and 3e-3', TRAIN.lr), numberOrAuto('--lr'))
+    .option('--warmup <fraction>', dflt('linear warmup as a fraction of all steps, then cosine to 0', TRAIN.warmup), nonNegativeNumber('--warmup'))
+    .option('--weight-decay <x>', dflt('AdamW weight decay', TRAIN.weightDecay), nonNegativeNumber('--weight-decay'))
+    .option('--seq-len <n>', dflt('truncate sequences to this many tokens', TRAIN.seqLen), positiveInt('--seq-len'))
+    .option('--batch <n>', dflt('sequences per optimizer step', TRAIN.batch), positiveInt('--batch'))
     .option('--mask-token <id|string>', 'mask token: an existing embedding row (default: the first row beyond the tokenizer, else its mask token)')
-    .option('--seed <n>', 'seed of initialisation, data order and anchors', nonNegativeInt('--seed'), 0)
-    .addOption(new Option('--init <how>', 'target (default): start the draft layers as copies of the target\'s last layers, fc/hidden_norm feeding them the deepest tap; random: N(0, 0.02) as the reference trainer').choices(['random', 'target']).default('target'))
-    .option('--checkpoint-every <steps>', 'optimizer steps between checkpoints (0: at epoch ends only)', nonNegativeInt('--checkpoint-every'), 0)
-    .option('--resume', 'continue from the checkpoint of an interrupted run with the same settings')
-    .option('--feature-cache-mb <n>', 'cache the frozen target features in memory up to this size, else recompute them per visit', nonNegativeNumber('--feature-cache-mb'), 8192)
+    .option('--seed <n>', dflt('seed of initialisation, data order and anchors', TRAIN.seed), nonNegativeInt('--seed'))
+    .addOption(new Option('--init <how>', dflt('target: start the draft layers as copies of the target\'s last layers, fc/hidden_norm feeding them the deepest tap; random: N(0, 0.02) as the reference trainer', TRAIN.init)).choices(['random', 'target']))
+    .option('--checkpoint-every <steps>', dflt('optimizer steps between checkpoints (0: at epoch ends only)', TRAIN.checkpointEvery), nonNegativeInt('--checkpoint-every'))
+    .option('--resume', 'continue the checkpoint of an interrupted run with the same inputs and settings')
+    .option('--feature-cache-mb <n>', dflt('cache the frozen target features in memory up to this size, else recompute them per visit', TRAIN.featureCacheMb), nonNegativeNumber('--feature-cache-mb'))
     .option('--eval-prompts <file>', 'measure τ by speculative decoding on these prompts during training (time reported separately)')
-    .option('--eval-every <steps>', 'optimizer steps between τ evaluations', positiveInt('--eval-every'))
+    .option('--eval-every <steps>', dflt('optimizer steps between τ evaluations', TRAIN.evalEvery), positiveInt('--eval-every'))
     .option('--eval-max-prompts <n>', 'evaluate on the first n prompts only', positiveInt('--eval-max-prompts'))
-    .option('--eval-max-new-tokens <n>', 'tokens per evaluation prompt', positiveInt('--eval-max-new-tokens'), 128)
+    .option('--eval-max-new-tokens <n>', dflt('tokens per evaluation prompt', TRAIN.evalMaxNewTokens), positiveInt('--eval-max-new-tokens'))
     .option('--max-steps <n>', 'stop after n optimizer steps (the schedule still spans all epochs; for quick trials)', positiveInt('--max-steps'))
-    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
-    .option('--force', 'overwrite an existing output and discard an unfinished run\'s checkpoint')
+    .option('--device <device>', DEVICE_HELP)
+    .option('--force', 'replace an existing output of this tool and discard an unfinished run\'s checkpoint')
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (o: CommonOpts & {
-      target: string; data: string; out: string; layers: number | 'auto'; blockSize: number; targetLayers: string; anchors: number | 'auto'; gamma: number | 'auto';
-      epochs: number | 'auto'; lr: number | 'auto'; warmup: number; weightDecay: number; seqLen: number; batch: number; maskToken?: string; seed: number;
-      checkpointEvery: number; resume?: boolean; featureCacheMb: number; evalPrompts?: string; evalEvery?: number; evalMaxPrompts?: number;
-      evalMaxNewTokens: number; maxSteps?: number; init: 'random' | 'target';
+      target: string; data: string; out: string; layers?: number | 'auto'; blockSize?: number; targetLayers?: string; anchors?: number | 'auto'; gamma?: number | 'auto';
+      epochs?: number | 'auto'; lr?: number | 'auto'; warmup?: number; weightDecay?: number; seqLen?: number; batch?: number; maskToken?: string; seed?: number;
+      checkpointEvery?: number; resume?: boolean; featureCacheMb?: number; evalPrompts?: string; evalEvery?: number; evalMaxPrompts?: number;
+      evalMaxNewTokens?: number; maxSteps?: number; init?: 'random' | 'target';
     }) => {
       await runCommand(!!o.debug, async () => {
-        if (o.warmup >= 1) throw new UserError(`--warmup is a fraction of the steps in [0, 1), got ${o.warmup}`);
-        let targetLayers: 'auto' | number[] = 'auto';
-        if (o.targetLayers !== 'auto') {
+        let targetLayers: 'auto' | number[] | undefined;
+        if (o.targetLayers !== undefined && o.targetLayers !== 'auto') {
           try {
             targetLayers = parseTargetLayerIds(o.targetLayers, Number.MAX_SAFE_INTEGER);
           } catch (e) {
-            throw new UserError((e as Error).message);
+            throw new UserError(`--target-layers: ${(e as Error).message}`);
           }
+        } else targetLayers = o.targetLayers;
+        if (o.evalPrompts === undefined) {
+          const needs = (['evalEvery', 'evalMaxPrompts', 'evalMaxNewTokens'] as const).filter((k) => o[k] !== undefined);
+          if (needs.length > 0) throw new UserError(`--${needs[0].replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --eval-prompts`);
         }
-        const be = await createBackend(parseDevice(o.device), warn);
-        const settings: TrainSettings = {
-          targetDir: o.target, dataFile: o.data, outDir: o.out, layers: o.layers, blockSize: o.blockSize, targetLayers, numTaps: 5,
-          anchors: o.anchors, gamma: o.gamma, epochs: o.epochs, lr: o.lr, warmup: o.warmup, weightDecay: o.weightDecay, seqLen: o.seqLen,
-          batch: o.batch, maskToken: o.maskToken, seed: o.seed, checkpointEvery: o.checkpointEvery, resume: !!o.resume, force: !!o.force,
-          featureCacheBytes: o.featureCacheMb * 2 ** 20, evalPrompts: o.evalPrompts, evalEvery: o.evalEvery ?? (o.evalPrompts ? 50 : undefined),
-          evalMaxPrompts: o.evalMaxPrompts, evalMaxNewTokens: o.evalMaxNewTokens, maxSteps: o.maxSteps, init: o.init,
-        };
+        const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         let feat: Progress | null = null;
         let bar: Progress | null = null;
-        const r = runTrainDrafter(be, settings, {
+        const r = runTrainDrafter(be, {
+          targetDir: o.target, dataFile: o.data, outDir: o.out, layers: o.layers, blockSize: o.blockSize, targetLayers,
+          anchors: o.anchors, gamma: o.gamma, epochs: o.epochs, lr: o.lr, warmup: o.warmup, weightDecay: o.weightDecay, seqLen: o.seqLen,
+          batch: o.batch, maskToken: o.maskToken, seed: o.seed, checkpointEvery: o.checkpointEvery, resume: o.resume, force: o.force,
+          featureCacheMb: o.featureCacheMb, evalPrompts: o.evalPrompts, evalEvery: o.evalEvery, evalMaxPrompts: o.evalMaxPrompts,
+          evalMaxNewTokens: o.evalMaxNewTokens, maxSteps: o.maxSteps, init: o.init,
+        }, {
           info: (m) => { if (!o.json || process.stderr.isTTY) info(m); },
           warn,
           onFeatures: (d, n) => {
@@ -131,7 +142,7 @@ export function buildDflashProgram(): Command {
             bar.update(step, { loss: s.loss, acc: s.acc, lr: s.lr });
           },
           onEval: (e) => info(`step ${e.step}: τ ${fmt(e.tau)} (pooled ${fmt(e.tauPooled)}) over ${e.steps} verify steps, ${e.seconds.toFixed(0)} s`),
-        });
+        }, RUN_INFO);
         (bar as Progress | null)?.stop();
         if (o.json) printJson(r);
         else {
@@ -149,30 +160,33 @@ export function buildDflashProgram(): Command {
     .requiredOption('--target <dir>', 'target model directory')
     .requiredOption('--drafter <dir>', 'drafter directory (ours, z-lab or SpecForge format)')
     .requiredOption('--prompts <file>', 'prompts: .jsonl with {"prompt": ...} or {"messages": [...]} per line, or .txt')
-    .option('--max-new-tokens <n>', 'tokens generated per prompt', positiveInt('--max-new-tokens'), 128)
-    .option('--temperature <t>', 'target sampling temperature (0 = greedy; > 0: drafts stay greedy, the target samples)', nonNegativeNumber('--temperature'), 0)
+    .option('--max-new-tokens <n>', dflt('tokens generated per prompt', EVAL.maxNewTokens), positiveInt('--max-new-tokens'))
+    .option('--temperature <t>', dflt('target sampling temperature (0 = greedy; > 0: drafts stay greedy, the target samples)', EVAL.temperature), nonNegativeNumber('--temperature'))
     .option('--ignore-eos', 'do not stop at the end-of-text token')
-    .option('--seed <n>', 'seed of temperature sampling', nonNegativeInt('--seed'), 0)
+    .option('--seed <n>', dflt('seed of temperature sampling', EVAL.seed), nonNegativeInt('--seed'))
     .option('--max-prompts <n>', 'only the first n prompts', positiveInt('--max-prompts'))
     .option('--no-baseline', 'skip plain target decoding (no equality check, no speedup)')
     .option('--expect <file>', 'a {"generated_ids": [[...], ...]} file the plain greedy outputs must equal (e.g. text/val-prompts-greedy.json)')
-    .addOption(new Option('--weight-dtype <dtype>', 'target weights as stored (native: bf16/f16 GEMMs and tensor-core attention on the GPU) or f32 (f32 weights and f32 arithmetic throughout: the PyTorch FP32 protocol on any backend; the cpu computes in f32 either way)').choices(['native', 'f32']).default('native'))
+    .addOption(new Option('--weight-dtype <dtype>', dflt('target weights as stored (native: bf16/f16 GEMMs and tensor-core attention on the GPU) or f32 (f32 weights and f32 arithmetic throughout: the PyTorch FP32 protocol on any backend; the cpu computes in f32 either way)', EVAL.weightDtype)).choices(['native', 'f32']))
     .option('--no-chat-template', 'encode prompts as raw text even when the tokenizer has a chat template')
     .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one').choices(['on', 'off']))
-    .option('--device <device>', 'auto, cpu, cuda or cuda:N', 'auto')
+    .option('--device <device>', DEVICE_HELP)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
-    .action(async (o: CommonOpts & { target: string; drafter: string; prompts: string; maxNewTokens: number; temperature: number; ignoreEos?: boolean; seed: number; maxPrompts?: number; baseline: boolean; expect?: string; weightDtype: 'native' | 'f32'; chatTemplate: boolean; thinking?: string }) => {
+    .action(async (o: CommonOpts & { target: string; drafter: string; prompts: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; maxPrompts?: number; baseline: boolean; expect?: string; weightDtype?: 'native' | 'f32'; chatTemplate: boolean; thinking?: string }) => {
       await runCommand(!!o.debug, async () => {
-        const be = await createBackend(parseDevice(o.device), warn);
+        const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         let bar: Progress | null = null;
-        const r = runDflashEval(be, {
+        const { chatTemplate, enableThinking } = encodingOf(o);
+        const r = runEvalDrafter(be, {
           targetDir: o.target, drafterDir: o.drafter, promptsFile: o.prompts, maxNewTokens: o.maxNewTokens, temperature: o.temperature,
-          seed: o.seed, ignoreEos: !!o.ignoreEos, maxPrompts: o.maxPrompts, skipBaseline: !o.baseline, expectFile: o.expect, weightDtype: o.weightDtype,
-          encoding: { chatTemplate: o.chatTemplate ? 'auto' : 'never', enableThinking: o.thinking === undefined ? undefined : o.thinking === 'on' },
-        }, (done, total, tau) => {
-          bar ??= new Progress('eval prompts', total);
-          bar.update(done, { tau });
+          seed: o.seed, ignoreEos: o.ignoreEos, maxPrompts: o.maxPrompts, baseline: o.baseline, expectFile: o.expect, weightDtype: o.weightDtype,
+          chatTemplate, enableThinking,
+        }, {
+          onPrompt: (done, total, tau) => {
+            bar ??= new Progress('eval prompts', total);
+            bar.update(done, { tau });
+          },
         });
         (bar as Progress | null)?.stop();
         if (o.json) printJson(r);

@@ -1,12 +1,12 @@
 // Training curves without dependencies: the log as CSV, an SVG chart, and a PNG chart (RGB, drawn here, encoded
 // with node:zlib) of training loss (left axis) and τ from speculative-decoding evaluations (right axis) over steps.
-import * as fs from 'node:fs';
 import { deflateSync } from 'node:zlib';
 
 export interface LossPoint { step: number; loss: number; acc: number; lr: number; gradNorm: number }
 export interface TauPoint { step: number; tau: number; tauPooled: number }
 
-export function writeLogCsv(file: string, steps: readonly LossPoint[], evals: readonly TauPoint[]): void {
+/** The training log as CSV text (one row per step; τ columns filled at evaluated steps). */
+export function logCsv(steps: readonly LossPoint[], evals: readonly TauPoint[]): string {
   const tau = new Map(evals.map((e) => [e.step, e]));
   const lines = ['step,loss,acc,lr,grad_norm,tau,tau_pooled'];
   if (tau.has(0)) lines.push(`0,,,,,${tau.get(0)!.tau},${tau.get(0)!.tauPooled}`);
@@ -14,7 +14,7 @@ export function writeLogCsv(file: string, steps: readonly LossPoint[], evals: re
     const e = tau.get(s.step);
     lines.push(`${s.step},${s.loss},${s.acc},${s.lr},${s.gradNorm},${e ? e.tau : ''},${e ? e.tauPooled : ''}`);
   }
-  fs.writeFileSync(file, lines.join('\n') + '\n');
+  return lines.join('\n') + '\n';
 }
 
 /** Smoothed loss (moving average over a window of ~2 % of the steps) for readability. */
@@ -61,7 +61,8 @@ function ticks(lo: number, hi: number, n: number): number[] {
   return out;
 }
 
-export function writeCurveSvg(file: string, steps: readonly LossPoint[], evals: readonly TauPoint[]): void {
+/** The loss and τ curves as an SVG document. */
+export function curveSvg(steps: readonly LossPoint[], evals: readonly TauPoint[]): string {
   const c = chartFor(steps, evals);
   const loss = smooth(steps.map((s) => s.loss));
   const parts: string[] = [
@@ -85,7 +86,7 @@ export function writeCurveSvg(file: string, steps: readonly LossPoint[], evals: 
     for (const e of evals) parts.push(`<circle cx="${px(c, e.step).toFixed(1)}" cy="${pyTau(c, e[key]).toFixed(1)}" r="3" fill="${color}"/>`);
   }
   parts.push('</svg>');
-  fs.writeFileSync(file, parts.join('\n') + '\n');
+  return parts.join('\n') + '\n';
 }
 
 // ── PNG ─────────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -169,7 +170,8 @@ export function encodePng(W: number, H: number, rgb: Uint8Array): Buffer {
   ]);
 }
 
-export function writeCurvePng(file: string, steps: readonly LossPoint[], evals: readonly TauPoint[]): void {
+/** The loss and τ curves as PNG bytes. */
+export function curvePng(steps: readonly LossPoint[], evals: readonly TauPoint[]): Uint8Array {
   const c = chartFor(steps, evals);
   const cv = new Canvas(c.W, c.H);
   const black = [0, 0, 0];
@@ -198,5 +200,5 @@ export function writeCurvePng(file: string, steps: readonly LossPoint[], evals: 
       cv.dot(px(c, evals[i].step), pyTau(c, evals[i][key]), color);
     }
   }
-  fs.writeFileSync(file, encodePng(c.W, c.H, cv.px));
+  return encodePng(c.W, c.H, cv.px);
 }

@@ -1,8 +1,8 @@
 // The drafter's configuration (dflash-spec §2, §5.2): Qwen3-style layer sizes plus the DFlash fields, read from any
 // spelling the official code, SpecForge or SGLang write, and written back with every field readers look for.
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { normalizeConfig, type ModelConfig } from '../io/config.js';
+import { readJsonFile } from '../io/text-file.js';
 import { UserError } from '../errors.js';
 
 export interface DrafterConfig {
@@ -93,13 +93,7 @@ export function parseDrafterConfig(raw: unknown, file: string): DrafterConfig {
 
 export function loadDrafterConfig(dir: string): DrafterConfig {
   const file = join(dir, 'config.json');
-  let raw: unknown;
-  try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
-  } catch (e) {
-    throw new UserError(`cannot read the drafter config: ${(e as Error).message}`, { file, cause: e });
-  }
-  return parseDrafterConfig(raw, file);
+  return parseDrafterConfig(readJsonFile(file, 'the drafter config'), file);
 }
 
 /** config.json for an exported drafter: every field of dflash-spec §5.2, in the z-lab layout. */

@@ -31,7 +31,7 @@ function ones(be: Backend, n: number): Tensor {
 export function initDrafterFromTarget(be: Backend, c: DrafterConfig, target: ModelWeights): DrafterWeights {
   const L = target.layers.length;
   const k = c.numLayers;
-  if (k > L) throw new UserError(`--init target: ${k} draft layers but the target has only ${L}`);
+  if (k > L) throw new UserError(`a warm start from the target needs ${k} target layers to copy, the target has only ${L}`);
   const n = c.targetLayerIds.length;
   const H = c.hiddenSize;
   const fc = new Float32Array(H * n * H);

@@ -22,7 +22,7 @@ export interface AutoLayerIds {
 }
 
 /**
- * --target-layers auto: the spec formula when it yields n distinct layers inside [0, L − 2]; otherwise (targets
+ * The automatic choice: the spec formula when it yields n distinct layers inside [0, L − 2]; otherwise (targets
  * shallower than n + 3 layers) min(n, L − 1) distinct layers spread evenly over [0, L − 2], rounded half-even.
  */
 export function autoTargetLayerIds(numTargetLayers: number, n = 5): AutoLayerIds {
@@ -41,16 +41,16 @@ export function autoTargetLayerIds(numTargetLayers: number, n = 5): AutoLayerIds
   };
 }
 
-/** Parse "--target-layers i,j,...": distinct integers in [0, L − 2], ascending order required by the format. */
+/** Parse a tap list "i,j,...": distinct integers in [0, L − 2], ascending order required by the format. */
 export function parseTargetLayerIds(spec: string, numTargetLayers: number): number[] {
   const parts = spec.split(',').map((s) => s.trim()).filter((s) => s !== '');
   const ids = parts.map((s) => Number(s));
-  if (ids.length === 0 || ids.some((x) => !Number.isInteger(x))) throw new RangeError(`--target-layers must be "auto" or a list of layer indices like 1,2,3; got "${spec}"`);
+  if (ids.length === 0 || ids.some((x) => !Number.isInteger(x))) throw new RangeError(`tapped target layers must be "auto" or a list of layer indices like 1,2,3; got "${spec}"`);
   for (const l of ids) {
     if (l < 0 || l > numTargetLayers - 2) {
-      throw new RangeError(`--target-layers: layer ${l} is outside 0..${numTargetLayers - 2} (the target has ${numTargetLayers} layers; the last one cannot be tapped)`);
+      throw new RangeError(`tapped target layer ${l} is outside 0..${numTargetLayers - 2} (the target has ${numTargetLayers} layers; the last one cannot be tapped)`);
     }
   }
-  for (let i = 1; i < ids.length; i++) if (ids[i] <= ids[i - 1]) throw new RangeError(`--target-layers must be strictly ascending, got "${spec}"`);
+  for (let i = 1; i < ids.length; i++) if (ids[i] <= ids[i - 1]) throw new RangeError(`tapped target layers must be strictly ascending, got "${spec}"`);
   return ids;
 }

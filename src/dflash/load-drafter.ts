@@ -1,9 +1,9 @@
 // Open a drafter directory (ours, z-lab's, SpecForge's): config.json + safetensors with the dflash-spec §5.3 names,
 // checked against the target it will run with (hidden size, vocabulary, mask row, tapped layers).
-import { existsSync } from 'node:fs';
 import type { Backend } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
 import { Checkpoint } from '../io/checkpoint.js';
+import { assertFiniteF32 } from '../io/finite.js';
 import { UserError } from '../errors.js';
 import { loadDrafterConfig, type DrafterConfig } from './drafter-config.js';
 import { buildDrafterWeights, drafterTensorSpecs, type DrafterWeights } from './drafter-weights.js';
@@ -36,7 +36,6 @@ export interface LoadedDrafter {
 
 /** Load a drafter as f32 tensors. With target, its compatibility is checked first. */
 export function loadDrafter(be: Backend, dir: string, target?: ModelConfig): LoadedDrafter {
-  if (!existsSync(dir)) throw new UserError('drafter directory does not exist', { file: dir });
   const cfg = loadDrafterConfig(dir);
   if (target) checkDrafterAgainstTarget(cfg, target, dir);
   const ck = Checkpoint.open(dir);
@@ -69,7 +68,10 @@ export function loadDrafter(be: Backend, dir: string, target?: ModelConfig): Loa
         throw new UserError(`tensor ${prefix + s.name} has shape [${info.shape.join(', ')}], expected [${s.shape.join(', ')}] from config.json${why}`, { file: ck.source });
       }
       dtypes.add(info.dtype);
-      return be.fromHost(ck.readF32(prefix + s.name), s.shape, 'f32');
+      const data = ck.readF32(prefix + s.name);
+      // A NaN or Inf weight would run and give τ 1 (every draft rejected) instead of an error.
+      assertFiniteF32(data, prefix + s.name, ck.source);
+      return be.fromHost(data, s.shape, 'f32');
     });
     return { dir, cfg, weights, dtypes: [...dtypes] };
   } finally {

@@ -28,7 +28,7 @@ export function encodePrompt(tok: TextTokenizer, p: Prompt, enc: PromptEncoding)
   }
   if (p.kind === 'messages') {
     throw new UserError(tok.hasChatTemplate
-      ? 'a {"messages": [...]} prompt needs the chat template, which --no-chat-template turned off'
+      ? 'a {"messages": [...]} prompt needs the chat template, which the settings turned off (raw-text encoding)'
       : 'a {"messages": [...]} prompt needs a chat template, and this tokenizer has none (use {"prompt": ...} lines)');
   }
   return { ids: Int32Array.from(tok.encode(p.prompt, { addSpecialTokens: true })), text: p.prompt, templated: false };

@@ -2,7 +2,6 @@
 // only. Accepted lines: {"prompt_ids", "response_ids"} (what `dflash generate-data` writes), {"input_ids",
 // "loss_mask"}, or {"prompt", "response"} text (tokenized here, raw: prompt then response). Sequences are cut to
 // seqLen; samples with fewer than 2·B response tokens are dropped (SpecForge), and none left is an error.
-import { readFileSync } from 'node:fs';
 import type { TextTokenizer } from '../io/tokenizer.js';
 import { UserError } from '../errors.js';
 
@@ -39,15 +38,15 @@ function intList(v: unknown, what: string, line: number, file: string, vocab: nu
   return out;
 }
 
-export function readTrainingData(
-  file: string, opts: { seqLen: number; blockSize: number; vocabSize: number; tokenizer: TextTokenizer | null },
-): TrainingData {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`cannot read the training data (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file, cause: e });
-  }
+export interface TrainingDataOptions {
+  seqLen: number;
+  blockSize: number;
+  vocabSize: number;
+  tokenizer: TextTokenizer | null;
+}
+
+/** Parse the text of a training data file (file names it in errors). */
+export function parseTrainingData(text: string, file: string, opts: TrainingDataOptions): TrainingData {
   const lines = text.split('\n');
   const samples: TrainingSample[] = [];
   let records = 0;
