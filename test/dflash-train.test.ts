@@ -181,7 +181,14 @@ describe('train-drafter', () => {
       mkdirSync(d);
       writeFileSync(path.join(d, 'state.safetensors'), 'x');
     }
-    const r = runTrainDrafter(be, settings(out, { epochs: 1 }));
+    // An older version's checkpoint folder cannot be resumed: refused and kept, removed with --force.
+    const legacy = `${out}.checkpoint`;
+    mkdirSync(legacy);
+    writeFileSync(path.join(legacy, 'state.json'), '{"step": 3}\n');
+    expect(() => runTrainDrafter(be, settings(out, { epochs: 1 }))).toThrow(/older version.*--force/);
+    expect(existsSync(path.join(legacy, 'state.json'))).toBe(true);
+    const r = runTrainDrafter(be, settings(out, { epochs: 1, force: true }));
+    expect(existsSync(legacy)).toBe(false);
     for (const d of leftovers) expect(existsSync(d)).toBe(false);
     expect(readdirSync(out).sort()).toEqual(['config.json', 'manifest.json', 'model.safetensors', 'train-curve.png', 'train-curve.svg', 'train-log.csv']);
     const m = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'));

@@ -222,7 +222,9 @@ export function resolveTrainDrafterSettings(input: TrainDrafterInput): TrainDraf
   posInt(s.maxSteps, '--max-steps');
   if (s.blockSize < 2) throw new UserError('--block-size must be at least 2 (an anchor and one drafted token)');
   // A sample needs 2·B response tokens (dropped otherwise), so a shorter --seq-len leaves no sample at all.
-  if (s.seqLen < 2 * s.blockSize) throw new UserError(`--seq-len ${s.seqLen} is shorter than the 2·block size = ${2 * s.blockSize} tokens a training sample needs`);
+  if (s.seqLen < 2 * s.blockSize) {
+    throw new UserError(`--block-size ${s.blockSize} needs --seq-len of at least 2·${s.blockSize} = ${2 * s.blockSize} (a training sample holds 2·B response tokens), got --seq-len ${s.seqLen}`);
+  }
   const lr = orAuto(s.lr);
   if (lr !== undefined && !(Number.isFinite(lr) && lr > 0)) throw new UserError(`--lr must be a positive number or auto, got ${lr}`);
   const gamma = orAuto(s.gamma);
@@ -312,6 +314,19 @@ function prepareEvalPrompts(s: TrainDrafterSettings, tok: TextTokenizer | null):
   });
 }
 
+/**
+ * `<out>.checkpoint/`: where versions before the run directory kept an interrupted run's state. It cannot be resumed
+ * by this version: refused (kept) unless --force, which removes it; a folder of that name holding other files is left alone.
+ */
+function refuseLegacyCheckpoint(s: TrainDrafterSettings): void {
+  const dir = path.resolve(s.outDir) + '.checkpoint';
+  if (!fs.existsSync(dir)) return;
+  const ours = fs.statSync(dir).isDirectory() && fs.readdirSync(dir).every((n) => /^state\.(json|safetensors)$/.test(n));
+  if (!ours) return; // someone else's folder: not ours to judge or remove
+  if (!s.force) throw new UserError('an interrupted run of an older version left this checkpoint, which this version cannot resume; pass --force to delete it and start over', { file: dir });
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
 /** Where an unfinished run of this output keeps its checkpoints. */
 export function partialDirFor(outDir: string): string {
   return path.resolve(outDir) + PARTIAL_SUFFIX;
@@ -325,6 +340,7 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
   const inputs: Record<string, string> = { target: s.targetDir, data: s.dataFile, ...(s.evalPrompts ? { 'evaluation prompts': s.evalPrompts } : {}) };
   // The output path before anything is read: a bad --out fails at once.
   checkOutputPath({ out: s.outDir, kind: 'dir', inputs, force: s.force });
+  refuseLegacyCheckpoint(s);
 
   // ── target configuration, tokenizer, drafter configuration ──
   const tcfg = loadModelConfig(s.targetDir);
