@@ -120,6 +120,40 @@ describe('chat templates', () => {
     const dir = tempTokenizerDir({ 'tokenizer_config.json': JSON.stringify({ chat_template: "{{ raise_exception('roles must alternate') }}" }) });
     expect(userError(() => loadTokenizer(dir).applyChatTemplate(msgs)).message).toMatch(/roles must alternate/);
   });
+
+  // Issue 8, defect 5: a hostile template grew the process to 2.4 GB and killed it (V8 fatal error, exit 133).
+  it('a loop over range(10**9) fails with one line naming tokenizer_config.json; the process lives on', () => {
+    const dir = tempTokenizerDir({ 'tokenizer_config.json': JSON.stringify({ chat_template: '{% for i in range(1000000000) %}{% endfor %}x' }) });
+    const t0 = Date.now();
+    const e = userError(() => loadTokenizer(dir).applyChatTemplate(msgs));
+    expect(e.file).toBe(join(dir, 'tokenizer_config.json'));
+    expect(e.oneLine()).toMatch(/the chat template did not render within 5 s or exceeded the 256 MiB memory limit/);
+    expect(e.oneLine()).not.toContain('\n');
+    expect(Date.now() - t0).toBeLessThan(20_000);
+  }, 30_000);
+
+  it('an output over the size limit is refused, naming chat_template.jinja', () => {
+    const dir = tempTokenizerDir({ 'chat_template.jinja': '{{ messages[0].content }}' });
+    const e = userError(() => loadTokenizer(dir).applyChatTemplate([{ role: 'user', content: 'x'.repeat(4_200_000) }]));
+    expect(e.file).toBe(join(dir, 'chat_template.jinja'));
+    expect(e.message).toMatch(/rendered 4200000 characters, more than the 4194304 accepted/);
+  });
+
+  it('a syntax error is named with the file at the first render', () => {
+    const dir = tempTokenizerDir({ 'chat_template.jinja': '{% for m in messages %}' });
+    const e = userError(() => loadTokenizer(dir).applyChatTemplate(msgs));
+    expect(e.file).toBe(join(dir, 'chat_template.jinja'));
+    expect(e.message).toMatch(/failed to render/);
+  });
+
+  it('normal renders stay fast (one worker, reused)', () => {
+    const dir = tempTokenizerDir({ 'tokenizer_config.json': JSON.stringify({ chat_template: CHATML }) });
+    const tok = loadTokenizer(dir);
+    tok.applyChatTemplate(msgs); // starts the worker
+    const t0 = performance.now();
+    for (let i = 0; i < 200; i++) expect(tok.applyChatTemplate(msgs)).toBe(expected);
+    expect((performance.now() - t0) / 200).toBeLessThan(5);
+  });
 });
 
 describe('tokenizer file errors name the file', () => {

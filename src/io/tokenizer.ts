@@ -3,7 +3,7 @@
 
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Template } from '@huggingface/jinja';
+import { SandboxedTemplate } from './chat-template.js';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.js';
 
@@ -47,19 +47,19 @@ function tokenContent(v: unknown): string | null {
   return null;
 }
 
-/** The chat template: chat_template.jinja wins over tokenizer_config.json (as transformers saves them today). */
-function readChatTemplate(dir: string, config: Json, configFile: string): string | null {
+/** The chat template and its file: chat_template.jinja wins over tokenizer_config.json (as transformers saves them). */
+function readChatTemplate(dir: string, config: Json, configFile: string): { source: string; file: string } | null {
   const jinjaFile = join(dir, 'chat_template.jinja');
-  if (existsSync(jinjaFile)) return readFileSync(jinjaFile, 'utf8');
+  if (existsSync(jinjaFile)) return { source: readFileSync(jinjaFile, 'utf8'), file: jinjaFile };
   const t = config.chat_template;
   if (t === undefined || t === null) return null;
-  if (typeof t === 'string') return t;
+  if (typeof t === 'string') return { source: t, file: configFile };
   // A list of named templates: the one named "default", else the first.
   if (Array.isArray(t)) {
     const named = t.filter((e): e is { name: string; template: string } =>
       typeof e === 'object' && e !== null && typeof (e as Json).template === 'string');
     if (named.length === 0) throw new UserError('chat_template is a list without any {name, template} entry', { file: configFile });
-    return (named.find((e) => e.name === 'default') ?? named[0]).template;
+    return { source: (named.find((e) => e.name === 'default') ?? named[0]).template, file: configFile };
   }
   throw new UserError('chat_template must be a string or a list of {name, template}', { file: configFile });
 }
@@ -99,9 +99,9 @@ class HfTextTokenizer implements TextTokenizer {
   readonly hasChatTemplate: boolean;
   private readonly bosToken: string | null;
   private readonly eosToken: string | null;
-  private template: Template | null = null;
+  private readonly template: SandboxedTemplate | null;
 
-  constructor(private readonly tok: Tokenizer, config: Json, private readonly chatTemplate: string | null) {
+  constructor(private readonly tok: Tokenizer, config: Json, chatTemplate: { source: string; file: string } | null) {
     let maxId = -1;
     for (const id of tok.get_vocab(true).values()) maxId = Math.max(maxId, id);
     this.vocabSize = maxId + 1;
@@ -109,6 +109,7 @@ class HfTextTokenizer implements TextTokenizer {
     this.eosToken = tokenContent(config.eos_token);
     this.eosTokenId = this.eosToken === null ? null : (tok.token_to_id(this.eosToken) ?? null);
     this.hasChatTemplate = chatTemplate !== null;
+    this.template = chatTemplate && new SandboxedTemplate(chatTemplate.source, chatTemplate.file);
   }
 
   encode(text: string, opts: { addSpecialTokens?: boolean } = {}): number[] {
@@ -126,22 +127,18 @@ class HfTextTokenizer implements TextTokenizer {
   }
 
   applyChatTemplate(messages: ChatMessage[], opts: { addGenerationPrompt?: boolean; enableThinking?: boolean } = {}): string {
-    if (this.chatTemplate === null) {
+    if (this.template === null) {
       throw new UserError('this tokenizer has no chat template (tokenizer_config.json chat_template or chat_template.jinja)');
     }
-    try {
-      this.template ??= new Template(this.chatTemplate);
-      const vars: Json = {
-        messages,
-        add_generation_prompt: opts.addGenerationPrompt ?? false,
-        bos_token: this.bosToken ?? '',
-        eos_token: this.eosToken ?? '',
-      };
-      // Only defined when asked: Qwen3's template tests `enable_thinking is defined`.
-      if (opts.enableThinking !== undefined) vars.enable_thinking = opts.enableThinking;
-      return this.template.render(vars);
-    } catch (e) {
-      throw new UserError(`the chat template failed to render: ${(e as Error).message}`, { cause: e });
-    }
+    const vars: Json = {
+      messages,
+      add_generation_prompt: opts.addGenerationPrompt ?? false,
+      bos_token: this.bosToken ?? '',
+      eos_token: this.eosToken ?? '',
+    };
+    // Only defined when asked: Qwen3's template tests `enable_thinking is defined`.
+    if (opts.enableThinking !== undefined) vars.enable_thinking = opts.enableThinking;
+    // Rendered in a worker under time, memory and output limits (chat-template.ts): the template is untrusted code.
+    return this.template.render(vars);
   }
 }
