@@ -12,9 +12,10 @@ export class UserError extends Error {
     this.exitCode = opts.exitCode ?? 1;
   }
 
-  /** One line: "<file>: <message>" or "<message>". */
+  /** One line: "<file>: <message>" or "<message>"; line breaks anywhere (even in a file name) become spaces. */
   oneLine(): string {
-    const msg = this.message.replace(/\s*\n\s*/g, ' ');
-    return this.file ? `${this.file}: ${msg}` : msg;
+    const flat = (t: string): string => t.replace(/\s*[\r\n\u2028\u2029]+\s*/g, ' ').trim();
+    const msg = flat(this.message);
+    return this.file ? `${flat(this.file)}: ${msg}` : msg;
   }
 }

@@ -156,6 +156,21 @@ describe('chat templates', () => {
   });
 });
 
+describe('tokenizer against the model', () => {
+  // Issue 8, defect 9: ids beyond vocab_size failed late as "gatherRows: index 2437 outside [0, 2048)".
+  it('a tokenizer larger than config.json vocab_size is refused at load time, naming both files', () => {
+    const dir = tempTokenizerDir({ 'config.json': JSON.stringify({ vocab_size: 2048 }) });
+    const e = userError(() => loadTokenizer(dir));
+    expect(e.file).toBe(join(dir, 'tokenizer.json'));
+    expect(e.oneLine()).toContain(`token ids up to 4095, but ${join(dir, 'config.json')} says vocab_size 2048`);
+  });
+
+  it('a padded embedding (vocab_size above the tokenizer, as Qwen ships) is fine', () => {
+    const dir = tempTokenizerDir({ 'config.json': JSON.stringify({ vocab_size: 4224 }) });
+    expect(loadTokenizer(dir).vocabSize).toBe(4096);
+  });
+});
+
 describe('tokenizer file errors name the file', () => {
   it('missing tokenizer.json', () => {
     const dir = scratchDir('tok-');

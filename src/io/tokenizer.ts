@@ -90,7 +90,32 @@ export function loadTokenizer(dir: string): TextTokenizer {
   } catch (e) {
     throw new UserError(`cannot build the tokenizer: ${(e as Error).message}`, { file: tokFile, cause: e });
   }
-  return new HfTextTokenizer(tok, config, chatTemplate);
+  const text = new HfTextTokenizer(tok, config, chatTemplate);
+  checkVocabFitsModel(text.vocabSize, dir, tokFile);
+  return text;
+}
+
+/**
+ * A tokenizer that can produce ids at or above config.json's vocab_size would index past the embedding
+ * (gatherRows: index outside [0, V)) deep inside a run; refuse it at load time, naming both files. Checked only when
+ * the folder's config.json is readable and declares vocab_size (its own errors come from the config loader).
+ */
+function checkVocabFitsModel(tokenizerVocab: number, dir: string, tokFile: string): void {
+  const cfgFile = join(dir, 'config.json');
+  let vocab: unknown;
+  try {
+    vocab = (JSON.parse(readFileSync(cfgFile, 'utf8')) as Json).vocab_size;
+  } catch {
+    return;
+  }
+  if (typeof vocab !== 'number' || !Number.isInteger(vocab) || vocab <= 0) return;
+  if (tokenizerVocab > vocab) {
+    throw new UserError(
+      `the tokenizer produces token ids up to ${tokenizerVocab - 1}, but ${cfgFile} says vocab_size ${vocab}: ` +
+        'the tokenizer does not belong to this model',
+      { file: tokFile },
+    );
+  }
 }
 
 class HfTextTokenizer implements TextTokenizer {
