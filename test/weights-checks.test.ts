@@ -14,14 +14,16 @@ import { writeSafetensors, type TensorData } from '../src/io/safetensors-writer.
 import { firstNonFinite16, firstNonFiniteF32 } from '../src/io/finite.js';
 import { loadModel } from '../src/model/load.js';
 import { perplexity } from '../src/model/perplexity.js';
-import { DEMO_MODEL } from './fixtures-path.js';
+import { DEMO_MODEL, FIXTURES, HAVE_FIXTURES } from './fixtures-path.js';
+import { loadModelConfig } from '../src/io/config.js';
+import { validateCheckpoint } from '../src/io/validate-checkpoint.js';
 import { scratchDir } from './scratch.js';
 import { userError } from './user-error.js';
 
 const SIDE_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json'];
 
-function demoTensors(): TensorData[] {
-  const f = SafetensorsFile.open(path.join(DEMO_MODEL, 'model.safetensors'));
+function demoTensors(src = DEMO_MODEL): TensorData[] {
+  const f = SafetensorsFile.open(path.join(src, 'model.safetensors'));
   try {
     return f.names().map((name) => {
       const i = f.info(name);
@@ -33,10 +35,10 @@ function demoTensors(): TensorData[] {
 }
 
 /** A copy of the demo model whose tensors went through edit; config.json optionally edited too. */
-function variant(edit: (t: TensorData[]) => TensorData[], config?: (c: Record<string, unknown>) => void): string {
+function variant(edit: (t: TensorData[]) => TensorData[], config?: (c: Record<string, unknown>) => void, src = DEMO_MODEL): string {
   const dir = scratchDir('weights-checks-');
-  for (const f of SIDE_FILES) copyFileSync(path.join(DEMO_MODEL, f), path.join(dir, f));
-  writeSafetensors(path.join(dir, 'model.safetensors'), edit(demoTensors()));
+  for (const f of SIDE_FILES) copyFileSync(path.join(src, f), path.join(dir, f));
+  writeSafetensors(path.join(dir, 'model.safetensors'), edit(demoTensors(src)));
   if (config) {
     const c = JSON.parse(readFileSync(path.join(dir, 'config.json'), 'utf8')) as Record<string, unknown>;
     config(c);
@@ -175,5 +177,32 @@ describe('tensors checked against config.json', () => {
     mkdirSync(path.join(dir, 'model.safetensors'));
     const e = userError(() => loadModel(be, dir));
     expect(e.oneLine()).toBe(`${path.join(dir, 'model.safetensors')}: is a directory, not a file`);
+  });
+
+  const OFFICIAL = path.join(FIXTURES, 'official', 'tiny-qwen3-paroquant');
+  const validate = (dir: string) => {
+    const ck = Checkpoint.open(dir);
+    try {
+      validateCheckpoint(ck, loadModelConfig(dir));
+    } finally {
+      ck.close();
+    }
+  };
+
+  it.skipIf(!HAVE_FIXTURES)('the official ParoQuant checkpoint and the arch fixtures pass', () => {
+    for (const d of ['official/tiny-qwen3-paroquant', 'arch/tiny-llama31-f16', 'arch/tiny-qwen25-bf16', 'tiny-qwen3']) {
+      expect(() => validate(path.join(FIXTURES, d))).not.toThrow();
+    }
+  });
+
+  it.skipIf(!HAVE_FIXTURES)('quantized linears: a lying scales shape and a missing theta are named', () => {
+    const lying = variant((ts) => {
+      const t = ts.find((x) => x.name === 'model.layers.0.mlp.down_proj.scales')!;
+      t.shape = [t.shape[1], t.shape[0]];
+      return ts;
+    }, undefined, OFFICIAL);
+    expect(userError(() => validate(lying)).oneLine()).toMatch(/tensor model\.layers\.0\.mlp\.down_proj\.scales has shape \[\d+, \d+\], config\.json implies \[\d+, \d+\]/);
+    const missing = variant((ts) => ts.filter((x) => x.name !== 'model.layers.1.self_attn.q_proj.theta'), undefined, OFFICIAL);
+    expect(userError(() => validate(missing)).oneLine()).toContain('missing 1 tensor(s): model.layers.1.self_attn.q_proj.theta');
   });
 });

@@ -185,6 +185,11 @@ function* documentsOf(file: string, what: string, ext: string, maxChars: number)
   if (count === 0) throw new UserError('no documents in the file', { file });
 }
 
+/** Checks a documents file (calibration or evaluation data) before any work: exists, regular file, known extension. */
+export function checkTextDocumentsFile(file: string, what = 'text file'): void {
+  checkTextInput(file, what, TEXT_EXTENSIONS, TEXT_HINT);
+}
+
 /** All documents of a text file (see textDocuments), at most MAX_TOTAL_CHARS of text. */
 export function readTextDocuments(file: string, what = 'text file'): string[] {
   return [...textDocuments(file, what, MAX_TOTAL_CHARS)];
