@@ -16,8 +16,9 @@ import { intOption, machine, round, table, flag } from './report.js';
 import { loadCudaBackend, type CudaBackend } from '../src/engine/cuda/index.js';
 import type { Backend, Tensor } from '../src/engine/backend.js';
 import type { ModelConfig } from '../src/io/config.js';
-import { BlockOptimizer, DEFAULT_OPTIMIZER, type BlockData, type BlockUnderOptimization, type OptimizerSettings } from '../src/paroquant/block-optimizer.js';
+import { BlockOptimizer, type BlockData, type BlockUnderOptimization, type OptimizerSettings } from '../src/paroquant/block-optimizer.js';
 import { selectPairs } from '../src/paroquant/pairs.js';
+import { DEFAULT_QUANTIZE_SETTINGS, optimizerSettings } from '../src/jobs/quantize.js';
 import type { ParoLinear } from '../src/paroquant/transform.js';
 import { LINEAR_KEYS, linearShapes, type LinearKey } from '../src/model/weights.js';
 import { blockForward, positionsFor, type BlockGeometry } from '../src/model/block.js';
@@ -142,7 +143,7 @@ export function benchBlock(be: BenchBackend, cfg: ModelConfig, o: { windows: num
   for (const k of LINEAR_KEYS) {
     const { out, in: I } = sh[k];
     const W = randn(be, [out, I], 0.02, seed++, 'f32');
-    const sel = selectPairs(I, 0);
+    const sel = selectPairs(I, 0, { krot: 8, groupSize: DEFAULT_QUANTIZE_SETTINGS.groupSize });
     linears[k] = {
       outFeatures: out, inFeatures: I, W, alpha: be.fromHost(new Float32Array(I).fill(1), [I]), theta: be.zeros([8, I / 2]),
       pairs: be.fromHost(sel.pairs, [8, I], 'i32'), thetaKeep: be.fromHost(Float32Array.from(sel.mask, (m) => 1 - m), [sel.mask.length]), krot: 8,
@@ -179,7 +180,7 @@ export function benchBlock(be: BenchBackend, cfg: ModelConfig, o: { windows: num
     x: new CycledStore(storeOf(be, xAll), T, o.windows, o.trainResident), y: new CycledStore(storeOf(be, yAll), T, o.windows, o.trainResident),
     nTrain: o.windows, nVal, seqLen: T,
   };
-  const settings: OptimizerSettings = { ...DEFAULT_OPTIMIZER, computeDtype: 'bf16', epochs: [1, 1], batchSize: batch };
+  const settings: OptimizerSettings = { ...optimizerSettings(DEFAULT_QUANTIZE_SETTINGS, 'bf16'), epochs: [1, 1], batchSize: batch };
   let stepTimes: number[] = [];
   let last = 0;
   const opt = new BlockOptimizer(be, cfg, { norms, linears }, data, settings, geoFor, () => {

@@ -5,41 +5,23 @@
 // Options: --samples N (training windows, default 128), --val-samples N (16), --seq-len N (512), --epochs a,b (1,1),
 // --device cpu|cuda (cpu), --threads N (cpu threads; default all), --model DIR (the fixture), --calib FILE (the built-in set).
 import path from 'node:path';
-import type { Backend, Tensor } from '../src/engine/backend.js';
 import { createBackend, parseDevice } from '../src/engine/select.js';
 import { Checkpoint } from '../src/io/checkpoint.js';
-import { loadModelConfig, type ModelConfig } from '../src/io/config.js';
-import { calibrationWindows, readTextDocuments, tokenizeCorpus } from '../src/io/datasets.js';
-import { loadTokenizer } from '../src/io/tokenizer.js';
-import { blockForward, geometryCache, type BlockGeometry, type BlockParams } from '../src/model/block.js';
+import { loadModelConfig } from '../src/io/config.js';
+import { geometryCache } from '../src/model/block.js';
 import { ropeInvFreq } from '../src/model/rope-freq.js';
-import { LINEAR_KEYS, loadEmbedding, loadLayerWeights, type LinearKey } from '../src/model/weights.js';
-import { BlockOptimizer, DEFAULT_OPTIMIZER, type BlockData, type BlockProgress } from '../src/paroquant/block-optimizer.js';
-import { storeOf } from '../src/paroquant/activation-store.js';
-import { selectPairs } from '../src/paroquant/pairs.js';
-import type { ParoLinear } from '../src/paroquant/transform.js';
+import { loadEmbedding, loadLayerWeights } from '../src/model/weights.js';
+import type { BlockData, BlockProgress } from '../src/paroquant/block-optimizer.js';
+import { createStore, storeOf } from '../src/paroquant/activation-store.js';
+import { fpTargets, initialLinears, optimizeBlock } from '../src/paroquant/quantize-steps.js';
+import { DEFAULT_QUANTIZE_SETTINGS, calibrationIds, optimizerSettings, resolveQuantizeSettings } from '../src/jobs/quantize.js';
 import { DEFAULT_CALIB_FILE } from '../src/cli/paths.js';
 import { matmulThreads, setMatmulThreads } from '../src/engine/cpu/matmul.js';
 import { FIXTURES, HAVE_FIXTURES, intOption, machine, option, round, table, type BenchContext } from './report.js';
 
-const DEFAULT_SAMPLES = 128;
-const DEFAULT_VAL = 16;
-const DEFAULT_EPOCHS = DEFAULT_OPTIMIZER.epochs;
-const KROT = 8;
-
-/** Block forward over all windows of x in batches (the FP targets Y of the command). */
-function runBlock(be: Backend, cfg: ModelConfig, p: BlockParams, x: Tensor, n: number, T: number, batch: number, geoFor: (n: number) => BlockGeometry): Tensor {
-  const y = be.zeros([n * T, cfg.hiddenSize]);
-  for (let s0 = 0; s0 < n; s0 += batch) {
-    const nb = Math.min(batch, n - s0);
-    const xb = be.zeros([nb * T, cfg.hiddenSize]);
-    be.copyRows(xb, 0, x, s0 * T, nb * T);
-    const { y: yb } = blockForward(be, cfg, p, xb, geoFor(nb), false);
-    be.copyRows(y, s0 * T, yb, 0, nb * T);
-    be.free(xb, yb);
-  }
-  return y;
-}
+const DEFAULT_SAMPLES = DEFAULT_QUANTIZE_SETTINGS.samples;
+const DEFAULT_VAL = DEFAULT_QUANTIZE_SETTINGS.valSamples;
+const DEFAULT_EPOCHS = DEFAULT_QUANTIZE_SETTINGS.epochs;
 
 interface StageTiming {
   stage: 1 | 2;
@@ -69,61 +51,36 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     const t = option(ctx.args, 'threads');
     threads = setMatmulThreads(t === undefined ? matmulThreads().available : intOption(ctx.args, 'threads', 1));
   }
-  const settings = { ...DEFAULT_OPTIMIZER, epochs };
+  const qs = resolveQuantizeSettings({ samples, valSamples, seqLen: T, epochs });
+  const settings = optimizerSettings(qs, 'f32');
   const batch = settings.batchSize;
   ctx.log(`quantize bench: ${path.basename(modelDir)}, ${samples} + ${valSamples} windows × ${T} tokens, batch ${batch}, epochs ${epochs.join('+')}, ${be.device}${threads ? `, ${threads} thread${threads > 1 ? 's' : ''}` : ''}`);
 
+  // Block 0's calibration data through the command's own steps.
   const cfg = loadModelConfig(modelDir);
   const ck = Checkpoint.open(modelDir);
   const tSetup = performance.now();
-  const tok = loadTokenizer(modelDir);
-  const eos = cfg.eosTokenIds[0] ?? tok.eosTokenId ?? 0;
   const nAll = samples + valSamples;
-  const tokens = tokenizeCorpus(readTextDocuments(calibFile), tok, eos, { maxTokens: nAll * T });
-  const windows = calibrationWindows(tokens, T, samples, valSamples);
-  const ids = new Int32Array(nAll * T);
-  [...windows.train, ...windows.val].forEach((w, i) => ids.set(w, i * T));
+  const { ids } = calibrationIds(modelDir, calibFile, cfg, qs);
   const embed = loadEmbedding(be, ck, cfg, 'f32');
-  const X = be.gatherRows(embed, ids);
+  const X = storeOf(be, be.gatherRows(embed, ids));
   be.free(embed);
-  const invFreq = ropeInvFreq(cfg);
-  const geoFor = geometryCache(T, invFreq);
+  const geoFor = geometryCache(T, ropeInvFreq(cfg));
   const layer = loadLayerWeights(be, ck, cfg, 0, 'f32');
   ck.close();
-  const weights = {} as Record<LinearKey, Tensor>;
-  const biases: Partial<Record<LinearKey, Tensor>> = {};
-  for (const k of LINEAR_KEYS) {
-    weights[k] = layer[k].weight;
-    if (layer[k].bias) biases[k] = layer[k].bias;
-  }
-  const norms = { inputNorm: layer.inputNorm, postNorm: layer.postNorm, qNorm: layer.qNorm, kNorm: layer.kNorm };
   const setupSeconds = (performance.now() - tSetup) / 1000;
 
   // The FP block pass over all windows: the command runs it twice per block (targets Y, then X′ through the
   // quantized block).
   const tFp = performance.now();
-  const Y = runBlock(be, cfg, { ...norms, weights, biases }, X, nAll, T, batch, geoFor);
+  const Y = createStore(be, nAll * T, cfg.hiddenSize, 'f32', 'device');
+  fpTargets(be, cfg, layer, X, Y, nAll, T, batch, 'f32', geoFor);
   be.synchronize();
   const fpPassSeconds = (performance.now() - tFp) / 1000;
   ctx.log(`FP block pass over ${nAll} windows: ${fpPassSeconds.toFixed(2)} s`);
 
-  const linears = {} as Record<LinearKey, ParoLinear>;
-  const pairCache = new Map<number, { pairs: Int32Array; keep: Float32Array }>();
-  for (const k of LINEAR_KEYS) {
-    const lw = layer[k];
-    const I = lw.inFeatures;
-    let pc = pairCache.get(I);
-    if (!pc) {
-      const sel = selectPairs(I, 0, { krot: KROT, groupSize: settings.grid.groupSize });
-      pairCache.set(I, (pc = { pairs: sel.pairs, keep: Float32Array.from(sel.mask, (m) => 1 - m) }));
-    }
-    linears[k] = {
-      outFeatures: lw.outFeatures, inFeatures: I, W: lw.weight, bias: lw.bias,
-      alpha: be.fromHost(new Float32Array(I).fill(1), [I]), theta: be.zeros([KROT, I / 2]),
-      pairs: be.fromHost(pc.pairs, [KROT, I], 'i32'), thetaKeep: be.fromHost(pc.keep, [pc.keep.length]), krot: KROT,
-    };
-  }
-  const data: BlockData = { x: storeOf(be, X), y: storeOf(be, Y), nTrain: samples, nVal: valSamples, seqLen: T };
+  const linears = initialLinears(be, layer, 0, qs.seed, qs.krot, qs.groupSize, new Map());
+  const data: BlockData = { x: X, y: Y, nTrain: samples, nVal: valSamples, seqLen: T };
 
   // Wall time and process CPU time (all threads) per step: other load on the machine inflates the first, the
   // second shows the work itself.
@@ -146,13 +103,11 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     lastCpu = cpu;
     if (p.step === p.steps) ctx.log(`  stage ${p.stage} epoch ${p.epoch}/${p.epochs}: ${p.steps} steps, loss ${p.loss.toExponential(3)}`);
   };
-  const opt = new BlockOptimizer(be, cfg, { norms, linears }, data, settings, geoFor, onProgress, ctx.log);
+  const r = optimizeBlock(be, cfg, layer, linears, data, settings, geoFor, { onStep: onProgress, onWarn: ctx.log });
   const stages: StageTiming[] = [];
   for (const stage of [1, 2] as const) {
     if (epochs[stage - 1] === 0) continue;
-    const logStart = opt.log.length;
-    opt.runStage(stage);
-    const logs = opt.log.slice(logStart);
+    const logs = r.epochs.filter((l) => l.stage === stage);
     const validationSeconds = logs[0].seconds;
     const ms = stepMs[stage];
     const msPerStep = ms.reduce((a, b) => a + b, 0) / Math.max(1, ms.length);

@@ -1,7 +1,7 @@
 // Bad input through the real CLI: one line on stderr naming the file and the problem, a non-zero exit code, no stack
 // trace unless --debug, and no output written.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -116,5 +116,75 @@ describe('CLI errors on bad input', () => {
     writeFileSync(path.join(out, 'keep.txt'), 'user data');
     expectOneLineError(paro(['quantize', '--demo', '--device', 'cpu'], cwd), out, /exists; pass --force/);
     expect(readFileSync(path.join(out, 'keep.txt'), 'utf8')).toBe('user data');
+  });
+  it('quantize --force never deletes a folder this tool did not write', () => {
+    const out = path.join(tmp, 'user-folder');
+    mkdirSync(path.join(out, 'src'), { recursive: true });
+    writeFileSync(path.join(out, 'notes.txt'), 'user data');
+    expectOneLineError(paro(['quantize', DEMO, '--out', out, '--force', '--method', 'rtn', '--device', 'cpu']), out, /not written by this tool/);
+    expect(readFileSync(path.join(out, 'notes.txt'), 'utf8')).toBe('user data');
+    expect(existsSync(path.join(out, 'src'))).toBe(true);
+  });
+
+  it('quantize --out . (the current directory) is refused before anything is touched', () => {
+    const cwd = path.join(tmp, 'work-cwd');
+    mkdirSync(cwd);
+    writeFileSync(path.join(cwd, 'notes.txt'), 'user data');
+    expectOneLineError(paro(['quantize', DEMO, '--out', '.', '--force', '--method', 'rtn', '--device', 'cpu'], cwd), '.', /current directory/);
+    expect(readFileSync(path.join(cwd, 'notes.txt'), 'utf8')).toBe('user data');
+    expect(readdirSync(cwd)).toEqual(['notes.txt']);
+  });
+
+  it('quantize --out equal to or inside the model folder is refused', () => {
+    const model = modelWith(path.join(tmp, 'model-copy'), null);
+    const before = readdirSync(model).sort();
+    expectOneLineError(paro(['quantize', model, '--out', model, '--force', '--method', 'rtn', '--device', 'cpu']), model, /is the model input/);
+    expectOneLineError(paro(['quantize', model, '--out', path.join(model, 'q'), '--method', 'rtn', '--device', 'cpu']), model, /lies inside the model input/);
+    expect(readdirSync(model).sort()).toEqual(before);
+  });
+
+  it('quantize with a missing --calib file: one line naming it', () => {
+    const calib = path.join(tmp, 'no-such-calib.jsonl');
+    const out = path.join(tmp, 'q-nocalib');
+    expectOneLineError(paro(['quantize', DEMO, '--out', out, '--calib', calib, '--device', 'cpu']), calib, /does not exist/);
+    expect(existsSync(out)).toBe(false);
+    expect(existsSync(out + '.partial')).toBe(false);
+  });
+
+  it('quantize --out under a file, or in a read-only folder: one line naming the path, no ENOTDIR/EACCES', () => {
+    const r = paro(['quantize', DEMO, '--out', '/etc/passwd/x', '--method', 'rtn', '--device', 'cpu']);
+    expectOneLineError(r, '/etc/passwd/x', /is not a directory/);
+    expect(r.stderr).not.toMatch(/ENOTDIR/);
+    if (process.getuid?.() !== 0) {
+      const ro = path.join(tmp, 'read-only');
+      mkdirSync(ro, 0o555);
+      const r2 = paro(['quantize', DEMO, '--out', path.join(ro, 'q'), '--method', 'rtn', '--device', 'cpu']);
+      expectOneLineError(r2, path.join(ro, 'q'), /permission denied/);
+      expect(r2.stderr).not.toMatch(/EACCES/);
+    }
+  });
+
+  it('quantize --bits 8 and --group-size 96 fail at once, before any work', () => {
+    const out = path.join(tmp, 'q-bits');
+    const t0 = Date.now();
+    const r = paro(['quantize', DEMO, '--out', out, '--bits', '8', '--device', 'cpu']);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/--bits 8 is not supported/);
+    expectOneLineError(paro(['quantize', DEMO, '--out', out, '--group-size', '96', '--device', 'cpu']), DEMO, /not a multiple of the group size 96/);
+    expect(Date.now() - t0).toBeLessThan(60_000);
+    expect(existsSync(out + '.partial')).toBe(false);
+  });
+
+  it('a bad option value prints one line and "see --help", not the whole help', () => {
+    for (const args of [['quantize', DEMO, '--out', 'x', '--samples', 'abc'], ['quantize', DEMO, '--krot', '0'], ['eval', DEMO, '--seq-len', '-1'], ['quantize', DEMO, '--method', 'gptq']]) {
+      const r = paro(args);
+      expect(r.code).not.toBe(0);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines.length).toBeLessThanOrEqual(2);
+      expect(lines[0]).toMatch(/^error: /);
+      expect(r.stderr).toMatch(/see --help/);
+      expect(r.stderr).not.toMatch(/Usage:|Options:/);
+    }
   });
 });

@@ -80,17 +80,16 @@ describe('selectPairs (spec §3, §11.5)', () => {
   });
 
   it('honours pairsPerLayer', () => {
-    const sel = selectPairs(256, 5, { pairsPerLayer: 40 });
+    const sel = selectPairs(256, 5, { krot: 8, groupSize: 128, pairsPerLayer: 40 });
     expect(checkInvariants(sel.pairs, sel.mask, 256, 8, 128, 40)).toBe(sel.realPairCount);
     expect(sel.realPairCount).toBe(40 * 8 * 2);
-    expect(() => selectPairs(256, 5, { pairsPerLayer: 65 })).toThrow(RangeError);
-    expect(() => selectPairs(200, 5)).toThrow(RangeError);
+    expect(() => selectPairs(256, 5, { krot: 8, groupSize: 128, pairsPerLayer: 65 })).toThrow(RangeError);
   });
 
   it('is deterministic per seed, differs between seeds, and differs between groups', () => {
-    const a = selectPairs(512, 3);
-    const b = selectPairs(512, 3);
-    const c = selectPairs(512, 4);
+    const a = selectPairs(512, 3, { krot: 8, groupSize: 128 });
+    const b = selectPairs(512, 3, { krot: 8, groupSize: 128 });
+    const c = selectPairs(512, 4, { krot: 8, groupSize: 128 });
     expect(Array.from(a.pairs)).toEqual(Array.from(b.pairs));
     expect(Array.from(a.mask)).toEqual(Array.from(b.mask));
     expect(Array.from(a.pairs)).not.toEqual(Array.from(c.pairs));
@@ -98,9 +97,9 @@ describe('selectPairs (spec §3, §11.5)', () => {
   });
 
   it('is fast: 14336 input features (112 groups) well under a second', () => {
-    selectPairs(1024, 0); // warm-up
+    selectPairs(1024, 0, { krot: 8, groupSize: 128 }); // warm-up
     const t0 = performance.now();
-    const sel = selectPairs(14336, 11);
+    const sel = selectPairs(14336, 11, { krot: 8, groupSize: 128 });
     const ms = performance.now() - t0;
     expect(sel.realPairCount).toBeGreaterThan(0);
     expect(ms).toBeLessThan(1000);

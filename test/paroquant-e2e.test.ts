@@ -8,8 +8,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { Backend } from '../src/engine/backend.js';
-import { DEFAULT_OPTIMIZER, quantize, type QuantizeSettings } from '../src/paroquant/quantize.js';
-import { fakeQuantDecoder } from '../src/paroquant/fake-quant-model.js';
+import { resolveQuantizeSettings, runQuantizeJob, type QuantizeHooks, type QuantizeJob, type QuantizeSettings } from '../src/jobs/quantize.js';
+import { effectiveBlock } from '../src/paroquant/quantize-steps.js';
+import { fakeQuantDecoder } from './fake-quant-model.js';
 import { loadModel } from '../src/model/load.js';
 import { perplexity } from '../src/model/perplexity.js';
 import { loadTokenizer } from '../src/io/tokenizer.js';
@@ -25,13 +26,15 @@ const MODEL = path.join(FIXTURES, 'tiny-qwen3');
 const TRAIN = path.join(FIXTURES, 'text/train.jsonl');
 const VAL = path.join(FIXTURES, 'text/val.jsonl');
 
-function settings(out: string, over: Partial<QuantizeSettings> = {}): QuantizeSettings {
+/** A job on the fixture with small settings; `over` changes settings, `job` the rest. */
+function settings(out: string, over: Partial<QuantizeSettings> = {}, job: Partial<QuantizeJob> = {}): QuantizeJob {
   return {
-    modelDir: MODEL, outDir: out, calibFile: TRAIN, samples: 4, seqLen: 64, valSamples: 2, method: 'paro', seed: 0, krot: 8,
-    optimizer: { ...DEFAULT_OPTIMIZER, epochs: [2, 1], batchSize: 2 }, resume: false, force: false, toolVersion: 'test',
-    ...over,
+    modelDir: MODEL, outDir: out, calibFile: TRAIN, resume: false, force: false, toolVersion: 'test',
+    settings: resolveQuantizeSettings({ samples: 4, seqLen: 64, valSamples: 2, epochs: [2, 1], batchSize: 2, ...over }),
+    ...job,
   };
 }
+const quantize = runQuantizeJob;
 
 describe.skipIf(!HAVE_FIXTURES)('paro quantize on tiny-qwen3', () => {
   let be: Backend;
@@ -48,7 +51,8 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on tiny-qwen3', () => {
   it('writes the checkpoint format, and the written model equals the in-memory fake-quantized one', async () => {
     const out = path.join(tmp, 'q');
     const warnings: string[] = [];
-    const r = await quantize(be, settings(out), { keepEffectiveWeights: true, onWarn: (m) => warnings.push(m) });
+    const effective: ReturnType<typeof effectiveBlock>[] = [];
+    const r = await quantize(be, settings(out), { onBlockPacked: (_l, packed) => effective.push(effectiveBlock(be, packed)), onWarn: (m) => warnings.push(m) });
     expect(warnings).toEqual([]);
     expect(r.blocks).toHaveLength(4);
     for (const b of r.blocks) {
@@ -81,12 +85,21 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on tiny-qwen3', () => {
     st.close();
     const manifest = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8'));
     expect(manifest.settings.epochs).toEqual([2, 1]);
-    expect(Object.keys(manifest.inputs.sha256)).toContain('model.safetensors');
-    expect(manifest.blocks).toHaveLength(4);
+    expect(manifest.schema).toBe('paro-dflash/manifest@1');
+    const modelInput = manifest.inputs.find((i: { role: string }) => i.role === 'model');
+    expect(modelInput.files.map((f: { name: string }) => f.name)).toContain('model.safetensors');
+    expect(manifest.inputs.find((i: { role: string }) => i.role === 'calib').sha256).toMatch(/^[0-9a-f]{64}$/);
+    expect(manifest.outputs.map((f: { name: string }) => f.name)).toEqual(['config.json', 'generation_config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']);
+    expect(manifest.metrics.blocks).toHaveLength(4);
+    // Stage-2 epochs log the stage-2 learning rates, not the angle rate.
+    const ep2 = manifest.metrics.blocks[0].epochs.find((e: { stage: number; epoch: number }) => e.stage === 2 && e.epoch === 1);
+    expect(Object.keys(ep2.lr).sort()).toEqual(['quantizer', 'weight']);
+    expect(ep2.lr.weight).toBeLessThanOrEqual(1e-5);
+    expect(ep2.lr.weight).toBeGreaterThan(0);
 
     // Perplexity: in-memory fake-quant model vs the checkpoint through the runtime path (x ⊙ cs, rotations, INT4).
     const starts = perplexityWindows(valTokens.length, 128, 16);
-    const inMemory = perplexity(fakeQuantDecoder(be, MODEL, r.effective!), valTokens, { seqLen: 128, starts });
+    const inMemory = perplexity(fakeQuantDecoder(be, MODEL, effective), valTokens, { seqLen: 128, starts });
     const written = perplexity(loadModel(be, out).decoder, valTokens, { seqLen: 128, starts });
     expect(Math.abs(inMemory.ppl - written.ppl) / written.ppl).toBeLessThan(1e-4);
     const fp = perplexity(loadModel(be, MODEL).decoder, valTokens, { seqLen: 128, starts });
@@ -97,13 +110,19 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on tiny-qwen3', () => {
   it('resumes an interrupted run with byte-identical output', async () => {
     const a = path.join(tmp, 'full');
     const b = path.join(tmp, 'resumed');
-    await quantize(be, settings(a, { optimizer: { ...DEFAULT_OPTIMIZER, epochs: [1, 1], batchSize: 2 } }));
-    await expect(quantize(be, settings(b, { optimizer: { ...DEFAULT_OPTIMIZER, epochs: [1, 1], batchSize: 2 } }), { interruptAfterBlocks: 2 }))
-      .rejects.toThrow(/interrupted/);
+    await quantize(be, settings(a, { epochs: [1, 1] }));
+    // An interruption (anything but bad input) after two blocks keeps the partial output and releases the lock.
+    const interrupt: QuantizeHooks = { onBlockEnd: (l) => { if (l === 1) throw new Error('interrupted after block 1'); } };
+    await expect(quantize(be, settings(b, { epochs: [1, 1] }), interrupt)).rejects.toThrow(/interrupted/);
     expect(existsSync(b)).toBe(false);
     expect(existsSync(b + '.partial')).toBe(true);
+    expect(existsSync(b + '.lock')).toBe(false);
+    // Without --resume the partial is refused, never silently deleted; with other settings it is foreign.
+    await expect(quantize(be, settings(b, { epochs: [1, 1] }))).rejects.toThrow(/pass --resume to continue it or --force to discard it/);
+    await expect(quantize(be, settings(b, { epochs: [1, 2] }, { resume: true }))).rejects.toThrow(/other inputs or settings \(differs: settings\.epochs/);
+    expect(readdirSync(b + '.partial')).toContain('block-0001.safetensors');
     const infos: string[] = [];
-    await quantize(be, settings(b, { resume: true, optimizer: { ...DEFAULT_OPTIMIZER, epochs: [1, 1], batchSize: 2 } }), { onInfo: (m) => infos.push(m) });
+    await quantize(be, settings(b, { epochs: [1, 1] }, { resume: true }), { onInfo: (m) => infos.push(m) });
     expect(infos.join('\n')).toMatch(/resuming after 2 of 4/);
     for (const f of ['model.safetensors', 'config.json', 'tokenizer.json']) {
       expect(Buffer.compare(readFileSync(path.join(a, f)), readFileSync(path.join(b, f)))).toBe(0);
@@ -112,17 +131,16 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on tiny-qwen3', () => {
     const mb = JSON.parse(readFileSync(path.join(b, 'manifest.json'), 'utf8'));
     expect(mb.settings).toEqual(ma.settings);
     expect(mb.inputs).toEqual(ma.inputs);
-    type M = { blocks: { epochs: { valLoss: number }[] }[] };
-    const losses = (m: M) => m.blocks.map((x) => x.epochs.map((e) => e.valLoss));
+    type M = { metrics: { blocks: { epochs: { valLoss: number }[] }[] } };
+    const losses = (m: M) => m.metrics.blocks.map((x) => x.epochs.map((e) => e.valLoss));
     expect(losses(mb as M)).toEqual(losses(ma as M));
   });
 
   it('activations streamed from host memory give the same checkpoint as device-resident ones', async () => {
     const a = path.join(tmp, 'dev');
     const b = path.join(tmp, 'host');
-    const opt = { ...DEFAULT_OPTIMIZER, epochs: [1, 1] as [number, number], batchSize: 2 };
-    await quantize(be, settings(a, { optimizer: opt, activations: 'device' }));
-    await quantize(be, settings(b, { optimizer: opt, activations: 'host' }));
+    await quantize(be, settings(a, { epochs: [1, 1], activations: 'device' }));
+    await quantize(be, settings(b, { epochs: [1, 1], activations: 'host' }));
     expect(Buffer.compare(readFileSync(path.join(a, 'model.safetensors')), readFileSync(path.join(b, 'model.safetensors')))).toBe(0);
   });
 
@@ -153,17 +171,18 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on tiny-qwen3', () => {
   });
 
   it('rejects bad input with a clear error and leaves no output', async () => {
-    const expectUserError = async (s: QuantizeSettings, re: RegExp) => {
+    const expectUserError = async (s: QuantizeJob, re: RegExp) => {
       const err = await quantize(be, s).catch((e: unknown) => e);
       expect(err).toBeInstanceOf(UserError);
       expect((err as UserError).oneLine()).toMatch(re);
       expect(existsSync(s.outDir)).toBe(false);
       expect(existsSync(s.outDir + '.partial')).toBe(false);
+      expect(existsSync(s.outDir + '.lock')).toBe(false);
     };
-    await expectUserError(settings(path.join(tmp, 'b1'), { optimizer: { ...DEFAULT_OPTIMIZER, grid: { bits: 4, groupSize: 96 } } }), /in_features 256, not a multiple of the group size 96/);
+    await expectUserError(settings(path.join(tmp, 'b1'), { groupSize: 96 }), /in_features 256, not a multiple of the group size 96/);
     const short = path.join(tmp, 'short.jsonl');
     writeFileSync(short, JSON.stringify({ text: 'def f():\n    return 1\n' }) + '\n');
-    await expectUserError(settings(path.join(tmp, 'b2'), { calibFile: short }), /short\.jsonl: the calibration text has \d+ tokens; one sample needs 64/);
+    await expectUserError(settings(path.join(tmp, 'b2'), {}, { calibFile: short }), /short\.jsonl: the calibration text has \d+ tokens; one sample needs 64/);
     const exists = path.join(tmp, 'exists');
     mkdirSync(exists);
     const err = await quantize(be, settings(exists)).catch((e: unknown) => e);
@@ -174,7 +193,7 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on tiny-qwen3', () => {
     for (const f of ['model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(MODEL, f), path.join(noLayers, f));
     const raw = JSON.parse(readFileSync(path.join(MODEL, 'config.json'), 'utf8'));
     writeFileSync(path.join(noLayers, 'config.json'), JSON.stringify({ ...raw, num_hidden_layers: 0, layer_types: [] }));
-    await expectUserError(settings(path.join(tmp, 'b3'), { modelDir: noLayers }), /config\.json: .*num_hidden_layers.* must be a positive integer, got 0/);
+    await expectUserError(settings(path.join(tmp, 'b3'), {}, { modelDir: noLayers }), /config\.json: .*num_hidden_layers.* must be a positive integer, got 0/);
     const noLayerTensors = path.join(tmp, 'nolayertensors');
     mkdirSync(noLayerTensors);
     for (const f of ['config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(path.join(MODEL, f), path.join(noLayerTensors, f));
@@ -182,7 +201,7 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on tiny-qwen3', () => {
     writeSafetensors(path.join(noLayerTensors, 'model.safetensors'), src.names().filter((n) => !n.startsWith('model.layers.')).map((n) => (
       { name: n, dtype: 'BF16' as const, shape: src.info(n).shape, data: src.readRaw16(n) })));
     src.close();
-    await expectUserError(settings(path.join(tmp, 'b3b'), { modelDir: noLayerTensors }), /no decoder layers found in the checkpoint/);
+    await expectUserError(settings(path.join(tmp, 'b3b'), {}, { modelDir: noLayerTensors }), /no decoder layers found in the checkpoint/);
     // NaN in a weight.
     const nan = path.join(tmp, 'nan');
     mkdirSync(nan);
@@ -194,14 +213,14 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on tiny-qwen3', () => {
       return { name: n, dtype: 'BF16' as const, shape: ck.info(n).shape, data: raw16 };
     }));
     ck.close();
-    await expectUserError(settings(path.join(tmp, 'b4'), { modelDir: nan }), /model\.layers\.1\.mlp\.up_proj\.weight contains NaN/);
+    await expectUserError(settings(path.join(tmp, 'b4'), {}, { modelDir: nan }), /model\.layers\.1\.mlp\.up_proj\.weight (contains|holds) NaN/);
   });
 
   it('a diverging loss restores the best state with a warning and still writes a valid model', async () => {
     const out = path.join(tmp, 'diverge');
     const warnings: string[] = [];
     // An infinite channel-scale learning rate makes α non-finite after the first step: the loss turns NaN.
-    await quantize(be, settings(out, { optimizer: { ...DEFAULT_OPTIMIZER, epochs: [3, 0], batchSize: 2, lrChannelScale: Infinity } }), { onWarn: (m) => warnings.push(m) });
+    await quantize(be, settings(out, { epochs: [3, 0], lrChannelScale: Infinity }), { onWarn: (m) => warnings.push(m) });
     expect(warnings.some((w) => /restoring the best state/.test(w))).toBe(true);
     const m = loadModel(be, out);
     const starts = perplexityWindows(valTokens.length, 128, 4);

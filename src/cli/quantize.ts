@@ -1,64 +1,62 @@
-// `paro quantize`: options → settings, progress bars per block and stage, report.
-import path from 'node:path';
-import type { Backend, DType } from '../engine/backend.js';
-import { DEFAULT_OPTIMIZER, quantize, type QuantMethod, type QuantizeReport, type QuantizeSettings } from '../paroquant/quantize.js';
-import { UserError } from '../errors.js';
+// `paro quantize`: flags → job settings (defaults live in src/jobs/quantize.ts), progress bars per block and stage.
+import { InvalidArgumentError } from 'commander';
+import type { Backend } from '../engine/backend.js';
+import { runQuantizeJob, type QuantizeJob, type QuantizeReport, type QuantizeSettings } from '../jobs/quantize.js';
 import { Progress, info, warn } from './progress.js';
-import { TOOL_VERSION } from './version.js';
 
+/** The quantize flags as commander parses them: undefined when not given (the job's defaults then apply). */
 export interface QuantizeCliOptions {
   out?: string;
   calib?: string;
-  samples: number;
-  seqLen: number;
-  valSamples: number;
-  epochs: string;
-  bits: number;
-  groupSize: number;
-  krot: number;
-  method: string;
-  seed: number;
-  batchSize: number;
+  samples?: number;
+  seqLen?: number;
+  valSamples?: number;
+  epochs?: [number, number];
+  bits?: number;
+  groupSize?: number;
+  krot?: number;
+  method?: string;
+  seed?: number;
+  batchSize?: number;
   shuffle?: boolean;
+  computeDtype?: string;
   activations?: string;
   resume?: boolean;
   force?: boolean;
 }
 
-export function resolveComputeDtype(v: string, backend: 'cpu' | 'cuda'): DType {
-  if (v === 'auto') return backend === 'cuda' ? 'bf16' : 'f32';
-  if (v === 'f32' || v === 'bf16') return v;
-  throw new UserError(`--compute-dtype must be auto, f32 or bf16, got "${v}"`);
-}
-
+/** `--epochs a,b`. */
 export function parseEpochs(v: string): [number, number] {
   const m = /^\s*(\d+)\s*,\s*(\d+)\s*$/.exec(v);
-  if (!m) throw new UserError(`--epochs must be two non-negative integers "a,b" (stage 1, stage 2), got "${v}"`);
+  if (!m) throw new InvalidArgumentError(`--epochs must be two non-negative integers "a,b" (stage 1, stage 2), got "${v}"`);
   return [Number(m[1]), Number(m[2])];
 }
 
-export function quantizeSettings(modelDir: string, calibFile: string, o: QuantizeCliOptions): QuantizeSettings {
-  if (o.method !== 'paro' && o.method !== 'rtn') throw new UserError(`--method must be paro or rtn, got "${o.method}"`);
-  if (![2, 3, 4, 8].includes(o.bits)) throw new UserError(`--bits must be 2, 3, 4 or 8, got ${o.bits}`);
-  if (o.krot < 1 || o.krot > 64) throw new UserError(`--krot must be in [1, 64], got ${o.krot}`);
-  if (!o.out) throw new UserError('missing --out <dir>');
-  const activations = o.activations ?? 'auto';
-  if (activations !== 'auto' && activations !== 'device' && activations !== 'host') throw new UserError(`--activations must be auto, device or host, got "${activations}"`);
-  return {
-    modelDir, outDir: path.resolve(o.out), calibFile,
-    samples: o.samples, seqLen: o.seqLen, valSamples: o.valSamples,
-    shuffleSeed: o.shuffle ? o.seed : undefined,
-    method: o.method as QuantMethod, seed: o.seed, krot: o.krot,
-    optimizer: { ...DEFAULT_OPTIMIZER, grid: { bits: o.bits, groupSize: o.groupSize }, epochs: parseEpochs(o.epochs), batchSize: o.batchSize },
-    resume: !!o.resume, force: !!o.force, toolVersion: TOOL_VERSION, activations,
+/** A value out of a fixed list, for commander. */
+export function oneOf<T extends string>(name: string, values: readonly T[]) {
+  return (v: string): T => {
+    if (!(values as readonly string[]).includes(v)) throw new InvalidArgumentError(`${name} must be ${values.join(', ').replace(/, ([^,]*)$/, ' or $1')}, got "${v}"`);
+    return v as T;
   };
 }
 
-export async function runQuantize(be: Backend, s: QuantizeSettings, showProgress: boolean): Promise<QuantizeReport> {
+/** The settings the user gave explicitly (flags that were not given stay out, so defaults and --demo apply). */
+export function explicitQuantizeSettings(o: QuantizeCliOptions): Partial<QuantizeSettings> {
+  const s: Partial<QuantizeSettings> = {
+    method: o.method as QuantizeSettings['method'] | undefined, bits: o.bits, groupSize: o.groupSize, krot: o.krot,
+    samples: o.samples, valSamples: o.valSamples, seqLen: o.seqLen, shuffle: o.shuffle, seed: o.seed,
+    epochs: o.epochs, batchSize: o.batchSize,
+    computeDtype: o.computeDtype as QuantizeSettings['computeDtype'] | undefined,
+    activations: o.activations as QuantizeSettings['activations'] | undefined,
+  };
+  return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined)) as Partial<QuantizeSettings>;
+}
+
+export async function runQuantize(be: Backend, job: QuantizeJob, showProgress: boolean): Promise<QuantizeReport> {
   let bar: Progress | null = null;
   let barKey = '';
-  const stepsPerEpoch = Math.ceil(s.samples / s.optimizer.batchSize);
-  const report = await quantize(be, s, {
+  const stepsPerEpoch = Math.ceil(job.settings.samples / job.settings.batchSize);
+  return runQuantizeJob(be, job, {
     onInfo: info,
     onWarn: warn,
     onBlockStart: (l, n) => { if (showProgress) info(`block ${l + 1}/${n}`); },
@@ -80,5 +78,4 @@ export async function runQuantize(be: Backend, s: QuantizeSettings, showProgress
     },
     onBlockEnd: (l, sec) => { if (showProgress) info(`block ${l + 1} done in ${sec.toFixed(1)} s`); },
   });
-  return report;
 }

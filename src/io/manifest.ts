@@ -68,7 +68,9 @@ export function describeInput(role: string, p: string, files?: string[]): Manife
   try {
     st = fs.statSync(abs);
   } catch (e) {
-    throw new UserError(`cannot read the ${role} input: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { file: p, cause: e });
+    const code = (e as NodeJS.ErrnoException).code;
+    const what = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : `cannot be read (${code ?? String(e)})`;
+    throw new UserError(`the ${role} input ${what}`, { file: p, cause: e });
   }
   if (!st.isDirectory()) return { role, path: abs, sha256: sha256File(abs) };
   const names = (files ?? fs.readdirSync(abs).filter((n) => fs.statSync(path.join(abs, n)).isFile())).slice().sort();

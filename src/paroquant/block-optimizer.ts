@@ -27,20 +27,6 @@ export interface OptimizerSettings {
   eps: number;
 }
 
-export const DEFAULT_OPTIMIZER: OptimizerSettings = {
-  grid: { bits: 4, groupSize: 128 },
-  computeDtype: 'f32',
-  epochs: [10, 10],
-  batchSize: 16,
-  lrAngle: 0.05,
-  lrChannelScale: 0.05,
-  lrWeight: 1e-5,
-  lrQuantizer: 1e-6,
-  weightDecay: 0.01,
-  betas: [0.9, 0.95],
-  eps: 1e-10,
-};
-
 /**
  * Calibration activations of one block ([samples·seqLen, H] stores): samples [0, nTrain) train, the next nVal
  * validate.
@@ -58,7 +44,8 @@ export interface EpochLog {
   epoch: number; // 0 = before training
   trainLoss: number | null;
   valLoss: number;
-  lr: number | null;
+  /** Learning rates of the stage's parameters at the epoch's last step (stage 1: angle, channelScale; stage 2: weight, quantizer). */
+  lr: Record<string, number> | null;
   seconds: number;
 }
 
@@ -103,6 +90,12 @@ function setParam(lin: ParoLinear, name: ParamRef['name'], t: Tensor): void {
   else if (name === 'alpha') lin.alpha = t;
   else if (name === 'W') lin.W = t;
   else lin.scale = t;
+}
+
+function stageRates(s: OptimizerSettings, stage: 1 | 2, stepNo: number, total: number): Record<string, number> {
+  return stage === 1
+    ? { angle: paroCosineLr(s.lrAngle, stepNo, total), channelScale: paroCosineLr(s.lrChannelScale, stepNo, total) }
+    : { weight: paroCosineLr(s.lrWeight, stepNo, total), quantizer: paroCosineLr(s.lrQuantizer, stepNo, total) };
 }
 
 export class BlockOptimizer {
@@ -264,7 +257,7 @@ export class BlockOptimizer {
       }
       if (diverged) break;
       const val = this.validate(stage);
-      this.log.push({ stage, epoch: e, trainLoss: sum / stepsPerEpoch, valLoss: val, lr: paroCosineLr(s.lrAngle, stepNo, total), seconds: (performance.now() - te) / 1000 });
+      this.log.push({ stage, epoch: e, trainLoss: sum / stepsPerEpoch, valLoss: val, lr: stageRates(s, stage, stepNo, total), seconds: (performance.now() - te) / 1000 });
       if (!Number.isFinite(val)) {
         this.onWarn?.(`stage ${stage} epoch ${e}: validation loss is ${val}; restoring the best state (epoch ${bestEpoch})`);
         diverged = true;

@@ -3,26 +3,11 @@
 // does, so the in-memory model after quantization and the written checkpoint are the same model.
 import type { Backend, QuantGrid, Tensor } from '../engine/backend.js';
 import { f16ToF32 as f16Values, f32ToF16, roundToF16InPlace } from '../numerics/half.js';
-import { dequantizeAwq, packAwq, packAwqTransposed } from '../io/awq.js';
-import { quantizeCodes } from '../engine/cpu/fakequant.js';
+import { dequantizeAwq, packAwq, packAwqTransposed, quantizeCodes, type PackedLinear } from '../io/int4-format.js';
 import type { ParoLinear } from './transform.js';
-import { foldRotation } from '../model/decoder.js';
+import { foldRotation } from '../model/layer-ops.js';
 
-/** The checkpoint tensors of one quantized linear (spec §7.3). 16-bit tensors hold f16 bit patterns. */
-export interface PackedLinear {
-  outFeatures: number;
-  inFeatures: number;
-  krot: number;
-  groupSize: number;
-  qweight: Int32Array; // [I, O/8]
-  qzeros: Int32Array; // [I/gs, O/8]
-  scales: Uint16Array; // f16 [I/gs, O]
-  theta: Uint16Array; // f16 [K, I/2]
-  pairs: Int16Array; // [K, I]
-  channelScales: Uint16Array; // f16 [1, I] = 1/α
-  bias?: Uint16Array; // f16 [O]
-}
-
+export type { PackedLinear };
 
 /**
  * Round the trained state to fp16 (as the reference's layer.half()), quantize F(W) with the stage-2 grid (or the

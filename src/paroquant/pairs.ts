@@ -10,10 +10,10 @@
 import { Rng } from '../numerics/rng.js';
 
 export interface PairSelectOptions {
-  /** Rotation layers K (default 8). */
-  krot?: number;
-  /** Channels per group (default 128). */
-  groupSize?: number;
+  /** Rotation layers K. */
+  krot: number;
+  /** Channels per group (even; checked by the job with the other settings). */
+  groupSize: number;
   /** Maximum real pairs per layer and group (default groupSize/2). */
   pairsPerLayer?: number;
 }
@@ -122,15 +122,9 @@ export function selectGroupLayers(
  * Pairs for one linear with inFeatures input channels (spec §3): one Rng(seed) shuffles each group's candidates in
  * group order, then each group gets K greedy layers.
  */
-export function selectPairs(inFeatures: number, seed: number, opts: PairSelectOptions = {}): PairSelection {
-  const krot = opts.krot ?? 8;
-  const gs = opts.groupSize ?? 128;
+export function selectPairs(inFeatures: number, seed: number, opts: PairSelectOptions): PairSelection {
+  const { krot, groupSize: gs } = opts;
   const perLayer = opts.pairsPerLayer ?? gs / 2;
-  if (!(Number.isInteger(gs) && gs >= 2 && gs % 2 === 0)) throw new RangeError(`groupSize must be even and ≥ 2, got ${gs}`);
-  if (!(Number.isInteger(inFeatures) && inFeatures > 0 && inFeatures % gs === 0)) {
-    throw new RangeError(`inFeatures ${inFeatures} is not a positive multiple of the group size ${gs}`);
-  }
-  if (!(Number.isInteger(krot) && krot >= 1)) throw new RangeError(`krot must be a positive integer, got ${krot}`);
   if (!(Number.isInteger(perLayer) && perLayer >= 0 && perLayer <= gs / 2)) {
     throw new RangeError(`pairsPerLayer must be an integer in [0, ${gs / 2}], got ${perLayer}`);
   }

@@ -1,0 +1,108 @@
+// The `paro eval` job: perplexity of a model directory (FP or ParoQuant INT4) on a text file (REFERENCE.md protocol).
+// Settings defined once here; progress reaches the CLI through a hook.
+import type { Backend } from '../engine/backend.js';
+import { UserError } from '../errors.js';
+import { perplexityWindows, readTextDocuments, tokenizeCorpus } from '../io/datasets.js';
+import { loadTokenizer } from '../io/tokenizer.js';
+import { loadModel } from '../model/load.js';
+import { perplexity } from '../model/perplexity.js';
+import { freeModelWeights } from '../model/weights.js';
+
+export interface EvalSettings {
+  /** Tokens per window. */
+  seqLen: number;
+  /** At most this many windows. */
+  maxWindows: number;
+  /** Windows per forward pass. */
+  batch: number;
+  /** Skip this many leading tokens of the data (e.g. text already used for calibration). */
+  startToken: number;
+}
+
+export const DEFAULT_EVAL_SETTINGS: Readonly<EvalSettings> = Object.freeze({ seqLen: 512, maxWindows: 400, batch: 4, startToken: 0 });
+/** `--demo`: fewer windows (explicit flags still win). */
+export const DEMO_EVAL_SETTINGS: Readonly<Partial<EvalSettings>> = Object.freeze({ maxWindows: 32 });
+
+export function resolveEvalSettings(partial: Partial<EvalSettings> = {}): EvalSettings {
+  const s: EvalSettings = { ...DEFAULT_EVAL_SETTINGS };
+  for (const [k, v] of Object.entries(partial)) if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
+  for (const k of ['seqLen', 'maxWindows', 'batch'] as const) {
+    if (!(Number.isInteger(s[k]) && s[k] > 0)) throw new UserError(`${k} must be a positive integer, got ${String(s[k])}`);
+  }
+  if (!(Number.isInteger(s.startToken) && s.startToken >= 0)) throw new UserError(`startToken must be a non-negative integer, got ${String(s.startToken)}`);
+  if (s.seqLen < 2) throw new UserError(`--seq-len must be at least 2 (one prediction per window), got ${s.seqLen}`);
+  return s;
+}
+
+export interface EvalJob {
+  modelDir: string;
+  dataFile: string;
+  settings: EvalSettings;
+}
+
+export interface EvalHooks {
+  /** Called once with the window count, then after each batch with the windows done. */
+  onStart?: (windows: number) => void;
+  onProgress?: (done: number, windows: number) => void;
+  onEnd?: () => void;
+}
+
+export interface EvalReport {
+  command: 'eval';
+  model: string;
+  data: string;
+  device: string;
+  backend: string;
+  ppl: number;
+  meanNll: number;
+  windows: number;
+  seqLen: number;
+  /** Tokens in the tokenized data file (after startToken). */
+  dataTokens: number;
+  /** Next-token predictions scored (windows × (seqLen − 1)). */
+  tokens: number;
+  quantized: boolean;
+  seconds: number;
+  tokensPerSecond: number;
+}
+
+export function runEvalJob(be: Backend, job: EvalJob, hooks: EvalHooks = {}): EvalReport {
+  const t0 = performance.now();
+  const s = job.settings;
+  const model = loadModel(be, job.modelDir);
+  try {
+    return evaluate(be, job, model, t0, hooks);
+  } finally {
+    freeModelWeights(be, model.decoder.weights); // the demo evaluates two models in one process
+  }
+}
+
+function evaluate(be: Backend, job: EvalJob, model: ReturnType<typeof loadModel>, t0: number, hooks: EvalHooks): EvalReport {
+  const s = job.settings;
+  const tok = loadTokenizer(job.modelDir);
+  const docs = readTextDocuments(job.dataFile);
+  const eos = model.cfg.eosTokenIds[0] ?? tok.eosTokenId;
+  if (eos === null || eos === undefined) throw new UserError('cannot tell the end-of-text token: config.json has no eos_token_id', { file: job.modelDir });
+  const tokens = tokenizeCorpus(docs, tok, eos).subarray(s.startToken);
+  const starts = perplexityWindows(tokens.length, s.seqLen, s.maxWindows);
+  if (starts.length === 0) {
+    throw new UserError(`too little text for one window: ${tokens.length} tokens, need more than ${s.seqLen + 1}`, { file: job.dataFile });
+  }
+  hooks.onStart?.(starts.length);
+  const tEval = performance.now();
+  const r = perplexity(model.decoder, tokens, {
+    seqLen: s.seqLen, starts, batch: s.batch,
+    onProgress: (done) => hooks.onProgress?.(done, starts.length),
+  });
+  hooks.onEnd?.();
+  // A non-finite perplexity is a damaged model, never a result.
+  if (!Number.isFinite(r.ppl)) throw new UserError(`the perplexity is ${r.ppl} (the model produces non-finite values; are its weights damaged?)`, { file: job.modelDir });
+  const evalSeconds = (performance.now() - tEval) / 1000;
+  return {
+    command: 'eval', model: job.modelDir, data: job.dataFile, device: be.device, backend: be.name,
+    ppl: r.ppl, meanNll: r.meanNll, windows: r.windows, seqLen: s.seqLen, dataTokens: tokens.length, tokens: r.tokens,
+    quantized: model.cfg.quantization !== null,
+    seconds: (performance.now() - t0) / 1000,
+    tokensPerSecond: (r.windows * s.seqLen) / evalSeconds,
+  };
+}
