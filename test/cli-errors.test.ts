@@ -130,7 +130,7 @@ describe('CLI errors on bad input', () => {
     const cwd = path.join(tmp, 'work-cwd');
     mkdirSync(cwd);
     writeFileSync(path.join(cwd, 'notes.txt'), 'user data');
-    expectOneLineError(paro(['quantize', DEMO, '--out', '.', '--force', '--method', 'rtn', '--device', 'cpu'], cwd), '.', /current directory/);
+    expectOneLineError(paro(['quantize', DEMO, '--out', '.', '--force', '--method', 'rtn', '--device', 'cpu'], cwd), cwd, /current directory/);
     expect(readFileSync(path.join(cwd, 'notes.txt'), 'utf8')).toBe('user data');
     expect(readdirSync(cwd)).toEqual(['notes.txt']);
   });
