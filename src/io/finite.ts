@@ -16,7 +16,19 @@ export function firstNonFiniteF32(a: Float32Array | Float64Array): number {
 /** Index of the first NaN/±Inf among raw bf16 or f16 words, or −1. */
 export function firstNonFinite16(bits: Uint16Array, dtype: 'BF16' | 'F16'): number {
   const mask = dtype === 'BF16' ? 0x7f80 : 0x7c00;
-  for (let i = 0; i < bits.length; i++) if ((bits[i] & mask) === mask) return i;
+  const one = dtype === 'BF16' ? 0x0080 : 0x0400; // lowest exponent bit
+  let start = 0;
+  // Two words at a time: masked to the exponent, + the lowest exponent bit carries into the (cleared) sign bit
+  // exactly when the exponent is all ones, and never from the low half into the high half.
+  if (bits.byteOffset % 4 === 0) {
+    const pairs = new Uint32Array(bits.buffer, bits.byteOffset, bits.length >>> 1);
+    const mask2 = mask * 0x10001;
+    const one2 = one * 0x10001;
+    let i = 0;
+    while (i < pairs.length && (((pairs[i] & mask2) + one2) & 0x80008000) === 0) i++;
+    start = 2 * i; // the exact element is found below
+  }
+  for (let i = start; i < bits.length; i++) if ((bits[i] & mask) === mask) return i;
   return -1;
 }
 
