@@ -3,7 +3,7 @@
 import type { Backend, DType, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
 import type { Checkpoint } from '../io/checkpoint.js';
-import { dequantizeAwq } from '../io/awq.js';
+import { dequantizeAwq, packedLinearLayout } from '../io/int4-format.js';
 import { validateCheckpoint } from '../io/validate-checkpoint.js';
 import { UserError } from '../errors.js';
 
@@ -82,15 +82,10 @@ function loadLinear(
     const q = cfg.quantization;
     if (!q) throw new UserError(`${prefix}.qweight present but config.json has no quantization_config`, { file: ck.dir });
     const gs = q.groupSize;
-    expectShape(ck, `${prefix}.qweight`, [inF, outF / 8]);
-    expectShape(ck, `${prefix}.qzeros`, [inF / gs, outF / 8]);
-    expectShape(ck, `${prefix}.scales`, [inF / gs, outF]);
+    // Shapes from the one description of the format (io/int4-format); K is whatever theta holds.
+    const K = ck.require(`${prefix}.theta`).shape[0];
+    for (const t of packedLinearLayout(prefix, { inFeatures: inF, outFeatures: outF, groupSize: gs, krot: K, bias: false })) expectShape(ck, t.name, t.shape);
     const w = dequantizeAwq(ck.readI32(`${prefix}.qweight`), ck.readI32(`${prefix}.qzeros`), ck.readF32(`${prefix}.scales`), inF, outF, gs);
-    const thetaInfo = ck.require(`${prefix}.theta`);
-    const K = thetaInfo.shape[0];
-    expectShape(ck, `${prefix}.theta`, [K, inF / 2]);
-    expectShape(ck, `${prefix}.pairs`, [K, inF]);
-    expectShape(ck, `${prefix}.channel_scales`, [1, inF]);
     const pairs = ck.readI32(`${prefix}.pairs`);
     for (let i = 0; i < pairs.length; i++) {
       if (pairs[i] < 0 || pairs[i] >= gs) throw new UserError(`${prefix}.pairs holds index ${pairs[i]} outside the group [0, ${gs})`, { file: ck.dir });

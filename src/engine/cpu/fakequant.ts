@@ -6,6 +6,7 @@
 // than the kernel itself. An output may alias an input of the same shape (each element is read before it is written).
 
 import { roundHalfEven } from '../../numerics/rounding.js';
+import { quantizeCodes, zeroPoint } from '../../numerics/int-quant.js';
 
 const F32_1EM5 = Math.fround(1e-5); // PyTorch casts the Python scalar 1e-5 to float for a float32 tensor
 const F32_1E5 = 100000;
@@ -55,11 +56,6 @@ function clampedScale(s: number): number {
   return clampSteF32(s, F32_1EM5, F32_1E5);
 }
 
-/** Integer zero point z = clamp(−round(zpf), 0, qmax) (spec §4.1). */
-function zeroPoint(zpf: number, qmax: number): number {
-  const z = -roundHalfEven(zpf);
-  return z < 0 ? 0 : z > qmax ? qmax : z;
-}
 
 /** Group min/max init (spec §4.1): s = clamp_ste(M − m, min 1e-5)/qmax, zpf = m/s, all in f32. */
 function minMaxGrid(r: Float32Array, start: number, groupSize: number, qmax: number): { s: number; zpf: number } {
@@ -199,29 +195,9 @@ export function fakeQuantParamsBackward(
   return { dr, dscale };
 }
 
-/**
- * Integer codes for export (spec §7.1): z = clamp(−round(zpf), 0, qmax), q = clamp(round(R/s) + z, 0, qmax) with the
- * stored s NOT clamped (the fake-quant clamped it; export does not).
- */
-export function quantizeCodes(
-  r: Float32Array, scale: Float32Array, zpf: Float32Array, rows: number, cols: number, bits: number, groupSize: number,
-): { q: Uint8Array; zero: Uint8Array } {
-  const nGroups = checkGrid(r.length, rows, cols, bits, groupSize);
-  if (scale.length !== nGroups || zpf.length !== nGroups) throw new RangeError('quantizeCodes: scale or zpf has the wrong length');
-  const qmax = 2 ** bits - 1;
-  const q = new Uint8Array(r.length);
-  const zero = new Uint8Array(nGroups);
-  for (let grp = 0; grp < nGroups; grp++) {
-    const s = scale[grp];
-    const z = zeroPoint(zpf[grp], qmax);
-    zero[grp] = z;
-    for (let e = grp * groupSize; e < (grp + 1) * groupSize; e++) {
-      const v = roundHalfEven(Math.fround(r[e] / s)) + z;
-      q[e] = v < 0 ? 0 : v > qmax ? qmax : v;
-    }
-  }
-  return { q, zero };
-}
+// Integer codes for export (spec §7.1): the reference quantizer lives in numerics/int-quant (shared with the INT4
+// format module); the stored s is NOT clamped there (the fake-quant clamped it; export does not).
+export { quantizeCodes };
 
 /**
  * Round-to-nearest baseline (REFERENCE.md recipe; α = 1, θ = 0): per group scale = max(M − m, 1e-5)/qmax (a plain
