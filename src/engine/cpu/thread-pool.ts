@@ -75,8 +75,13 @@ const MAIN_SHARE = 0.85;
 const MIN_ROWS = 16;
 /** Largest staging area per worker, in floats (reserved address space; committed as used). */
 const STAGE_MAX_FLOATS = 2 ** 28;
-/** A worker that does not answer within this time is considered lost (a last resort: deaths are seen at once). */
-const WAIT_MS = 10 * 60 * 1000;
+/**
+ * A worker whose part is not done this long after the main thread finished its own (similar-sized) part is
+ * considered lost: at least MIN_WAIT_MS, else WAIT_FACTOR times the main part's time. Deaths the worker can report
+ * (exit, uncaught error) are seen at once; this bounds the silent ones (a thread terminated, e.g. out of memory).
+ */
+const MIN_WAIT_MS = 60 * 1000;
+const WAIT_FACTOR = 20;
 
 interface GrowableShared extends SharedArrayBuffer {
   grow(bytes: number): void;
@@ -157,8 +162,8 @@ class WorkerThread {
     Atomics.notify(c, SEQ);
   }
 
-  /** Block until the last started operation is done; its error text, or null. */
-  wait(): string | null {
+  /** Block until the last started operation is done (at most limitMs); its error text, or null. */
+  wait(limitMs: number): string | null {
     const t0 = Date.now();
     for (;;) {
       const done = Atomics.load(this.ctrl, DONE);
@@ -166,7 +171,9 @@ class WorkerThread {
       // A dead worker stores DEAD and notifies DONE on its way out, so this wakes at once.
       const dead = this.deadError();
       if (dead) throw dead;
-      if (Date.now() - t0 > WAIT_MS) throw new Error(`a cpu worker thread did not answer within ${WAIT_MS / 1000} s`);
+      if (Date.now() - t0 > limitMs) {
+        throw new Error(`a cpu worker thread did not finish its part within ${Math.round(limitMs / 1000)} s of the main thread's; it is presumed dead (out of memory?)`);
+      }
       Atomics.wait(this.ctrl, DONE, done, 1000);
     }
     if (this.ctrl[STATUS] === 0) return null;
@@ -514,13 +521,15 @@ export class ThreadPool {
    * reported after every job has finished.
    */
   run(jobs: readonly Job[], main: () => void): void {
+    const t0 = Date.now();
     try {
       main();
     } finally {
+      const limit = Math.max(MIN_WAIT_MS, WAIT_FACTOR * (Date.now() - t0));
       let failure: string | null = null;
       for (const j of jobs) {
         const w = j.startedOn as WorkerThread | null;
-        const err = w ? w.wait() : null;
+        const err = w ? w.wait(limit) : null;
         if (err !== null && failure === null) failure = err;
       }
       if (failure !== null) throw new Error(`cpu worker thread failed: ${failure}`);
