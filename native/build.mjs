@@ -1,27 +1,35 @@
 #!/usr/bin/env node
-// Builds the optional CUDA backend (native/build/paro_cuda.node) with nvcc. Run at `npm install`: it never fails the
-// install. Without nvcc, or on any compile error, it prints one line saying why the backend was not built and exits 0
-// (exit 1 only with --strict). The full compiler log goes to native/build/build.log.
+// Builds the optional CUDA backend (native/build/paro_cuda.node) with nvcc, or picks the prebuilt addon shipped in
+// prebuilds/<platform>-<arch>/. Run at `npm install`: it never fails the install. Whether it builds at all is decided
+// by native/install-policy.mjs (PARO_CUDA=0 skips, PARO_CUDA=1 forces; a machine without an NVIDIA driver skips; a
+// driver with a shipped prebuilt uses that). Without nvcc, or on any compile error, it prints one line saying why the
+// backend was not built and exits 0 (exit 1 only with --strict). The full compiler log goes to native/build/build.log.
 //
-// Environment: CUDA_HOME / CUDA_PATH (nvcc in <dir>/bin, else PATH), PARO_CUDA_ARCH ("80,90": compute capabilities
-// to build for; default: the GPUs nvidia-smi lists, else 80, 89, 90), PARO_NAPI_INCLUDE (folder with node_api.h),
-// PARO_CUDA_BUILD_DIR (output folder instead of native/build). Flags: --strict, --force (ignore an up-to-date build),
-// --verbose.
-import { execFileSync, spawn } from 'node:child_process';
+// Environment: PARO_CUDA (0/1, unset = auto), CUDA_HOME / CUDA_PATH (nvcc in <dir>/bin, else PATH), PARO_CUDA_ARCH
+// ("80,90": compute capabilities to build for; default: the GPUs nvidia-smi lists, else 80, 89, 90; with --prebuild
+// 80, 86, 89, 90), PARO_NAPI_INCLUDE (folder with node_api.h), PARO_CUDA_BUILD_DIR (output folder instead of
+// native/build). Flags: --strict, --force (build even if up to date, whatever the machine), --prebuild (build the
+// addon shipped in the package: `npm run build:prebuilt`, run by `prepack`), --verbose.
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { decideInstall, nvidiaDriverPresent, PREBUILT_ARCHS, prebuiltDir } from './install-policy.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const srcDir = path.join(here, 'src');
-const outDir = process.env.PARO_CUDA_BUILD_DIR ? path.resolve(process.env.PARO_CUDA_BUILD_DIR) : path.join(here, 'build');
-const target = path.join(outDir, 'paro_cuda.node');
-const logFile = path.join(outDir, 'build.log');
 const strict = process.argv.includes('--strict');
 const verbose = process.argv.includes('--verbose');
 const force = process.argv.includes('--force');
+const prebuild = process.argv.includes('--prebuild');
+const prebuiltTarget = path.join(here, '..', prebuiltDir(), 'paro_cuda.node');
+const localDir = process.env.PARO_CUDA_BUILD_DIR ? path.resolve(process.env.PARO_CUDA_BUILD_DIR) : path.join(here, 'build');
+const outDir = prebuild ? path.dirname(prebuiltTarget) : localDir;
+const target = path.join(outDir, 'paro_cuda.node');
+// The prebuilt folder ships in the package: its log stays in the local build folder.
+const logFile = path.join(localDir, prebuild ? 'prebuild.log' : 'build.log');
 
 function giveUp(reason) {
   console.log(`paro: CUDA backend not built: ${reason}`);
@@ -69,6 +77,7 @@ function findArchs() {
   if (process.env.PARO_CUDA_ARCH) {
     return process.env.PARO_CUDA_ARCH.split(',').map((s) => s.trim().replace('.', '')).filter(Boolean);
   }
+  if (prebuild) return [...PREBUILT_ARCHS]; // built for the GPUs users have, not the ones of the building machine
   try {
     const out = execFileSync('nvidia-smi', ['--query-gpu=compute_cap', '--format=csv,noheader'], {
       encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 20_000,
@@ -121,7 +130,68 @@ function upToDate(sources) {
   return inputs.every((f) => fs.statSync(f).mtimeMs <= built);
 }
 
+/** The shipped addon's metadata (written by --prebuild), for messages. */
+function prebuiltMeta() {
+  try {
+    return JSON.parse(fs.readFileSync(prebuiltTarget.replace(/\.node$/, '.json'), 'utf8'));
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Whether the prebuilt addon loads and the driver accepts its CUDA runtime, checked in a child process so that a
+ * broken library cannot take the install down. ok: true also when the driver is there but no GPU is visible.
+ */
+function probePrebuilt() {
+  const script = `const r = require(${JSON.stringify(prebuiltTarget)}).probe();` +
+    'process.stdout.write(JSON.stringify({ error: r.error, name: r.errorName, runtime: r.runtimeVersion, driver: r.driverVersion }));';
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 60_000 });
+  if (r.status !== 0) {
+    const line = (r.stderr || String(r.error ?? '')).split('\n').find((l) => /error/i.test(l)) ?? 'it failed to load';
+    return { ok: false, reason: line.trim().slice(0, 200) };
+  }
+  try {
+    const p = JSON.parse(r.stdout);
+    const v = (n) => `${Math.floor(n / 1000)}.${Math.floor((n % 1000) / 10)}`;
+    if (p.error === 35 && p.driver > 0) {
+      return { ok: false, reason: `the NVIDIA driver supports CUDA ${v(p.driver)}, the prebuilt addon needs CUDA ${v(p.runtime)}` };
+    }
+    return { ok: true };
+  } catch {
+    return { ok: false, reason: 'its probe printed no result' };
+  }
+}
+
+function cudaRelease(nvcc) {
+  try {
+    const out = execFileSync(nvcc, ['--version'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 20_000 });
+    return /release (\d+\.\d+)/.exec(out)?.[1] ?? null;
+  } catch {
+    return null;
+  }
+}
+
 async function main() {
+  const decision = decideInstall({
+    env: process.env, force, prebuild, driver: nvidiaDriverPresent(), localBuild: isFile(target), prebuilt: isFile(prebuiltTarget),
+  });
+  if (decision.action === 'skip') {
+    console.log(`paro: CUDA backend not built: ${decision.reason}`);
+    return;
+  }
+  if (decision.action === 'use-prebuilt') {
+    const check = probePrebuilt();
+    const rel = path.relative(process.cwd(), prebuiltTarget) || prebuiltTarget;
+    if (check.ok) {
+      const meta = prebuiltMeta();
+      const what = meta ? ` (sm_${meta.archs.join(', sm_')}; CUDA ${meta.cuda})` : '';
+      console.log(`paro: CUDA backend: using the prebuilt addon ${rel}${what}`);
+      return;
+    }
+    if (!findNvcc()) giveUp(`the prebuilt addon cannot run here (${check.reason}) and nvcc was not found`);
+    console.log(`paro: the prebuilt addon cannot run here (${check.reason}); building with nvcc`);
+  }
   const nvcc = findNvcc();
   if (!nvcc) giveUp('nvcc not found');
   const include = findNapiInclude();
@@ -167,9 +237,15 @@ async function main() {
   }
   fs.rmSync(objDir, { recursive: true, force: true });
   log.push(`elapsed ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  fs.mkdirSync(path.dirname(logFile), { recursive: true });
   fs.writeFileSync(logFile, log.join('\n') + '\n');
   if (failure) giveUp(`${failure} (log: ${path.relative(process.cwd(), logFile) || logFile})`);
-  console.log(`paro: CUDA backend built for sm_${archs.join(', sm_')} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
+  if (prebuild) {
+    const meta = { archs, cuda: cudaRelease(nvcc), napi: 8 /* NAPI_VERSION of addon.cc */, platform: `${process.platform}-${process.arch}` };
+    fs.writeFileSync(target.replace(/\.node$/, '.json'), JSON.stringify(meta, null, 2) + '\n');
+  }
+  const what = prebuild ? `prebuilt addon ${path.relative(process.cwd(), target) || target}` : 'CUDA backend';
+  console.log(`paro: ${what} built for sm_${archs.join(', sm_')} in ${((Date.now() - started) / 1000).toFixed(0)} s`);
 }
 
 main().catch((e) => giveUp(String(e?.message ?? e).split('\n')[0]));
