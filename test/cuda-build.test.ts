@@ -76,11 +76,14 @@ describe('where the addon is looked for', () => {
     return { top, planted, pkg, moduleDir };
   }
 
-  it('only the package\'s own native/build, never an ancestor folder', () => {
+  it('only the package\'s own native/build and prebuilds/, never an ancestor folder', () => {
     const l = layout('paro-dflash');
     try {
       const c = addonCandidates({}, l.moduleDir);
-      expect(c).toEqual([path.join(l.pkg, 'native', 'build', 'paro_cuda.node')]);
+      expect(c).toEqual([
+        path.join(l.pkg, 'native', 'build', 'paro_cuda.node'),
+        path.join(l.pkg, 'prebuilds', `${process.platform}-${process.arch}`, 'paro_cuda.node'),
+      ]);
       expect(c).not.toContain(l.planted);
     } finally {
       rmSync(l.top, { recursive: true, force: true });

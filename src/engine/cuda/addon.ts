@@ -117,6 +117,8 @@ export interface NativeAddon {
 }
 
 const ADDON_REL = path.join('native', 'build', 'paro_cuda.node');
+/** The addon shipped in the package (native/install-policy.mjs prebuiltDir), used when there is no local build. */
+const PREBUILT_REL = path.join('prebuilds', `${process.platform}-${process.arch}`, 'paro_cuda.node');
 /** package.json "name" of this package: the folder holding it is the only place a build is looked for. */
 export const PACKAGE_NAME = 'paro-dflash';
 
@@ -144,12 +146,13 @@ export function packageRoot(start: string): string | null {
 
 /**
  * Where the addon may be: $PARO_CUDA_ADDON when set (an explicit choice, nothing else is tried), else only the
- * package's own native/build/. Folders above the package are never searched: a library planted there would run.
+ * package's own native/build/, then its prebuilds/<platform>-<arch>/. Folders above the package are never searched:
+ * a library planted there would run.
  */
 export function addonCandidates(env: NodeJS.ProcessEnv = process.env, moduleDir = path.dirname(fileURLToPath(import.meta.url))): string[] {
   if (env.PARO_CUDA_ADDON) return [path.resolve(env.PARO_CUDA_ADDON)];
   const root = packageRoot(moduleDir);
-  return root ? [path.join(root, ADDON_REL)] : [];
+  return root ? [path.join(root, ADDON_REL), path.join(root, PREBUILT_REL)] : [];
 }
 
 let cached: { addon?: NativeAddon; error?: string; path?: string } | null = null;
