@@ -109,10 +109,11 @@ describe('loadReleaseConfig', () => {
     const cwd = scratchDir('paro-relcwd-');
     const { config, sourceBaseDir } = loadReleaseConfig(file, {
       cwd,
-      set: ['quantize.bits=3', 'gates.max_kl=0.2', 'drafter.train.target_layers=2,4', 'quantize.epochs=5,0', 'bundle.max_shard_size=100MB', 'quantize.shuffle=true'],
+      set: ['drafter.train.mask_token=151669', 'quantize.bits=3', 'gates.max_kl=0.2', 'drafter.train.target_layers=2,4', 'quantize.epochs=5,0', 'bundle.max_shard_size=100MB', 'quantize.shuffle=true'],
       overrides: { out: 'elsewhere', source: 'local-model', device: undefined },
     });
     expect(config.quantize.bits).toBe(3);
+    expect(config.drafter.train.mask_token).toBe(151669);
     expect(config.quantize.epochs).toEqual([5, 0]);
     expect(config.quantize.shuffle).toBe(true);
     expect(config.gates.max_kl).toBe(0.2);

@@ -479,7 +479,8 @@ export function buildReleaseConfig(
 /** A value typed on the command line is a string: read it as a YAML scalar or flow list (4, true, [1, 9]) unless the key takes text. */
 function coerceFlagValue(kind: Kind, v: unknown): unknown {
   if (typeof v !== 'string') return v;
-  if ((kind.t === 'string' || kind.t === 'path' || kind.t === 'tokenIdOrString') && v.trim() !== '') return v;
+  if (kind.t === 'tokenIdOrString') return /^\d+$/.test(v) ? Number(v) : v; // as the --mask-token flag reads it
+  if ((kind.t === 'string' || kind.t === 'path') && v.trim() !== '') return v;
   const doc = parseDocument(v);
   return doc.errors.length ? v : (doc.toJS() as unknown) ?? v;
 }
