@@ -75,6 +75,23 @@ describe('finite checks', () => {
     expect(firstNonFinite16(new Uint16Array([0x3c00, 0xfe00]), 'F16')).toBe(1);
   });
 
+  it('the two-words-at-a-time 16-bit test agrees with the per-word rule on every bit pattern, at both positions', () => {
+    const wrong: string[] = [];
+    const words = new Uint16Array(5);
+    for (const dt of ['BF16', 'F16'] as const) {
+      const mask = dt === 'BF16' ? 0x7f80 : 0x7c00;
+      for (let b = 0; b < 65536; b++) {
+        const bad = (b & mask) === mask;
+        for (const at of [2, 3]) { // low and high half of the second pair
+          words.set([0x3c00, 0xbc00, 0x3c00, 0x3c00, 0x3c00]);
+          words[at] = b;
+          if (firstNonFinite16(words, dt) !== (bad ? at : -1)) wrong.push(`${dt} 0x${b.toString(16)} at ${at}`);
+        }
+      }
+    }
+    expect(wrong).toEqual([]);
+  });
+
   it('one NaN in k_proj: loading fails naming the tensor and the file (it gave ppl 27.45)', () => {
     const dir = variant(poke16('model.layers.1.self_attn.k_proj.weight', 77, 0x7fc0));
     const e = userError(() => loadModel(be, dir));
