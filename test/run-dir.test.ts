@@ -53,6 +53,10 @@ describe('hash', () => {
     fs.writeFileSync(f, bytes);
     expect(sha256File(f)).toBe(sha256Bytes(bytes));
   });
+  it('a device or a pipe is refused, not read forever', () => {
+    userError(() => sha256File('/dev/zero'), /not a regular file/, '/dev/zero');
+    userError(() => describeInput('calib', '/dev/zero'), /not a regular file/, '/dev/zero');
+  });
   it('fingerprint ignores key order and names what differs', () => {
     expect(stableJson({ b: 1, a: { d: 2, c: 3 } })).toBe('{"a":{"c":3,"d":2},"b":1}');
     expect(fingerprint({ x: 1, y: 2 })).toBe(fingerprint({ y: 2, x: 1 }));
@@ -203,6 +207,19 @@ describe('openRunDir', () => {
     fs.writeFileSync(path.join(out + '.partial', 'thesis.tex'), 'mine');
     userError(() => openRunDir(spec(out, { force: true })), /not a partial output of this tool/);
     expect(fs.readFileSync(path.join(out + '.partial', 'thesis.tex'), 'utf8')).toBe('mine');
+  });
+
+  it('a corrupt progress.json is reported at open with --resume, before the fingerprint comparison', () => {
+    const d = scratchDir('rundir-');
+    const out = path.join(d, 'q');
+    const a = openRunDir(spec(out, { fingerprint: { x: 1 } }));
+    fs.writeFileSync(a.path('progress.json'), '{"blo');
+    a.release();
+    userError(() => openRunDir(spec(out, { resume: true, fingerprint: { x: 2 } })), /corrupt/, path.join(out + '.partial', 'progress.json'));
+    expect(fs.existsSync(out + '.lock')).toBe(false);
+    const b = openRunDir(spec(out, { force: true, fingerprint: { x: 2 } })); // --force starts over
+    expect(b.readProgress()).toBeUndefined();
+    b.discard();
   });
 
   it('a corrupt progress.json is one line naming it', () => {

@@ -16,6 +16,8 @@ export function sha256File(file: string): string {
     throw new UserError(`cannot read: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { file, cause: e });
   }
   try {
+    // A device or a pipe (/dev/zero, a FIFO) would be read forever: only regular files have an identity.
+    if (!fs.fstatSync(fd).isFile()) throw new UserError('is not a regular file (a device, pipe or directory cannot be an input)', { file });
     const buf = Buffer.allocUnsafe(CHUNK);
     let pos = 0;
     for (;;) {

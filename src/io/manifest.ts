@@ -72,7 +72,10 @@ export function describeInput(role: string, p: string, files?: string[]): Manife
     const what = code === 'ENOENT' ? 'does not exist' : code === 'EACCES' ? 'cannot be read (permission denied)' : `cannot be read (${code ?? String(e)})`;
     throw new UserError(`the ${role} input ${what}`, { file: p, cause: e });
   }
-  if (!st.isDirectory()) return { role, path: abs, sha256: sha256File(abs) };
+  if (!st.isDirectory()) {
+    if (!st.isFile()) throw new UserError(`the ${role} input is not a regular file (a device, pipe or socket cannot be an input)`, { file: p });
+    return { role, path: abs, sha256: sha256File(abs) };
+  }
   const names = (files ?? fs.readdirSync(abs).filter((n) => fs.statSync(path.join(abs, n)).isFile())).slice().sort();
   return { role, path: abs, files: names.map((n) => fileEntry(path.join(abs, n), n)) };
 }

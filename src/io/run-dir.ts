@@ -275,6 +275,23 @@ function readRunFile(partial: string): RunFile | null {
   }
 }
 
+const CORRUPT_PROGRESS = 'is corrupt (not valid JSON); pass --force to discard the partial run and start over';
+
+/** A progress.json that exists must parse: checked before anything else about a partial that is to be resumed. */
+function checkProgressReadable(file: string): void {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch {
+    return; // absent (or unreadable: reported when it is read)
+  }
+  try {
+    JSON.parse(text);
+  } catch {
+    throw new UserError(CORRUPT_PROGRESS, { file });
+  }
+}
+
 function writeJsonAtomic(file: string, value: unknown): void {
   const tmp = `${file}.tmp-${process.pid}`;
   fs.writeFileSync(tmp, JSON.stringify(value, null, 1) + '\n');
@@ -303,6 +320,7 @@ export function openRunDir(spec: RunDirSpec): RunDir {
       if (!run && !legacy && safeReaddir(partial).length > 0) {
         throw new UserError(`is not a partial output of this tool (no ${RUN_FILE}); move it away`, { file: partial });
       }
+      if (spec.resume && !spec.force) checkProgressReadable(path.join(partial, PROGRESS_FILE));
       if (spec.resume && run && stableJson(run.fingerprint) === stableJson(spec.fingerprint) && run.command === spec.command) {
         resumed = true;
       } else if (spec.force) {
@@ -349,7 +367,7 @@ export function openRunDir(spec: RunDirSpec): RunDir {
       try {
         return JSON.parse(text) as T;
       } catch {
-        throw new UserError('is corrupt (not valid JSON); pass --force to discard the partial run and start over', { file: progressFile });
+        throw new UserError(CORRUPT_PROGRESS, { file: progressFile });
       }
     },
     writeProgress(p: unknown): void {
