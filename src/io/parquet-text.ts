@@ -1,9 +1,9 @@
 // Rows and text out of .parquet files (Hugging Face datasets ship as parquet), one row group at a time so a large file
 // never sits in memory whole: only the footer and the current row group's chunks of the asked-for columns are read.
 // hyparquet decodes; hyparquet-compressors adds the codecs beyond snappy (zstd is polars' default, gzip, brotli, lz4).
+// Both load on first use (about 0.3 s), so importing this module costs commands that read no parquet nothing.
 import fs from 'node:fs';
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, type AsyncBuffer, type FileMetaData, type SchemaElement } from 'hyparquet';
-import { compressors } from 'hyparquet-compressors';
+import type { AsyncBuffer, FileMetaData, SchemaElement } from 'hyparquet';
 import { UserError } from '../errors.js';
 
 export interface ParquetColumnInfo {
@@ -75,11 +75,21 @@ function isText(el: SchemaElement): boolean {
   return el.converted_type === undefined || el.converted_type === 'UTF8';
 }
 
-async function openParquet(file: string): Promise<{ buffer: AsyncBuffer; meta: FileMetaData }> {
+type Hyparquet = typeof import('hyparquet');
+type Codecs = typeof import('hyparquet-compressors')['compressors'];
+let libs: Promise<{ hp: Hyparquet; compressors: Codecs }> | null = null;
+
+function loadLibs(): Promise<{ hp: Hyparquet; compressors: Codecs }> {
+  libs ??= Promise.all([import('hyparquet'), import('hyparquet-compressors')]).then(([hp, c]) => ({ hp, compressors: c.compressors }));
+  return libs;
+}
+
+async function openParquet(file: string): Promise<{ buffer: AsyncBuffer; meta: FileMetaData; hp: Hyparquet; compressors: Codecs }> {
   checkMagic(file);
-  const buffer = await asyncBufferFromFile(file);
+  const { hp, compressors } = await loadLibs();
+  const buffer = await hp.asyncBufferFromFile(file);
   try {
-    return { buffer, meta: await parquetMetadataAsync(buffer) };
+    return { buffer, meta: await hp.parquetMetadataAsync(buffer), hp, compressors };
   } catch (e) {
     fail(file, `unreadable parquet footer: ${(e as Error).message}`, e);
   }
@@ -96,7 +106,7 @@ export async function parquetFileInfo(file: string): Promise<ParquetFileInfo> {
  * time. Nested columns (e.g. `messages`: list of {role, content}) come out as JS arrays and objects.
  */
 export async function* readParquetRows(file: string, opts: { columns?: string[] } = {}): AsyncGenerator<Record<string, unknown>> {
-  const { buffer, meta } = await openParquet(file);
+  const { buffer, meta, hp, compressors } = await openParquet(file);
   const names = topLevelColumns(meta).map((c) => c.name);
   for (const c of opts.columns ?? []) {
     if (!names.includes(c)) fail(file, `no column ${JSON.stringify(c)} (columns: ${names.join(', ') || 'none'})`);
@@ -106,7 +116,7 @@ export async function* readParquetRows(file: string, opts: { columns?: string[] 
     const end = start + Number(group.num_rows);
     let rows: Record<string, unknown>[];
     try {
-      rows = (await parquetReadObjects({
+      rows = (await hp.parquetReadObjects({
         file: buffer, metadata: meta, columns: opts.columns, rowStart: start, rowEnd: end, compressors,
       })) as Record<string, unknown>[];
     } catch (e) {
