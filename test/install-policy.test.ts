@@ -2,7 +2,7 @@
 // native/build.mjs carrying it out in a temporary copy of the package: skip on a cpu-only machine, use a shipped
 // prebuilt addon where a driver is present, fall back to nvcc when the prebuilt cannot load.
 import { spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { cudaMode, decideInstall, nvidiaDriverPresent, prebuiltDir, type InstallFacts } from '../native/install-policy.mjs';
@@ -48,7 +48,7 @@ describe('decideInstall', () => {
 });
 
 /** A copy of the package's native/ (scripts only) in a temp folder, with an optional fake prebuilt and nvcc. */
-function packageCopy(opts: { prebuilt?: 'real' | 'broken'; nvcc?: 'failing' }) {
+function packageCopy(opts: { prebuilt?: 'real' | 'broken'; nvcc?: 'failing' | 'recording' }) {
   const root = scratchDir('paro-pkgcopy-');
   mkdirSync(path.join(root, 'native', 'src'), { recursive: true });
   for (const f of ['build.mjs', 'install-policy.mjs']) copyFileSync(path.join(NATIVE, f), path.join(root, 'native', f));
@@ -61,6 +61,19 @@ function packageCopy(opts: { prebuilt?: 'real' | 'broken'; nvcc?: 'failing' }) {
   }
   const bin = path.join(root, 'bin');
   mkdirSync(bin);
+  if (opts.nvcc === 'recording') {
+    // answers --version like CUDA 13.0, logs each call's arguments and writes an empty file at -o
+    writeFileSync(path.join(bin, 'nvcc'), [
+      '#!/bin/sh',
+      'if [ "$1" = "--version" ]; then echo "Cuda compilation tools, release 13.0, V13.0.88"; exit 0; fi',
+      'echo "$@" >> "$NVCC_LOG"',
+      'out=""; prev=""',
+      'for a in "$@"; do if [ "$prev" = "-o" ]; then out="$a"; fi; prev="$a"; done',
+      ': > "$out"',
+      '',
+    ].join('\n'));
+    chmodSync(path.join(bin, 'nvcc'), 0o755);
+  }
   if (opts.nvcc === 'failing') {
     writeFileSync(path.join(bin, 'nvcc'), '#!/bin/sh\necho "x.cu(1): error: simulated compiler failure" >&2\nexit 2\n');
     chmodSync(path.join(bin, 'nvcc'), 0o755);
@@ -113,6 +126,26 @@ describe('native/build.mjs carries out the policy', () => {
     const lines = r.stdout.trim().split('\n');
     expect(lines[0]).toMatch(/^paro: the prebuilt addon cannot run here \(.+\); building with nvcc$/);
     expect(lines[1]).toMatch(/^paro: CUDA backend not built: .*simulated compiler failure/);
+  });
+
+  it('--prebuild builds the shipped addon for sm_80/86/89/90 into prebuilds/ with its metadata, on a machine without a GPU', () => {
+    const c = packageCopy({ nvcc: 'recording' });
+    const log = path.join(c.root, 'nvcc.log');
+    const napi = path.resolve(__dirname, '..', 'node_modules', 'node-api-headers', 'include');
+    const r = spawnSync(process.execPath, [path.join(c.root, 'native', 'build.mjs'), '--prebuild', '--strict'], {
+      env: { PATH: `${c.bin}:/usr/bin:/bin`, NVCC_LOG: log, PARO_NAPI_INCLUDE: napi }, encoding: 'utf8', timeout: 60_000, cwd: c.root,
+    });
+    expect(r.status).toBe(0);
+    expect(r.stdout).toMatch(new RegExp(`^paro: prebuilt addon ${path.join(prebuiltDir(), 'paro_cuda.node').replace(/[/.]/g, '\\$&')} built for sm_80, sm_86, sm_89, sm_90 in \\d+ s\n$`));
+    expect(existsSync(c.prebuilt)).toBe(true);
+    expect(JSON.parse(readFileSync(c.prebuilt.replace(/\.node$/, '.json'), 'utf8'))).toMatchObject({ archs: ['80', '86', '89', '90'], cuda: '13.0' });
+    const calls = readFileSync(log, 'utf8').trim().split('\n');
+    expect(calls.length).toBe(2); // one source, then the link
+    for (const a of ['80', '86', '89']) expect(calls[0]).toContain(`-gencode=arch=compute_${a},code=sm_${a}`);
+    expect(calls[0]).toContain('-gencode=arch=compute_90,code=[sm_90,compute_90]');
+    expect(calls[1]).toMatch(/-shared .*-cudart static/);
+    expect(existsSync(path.join(c.root, 'native', 'build', 'prebuild.log'))).toBe(true); // the log stays out of prebuilds/
+    expect(existsSync(path.join(c.root, prebuiltDir(), 'build.log'))).toBe(false);
   });
 
   it('with a driver and no prebuilt: builds with nvcc, or says nvcc is missing', () => {
