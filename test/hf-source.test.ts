@@ -41,8 +41,11 @@ function userErrorOf(fn: () => unknown): UserError {
 }
 
 describe('hfCacheDir', () => {
-  it('prefers HF_HUB_CACHE, then HF_HOME/hub, then ~/.cache/huggingface/hub', () => {
+  it('prefers HF_HUB_CACHE, then HF_HOME/hub, then XDG_CACHE_HOME, then ~/.cache/huggingface/hub', () => {
     expect(hfCacheDir({ HF_HUB_CACHE: '/x/cache', HF_HOME: '/y' })).toBe('/x/cache');
+    expect(hfCacheDir({ HUGGINGFACE_HUB_CACHE: '/old/name', HF_HOME: '/y' })).toBe('/old/name');
+    expect(hfCacheDir({ HF_HOME: '/y', XDG_CACHE_HOME: '/xdg' })).toBe(path.join('/y', 'hub'));
+    expect(hfCacheDir({ XDG_CACHE_HOME: '/xdg' })).toBe(path.join('/xdg', 'huggingface', 'hub'));
     expect(hfCacheDir({ HF_HOME: '/y' })).toBe(path.join('/y', 'hub'));
     expect(hfCacheDir({})).toMatch(/\.cache[/\\]huggingface[/\\]hub$/);
   });

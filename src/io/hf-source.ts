@@ -27,10 +27,15 @@ const SHA_PREFIX = /^[0-9a-f]{4,39}$/;
 // Hub repo ids: one namespace and one name, letters, digits, '-', '_', '.' (no "--" or ".." runs allowed by the hub).
 const REPO_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*\/[A-Za-z0-9][A-Za-z0-9._-]*$/;
 
-/** The hub cache folder: HF_HUB_CACHE, else $HF_HOME/hub, else ~/.cache/huggingface/hub (huggingface_hub's order). */
+/**
+ * The hub cache folder, in huggingface_hub's order: HF_HUB_CACHE (or its older name HUGGINGFACE_HUB_CACHE), else
+ * $HF_HOME/hub, else $XDG_CACHE_HOME/huggingface/hub, else ~/.cache/huggingface/hub.
+ */
 export function hfCacheDir(env: NodeJS.ProcessEnv = process.env): string {
-  if (env.HF_HUB_CACHE) return path.resolve(env.HF_HUB_CACHE);
+  const direct = env.HF_HUB_CACHE || env.HUGGINGFACE_HUB_CACHE;
+  if (direct) return path.resolve(direct);
   if (env.HF_HOME) return path.resolve(env.HF_HOME, 'hub');
+  if (env.XDG_CACHE_HOME) return path.resolve(env.XDG_CACHE_HOME, 'huggingface', 'hub');
   return path.join(os.homedir(), '.cache', 'huggingface', 'hub');
 }
 
