@@ -7,13 +7,13 @@
 import { UserError } from '../errors.js';
 import type { Checkpoint } from './checkpoint.js';
 import type { ModelConfig } from './config.js';
+import { packedLinearLayout } from './int4-format.js';
 
 type Kind = 'float' | 'int';
 
 interface Expected {
   name: string;
-  /** null entries: any positive size (the rotation count K of theta/pairs, checked for consistency separately). */
-  shape: (number | null)[];
+  shape: number[];
   kind: Kind;
 }
 
@@ -26,22 +26,6 @@ const IGNORABLE = /(^|\.)rotary_emb\.inv_freq$/;
 const LINEARS = [
   'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj',
 ] as const;
-
-/**
- * Packed ParoQuant/AutoAWQ layout of one linear [out, in] (8 4-bit values per int32 along out_features, one
- * scale/zero row per group of in_features, K Givens layers of in/2 angles and in pair indices). Written here from
- * the format description; the loader (model/weights.ts) reads the same shapes.
- */
-export function quantizedLinearShapes(outF: number, inF: number, groupSize: number): Record<string, (number | null)[]> {
-  return {
-    qweight: [inF, outF / 8],
-    qzeros: [inF / groupSize, outF / 8],
-    scales: [inF / groupSize, outF],
-    theta: [null, inF / 2],
-    pairs: [null, inF],
-    channel_scales: [1, inF],
-  };
-}
 
 function linearDims(cfg: ModelConfig): Record<(typeof LINEARS)[number], { out: number; in: number; bias: boolean }> {
   const H = cfg.hiddenSize;
@@ -59,11 +43,11 @@ function linearDims(cfg: ModelConfig): Record<(typeof LINEARS)[number], { out: n
   };
 }
 
-const fmt = (shape: readonly (number | null)[]): string => `[${shape.map((d) => (d === null ? 'K' : d)).join(', ')}]`;
+const fmt = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
 
 /**
  * Checks names, dtypes and shapes of every tensor of ck against cfg; throws one UserError naming the file and the
- * first problem (or the lists of missing and unexpected tensors). configFile is named in shape messages.
+ * first problem (or the lists of missing and unexpected tensors).
  */
 export function validateCheckpoint(ck: Checkpoint, cfg: ModelConfig): void {
   const names = new Set(ck.names());
@@ -89,10 +73,11 @@ export function validateCheckpoint(ck: Checkpoint, cfg: ModelConfig): void {
       if (names.has(`${prefix}.qweight`)) {
         const q = cfg.quantization;
         if (!q) throw new UserError(`tensor ${prefix}.qweight is present but config.json has no quantization_config`, { file: ck.source });
-        const shapes = quantizedLinearShapes(d.out, d.in, q.groupSize);
-        for (const [suffix, shape] of Object.entries(shapes)) {
-          const kind: Kind = suffix === 'qweight' || suffix === 'qzeros' || suffix === 'pairs' ? 'int' : 'float';
-          required.push({ name: `${prefix}.${suffix}`, shape, kind });
+        // Shapes from the one description of the format (io/int4-format); K is whatever theta holds.
+        const krot = names.has(`${prefix}.theta`) ? ck.require(`${prefix}.theta`).shape[0] : q.krot;
+        for (const t of packedLinearLayout(prefix, { inFeatures: d.in, outFeatures: d.out, groupSize: q.groupSize, krot, bias: false })) {
+          // Dtypes by kind only: other writers store pairs as I32/I64 or scales as F32, which load the same.
+          required.push({ name: t.name, shape: t.shape, kind: t.dtype.startsWith('I') ? 'int' : 'float' });
         }
       } else {
         required.push({ name: `${prefix}.weight`, shape: [d.out, d.in], kind: 'float' });
@@ -139,19 +124,9 @@ export function validateCheckpoint(ck: Checkpoint, cfg: ModelConfig): void {
         file: info.file,
       });
     }
-    const ok = info.shape.length === e.shape.length && e.shape.every((d, i) => (d === null ? info.shape[i] > 0 : info.shape[i] === d));
+    const ok = info.shape.length === e.shape.length && e.shape.every((d, i) => info.shape[i] === d);
     if (!ok) {
       throw new UserError(`tensor ${e.name} has shape [${info.shape.join(', ')}], config.json implies ${fmt(e.shape)}`, { file: info.file });
-    }
-  }
-  // theta and pairs of one linear must agree on the number of rotation layers K.
-  for (const e of required) {
-    if (!e.name.endsWith('.theta')) continue;
-    const base = e.name.slice(0, -'.theta'.length);
-    const k1 = ck.require(e.name).shape[0];
-    const k2 = ck.require(`${base}.pairs`).shape[0];
-    if (k1 !== k2) {
-      throw new UserError(`tensors ${base}.theta and ${base}.pairs disagree on the rotation count (${k1} vs ${k2})`, { file: ck.require(e.name).file });
     }
   }
 }
