@@ -1,7 +1,8 @@
 // Bad weights stop a command before any compute (issue 8, defects 2, 7, 9): NaN/Inf tensors named with their file,
 // tensors checked against config.json (shape, dtype, missing, unexpected, extra layers), a directory in place of
 // model.safetensors; and NaN that reaches the kernels propagates instead of looking like a masked row.
-import { copyFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { loadTokenizer } from '../src/io/tokenizer.js';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
@@ -186,6 +187,19 @@ describe('tensors checked against config.json', () => {
   it('rotary inv_freq buffers of older checkpoints are tolerated', () => {
     const dir = variant((ts) => [...ts, { name: 'model.layers.0.self_attn.rotary_emb.inv_freq', dtype: 'F32', shape: [32], data: new Uint8Array(128) }]);
     expect(() => loadModel(be, dir)).not.toThrow();
+  });
+
+  it.skipIf(!existsSync('/dev/zero'))('side files linked to /dev/zero fail at once instead of reading forever', () => {
+    for (const name of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'chat_template.jinja']) {
+      const dir = scratchDir('weights-checks-');
+      for (const f of [...SIDE_FILES, 'model.safetensors']) if (f !== name) copyFileSync(path.join(DEMO_MODEL, f), path.join(dir, f));
+      symlinkSync('/dev/zero', path.join(dir, name));
+      const e = userError(() => {
+        loadModel(be, dir);
+        loadTokenizer(dir);
+      });
+      expect(e.oneLine()).toMatch(new RegExp(`${name.replace('.', '\\.')}: .* is not a regular file`));
+    }
   });
 
   it('model.safetensors being a directory is one line naming it', () => {

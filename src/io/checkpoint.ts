@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { UserError } from '../errors.js';
 import { SafetensorsFile, TensorInfo, errMessage } from './safetensors.js';
 import { assertFinite16, assertFiniteF32 } from './finite.js';
+import { readSideFile } from './input-file.js';
 
 export const SINGLE_FILE = 'model.safetensors';
 export const INDEX_FILE = 'model.safetensors.index.json';
@@ -81,9 +82,10 @@ export class Checkpoint {
 
   private static fromIndex(dir: string, index: string): Checkpoint {
     const fail = (msg: string): UserError => new UserError(`invalid checkpoint index: ${msg}`, { file: index });
+    const text = readSideFile(index, 'the checkpoint index');
     let json: unknown;
     try {
-      json = JSON.parse(fs.readFileSync(index, 'utf8'));
+      json = JSON.parse(text);
     } catch (e) {
       throw fail(`not valid JSON (${errMessage(e)})`);
     }

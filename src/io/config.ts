@@ -1,9 +1,9 @@
 // Hugging Face config.json normalisation: the many historical spellings of Llama / Qwen2 / Qwen3 configs become one
 // ModelConfig that the model code is driven by.
 
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { UserError } from '../errors.js';
+import { readSideFile } from './input-file.js';
 
 export type ModelFamily = 'llama' | 'qwen2' | 'qwen3';
 
@@ -80,12 +80,7 @@ function isObject(v: unknown): v is Json {
 /** Reads `<dir>/config.json` and normalises it. */
 export function loadModelConfig(dir: string): ModelConfig {
   const file = join(dir, 'config.json');
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`cannot read the model config (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file, cause: e });
-  }
+  const text = readSideFile(file, 'the model config', 16 * 2 ** 20);
   let raw: unknown;
   try {
     raw = JSON.parse(text);

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { SandboxedTemplate } from './chat-template.js';
 import { Tokenizer } from '@huggingface/tokenizers';
 import { UserError } from '../errors.js';
+import { readSideFile } from './input-file.js';
 
 export interface ChatMessage {
   role: string;
@@ -27,12 +28,7 @@ export interface TextTokenizer {
 type Json = Record<string, unknown>;
 
 function readJson(file: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`cannot read the ${what} (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file, cause: e });
-  }
+  const text = readSideFile(file, `the ${what}`);
   try {
     return JSON.parse(text);
   } catch (e) {
@@ -50,7 +46,7 @@ function tokenContent(v: unknown): string | null {
 /** The chat template and its file: chat_template.jinja wins over tokenizer_config.json (as transformers saves them). */
 function readChatTemplate(dir: string, config: Json, configFile: string): { source: string; file: string } | null {
   const jinjaFile = join(dir, 'chat_template.jinja');
-  if (existsSync(jinjaFile)) return { source: readFileSync(jinjaFile, 'utf8'), file: jinjaFile };
+  if (existsSync(jinjaFile)) return { source: readSideFile(jinjaFile, 'the chat template', 16 * 2 ** 20), file: jinjaFile };
   const t = config.chat_template;
   if (t === undefined || t === null) return null;
   if (typeof t === 'string') return { source: t, file: configFile };
