@@ -78,7 +78,7 @@ describe.skipIf(!haveFix)('generate-data', () => {
     const data = readTrainingData(full, { seqLen: 64, blockSize: 4, vocabSize: 4096, tokenizer: null });
     expect(data.samples[0].lossMask.reduce((a, b) => a + b, 0)).toBe(12);
     const manifest = JSON.parse(readFileSync(`${full}.manifest.json`, 'utf8'));
-    expect(manifest).toMatchObject({ tool: 'dflash', command: 'dflash generate-data', metrics: { records: 3 } });
+    expect(manifest).toMatchObject({ tool: 'dflash', command: 'generate-data', metrics: { records: 3 } });
     expect(existsSync(`${full}.partial`)).toBe(false);
     // An interrupted run: one record done, then a torn line.
     const cut = path.join(tmp, 'cut.jsonl');
