@@ -126,7 +126,19 @@ describe('train-drafter', () => {
     expect(() => runTrainDrafter(be, settings(cut, { epochs: 3 }))).toThrow(/--resume/);
     expect(existsSync(path.join(partialDirFor(cut), 'progress.json'))).toBe(true); // refused, not deleted
     expect(() => runTrainDrafter(be, settings(cut, { epochs: 3, lr: 1e-3, resume: true }))).toThrow(/differs: settings\.lr/);
-    const r = runTrainDrafter(be, settings(cut, { epochs: 3, resume: true }));
+    // What a kill in the middle of the next checkpoint would leave: a half-written file and a complete one that
+    // progress.json does not name yet. Both go; the run resumes from the checkpoint progress.json names.
+    const partial = partialDirFor(cut);
+    writeFileSync(path.join(partial, 'state-6.safetensors.tmp-4242'), 'half');
+    writeFileSync(path.join(partial, 'state-6.safetensors'), 'whole but unnamed');
+    let resumedAt = -1;
+    const r = runTrainDrafter(be, settings(cut, { epochs: 3, resume: true }), {
+      onStep: (step) => {
+        if (resumedAt < 0) resumedAt = step;
+        expect(readdirSync(partial).filter((n) => n.startsWith('state-6'))).toEqual([]);
+      },
+    });
+    expect(resumedAt).toBe(5);
     expect(r.resumedFromStep).toBe(4);
     const a = readFileSync(path.join(full, 'model.safetensors'));
     const b = readFileSync(path.join(cut, 'model.safetensors'));
