@@ -2,6 +2,7 @@
 import { InvalidArgumentError } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { intOrAuto, nonNegativeInt, nonNegativeNumber, numberOrAuto, positiveInt, positiveNumber } from '../src/cli/options.js';
+import { oneOf, parseEpochs } from '../src/cli/quantize.js';
 
 describe('cli option parsers', () => {
   it('accept what they promise and reject the rest, naming the option', () => {
@@ -22,5 +23,12 @@ describe('cli option parsers', () => {
     expect(() => intOrAuto('--layers')('two')).toThrow(/--layers/);
     expect(numberOrAuto('--gamma')('auto')).toBe('auto');
     expect(numberOrAuto('--gamma')('4.5')).toBe(4.5);
+  });
+  it('--epochs a,b and value lists', () => {
+    expect(parseEpochs('10,0')).toEqual([10, 0]);
+    for (const bad of ['1', '1,x', '1,1,1', '-1,2', '']) expect(() => parseEpochs(bad)).toThrow(InvalidArgumentError);
+    const method = oneOf('--method', ['paro', 'rtn'] as const);
+    expect(method('rtn')).toBe('rtn');
+    expect(() => method('gptq')).toThrow(/--method must be paro or rtn, got "gptq"/);
   });
 });

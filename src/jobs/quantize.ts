@@ -318,7 +318,14 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
       if (be.hasNonFinite(embed)) throw new UserError('tensor model.embed_tokens.weight contains NaN or Inf values; the checkpoint is damaged', { file: job.modelDir });
       // Placement: on the device when X, X′, Y and one block's working set fit, else streamed from host memory.
       const storeBytes = nAll * T * cfg.hiddenSize * dtypeBytes(computeDtype);
-      const placement = chooseActivationPlacement(be, storeBytes, blockWorkingBytes(cfg, s.batchSize, T, computeDtype), s.activations);
+      const working = blockWorkingBytes(cfg, s.batchSize, T, computeDtype);
+      const { placement, fits, freeBytes } = chooseActivationPlacement(be, storeBytes, working, s.activations);
+      if (!fits) {
+        throw new UserError(
+          `one decoder block needs about ${(working / 2 ** 30).toFixed(1)} GiB of device memory for optimization, ` +
+            `but only ${((freeBytes ?? 0) / 2 ** 30).toFixed(1)} GiB are free; lower --batch-size or --seq-len, or use a larger GPU`,
+        );
+      }
       if (placement === 'host') hooks.onInfo?.(`calibration activations (${(3 * storeBytes / 2 ** 30).toFixed(1)} GiB) stream from host memory`);
       X = createStore(be, nAll * T, cfg.hiddenSize, computeDtype, placement);
       Xq = createStore(be, nAll * T, cfg.hiddenSize, computeDtype, placement);

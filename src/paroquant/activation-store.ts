@@ -1,7 +1,6 @@
 // Calibration activations of a block set ([rows, cols]: X, X′, Y): on the device when they fit, else in host memory
 // (page-locked where the backend offers it) and streamed to the device batch by batch.
 import type { Backend, DType, Tensor } from '../engine/backend.js';
-import { UserError } from '../errors.js';
 import { f32ToBf16 } from '../numerics/half.js';
 
 export type Placement = 'device' | 'host';
@@ -89,19 +88,15 @@ export function dtypeBytes(d: DType): number {
 
 /**
  * Where the activations go: on the device when the three stores and the block's working set fit in 80 % of the free
- * device memory, else on the host; an error when even the working set of one block does not fit.
+ * device memory, else on the host. `fits: false` when even the working set of one block does not fit (the job
+ * reports it, naming the settings to lower).
  */
 export function chooseActivationPlacement(
   be: Backend, storeBytes: number, blockWorkingBytes: number, requested: Placement | 'auto',
-): Placement {
+): { placement: Placement; fits: boolean; freeBytes?: number } {
   const mem = be.memoryInfo?.();
-  if (!mem) return requested === 'auto' ? 'device' : requested; // a host-memory backend: either is host memory
-  if (blockWorkingBytes > mem.freeBytes) {
-    throw new UserError(
-      `one decoder block needs about ${(blockWorkingBytes / 2 ** 30).toFixed(1)} GiB of device memory for optimization, ` +
-        `but only ${(mem.freeBytes / 2 ** 30).toFixed(1)} GiB are free; lower --batch-size or --seq-len, or use a larger GPU`,
-    );
-  }
-  if (requested !== 'auto') return requested;
-  return 3 * storeBytes + blockWorkingBytes <= 0.8 * mem.freeBytes ? 'device' : 'host';
+  if (!mem) return { placement: requested === 'auto' ? 'device' : requested, fits: true }; // a host-memory backend: either is host memory
+  const fits = blockWorkingBytes <= mem.freeBytes;
+  if (requested !== 'auto') return { placement: requested, fits, freeBytes: mem.freeBytes };
+  return { placement: 3 * storeBytes + blockWorkingBytes <= 0.8 * mem.freeBytes ? 'device' : 'host', fits, freeBytes: mem.freeBytes };
 }
