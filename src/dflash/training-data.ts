@@ -45,9 +45,8 @@ export interface TrainingDataOptions {
   tokenizer: TextTokenizer | null;
 }
 
-/** Parse the text of a training data file (file names it in errors). */
-export function parseTrainingData(text: string, file: string, opts: TrainingDataOptions): TrainingData {
-  const lines = text.split('\n');
+/** Parse the lines of a training data file, in order (file names it in errors). */
+export function parseTrainingData(lines: Iterable<string>, file: string, opts: TrainingDataOptions): TrainingData {
   const samples: TrainingSample[] = [];
   let records = 0;
   let droppedShort = 0;
@@ -55,10 +54,11 @@ export function parseTrainingData(text: string, file: string, opts: TrainingData
   let truncated = 0;
   let tokens = 0;
   let responseTokens = 0;
-  for (let i = 0; i < lines.length; i++) {
-    const s = lines[i].trim();
+  let line = 0;
+  for (const raw of lines) {
+    line++;
+    const s = raw.trim();
     if (s === '') continue;
-    const line = i + 1;
     let rec: Record<string, unknown>;
     try {
       rec = JSON.parse(s) as Record<string, unknown>;

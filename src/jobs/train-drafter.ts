@@ -9,7 +9,7 @@ import { loadModel } from '../model/load.js';
 import { loadModelConfig, type ModelConfig } from '../io/config.js';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
 import { readPrompts } from '../io/datasets.js';
-import { readTextFile } from '../io/text-file.js';
+import { readLines } from '../io/text-file.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import { createManifest, describeInput, inputIdentity } from '../io/manifest.js';
@@ -257,7 +257,7 @@ function checkAgainstTarget(s: TrainDrafterSettings, t: ModelConfig): void {
 
 /** Training records of a data file, cut and filtered for the trainer. */
 export function readTrainingData(file: string, opts: TrainingDataOptions): TrainingData {
-  return parseTrainingData(readTextFile(file, 'the training data'), file, opts);
+  return parseTrainingData(readLines(file, 'the training data'), file, opts);
 }
 
 /** What progress.json of the run directory holds: the checkpoint file and where the run stood. */
