@@ -265,10 +265,10 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const windows = intOption(ctx.args, 'windows', 2048);
   const trainResident = Math.min(windows, intOption(ctx.args, 'resident', 128));
   const valWindows = intOption(ctx.args, 'val-windows', 64);
-  const logBlock = (title: string, r: BlockBench, scale = 1) => {
+  const logBlock = (title: string, r: BlockBench, resident: number, scale = 1) => {
     ctx.log(table([
       [title, ...r.stages.map((s) => `stage ${s.stage}`)],
-      ['windows × tokens (resident)', ...r.stages.map(() => `${r.windows * scale} × ${r.T} (${trainResident})`)],
+      ['windows × tokens (resident)', ...r.stages.map(() => `${r.windows * scale} × ${r.T} (${resident})`)],
       ['steps (batch)', ...r.stages.map((s) => `${s.steps * scale} (${r.batch})`)],
       ['ms per step', ...r.stages.map((s) => round(s.msPerStep, 1))],
       ['epoch s', ...r.stages.map((s) => round(s.epochSeconds * scale, 2))],
@@ -278,7 +278,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     ]));
   };
   const b8 = benchBlock(be, QWEN3_8B_BLOCK, { windows, trainResident, T, batch, stages: [1, 2], peak, seed: 10 });
-  logBlock('Qwen3-8B block, one epoch', b8);
+  logBlock('Qwen3-8B block, one epoch', b8, trainResident);
   const p8 = project(b8, 36, [10, 10], valWindows);
   ctx.log(`forward of one batch: ${round(b8.msForwardBatch, 1)} ms; projected 36 blocks × (10 + 10 epochs, ${valWindows} validation windows): ${round(p8.secondsPerBlock, 1)} s per block, ${round(p8.hours, 3)} GPU-hours`);
   report.qwen3_8b = {
@@ -309,7 +309,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     const r70 = Math.min(w70, intOption(ctx.args, 'resident-70b', 64));
     const b70 = benchBlock(be, LLAMA31_70B_BLOCK, { windows: w70, trainResident: r70, T, batch, stages: [1], peak, seed: 40 });
     const scale = windows / w70;
-    logBlock(`Llama-3.1-70B block (${w70} windows timed, × ${scale})`, b70, scale);
+    logBlock(`Llama-3.1-70B block (${w70} windows timed, × ${scale})`, b70, r70, scale);
     const p70 = project(b70, 80, [10, 10], valWindows, scale);
     ctx.log(`forward of one batch: ${round(b70.msForwardBatch, 1)} ms; projected 80 blocks × (10 + 10 epochs, stage 2 taken as long as stage 1): ${round(p70.hours, 2)} GPU-hours`);
     report.llama31_70b = {
