@@ -6,6 +6,9 @@
 # GPU_DIR picks another bundle folder (default .gpu); BUDGET (seconds) caps the whole session: each step's time
 # limit is cut to what is left. A background sampler records device memory in use and the node processes' RSS
 # every second; each step's peaks go to $OUT/peaks.txt.
+# Real size (issue 10, docs/scale.md; run 8 of docs/gpu-validation.md):
+#   COMPACT=1 BUDGET=450 BENCH_ARGS="--windows-70b 256" STEPS="bench synth-8b quantize-8b eval-8b" bash scripts/gpu-session.sh
+# (quantize-8b needed ~9.5 min at 1 + 1 epochs in run 8: give it its own session, or EPOCHS_8B / SAMPLES_8B less.)
 set -u
 OUT=${OUT:-/tmp/paro-gpu-out}; mkdir -p "$OUT"  # the device tool sets $OUT; keep to few files (8 come back)
 G=${GPU_DIR:-.gpu}
