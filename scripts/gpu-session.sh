@@ -58,7 +58,7 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
     synth-8b) # a random-weight Qwen3-8B (36 layers, 16.4 GB in 5 shards) on this machine's disk
       step synth-8b 240 node $G/synth-checkpoint.mjs --arch ${SYNTH_ARCH:-qwen3-8b} --out /tmp/q8 --force --json ;;
     quantize-8b) # the quick calibration size at real shape, reduced epochs; /usr/bin/time -v for the peak RSS
-      step quantize-8b 360 $TIMEV $CLI paro quantize /tmp/q8 --out /tmp/q8-paro --calib $F/train.jsonl --samples ${SAMPLES_8B:-128} --seq-len ${SEQ_8B:-2048} \
+      step quantize-8b 580 $TIMEV $CLI paro quantize /tmp/q8 --out /tmp/q8-paro --calib $F/train.jsonl --samples ${SAMPLES_8B:-128} --seq-len ${SEQ_8B:-2048} \
         --val-samples 8 --epochs ${EPOCHS_8B:-1,1} --device ${DEVICE:-cuda} --force --json
       ls -la /tmp/q8-paro >> "$OUT/quantize-8b.log" 2>&1 ;;
     eval-8b)
