@@ -1,11 +1,11 @@
 // The model as it stands in memory at the end of optimization: the source checkpoint's embeddings, norms and head
 // with every quantized linear replaced by its dense effective weight Ŵ. Used to check that the written checkpoint,
 // loaded through the runtime path, is the same model.
-import type { Backend, Tensor } from '../engine/backend.js';
-import { Checkpoint } from '../io/checkpoint.js';
-import { loadModelConfig } from '../io/config.js';
-import { Decoder } from '../model/decoder.js';
-import { LINEAR_KEYS, loadModelWeights, type LinearKey } from '../model/weights.js';
+import type { Backend, Tensor } from '../src/engine/backend.js';
+import { Checkpoint } from '../src/io/checkpoint.js';
+import { loadModelConfig } from '../src/io/config.js';
+import { Decoder } from '../src/model/decoder.js';
+import { LINEAR_KEYS, loadModelWeights, type LinearKey } from '../src/model/weights.js';
 
 export function fakeQuantDecoder(
   be: Backend, modelDir: string, effective: { weights: Record<LinearKey, Tensor>; biases: Partial<Record<LinearKey, Tensor>> }[],

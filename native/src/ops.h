@@ -86,7 +86,7 @@ void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const voi
                    const void* out, int odt, const float* lse, void* dq, int dqdt, void* dk, int dkdt, void* dv,
                    int dvdt, const AttnDims& d, const AttnMask& m, bool forceScalar);
 
-// ---- GEMM through cuBLAS (gemm.cc) ----
+// ---- GEMM through cuBLAS (gemm.cu) ----
 /** Row-major C[M,N] = alpha·op(A)·op(B) + beta·C. */
 void gemm(const void* a, int adt, const void* b, int bdt, void* c, int cdt, int M, int N, int K, bool transA,
           bool transB, float alpha, float beta);

@@ -9,7 +9,7 @@ import { concatTaps } from './features.js';
 import type { Drafter } from './drafter.js';
 import { sliceRows } from './rows.js';
 import type { KVCache } from '../model/kvcache.js';
-import { argmax, chooseToken } from './sampling.js';
+import { chooseToken } from './sampling.js';
 
 /** Anything that proposes the B − 1 tokens after an anchor. */
 export interface DraftProposer {
@@ -246,5 +246,3 @@ export function summarizeAcceptance(perPrompt: readonly (readonly number[])[], b
     histogram: counts.map((c) => (steps > 0 ? c / steps : 0)),
   };
 }
-
-export { argmax };

@@ -3,13 +3,10 @@
 // the layer ops (layer-ops.ts).
 import type { Backend, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
-import type { LayerWeights, ModelWeights } from './weights.js';
+import { freeModelWeights, type LayerWeights, type ModelWeights } from './weights.js';
 import { ropeInvFreq, type RopePrecision } from './rope-freq.js';
 import { KVCache } from './kvcache.js';
 import { attentionInputs, embedTokens, layerOutput } from './layer-ops.js';
-
-/** Moved to layer-ops.ts; re-exported only until paroquant/finalize.ts imports it from there. */
-export { foldRotation } from './layer-ops.js';
 
 export interface ForwardOptions {
   /** Causal KV cache; positions continue from its current length (prefill on an empty cache, or decode). */
@@ -40,6 +37,11 @@ export class Decoder {
 
   constructor(readonly be: Backend, readonly cfg: ModelConfig, readonly weights: ModelWeights, ropePrecision: RopePrecision = 'f32') {
     this.invFreq = ropeInvFreq(cfg, ropePrecision);
+  }
+
+  /** Free the weights (the decoder is unusable afterwards): a job that evaluates several models frees each in turn. */
+  free(): void {
+    freeModelWeights(this.be, this.weights);
   }
 
   newCache(batch: number, capacity: number): KVCache {

@@ -1,3 +1,6 @@
+// Worker kernel file: swigluForward and swigluBackward go to the cpu worker threads as source text (toString(),
+// thread-pool.ts), so they stay closure- and import-free: nothing from outside their own body but
+// parameters and JS built-ins.
 // SwiGLU: h = silu(g) ⊙ u with silu(g) = g·σ(g). One exp per element in each direction.
 
 export function swigluForward(gate: Float32Array, up: Float32Array, out?: Float32Array): Float32Array {

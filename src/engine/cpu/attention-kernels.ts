@@ -1,3 +1,6 @@
+// Worker kernel file: createAttentionKernels goes to the cpu worker threads as source text (toString(),
+// thread-pool.ts), so it stays closure- and import-free: nothing from outside its own body but
+// parameters and JS built-ins.
 // Scaled dot-product attention with GQA on the cpu backend, as the Backend interface defines it (backend.ts).
 // The work is cut into units (batch entry b, KV head g); the heads of a GQA group are stacked so that each GEMM
 // packs a K/V operand once for all of them, and queries go in tiles of QT rows so that only the keys a tile can see

@@ -88,8 +88,3 @@ function evictOldest(): void {
   const list = byLength.get(a.length)!;
   list.splice(list.indexOf(a), 1);
 }
-
-/** Bytes currently kept for reuse (for tests and benchmarks). */
-export function keptBufferBytes(): number {
-  return keptBytes;
-}

@@ -1,3 +1,6 @@
+// Worker kernel file: crossEntropyRows goes to the cpu worker threads as source text (toString(),
+// thread-pool.ts), so it stays closure- and import-free: nothing from outside its own body but
+// parameters and JS built-ins.
 // Cross-entropy rows: loss_r = logsumexp(z_r) − z_r[label_r]; gradient w_r·(softmax(z_r) − onehot(label_r)).
 
 export function crossEntropyRows(

@@ -1,3 +1,6 @@
+// Worker kernel file: rmsnormForward goes to the cpu worker threads as source text (toString(),
+// thread-pool.ts), so it stays closure- and import-free: nothing from outside its own body but
+// parameters and JS built-ins.
 // RMSNorm over the last dimension: y = w ⊙ x / sqrt(mean(x²) + eps), rows independent.
 
 /** x, y: [rows, C]; w: [C]; returns rstd [rows] (1/sqrt(mean(x²)+eps)) for the backward. */

@@ -1,3 +1,6 @@
+// Worker kernel file: ropeApply goes to the cpu worker threads as source text (toString(),
+// thread-pool.ts), so it stays closure- and import-free: nothing from outside its own body but
+// parameters and JS built-ins.
 // Rotary position embedding, rotate-half (NeoX) layout, on [rows, heads·headDim]:
 // x′_m = x_m·cos φ − x_{m+d/2}·sin φ,  x′_{m+d/2} = x_{m+d/2}·cos φ + x_m·sin φ,  φ = pos·invFreq[m].
 

@@ -1,3 +1,6 @@
+// Worker kernel file: createGemmDriver goes to the cpu worker threads as source text (toString(),
+// thread-pool.ts), so it stays closure- and import-free: nothing from outside its own body but
+// parameters and JS built-ins.
 // f32 GEMM on one tfjs-backend-wasm instance (XNNPACK fully-connected, SIMD), driven directly through the module's
 // exported BatchMatMul instead of tfjs tensors: operands are copied straight from strided (and optionally transposed)
 // host views into reused heap buffers, and results straight out into the destination view, with no tensor objects,
