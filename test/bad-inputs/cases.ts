@@ -37,6 +37,8 @@ export interface Shared {
   quantPartial: string | null;
   /** `<x>.partial` of a generate-data run killed after its first records, its prompts and its settings. */
   genPartial: string | null;
+  /** What a train-drafter run (trainKilled) killed after its first checkpoint left next to its output `t`. */
+  trainLeftovers: string[] | null;
   genPartialPrompts: string;
   genPartialArgs: string[];
   /** Why an artifact is null. */
@@ -44,10 +46,10 @@ export interface Shared {
 }
 
 /** A shared artifact, or an error saying why the corpus setup could not make it. */
-function need(c: Ctx, key: 'drafter' | 'quantPartial' | 'genPartial'): string {
+function need<K extends 'drafter' | 'quantPartial' | 'genPartial' | 'trainLeftovers'>(c: Ctx, key: K): NonNullable<Shared[K]> {
   const v = c.shared[key];
   if (v === null) throw new Error(`corpus setup could not make ${key}: ${c.shared.why[key]}`);
-  return v;
+  return v as NonNullable<Shared[K]>;
 }
 
 export interface Case {
@@ -61,6 +63,8 @@ export interface Case {
   problem: RegExp;
   /** Paths (relative to the case folder) that may be new afterwards. */
   remain?: string[];
+  /** Paths that are not the user's and may be removed (the stale lock of a killed run). */
+  mayGo?: string[];
   cwd?: (c: Ctx) => string;
   timeoutS?: number;
 }
@@ -74,6 +78,13 @@ export const quantize = (c: Ctx): string[] => ['quantize', c.model, '--out', c.o
 export const generate = (c: Ctx): string[] => ['generate-data', '--target', c.model, '--prompts', c.prompts, '--out', c.outJsonl, '--max-new-tokens', '4', '--batch', '2', ...CPU];
 export const train = (c: Ctx): string[] => ['train-drafter', '--target', c.model, '--data', c.records, '--out', c.out, '--epochs', '1', '--max-steps', '1', '--seq-len', '32', '--block-size', '4', '--anchors', '2', '--layers', '1', '--batch', '2', ...CPU];
 export const dEval = (c: Ctx): string[] => (need(c, 'drafter'), ['eval', '--target', c.model, '--drafter', c.drafter, '--prompts', c.prompts, '--max-new-tokens', '4', ...CPU]);
+
+/** train-drafter long enough to be killed after a checkpoint (the run that made Shared.trainLeftovers). */
+export const trainKilled = (c: Ctx): string[] => withOpt(withOpt(withOpt(train(c), '--max-steps', null), '--epochs', '30'), '--checkpoint-every', '1');
+/** Copies the leftovers of the killed train-drafter run next to this case's output, renamed from `t` to `out`. */
+const trainLeftovers = (c: Ctx): void => {
+  for (const p of need(c, 'trainLeftovers')) cpSync(p, path.join(c.root, path.basename(p).replace(/^(\.?)t\./, '$1out.')), { recursive: true });
+};
 
 const opt = (base: (c: Ctx) => string[], ...pairs: [string, string | null][]) => (c: Ctx): string[] =>
   pairs.reduce((a, [k, v]) => withOpt(a, k, v), base(c));
@@ -228,7 +239,8 @@ export const CASES: Case[] = [
   { name: 'train-drafter: --force on a folder we did not write', defect: 1, tool: 'dflash', args: (c) => train(c).concat('--force'), setup: (c) => userFolder(c.out), names: (c) => [c.out], problem: OUTPUT_REFUSED },
   { name: 'train-drafter: --out /etc/passwd/x (before any training)', defect: 8, tool: 'dflash', args: opt(train, ['--out', '/etc/passwd/x']), names: () => ['/etc/passwd'], problem: /not a directory|is a file|cannot/i },
   { name: 'train-drafter: --out under a read-only folder', defect: 9, tool: 'dflash', args: (c) => withOpt(train(c), '--out', path.join(readOnlyParent(c), 'paro-bad-input-drafter')), names: () => ['paro-bad-input-drafter'], problem: /permission|not permitted|read-only|not writable|cannot (create|write)/i },
-  { name: 'train-drafter: leftover checkpoint and .checkpoint.tmp-* of a killed run, no --resume: refused, kept', defect: 8, tool: 'dflash', args: train, setup: (c) => { mkdirSync(c.out + '.checkpoint'); writeFileSync(path.join(c.out + '.checkpoint', 'state.json'), '{"step": 3}\n'); mkdirSync(f(c, '.out.checkpoint.tmp-4242')); writeFileSync(f(c, '.out.checkpoint.tmp-4242/optimizer.safetensors'), garbage(1000)); }, names: () => ['checkpoint'], problem: /--resume|--force|unfinished|interrupted/i },
+  { name: 'train-drafter: state of a run killed after a checkpoint, rerun without --resume: refused, kept', defect: 8, tool: 'dflash', args: trainKilled, setup: trainLeftovers, mayGo: ['out.lock'], names: () => ['out.'], problem: /--resume|--force|interrupted|unfinished/i },
+  { name: 'train-drafter: legacy out.checkpoint and .out.checkpoint.tmp-* of a killed run, no --force: refused, kept', defect: 8, tool: 'dflash', args: train, setup: (c) => { mkdirSync(c.out + '.checkpoint'); writeFileSync(path.join(c.out + '.checkpoint', 'state.json'), '{"step": 3}\n'); mkdirSync(f(c, '.out.checkpoint.tmp-4242')); writeFileSync(f(c, '.out.checkpoint.tmp-4242/optimizer.safetensors'), garbage(1000)); }, names: () => ['checkpoint'], problem: /--resume|--force|unfinished|interrupted/i },
   { name: 'train-drafter: --data empty file', defect: 0, tool: 'dflash', args: (c) => withOpt(train(c), '--data', f(c, 'empty.jsonl')), setup: (c) => { write(c, 'empty.jsonl', ''); }, names: () => ['empty.jsonl'], problem: /empty|no records|no samples/i },
   { name: 'train-drafter: --data /dev/zero', defect: 6, tool: 'dflash', args: opt(train, ['--data', '/dev/zero']), names: () => ['/dev/zero'], problem: DEVICE_FILE, timeoutS: 20 },
   { name: 'train-drafter: --data JSONL with the wrong keys', defect: 0, tool: 'dflash', args: (c) => withOpt(train(c), '--data', f(c, 'keys.jsonl')), setup: (c) => { write(c, 'keys.jsonl', '{"question": "a", "answer": "b"}\n'); }, names: () => ['keys.jsonl'], problem: /prompt|response|input_ids/ },

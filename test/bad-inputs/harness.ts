@@ -84,13 +84,15 @@ export function snapshot(dir: string): Snapshot {
 
 /**
  * Differences between two snapshots: inputs changed or removed, and new paths not allowed by `mayRemain`
- * (paths relative to the snapshot root; a new path inside an allowed folder is allowed too).
+ * (paths relative to the snapshot root; a new path inside an allowed folder is allowed too), except `mayGo` removed.
  */
-export function snapshotDiff(before: Snapshot, after: Snapshot, mayRemain: string[]): string[] {
+export function snapshotDiff(before: Snapshot, after: Snapshot, mayRemain: string[], mayGo: string[] = []): string[] {
   const problems: string[] = [];
   for (const [p, h] of before) {
     const now = after.get(p);
-    if (now === undefined) problems.push(`removed: ${p}`);
+    if (now === undefined) {
+      if (!mayGo.includes(p)) problems.push(`removed: ${p}`);
+    }
     else if (now !== h) problems.push(`changed: ${p}`);
   }
   const allowed = (p: string): boolean => mayRemain.some((r) => p === r || p.startsWith(r + path.sep));
