@@ -9,6 +9,7 @@ import type { Backend, DType } from '../engine/backend.js';
 import { UserError } from '../errors.js';
 import { Checkpoint } from '../io/checkpoint.js';
 import { loadModelConfig, type ModelConfig } from '../io/config.js';
+import { validateCheckpoint } from '../io/validate-checkpoint.js';
 import { calibrationWindows, readTextDocuments, tokenizeCorpus } from '../io/datasets.js';
 import { fingerprint } from '../io/hash.js';
 import { MAX_CODE_BITS, PACK_FACTOR, packedLinearTensors, readPackedLinear, type PackedLinear } from '../io/int4-format.js';
@@ -295,6 +296,8 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     if (!ck.has('model.layers.0.input_layernorm.weight')) {
       throw new UserError('no decoder layers found in the checkpoint (expected model.layers.0.*)', { file: job.modelDir });
     }
+    // Names, dtypes and shapes of every tensor against config.json, before anything is hashed or computed.
+    validateCheckpoint(ck, cfg);
     // What determines the result: the resume check compares it.
     const tHash = performance.now();
     const manifestInputs: ManifestInput[] = [describeInput('model', job.modelDir, modelFilesRead(job.modelDir))];
