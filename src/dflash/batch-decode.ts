@@ -4,7 +4,7 @@
 // on the cpu the weights are then read once per step for the whole batch instead of once per prompt.
 import type { Backend, Tensor } from '../engine/backend.js';
 import type { Decoder } from '../model/decoder.js';
-import { attentionInputs, embedTokens, layerOutput } from '../model/layer-ops.js';
+import { attendToCache, attentionInputs, embedTokens, layerOutput } from '../model/layer-ops.js';
 import type { KVCache } from '../model/kvcache.js';
 import { Rng } from '../numerics/rng.js';
 import { sliceRows } from './rows.js';
@@ -43,9 +43,9 @@ function raggedStep(target: Decoder, tokens: Int32Array, caches: readonly KVCach
       c.write(l, kb, vb, 1);
       const qb = sliceRows(be, qr, b, 1);
       const past = c.length;
-      const r = be.attention(qb, c.k[l], c.v[l], { batch: 1, tq: 1, tk: past + 1, kvStride: c.capacity, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: D }, { kind: 'causal', qOffset: past });
-      be.copyRows(attn, b, r.out, 0, 1);
-      be.free(kb, vb, qb, r.out, r.lse);
+      const out = attendToCache(be, cfg, qb, c, l, 1, 1, past + 1, { kind: 'causal', qOffset: past });
+      be.copyRows(attn, b, out, 0, 1);
+      be.free(kb, vb, qb, out);
     }
     be.free(qr, kr, v);
     const xNext = layerOutput(be, cfg, w, x, attn);

@@ -3,12 +3,12 @@
 // the Backend: an inference pass over a block with a context K/V cache, and a training forward over all blocks of a
 // sequence (block-sparse 'anchoredBlocks' mask, §2.5) with its backward written out, both assembled from the layer
 // ops of src/model/layer-ops.ts.
-import type { AttentionMask, AttentionShape, Backend, Tensor } from '../engine/backend.js';
+import type { Backend, Tensor } from '../engine/backend.js';
 import { ropeInvFreq, type RopePrecision } from '../model/rope-freq.js';
 import { KVCache } from '../model/kvcache.js';
 import type { LayerWeights } from '../model/weights.js';
 import {
-  applyLinear, attentionInputs, attentionOutput, attentionOutputBackward, denseLinear, embedTokens, freeHeads, freeMlp,
+  applyLinear, attendToCache, attentionInputs, attentionOutput, attentionOutputBackward, denseLinear, embedTokens, freeHeads, freeMlp,
   headsBackward, headsForward, layerOutput, linearInputGrad, linearWeightGrad, mlpBackward, mlpForward,
   type HeadsSaved, type MlpSaved,
 } from '../model/layer-ops.js';
@@ -91,15 +91,13 @@ export class Drafter {
     const posB = new Int32Array(B);
     for (let i = 0; i < B; i++) posB[i] = start + i;
     let x = embedTokens(be, this.shared.embed, blockIds);
-    const shape: AttentionShape = { batch: 1, tq: B, tk: start + B, kvStride: cache.capacity, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: cfg.headDim };
-    // The block sees every context key and every key of its own block.
-    const mask: AttentionMask = { kind: 'full' };
     for (let l = 0; l < cfg.numLayers; l++) {
       const L = layerWeights(w.layers[l]);
       const { qr, kr, v } = attentionInputs(be, cfg, L, x, posB, this.invFreq);
       cache.writeAt(l, start, kr, v, B); // scratch rows after the context
-      const { out: attn, lse } = be.attention(qr, cache.k[l], cache.v[l], shape, mask);
-      be.free(qr, kr, v, lse);
+      // The block sees every context key and every key of its own block.
+      const attn = attendToCache(be, cfg, qr, cache, l, 1, B, start + B, { kind: 'full' });
+      be.free(qr, kr, v);
       const x1 = layerOutput(be, cfg, L, x, attn);
       be.free(x);
       x = x1;

@@ -1,12 +1,13 @@
 // One decoder block, forward with saved activations and backward to the weight gradients, assembled from the layer
 // ops (layer-ops.ts), for block-wise optimization (ParoQuant) where the block's linear weights are replaced by effective
 // weights Ŵ (dense [out, in] tensors) and only dL/dŴ is needed (the block input is fixed data).
-import type { AttentionShape, Backend, Tensor } from '../engine/backend.js';
+import type { Backend, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
 import type { LayerWeights, LinearKey } from './weights.js';
 import {
-  attentionInputs, attentionInputsWeightGrads, attentionOutput, attentionOutputBackward, denseLinear, freeAttentionInputs,
-  freeMlp, mlpBackward, mlpForward, type AttentionInputsSaved, type MlpSaved,
+  attentionInputs, attentionInputsWeightGrads, attentionOutput, attentionOutputBackward, causalAttention,
+  causalAttentionBackward, denseLinear, freeAttentionInputs, freeMlp, mlpBackward, mlpForward, type AttentionInputsSaved,
+  type MlpSaved,
 } from './layer-ops.js';
 
 /** Non-trained parts of a block (norms, biases) and the effective linear weights to use. */
@@ -61,10 +62,6 @@ function layerWeights(p: BlockParams): LayerWeights {
   };
 }
 
-function causalShape(cfg: ModelConfig, geo: BlockGeometry): AttentionShape {
-  return { batch: geo.nSeq, tq: geo.seqLen, tk: geo.seqLen, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: cfg.headDim };
-}
-
 /**
  * Block forward: y = x1 + down(swiglu(gate(h2), up(h2))), x1 = x + o(attn(rope(norm(q(h1))), ...)), h1 = norm(x).
  * With save = true the activations for blockBackward are returned (x is referenced, not copied).
@@ -74,7 +71,7 @@ export function blockForward(
 ): { y: Tensor; saved?: BlockSaved } {
   const w = layerWeights(p);
   const { qr, kr, v, saved: inputs } = attentionInputs(be, cfg, w, x, geo.positions, geo.invFreq, true);
-  const { out: attn, lse } = be.attention(qr, kr, v, causalShape(cfg, geo), { kind: 'causal', qOffset: 0 });
+  const { out: attn, lse } = causalAttention(be, cfg, qr, kr, v, geo.nSeq, geo.seqLen);
   const x1 = attentionOutput(be, w.o, x, attn);
   const { y, saved: mlp } = mlpForward(be, cfg, w, x1, true);
   const saved: BlockSaved = { inputs: inputs!, qr, kr, v, attn, lse, mlp: mlp! };
@@ -104,7 +101,7 @@ export function blockBackward(
   be.free(mlp.postNorm);
   const { dW: dWo, dattn } = attentionOutputBackward(be, p.weights.o, s.attn, dx1);
   be.free(dx1);
-  const { dq, dk, dv } = be.attentionBackward(dattn, s.qr, s.kr, s.v, s.attn, s.lse, causalShape(cfg, geo), { kind: 'causal', qOffset: 0 });
+  const { dq, dk, dv } = causalAttentionBackward(be, cfg, dattn, s.qr, s.kr, s.v, s.attn, s.lse, geo.nSeq, geo.seqLen);
   be.free(dattn);
   const qkv = attentionInputsWeightGrads(be, cfg, w, s.inputs, dq, dk, dv, geo.positions, geo.invFreq);
   be.free(dq, dk, dv);

@@ -6,7 +6,7 @@ import type { ModelConfig } from '../io/config.js';
 import { freeModelWeights, type LayerWeights, type ModelWeights } from './weights.js';
 import { ropeInvFreq, type RopePrecision } from './rope-freq.js';
 import { KVCache } from './kvcache.js';
-import { attentionInputs, embedTokens, layerOutput } from './layer-ops.js';
+import { attendToCache, attentionInputs, causalAttention, embedTokens, layerOutput } from './layer-ops.js';
 
 export interface ForwardOptions {
   /** Causal KV cache; positions continue from its current length (prefill on an empty cache, or decode). */
@@ -84,18 +84,14 @@ export class Decoder {
   /** One decoder layer: x + attn(norm(x)), then + mlp(norm(·)). */
   layerForward(l: number, w: LayerWeights, x: Tensor, positions: Int32Array, batch: number, seq: number, cache?: KVCache): Tensor {
     const { be, cfg } = this;
-    const D = cfg.headDim;
     const { qr, kr, v } = attentionInputs(be, cfg, w, x, positions, this.invFreq);
     let attn: Tensor;
-    const shape = { batch, tq: seq, heads: cfg.numHeads, kvHeads: cfg.numKvHeads, headDim: D };
     if (cache) {
       cache.write(l, kr, v, seq);
       const past = cache.length;
-      const r = be.attention(qr, cache.k[l], cache.v[l], { ...shape, tk: past + seq, kvStride: cache.capacity }, { kind: 'causal', qOffset: past });
-      attn = r.out;
-      be.free(r.lse);
+      attn = attendToCache(be, cfg, qr, cache, l, batch, seq, past + seq, { kind: 'causal', qOffset: past });
     } else {
-      const r = be.attention(qr, kr, v, { ...shape, tk: seq }, { kind: 'causal', qOffset: 0 });
+      const r = causalAttention(be, cfg, qr, kr, v, batch, seq);
       attn = r.out;
       be.free(r.lse);
     }

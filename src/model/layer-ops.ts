@@ -3,7 +3,8 @@
 // them. A forward with `save` returns what its backward needs; the backward returns fresh f32 gradients.
 //
 //   layer:  h1 = rmsnorm(x) → q, k, v = heads(h1) → attn → x1 = x + o(attn) → y = x1 + down(swiglu(gate, up)(rmsnorm(x1)))
-import type { Backend, Tensor } from '../engine/backend.js';
+import type { AttentionMask, AttentionShape, Backend, Tensor } from '../engine/backend.js';
+import type { KVCache } from './kvcache.js';
 import type { LayerWeights, Linear } from './weights.js';
 
 /** The sizes every piece needs (a ModelConfig or a DrafterConfig). */
@@ -179,6 +180,41 @@ export function freeAttentionInputs(be: Backend, s: AttentionInputsSaved): void 
   freeHeads(be, s.q);
   freeHeads(be, s.k);
   be.free(s.h, s.rstd);
+}
+
+// ── Attention ───────────────────────────────────────────────────────────────────────────────────────────────────
+
+/** Shape of causal self-attention over nSeq sequences of seqLen rows each. */
+export function causalShape(d: LayerDims, nSeq: number, seqLen: number): AttentionShape {
+  return { batch: nSeq, tq: seqLen, tk: seqLen, heads: d.numHeads, kvHeads: d.numKvHeads, headDim: d.headDim };
+}
+
+const CAUSAL: AttentionMask = { kind: 'causal', qOffset: 0 };
+
+/** Causal self-attention of nSeq sequences of seqLen rows (no cache): the output and, for the backward, lse. */
+export function causalAttention(
+  be: Backend, d: LayerDims, q: Tensor, k: Tensor, v: Tensor, nSeq: number, seqLen: number,
+): { out: Tensor; lse: Tensor } {
+  return be.attention(q, k, v, causalShape(d, nSeq, seqLen), CAUSAL);
+}
+
+export function causalAttentionBackward(
+  be: Backend, d: LayerDims, dout: Tensor, q: Tensor, k: Tensor, v: Tensor, out: Tensor, lse: Tensor, nSeq: number, seqLen: number,
+): { dq: Tensor; dk: Tensor; dv: Tensor } {
+  return be.attentionBackward(dout, q, k, v, out, lse, causalShape(d, nSeq, seqLen), CAUSAL);
+}
+
+/**
+ * Attention of q (batch entries of tq rows each) against the first tk positions of layer l of a KV cache (inference:
+ * no backward). Returns the output [batch·tq, heads·D].
+ */
+export function attendToCache(
+  be: Backend, d: LayerDims, q: Tensor, cache: KVCache, l: number, batch: number, tq: number, tk: number, mask: AttentionMask,
+): Tensor {
+  const shape: AttentionShape = { batch, tq, tk, kvStride: cache.capacity, heads: d.numHeads, kvHeads: d.numKvHeads, headDim: d.headDim };
+  const { out, lse } = be.attention(q, cache.k[l], cache.v[l], shape, mask);
+  be.free(lse);
+  return out;
 }
 
 // ── Attention output: x1 = x + attn·Woᵀ (+ b) ───────────────────────────────────────────────────────────────────
