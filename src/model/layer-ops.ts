@@ -185,7 +185,7 @@ export function freeAttentionInputs(be: Backend, s: AttentionInputsSaved): void 
 // ── Attention ───────────────────────────────────────────────────────────────────────────────────────────────────
 
 /** Shape of causal self-attention over nSeq sequences of seqLen rows each. */
-export function causalShape(d: LayerDims, nSeq: number, seqLen: number): AttentionShape {
+function causalShape(d: LayerDims, nSeq: number, seqLen: number): AttentionShape {
   return { batch: nSeq, tq: seqLen, tk: seqLen, heads: d.numHeads, kvHeads: d.numKvHeads, headDim: d.headDim };
 }
 
