@@ -3,7 +3,7 @@
 // the layer ops (layer-ops.ts).
 import type { Backend, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
-import { freeModelWeights, type LayerWeights, type ModelWeights } from './weights.js';
+import type { LayerWeights, ModelWeights } from './weights.js';
 import { ropeInvFreq, type RopePrecision } from './rope-freq.js';
 import { KVCache } from './kvcache.js';
 import { attendToCache, attentionInputs, causalAttention, embedTokens, layerOutput } from './layer-ops.js';
@@ -37,11 +37,6 @@ export class Decoder {
 
   constructor(readonly be: Backend, readonly cfg: ModelConfig, readonly weights: ModelWeights, ropePrecision: RopePrecision = 'f32') {
     this.invFreq = ropeInvFreq(cfg, ropePrecision);
-  }
-
-  /** Free the weights (the decoder is unusable afterwards): a job that evaluates several models frees each in turn. */
-  free(): void {
-    freeModelWeights(this.be, this.weights);
   }
 
   newCache(batch: number, capacity: number): KVCache {
