@@ -2,6 +2,7 @@
 // Settings defined once here; progress reaches the CLI through a hook.
 import type { Backend } from '../engine/backend.js';
 import { UserError } from '../errors.js';
+import { withDefaults } from './defaults.js';
 import { perplexityWindows, readTextDocuments, tokenizeCorpus } from '../io/datasets.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { loadModel } from '../model/load.js';
@@ -24,8 +25,7 @@ export const DEFAULT_EVAL_SETTINGS: Readonly<EvalSettings> = Object.freeze({ seq
 export const DEMO_EVAL_SETTINGS: Readonly<Partial<EvalSettings>> = Object.freeze({ maxWindows: 32 });
 
 export function resolveEvalSettings(partial: Partial<EvalSettings> = {}): EvalSettings {
-  const s: EvalSettings = { ...DEFAULT_EVAL_SETTINGS };
-  for (const [k, v] of Object.entries(partial)) if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
+  const s: EvalSettings = withDefaults(DEFAULT_EVAL_SETTINGS, partial);
   for (const k of ['seqLen', 'maxWindows', 'batch'] as const) {
     if (!(Number.isInteger(s[k]) && s[k] > 0)) throw new UserError(`${k} must be a positive integer, got ${String(s[k])}`);
   }

@@ -27,6 +27,8 @@ import type { BlockData, BlockProgress, EpochLog, OptimizerSettings, StageResult
 import {
   advanceQuantizedInputs, blockWorkingBytes, effectiveBlock, embedInto, fpTargets, initialLinears, optimizeBlock, packBlock, type PairCache,
 } from '../paroquant/quantize-steps.js';
+import { withDefaults } from './defaults.js';
+import { describeModelDir } from './model-input.js';
 import { copyModelFiles, writeQuantizedCheckpoint, writeQuantizedConfig } from './quantize-output.js';
 
 export type QuantMethod = 'paro' | 'rtn';
@@ -100,8 +102,7 @@ const isNonNegInt = (n: unknown): n is number => typeof n === 'number' && Number
 
 /** Defaults under the given values (undefined fields take the default); each value's own range is checked. */
 export function resolveQuantizeSettings(partial: Partial<QuantizeSettings> = {}): QuantizeSettings {
-  const s: QuantizeSettings = { ...DEFAULT_QUANTIZE_SETTINGS };
-  for (const [k, v] of Object.entries(partial)) if (v !== undefined) (s as unknown as Record<string, unknown>)[k] = v;
+  const s: QuantizeSettings = withDefaults(DEFAULT_QUANTIZE_SETTINGS, partial);
   if (s.method !== 'paro' && s.method !== 'rtn') throw new UserError(`method must be paro or rtn, got "${String(s.method)}"`);
   for (const k of ['bits', 'groupSize', 'krot', 'samples', 'valSamples', 'seqLen', 'batchSize'] as const) {
     if (!isPosInt(s[k])) throw new UserError(`${k} must be a positive integer, got ${String(s[k])}`);
@@ -233,11 +234,6 @@ function readBlock(file: string, prefixOf: (k: LinearKey) => string, groupSize: 
   }
 }
 
-/** The model files a quantization reads (their hashes identify the model). */
-function modelFilesRead(dir: string): string[] {
-  return fs.readdirSync(dir).filter((n) => n.endsWith('.safetensors') || n === 'config.json').sort();
-}
-
 /** The settings as reported (manifest, --json) and fingerprinted. */
 function reportedSettings(s: QuantizeSettings, computeDtype: DType, calibFile: string): Record<string, unknown> {
   return {
@@ -300,7 +296,7 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     validateCheckpoint(ck, cfg);
     // What determines the result: the resume check compares it.
     const tHash = performance.now();
-    const manifestInputs: ManifestInput[] = [describeInput('model', job.modelDir, modelFilesRead(job.modelDir))];
+    const manifestInputs: ManifestInput[] = [describeModelDir('model', job.modelDir)];
     if (s.method === 'paro') manifestInputs.push(describeInput('calib', job.calibFile));
     seconds.hashInputs = (performance.now() - tHash) / 1000;
     const settings = reportedSettings(s, computeDtype, job.calibFile);
