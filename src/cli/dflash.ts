@@ -3,12 +3,12 @@
 import { Command, Option } from 'commander';
 import { intOrAuto, nonNegativeInt, nonNegativeNumber, numberOrAuto, positiveInt } from './options.js';
 import { createBackend, parseDevice } from '../engine/select.js';
-import { UserError } from '../errors.js';
+import { EXIT_CODES, UsageError, UserError } from '../errors.js';
 import { DEFAULT_GENERATE_DATA_SETTINGS as GEN, runGenerateData } from '../jobs/generate-data.js';
 import { DEFAULT_TRAIN_DRAFTER_SETTINGS as TRAIN, runTrainDrafter } from '../jobs/train-drafter.js';
 import { DEFAULT_EVAL_DRAFTER_SETTINGS as EVAL, runEvalDrafter } from '../jobs/eval-drafter.js';
 import { parseTargetLayerIds } from '../dflash/layer-ids.js';
-import { printJson, runCommand } from './run-command.js';
+import { runCommand, runProgram } from './run-command.js';
 import { info, Progress, warn } from './progress.js';
 import { TOOL_VERSION } from './version.js';
 
@@ -47,7 +47,7 @@ export function buildDflashProgram(): Command {
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (o: CommonOpts & { target: string; prompts: string; out: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; chatTemplate: boolean; thinking?: string; maxPrompts?: number; batch?: number }) => {
-      await runCommand(!!o.debug, async () => {
+      await runCommand({ tool: 'dflash', command: 'generate-data', json: o.json, debug: o.debug }, async () => {
         const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         let bar: Progress | null = null;
         const { chatTemplate, enableThinking } = encodingOf(o);
@@ -61,12 +61,12 @@ export function buildDflashProgram(): Command {
           },
         }, RUN_INFO);
         (bar as Progress | null)?.stop();
-        if (o.json) printJson(r);
-        else {
+        if (!o.json) {
           info(`${r.records} records (${r.generated} generated, ${r.resumed} kept from an earlier run); ${r.responseTokens} response tokens, ${r.stoppedAtEos} stopped at end-of-text`);
           info(`${r.backend} backend (${r.device}): ${r.seconds.toFixed(1)} s, ${r.tokensPerSecond.toFixed(1)} generated tokens/s; prompts ${r.chatTemplate ? 'with the chat template' : 'as raw text'}`);
           process.stdout.write(`${r.out}\n`);
         }
+        return r;
       });
     });
 
@@ -107,18 +107,18 @@ export function buildDflashProgram(): Command {
       checkpointEvery?: number; resume?: boolean; featureCacheMb?: number; evalPrompts?: string; evalEvery?: number; evalMaxPrompts?: number;
       evalMaxNewTokens?: number; maxSteps?: number; init?: 'random' | 'target';
     }) => {
-      await runCommand(!!o.debug, async () => {
+      await runCommand({ tool: 'dflash', command: 'train-drafter', json: o.json, debug: o.debug }, async () => {
         let targetLayers: 'auto' | number[] | undefined;
         if (o.targetLayers !== undefined && o.targetLayers !== 'auto') {
           try {
             targetLayers = parseTargetLayerIds(o.targetLayers, Number.MAX_SAFE_INTEGER);
           } catch (e) {
-            throw new UserError(`--target-layers: ${(e as Error).message}`);
+            throw new UsageError(`--target-layers: ${(e as Error).message}`);
           }
         } else targetLayers = o.targetLayers;
         if (o.evalPrompts === undefined) {
           const needs = (['evalEvery', 'evalMaxPrompts', 'evalMaxNewTokens'] as const).filter((k) => o[k] !== undefined);
-          if (needs.length > 0) throw new UserError(`--${needs[0].replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --eval-prompts`);
+          if (needs.length > 0) throw new UsageError(`--${needs[0].replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --eval-prompts`);
         }
         const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         let feat: Progress | null = null;
@@ -144,14 +144,14 @@ export function buildDflashProgram(): Command {
           onEval: (e) => info(`step ${e.step}: τ ${fmt(e.tau)} (pooled ${fmt(e.tauPooled)}) over ${e.steps} verify steps, ${e.seconds.toFixed(0)} s`),
         }, RUN_INFO);
         (bar as Progress | null)?.stop();
-        if (o.json) printJson(r);
-        else {
+        if (!o.json) {
           const d = r.drafter;
           info(`drafter: ${d.layers} layer(s), hidden ${d.hiddenSize}, ${d.heads}/${d.kvHeads} heads, block ${d.blockSize}, taps [${d.targetLayerIds.join(', ')}], mask ${d.maskTokenId}, ${(d.params / 1e6).toFixed(2)} M parameters`);
           info(`${r.dataStats.samples} samples, ${r.steps} steps (${r.settings.epochs} epochs); final loss ${fmt(r.finalLoss, 4)}, accuracy ${fmt(r.finalAcc)}`);
           info(`${r.backend} backend (${r.device}): features ${r.seconds.features.toFixed(1)} s (${r.featureCache}), training ${r.seconds.train.toFixed(1)} s, evaluation ${r.seconds.eval.toFixed(1)} s, total ${r.seconds.total.toFixed(1)} s`);
           process.stdout.write(`${r.out}\n`);
         }
+        return r;
       });
     });
 
@@ -174,7 +174,7 @@ export function buildDflashProgram(): Command {
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (o: CommonOpts & { target: string; drafter: string; prompts: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; maxPrompts?: number; baseline: boolean; expect?: string; weightDtype?: 'native' | 'f32'; chatTemplate: boolean; thinking?: string }) => {
-      await runCommand(!!o.debug, async () => {
+      await runCommand({ tool: 'dflash', command: 'eval', json: o.json, debug: o.debug }, async (ctx) => {
         const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         let bar: Progress | null = null;
         const { chatTemplate, enableThinking } = encodingOf(o);
@@ -189,8 +189,8 @@ export function buildDflashProgram(): Command {
           },
         });
         (bar as Progress | null)?.stop();
-        if (o.json) printJson(r);
-        else {
+        ctx.result = r;
+        if (!o.json) {
           info(`drafter ${r.drafter}: ${r.drafterLayers} layer(s), block ${r.blockSize}, taps [${r.targetLayerIds.join(', ')}]; ${r.promptCount} prompts, ${r.maxNewTokens} new tokens, T = ${r.temperature}`);
           info(`τ ${fmt(r.tau)} (mean over prompts of each prompt's mean acceptance length, bonus counted); pooled ${fmt(r.tauPooled)} over ${r.verifySteps} verify steps`);
           info(`acceptance histogram (1..${r.blockSize} tokens per step): ${r.histogram.map((h) => h.toFixed(3)).join(' ')}`);
@@ -201,8 +201,9 @@ export function buildDflashProgram(): Command {
           process.stdout.write(`tau ${fmt(r.tau)} pooled ${fmt(r.tauPooled)}\n`);
         }
         if (r.equalOutputs !== null && r.equalOutputs < r.promptCount) {
-          throw new UserError(`speculative decoding differed from plain decoding on ${r.promptCount - r.equalOutputs} of ${r.promptCount} prompts`);
+          throw new UserError(`speculative decoding differed from plain decoding on ${r.promptCount - r.equalOutputs} of ${r.promptCount} prompts`, { exitCode: EXIT_CODES.internal });
         }
+        return r;
       });
     });
 
@@ -210,5 +211,5 @@ export function buildDflashProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  await buildDflashProgram().parseAsync(argv);
+  await runProgram(buildDflashProgram(), 'dflash', argv);
 }

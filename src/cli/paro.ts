@@ -4,13 +4,13 @@ import { Command } from 'commander';
 import path from 'node:path';
 import { nonNegativeInt, positiveInt } from './options.js';
 import { createBackend, parseDevice } from '../engine/select.js';
-import { UserError } from '../errors.js';
+import { UsageError } from '../errors.js';
 import { readToolManifest } from '../io/manifest.js';
 import { DEFAULT_EVAL_SETTINGS as EV, DEMO_EVAL_SETTINGS, resolveEvalSettings } from '../jobs/eval.js';
 import { DEFAULT_QUANTIZE_SETTINGS as Q, DEMO_QUANTIZE_SETTINGS, resolveQuantizeSettings } from '../jobs/quantize.js';
 import { runEval } from './eval.js';
 import { DEFAULT_CALIB_FILE, DEMO_MODEL_DIR } from './paths.js';
-import { printJson, runCommand } from './run-command.js';
+import { runCommand, runProgram } from './run-command.js';
 import { info, warn } from './progress.js';
 import { TOOL_VERSION } from './version.js';
 import { runDoctor } from './doctor.js';
@@ -50,20 +50,20 @@ export function buildParoProgram(): Command {
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (modelDir: string | undefined, o: { data?: string; seqLen?: number; maxWindows?: number; batch?: number; device?: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
-      await runCommand(!!o.debug, async () => {
+      await runCommand({ tool: 'paro', command: 'eval', json: o.json, debug: o.debug }, async () => {
         const dir = modelDir ?? (o.demo ? DEMO_MODEL_DIR : undefined);
         const data = o.data ?? (o.demo ? DEFAULT_CALIB_FILE : undefined);
-        if (!dir) throw new UserError('missing <model-dir> (or pass --demo)');
-        if (!data) throw new UserError('missing --data <file> (or pass --demo)');
+        if (!dir) throw new UsageError('missing <model-dir> (or pass --demo)');
+        if (!data) throw new UsageError('missing --data <file> (or pass --demo)');
         const settings = resolveEvalSettings({ ...(o.demo ? DEMO_EVAL_SETTINGS : {}), ...defined({ seqLen: o.seqLen, maxWindows: o.maxWindows, batch: o.batch }) });
         const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         const r = runEval(be, { modelDir: dir, dataFile: data, settings }, true);
-        if (o.json) printJson(r);
-        else {
+        if (!o.json) {
           info(`perplexity ${r.ppl.toFixed(4)} on ${r.windows} windows × ${r.seqLen} tokens (${r.tokens} predictions) of ${r.data}`);
           info(`${r.backend} backend (${r.device}): ${r.seconds.toFixed(1)} s, ${Math.round(r.tokensPerSecond)} tokens/s`);
           process.stdout.write(`ppl ${r.ppl.toFixed(4)}\n`);
         }
+        return r;
       });
     });
 
@@ -92,12 +92,12 @@ export function buildParoProgram(): Command {
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (modelDir: string | undefined, o: QuantizeCliOptions & { device?: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
-      await runCommand(!!o.debug, async () => {
+      await runCommand({ tool: 'paro', command: 'quantize', json: o.json, debug: o.debug }, async () => {
         const demo = !!o.demo;
         const dir = modelDir ?? (demo ? DEMO_MODEL_DIR : undefined);
-        if (!dir) throw new UserError('missing <model-dir> (or pass --demo)');
+        if (!dir) throw new UsageError('missing <model-dir> (or pass --demo)');
         const out = o.out ?? (demo ? DEMO_OUT : undefined);
-        if (!out) throw new UserError('missing --out <dir>');
+        if (!out) throw new UsageError('missing --out <dir>');
         // Explicit flags win over the demo's small settings, which win over the defaults.
         const settings = resolveQuantizeSettings({ ...(demo ? DEMO_QUANTIZE_SETTINGS : {}), ...explicitQuantizeSettings(o) });
         // Rerunning the demo replaces its own previous output, nothing else: a folder of that name made otherwise needs --force.
@@ -119,8 +119,8 @@ export function buildParoProgram(): Command {
           report.demo = { fpPpl: fp.ppl, quantizedPpl: q.ppl, windows: q.windows, startToken };
           if (!o.json) info(`demo: perplexity on ${q.windows} held-out windows of the built-in text: FP ${fp.ppl.toFixed(4)}, ParoQuant W${settings.bits} ${q.ppl.toFixed(4)}`);
         }
-        if (o.json) printJson(report);
-        else info(`wrote ${job.outDir} (${r.blocks.length} blocks, ${r.seconds.toFixed(1)} s on ${r.backend})`);
+        if (!o.json) info(`wrote ${job.outDir} (${r.blocks.length} blocks, ${r.seconds.toFixed(1)} s on ${r.backend})`);
+        return report;
       });
     });
 
@@ -129,10 +129,10 @@ export function buildParoProgram(): Command {
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (o: { json?: boolean; debug?: boolean }) => {
-      await runCommand(!!o.debug, async () => {
+      await runCommand({ tool: 'paro', command: 'doctor', json: o.json, debug: o.debug }, async () => {
         const r = await runDoctor();
-        if (o.json) printJson(r);
-        else process.stdout.write(r.lines.join('\n') + '\n');
+        if (!o.json) process.stdout.write(r.lines.join('\n') + '\n');
+        return r;
       });
     });
 
@@ -140,5 +140,5 @@ export function buildParoProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
-  await buildParoProgram().parseAsync(argv);
+  await runProgram(buildParoProgram(), 'paro', argv);
 }
