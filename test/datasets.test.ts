@@ -187,7 +187,7 @@ describe('readPrompts', () => {
     const f = tempFile('.jsonl', '{"prompt": "def f(x):\\n"}\n\n{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}\n');
     expect(readPrompts(f)).toEqual([
       { kind: 'text', prompt: 'def f(x):\n' },
-      { kind: 'messages', messages: [{ role: 'user', content: 'hi' }, { role: 'assistant', content: 'yo' }] },
+      { kind: 'text', prompt: 'hi' }, // a conversation is cut after its last user turn: the target answers it
     ]);
     expect(readPrompts(tempFile('.txt', 'first prompt\r\n\n  \nsecond one\n'))).toEqual([
       { kind: 'text', prompt: 'first prompt' },
@@ -197,10 +197,10 @@ describe('readPrompts', () => {
 
   const bad: [string, string, string, RegExp][] = [
     ['invalid JSON', '.jsonl', '{"prompt": "a"}\n{prompt}\n', /line 2: invalid JSON/],
-    ['neither field', '.jsonl', '{"text": "a"}\n', /line 1: expected \{"prompt": string\} or \{"messages"/],
+    ['neither field', '.jsonl', '{"question": "a"}\n', /line 1: unrecognized record \(keys: question\)/],
     ['non-string prompt', '.jsonl', '{"prompt": ["a"]}\n', /line 1: "prompt" must be a string/],
-    ['empty messages', '.jsonl', '{"prompt": "a"}\n{"messages": []}\n', /line 2: "messages" must be a non-empty list/],
-    ['bad message', '.jsonl', '{"messages": [{"role": "user"}]}\n', /line 1: messages\[0\] must be/],
+    ['empty messages', '.jsonl', '{"prompt": "a"}\n{"messages": []}\n', /line 2: "messages" is empty/],
+    ['bad message', '.jsonl', '{"messages": [{"role": "user"}]}\n', /line 1: messages\[0\]\.content must be a string/],
     ['no prompts', '.txt', '\n\n', /no prompts/],
     ['unknown extension', '.md', '# hi\n', /unsupported prompts file type ".md"/],
   ];
