@@ -297,12 +297,37 @@ describe('a dying worker', () => {
     const { pool } = await ThreadPool.create(driver(), 2, imports());
     expect(pool.available).toBe(2);
     const t0 = Date.now();
-    const job = new Job(WorkerOp.Exit).int(7);
+    const job = new Job(WorkerOp.Exit).int(7, 0);
     job.start(pool.helpers(2)[0]);
     expect(() => pool.run([job], () => {})).toThrow(/cpu worker thread died \(.*code 7\)/);
     expect(Date.now() - t0).toBeLessThan(5000);
     const c = new Float32Array(M * N);
     expect(() => pool.gemm(M, K, N, view(randn(M * K), K), view(randn(K * N), N), view(c, N), 0, 1)).toThrow(/died/);
+  });
+
+  it('a worker thread stopped without running its exit hook (as when its heap runs out) fails the run at once too', async () => {
+    const { pool } = await ThreadPool.create(driver(), 2, imports());
+    const t0 = Date.now();
+    const job = new Job(WorkerOp.Exit).int(5, 1);
+    job.start(pool.helpers(2)[0]);
+    expect(() => pool.run([job], () => {})).toThrow(/cpu worker thread died \(it stopped without reporting/);
+    expect(Date.now() - t0).toBeLessThan(5000);
+  });
+
+  // A loaded machine makes a worker's part slow, never dead: no time limit may fail real work.
+  it('a slow worker (3 s inside its part while the main part is instant) is waited for, and the pool keeps working', async () => {
+    const { pool } = await ThreadPool.create(driver(), 2, imports());
+    const t0 = Date.now();
+    const job = new Job(WorkerOp.Sleep).int(3000);
+    job.start(pool.helpers(2)[0]);
+    pool.run([job], () => {});
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(2900);
+    const [a, b] = [randn(M * K), randn(K * N)];
+    const c = new Float32Array(M * N);
+    pool.gemm(M, K, N, view(a, K), view(b, N), view(c, N), 0, 1);
+    setMatmulThreads(1);
+    expect(sameBits(c, matmulF32(a, b, M, K, N))).toBe(true);
+    setMatmulThreads(2);
   });
 
   it('a terminated worker is seen before the next job starts', async () => {

@@ -49,7 +49,12 @@ export enum WorkerOp {
   Rope = 8,
   /** n, C (0: same shape; else b is broadcast over rows of width C), a, b, out. */
   Add = 9,
-  /** code: the worker exits with this code mid-job (tests: a worker that dies must fail the command at once). */
+  /** ms: the worker sleeps this long inside its part (tests: a slow worker is waited for, not declared dead). */
+  Sleep = 98,
+  /**
+   * code, silent: the worker exits with this code mid-job (tests: a worker that dies must fail the command at once);
+   * silent = 1 skips its exit hook, as a thread stopped for running out of memory does.
+   */
   Exit = 99,
 }
 
@@ -76,12 +81,11 @@ const MIN_ROWS = 16;
 /** Largest staging area per worker, in floats (reserved address space; committed as used). */
 const STAGE_MAX_FLOATS = 2 ** 28;
 /**
- * A worker whose part is not done this long after the main thread finished its own (similar-sized) part is
- * considered lost: at least MIN_WAIT_MS, else WAIT_FACTOR times the main part's time. Deaths the worker can report
- * (exit, uncaught error) are seen at once; this bounds the silent ones (a thread terminated, e.g. out of memory).
+ * How often a main thread blocked on a worker looks at it again (ms). A worker that dies wakes it at once through
+ * its exit hook; the look catches a thread stopped without running the hook (e.g. its heap out of memory). A worker
+ * that is alive is waited for however long its part takes: a loaded machine makes parts slow, never dead.
  */
-const MIN_WAIT_MS = 60 * 1000;
-const WAIT_FACTOR = 20;
+const DEATH_POLL_MS = 500;
 
 interface GrowableShared extends SharedArrayBuffer {
   grow(bytes: number): void;
@@ -139,7 +143,18 @@ class WorkerThread {
     Atomics.notify(this.ctrl, DONE);
   }
 
+  /**
+   * Whether the thread has stopped, asked synchronously (its 'exit' event cannot arrive while the main thread blocks):
+   * Node reports an event-loop idle time of −1 for a stopped worker (node_worker.cc, Worker::LoopIdleTime). Needs
+   * eventLoopUtilization() to have been called once while the worker ran (startWorker does). Should a Node version
+   * stop reporting it, only this look is lost; deaths that run the exit hook are still seen at once.
+   */
+  private threadStopped(): boolean {
+    return this.worker.performance.eventLoopUtilization().idle < 0;
+  }
+
   private deadError(): Error | null {
+    if (Atomics.load(this.ctrl, DEAD) === 0 && this.threadStopped()) this.markDead('it stopped without reporting (out of memory?)');
     const d = Atomics.load(this.ctrl, DEAD);
     if (d === 0) return null;
     const why = this.deathReason ?? `it exited with code ${d - 1}`;
@@ -162,19 +177,16 @@ class WorkerThread {
     Atomics.notify(c, SEQ);
   }
 
-  /** Block until the last started operation is done (at most limitMs); its error text, or null. */
-  wait(limitMs: number): string | null {
-    const t0 = Date.now();
+  /** Block until the last started operation is done, or the worker is seen dead (thrown); its error text, or null. */
+  wait(): string | null {
     for (;;) {
       const done = Atomics.load(this.ctrl, DONE);
       if (done === this.seq) break;
-      // A dead worker stores DEAD and notifies DONE on its way out, so this wakes at once.
+      // A dying worker stores DEAD and notifies DONE from its exit hook, so this wakes at once; the timeout only
+      // paces the look for a thread that stopped without running the hook.
       const dead = this.deadError();
       if (dead) throw dead;
-      if (Date.now() - t0 > limitMs) {
-        throw new Error(`a cpu worker thread did not finish its part within ${Math.round(limitMs / 1000)} s of the main thread's; it is presumed dead (out of memory?)`);
-      }
-      Atomics.wait(this.ctrl, DONE, done, 1000);
+      Atomics.wait(this.ctrl, DONE, done, DEATH_POLL_MS);
     }
     if (this.ctrl[STATUS] === 0) return null;
     const end = this.message.indexOf(0);
@@ -417,7 +429,10 @@ const ropeApply = (${ropeApply.toString()});
         const a = arr(p[2], p[3], n), b = arr(p[4], p[5], C > 0 ? C : n), out = arr(p[6], p[7], n);
         if (C > 0) { for (let o = 0; o < n; o += C) for (let c = 0; c < C; c++) out[o + c] = a[o + c] + b[c]; }
         else for (let i = 0; i < n; i++) out[i] = a[i] + b[i];
+      } else if (op === ${WorkerOp.Sleep}) {
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, p[0]);
       } else if (op === ${WorkerOp.Exit}) {
+        if (p[1] === 1) process.removeAllListeners('exit');
         process.exit(p[0]);
       } else {
         throw new Error('unknown worker operation ' + op);
@@ -462,6 +477,7 @@ function startWorker(imports: WorkerImports, timeoutMs: number): Promise<WorkerT
       worker.removeAllListeners('error');
       worker.removeAllListeners('exit');
       const t = new WorkerThread(worker, ctrlBuffer, stageBuffer, port1);
+      worker.performance.eventLoopUtilization(); // caches the loop start, so threadStopped() can read the idle time
       // Seen when the main thread is not blocked (e.g. a terminated worker): the next job fails at once.
       worker.on('error', (e) => t.markDead(`error: ${e.message.split('\n')[0]}`));
       worker.on('exit', (code) => t.markDead(`it exited with code ${code}`));
@@ -521,15 +537,13 @@ export class ThreadPool {
    * reported after every job has finished.
    */
   run(jobs: readonly Job[], main: () => void): void {
-    const t0 = Date.now();
     try {
       main();
     } finally {
-      const limit = Math.max(MIN_WAIT_MS, WAIT_FACTOR * (Date.now() - t0));
       let failure: string | null = null;
       for (const j of jobs) {
         const w = j.startedOn as WorkerThread | null;
-        const err = w ? w.wait(limit) : null;
+        const err = w ? w.wait() : null;
         if (err !== null && failure === null) failure = err;
       }
       if (failure !== null) throw new Error(`cpu worker thread failed: ${failure}`);
