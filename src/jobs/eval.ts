@@ -8,6 +8,7 @@ import { loadTokenizer } from '../io/tokenizer.js';
 import { loadModel } from '../model/load.js';
 import { perplexity } from '../model/perplexity.js';
 import { freeModelWeights } from '../model/weights.js';
+import { compareWindows } from './eval-compare.js';
 
 export interface EvalSettings {
   /** Tokens per window. */
@@ -38,6 +39,8 @@ export interface EvalJob {
   modelDir: string;
   dataFile: string;
   settings: EvalSettings;
+  /** An FP reference model (the original of a quantized modelDir): adds KL and top-1 agreement on the same windows. */
+  compareDir?: string;
 }
 
 export interface EvalHooks {
@@ -64,16 +67,79 @@ export interface EvalReport {
   quantized: boolean;
   seconds: number;
   tokensPerSecond: number;
+  /** With compareDir: the FP reference on the same windows. */
+  compare?: EvalComparison;
+}
+
+export interface EvalComparison {
+  fpModel: string;
+  fpPpl: number;
+  fpMeanNll: number;
+  /** (ppl − fpPpl) / fpPpl. */
+  pplIncrease: number;
+  /** Mean per-prediction KL(p_fp ‖ p_model), nats. */
+  kl: number;
+  klMax: number;
+  /** Share of predictions whose argmax equals the FP model's (0..1). */
+  top1Agreement: number;
 }
 
 export function runEvalJob(be: Backend, job: EvalJob, hooks: EvalHooks = {}): EvalReport {
   const t0 = performance.now();
   const s = job.settings;
+  if (job.compareDir !== undefined) return compareJob(be, job, job.compareDir, t0, hooks);
   const model = loadModel(be, job.modelDir);
   try {
     return evaluate(be, job, model, t0, hooks);
   } finally {
     freeModelWeights(be, model.decoder.weights); // the demo evaluates two models in one process
+  }
+}
+
+/** The evaluation windows of the data for a model: the tokens and the window starts. */
+function windowsOf(job: EvalJob, eosTokenIds: number[]): { tokens: Int32Array; starts: number[] } {
+  const s = job.settings;
+  const tok = loadTokenizer(job.modelDir);
+  const docs = readTextDocuments(job.dataFile);
+  const eos = eosTokenIds[0] ?? tok.eosTokenId;
+  if (eos === null || eos === undefined) throw new UserError('cannot tell the end-of-text token: config.json has no eos_token_id', { file: job.modelDir });
+  const tokens = tokenizeCorpus(docs, tok, eos).subarray(s.startToken);
+  const starts = perplexityWindows(tokens.length, s.seqLen, s.maxWindows);
+  if (starts.length === 0) {
+    throw new UserError(`too little text for one window: ${tokens.length} tokens, need more than ${s.seqLen + 1}`, { file: job.dataFile });
+  }
+  return { tokens, starts };
+}
+
+function compareJob(be: Backend, job: EvalJob, fpDir: string, t0: number, hooks: EvalHooks): EvalReport {
+  const s = job.settings;
+  const model = loadModel(be, job.modelDir);
+  let fp: ReturnType<typeof loadModel> | null = null;
+  try {
+    const { tokens, starts } = windowsOf(job, model.cfg.eosTokenIds);
+    fp = loadModel(be, fpDir);
+    hooks.onStart?.(starts.length);
+    const tEval = performance.now();
+    const r = compareWindows(model.decoder, fp.decoder, tokens, {
+      seqLen: s.seqLen, starts, batch: s.batch, model: job.modelDir, fpModel: fpDir,
+      onProgress: (done) => hooks.onProgress?.(done, starts.length),
+    });
+    hooks.onEnd?.();
+    const evalSeconds = (performance.now() - tEval) / 1000;
+    return {
+      command: 'eval', model: job.modelDir, data: job.dataFile, device: be.device, backend: be.name,
+      ppl: r.ppl, meanNll: r.meanNll, windows: r.windows, seqLen: s.seqLen, dataTokens: tokens.length, tokens: r.tokens,
+      quantized: model.cfg.quantization !== null,
+      seconds: (performance.now() - t0) / 1000,
+      tokensPerSecond: (2 * r.windows * s.seqLen) / evalSeconds,
+      compare: {
+        fpModel: fpDir, fpPpl: r.fpPpl, fpMeanNll: r.fpMeanNll, pplIncrease: (r.ppl - r.fpPpl) / r.fpPpl,
+        kl: r.kl, klMax: r.klMax, top1Agreement: r.top1Agreement,
+      },
+    };
+  } finally {
+    freeModelWeights(be, model.decoder.weights);
+    if (fp) freeModelWeights(be, fp.decoder.weights);
   }
 }
 
