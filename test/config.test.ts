@@ -2,8 +2,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scratchDir } from './scratch.js';
-import { UserError } from '../src/errors.js';
-import { loadModelConfig, normalizeConfig, ropeConfigToLegacy, ropeConfigToV5, type ModelConfig } from '../src/io/config.js';
+import { loadModelConfig, normalizeConfig, type ModelConfig } from '../src/io/config.js';
+import { ropeConfigToLegacy, ropeConfigToV5 } from './rope-spelling.js';
 import { FIXTURES } from './fixtures-path.js';
 import { userError } from './user-error.js';
 

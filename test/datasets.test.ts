@@ -3,7 +3,6 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scratchDir } from './scratch.js';
-import { UserError } from '../src/errors.js';
 import { calibrationWindows, perplexityWindows, readPrompts, readTextDocuments, textDocuments, tokenizeCorpus } from '../src/io/datasets.js';
 import { loadTokenizer, type TextTokenizer } from '../src/io/tokenizer.js';
 import { DEMO_MODEL, FIXTURES } from './fixtures-path.js';

@@ -10,7 +10,7 @@ import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { Backend } from '../src/engine/backend.js';
 import { loadModel } from '../src/model/load.js';
 import { loadTokenizer } from '../src/io/tokenizer.js';
-import { ropeConfigToLegacy } from '../src/io/config.js';
+import { ropeConfigToLegacy } from './rope-spelling.js';
 import { Checkpoint } from '../src/io/checkpoint.js';
 import { writeSafetensors } from '../src/io/safetensors-writer.js';
 import { f32ToF16 } from '../src/numerics/half.js';

@@ -2,7 +2,6 @@ import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scratchDir } from './scratch.js';
-import { UserError } from '../src/errors.js';
 import { loadTokenizer } from '../src/io/tokenizer.js';
 import { DEMO_MODEL, FIXTURES } from './fixtures-path.js';
 import { userError } from './user-error.js';
