@@ -8,6 +8,7 @@ import { UserError } from '../errors.js';
 import type { Checkpoint } from './checkpoint.js';
 import type { ModelConfig } from './config.js';
 import { packedLinearLayout } from './int4-format.js';
+import { LINEAR_KEYS, LINEAR_NAMES, linearShapes } from './decoder-linears.js';
 
 type Kind = 'float' | 'int';
 
@@ -23,26 +24,6 @@ const INT_DTYPES = new Set(['I64', 'I32', 'I16', 'I8', 'U8']);
 /** Tensors that checkpoints may carry and the model does not use (transformers ignores them too). */
 const IGNORABLE = /(^|\.)rotary_emb\.inv_freq$/;
 
-const LINEARS = [
-  'self_attn.q_proj', 'self_attn.k_proj', 'self_attn.v_proj', 'self_attn.o_proj', 'mlp.gate_proj', 'mlp.up_proj', 'mlp.down_proj',
-] as const;
-
-function linearDims(cfg: ModelConfig): Record<(typeof LINEARS)[number], { out: number; in: number; bias: boolean }> {
-  const H = cfg.hiddenSize;
-  const qW = cfg.numHeads * cfg.headDim;
-  const kvW = cfg.numKvHeads * cfg.headDim;
-  const I = cfg.intermediateSize;
-  return {
-    'self_attn.q_proj': { out: qW, in: H, bias: cfg.attentionBias },
-    'self_attn.k_proj': { out: kvW, in: H, bias: cfg.attentionBias },
-    'self_attn.v_proj': { out: kvW, in: H, bias: cfg.attentionBias },
-    'self_attn.o_proj': { out: H, in: qW, bias: cfg.outputBias },
-    'mlp.gate_proj': { out: I, in: H, bias: cfg.mlpBias },
-    'mlp.up_proj': { out: I, in: H, bias: cfg.mlpBias },
-    'mlp.down_proj': { out: H, in: I, bias: cfg.mlpBias },
-  };
-}
-
 const fmt = (shape: readonly number[]): string => `[${shape.join(', ')}]`;
 
 /**
@@ -56,7 +37,7 @@ export function validateCheckpoint(ck: Checkpoint, cfg: ModelConfig): void {
   const H = cfg.hiddenSize;
   const V = cfg.vocabSize;
   required.push({ name: 'model.embed_tokens.weight', shape: [V, H], kind: 'float' });
-  const dims = linearDims(cfg);
+  const dims = linearShapes(cfg);
   for (let l = 0; l < cfg.numLayers; l++) {
     const p = `model.layers.${l}`;
     required.push({ name: `${p}.input_layernorm.weight`, shape: [H], kind: 'float' });
@@ -65,9 +46,9 @@ export function validateCheckpoint(ck: Checkpoint, cfg: ModelConfig): void {
       required.push({ name: `${p}.self_attn.q_norm.weight`, shape: [cfg.headDim], kind: 'float' });
       required.push({ name: `${p}.self_attn.k_norm.weight`, shape: [cfg.headDim], kind: 'float' });
     }
-    for (const lin of LINEARS) {
-      const d = dims[lin];
-      const prefix = `${p}.${lin}`;
+    for (const k of LINEAR_KEYS) {
+      const d = dims[k];
+      const prefix = `${p}.${LINEAR_NAMES[k]}`;
       // The loader uses a bias whenever one is present, so a bias the config does not announce is allowed.
       (d.bias ? required : optional).push({ name: `${prefix}.bias`, shape: [d.out], kind: 'float' });
       if (names.has(`${prefix}.qweight`)) {

@@ -5,6 +5,7 @@ import type { ModelConfig } from '../io/config.js';
 import type { Checkpoint } from '../io/checkpoint.js';
 import { dequantizeAwq, packedLinearLayout } from '../io/int4-format.js';
 import { validateCheckpoint } from '../io/validate-checkpoint.js';
+import { LINEAR_KEYS, LINEAR_NAMES } from '../io/decoder-linears.js';
 import { UserError } from '../errors.js';
 
 /** A linear layer y = x·Wᵀ + b, dense or with a ParoQuant input transform. */
@@ -46,12 +47,8 @@ export interface LoadOptions {
   layerLimit?: number;
 }
 
-export const LINEAR_NAMES = {
-  q: 'self_attn.q_proj', k: 'self_attn.k_proj', v: 'self_attn.v_proj', o: 'self_attn.o_proj',
-  gate: 'mlp.gate_proj', up: 'mlp.up_proj', down: 'mlp.down_proj',
-} as const;
-export type LinearKey = keyof typeof LINEAR_NAMES;
-export const LINEAR_KEYS = Object.keys(LINEAR_NAMES) as LinearKey[];
+// The layer's linears as the config implies them (io/decoder-linears), also offered here to the model's users.
+export { LINEAR_KEYS, LINEAR_NAMES, linearShapes, type LinearKey } from '../io/decoder-linears.js';
 
 /** Read one float tensor onto the backend, keeping 16-bit storage bit-exact where possible. */
 export function loadFloat(be: Backend, ck: Checkpoint, name: string, dtype: 'native' | DType = 'native', shape?: readonly number[]): Tensor {
@@ -128,19 +125,6 @@ export function loadLayerWeights(be: Backend, ck: Checkpoint, cfg: ModelConfig, 
     lw.kNorm = loadFloat(be, ck, `${p}.self_attn.k_norm.weight`, 'f32', [cfg.headDim]);
   }
   return lw;
-}
-
-/** Output features, input features and bias flag of each linear of a layer, from the config. */
-export function linearShapes(cfg: ModelConfig): Record<LinearKey, { out: number; in: number; bias: boolean }> {
-  const H = cfg.hiddenSize;
-  const qW = cfg.numHeads * cfg.headDim;
-  const kvW = cfg.numKvHeads * cfg.headDim;
-  const I = cfg.intermediateSize;
-  return {
-    q: { out: qW, in: H, bias: cfg.attentionBias }, k: { out: kvW, in: H, bias: cfg.attentionBias },
-    v: { out: kvW, in: H, bias: cfg.attentionBias }, o: { out: H, in: qW, bias: cfg.outputBias },
-    gate: { out: I, in: H, bias: cfg.mlpBias }, up: { out: I, in: H, bias: cfg.mlpBias }, down: { out: H, in: I, bias: cfg.mlpBias },
-  };
 }
 
 export function loadEmbedding(be: Backend, ck: Checkpoint, cfg: ModelConfig, dt: 'native' | DType = 'native'): Tensor {
