@@ -96,12 +96,16 @@ export function loadDrafterConfig(dir: string): DrafterConfig {
   return parseDrafterConfig(readJsonFile(file, 'the drafter config'), file);
 }
 
-/** config.json for an exported drafter: every field of dflash-spec §5.2, in the z-lab layout. */
+/**
+ * config.json for an exported drafter: every field of dflash-spec §5.2, in the z-lab layout — except `auto_map`. That
+ * key points Transformers at remote code (`dflash.py`) shipped beside the weights; we ship none (z-lab's file is theirs
+ * to distribute, and a pointer to a missing file breaks `trust_remote_code` loading). SGLang and vLLM pick their
+ * built-in DFlash classes from `architectures`; Transformers users load it through the z-lab/dflash package.
+ */
 export function drafterConfigJson(c: DrafterConfig): Json {
   const eos = c.eosTokenIds.length === 0 ? null : c.eosTokenIds.length === 1 ? c.eosTokenIds[0] : c.eosTokenIds;
   return {
     architectures: ['DFlashDraftModel'],
-    auto_map: { AutoModel: 'dflash.DFlashDraftModel' },
     model_type: 'qwen3',
     block_size: c.blockSize,
     dflash_config: {

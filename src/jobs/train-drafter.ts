@@ -8,8 +8,7 @@ import type { Backend } from '../engine/backend.js';
 import { loadModel } from '../model/load.js';
 import { loadModelConfig, type ModelConfig } from '../io/config.js';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
-import { readPrompts } from '../io/datasets.js';
-import { readLines } from '../io/text-file.js';
+import { dataRecords, readPrompts } from '../io/datasets.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import { createManifest, describeInput, inputIdentity } from '../io/manifest.js';
@@ -79,6 +78,7 @@ export interface TrainDrafterSettings {
   evalEvery: number;
   evalMaxPrompts?: number;
   evalMaxNewTokens: number;
+  /** How text records of the data and the evaluation prompts are encoded (chat template or raw text, thinking flag). */
   evalEncoding: PromptEncoding;
   /** Stop after this many optimizer steps (the schedule still spans all epochs). */
   maxSteps?: number;
@@ -255,10 +255,13 @@ function checkAgainstTarget(s: TrainDrafterSettings, t: ModelConfig): void {
   }
 }
 
-/** Training records of a data file, cut and filtered for the trainer. */
+/** Training records of a data file (.jsonl, .jsonl.gz or .parquet), cut and filtered for the trainer. */
 export function readTrainingData(file: string, opts: TrainingDataOptions): TrainingData {
-  return parseTrainingData(readLines(file, 'the training data'), file, opts);
+  return parseTrainingData(dataRecords(file, 'training data', TRAINING_DATA_HINT), file, opts);
 }
+
+const TRAINING_DATA_HINT = '.jsonl, .jsonl.gz or .parquet (generate-data records, {"input_ids", "loss_mask"}, {"prompt", "response"}, ' +
+  '{"text"}, {"messages": [...]} or {"conversations": [...]})';
 
 /** What progress.json of the run directory holds: the checkpoint file and where the run stood. */
 interface TrainProgress {
@@ -368,7 +371,7 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
   for (const n of notes) info(n);
 
   // ── data, evaluation prompts ──
-  const data = readTrainingData(s.dataFile, { seqLen: s.seqLen, blockSize: s.blockSize, vocabSize: tcfg.vocabSize, tokenizer: tok });
+  const data = readTrainingData(s.dataFile, { seqLen: s.seqLen, blockSize: s.blockSize, vocabSize: tcfg.vocabSize, tokenizer: tok, encoding: s.evalEncoding });
   if (data.droppedEmpty + data.droppedShort > 0) {
     warn(`${data.droppedEmpty + data.droppedShort} of ${data.records} records dropped (${data.droppedEmpty} without response tokens, ${data.droppedShort} with fewer than ${2 * s.blockSize})`);
   }
@@ -397,7 +400,7 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
   const manifestInputs = [describeModelDir('target', s.targetDir), describeInput('data', s.dataFile)];
   const fingerprint = {
     inputs: Object.fromEntries(manifestInputs.map((i) => [i.role, inputIdentity(i)])),
-    settings: { ...settings, drafter: dcfg },
+    settings: { ...settings, drafter: dcfg, encoding: s.evalEncoding },
   };
   const rd = openRunDir({ out: s.outDir, kind: 'dir', tool: 'dflash', command: 'train-drafter', inputs, force: s.force, resume: s.resume, fingerprint });
   try {
