@@ -94,6 +94,32 @@ describe.skipIf(!haveFix)('generate-data', () => {
     expect(() => runGenerateData(be, settings(full))).toThrow(/exists/);
   });
 
+  it('resume cuts off any torn tail: a whole record without its newline, a cut UTF-8 character, duplicate and foreign lines', () => {
+    const full = path.join(tmp, 'tails-full.jsonl');
+    runGenerateData(be, settings(full));
+    const fullLines = readFileSync(full, 'utf8').split('\n');
+    // Each tail follows the one record of an interrupted run (its line is `kept`).
+    const tails: [string, (kept: string) => Buffer][] = [
+      // Complete JSON of another prompt, but the write of its "\n" never happened.
+      ['no-newline', (kept) => Buffer.from(fullLines.find((l) => l !== '' && l !== kept)!)],
+      ['cut-utf8', () => Buffer.concat([Buffer.from('{"index":1,"response":"'), Buffer.from([0xe2, 0x82])])],
+      // The same record twice (the first is used) and an index beyond the prompt set (ignored).
+      ['duplicate', (kept) => Buffer.from(`${kept}\n${JSON.stringify({ index: 99 })}\n`)],
+    ];
+    for (const [name, tail] of tails) {
+      const out = path.join(tmp, `tails-${name}.jsonl`);
+      interrupted(out);
+      const records = path.join(`${out}.partial`, 'records.jsonl');
+      const kept = readFileSync(records, 'utf8').trimEnd();
+      expect(fullLines).toContain(kept);
+      writeFileSync(records, Buffer.concat([readFileSync(records), tail(kept)]));
+      const r = runGenerateData(be, settings(out));
+      expect(r.resumed).toBe(1);
+      expect(r.generated).toBe(2);
+      expect(readFileSync(out, 'utf8')).toBe(readFileSync(full, 'utf8'));
+    }
+  });
+
   it('refuses a partial output of other prompts, target settings or --max-prompts, naming what differs, and keeps it', () => {
     const out = path.join(tmp, 'foreign.jsonl');
     interrupted(out);

@@ -12,6 +12,7 @@ import { loadTokenizer } from '../io/tokenizer.js';
 import { readPrompts } from '../io/datasets.js';
 import { inputIdentity, createManifest, describeInput } from '../io/manifest.js';
 import { checkOutputPath, openRunDir } from '../io/run-dir.js';
+import { readLines } from '../io/text-file.js';
 import { UserError } from '../errors.js';
 import { encodePrompt } from '../dflash/prompts.js';
 import { regenerate, type GenStamp, type GeneratedRecord, type PendingPrompt } from '../dflash/generate.js';
@@ -94,29 +95,69 @@ export function resolveGenerateDataSettings(input: GenerateDataInput): GenerateD
   return s;
 }
 
-/** Complete records of the partial records file, first of each index; a torn last line (crash mid-write) is cut off. */
-function readDoneRecords(file: string, total: number): Map<number, GeneratedRecord> {
-  const done = new Map<number, GeneratedRecord>();
+/** Where one record lies in the partial records file (its line and "\n"), and the counts the report needs. */
+interface RecordLine {
+  offset: number;
+  bytes: number;
+  promptTokens: number;
+  responseTokens: number;
+  stopped: boolean;
+}
+
+/**
+ * The complete records of the partial records file, first of each index, streamed line by line (the file grows with
+ * the prompt set). A torn tail (a crash mid-write: a line without "\n", cut JSON or a cut UTF-8 character) is cut
+ * off the file, so appending continues on a line boundary.
+ */
+function scanRecords(file: string, total: number): Map<number, RecordLine> {
+  const done = new Map<number, RecordLine>();
   if (!fs.existsSync(file)) return done;
-  const text = fs.readFileSync(file, 'utf8');
-  let pos = 0;
-  while (pos < text.length) {
-    const nl = text.indexOf('\n', pos);
-    if (nl < 0) break; // no newline: torn write
-    let rec: GeneratedRecord;
-    try {
-      rec = JSON.parse(text.slice(pos, nl)) as GeneratedRecord;
-    } catch {
-      break;
+  const size = fs.statSync(file).size;
+  let good = 0; // bytes of complete lines read
+  try {
+    for (const line of readLines(file, 'the partial records file')) {
+      const bytes = Buffer.byteLength(line) + 1;
+      if (good + bytes > size) break; // the last line has no "\n": torn
+      let rec: GeneratedRecord;
+      try {
+        rec = JSON.parse(line) as GeneratedRecord;
+      } catch {
+        break;
+      }
+      if (typeof rec !== 'object' || rec === null || !Number.isInteger(rec.index)) break;
+      // The fingerprint fixes the prompt set, so an index beyond it cannot come from a matching run: ignore it.
+      if (rec.index >= 0 && rec.index < total && !done.has(rec.index)) {
+        done.set(rec.index, {
+          offset: good, bytes,
+          promptTokens: rec.prompt_ids?.length ?? 0, responseTokens: rec.response_ids?.length ?? 0, stopped: rec.finish === 'stop',
+        });
+      }
+      good += bytes;
     }
-    if (typeof rec !== 'object' || rec === null || !Number.isInteger(rec.index)) break;
-    // The fingerprint fixes the prompt set, so an index beyond it cannot come from a matching run: ignore it.
-    if (rec.index >= 0 && rec.index < total && !done.has(rec.index)) done.set(rec.index, rec);
-    pos = nl + 1;
+  } catch (e) {
+    // Bytes that are not UTF-8 or an endless line: the tail of a torn write, cut off below like a torn JSON line.
+    if (!(e instanceof UserError)) throw e;
   }
-  const good = Buffer.byteLength(text.slice(0, pos));
-  if (good < Buffer.byteLength(text)) fs.truncateSync(file, good);
+  if (good < size) fs.truncateSync(file, good);
   return done;
+}
+
+/** The output file: each prompt's record line copied from the partial records file, in prompt order. */
+function writeInPromptOrder(recordsFile: string, lines: Map<number, RecordLine>, total: number, outFile: string): void {
+  if (lines.size !== total) throw new Error(`internal: ${lines.size} records for ${total} prompts`);
+  const src = fs.openSync(recordsFile, 'r');
+  const dst = fs.openSync(outFile, 'w');
+  try {
+    for (let i = 0; i < total; i++) {
+      const at = lines.get(i)!;
+      const buf = Buffer.alloc(at.bytes);
+      if (fs.readSync(src, buf, 0, at.bytes, at.offset) !== at.bytes) throw new Error(`internal: record ${i} of ${recordsFile} is cut short`);
+      fs.writeSync(dst, buf);
+    }
+  } finally {
+    fs.closeSync(src);
+    fs.closeSync(dst);
+  }
 }
 
 export function runGenerateData(be: Backend, input: GenerateDataInput, hooks: GenerateDataHooks = {}, run: RunInfo = {}): GenerateDataReport {
@@ -150,7 +191,7 @@ export function runGenerateData(be: Backend, input: GenerateDataInput, hooks: Ge
   const recordsFile = rd.path(RECORDS_FILE);
   let wroteRecords = false;
   try {
-    const done = readDoneRecords(recordsFile, prompts.length);
+    const done = scanRecords(recordsFile, prompts.length);
     wroteRecords = done.size > 0;
     const model = loadModel(be, s.targetDir);
     const eos = cfg.eosTokenIds.length > 0 ? cfg.eosTokenIds : tok.eosTokenId !== null ? [tok.eosTokenId] : [];
@@ -164,9 +205,9 @@ export function runGenerateData(be: Backend, input: GenerateDataInput, hooks: Ge
         pending.push({ index, prompt, ids: encoded[index] });
         return;
       }
-      promptTokens += prev.prompt_ids?.length ?? 0;
-      responseTokens += prev.response_ids?.length ?? 0;
-      if (prev.finish === 'stop') stoppedAtEos++;
+      promptTokens += prev.promptTokens;
+      responseTokens += prev.responseTokens;
+      if (prev.stopped) stoppedAtEos++;
     });
     let finished = prompts.length - pending.length;
     let generated = 0;
@@ -194,10 +235,7 @@ export function runGenerateData(be: Backend, input: GenerateDataInput, hooks: Ge
     }
     const genSeconds = (performance.now() - tGen) / 1000;
     // The complete file in prompt order, exactly one record per prompt of this run.
-    const byIndex = readDoneRecords(recordsFile, prompts.length);
-    if (byIndex.size !== prompts.length) throw new Error(`internal: ${byIndex.size} records for ${prompts.length} prompts`);
-    const lines = [...byIndex.keys()].sort((a, b) => a - b).map((i) => JSON.stringify(byIndex.get(i)));
-    fs.writeFileSync(rd.file, lines.join('\n') + '\n');
+    writeInPromptOrder(recordsFile, scanRecords(recordsFile, prompts.length), prompts.length, rd.file);
     fs.rmSync(recordsFile, { force: true });
     const seconds = (performance.now() - t0) / 1000;
     const report: GenerateDataReport = {
