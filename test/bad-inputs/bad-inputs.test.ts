@@ -1,5 +1,5 @@
-// Runs the bad-input corpus (cases.ts) through the real CLIs, a few cases at a time. Per case: exit code ≠ 0 and not
-// 2 (2 is an internal error, not a UserError), one or two stderr lines naming the file/option and the problem, no raw
+// Runs the bad-input corpus (cases.ts) through the real CLIs, a few cases at a time. Per case: exit code ≠ 0 from a
+// UserError (no internal error), one or two stderr lines naming the file/option and the problem, no raw
 // Node error text, no stack trace (no --debug), every input byte-identical, no output or partial left behind.
 // Review the messages: BAD_INPUTS_LOG=/tmp/bad-inputs.md npx vitest run test/bad-inputs/
 import { appendFileSync, chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -143,7 +143,8 @@ describe.concurrent('bad-input corpus (issue 8)', () => {
         const lines = r.stderr.split('\n').filter((l) => l.trim() !== '');
         if (r.timedOut) problems.push(`still running after ${k.timeoutS ?? 60} s (killed)`);
         else if (r.code === 0) problems.push('exit code 0');
-        if (r.code === 2) problems.push('exit 2: an internal error, not a UserError');
+        // An error that is not a UserError: exit 4 (EXIT_CODES.internal; 2 before 04d0029), always with this hint.
+        if (r.code === 4 || r.stderr.includes('(run with --debug for details)')) problems.push('an internal error, not a UserError');
         if (/\bE[A-Z]{2,}: [a-z ]+, [a-z]+ '/.test(r.stderr)) problems.push('a raw Node error text (ENOENT: ..., open \'...\')');
         if (lines.length === 0) problems.push('nothing on stderr');
         if (lines.length > 2) problems.push(`${lines.length} lines on stderr`);
