@@ -7,6 +7,8 @@
 import { performance } from 'node:perf_hooks';
 import type { AttentionMask, AttentionShape, Backend, DType, Tensor } from '../src/engine/backend.js';
 import { Rng } from '../src/numerics/rng.js';
+import { roundToF16InPlace } from '../src/numerics/half.js';
+import { AWQ_ORDER } from '../src/io/awq.js';
 
 export interface CheckOptions {
   /** The backend under test. */
@@ -566,6 +568,68 @@ function groupParo(): void {
     caseRun(g, 'fakeQuantParamsBackward', s, 'f32', ['dr', 'dscale'], [1e-6, 1e-4],
       () => [inp(randn(R * I), [R, I]), inp(randn(R * I, 0.02), [R, I]), inp(uniform(nG, 0.004, 0.008), [nG]), inp(uniform(nG, -9, -6), [nG])],
       (be, [d, r, sc, z]) => { const o = be.fakeQuantParamsBackward(d, r, sc, z, grid); return [o.dr, o.dscale]; });
+    exportCodesCase(R, I, gs, 4, 'f32');
+  }
+  exportCodesCase(64, 192, 64, 3, 'f32');
+  exportCodesCase(256, 512, 128, 4, 'bf16');
+  if (!QUICK) exportCodesCase(12288, 4096, 128, 4, 'f32');
+}
+
+/**
+ * Inputs of quantizePacked, as the export gives them (f16-valued scales and zero points) plus the cases where rounding
+ * and clamping decide: every 4th group has a power-of-two scale with r = (k + ½)·s exactly (ties, both signs, codes
+ * from below 0 to above qmax) and a tie zero point −(m + ½); the others random. Extremes: scale 0, an f16 subnormal,
+ * negative, NaN or 65504; zpf NaN or ±65504; elements ±0, ±Inf, NaN, ±3e38 and quotients at the f32 integer limit.
+ */
+function exportCodesInputs(O: number, I: number, gs: number, dt: DType): In[] {
+  const nG = (O * I) / gs;
+  const scale = new Float32Array(nG);
+  const zpf = new Float32Array(nG);
+  const r = new Float32Array(O * I);
+  for (let grp = 0; grp < nG; grp++) {
+    const tie = grp % 4 === 0;
+    let s = tie ? 2 ** -(4 + rng.nextInt(8)) : 0.002 + 0.02 * rng.nextFloat();
+    let z = tie ? -(rng.nextInt(16) + 0.5) : -16 * rng.nextFloat();
+    if (grp % 53 === 7) s = [0, 2 ** -24, -s, NaN, 65504][rng.nextInt(5)];
+    if (grp % 59 === 11) z = [NaN, 65504, -65504, -0][rng.nextInt(4)];
+    scale[grp] = s;
+    zpf[grp] = z;
+    for (let e = grp * gs; e < (grp + 1) * gs; e++) {
+      r[e] = tie ? (rng.nextInt(40) - 20 + 0.5) * s : rng.normal() * 6 * s;
+      if (rng.nextInt(61) === 0) r[e] = [0, -0, Infinity, -Infinity, NaN, 3e38, -3e38, 2 ** 24 * s, -(2 ** 24 + 2) * s][rng.nextInt(9)];
+    }
+  }
+  roundToF16InPlace(scale);
+  roundToF16InPlace(zpf);
+  return [inp(r, [O, I], dt), inp(scale, [nG]), inp(zpf, [nG])];
+}
+
+/** quantizePacked on both backends: the packed i32 words must be equal bit for bit (the checkpoint bytes). */
+function exportCodesCase(O: number, I: number, gs: number, bits: number, dt: DType): void {
+  const g = 'paroquant';
+  const op = 'quantizePacked exact';
+  const shape = `[${O}, ${I}] g${gs} b${bits}`;
+  if (ONLY && !`${g} ${op} ${shape}`.includes(ONLY)) return;
+  try {
+    const inputs = exportCodesInputs(O, I, gs, dt);
+    const grid = { bits, groupSize: gs };
+    const run = (be: Backend, ts: Tensor[]) => be.quantizePacked(ts[0], ts[1], ts[2], grid, AWQ_ORDER);
+    const gt = inputs.map((i) => gpu.fromHost(i.data, i.shape, i.dtype));
+    const out = run(gpu, gt);
+    const got = gpu.toHostInt(out);
+    gpu.free(out);
+    const ms = NO_TIME ? 0 : timeGpu(() => gpu.free(run(gpu, gt)));
+    gpu.free(...gt);
+    if (NO_REF) {
+      if (!NO_TIME) log(`TIME ${op.padEnd(30)} ${shape.padEnd(34)} ${dt.padEnd(5)} cuda=${ms.toFixed(3)} ms`);
+      return;
+    }
+    const ct = inputs.map((i) => cpu.fromHost(i.data, i.shape, i.dtype));
+    const ref = cpu.toHostInt(run(cpu, ct));
+    cpu.free(...ct);
+    reportExact(g, op, shape, dt, ref, got, ms);
+  } catch (e) {
+    fail(g, op, shape, e);
   }
 }
 

@@ -452,6 +452,13 @@ FN(jsFqParamsBwd) {
     return undef(env);
   });
 }
+FN(jsQuantizePacked) {
+  BODY({
+    quantizePackedK(a.ptr(0), a.i32(1), (const float*)a.ptr(2), (const float*)a.ptr(3), (int*)a.ptr(4), a.i32(5),
+                    a.i32(6), a.i32(7), a.i32(8), (unsigned)a.i32(9));
+    return undef(env);
+  });
+}
 
 // ---- attention: dims and mask as objects ----
 struct MaskArgs {
@@ -526,7 +533,8 @@ const Entry kEntries[] = {
     {"colReduce", jsColReduce}, {"sumSquares", jsSumSquares}, {"nonFinite", jsNonFinite}, {"smoothL1", jsSmoothL1},
     {"rmsnorm", jsRmsnorm}, {"rmsnormBwd", jsRmsnormBwd}, {"crossEntropy", jsCrossEntropy}, {"argmax", jsArgmax},
     {"givens", jsGivens}, {"givensBwd", jsGivensBwd}, {"fqMinMax", jsFqMinMax}, {"fqMinMaxBwd", jsFqMinMaxBwd},
-    {"fqParams", jsFqParams}, {"fqParamsBwd", jsFqParamsBwd}, {"attention", jsAttention},
+    {"fqParams", jsFqParams}, {"fqParamsBwd", jsFqParamsBwd}, {"quantizePacked", jsQuantizePacked},
+    {"attention", jsAttention},
     {"attentionBwd", jsAttentionBwd}, {"gemm", jsGemm}, {"benchCublas", jsBenchCublas},
 };
 

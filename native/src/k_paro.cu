@@ -252,6 +252,38 @@ __global__ void fqParamsBwdKernel(const void* drq, int ddt, const void* r, int r
   if (lane == 0) dscale[grp] = S;
 }
 
+// ---- export codes (Backend.quantizePacked): numerics/int-quant.ts quantizeCodes operation for operation ----
+// One thread per output word (i, b); i runs fastest across threads so the 8 row reads of a word are coalesced.
+// z = clamp(−round(zpf)) with a NaN zpf kept NaN (as the JS ternaries do), q = clamp(rint(r/s) + z); a NaN q is 0 (what
+// a Uint8Array stores). __fdiv_rn: the IEEE f32 quotient even under fast-math flags (JS divides in f64 and rounds to
+// f32 once, which is the same number: f64 has more than 2·24 + 2 bits).
+__device__ __forceinline__ int exportCode(float v, float s, float zpf, int qmax) {
+  float fq = (float)qmax;
+  float z = -rintf(zpf);
+  z = z < 0.0f ? 0.0f : (z > fq ? fq : z);
+  float q = rintf(__fdiv_rn(v, s)) + z;
+  if (isnan(q)) return 0;
+  return q < 0.0f ? 0 : (q > fq ? qmax : (int)q);
+}
+
+__global__ void quantizePackedKernel(const void* r, int rdt, const float* scale, const float* zpf, int* words, int O,
+                                     int I, int gs, int qmax, unsigned order) {
+  size_t wordsPerCol = (size_t)O / 8;
+  size_t n = wordsPerCol * I;
+  int G = I / gs;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
+    size_t b = t / I;
+    int i = (int)(t % I);
+    unsigned word = 0;
+    for (int k = 0; k < 8; k++) {
+      size_t o = b * 8 + ((order >> (4 * k)) & 7u);
+      size_t grp = o * G + i / gs;
+      word |= (unsigned)exportCode(ldf(r, rdt, o * I + i), scale[grp], zpf[grp], qmax) << (4 * k);
+    }
+    words[(size_t)i * wordsPerCol + b] = (int)word;
+  }
+}
+
 void setSmem(const void* kernel, size_t bytes) {
   if (bytes > 48 * 1024)
     checkCuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
@@ -331,6 +363,15 @@ void fqParamsBwdK(const void* drq, int ddt, const void* r, int rdt, const float*
   fqParamsBwdKernel<<<(unsigned)((nGroups + 7) / 8), 256, 0, stream()>>>(drq, ddt, r, rdt, scale, zpf, dr, drdt, dscale,
                                                                         nGroups, gs, qmax);
   checkLaunch("fakeQuantParamsBackward");
+}
+
+void quantizePackedK(const void* r, int rdt, const float* scale, const float* zpf, int* words, int O, int I, int gs,
+                      int qmax, unsigned nibbleOrder) {
+  if (O % 8 != 0 || gs < 1 || I % gs != 0 || qmax < 1 || qmax > 15) throw ArgError("quantizePacked: bad shape or bits");
+  size_t n = (size_t)O / 8 * I;
+  if (n == 0) return;
+  quantizePackedKernel<<<gridFor(n, 256), 256, 0, stream()>>>(r, rdt, scale, zpf, words, O, I, gs, qmax, nibbleOrder);
+  checkLaunch("quantizePacked");
 }
 
 }  // namespace paro

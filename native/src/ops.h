@@ -62,6 +62,10 @@ void fqParamsK(const void* r, int rdt, const float* scale, const float* zpf, voi
                int qmax);
 void fqParamsBwdK(const void* drq, int ddt, const void* r, int rdt, const float* scale, const float* zpf, void* dr,
                   int drdt, float* dscale, size_t nGroups, int gs, int qmax);
+/** Export codes of r [O, I] (scale/zpf f32 per flat group o·G + g) packed to words [I, O/8]: nibble k of word (i, b)
+ *  = q[b·8 + ((nibbleOrder >> 4k) & 7), i] (Backend.quantizePacked). */
+void quantizePackedK(const void* r, int rdt, const float* scale, const float* zpf, int* words, int O, int I, int gs,
+                     int qmax, unsigned nibbleOrder);
 
 // ---- attention (k_attention.cu) ----
 enum MaskKind : int { MASK_CAUSAL = 0, MASK_FULL = 1, MASK_DFLASH = 2 };

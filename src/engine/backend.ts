@@ -184,6 +184,15 @@ export interface Backend {
   fakeQuantParams(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): Tensor;
   /** STE backward of fakeQuantParams: dr = dr̂; dscale[grp] = Σ dr̂·((q − z) − r/s); dzpf = 0 (exactly). */
   fakeQuantParamsBackward(drq: Tensor, r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid): { dr: Tensor; dscale: Tensor };
+  /**
+   * The integer codes of r [O, I] on a given grid, packed for export (paroquant-spec §7.1–7.2): per flat group
+   * o·G + g, s = scale[·] used as given (no clamp) and z = clamp(−round(zpf[·]), 0, qmax);
+   * q[o, i] = clamp(round(r[o, i] / s) + z, 0, qmax) with the f32 quotient rounded half to even, and 0 where that is
+   * NaN — numerics/int-quant.ts quantizeCodes bit for bit. Returned transposed, 8 codes of consecutive rows per word:
+   * i32 [I, O/8], nibble k of word (i, b) = q[b·8 + nibbleOrder[k], i] (nibbleOrder a permutation of 0..7; AutoAWQ's
+   * is io/awq.ts AWQ_ORDER). bits ≤ 4, O % 8 = 0. Only the packed words need to leave the device.
+   */
+  quantizePacked(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid, nibbleOrder: readonly number[]): Tensor;
   /** SmoothL1 (β = 1), mean over all elements; returns the loss (host) and dpred. */
   smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor };
 
@@ -200,6 +209,9 @@ export interface Backend {
    * call for all blocks is best (a kernel that skips masked tiles itself).
    */
   readonly anchoredBlocksRowsPerCall?: number;
+
+  /** Largest groupSize givens()/givensBackward() accept on this backend (a kernel limit); omitted: no limit. */
+  readonly maxGivensGroupSize?: number;
 
   /** Device memory free / total, for backends with their own memory (undefined: activations live in host memory). */
   memoryInfo?(): { freeBytes: number; totalBytes: number };

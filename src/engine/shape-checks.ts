@@ -143,6 +143,18 @@ export function checkGridParams(op: string, scale: Tensor, zpf: Tensor, nGroups:
   if (scale.size !== nGroups || zpf.size !== nGroups) throw new Error(`${op}: scale and zpf need ${nGroups} elements`);
 }
 
+/** Rows O and columns I of a quantizePacked call (4-bit nibbles, 8 rows per word, nibbleOrder a permutation of 0..7). */
+export function checkQuantizePacked(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid, nibbleOrder: readonly number[]): { O: number; I: number; qmax: number } {
+  const { nGroups, qmax } = checkGrid('quantizePacked', r, grid);
+  checkGridParams('quantizePacked', scale, zpf, nGroups);
+  if (grid.bits > 4) throw new Error(`quantizePacked: codes are packed in 4-bit nibbles, bits ${grid.bits} do not fit`);
+  const [O, I] = rowsCols(r);
+  if (O % 8 !== 0) throw new Error(`quantizePacked: ${O} rows is not a multiple of 8`);
+  const sorted = [...nibbleOrder].sort((a, b) => a - b);
+  if (sorted.length !== 8 || sorted.some((v, k) => v !== k)) throw new Error(`quantizePacked: nibbleOrder [${nibbleOrder.join(', ')}] is not a permutation of 0..7`);
+  return { O, I, qmax };
+}
+
 export function checkAdamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: number): void {
   if (grad.size !== param.size || m.size !== param.size || v.size !== param.size) throw new Error('adamw: param, grad, m and v must have equal sizes');
   if (!(Number.isInteger(step) && step >= 1)) throw new Error(`adamw: step must be a 1-based integer, got ${step}`);

@@ -3,7 +3,8 @@
 // does, so the in-memory model after quantization and the written checkpoint are the same model.
 import type { Backend, QuantGrid, Tensor } from '../engine/backend.js';
 import { f16ToF32 as f16Values, f32ToF16, roundToF16InPlace } from '../numerics/half.js';
-import { dequantizeAwq, packAwq, packAwqTransposed, quantizeCodes, type PackedLinear } from '../io/int4-format.js';
+import { dequantizeAwq, packAwq, zeroPoint, type PackedLinear } from '../io/int4-format.js';
+import { AWQ_ORDER } from '../io/awq.js';
 import type { ParoLinear } from './transform.js';
 import { foldRotation } from '../model/layer-ops.js';
 
@@ -11,14 +12,19 @@ export type { PackedLinear };
 
 /**
  * Round the trained state to fp16 (as the reference's layer.half()), quantize F(W) with the stage-2 grid (or the
- * min/max grid when there was no stage 2), and pack.
+ * min/max grid when there was no stage 2), and pack. The weight-sized work (f16 rounding, fold, codes, nibble packing)
+ * stays on the backend; only the packed words and the per-group grid come back to the host.
  */
 export function packLinear(be: Backend, lin: ParoLinear, grid: QuantGrid): PackedLinear {
   const O = lin.outFeatures;
   const I = lin.inFeatures;
   const gs = grid.groupSize;
-  const W = be.toHost(lin.W);
-  roundToF16InPlace(W);
+  const G = I / gs;
+  const qmax = 2 ** grid.bits - 1;
+  // W to fp16 (round to nearest even, as the host rounding did) and back to f32 for the f32 fold.
+  const W16 = be.cast(lin.W, 'f16');
+  const tW = be.reshape(be.cast(W16, 'f32'), [O, I]);
+  be.free(W16);
   const theta = be.toHost(lin.theta);
   roundToF16InPlace(theta);
   const alpha = be.toHost(lin.alpha);
@@ -29,11 +35,11 @@ export function packLinear(be: Backend, lin: ParoLinear, grid: QuantGrid): Packe
   // α as the runtime sees it: the inverse of the stored channel scales.
   const alphaEff = new Float32Array(I);
   for (let i = 0; i < I; i++) alphaEff[i] = 1 / cs16[i];
-  const tW = be.fromHost(W, [O, I]);
   const tA = be.fromHost(alphaEff, [I]);
   const tTheta = be.fromHost(theta, lin.theta.shape);
   const Ws = be.mulCols(tW, tA);
   const R = be.givens(Ws, lin.pairs, tTheta, gs, 'forward');
+  be.free(tW, tA, tTheta, Ws);
   let scale: Float32Array;
   let zpf: Float32Array;
   if (lin.scale && lin.zpf) {
@@ -49,15 +55,16 @@ export function packLinear(be: Backend, lin: ParoLinear, grid: QuantGrid): Packe
   const scale16 = f16Values(scaleBits);
   const zpf16 = Float32Array.from(zpf);
   roundToF16InPlace(zpf16);
-  const Rh = be.toHost(R);
-  be.free(tW, tA, tTheta, Ws, R);
-  const { q, zero } = quantizeCodes(Rh, scale16, zpf16, O, I, grid.bits, gs);
-  const G = I / gs;
-  // zero [O·G] (row-major o, g) → [G, O]; scales likewise.
+  const tS = be.fromHost(scale16, [O * G]);
+  const tZ = be.fromHost(zpf16, [O * G]);
+  const words = be.quantizePacked(R, tS, tZ, grid, AWQ_ORDER);
+  const qweight = be.toHostInt(words);
+  be.free(R, tS, tZ, words);
+  // Per group [O·G] (row-major o, g) → [G, O]: zero points (zeroPoint, as the codes used them) and scales.
   const zT = new Uint8Array(G * O);
   const sT = new Uint16Array(G * O);
   for (let o = 0; o < O; o++) for (let g = 0; g < G; g++) {
-    zT[g * O + o] = zero[o * G + g];
+    zT[g * O + o] = zeroPoint(zpf16[o * G + g], qmax);
     sT[g * O + o] = scaleBits[o * G + g];
   }
   const pairs = be.toHostInt(lin.pairs);
@@ -66,7 +73,7 @@ export function packLinear(be: Backend, lin: ParoLinear, grid: QuantGrid): Packe
     inFeatures: I,
     krot: lin.krot,
     groupSize: gs,
-    qweight: packAwqTransposed(q, O, I),
+    qweight,
     qzeros: packAwq(zT, G, O),
     scales: sT,
     theta: f32ToF16(theta),

@@ -9,7 +9,7 @@ import { numel, shapeString } from '../backend.js';
 import {
   checkAdamW, checkAttention, checkAttentionBackward, checkBroadcast, checkColumnVector, checkConcatCols, checkCopyRows,
   checkCrossEntropy, checkGatherRows, checkGivens, checkGrid, checkGridParams, checkRmsnorm, checkRmsnormBackward, checkRope,
-  checkSameSize, checkSmoothL1, matmulDims, rowsCols,
+  checkQuantizePacked, checkSameSize, checkSmoothL1, matmulDims, rowsCols,
 } from '../shape-checks.js';
 import { bf16ToF32, f16ToF32, roundToBf16InPlace, roundToF16InPlace } from '../../numerics/half.js';
 import { gemm, initMatmul, view } from './matmul.js';
@@ -22,7 +22,7 @@ import {
 import { argmaxRows } from './crossentropy.js';
 import { givensApply, givensBackward } from './givens.js';
 import {
-  fakeQuantMinMax, fakeQuantMinMaxBackward, fakeQuantParams, fakeQuantParamsBackward,
+  fakeQuantMinMax, fakeQuantMinMaxBackward, fakeQuantParams, fakeQuantParamsBackward, quantizePacked,
 } from './fakequant.js';
 import { adamwStep, smoothL1 } from './optim.js';
 
@@ -415,6 +415,12 @@ export class CpuBackend implements Backend {
     const [rows, cols] = rowsCols(r);
     const o = fakeQuantParamsBackward(F(drq), F(r), F(scale), F(zpf), rows, cols, grid.bits, grid.groupSize, { dr: alloc(rows * cols) });
     return { dr: f32(r.shape, o.dr), dscale: f32(scale.shape, o.dscale) };
+  }
+
+  quantizePacked(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid, nibbleOrder: readonly number[]): Tensor {
+    const { O, I } = checkQuantizePacked(r, scale, zpf, grid, nibbleOrder);
+    const words = quantizePacked(F(r), F(scale), F(zpf), O, I, grid.bits, grid.groupSize, nibbleOrder);
+    return new CpuTensor([I, O / 8], 'i32', words);
   }
 
   smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor } {

@@ -200,6 +200,28 @@ export function fakeQuantParamsBackward(
 export { quantizeCodes };
 
 /**
+ * Backend.quantizePacked: the codes of r [rows, cols] (quantizeCodes, the one definition) transposed and packed 8 rows
+ * per i32 word: word (i, b) of [cols, rows/8] holds q[b·8 + nibbleOrder[k], i] in nibble k (bits ≤ 4).
+ */
+export function quantizePacked(
+  r: Float32Array, scale: Float32Array, zpf: Float32Array, rows: number, cols: number, bits: number, groupSize: number,
+  nibbleOrder: readonly number[],
+): Int32Array {
+  const { q } = quantizeCodes(r, scale, zpf, rows, cols, bits, groupSize);
+  const wordsPerCol = rows / 8;
+  const words = new Int32Array(cols * wordsPerCol);
+  for (let b = 0; b < wordsPerCol; b++) {
+    for (let k = 0; k < 8; k++) {
+      const src = (b * 8 + nibbleOrder[k]) * cols;
+      const shift = 4 * k;
+      // `|` wraps to int32: the two's-complement word of the checkpoint.
+      for (let i = 0; i < cols; i++) words[i * wordsPerCol + b] |= q[src + i] << shift;
+    }
+  }
+  return words;
+}
+
+/**
  * Round-to-nearest baseline (REFERENCE.md recipe; α = 1, θ = 0): per group scale = max(M − m, 1e-5)/qmax (a plain
  * max, no STE), zero = clamp(−round(m/scale), 0, qmax), q = clamp(round(w/scale) + zero, 0, qmax). ŵ = (q − zero)·scale.
  */

@@ -9,7 +9,7 @@ import { numel, shapeString } from '../backend.js';
 import {
   checkAdamW, checkAttention, checkAttentionBackward, checkBroadcast, checkColumnVector, checkConcatCols, checkCopyRows,
   checkCrossEntropy, checkGatherRows, checkGivens, checkGrid, checkGridParams, checkRmsnorm, checkRmsnormBackward, checkRope,
-  checkSameSize, checkSmoothL1, matmulDims, rowsCols,
+  checkQuantizePacked, checkSameSize, checkSmoothL1, matmulDims, rowsCols,
 } from '../shape-checks.js';
 import { bf16ToF32, f16ToF32 } from '../../numerics/half.js';
 import type { NativeAddon, NativeAttnDims, NativeAttnMask, NativeDevice, NativeMemStats } from './addon.js';
@@ -28,6 +28,7 @@ export class CudaBackend implements Backend {
   readonly device: string;
   /** 'scalar' forces the f32 reference-style attention kernels (tests); 'auto' uses tensor cores for head dim 64/128. */
   attentionKernel: 'auto' | 'scalar' = 'auto';
+  readonly maxGivensGroupSize = CUDA_MAX_GROUP_SIZE;
   /** Exact-f32 mode (Backend.setExactF32): f32 attention runs on the scalar f32 kernels. */
   private exactF32 = false;
   private readonly pool: StoragePool;
@@ -547,6 +548,19 @@ export class CudaBackend implements Backend {
     this.dropTemp(S, scale);
     this.dropTemp(Z, zpf);
     return { dr, dscale };
+  }
+
+  quantizePacked(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid, nibbleOrder: readonly number[]): Tensor {
+    const R = this.F(r, 'quantizePacked');
+    const { O, I, qmax } = checkQuantizePacked(R, scale, zpf, grid, nibbleOrder);
+    const S = this.as(this.F(scale, 'quantizePacked'), 'f32');
+    const Z = this.as(this.F(zpf, 'quantizePacked'), 'f32');
+    const words = this.alloc([I, O / 8], 'i32');
+    const order = nibbleOrder.reduce((acc, row, k) => acc + row * 16 ** k, 0);
+    this.a.quantizePacked(R.ptr, code(R), S.ptr, Z.ptr, words.ptr, O, I, grid.groupSize, qmax, order);
+    this.dropTemp(S, scale);
+    this.dropTemp(Z, zpf);
+    return words;
   }
 
   smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor } {
