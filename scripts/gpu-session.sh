@@ -9,6 +9,8 @@
 # Real size (issue 10, docs/scale.md; run 8 of docs/gpu-validation.md):
 #   COMPACT=1 BUDGET=450 BENCH_ARGS="--windows-70b 256" STEPS="bench synth-8b quantize-8b eval-8b" bash scripts/gpu-session.sh
 # (quantize-8b needed ~9.5 min at 1 + 1 epochs in run 8: give it its own session, or EPOCHS_8B / SAMPLES_8B less.)
+# Interop (issue 11 item 7, docs/gpu-validation.md): carry .interop/ too; after dflash-train if its drafter is wanted:
+#   STEPS="dflash-train interop" bash scripts/gpu-session.sh
 set -u
 OUT=${OUT:-/tmp/paro-gpu-out}; mkdir -p "$OUT"  # the device tool sets $OUT; keep to few files (8 come back)
 G=${GPU_DIR:-.gpu}
@@ -86,6 +88,12 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
         --mask-token 1 --device cuda --force --json
       step dflash-train-eval 240 $CLI dflash eval --target $M --drafter /tmp/d-cuda --prompts $F/val-prompts.jsonl \
         --max-new-tokens 128 --temperature 0 --ignore-eos --device cuda --json ;;
+    interop) # issue 11 item 7: the official runtimes (carry .interop/, scripts/interop/SOURCES.md) load our outputs
+      step interop-quantize 180 $CLI paro quantize $M --out /tmp/q-interop --calib $F/train.jsonl --samples 32 --val-samples 8 \
+        --epochs 2,2 --device cuda --force --json
+      ID=${INTEROP_DRAFTER:-/tmp/d-cuda}; [ -f $ID/config.json ] || ID=$F/official-dflash  # dflash-train's drafter if it ran
+      step interop 480 env CLI="$CLI" INTEROP_OUT=/tmp/paro-interop bash scripts/interop/run-on-gpu.sh --paro /tmp/q-interop \
+        --fp $M --data $F/val.jsonl --target $M --drafter $ID --prompts $F/val-prompts.jsonl --expect $F/val-prompts-greedy.json ;;
     dflash-sweep) # ablations of train-drafter settings on the GPU (seconds each); one summary line per setting
       while IFS= read -r args; do
         [ -z "$args" ] && continue

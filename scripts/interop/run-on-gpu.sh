@@ -44,7 +44,7 @@ t() { local s=$SECONDS; "$@"; local rc=$?; echo "  [$((SECONDS - s)) s, rc $rc] 
 if [ -n "$PARO" ]; then
   if [ -z "$OURS_PPL" ]; then
     OURS_PPL=$W/ours-ppl.json
-    t $CLI paro eval "$PARO" --data "$DATA" --max-windows "$WINDOWS" --device cuda --json > "$OURS_PPL" || FAILED=1
+    t $CLI paro eval "$PARO" --data "$DATA" --max-windows "$WINDOWS" --device "${DEVICE:-cuda}" --json > "$OURS_PPL" || FAILED=1
   fi
   # Only the architecture of this card: one nvcc pass instead of torch's whole default list.
   export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null)}
@@ -61,7 +61,7 @@ if [ -n "$DRAFTER" ]; then
   if [ -z "$OURS_TAU" ]; then
     OURS_TAU=$W/ours-tau.json
     t $CLI dflash eval --target "$TARGET" --drafter "$DRAFTER" --prompts "$PROMPTS" --max-new-tokens 128 --temperature 0 \
-      --ignore-eos --weight-dtype f32 --no-baseline --max-prompts "$PROMPTS_N" --device cuda --json > "$OURS_TAU" || FAILED=1
+      --ignore-eos --weight-dtype f32 --no-baseline --max-prompts "$PROMPTS_N" --device "${DEVICE:-cuda}" --json > "$OURS_TAU" || FAILED=1
   fi
   # --time-limit: stop between prompts well inside the hard limit; the comparison then uses the same first prompts.
   if t timeout "$LIMIT" $PY $HERE/dflash_tau.py --target "$TARGET" --drafter "$DRAFTER" --prompts "$PROMPTS" \
