@@ -14,7 +14,8 @@ import { runCommand, runProgram } from './run-command.js';
 import { info, warn } from './progress.js';
 import { TOOL_VERSION } from './version.js';
 import { runDoctor } from './doctor.js';
-import { explicitQuantizeSettings, oneOf, parseEpochs, runQuantize, type QuantizeCliOptions } from './quantize.js';
+import { addReleaseCommand } from './release.js';
+import { explicitQuantizeSettings, oneOf, parseEpochs, parseSizeOption, quantizeJobOptions, runQuantize, type QuantizeCliOptions } from './quantize.js';
 
 /** Help text of an option whose default the job defines. */
 const dflt = (text: string, value: unknown): string => `${text} (default: ${Array.isArray(value) ? value.join(',') : String(value)})`;
@@ -88,7 +89,10 @@ export function buildParoProgram(): Command {
     .option('--shuffle', 'draw the calibration windows from a seeded permutation instead of the first ones')
     .option('--device <device>', DEVICE_HELP)
     .option('--compute-dtype <dtype>', dflt('dtype of block activations and GEMMs during optimization: auto (bf16 on cuda, f32 on cpu), f32 or bf16', Q.computeDtype), oneOf('--compute-dtype', ['auto', 'f32', 'bf16'] as const))
-    .option('--activations <where>', dflt('calibration activations: auto (on the GPU when they fit), device, or host (streamed from page-locked host memory)', Q.activations), oneOf('--activations', ['auto', 'device', 'host'] as const))
+    .option('--activations <where>', dflt('calibration activations: auto (GPU, then page-locked host memory, then disk, as they fit), device, host or disk', Q.activations), oneOf('--activations', ['auto', 'device', 'host', 'disk'] as const))
+    .option('--max-host-memory <size>', 'host memory the activations may take, e.g. 96GB (default: 75% of the machine\'s memory)', parseSizeOption('--max-host-memory'))
+    .option('--activations-dir <dir>', 'folder of disk-backed activations (default: the partial output folder)')
+    .option('--max-shard-size <size>', 'largest output shard, e.g. 5GB, 500MB, 2GiB (default: 5GB; one shard is written as model.safetensors)', parseSizeOption('--max-shard-size'))
     .option('--resume', 'continue an interrupted run from <out>.partial/ (same inputs and settings only)')
     .option('--force', 'replace an earlier output of this tool at --out, or discard an interrupted run\'s <out>.partial/')
     .option('--demo', `quantize the built-in demo model with the built-in calibration set (samples ${DEMO_QUANTIZE_SETTINGS.samples}, val-samples ${DEMO_QUANTIZE_SETTINGS.valSamples}, epochs ${DEMO_QUANTIZE_SETTINGS.epochs?.join(',')} unless given), then evaluate it`)
@@ -109,7 +113,7 @@ export function buildParoProgram(): Command {
         const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         const job = {
           modelDir: dir, outDir: path.resolve(out), calibFile: o.calib ?? DEFAULT_CALIB_FILE, settings,
-          resume: !!o.resume, force, toolVersion: TOOL_VERSION, argv: process.argv.slice(2),
+          resume: !!o.resume, force, toolVersion: TOOL_VERSION, argv: process.argv.slice(2), ...quantizeJobOptions(o),
         };
         const r = await runQuantize(be, job, true); // progress on stderr: line-based off a terminal, silenced by PARO_QUIET=1
         const report: Record<string, unknown> = { ...r };
@@ -126,6 +130,8 @@ export function buildParoProgram(): Command {
         return report;
       });
     });
+
+  addReleaseCommand(program);
 
   program.command('doctor')
     .description('report the available backends, GPUs and their memory')

@@ -1,0 +1,77 @@
+// `paro release`: the config file and flag overrides → a checked release config, the source resolved offline, the
+// release job run with progress on stderr, and a summary (or the --json envelope's result).
+import { Command } from 'commander';
+import { createBackend, parseDevice } from '../engine/select.js';
+import { UsageError } from '../errors.js';
+import { resolveSource } from '../io/hf-source.js';
+import { loadReleaseConfig } from '../io/release-config.js';
+import { runRelease, type ReleaseReport } from '../jobs/release.js';
+import { DEFAULT_CALIB_FILE } from './paths.js';
+import { info, warn } from './progress.js';
+import { runCommand } from './run-command.js';
+import { TOOL_VERSION } from './version.js';
+
+interface ReleaseCliOptions {
+  config?: string;
+  set: string[];
+  out?: string;
+  source?: string;
+  device?: string;
+  force?: boolean;
+  json?: boolean;
+  debug?: boolean;
+}
+
+const collect = (v: string, prev: string[]): string[] => [...prev, v];
+
+export function addReleaseCommand(program: Command): void {
+  program.command('release')
+    .description('one resumable run from a checkpoint to a verified bundle: quantize → quality gates → optional DFlash drafter → model/, drafter/, README.md card, manifest.json (docs/release.md)')
+    .option('--config <file>', 'release.yaml / release.json (docs/release.md lists every key)')
+    .option('--set <key=value>', 'override a config key, e.g. --set quantize.bits=4 --set gates.max_kl=0.05 (repeatable)', collect, [] as string[])
+    .option('--out <dir>', 'bundle folder (overrides out)')
+    .option('--source <model>', 'a model folder or org/name[@revision] in the Hugging Face cache (overrides source)')
+    .option('--device <device>', 'auto, cpu, cuda or cuda:N (overrides device)')
+    .option('--force', 'replace a bundle at out made with other settings or inputs')
+    .option('--json', 'print the JSON envelope with the release report on stdout')
+    .option('--debug', 'show stack traces on errors')
+    .action(async (o: ReleaseCliOptions) => {
+      await runCommand({ tool: 'paro', command: 'release', json: o.json, debug: o.debug }, async (ctx) => {
+        if (!o.config) throw new UsageError('missing --config <release.yaml>');
+        const loaded = loadReleaseConfig(o.config, { set: o.set, overrides: { out: o.out, source: o.source, device: o.device } });
+        const source = resolveSource(loaded.config.source, { cwd: loaded.sourceBaseDir });
+        const be = await createBackend(parseDevice(loaded.config.device), warn);
+        const r = await runRelease(be, {
+          config: loaded.config, source, defaultCalibFile: DEFAULT_CALIB_FILE, force: !!o.force,
+          run: { toolVersion: TOOL_VERSION, argv: ['paro', ...process.argv.slice(2)] },
+        }, {
+          onInfo: info, onWarn: warn,
+          onStageStart: (stage) => {
+            if (stage === 'quantize') info(`quantizing ${source.repoId ?? source.dir}${source.commit ? `@${source.commit.slice(0, 12)}` : ''}`);
+          },
+          quantize: {
+            onInfo: info, onWarn: warn,
+            onBlockEnd: (l, sec) => info(`quantize: block ${l + 1} done in ${sec.toFixed(1)} s`),
+          },
+        });
+        ctx.result = r;
+        if (!o.json) printSummary(r);
+        return r;
+      });
+    });
+}
+
+function printSummary(r: ReleaseReport): void {
+  if (r.nothingToDo) {
+    process.stdout.write(`release ${r.out} is complete (manifest sha ${r.manifestSha256.slice(0, 12)}); nothing to do\n`);
+    return;
+  }
+  const m = r.metrics;
+  if (m.fpPpl !== undefined) {
+    info(`perplexity FP ${m.fpPpl.toFixed(4)} → quantized ${m.quantizedPpl?.toFixed(4)} (${((m.pplIncrease ?? 0) * 100).toFixed(2)} %), KL ${m.kl?.toExponential(3)}, top-1 ${((m.top1Agreement ?? 0) * 100).toFixed(2)} %`);
+  }
+  if (m.tau !== undefined) info(`drafter τ ${m.tau.toFixed(3)}`);
+  for (const g of r.gates) info(`gate ${g.name}: ${g.value} (limit ${g.limit}) ${g.passed ? 'pass' : 'FAIL'}`);
+  info(`stages: ${r.stages.map((s) => `${s.name} ${s.reused ? 'reused' : `${s.seconds.toFixed(1)} s`}`).join(', ')}`);
+  process.stdout.write(`${r.out}\n`);
+}
