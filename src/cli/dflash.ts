@@ -11,6 +11,7 @@ import { parseTargetLayerIds } from '../dflash/layer-ids.js';
 import { runCommand, runProgram } from './run-command.js';
 import { info, Progress, warn } from './progress.js';
 import { TOOL_VERSION } from './version.js';
+import { addExamples, HELP_GROUPS as G } from './help.js';
 
 const fmt = (x: number | null | undefined, d = 3): string => (x === null || x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(d));
 /** Help text of an option whose default the job defines. */
@@ -19,6 +20,9 @@ const DEVICE_HELP = 'auto, cpu, cuda or cuda:N (default: auto)';
 const RUN_INFO = { toolVersion: TOOL_VERSION, argv: ['dflash', ...process.argv.slice(2)] };
 
 interface CommonOpts { device?: string; json?: boolean; debug?: boolean; force?: boolean }
+
+const PROMPTS_HELP = 'prompts: .jsonl, .jsonl.gz or .parquet with {"prompt"}, {"messages": [...]} or {"conversations": [...]} per record ' +
+  '(conversations end at their last user turn), or .txt with one prompt per line';
 
 const encodingOf = (o: { chatTemplate: boolean; thinking?: string }): { chatTemplate: 'auto' | 'never'; enableThinking?: boolean } =>
   ({ chatTemplate: o.chatTemplate ? 'auto' : 'never', enableThinking: o.thinking === undefined ? undefined : o.thinking === 'on' });
@@ -29,21 +33,26 @@ export function buildDflashProgram(): Command {
     .version(TOOL_VERSION, '-V, --version')
     .showHelpAfterError('(see --help)');
 
-  program.command('generate-data')
+  const generate = program.command('generate-data')
     .description('let the target regenerate the responses of a prompt set (resumable: rerun the same command to continue)')
+    .optionsGroup(G.io)
     .requiredOption('--target <model-dir>', 'target model directory (FP, or a paro quantize output)')
-    .requiredOption('--prompts <file>', 'prompts: .jsonl with {"prompt": ...} or {"messages": [...]} per line, or .txt with one prompt per line')
+    .requiredOption('--prompts <file>', PROMPTS_HELP)
     .requiredOption('--out <file.jsonl>', 'output records {prompt, response, prompt_ids, response_ids}; built in <out>.partial/ until complete')
+    .option('--max-prompts <n>', 'only the first n prompts', positiveInt('--max-prompts'))
+    .option('--force', 'replace an existing output and discard an unfinished run of other inputs or settings')
+    .optionsGroup(G.generation)
     .option('--max-new-tokens <n>', dflt('tokens generated per prompt', GEN.maxNewTokens), positiveInt('--max-new-tokens'))
     .option('--temperature <t>', dflt('sampling temperature (0 = greedy)', GEN.temperature), nonNegativeNumber('--temperature'))
     .option('--ignore-eos', 'do not stop at the end-of-text token')
     .option('--seed <n>', dflt('seed of temperature sampling', GEN.seed), nonNegativeInt('--seed'))
+    .option('--batch <n>', dflt('prompts decoded together (one batched target pass per token)', GEN.batch), positiveInt('--batch'))
+    .optionsGroup(G.encoding)
     .option('--no-chat-template', 'encode prompts as raw text even when the tokenizer has a chat template')
     .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one').choices(['on', 'off']))
-    .option('--max-prompts <n>', 'only the first n prompts', positiveInt('--max-prompts'))
-    .option('--batch <n>', dflt('prompts decoded together (one batched target pass per token)', GEN.batch), positiveInt('--batch'))
+    .optionsGroup(G.device)
     .option('--device <device>', DEVICE_HELP)
-    .option('--force', 'replace an existing output and discard an unfinished run of other inputs or settings')
+    .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (o: CommonOpts & { target: string; prompts: string; out: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; chatTemplate: boolean; thinking?: string; maxPrompts?: number; batch?: number }) => {
@@ -70,14 +79,22 @@ export function buildDflashProgram(): Command {
       });
     });
 
-  program.command('train-drafter')
+  const train = program.command('train-drafter')
     .description('distill a DFlash drafter from the target on regenerated data and export it (config.json + BF16 model.safetensors)')
+    .optionsGroup(G.io)
     .requiredOption('--target <model-dir>', 'target model directory (FP, or a paro quantize output: the drafter then learns the quantized features)')
-    .requiredOption('--data <file>', 'training records (.jsonl): generate-data output, {"input_ids", "loss_mask"} or {"prompt", "response"}')
+    .requiredOption('--data <file>', 'training records (.jsonl, .jsonl.gz or .parquet): generate-data output, {"input_ids", "loss_mask"}, {"prompt", "response"}, {"text"}, {"messages": [...]} or {"conversations": [...]}')
     .requiredOption('--out <dir>', 'output drafter directory (built in <dir>.partial/, which holds the checkpoints, until it is complete)')
+    .option('--checkpoint-every <steps>', dflt('optimizer steps between checkpoints (0: at epoch ends only)', TRAIN.checkpointEvery), nonNegativeInt('--checkpoint-every'))
+    .option('--resume', 'continue the checkpoint of an interrupted run with the same inputs and settings')
+    .option('--force', 'replace an existing output of this tool and discard an unfinished run\'s checkpoint')
+    .optionsGroup(G.drafter)
     .option('--layers <n|auto>', dflt('draft layers; auto = 5 for targets of 20+ layers, else floor(target layers / 2) (at least 1)', TRAIN.layers), intOrAuto('--layers'))
     .option('--block-size <n>', dflt('block size B (anchor + B−1 drafted tokens)', TRAIN.blockSize), positiveInt('--block-size'))
     .option('--target-layers <auto|i,j,...>', dflt('tapped target layers; auto = the spec formula (5 taps from layer 1 to L−3), or for targets too shallow for it min(5, L−1) distinct layers spread over 0..L−2', TRAIN.targetLayers))
+    .option('--mask-token <id|string>', 'mask token: an existing embedding row (default: the first row beyond the tokenizer, else its mask token)')
+    .addOption(new Option('--init <how>', dflt('target: start the draft layers as copies of the target\'s last layers, fc/hidden_norm feeding them the deepest tap; random: N(0, 0.02) as the reference trainer', TRAIN.init)).choices(['random', 'target']))
+    .optionsGroup(G.training)
     .option('--anchors <n|auto>', dflt('anchors (blocks) per sequence (at most the valid response positions − 1); auto = min(512, half the longest response)', TRAIN.anchors), intOrAuto('--anchors'))
     .option('--gamma <x|auto>', dflt('loss decay γ of exp(−(k−1)/γ); auto = 7/5/4 for B = 16/10/8', TRAIN.gamma), numberOrAuto('--gamma'))
     .option('--epochs <n|auto>', dflt('epochs; auto = 6 (the spec), or as many as make 800 optimizer steps for small data sets (at most 20)', TRAIN.epochs), intOrAuto('--epochs'))
@@ -86,26 +103,27 @@ export function buildDflashProgram(): Command {
     .option('--weight-decay <x>', dflt('AdamW weight decay', TRAIN.weightDecay), nonNegativeNumber('--weight-decay'))
     .option('--seq-len <n>', dflt('truncate sequences to this many tokens', TRAIN.seqLen), positiveInt('--seq-len'))
     .option('--batch <n>', dflt('sequences per optimizer step', TRAIN.batch), positiveInt('--batch'))
-    .option('--mask-token <id|string>', 'mask token: an existing embedding row (default: the first row beyond the tokenizer, else its mask token)')
     .option('--seed <n>', dflt('seed of initialisation, data order and anchors', TRAIN.seed), nonNegativeInt('--seed'))
-    .addOption(new Option('--init <how>', dflt('target: start the draft layers as copies of the target\'s last layers, fc/hidden_norm feeding them the deepest tap; random: N(0, 0.02) as the reference trainer', TRAIN.init)).choices(['random', 'target']))
-    .option('--checkpoint-every <steps>', dflt('optimizer steps between checkpoints (0: at epoch ends only)', TRAIN.checkpointEvery), nonNegativeInt('--checkpoint-every'))
-    .option('--resume', 'continue the checkpoint of an interrupted run with the same inputs and settings')
-    .option('--feature-cache-mb <n>', dflt('cache the frozen target features in memory up to this size, else recompute them per visit', TRAIN.featureCacheMb), nonNegativeNumber('--feature-cache-mb'))
+    .option('--max-steps <n>', 'stop after n optimizer steps (the schedule still spans all epochs; for quick trials)', positiveInt('--max-steps'))
+    .optionsGroup(G.encoding)
+    .option('--no-chat-template', 'encode text records and evaluation prompts as raw text even when the tokenizer has a chat template')
+    .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one (text records and evaluation prompts)').choices(['on', 'off']))
+    .optionsGroup(G.monitoring)
     .option('--eval-prompts <file>', 'measure τ by speculative decoding on these prompts during training (time reported separately)')
     .option('--eval-every <steps>', dflt('optimizer steps between τ evaluations', TRAIN.evalEvery), positiveInt('--eval-every'))
     .option('--eval-max-prompts <n>', 'evaluate on the first n prompts only', positiveInt('--eval-max-prompts'))
     .option('--eval-max-new-tokens <n>', dflt('tokens per evaluation prompt', TRAIN.evalMaxNewTokens), positiveInt('--eval-max-new-tokens'))
-    .option('--max-steps <n>', 'stop after n optimizer steps (the schedule still spans all epochs; for quick trials)', positiveInt('--max-steps'))
+    .optionsGroup(G.device)
     .option('--device <device>', DEVICE_HELP)
-    .option('--force', 'replace an existing output of this tool and discard an unfinished run\'s checkpoint')
+    .option('--feature-cache-mb <n>', dflt('cache the frozen target features in memory up to this size, else recompute them per visit', TRAIN.featureCacheMb), nonNegativeNumber('--feature-cache-mb'))
+    .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (o: CommonOpts & {
       target: string; data: string; out: string; layers?: number | 'auto'; blockSize?: number; targetLayers?: string; anchors?: number | 'auto'; gamma?: number | 'auto';
       epochs?: number | 'auto'; lr?: number | 'auto'; warmup?: number; weightDecay?: number; seqLen?: number; batch?: number; maskToken?: string; seed?: number;
       checkpointEvery?: number; resume?: boolean; featureCacheMb?: number; evalPrompts?: string; evalEvery?: number; evalMaxPrompts?: number;
-      evalMaxNewTokens?: number; maxSteps?: number; init?: 'random' | 'target';
+      evalMaxNewTokens?: number; maxSteps?: number; init?: 'random' | 'target'; chatTemplate: boolean; thinking?: string;
     }) => {
       await runCommand({ tool: 'dflash', command: 'train-drafter', json: o.json, debug: o.debug }, async () => {
         let targetLayers: 'auto' | number[] | undefined;
@@ -128,7 +146,7 @@ export function buildDflashProgram(): Command {
           anchors: o.anchors, gamma: o.gamma, epochs: o.epochs, lr: o.lr, warmup: o.warmup, weightDecay: o.weightDecay, seqLen: o.seqLen,
           batch: o.batch, maskToken: o.maskToken, seed: o.seed, checkpointEvery: o.checkpointEvery, resume: o.resume, force: o.force,
           featureCacheMb: o.featureCacheMb, evalPrompts: o.evalPrompts, evalEvery: o.evalEvery, evalMaxPrompts: o.evalMaxPrompts,
-          evalMaxNewTokens: o.evalMaxNewTokens, maxSteps: o.maxSteps, init: o.init,
+          evalMaxNewTokens: o.evalMaxNewTokens, maxSteps: o.maxSteps, init: o.init, evalEncoding: encodingOf(o),
         }, {
           info: (m) => { if (!o.json || process.stderr.isTTY) info(m); },
           warn,
@@ -155,22 +173,27 @@ export function buildDflashProgram(): Command {
       });
     });
 
-  program.command('eval')
+  const evaluate = program.command('eval')
     .description('speculative decoding with a drafter: τ (official definition and pooled), acceptance histogram, timings, equality with plain decoding')
+    .optionsGroup(G.io)
     .requiredOption('--target <dir>', 'target model directory')
     .requiredOption('--drafter <dir>', 'drafter directory (ours, z-lab or SpecForge format)')
-    .requiredOption('--prompts <file>', 'prompts: .jsonl with {"prompt": ...} or {"messages": [...]} per line, or .txt')
+    .requiredOption('--prompts <file>', PROMPTS_HELP)
+    .option('--max-prompts <n>', 'only the first n prompts', positiveInt('--max-prompts'))
+    .option('--expect <file>', 'a {"generated_ids": [[...], ...]} file the plain greedy outputs must equal (e.g. text/val-prompts-greedy.json)')
+    .optionsGroup(G.decoding)
     .option('--max-new-tokens <n>', dflt('tokens generated per prompt', EVAL.maxNewTokens), positiveInt('--max-new-tokens'))
     .option('--temperature <t>', dflt('target sampling temperature (0 = greedy; > 0: drafts stay greedy, the target samples)', EVAL.temperature), nonNegativeNumber('--temperature'))
     .option('--ignore-eos', 'do not stop at the end-of-text token')
     .option('--seed <n>', dflt('seed of temperature sampling', EVAL.seed), nonNegativeInt('--seed'))
-    .option('--max-prompts <n>', 'only the first n prompts', positiveInt('--max-prompts'))
     .option('--no-baseline', 'skip plain target decoding (no equality check, no speedup)')
-    .option('--expect <file>', 'a {"generated_ids": [[...], ...]} file the plain greedy outputs must equal (e.g. text/val-prompts-greedy.json)')
     .addOption(new Option('--weight-dtype <dtype>', dflt('target weights as stored (native: bf16/f16 GEMMs and tensor-core attention on the GPU) or f32 (f32 weights and f32 arithmetic throughout: the PyTorch FP32 protocol on any backend; the cpu computes in f32 either way)', EVAL.weightDtype)).choices(['native', 'f32']))
+    .optionsGroup(G.encoding)
     .option('--no-chat-template', 'encode prompts as raw text even when the tokenizer has a chat template')
     .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one').choices(['on', 'off']))
+    .optionsGroup(G.device)
     .option('--device <device>', DEVICE_HELP)
+    .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (o: CommonOpts & { target: string; drafter: string; prompts: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; maxPrompts?: number; baseline: boolean; expect?: string; weightDtype?: 'native' | 'f32'; chatTemplate: boolean; thinking?: string }) => {
@@ -207,6 +230,24 @@ export function buildDflashProgram(): Command {
       });
     });
 
+  addExamples(generate, [
+    ['dflash generate-data --target ./Qwen3-8B --prompts prompts.jsonl --out data.jsonl --max-new-tokens 2048 --thinking off --device cuda',
+      'regenerate the responses of a prompt set with the target (rerun the same line to continue after a kill)'],
+    ['dflash generate-data --target ./qwen3-8b-paro --prompts ultrachat.parquet --out data.jsonl --max-prompts 1000',
+      'prompts from a Hugging Face parquet file, answered by a paro quantize output'],
+  ]);
+  addExamples(train, [
+    ['dflash train-drafter --target ./Qwen3-8B --data data.jsonl --out qwen3-8b-dflash --device cuda',
+      'train a drafter with the spec\'s defaults (5 layers, block 16) on generate-data records'],
+    ['dflash train-drafter --target ./qwen3-8b-paro --data chats.jsonl.gz --out drafter --eval-prompts val.jsonl --eval-every 200',
+      'chat records rendered with the target\'s template; τ measured every 200 steps'],
+    ['dflash train-drafter --target ./model --data data.jsonl --out drafter --resume', 'continue an interrupted run from its last checkpoint'],
+  ]);
+  addExamples(evaluate, [
+    ['dflash eval --target ./Qwen3-8B --drafter qwen3-8b-dflash --prompts gsm8k.jsonl --max-new-tokens 512 --device cuda',
+      'τ and speedup by real speculative decoding (the outputs must equal plain decoding)'],
+    ['dflash eval --target ./model --drafter ./drafter --prompts prompts.txt --no-baseline --json', 'τ only, as a JSON report'],
+  ]);
   return program;
 }
 
