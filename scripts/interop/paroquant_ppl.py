@@ -25,6 +25,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 INTEROP = os.path.join(REPO, ".interop")
+AWQ_INFO: dict = {}  # which AutoAWQ GEMM module and kernel path ran (goes into the report)
 
 
 def fail(msg: str, code: int = 2) -> None:
@@ -173,6 +174,15 @@ def setup_official(a: argparse.Namespace) -> None:
     except Exception as e:  # a missing nvcc/ninja or package shows here; name it and stop
         fail(f"the official ParoQuant runtime did not import: {type(e).__name__}: {e}")
     log(f"official runtime imported (rotation kernel built or loaded) in {time.time() - t:.1f}s")
+    import awq.modules.linear.gemm as gemm  # already imported by paroquant's modules.py; which copy, which kernel
+    kernel = "awq_ext" if gemm.awq_ext is not None else "triton" if gemm.TRITON_AVAILABLE else "naive"
+    where = os.path.abspath(gemm.__file__)
+    # An installed regular `awq` package would shadow the extracted namespace one: say so rather than run it unawares.
+    if a.awq == "source" and not where.startswith(os.path.abspath(a.interop) + os.sep):
+        fail(f"AutoAWQ's GEMM came from {where}, not from {a.interop}/autoawq (an installed autoawq shadows it; "
+             "pass --awq installed to use that one)")
+    log(f"AutoAWQ GEMM: {where} ({kernel} path)")
+    AWQ_INFO.update(awqGemm=where, awqKernel=kernel)
 
 
 def main(argv: list[str]) -> None:
@@ -243,7 +253,7 @@ def main(argv: list[str]) -> None:
         "model": a.model, "data": a.data, "ppl": ppl, "meanNll": mean_nll, "windows": len(starts), "seqLen": a.seq_len,
         "dataTokens": len(ids), "quantizedLinears": n_q, "quantization_config": cfg.get("quantization_config"),
         "device": torch.cuda.get_device_name(0), "torch": torch.__version__,
-        "transformers": __import__("transformers").__version__, "evalSeconds": round(secs, 2),
+        "transformers": __import__("transformers").__version__, "evalSeconds": round(secs, 2), **AWQ_INFO,
     }
     del model
     torch.cuda.empty_cache()
