@@ -61,7 +61,7 @@ if [ -n "$DRAFTER" ]; then
   if [ -z "$OURS_TAU" ]; then
     OURS_TAU=$W/ours-tau.json
     t $CLI dflash eval --target "$TARGET" --drafter "$DRAFTER" --prompts "$PROMPTS" --max-new-tokens 128 --temperature 0 \
-      --ignore-eos --weight-dtype f32 --no-baseline --max-prompts "$PROMPTS_N" --device "${DEVICE:-cuda}" --json > "$OURS_TAU" || FAILED=1
+      --ignore-eos --weight-dtype f32 --no-baseline --max-prompts "$PROMPTS_N" ${EXPECT:+--expect "$EXPECT"} --device "${DEVICE:-cuda}" --json > "$OURS_TAU" || FAILED=1
   fi
   # --time-limit: stop between prompts well inside the hard limit; the comparison then uses the same first prompts.
   if t timeout "$LIMIT" $PY $HERE/dflash_tau.py --target "$TARGET" --drafter "$DRAFTER" --prompts "$PROMPTS" \
