@@ -2,8 +2,10 @@
 // work), the run directory (io/run-dir: partial folder, input hashes, fingerprint, resume, lock, manifest, atomic
 // commit), the block loop over the compute steps of paroquant/quantize-steps, the checkpoint export and the report.
 // Each finished block is saved in the partial directory, so an interrupted run resumes from the last finished block
-// (activations are recomputed from the saved blocks: deterministic on the cpu backend).
+// (activations are recomputed from the saved blocks: deterministic on the cpu backend). The output checkpoint is
+// written block by block into its shards as blocks finish; on resume the shards are written again from the start.
 import * as fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import type { Backend, DType } from '../engine/backend.js';
 import { UserError } from '../errors.js';
@@ -17,19 +19,20 @@ import { createManifest, describeInput, inputIdentity, type ManifestInput } from
 import { checkOutputPath, openRunDir, type RunDir } from '../io/run-dir.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
+import { DEFAULT_MAX_SHARD_SIZE } from '../io/sharded-writer.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { geometryCache } from '../model/block.js';
 import { checkModelDir } from '../model/load.js';
 import { ropeInvFreq } from '../model/rope-freq.js';
 import { LINEAR_KEYS, LINEAR_NAMES, freeLayerWeights, linearShapes, loadEmbedding, loadLayerWeights, type LinearKey } from '../model/weights.js';
-import { chooseActivationPlacement, createStore, dtypeBytes, type ActivationStore, type Placement } from '../paroquant/activation-store.js';
+import { createStore, planActivations, storeBytes, type ActivationStore, type BackingFile, type Placement } from '../paroquant/activation-store.js';
 import type { BlockData, BlockProgress, EpochLog, OptimizerSettings, StageResult } from '../paroquant/block-optimizer.js';
 import {
   advanceQuantizedInputs, blockWorkingBytes, effectiveBlock, embedInto, fpTargets, initialLinears, optimizeBlock, packBlock, type PairCache,
 } from '../paroquant/quantize-steps.js';
 import { withDefaults } from './defaults.js';
 import { describeModelDir } from './model-input.js';
-import { copyModelFiles, writeQuantizedCheckpoint, writeQuantizedConfig } from './quantize-output.js';
+import { QuantizedCheckpointWriter, copyModelFiles, quantizedLayout, writeQuantizedConfig } from './quantize-output.js';
 
 export type QuantMethod = 'paro' | 'rtn';
 
@@ -52,7 +55,7 @@ export interface QuantizeSettings {
   batchSize: number;
   /** Dtype of block activations and GEMMs during optimization; auto: bf16 on cuda, f32 on cpu. */
   computeDtype: 'auto' | 'f32' | 'bf16';
-  /** Where calibration activations live; auto: on the device when they fit. */
+  /** Where calibration activations live; auto: GPU, then host memory, then disk, as they fit (planActivations). */
   activations: Placement | 'auto';
   /** AdamW learning rates and constants of the paper (spec §6). */
   lrAngle: number;
@@ -112,7 +115,7 @@ export function resolveQuantizeSettings(partial: Partial<QuantizeSettings> = {})
     throw new UserError(`epochs must be two non-negative integers, got ${JSON.stringify(s.epochs)}`);
   }
   if (!['auto', 'f32', 'bf16'].includes(s.computeDtype)) throw new UserError(`compute dtype must be auto, f32 or bf16, got "${String(s.computeDtype)}"`);
-  if (!['auto', 'device', 'host'].includes(s.activations)) throw new UserError(`activations must be auto, device or host, got "${String(s.activations)}"`);
+  if (!['auto', 'device', 'host', 'disk'].includes(s.activations)) throw new UserError(`activations must be auto, device, host or disk, got "${String(s.activations)}"`);
   return s;
 }
 
@@ -171,7 +174,16 @@ export interface QuantizeJob {
   /** Written to manifest.json. */
   toolVersion: string;
   argv?: string[];
+  /** Largest output shard in bytes (default DEFAULT_MAX_SHARD_SIZE, 5 GB); one shard is written as model.safetensors. */
+  maxShardSize?: number;
+  /** Host memory the activation stores may take (default DEFAULT_HOST_MEMORY_FRACTION of the machine's memory). */
+  maxHostMemory?: number;
+  /** Folder of disk-backed activation stores (default: the partial output folder). */
+  activationsDir?: string;
 }
+
+/** Default --max-host-memory: this share of os.totalmem() (the rest for the process, the page cache and others). */
+export const DEFAULT_HOST_MEMORY_FRACTION = 0.75;
 
 export interface QuantizeHooks {
   onInfo?: (msg: string) => void;
@@ -181,7 +193,25 @@ export interface QuantizeHooks {
   onStageEnd?: (block: number, stage: 1 | 2, r: StageResult) => void;
   /** A block's packed tensors (also for blocks read back on resume), before X′ moves on. */
   onBlockPacked?: (block: number, packed: Record<LinearKey, PackedLinear>) => void;
-  onBlockEnd?: (block: number, seconds: number) => void;
+  /** resumed: the block was read back from an earlier run (only its activations were recomputed). */
+  onBlockEnd?: (block: number, seconds: number, resumed: boolean) => void;
+  /** Progress of a long phase before the blocks: 'capture' counts calibration windows embedded. */
+  onProgress?: (phase: 'capture', done: number, total: number) => void;
+}
+
+/** Seconds of each part of one block. */
+export interface BlockPhases {
+  load: number;
+  /** FP targets Y from X. */
+  targets: number;
+  stage1: number;
+  stage2: number;
+  /** Finalize + pack (or read back on resume). */
+  finalize: number;
+  /** The block's resume file and its tensors in the output shards. */
+  write: number;
+  /** X′ through the block as written. */
+  propagate: number;
 }
 
 export interface BlockReport {
@@ -191,6 +221,8 @@ export interface BlockReport {
   stage1?: StageResult;
   stage2?: StageResult;
   epochs: EpochLog[];
+  /** Seconds of this run's work on the block (a resumed block's are of the earlier run). */
+  phases?: BlockPhases;
 }
 
 export interface QuantizeReport {
@@ -203,6 +235,16 @@ export interface QuantizeReport {
   blocks: BlockReport[];
   calibrationTokens: number;
   seconds: number;
+  /** Seconds per phase before and after the blocks: validate, hashInputs, tokenize, capture, blocks, write, total. */
+  phases: Record<string, number>;
+  /** Where each activation store lived ([FP path X→Y, X′]); empty for rtn. */
+  activations: Placement[];
+  /** Device memory in use at the phase boundaries of the run, at most (Backend.memoryInfo: total − free; allocator cache included); null without a GPU. */
+  peakDeviceBytes: number | null;
+  /** Peak resident set size of the process (process.resourceUsage().maxRSS). */
+  peakHostRssBytes: number;
+  /** Files of the checkpoint: model.safetensors, or the shards and model.safetensors.index.json. */
+  files: string[];
   /** Resolved settings (compute dtype resolved for the backend). */
   settings: Record<string, unknown>;
 }
@@ -270,69 +312,149 @@ export function calibrationIds(modelDir: string, calibFile: string, cfg: ModelCo
   return { ids, tokens: tokens.length };
 }
 
+/** A file for a disk-backed activation store: created sparse at its full size, removed by close(). */
+function openBackingFile(file: string, bytes: number): BackingFile {
+  let fd: number;
+  try {
+    fd = fs.openSync(file, 'w+');
+    fs.ftruncateSync(fd, bytes);
+  } catch (e) {
+    throw new UserError(`cannot create the activation store file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { file, cause: e });
+  }
+  const CHUNK = 1 << 30;
+  const io = (op: 'read' | 'write', buf: Uint8Array, pos: number) => {
+    let done = 0;
+    try {
+      while (done < buf.byteLength) {
+        const len = Math.min(CHUNK, buf.byteLength - done);
+        const k = op === 'read' ? fs.readSync(fd, buf, done, len, pos + done) : fs.writeSync(fd, buf, done, len, pos + done);
+        if (k === 0) throw new Error(`unexpected end of file at byte ${pos + done}`);
+        done += k;
+      }
+    } catch (e) {
+      throw new UserError(`cannot ${op} the activation store file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { file, cause: e });
+    }
+  };
+  return {
+    readAt: (dst, pos) => io('read', dst, pos),
+    writeAt: (src, pos) => io('write', src, pos),
+    close: () => {
+      fs.closeSync(fd);
+      fs.rmSync(file, { force: true });
+    },
+  };
+}
+
+/** Free bytes of the file system holding dir (or its nearest existing parent); undefined when it cannot be told. */
+function freeDiskBytes(dir: string): number | undefined {
+  let d = path.resolve(dir);
+  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
+  try {
+    const st = fs.statfsSync(d);
+    return st.bavail * st.bsize;
+  } catch {
+    return undefined;
+  }
+}
+
+const since = (t: number): number => (performance.now() - t) / 1000;
+
 export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: QuantizeHooks = {}): Promise<QuantizeReport> {
   const t0 = performance.now();
   const s = job.settings;
   const seconds: Record<string, number> = {};
   const inputs: Record<string, string> = { model: job.modelDir };
   if (s.method === 'paro') inputs.calib = job.calibFile;
+  let peakDevice: number | null = null;
+  const sampleDevice = () => {
+    const m = be.memoryInfo?.();
+    if (m) peakDevice = Math.max(peakDevice ?? 0, m.totalBytes - m.freeBytes);
+  };
   // Cheap checks first: the output path, the model's config against the settings.
   checkOutputPath({ out: job.outDir, kind: 'dir', inputs, force: job.force });
   checkModelDir(job.modelDir);
   const cfg = loadModelConfig(job.modelDir);
   checkQuantizeSettings(s, cfg, be.name, job.modelDir);
+  const maxShardSize = job.maxShardSize ?? DEFAULT_MAX_SHARD_SIZE;
+  if (!(Number.isInteger(maxShardSize) && maxShardSize > 0)) throw new UserError(`--max-shard-size must be a positive number of bytes, got ${String(maxShardSize)}`);
   const computeDtype = resolveComputeDtype(s.computeDtype, be.name);
   const opt = optimizerSettings(s, computeDtype);
+  const T = s.seqLen;
+  const nAll = s.samples + s.valSamples;
+  // Two activation stores (not three): the FP path holds X and is overwritten by the block's targets Y batch by batch
+  // (X is read only by the FP targets; Y is the next block's X), and X′ is advanced in place.
+  const oneStore = storeBytes(nAll * T, cfg.hiddenSize, computeDtype);
+  if (job.activationsDir !== undefined && !(fs.existsSync(job.activationsDir) && fs.statSync(job.activationsDir).isDirectory())) {
+    throw new UserError('--activations-dir is not an existing folder', { file: job.activationsDir });
+  }
+  let placements: Placement[] = [];
+  if (s.method === 'paro') {
+    const working = blockWorkingBytes(cfg, s.batchSize, T, computeDtype, s.epochs[1] > 0);
+    const maxHost = job.maxHostMemory ?? Math.floor(DEFAULT_HOST_MEMORY_FRACTION * os.totalmem());
+    const plan = planActivations(2, oneStore, working, s.activations, {
+      freeDeviceBytes: be.memoryInfo?.().freeBytes, maxHostBytes: maxHost, freeDiskBytes: freeDiskBytes(job.activationsDir ?? path.dirname(path.resolve(job.outDir))),
+    });
+    if (!plan.ok) {
+      throw new UserError(`${plan.reason}; lower --batch-size, --seq-len or --samples, raise --max-host-memory, or use --activations disk (--activations-dir)`);
+    }
+    placements = plan.placements;
+  }
   const ck = Checkpoint.open(job.modelDir);
   let rd: RunDir | null = null;
-  let X: ActivationStore | null = null; // FP inputs of the current block
-  let Xq: ActivationStore | null = null; // inputs from the quantized prefix
-  let Y: ActivationStore | null = null; // FP outputs of the current block (the targets)
+  let Xf: ActivationStore | null = null; // FP path: inputs X of the current block, then its outputs Y (the targets)
+  let Xq: ActivationStore | null = null; // X′: inputs from the quantized prefix
+  let out: QuantizedCheckpointWriter | null = null;
   try {
+    const tVal = performance.now();
     if (!ck.has('model.layers.0.input_layernorm.weight')) {
       throw new UserError('no decoder layers found in the checkpoint (expected model.layers.0.*)', { file: job.modelDir });
     }
     // Names, dtypes and shapes of every tensor against config.json, before anything is hashed or computed.
     validateCheckpoint(ck, cfg);
+    const layout = quantizedLayout(ck, cfg, { groupSize: s.groupSize, krot: s.krot });
+    seconds.validate = since(tVal);
     // What determines the result: the resume check compares it.
     const tHash = performance.now();
+    const inputBytes = ck.files().reduce((a, f) => a + fs.statSync(f).size, 0);
+    hooks.onInfo?.(`hashing the inputs (${(inputBytes / 1e9).toFixed(2)} GB of weights)`);
     const manifestInputs: ManifestInput[] = [describeModelDir('model', job.modelDir)];
     if (s.method === 'paro') manifestInputs.push(describeInput('calib', job.calibFile));
-    seconds.hashInputs = (performance.now() - tHash) / 1000;
+    seconds.hashInputs = since(tHash);
     const settings = reportedSettings(s, computeDtype, job.calibFile);
     const fp = { settings, inputs: Object.fromEntries(manifestInputs.map((i) => [i.role, inputIdentity(i)])), backend: be.name };
     rd = openRunDir({ out: job.outDir, kind: 'dir', tool: 'paro', command: 'quantize', inputs, force: job.force, resume: job.resume, fingerprint: fp });
     const run = rd;
 
     // Calibration activations (not needed by RTN).
-    const tCal = performance.now();
     let calibrationTokens = 0;
-    const T = s.seqLen;
-    const nAll = s.samples + s.valSamples;
     const geoFor = geometryCache(T, ropeInvFreq(cfg));
+    seconds.tokenize = 0;
+    seconds.capture = 0;
     if (s.method === 'paro') {
+      const tTok = performance.now();
       const { ids, tokens } = calibrationIds(job.modelDir, job.calibFile, cfg, s);
       calibrationTokens = tokens;
+      seconds.tokenize = since(tTok);
+      const tCap = performance.now();
+      const where = placements.map((p, i) => `${['X/Y', 'X′'][i]} ${p === 'device' ? 'on the GPU' : p === 'host' ? 'in host memory' : 'on disk'}`).join(', ');
+      hooks.onInfo?.(`calibration activations: 2 stores of ${(oneStore / 2 ** 30).toFixed(1)} GiB (${where})`);
+      const diskDir = job.activationsDir ?? run.partial;
+      const makeStore = (i: number): ActivationStore => {
+        const pl = placements[i];
+        const file = pl === 'disk'
+          ? openBackingFile(path.join(diskDir, job.activationsDir ? `paro-activations-${process.pid}-${i}.bin` : `activations-${i}.bin`), oneStore)
+          : undefined;
+        return createStore(be, nAll * T, cfg.hiddenSize, computeDtype, pl, file);
+      };
+      Xf = makeStore(0);
+      Xq = makeStore(1);
       const embed = loadEmbedding(be, ck, cfg, 'f32');
       if (be.hasNonFinite(embed)) throw new UserError('tensor model.embed_tokens.weight contains NaN or Inf values; the checkpoint is damaged', { file: job.modelDir });
-      // Placement: on the device when X, X′, Y and one block's working set fit, else streamed from host memory.
-      const storeBytes = nAll * T * cfg.hiddenSize * dtypeBytes(computeDtype);
-      const working = blockWorkingBytes(cfg, s.batchSize, T, computeDtype);
-      const { placement, fits, freeBytes } = chooseActivationPlacement(be, storeBytes, working, s.activations);
-      if (!fits) {
-        throw new UserError(
-          `one decoder block needs about ${(working / 2 ** 30).toFixed(1)} GiB of device memory for optimization, ` +
-            `but only ${((freeBytes ?? 0) / 2 ** 30).toFixed(1)} GiB are free; lower --batch-size or --seq-len, or use a larger GPU`,
-        );
-      }
-      if (placement === 'host') hooks.onInfo?.(`calibration activations (${(3 * storeBytes / 2 ** 30).toFixed(1)} GiB) stream from host memory`);
-      X = createStore(be, nAll * T, cfg.hiddenSize, computeDtype, placement);
-      Xq = createStore(be, nAll * T, cfg.hiddenSize, computeDtype, placement);
-      Y = createStore(be, nAll * T, cfg.hiddenSize, computeDtype, placement);
-      embedInto(be, embed, ids, T, s.batchSize, [X, Xq]);
+      sampleDevice();
+      embedInto(be, embed, ids, T, s.batchSize, [Xf, Xq], (d, n) => hooks.onProgress?.('capture', d, n));
       be.free(embed);
+      seconds.capture = since(tCap);
     }
-    seconds.calibration = (performance.now() - tCal) / 1000;
 
     let done = 0;
     let blockReports: BlockReport[] = [];
@@ -350,12 +472,22 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     const saveProgress = () => run.writeProgress({ blocksDone: done, blocks: blockReports } satisfies Progress);
     saveProgress();
 
+    // The output, written as blocks finish (from the start again on resume: the resumed blocks come from their files).
+    out = new QuantizedCheckpointWriter(run.partial, ck, layout, maxShardSize);
+    const writer = out;
     const tBlocks = performance.now();
     const prefixOf = (l: number) => (k: LinearKey) => `model.layers.${l}.${LINEAR_NAMES[k]}`;
-    const packedAll = new Map<string, PackedLinear>();
     const pairCache: PairCache = new Map();
     for (let l = 0; l < cfg.numLayers; l++) {
       const tb = performance.now();
+      const ph: BlockPhases = { load: 0, targets: 0, stage1: 0, stage2: 0, finalize: 0, write: 0, propagate: 0 };
+      let t = performance.now();
+      const lap = (k: keyof BlockPhases) => {
+        const now = performance.now();
+        ph[k] += (now - t) / 1000;
+        t = now;
+        sampleDevice();
+      };
       hooks.onBlockStart?.(l, cfg.numLayers);
       const layer = loadLayerWeights(be, ck, cfg, l, 'f32');
       for (const k of LINEAR_KEYS) {
@@ -363,72 +495,86 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
           throw new UserError(`tensor ${prefixOf(l)(k)}.weight contains NaN or Inf values; the checkpoint is damaged`, { file: job.modelDir });
         }
       }
+      lap('load');
       const resumed = l < done;
-      if (X && Y) fpTargets(be, cfg, layer, X, Y, nAll, T, s.batchSize, computeDtype, geoFor);
+      // Y overwrites X in place: X is not read again once the block's targets are computed.
+      if (Xf) fpTargets(be, cfg, layer, Xf, Xf, nAll, T, s.batchSize, computeDtype, geoFor);
+      lap('targets');
       let packed: Record<LinearKey, PackedLinear>;
       let report: BlockReport;
       if (resumed) {
         packed = readBlock(run.path(blockFileName(l)), prefixOf(l), s.groupSize);
         report = blockReports[l];
+        lap('finalize');
       } else {
         const linears = initialLinears(be, layer, l, s.seed, s.krot, s.groupSize, pairCache);
         report = { block: l, seconds: 0, resumed: false, epochs: [] };
-        if (s.method === 'paro' && Xq && Y) {
-          const data: BlockData = { x: Xq, y: Y, nTrain: s.samples, nVal: s.valSamples, seqLen: T };
+        if (s.method === 'paro' && Xq && Xf) {
+          const data: BlockData = { x: Xq, y: Xf, nTrain: s.samples, nVal: s.valSamples, seqLen: T };
           const r = optimizeBlock(be, cfg, layer, linears, data, opt, geoFor, {
             onStep: (p) => hooks.onStep?.(l, p),
-            onStageEnd: (stage, sr) => hooks.onStageEnd?.(l, stage, sr),
+            onStageEnd: (stage, sr) => {
+              lap(stage === 1 ? 'stage1' : 'stage2');
+              hooks.onStageEnd?.(l, stage, sr);
+            },
             onWarn: (m) => hooks.onWarn?.(`block ${l}: ${m}`),
           });
           Object.assign(report, r);
         }
         packed = packBlock(be, layer, linears, opt.grid);
+        lap('finalize');
         writeBlock(run.path(blockFileName(l)), packed, prefixOf(l));
       }
-      for (const k of LINEAR_KEYS) packedAll.set(prefixOf(l)(k), packed[k]);
+      writer.writeBlock(l, packed);
+      lap('write');
       hooks.onBlockPacked?.(l, packed);
       if (Xq) {
         const eff = effectiveBlock(be, packed);
         advanceQuantizedInputs(be, cfg, layer, eff, Xq, nAll, T, s.batchSize, geoFor);
         be.free(...Object.values(eff.weights), ...Object.values(eff.biases));
       }
-      if (X && Y) [X, Y] = [Y, X]; // the targets become the next block's FP inputs
       freeLayerWeights(be, layer);
+      lap('propagate');
       if (!resumed) {
-        report.seconds = (performance.now() - tb) / 1000;
+        report.seconds = since(tb);
+        report.phases = ph;
         blockReports[l] = report;
         done = l + 1;
         saveProgress();
       }
-      hooks.onBlockEnd?.(l, (performance.now() - tb) / 1000);
+      hooks.onBlockEnd?.(l, since(tb), resumed);
     }
-    X?.free(); Xq?.free(); Y?.free();
-    X = Xq = Y = null;
-    seconds.blocks = (performance.now() - tBlocks) / 1000;
+    Xf?.free(); Xq?.free();
+    Xf = Xq = null;
+    seconds.blocks = since(tBlocks);
 
-    // Assemble the checkpoint in the partial directory, then move it into place.
+    // The tensors outside the blocks (streamed from the source), the index, config and side files; then into place.
     const tExp = performance.now();
-    const exp = writeQuantizedCheckpoint(run.partial, ck, packedAll);
-    if (exp.fp16Overflows > 0) hooks.onWarn?.(`${exp.fp16Overflows} unquantized values exceed the fp16 range and were written as ±inf`);
+    writer.finish();
+    out = null;
+    if (writer.fp16Overflows > 0) hooks.onWarn?.(`${writer.fp16Overflows} unquantized values exceed the fp16 range and were written as ±inf`);
     writeQuantizedConfig(run.partial, cfg.raw, { bits: s.bits, groupSize: s.groupSize, krot: s.krot });
     const side = copyModelFiles(job.modelDir, run.partial);
     if (side.skipped.length) hooks.onWarn?.(`not copied (links leading outside the model folder): ${side.skipped.join(', ')}`);
     for (const f of fs.readdirSync(run.partial)) if (f.startsWith('block-')) fs.rmSync(run.path(f));
-    seconds.export = (performance.now() - tExp) / 1000;
-    seconds.total = (performance.now() - t0) / 1000;
+    seconds.write = since(tExp);
+    seconds.total = since(t0);
+    const peakHostRssBytes = process.resourceUsage().maxRSS * 1024;
     const manifest = createManifest({
       tool: 'paro', version: job.toolVersion, command: 'quantize', argv: job.argv, settings, seed: s.seed,
       device: be.device, backend: be.name, inputs: manifestInputs,
-      metrics: { calibrationTokens, blocks: blockReports, fp16Overflows: exp.fp16Overflows },
+      metrics: { calibrationTokens, blocks: blockReports, fp16Overflows: writer.fp16Overflows, activations: placements, peakDeviceBytes: peakDevice, peakHostRssBytes },
       seconds,
     });
     run.commit(manifest);
     return {
       command: 'quantize', model: job.modelDir, out: job.outDir, method: s.method, backend: be.name, device: be.device,
-      blocks: blockReports, calibrationTokens, seconds: seconds.total, settings,
+      blocks: blockReports, calibrationTokens, seconds: seconds.total, phases: seconds, activations: placements,
+      peakDeviceBytes: peakDevice, peakHostRssBytes, files: writer.files, settings,
     };
   } catch (e) {
-    X?.free(); Xq?.free(); Y?.free();
+    Xf?.free(); Xq?.free();
+    out?.abort();
     // Bad input found mid-run: leave nothing behind (unless an earlier run's blocks were resumed). Other failures
     // (a crash, Ctrl-C, out of memory) keep the partial output for --resume.
     if (rd) {

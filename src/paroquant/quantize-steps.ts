@@ -14,21 +14,34 @@ import { selectPairs } from './pairs.js';
 import type { ParoLinear } from './transform.js';
 
 /**
- * Device bytes one block's optimization needs besides the three activation stores — an estimate, not a measurement:
- * per weight element about 48 bytes (f32 master W, its AdamW moments and gradient, W⊙α, the rotated and the
- * fake-quantized copies and their gradients: 12 f32 tensors of [O, I]), plus the activations kept for the backward of
- * one batch (about 10·H + 3·intermediate values per token, twice for forward and backward) in at least f32.
+ * Device bytes one block's optimization needs besides the activation stores, from the block's tensors (docs/scale.md):
+ * - per weight element of the 7 linears (P): the f32 weight (4 B); the transform's saved R = F(W) and U (f32, 8 B,
+ *   kept for every linear until the backward); Ŵ and its gradient in the compute dtype (2·c B); in stage 2 also the
+ *   AdamW moments, the f32 weight gradient and the best-state snapshot (16 B); plus the largest linear's transient
+ *   f32 work in the transform backward (8 B per element of that linear);
+ * - per token of a batch (batch · seqLen): the activations the block backward keeps and its largest transients, in the
+ *   compute dtype c: the input and the target, the normed inputs, q/k before and after RoPE, v, the attention output,
+ *   the MLP input, gate, up and their product, and the gradients alive at the backward's peak ≈ (12·H + 3·KV + 6·I)
+ *   values (H hidden, KV = kv heads · head dim, I intermediate).
+ * Against the measurements at batch 16 × 2048 in bf16 (H100, docs/scale.md): Llama-3.1-70B stage 1 ≈ 28 GB (allocator
+ * peak 33.7 GB less 5.4 GB of stores), this 33.5 GB (47.2 GB with stage 2); Qwen3-8B 12.4 GB (17.2 − 4.8), this
+ * 14.8 GB with stage 2: about a fifth above, on the safe side.
  */
-export function blockWorkingBytes(cfg: ModelConfig, batchSize: number, seqLen: number, dtype: DType): number {
-  const BYTES_PER_WEIGHT = 48;
+export function blockWorkingBytes(cfg: ModelConfig, batchSize: number, seqLen: number, dtype: DType, stage2 = true): number {
+  const c = dtypeBytes(dtype);
   const sh = linearShapes(cfg);
-  const params = LINEAR_KEYS.reduce((a, k) => a + sh[k].out * sh[k].in, 0);
-  const perToken = 2 * (10 * cfg.hiddenSize + 3 * cfg.intermediateSize);
-  return BYTES_PER_WEIGHT * params + perToken * batchSize * seqLen * Math.max(4, dtypeBytes(dtype));
+  const sizes = LINEAR_KEYS.map((k) => sh[k].out * sh[k].in);
+  const params = sizes.reduce((a, b) => a + b, 0);
+  const perWeight = 4 + 8 + 2 * c + (stage2 ? 16 : 0);
+  const kv = cfg.numKvHeads * cfg.headDim;
+  const perToken = 12 * cfg.hiddenSize + 3 * kv + 6 * cfg.intermediateSize;
+  return perWeight * params + 8 * Math.max(...sizes) + perToken * batchSize * seqLen * c;
 }
 
 /** Embeddings of the calibration windows (ids [n·seqLen]) written into every store, batch by batch, in the store dtype. */
-export function embedInto(be: Backend, embed: Tensor, ids: Int32Array, seqLen: number, batch: number, stores: ActivationStore[]): void {
+export function embedInto(
+  be: Backend, embed: Tensor, ids: Int32Array, seqLen: number, batch: number, stores: ActivationStore[], onBatch?: (done: number, total: number) => void,
+): void {
   const nAll = ids.length / seqLen;
   for (let s0 = 0; s0 < nAll; s0 += batch) {
     const n = Math.min(batch, nAll - s0);
@@ -36,6 +49,7 @@ export function embedInto(be: Backend, embed: Tensor, ids: Int32Array, seqLen: n
     const e = be.cast(e32, stores[0].dtype);
     for (const st of stores) st.write(s0 * seqLen, e);
     be.free(e32, e);
+    onBatch?.(s0 + n, nAll);
   }
 }
 
@@ -68,7 +82,7 @@ export function freeCastWeights(be: Backend, p: BlockParams, layer: LayerWeights
   for (const k of LINEAR_KEYS) if (p.weights[k] !== layer[k].weight) be.free(p.weights[k]);
 }
 
-/** The FP targets Y of block `layer` from its FP inputs X. */
+/** The FP targets Y of block `layer` from its FP inputs X (y may be x: each batch is read before it is overwritten). */
 export function fpTargets(
   be: Backend, cfg: ModelConfig, layer: LayerWeights, x: ActivationStore, y: ActivationStore, nSamples: number, seqLen: number, batch: number,
   dtype: DType, geoFor: (n: number) => BlockGeometry,
