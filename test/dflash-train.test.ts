@@ -4,6 +4,7 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { Backend } from '../src/engine/backend.js';
@@ -145,6 +146,21 @@ describe('train-drafter', () => {
     expect(a.equals(b)).toBe(true);
   });
 
+  it('measures τ on evaluation prompts at step 0, every evalEvery steps (default 50) and at the last step', () => {
+    // A target with a tokenizer (the prompts are text): the example model.
+    const demo = fileURLToPath(new URL('../examples/tiny-qwen3', import.meta.url));
+    const prompts = path.join(tmp, 'eval-prompts.jsonl');
+    writeFileSync(prompts, JSON.stringify({ prompt: 'def add(a, b):' }) + '\n');
+    const base = { targetDir: demo, init: 'random' as const, evalPrompts: prompts, evalMaxNewTokens: 6 };
+    const seen: number[] = [];
+    const r = runTrainDrafter(be, settings(path.join(tmp, 'eval-3'), { ...base, evalEvery: 3, maxSteps: 4 }), { onEval: (e) => seen.push(e.step) });
+    expect(r.evals.map((e) => e.step)).toEqual([0, 3, 4]);
+    expect(seen).toEqual([0, 3, 4]);
+    for (const e of r.evals) expect(e.tau).toBeGreaterThanOrEqual(1);
+    const d = runTrainDrafter(be, settings(path.join(tmp, 'eval-default'), { ...base, maxSteps: 2 }));
+    expect(d.evals.map((e) => e.step)).toEqual([0, 2]);
+  });
+
   it('refuses bad input with clear errors and writes nothing', () => {
     const bad = (name: string, content: string) => {
       const f = path.join(tmp, name);
@@ -157,6 +173,10 @@ describe('train-drafter', () => {
       [{ maskToken: '20' }, /--mask-token 20 is not a row of the target's embedding table/],
       [{ dataFile: bad('oov.jsonl', '{"prompt_ids":[3,4,5],"response_ids":[6,7,99]}\n') }, /99 is not a token id of the target/],
       [{ targetLayers: [0, 2] }, /only layers 0\.\.1 can be tapped/],
+      // The job itself sees which evaluation settings were given (their defaults apply only with prompts).
+      [{ evalEvery: 5 }, /^--eval-every needs --eval-prompts$/],
+      [{ evalMaxPrompts: 2 }, /^--eval-max-prompts needs --eval-prompts$/],
+      [{ evalMaxNewTokens: 16 }, /^--eval-max-new-tokens needs --eval-prompts$/],
     ];
     for (const [over, msg] of cases) {
       const out = path.join(tmp, 'bad-out');

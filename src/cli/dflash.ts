@@ -5,7 +5,7 @@ import { intOrAuto, nonNegativeInt, nonNegativeNumber, numberOrAuto, positiveInt
 import { createBackend, parseDevice } from '../engine/select.js';
 import { EXIT_CODES, UsageError, UserError } from '../errors.js';
 import { DEFAULT_GENERATE_DATA_SETTINGS as GEN, runGenerateData } from '../jobs/generate-data.js';
-import { DEFAULT_TRAIN_DRAFTER_SETTINGS as TRAIN, runTrainDrafter } from '../jobs/train-drafter.js';
+import { DEFAULT_TRAIN_DRAFTER_SETTINGS as TRAIN, DEFAULT_TRAIN_EVAL as TRAIN_EVAL, runTrainDrafter } from '../jobs/train-drafter.js';
 import { DEFAULT_EVAL_DRAFTER_SETTINGS as EVAL, runEvalDrafter } from '../jobs/eval-drafter.js';
 import { parseTargetLayerIds } from '../dflash/layer-ids.js';
 import { runCommand, runProgram } from './run-command.js';
@@ -110,9 +110,9 @@ export function buildDflashProgram(): Command {
     .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one (text records and evaluation prompts)').choices(['on', 'off']))
     .optionsGroup(G.monitoring)
     .option('--eval-prompts <file>', 'measure τ by speculative decoding on these prompts during training (time reported separately)')
-    .option('--eval-every <steps>', dflt('optimizer steps between τ evaluations', TRAIN.evalEvery), positiveInt('--eval-every'))
+    .option('--eval-every <steps>', dflt('optimizer steps between τ evaluations', TRAIN_EVAL.evalEvery), positiveInt('--eval-every'))
     .option('--eval-max-prompts <n>', 'evaluate on the first n prompts only', positiveInt('--eval-max-prompts'))
-    .option('--eval-max-new-tokens <n>', dflt('tokens per evaluation prompt', TRAIN.evalMaxNewTokens), positiveInt('--eval-max-new-tokens'))
+    .option('--eval-max-new-tokens <n>', dflt('tokens per evaluation prompt', TRAIN_EVAL.evalMaxNewTokens), positiveInt('--eval-max-new-tokens'))
     .optionsGroup(G.device)
     .option('--device <device>', DEVICE_HELP)
     .option('--feature-cache-mb <n>', dflt('cache the frozen target features in memory up to this size, else recompute them per visit', TRAIN.featureCacheMb), nonNegativeNumber('--feature-cache-mb'))
@@ -134,10 +134,6 @@ export function buildDflashProgram(): Command {
             throw new UsageError(`--target-layers: ${(e as Error).message}`);
           }
         } else targetLayers = o.targetLayers;
-        if (o.evalPrompts === undefined) {
-          const needs = (['evalEvery', 'evalMaxPrompts', 'evalMaxNewTokens'] as const).filter((k) => o[k] !== undefined);
-          if (needs.length > 0) throw new UsageError(`--${needs[0].replace(/[A-Z]/g, (c) => '-' + c.toLowerCase())} needs --eval-prompts`);
-        }
         const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         let feat: Progress | null = null;
         let bar: Progress | null = null;

@@ -75,9 +75,10 @@ export interface TrainDrafterSettings {
   featureCacheMb: number;
   /** Measure τ by speculative decoding on these prompts every evalEvery steps (and at the end). */
   evalPrompts?: string;
-  evalEvery: number;
+  /** The three below only with evalPrompts (else refused); undefined: DEFAULT_TRAIN_EVAL, all prompts. */
+  evalEvery?: number;
   evalMaxPrompts?: number;
-  evalMaxNewTokens: number;
+  evalMaxNewTokens?: number;
   /** How text records of the data and the evaluation prompts are encoded (chat template or raw text, thinking flag). */
   evalEncoding: PromptEncoding;
   /** Stop after this many optimizer steps (the schedule still spans all epochs). */
@@ -106,9 +107,13 @@ export const DEFAULT_TRAIN_DRAFTER_SETTINGS = {
   resume: false,
   force: false,
   featureCacheMb: 8192,
+  evalEncoding: { chatTemplate: 'auto' },
+} as const satisfies Partial<TrainDrafterSettings>;
+
+/** τ evaluation during training, when evaluation prompts are given. */
+export const DEFAULT_TRAIN_EVAL = {
   evalEvery: 50,
   evalMaxNewTokens: 128,
-  evalEncoding: { chatTemplate: 'auto' },
 } as const satisfies Partial<TrainDrafterSettings>;
 
 export interface TrainDrafterHooks {
@@ -216,6 +221,11 @@ export function resolveTrainDrafterSettings(input: TrainDrafterInput): TrainDraf
   posInt(s.seqLen, '--seq-len');
   posInt(s.batch, '--batch');
   posInt(s.numTaps, 'the number of taps');
+  if (s.evalPrompts === undefined) {
+    const given = ([['evalEvery', '--eval-every'], ['evalMaxPrompts', '--eval-max-prompts'], ['evalMaxNewTokens', '--eval-max-new-tokens']] as const)
+      .find(([k]) => s[k] !== undefined);
+    if (given) throw new UserError(`${given[1]} needs --eval-prompts`);
+  }
   posInt(s.evalEvery, '--eval-every');
   posInt(s.evalMaxPrompts, '--eval-max-prompts');
   posInt(s.evalMaxNewTokens, '--eval-max-new-tokens');
@@ -305,16 +315,26 @@ function loadCheckpoint(be: Backend, rd: RunDir, c: DrafterConfig, p: TrainProgr
   }
 }
 
-function prepareEvalPrompts(s: TrainDrafterSettings, tok: TextTokenizer | null): Int32Array[] | null {
+/** The τ evaluation during training: encoded prompts, steps between evaluations, tokens per prompt. */
+interface EvalPlan {
+  prompts: Int32Array[];
+  every: number;
+  maxNewTokens: number;
+}
+
+function planEvaluation(s: TrainDrafterSettings, tok: TextTokenizer | null): EvalPlan | null {
   if (!s.evalPrompts) return null;
   if (!tok) throw new UserError('--eval-prompts needs the target tokenizer (tokenizer.json)', { file: s.targetDir });
   let prompts = readPrompts(s.evalPrompts);
   if (s.evalMaxPrompts) prompts = prompts.slice(0, s.evalMaxPrompts);
-  return prompts.map((p, i) => {
+  const encoded = prompts.map((p, i) => {
     const ids = encodePrompt(tok, p, s.evalEncoding).ids;
     if (ids.length === 0) throw new UserError(`prompt ${i + 1} encodes to no tokens`, { file: s.evalPrompts });
     return ids;
   });
+  return {
+    prompts: encoded, every: s.evalEvery ?? DEFAULT_TRAIN_EVAL.evalEvery, maxNewTokens: s.evalMaxNewTokens ?? DEFAULT_TRAIN_EVAL.evalMaxNewTokens,
+  };
 }
 
 /**
@@ -390,7 +410,7 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
     info(notes[notes.length - 1]);
   }
   const totalSteps = stepsPerEpoch * epochs;
-  const evalPrompts = prepareEvalPrompts(s, tok);
+  const evalPlan = planEvaluation(s, tok);
   const settings: ResolvedTrainSettings = {
     layers: dcfg.numLayers, blockSize: s.blockSize, targetLayerIds: layerIds, anchors, gamma, epochs, lr: peakLr,
     warmup: s.warmup, weightDecay: s.weightDecay, seqLen: s.seqLen, batch: s.batch, maskTokenId: mask.id, seed: s.seed, init: s.init,
@@ -447,12 +467,12 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
     // ── τ evaluations ──
     let evalSeconds = 0;
     const runEval = (step: number): void => {
-      if (!evalPrompts) return;
+      if (!evalPlan) return;
       const te = performance.now();
       const drafter = new Drafter(be, dcfg, state.weights, shared);
-      const t = tauOnPrompts(target.decoder, drafter, evalPrompts, s.evalMaxNewTokens);
+      const t = tauOnPrompts(target.decoder, drafter, evalPlan.prompts, evalPlan.maxNewTokens);
       if (!Number.isFinite(t.tau) || !Number.isFinite(t.tauPooled)) {
-        throw new UserError(`τ evaluation at step ${step} gave ${t.tau} (no verify step on ${evalPrompts.length} prompt(s)); raise --eval-max-new-tokens`, { file: s.evalPrompts });
+        throw new UserError(`τ evaluation at step ${step} gave ${t.tau} (no verify step on ${evalPlan.prompts.length} prompt(s)); raise --eval-max-new-tokens`, { file: s.evalPrompts });
       }
       const sec = (performance.now() - te) / 1000;
       evalSeconds += sec;
@@ -466,7 +486,7 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
     const lastStep = Math.min(totalSteps, s.maxSteps ?? totalSteps);
     const tTrain = performance.now();
     const trainSecondsBefore = log.trainSeconds;
-    if (resumedFrom === 0 && evalPrompts) runEval(0);
+    if (resumedFrom === 0 && evalPlan) runEval(0);
     while (state.step < lastStep) {
       const step = state.step;
       const { epoch, j, batchIdx } = stepBatch(step, nSamples, s.batch, s.seed);
@@ -477,7 +497,7 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
       hooks.onStep?.(state.step, totalSteps, entry);
       if (!Number.isFinite(r.loss)) throw new UserError(`training diverged at step ${state.step} (loss ${r.loss}); try a lower --lr`);
       const epochEnd = state.step % stepsPerEpoch === 0;
-      if (evalPrompts && (state.step % s.evalEvery === 0 || state.step === lastStep)) runEval(state.step);
+      if (evalPlan && (state.step % evalPlan.every === 0 || state.step === lastStep)) runEval(state.step);
       if (state.step < lastStep && ((s.checkpointEvery > 0 && state.step % s.checkpointEvery === 0) || epochEnd)) {
         log.trainSeconds = trainSecondsBefore + (performance.now() - tTrain) / 1000 - evalSeconds;
         saveCheckpoint(be, rd, dcfg, state, { step: state.step, totalSteps, log });
