@@ -63,7 +63,7 @@ export function addReleaseCommand(program: Command): void {
 
 function printSummary(r: ReleaseReport): void {
   if (r.nothingToDo) {
-    process.stdout.write(`release ${r.out} is complete (manifest sha ${r.manifestSha256.slice(0, 12)}); nothing to do\n`);
+    process.stdout.write(`${r.out}\n`); // the job said "… is complete …; nothing to do" on stderr
     return;
   }
   const m = r.metrics;
