@@ -63,6 +63,16 @@ void checkCublas(CublasStatus s, const char* what) {
   if (s != 0) throw CudaError(std::string("cuBLAS error in ") + what + ": " + statusName(s));
 }
 
+/** A literal path as a glob(3) pattern: its wildcard characters escaped. */
+std::string globEscape(const char* path) {
+  std::string out;
+  for (const char* c = path; *c; c++) {
+    if (*c == '*' || *c == '?' || *c == '[' || *c == '\\') out += '\\';
+    out += *c;
+  }
+  return out;
+}
+
 std::vector<std::string> candidates() {
   std::vector<std::string> c;
   if (const char* e = getenv("PARO_CUBLAS")) c.push_back(e);
@@ -73,14 +83,26 @@ std::vector<std::string> candidates() {
   dirs.push_back("/usr/local/cuda/lib64");
   dirs.push_back("/usr/local/cuda/targets/x86_64-linux/lib");
   dirs.push_back("/usr/lib/x86_64-linux-gnu");
-  // cuBLAS shipped inside Python wheels (nvidia-cublas), e.g. beside a PyTorch install.
+  // cuBLAS shipped inside Python wheels (nvidia-cublas), e.g. beside a PyTorch install: the active virtualenv or
+  // conda environment first (conda's own cuBLAS package puts it in <prefix>/lib), then the usual system places.
+  std::vector<std::string> patterns;
+  for (const char* var : {"VIRTUAL_ENV", "CONDA_PREFIX"}) {
+    const char* prefix = getenv(var);
+    if (!prefix || !*prefix) continue;
+    std::string p = globEscape(prefix);
+    patterns.push_back(p + "/lib/python3*/site-packages/nvidia/cu13/lib");
+    patterns.push_back(p + "/lib/python3*/site-packages/nvidia/cublas/lib");
+    if (std::string(var) == "CONDA_PREFIX") patterns.push_back(p + "/lib");
+  }
   for (const char* pat : {"/opt/*/.venv/lib/python3*/site-packages/nvidia/cu13/lib",
                           "/opt/*/.venv/lib/python3*/site-packages/nvidia/cublas/lib",
                           "/usr/local/lib/python3*/dist-packages/nvidia/cu13/lib",
                           "/usr/local/lib/python3*/dist-packages/nvidia/cublas/lib",
-                          "/usr/local/lib/python3*/site-packages/nvidia/cublas/lib"}) {
+                          "/usr/local/lib/python3*/site-packages/nvidia/cublas/lib"})
+    patterns.push_back(pat);
+  for (const std::string& pat : patterns) {
     glob_t g;
-    if (glob(pat, 0, nullptr, &g) == 0)
+    if (glob(pat.c_str(), 0, nullptr, &g) == 0)
       for (size_t i = 0; i < g.gl_pathc; i++) dirs.push_back(g.gl_pathv[i]);
     globfree(&g);
   }
