@@ -5,8 +5,13 @@ import { join } from 'node:path';
 import zlib from 'node:zlib';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { describe, expect, it } from 'vitest';
+import { readFileSync } from 'node:fs';
+import { CpuBackend } from '../src/engine/cpu/backend.js';
 import { dataRecords, readPrompts, readTextDocuments, textDocuments, tokenizeCorpus } from '../src/io/datasets.js';
 import type { TextTokenizer } from '../src/io/tokenizer.js';
+import { runGenerateData } from '../src/jobs/generate-data.js';
+import { readTrainingData } from '../src/jobs/train-drafter.js';
+import { DEMO_MODEL } from './fixtures-path.js';
 import { scratchDir } from './scratch.js';
 import { userError } from './user-error.js';
 
@@ -145,5 +150,33 @@ describe('records and prompts', () => {
     const p = parquet('badrow.parquet', [{ name: 'question', data: ['a', 'b'], type: 'STRING' }]);
     expect(userError(() => readPrompts(p)).message).toMatch(/^row 0: unrecognized record \(keys: question\)/);
     expect(userError(() => readPrompts(file('x.csv', 'a,b\n'))).message).toMatch(/unsupported prompts file type ".csv"; use .jsonl, .jsonl.gz or .parquet/);
+  });
+});
+
+describe('dflash jobs on compressed and parquet inputs', () => {
+  it('generate-data gives the same records from .jsonl, .jsonl.gz and .parquet prompts, and train-drafter reads them back from .gz', async () => {
+    const be = await CpuBackend.create();
+    const prompts = ['def add(a, b):', 'import os', 'class Foo:'];
+    const jsonl = prompts.map((p) => JSON.stringify({ prompt: p })).join('\n') + '\n';
+    const sources = {
+      jsonl: file('prompts.jsonl', jsonl),
+      gz: file('prompts.jsonl.gz', gz(jsonl)),
+      parquet: parquet('prompts.parquet', [{ name: 'prompt', data: prompts, type: 'STRING' }]),
+    };
+    const outputs: Record<string, string> = {};
+    for (const [k, promptsFile] of Object.entries(sources)) {
+      const outFile = join(dir, `gen-${k}.jsonl`);
+      runGenerateData(be, { targetDir: DEMO_MODEL, promptsFile, outFile, maxNewTokens: 6, ignoreEos: true, batch: 2, chatTemplate: 'never' });
+      outputs[k] = readFileSync(outFile, 'utf8');
+    }
+    expect(outputs.jsonl.trim().split('\n')).toHaveLength(3);
+    expect(outputs.gz).toBe(outputs.jsonl);
+    expect(outputs.parquet).toBe(outputs.jsonl);
+    const records = file('records.jsonl.gz', gz(outputs.jsonl));
+    const opts = { seqLen: 64, blockSize: 2, vocabSize: 1 << 20, tokenizer: null };
+    const fromGz = readTrainingData(records, opts);
+    const fromPlain = readTrainingData(file('records.jsonl', outputs.jsonl), opts);
+    expect(fromGz.samples.map((x) => Array.from(x.ids))).toEqual(fromPlain.samples.map((x) => Array.from(x.ids)));
+    expect(fromGz.responseTokens).toBe(18);
   });
 });
