@@ -20,12 +20,13 @@ import { checkOutputPath, openRunDir, type RunDir } from '../io/run-dir.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import { DEFAULT_MAX_SHARD_SIZE } from '../io/sharded-writer.js';
+import { createScratchFile, freeDiskBytes } from '../io/positional-file.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { geometryCache } from '../model/block.js';
 import { checkModelDir } from '../model/load.js';
 import { ropeInvFreq } from '../model/rope-freq.js';
 import { LINEAR_KEYS, LINEAR_NAMES, freeLayerWeights, linearShapes, loadEmbedding, loadLayerWeights, type LinearKey } from '../model/weights.js';
-import { createStore, planActivations, storeBytes, type ActivationStore, type BackingFile, type Placement } from '../paroquant/activation-store.js';
+import { createStore, planActivations, storeBytes, type ActivationStore, type Placement } from '../paroquant/activation-store.js';
 import type { BlockData, BlockProgress, EpochLog, OptimizerSettings, StageResult } from '../paroquant/block-optimizer.js';
 import {
   advanceQuantizedInputs, blockWorkingBytes, effectiveBlock, embedInto, fpTargets, initialLinears, optimizeBlock, packBlock, type PairCache,
@@ -312,51 +313,6 @@ export function calibrationIds(modelDir: string, calibFile: string, cfg: ModelCo
   return { ids, tokens: tokens.length };
 }
 
-/** A file for a disk-backed activation store: created sparse at its full size, removed by close(). */
-function openBackingFile(file: string, bytes: number): BackingFile {
-  let fd: number;
-  try {
-    fd = fs.openSync(file, 'w+');
-    fs.ftruncateSync(fd, bytes);
-  } catch (e) {
-    throw new UserError(`cannot create the activation store file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { file, cause: e });
-  }
-  const CHUNK = 1 << 30;
-  const io = (op: 'read' | 'write', buf: Uint8Array, pos: number) => {
-    let done = 0;
-    try {
-      while (done < buf.byteLength) {
-        const len = Math.min(CHUNK, buf.byteLength - done);
-        const k = op === 'read' ? fs.readSync(fd, buf, done, len, pos + done) : fs.writeSync(fd, buf, done, len, pos + done);
-        if (k === 0) throw new Error(`unexpected end of file at byte ${pos + done}`);
-        done += k;
-      }
-    } catch (e) {
-      throw new UserError(`cannot ${op} the activation store file: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { file, cause: e });
-    }
-  };
-  return {
-    readAt: (dst, pos) => io('read', dst, pos),
-    writeAt: (src, pos) => io('write', src, pos),
-    close: () => {
-      fs.closeSync(fd);
-      fs.rmSync(file, { force: true });
-    },
-  };
-}
-
-/** Free bytes of the file system holding dir (or its nearest existing parent); undefined when it cannot be told. */
-function freeDiskBytes(dir: string): number | undefined {
-  let d = path.resolve(dir);
-  while (!fs.existsSync(d) && path.dirname(d) !== d) d = path.dirname(d);
-  try {
-    const st = fs.statfsSync(d);
-    return st.bavail * st.bsize;
-  } catch {
-    return undefined;
-  }
-}
-
 const since = (t: number): number => (performance.now() - t) / 1000;
 
 export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: QuantizeHooks = {}): Promise<QuantizeReport> {
@@ -392,7 +348,7 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     const working = blockWorkingBytes(cfg, s.batchSize, T, computeDtype, s.epochs[1] > 0);
     const maxHost = job.maxHostMemory ?? Math.floor(DEFAULT_HOST_MEMORY_FRACTION * os.totalmem());
     const plan = planActivations(2, oneStore, working, s.activations, {
-      freeDeviceBytes: be.memoryInfo?.().freeBytes, maxHostBytes: maxHost, freeDiskBytes: freeDiskBytes(job.activationsDir ?? path.dirname(path.resolve(job.outDir))),
+      freeDeviceBytes: be.memoryInfo?.().freeBytes, maxHostBytes: maxHost, freeDiskBytes: freeDiskBytes(path.resolve(job.activationsDir ?? path.dirname(path.resolve(job.outDir)))),
     });
     if (!plan.ok) {
       throw new UserError(`${plan.reason}; lower --batch-size, --seq-len or --samples, raise --max-host-memory, or use --activations disk (--activations-dir)`);
@@ -442,7 +398,7 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
       const makeStore = (i: number): ActivationStore => {
         const pl = placements[i];
         const file = pl === 'disk'
-          ? openBackingFile(path.join(diskDir, job.activationsDir ? `paro-activations-${process.pid}-${i}.bin` : `activations-${i}.bin`), oneStore)
+          ? createScratchFile(path.join(diskDir, job.activationsDir ? `paro-activations-${process.pid}-${i}.bin` : `activations-${i}.bin`), oneStore)
           : undefined;
         return createStore(be, nAll * T, cfg.hiddenSize, computeDtype, pl, file);
       };
