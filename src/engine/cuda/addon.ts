@@ -169,7 +169,7 @@ export function loadAddon(): { addon?: NativeAddon; error?: string; path?: strin
     return cached;
   }
   if (!file) {
-    cached = { error: 'the CUDA backend is not built (run `node native/build.mjs`; it needs nvcc)' };
+    cached = { error: 'the CUDA backend is not built and the package has no prebuilt addon for this machine (build it with `PARO_CUDA=1 npm rebuild paro-dflash`, or `npm run build:cuda` in a checkout; both need nvcc: docs/install.md)' };
     return cached;
   }
   try {
