@@ -42,7 +42,7 @@ function setup(): void {
     '  generate: { max_new_tokens: 16, ignore_eos: true }',
     '  train: { block_size: 4, seq_len: 64, max_steps: 4, batch: 2 }',
     '  eval: { max_new_tokens: 16, max_prompts: 4 }',
-    'bundle: { name: acme/tiny-qwen3-PARO }',
+    'bundle: { name: acme/tiny-qwen3-PARO, max_shard_size: 2MB }', // the 4 MB quantized model in shards
     '',
   ].join('\n'));
 }
@@ -102,7 +102,11 @@ describe('paro release on the tiny model (cpu)', () => {
     for (const f of ['README.md', 'manifest.json', 'model/config.json', 'model/tokenizer.json', 'model/LICENSE', 'drafter/config.json', 'drafter/model.safetensors']) {
       expect(existsSync(path.join(out, f)), f).toBe(true);
     }
-    expect(readdirSync(path.join(out, 'model')).some((f) => f.endsWith('.safetensors'))).toBe(true);
+    const shards = readdirSync(path.join(out, 'model')).filter((f) => f.endsWith('.safetensors')).sort();
+    expect(shards.length).toBeGreaterThan(1);
+    for (const f of shards) expect(f).toMatch(new RegExp(`^model-\\d{5}-of-${String(shards.length).padStart(5, '0')}\\.safetensors$`));
+    const index = JSON.parse(readFileSync(path.join(out, 'model', 'model.safetensors.index.json'), 'utf8')) as { weight_map: Record<string, string> };
+    expect([...new Set(Object.values(index.weight_map))].sort()).toEqual(shards);
     expect(readdirSync(out).sort()).toEqual(['README.md', 'drafter', 'manifest.json', 'model']);
     const qcfg = JSON.parse(readFileSync(path.join(out, 'model', 'config.json'), 'utf8')) as { quantization_config?: { quant_method: string; bits: number } };
     expect(qcfg.quantization_config?.quant_method).toBe('paroquant');

@@ -110,10 +110,10 @@ const DRAFTER_EVAL_FILE = 'drafter-eval.json';
 /** The quantize settings of the config (undefined keys take the quantize job's defaults). */
 export function releaseQuantizeSettings(c: ReleaseConfig): QuantizeSettings {
   const q = c.quantize;
-  const partial: Partial<QuantizeSettings> & { maxShardSize?: number } = {
+  const partial: Partial<QuantizeSettings> = {
     method: q.method, bits: q.bits, groupSize: q.group_size, krot: q.krot, samples: q.samples, valSamples: q.val_samples,
     seqLen: q.seq_len, epochs: q.epochs, shuffle: q.shuffle, batchSize: q.batch_size, computeDtype: q.compute_dtype,
-    activations: q.activations, seed: c.seed, maxShardSize: c.bundle.max_shard_size,
+    activations: q.activations, seed: c.seed,
   };
   return resolveQuantizeSettings(partial);
 }
@@ -126,7 +126,10 @@ function identity(role: string, p: string | undefined): unknown {
 function stageKeys(c: ReleaseConfig, sourceId: unknown, calibFile: string, backend: string): Keys {
   const stages: Partial<Record<StageName, string>> = {};
   const q = releaseQuantizeSettings(c);
-  stages.quantize = fingerprint({ stage: 'quantize', source: sourceId, calib: q.method === 'paro' ? identity('calib', calibFile) : null, settings: q, backend });
+  stages.quantize = fingerprint({
+    stage: 'quantize', source: sourceId, calib: q.method === 'paro' ? identity('calib', calibFile) : null, settings: q,
+    maxShardSize: c.bundle.max_shard_size, backend,
+  });
   if (c.eval.data) stages.eval = fingerprint({ stage: 'eval', quantize: stages.quantize, data: identity('eval data', c.eval.data), settings: { ...c.eval, data: undefined } });
   if (c.drafter.enabled && c.drafter.prompts) {
     const prompts = identity('prompts', c.drafter.prompts);
@@ -280,7 +283,7 @@ export async function runRelease(be: Backend, job: ReleaseJob, hooks: ReleaseHoo
       if (!readToolManifest(quantized)) {
         await runQuantizeJob(be, {
           modelDir: job.source.dir, outDir: quantized, calibFile, settings: releaseQuantizeSettings(c), resume: true, force: false,
-          toolVersion: job.run.toolVersion ?? 'unknown', argv: job.run.argv,
+          toolVersion: job.run.toolVersion ?? 'unknown', argv: job.run.argv, maxShardSize: c.bundle.max_shard_size,
         }, hooks.quantize ?? { onInfo: info, onWarn: hooks.onWarn });
       }
       return { manifestFile: path.join(quantized, MANIFEST_FILE), figures: {} };
