@@ -569,10 +569,13 @@ function groupParo(): void {
       () => [inp(randn(R * I), [R, I]), inp(randn(R * I, 0.02), [R, I]), inp(uniform(nG, 0.004, 0.008), [nG]), inp(uniform(nG, -9, -6), [nG])],
       (be, [d, r, sc, z]) => { const o = be.fakeQuantParamsBackward(d, r, sc, z, grid); return [o.dr, o.dscale]; });
     exportCodesCase(R, I, gs, 4, 'f32');
+    dequantCodesCase(R, I, gs);
   }
   exportCodesCase(64, 192, 64, 3, 'f32');
   exportCodesCase(256, 512, 128, 4, 'bf16');
+  dequantCodesCase(40, 192, 64);
   if (!QUICK) exportCodesCase(12288, 4096, 128, 4, 'f32');
+  if (!QUICK) dequantCodesCase(4096, 12288, 128);
 }
 
 /**
@@ -628,6 +631,51 @@ function exportCodesCase(O: number, I: number, gs: number, bits: number, dt: DTy
     const ref = cpu.toHostInt(run(cpu, ct));
     cpu.free(...ct);
     reportExact(g, op, shape, dt, ref, got, ms);
+  } catch (e) {
+    fail(g, op, shape, e);
+  }
+}
+
+/** f32 values as bit patterns with every NaN as one pattern (the kernels' NaN payloads may differ), ±0 distinct. */
+function f32Bits(x: Float32Array): Uint32Array {
+  const u = new Uint32Array(x.length);
+  const v = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  for (let k = 0; k < x.length; k++) u[k] = Number.isNaN(x[k]) ? 0x7fc00000 : v[k];
+  return u;
+}
+
+/**
+ * dequantizePacked on both backends, bit for bit: random words (every nibble), zero points 0..15, f16-valued scales
+ * with 0, −0, ±Inf, NaN, subnormals and negatives among them.
+ */
+function dequantCodesCase(O: number, I: number, gs: number): void {
+  const g = 'paroquant';
+  const op = 'dequantizePacked exact';
+  const shape = `[${O}, ${I}] g${gs}`;
+  if (ONLY && !`${g} ${op} ${shape}`.includes(ONLY)) return;
+  try {
+    const nG = (O * I) / gs;
+    const words = Int32Array.from({ length: (O * I) / 8 }, () => rng.nextInt(2 ** 32) | 0);
+    const zeros = Int32Array.from({ length: nG }, () => rng.nextInt(16));
+    const specials = [0, -0, Infinity, -Infinity, NaN, 2 ** -24, -0.0123, 65504];
+    const scale = Float32Array.from({ length: nG }, () => (rng.nextInt(13) === 0 ? specials[rng.nextInt(specials.length)] : 0.001 + 0.02 * rng.nextFloat()));
+    roundToF16InPlace(scale);
+    const inputs = [inp(words, [I, O / 8], 'i32'), inp(zeros, [nG], 'i32'), inp(scale, [nG])];
+    const run = (be: Backend, ts: Tensor[]) => be.dequantizePacked(ts[0], ts[1], ts[2], gs, AWQ_ORDER);
+    const gt = inputs.map((i) => gpu.fromHost(i.data, i.shape, i.dtype));
+    const out = run(gpu, gt);
+    const got = gpu.toHost(out);
+    gpu.free(out);
+    const ms = NO_TIME ? 0 : timeGpu(() => gpu.free(run(gpu, gt)));
+    gpu.free(...gt);
+    if (NO_REF) {
+      if (!NO_TIME) log(`TIME ${op.padEnd(30)} ${shape.padEnd(34)} ${'i32'.padEnd(5)} cuda=${ms.toFixed(3)} ms`);
+      return;
+    }
+    const ct = inputs.map((i) => cpu.fromHost(i.data, i.shape, i.dtype));
+    const ref = cpu.toHost(run(cpu, ct));
+    cpu.free(...ct);
+    reportExact(g, op, shape, 'i32', f32Bits(ref), f32Bits(got), ms);
   } catch (e) {
     fail(g, op, shape, e);
   }

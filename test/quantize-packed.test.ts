@@ -5,11 +5,12 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Backend, QuantGrid } from '../src/engine/backend.js';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
-import { AWQ_ORDER, packAwq, packAwqTransposed } from '../src/io/awq.js';
+import { AWQ_ORDER, dequantizeAwq, packAwq, packAwqTransposed } from '../src/io/awq.js';
 import { quantizeCodes } from '../src/numerics/int-quant.js';
 import { f16ToF32, f32ToF16, roundToF16InPlace } from '../src/numerics/half.js';
 import { Rng } from '../src/numerics/rng.js';
-import { packLinear, type PackedLinear } from '../src/paroquant/finalize.js';
+import { effectiveWeight, packLinear, type PackedLinear } from '../src/paroquant/finalize.js';
+import { foldRotation } from '../src/model/layer-ops.js';
 import type { ParoLinear } from '../src/paroquant/transform.js';
 
 let be: Backend;
@@ -118,6 +119,35 @@ function randomLinear(rng: Rng, O: number, I: number, K: number, gs: number, sta
   };
 }
 
+/** f32 values as bit patterns (NaN as one pattern), so ±0 and every last bit count. */
+function bits(x: Float32Array): number[] {
+  const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  return Array.from(u, (v, k) => (Number.isNaN(x[k]) ? 0x7fc00000 : v));
+}
+
+describe('Backend.dequantizePacked', () => {
+  it('equals dequantizeAwq bit for bit (all nibbles, scales 0, −0, ±Inf, NaN, subnormal, negative)', () => {
+    const rng = new Rng(78);
+    const O = 40, I = 256, gs = 64, G = I / gs;
+    const qweight = Int32Array.from({ length: (I * O) / 8 }, () => rng.nextInt(2 ** 32) | 0);
+    const zerosGO = Uint8Array.from({ length: G * O }, () => rng.nextInt(16));
+    const specials = [0, -0, Infinity, -Infinity, NaN, 2 ** -24, -0.0123];
+    const scalesGO = roundToF16InPlace(Float32Array.from({ length: G * O }, (_, k) => (k % 7 === 3 ? specials[k % specials.length] : 0.001 + 0.02 * rng.nextFloat())));
+    const want = dequantizeAwq(qweight, packAwq(zerosGO, G, O), scalesGO, I, O, gs);
+    const zeros = new Int32Array(O * G);
+    const scale = new Float32Array(O * G);
+    for (let g = 0; g < G; g++) for (let o = 0; o < O; o++) {
+      zeros[o * G + g] = zerosGO[g * O + o];
+      scale[o * G + g] = scalesGO[g * O + o];
+    }
+    const t = [be.fromHost(qweight, [I, O / 8], 'i32'), be.fromHost(zeros, [O * G], 'i32'), be.fromHost(scale, [O * G])];
+    const w = be.dequantizePacked(t[0], t[1], t[2], gs, AWQ_ORDER);
+    expect(w.shape).toEqual([O, I]);
+    expect(bits(be.toHost(w))).toEqual(bits(want));
+    be.free(w, ...t);
+  });
+});
+
 describe('packLinear through quantizePacked', () => {
   for (const stage2 of [false, true]) {
     it(`writes the host path's tensors bit for bit (${stage2 ? 'stage-2 grid' : 'min/max grid'})`, () => {
@@ -127,6 +157,12 @@ describe('packLinear through quantizePacked', () => {
       const got = packLinear(be, lin, grid);
       const want = hostPackLinear(lin, grid);
       expect(got).toEqual(want);
+      // The effective weight through dequantizePacked equals the host dequantization folded the same way.
+      const w = be.toHost(effectiveWeight(be, got));
+      const rot = dequantizeAwq(want.qweight, want.qzeros, f16ToF32(want.scales), want.inFeatures, want.outFeatures, want.groupSize);
+      const ref = foldRotation(be, be.fromHost(rot, [48, 256]), be.fromHost(Int32Array.from(want.pairs), [8, 256], 'i32'),
+        be.fromHost(f16ToF32(want.theta), [8, 128]), be.fromHost(f16ToF32(want.channelScales), [256]), 128);
+      expect(bits(w)).toEqual(bits(be.toHost(ref)));
     });
   }
 });

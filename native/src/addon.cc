@@ -459,6 +459,13 @@ FN(jsQuantizePacked) {
     return undef(env);
   });
 }
+FN(jsDequantizePacked) {
+  BODY({
+    dequantizePackedK((const int*)a.ptr(0), (const int*)a.ptr(1), (const float*)a.ptr(2), (float*)a.ptr(3), a.i32(4),
+                      a.i32(5), a.i32(6), (unsigned)a.i32(7));
+    return undef(env);
+  });
+}
 
 // ---- attention: dims and mask as objects ----
 struct MaskArgs {
@@ -534,6 +541,7 @@ const Entry kEntries[] = {
     {"rmsnorm", jsRmsnorm}, {"rmsnormBwd", jsRmsnormBwd}, {"crossEntropy", jsCrossEntropy}, {"argmax", jsArgmax},
     {"givens", jsGivens}, {"givensBwd", jsGivensBwd}, {"fqMinMax", jsFqMinMax}, {"fqMinMaxBwd", jsFqMinMaxBwd},
     {"fqParams", jsFqParams}, {"fqParamsBwd", jsFqParamsBwd}, {"quantizePacked", jsQuantizePacked},
+    {"dequantizePacked", jsDequantizePacked},
     {"attention", jsAttention},
     {"attentionBwd", jsAttentionBwd}, {"gemm", jsGemm}, {"benchCublas", jsBenchCublas},
 };

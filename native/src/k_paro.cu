@@ -284,6 +284,26 @@ __global__ void quantizePackedKernel(const void* r, int rdt, const float* scale,
   }
 }
 
+// Backend.dequantizePacked: ŵ = (q − z)·s, one f32 rounding of the exact product (as dequantizeCodes' f64 product
+// stored to f32: |q − z| ≤ 15 times a 24-bit significand is exact in both).
+__global__ void dequantizePackedKernel(const int* words, const int* zeros, const float* scale, float* out, int O,
+                                       int I, int gs, unsigned order) {
+  size_t wordsPerCol = (size_t)O / 8;
+  size_t n = wordsPerCol * I;
+  int G = I / gs;
+  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
+    size_t b = t / I;
+    int i = (int)(t % I);
+    unsigned word = (unsigned)words[(size_t)i * wordsPerCol + b];
+    for (int k = 0; k < 8; k++) {
+      size_t o = b * 8 + ((order >> (4 * k)) & 7u);
+      size_t grp = o * G + i / gs;
+      int q = (int)((word >> (4 * k)) & 0xfu);
+      out[o * I + i] = __fmul_rn((float)(q - zeros[grp]), scale[grp]);
+    }
+  }
+}
+
 void setSmem(const void* kernel, size_t bytes) {
   if (bytes > 48 * 1024)
     checkCuda(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes),
@@ -372,6 +392,15 @@ void quantizePackedK(const void* r, int rdt, const float* scale, const float* zp
   if (n == 0) return;
   quantizePackedKernel<<<gridFor(n, 256), 256, 0, stream()>>>(r, rdt, scale, zpf, words, O, I, gs, qmax, nibbleOrder);
   checkLaunch("quantizePacked");
+}
+
+void dequantizePackedK(const int* words, const int* zeros, const float* scale, float* out, int O, int I, int gs,
+                        unsigned nibbleOrder) {
+  if (O % 8 != 0 || gs < 1 || I % gs != 0) throw ArgError("dequantizePacked: bad shape");
+  size_t n = (size_t)O / 8 * I;
+  if (n == 0) return;
+  dequantizePackedKernel<<<gridFor(n, 256), 256, 0, stream()>>>(words, zeros, scale, out, O, I, gs, nibbleOrder);
+  checkLaunch("dequantizePacked");
 }
 
 }  // namespace paro

@@ -66,6 +66,9 @@ void fqParamsBwdK(const void* drq, int ddt, const void* r, int rdt, const float*
  *  = q[b·8 + ((nibbleOrder >> 4k) & 7), i] (Backend.quantizePacked). */
 void quantizePackedK(const void* r, int rdt, const float* scale, const float* zpf, int* words, int O, int I, int gs,
                      int qmax, unsigned nibbleOrder);
+/** The inverse: out [O, I] f32 = (q − zeros[grp])·scale[grp] from words [I, O/8] (Backend.dequantizePacked). */
+void dequantizePackedK(const int* words, const int* zeros, const float* scale, float* out, int O, int I, int gs,
+                       unsigned nibbleOrder);
 
 // ---- attention (k_attention.cu) ----
 enum MaskKind : int { MASK_CAUSAL = 0, MASK_FULL = 1, MASK_DFLASH = 2 };

@@ -193,6 +193,12 @@ export interface Backend {
    * is io/awq.ts AWQ_ORDER). bits ≤ 4, O % 8 = 0. Only the packed words need to leave the device.
    */
   quantizePacked(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid, nibbleOrder: readonly number[]): Tensor;
+  /**
+   * The inverse of quantizePacked's packing, dequantized: words i32 [I, O/8] (same layout and nibbleOrder), integer
+   * zero points zeros i32 [O·G] and scale f32 [O·G] per flat group o·G + g → ŵ f32 [O, I], ŵ[o, i] = (q − z)·s rounded
+   * once to f32 (numerics/int-quant.ts dequantizeCodes bit for bit). Only the packed words need to reach the device.
+   */
+  dequantizePacked(words: Tensor, zeros: Tensor, scale: Tensor, groupSize: number, nibbleOrder: readonly number[]): Tensor;
   /** SmoothL1 (β = 1), mean over all elements; returns the loss (host) and dpred. */
   smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor };
 

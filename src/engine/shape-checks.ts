@@ -150,9 +150,26 @@ export function checkQuantizePacked(r: Tensor, scale: Tensor, zpf: Tensor, grid:
   if (grid.bits > 4) throw new Error(`quantizePacked: codes are packed in 4-bit nibbles, bits ${grid.bits} do not fit`);
   const [O, I] = rowsCols(r);
   if (O % 8 !== 0) throw new Error(`quantizePacked: ${O} rows is not a multiple of 8`);
-  const sorted = [...nibbleOrder].sort((a, b) => a - b);
-  if (sorted.length !== 8 || sorted.some((v, k) => v !== k)) throw new Error(`quantizePacked: nibbleOrder [${nibbleOrder.join(', ')}] is not a permutation of 0..7`);
+  checkNibbleOrder('quantizePacked', nibbleOrder);
   return { O, I, qmax };
+}
+
+function checkNibbleOrder(op: string, nibbleOrder: readonly number[]): void {
+  const sorted = [...nibbleOrder].sort((a, b) => a - b);
+  if (sorted.length !== 8 || sorted.some((v, k) => v !== k)) throw new Error(`${op}: nibbleOrder [${nibbleOrder.join(', ')}] is not a permutation of 0..7`);
+}
+
+/** Rows O and columns I of the weight a dequantizePacked call restores (words i32 [I, O/8]). */
+export function checkDequantizePacked(words: Tensor, zeros: Tensor, scale: Tensor, groupSize: number, nibbleOrder: readonly number[]): { O: number; I: number } {
+  if (words.dtype !== 'i32' || words.shape.length !== 2) throw new Error(`dequantizePacked: words must be i32 [I, O/8], got ${words.dtype} ${shapeString(words.shape)}`);
+  const [I, O8] = words.shape;
+  const O = O8 * 8;
+  if (!(Number.isInteger(groupSize) && groupSize >= 1) || I % groupSize !== 0) throw new Error(`dequantizePacked: ${I} columns is not a multiple of groupSize ${groupSize}`);
+  const nGroups = (O * I) / groupSize;
+  if (zeros.dtype !== 'i32' || zeros.size !== nGroups) throw new Error(`dequantizePacked: zeros must be i32 with ${nGroups} elements`);
+  if (scale.size !== nGroups) throw new Error(`dequantizePacked: scale needs ${nGroups} elements`);
+  checkNibbleOrder('dequantizePacked', nibbleOrder);
+  return { O, I };
 }
 
 export function checkAdamW(param: Tensor, grad: Tensor, m: Tensor, v: Tensor, step: number): void {

@@ -9,7 +9,7 @@ import { numel, shapeString } from '../backend.js';
 import {
   checkAdamW, checkAttention, checkAttentionBackward, checkBroadcast, checkColumnVector, checkConcatCols, checkCopyRows,
   checkCrossEntropy, checkGatherRows, checkGivens, checkGrid, checkGridParams, checkRmsnorm, checkRmsnormBackward, checkRope,
-  checkQuantizePacked, checkSameSize, checkSmoothL1, matmulDims, rowsCols,
+  checkDequantizePacked, checkQuantizePacked, checkSameSize, checkSmoothL1, matmulDims, rowsCols,
 } from '../shape-checks.js';
 import { bf16ToF32, f16ToF32, roundToBf16InPlace, roundToF16InPlace } from '../../numerics/half.js';
 import { gemm, initMatmul, view } from './matmul.js';
@@ -22,7 +22,7 @@ import {
 import { argmaxRows } from './crossentropy.js';
 import { givensApply, givensBackward } from './givens.js';
 import {
-  fakeQuantMinMax, fakeQuantMinMaxBackward, fakeQuantParams, fakeQuantParamsBackward, quantizePacked,
+  fakeQuantMinMax, fakeQuantMinMaxBackward, fakeQuantParams, fakeQuantParamsBackward, quantizePacked, dequantizePacked,
 } from './fakequant.js';
 import { adamwStep, smoothL1 } from './optim.js';
 
@@ -421,6 +421,11 @@ export class CpuBackend implements Backend {
     const { O, I } = checkQuantizePacked(r, scale, zpf, grid, nibbleOrder);
     const words = quantizePacked(F(r), F(scale), F(zpf), O, I, grid.bits, grid.groupSize, nibbleOrder);
     return new CpuTensor([I, O / 8], 'i32', words);
+  }
+
+  dequantizePacked(words: Tensor, zeros: Tensor, scale: Tensor, groupSize: number, nibbleOrder: readonly number[]): Tensor {
+    const { O, I: cols } = checkDequantizePacked(words, zeros, scale, groupSize, nibbleOrder);
+    return f32([O, cols], dequantizePacked(I(words), I(zeros), F(scale), O, cols, groupSize, nibbleOrder));
   }
 
   smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor } {

@@ -6,7 +6,7 @@
 // than the kernel itself. An output may alias an input of the same shape (each element is read before it is written).
 
 import { roundHalfEven } from '../../numerics/rounding.js';
-import { quantizeCodes, zeroPoint } from '../../numerics/int-quant.js';
+import { dequantizeCodes, quantizeCodes, zeroPoint } from '../../numerics/int-quant.js';
 
 const F32_1EM5 = Math.fround(1e-5); // PyTorch casts the Python scalar 1e-5 to float for a float32 tensor
 const F32_1E5 = 100000;
@@ -219,6 +219,23 @@ export function quantizePacked(
     }
   }
   return words;
+}
+
+/** Backend.dequantizePacked: words [cols, rows/8] unpacked (quantizePacked's layout) and dequantizeCodes. */
+export function dequantizePacked(
+  words: Int32Array, zeros: Int32Array, scale: Float32Array, rows: number, cols: number, groupSize: number,
+  nibbleOrder: readonly number[],
+): Float32Array {
+  const wordsPerCol = rows / 8;
+  const q = new Uint8Array(rows * cols);
+  for (let b = 0; b < wordsPerCol; b++) {
+    for (let k = 0; k < 8; k++) {
+      const dst = (b * 8 + nibbleOrder[k]) * cols;
+      const shift = 4 * k;
+      for (let i = 0; i < cols; i++) q[dst + i] = (words[i * wordsPerCol + b] >>> shift) & 0xf;
+    }
+  }
+  return dequantizeCodes(q, Uint8Array.from(zeros), scale, rows, cols, groupSize);
 }
 
 /**

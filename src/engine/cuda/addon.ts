@@ -108,6 +108,7 @@ export interface NativeAddon {
   /** nibbleOrder: nibble k's row offset in bits 4k..4k+2 (AutoAWQ: 0x75316420). */
   quantizePacked(r: Ptr, rdt: number, scale: Ptr, zpf: Ptr, words: Ptr, O: number, I: number, gs: number, qmax: number,
     nibbleOrder: number): void;
+  dequantizePacked(words: Ptr, zeros: Ptr, scale: Ptr, out: Ptr, O: number, I: number, gs: number, nibbleOrder: number): void;
   attention(q: Ptr, qdt: number, k: Ptr, kdt: number, v: Ptr, vdt: number, out: Ptr, odt: number, lse: Ptr,
     dims: NativeAttnDims, mask: NativeAttnMask, anchors: Int32Array | null, keep: Int32Array | null,
     forceScalar: boolean): void;

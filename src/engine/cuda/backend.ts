@@ -9,7 +9,7 @@ import { numel, shapeString } from '../backend.js';
 import {
   checkAdamW, checkAttention, checkAttentionBackward, checkBroadcast, checkColumnVector, checkConcatCols, checkCopyRows,
   checkCrossEntropy, checkGatherRows, checkGivens, checkGrid, checkGridParams, checkRmsnorm, checkRmsnormBackward, checkRope,
-  checkQuantizePacked, checkSameSize, checkSmoothL1, matmulDims, rowsCols,
+  checkDequantizePacked, checkQuantizePacked, checkSameSize, checkSmoothL1, matmulDims, rowsCols,
 } from '../shape-checks.js';
 import { bf16ToF32, f16ToF32 } from '../../numerics/half.js';
 import type { NativeAddon, NativeAttnDims, NativeAttnMask, NativeDevice, NativeMemStats } from './addon.js';
@@ -21,6 +21,11 @@ const CUDA_MAX_GROUP_SIZE = 1024;
 
 function code(t: Tensor): number {
   return DT_CODE[t.dtype];
+}
+
+/** A nibble order as the kernels take it: nibble k's row offset in bits 4k..4k+2 (AutoAWQ's is 0x75316420). */
+function nibbleCode(order: readonly number[]): number {
+  return order.reduce((acc, row, k) => acc + row * 16 ** k, 0);
 }
 
 export class CudaBackend implements Backend {
@@ -556,11 +561,21 @@ export class CudaBackend implements Backend {
     const S = this.as(this.F(scale, 'quantizePacked'), 'f32');
     const Z = this.as(this.F(zpf, 'quantizePacked'), 'f32');
     const words = this.alloc([I, O / 8], 'i32');
-    const order = nibbleOrder.reduce((acc, row, k) => acc + row * 16 ** k, 0);
-    this.a.quantizePacked(R.ptr, code(R), S.ptr, Z.ptr, words.ptr, O, I, grid.groupSize, qmax, order);
+    this.a.quantizePacked(R.ptr, code(R), S.ptr, Z.ptr, words.ptr, O, I, grid.groupSize, qmax, nibbleCode(nibbleOrder));
     this.dropTemp(S, scale);
     this.dropTemp(Z, zpf);
     return words;
+  }
+
+  dequantizePacked(words: Tensor, zeros: Tensor, scale: Tensor, groupSize: number, nibbleOrder: readonly number[]): Tensor {
+    const W = this.T(words);
+    const Zr = this.T(zeros);
+    const { O, I } = checkDequantizePacked(W, Zr, scale, groupSize, nibbleOrder);
+    const S = this.as(this.F(scale, 'dequantizePacked'), 'f32');
+    const out = this.alloc([O, I], 'f32');
+    this.a.dequantizePacked(W.ptr, Zr.ptr, S.ptr, out.ptr, O, I, groupSize, nibbleCode(nibbleOrder));
+    this.dropTemp(S, scale);
+    return out;
   }
 
   smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor } {
