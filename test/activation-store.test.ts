@@ -57,6 +57,27 @@ describe('disk activation store', () => {
   }
 });
 
+describe('scratch file prefetch', () => {
+  it('a prefetched range reads the bytes written before it; a write over it after the prefetch wins', () => {
+    const file = path.join(scratchDir('prefetch-'), 'p.bin');
+    const f = createScratchFile(file, 4096);
+    const block = (v: number) => new Uint8Array(1024).fill(v);
+    for (let i = 0; i < 4; i++) f.writeAt(block(i + 1), i * 1024);
+    f.prefetch(1024, 1024);
+    expect(f.read(1024, 1024)).toEqual(block(2));
+    f.prefetch(2048, 1024);
+    f.writeAt(block(9), 2048); // overlaps the prefetch: it must not return the old bytes
+    expect(f.read(2048, 1024)).toEqual(block(9));
+    f.prefetch(3072, 1024);
+    expect(f.read(0, 1024)).toEqual(block(1)); // another range: read directly
+    expect(f.read(3072, 1024)).toEqual(block(4));
+    expect(f.stats()).toEqual({ prefetched: 1, reads: 4 }); // 1024 came from the worker; 2048 (rewritten), 0 and 3072 (superseded) not
+    f.prefetch(0, 2048);
+    f.close(); // waits for the read in flight before closing the file
+    expect(existsSync(file)).toBe(false);
+  });
+});
+
 // Shapes of docs/scale.md; only what blockWorkingBytes reads.
 const shape = (hiddenSize: number, intermediateSize: number, numKvHeads: number, headDim: number, numHeads: number) =>
   ({ hiddenSize, intermediateSize, numKvHeads, headDim, numHeads } as ModelConfig);

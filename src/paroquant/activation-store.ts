@@ -9,9 +9,11 @@ export type Placement = 'device' | 'host' | 'disk';
 
 /** Positional I/O on a backing file of a disk store (the job opens it; free() closes and removes it). */
 export interface BackingFile {
-  /** Reads dst.byteLength bytes at byte position pos. */
-  readAt(dst: Uint8Array, pos: number): void;
+  /** A fresh buffer holding bytes [pos, pos + len). */
+  read(pos: number, len: number): Uint8Array;
   writeAt(src: Uint8Array, pos: number): void;
+  /** Optional read-ahead of a range the next read() will probably ask for (overlapping the current batch's compute). */
+  prefetch?(pos: number, len: number): void;
   close(): void;
 }
 
@@ -94,12 +96,15 @@ class DiskStore implements ActivationStore {
   }
 
   read(r0: number, n: number): Tensor {
+    const rowBytes = this.cols * this.elemBytes;
     // A fresh buffer per batch: a backend may keep a host array it was given (the cpu backend does).
-    const buf = new Uint8Array(n * this.cols * this.elemBytes);
-    this.file.readAt(buf, r0 * this.cols * this.elemBytes);
+    const buf = this.file.read(r0 * rowBytes, n * rowBytes);
+    // Batches are read in order (training, validation, FP targets, X′ propagation): start on the next one.
+    const next = Math.min(n, this.rows - r0 - n);
+    if (next > 0) this.file.prefetch?.((r0 + n) * rowBytes, next * rowBytes);
     return this.dtype === 'bf16'
-      ? this.be.fromBits(new Uint16Array(buf.buffer), [n, this.cols], 'bf16')
-      : this.be.fromHost(new Float32Array(buf.buffer), [n, this.cols], 'f32');
+      ? this.be.fromBits(new Uint16Array(buf.buffer, buf.byteOffset, n * this.cols), [n, this.cols], 'bf16')
+      : this.be.fromHost(new Float32Array(buf.buffer, buf.byteOffset, n * this.cols), [n, this.cols], 'f32');
   }
 
   write(r0: number, t: Tensor): void {
