@@ -79,11 +79,16 @@ describe('paro release on the tiny model (cpu)', () => {
     // 2. The real CLI with a gate that cannot pass: exit 3, the envelope on stdout, one line on stderr, no bundle.
     const failed = paroCli(['release', '--config', configFile, '--set', 'gates.min_top1_agreement=1', '--json']);
     expect(failed.code, failed.stderr).toBe(3);
-    const env = JSON.parse(failed.stdout) as { ok: boolean; command: string; error: { code: string; message: string } };
+    const env = JSON.parse(failed.stdout) as {
+      ok: boolean; command: string; error: { code: string; message: string };
+      result: { gates: { name: string; value: number; passed: boolean }[]; stages: { name: string; reused: boolean }[] };
+    };
     expect(env.ok).toBe(false);
     expect(env.command).toBe('release');
     expect(env.error.code).toBe('gate');
     expect(env.error.message).toMatch(/min_top1_agreement failed: 0\.\d+ \(limit ≥ 1\)/);
+    expect(env.result.gates.map((g) => [g.name, g.passed])).toEqual([['max_ppl_increase', true], ['max_kl', true], ['min_top1_agreement', false]]);
+    expect(env.result.stages.map((st) => [st.name, st.reused])).toEqual([['quantize', true], ['eval', false]]);
     expect(failed.stderr.trim().split('\n').filter((l) => l.startsWith('error:'))).toHaveLength(1);
     expect(existsSync(out)).toBe(false);
     expect(existsSync(path.join(out + '.partial', 'stages', 'quantize', 'config.json'))).toBe(true); // kept for inspection

@@ -35,6 +35,14 @@ export function addReleaseCommand(program: Command): void {
     .option('--force', 'replace a bundle at out made with other settings or inputs')
     .option('--json', 'print the JSON envelope with the release report on stdout')
     .option('--debug', 'show stack traces on errors')
+    .addHelpText('after', `
+Examples:
+  $ paro release --config release.yaml --json > release.json     # exit 3 when a gate fails (no bundle)
+  $ paro release --config release.yaml --set gates.max_kl=0.08    # loosen a gate: finished stages are reused
+  $ paro release --config release.yaml --source Qwen/Qwen3-8B@main --out dist/Qwen3-8B-PARO --device cuda
+
+Exit codes: 0 released or nothing to do, 1 usage, 2 input or environment, 3 quality gate failed, 4 internal error.
+Config keys, stages and the bundle layout: docs/release.md; a CI job: docs/ci.md.`)
     .action(async (o: ReleaseCliOptions) => {
       await runCommand({ tool: 'paro', command: 'release', json: o.json, debug: o.debug }, async (ctx) => {
         if (!o.config) throw new UsageError('missing --config <release.yaml>');
@@ -46,6 +54,8 @@ export function addReleaseCommand(program: Command): void {
           run: { toolVersion: TOOL_VERSION, argv: ['paro', ...process.argv.slice(2)] },
         }, {
           onInfo: info, onWarn: warn,
+          // A failed gate's envelope still carries the figures and every gate checked.
+          onGates: (gates, metrics, stages) => { ctx.result = { command: 'release', out: loaded.config.out, gates, metrics, stages }; },
           onStageStart: (stage) => {
             if (stage === 'quantize') info(`quantizing ${source.repoId ?? source.dir}${source.commit ? `@${source.commit.slice(0, 12)}` : ''}`);
           },

@@ -44,6 +44,8 @@ export interface ReleaseHooks {
   /** After a stage finished and was recorded (also for reused ones): a kill here leaves a resumable partial. */
   onStageEnd?: (stage: StageName, reused: boolean) => void;
   quantize?: QuantizeHooks;
+  /** The gates checked so far and the figures, before a failing one stops the release (the CLI keeps them for --json). */
+  onGates?: (gates: GateResult[], metrics: ReleaseMetrics, stages: ReleaseReport['stages']) => void;
 }
 
 export interface GateResult extends CardGate {
@@ -308,7 +310,9 @@ export async function runRelease(be: Backend, job: ReleaseJob, hooks: ReleaseHoo
       });
       Object.assign(metrics, f);
     }
-    enforce(gateResults(c, metrics, 'eval'), run.partial);
+    const early = gateResults(c, metrics, 'eval');
+    hooks.onGates?.(early, metrics, report);
+    enforce(early, run.partial);
 
     // ── drafter ──
     let trainFigures: Record<string, unknown> | null = null;
@@ -364,6 +368,7 @@ export async function runRelease(be: Backend, job: ReleaseJob, hooks: ReleaseHoo
       trainFigures = { ...trainFigures, tauData: `${String(f.drafterPrompts)} prompts of ${path.basename(evalPrompts)}, ${String(f.maxNewTokens)} new tokens, T = ${String(f.temperature)}` };
     }
     const gates = gateResults(c, metrics, 'drafter-eval');
+    hooks.onGates?.(gates, metrics, report);
     enforce(gates, run.partial);
 
     // ── bundle ──
