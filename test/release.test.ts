@@ -3,7 +3,7 @@
 // a rerun with passing gates that reuses the finished stages and writes the bundle, the bundle's files, manifest hashes
 // and card, and an idempotent rerun.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { describe, expect, it } from 'vitest';
@@ -47,11 +47,11 @@ function setup(): void {
   ].join('\n'));
 }
 
-async function release(hooks: ReleaseHooks = {}, set: string[] = []): Promise<ReleaseReport> {
-  const loaded = loadReleaseConfig(configFile, { set });
+async function release(hooks: ReleaseHooks = {}, set: string[] = [], file = configFile, env: NodeJS.ProcessEnv = process.env): Promise<ReleaseReport> {
+  const loaded = loadReleaseConfig(file, { set });
   const be = await createBackend(parseDevice('cpu'), () => {});
   return runRelease(be, {
-    config: loaded.config, source: resolveSource(loaded.config.source), defaultCalibFile: CALIB, force: false,
+    config: loaded.config, source: resolveSource(loaded.config.source, { env, cwd: loaded.sourceBaseDir }), defaultCalibFile: CALIB, force: false,
     run: { toolVersion: 'test', argv: ['release', '--config', configFile] },
   }, hooks);
 }
@@ -152,4 +152,39 @@ describe('paro release on the tiny model (cpu)', () => {
     await expect(release({}, ['gates.max_kl=0.9'])).rejects.toThrow(/--force/);
     expect(sha256File(path.join(out, 'manifest.json'))).toBe(r.manifestSha256);
   }, 400_000);
+
+  it('releases org/name@revision from a Hugging Face cache (RTN, no gates, no drafter): commit in the card, licence links copied', async () => {
+    // The cache as huggingface_hub lays it out: refs/main → sha, snapshots/<sha>/<file> → ../../blobs/<hash>.
+    const sha = '0123456789abcdef0123456789abcdef01234567';
+    const repo = path.join(tmp, 'hub', 'models--acme--tiny');
+    const snap = path.join(repo, 'snapshots', sha);
+    mkdirSync(path.join(repo, 'blobs'), { recursive: true });
+    mkdirSync(path.join(repo, 'refs'));
+    mkdirSync(snap, { recursive: true });
+    writeFileSync(path.join(repo, 'refs', 'main'), sha);
+    for (const f of [...readdirSync(DEMO), 'LICENSE']) {
+      const blob = path.join(repo, 'blobs', `blob-${f}`);
+      if (f === 'LICENSE') writeFileSync(blob, 'MIT License\n\nCopyright (c) acme\n');
+      else copyFileSync(path.join(DEMO, f), blob);
+      symlinkSync(path.join('..', '..', 'blobs', `blob-${f}`), path.join(snap, f));
+    }
+    const file = path.join(tmp, 'release-hf.json');
+    writeFileSync(file, JSON.stringify({ source: 'acme/tiny@main', out: 'bundle-hf', device: 'cpu', quantize: { method: 'rtn' } }));
+    const r = await release({}, [], file, { HF_HUB_CACHE: path.join(tmp, 'hub') });
+    const dir = path.join(tmp, 'bundle-hf');
+    expect(r.source).toMatchObject({ repoId: 'acme/tiny', revision: 'main', commit: sha });
+    expect(r.stages.map((st) => st.name)).toEqual(['quantize']);
+    expect(r.gates).toEqual([]);
+    expect(readdirSync(dir).sort()).toEqual(['README.md', 'manifest.json', 'model']);
+    expect(lstatSync(path.join(dir, 'model', 'LICENSE')).isFile()).toBe(true); // the blob's content, not a link
+    expect(readFileSync(path.join(dir, 'model', 'LICENSE'), 'utf8')).toContain('MIT License');
+    const card = readFileSync(path.join(dir, 'README.md'), 'utf8');
+    expect(card).toContain('base_model:\n  - acme/tiny');
+    expect(card).toContain(`| Commit | \`${sha}\` |`);
+    expect(card).toContain('license: mit');
+    expect(card).not.toContain('## Release gates');
+    const m = JSON.parse(readFileSync(path.join(dir, 'manifest.json'), 'utf8')) as { settings: { source: { commit: string } }; outputs: { name: string; sha256: string }[] };
+    expect(m.settings.source.commit).toBe(sha);
+    for (const o of m.outputs) expect(sha256File(path.join(dir, o.name)), o.name).toBe(o.sha256);
+  }, 120_000);
 });
