@@ -240,7 +240,10 @@ export interface QuantizeReport {
   phases: Record<string, number>;
   /** Where each activation store lived ([FP path X→Y, X′]); empty for rtn. */
   activations: Placement[];
-  /** Device memory in use at the phase boundaries of the run, at most (Backend.memoryInfo: total − free; allocator cache included); null without a GPU. */
+  /**
+   * Peak device memory: the allocator's peak of live bytes where the backend exposes it (cuda memStats), else the most
+   * in use (Backend.memoryInfo total − free) at the phase boundaries; null without a GPU.
+   */
   peakDeviceBytes: number | null;
   /** Peak resident set size of the process (process.resourceUsage().maxRSS). */
   peakHostRssBytes: number;
@@ -516,6 +519,9 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     seconds.write = since(tExp);
     seconds.total = since(t0);
     const peakHostRssBytes = process.resourceUsage().maxRSS * 1024;
+    // The allocator's own peak of live bytes where the backend exposes it (cuda), else the sampled in-use memory.
+    const allocatorPeak = (be as Backend & { memStats?: () => { peakBytes: number } }).memStats?.().peakBytes;
+    if (allocatorPeak !== undefined) peakDevice = allocatorPeak;
     const manifest = createManifest({
       tool: 'paro', version: job.toolVersion, command: 'quantize', argv: job.argv, settings, seed: s.seed,
       device: be.device, backend: be.name, inputs: manifestInputs,
