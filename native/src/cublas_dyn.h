@@ -6,7 +6,8 @@
 
 namespace paro {
 
-/** dlopen libcublas (PARO_CUBLAS, then .so.13, .so.12, .so, then known toolkit folders and Python/conda environments, the active $VIRTUAL_ENV / $CONDA_PREFIX first). */
+/** dlopen libcublas (PARO_CUBLAS, then .so.13, .so.12, .so, then known toolkit folders and Python/conda environments,
+ *  the active $VIRTUAL_ENV / $CONDA_PREFIX first). */
 bool cublasLoad(std::string* loadedFrom, std::string* error);
 /** Create the handle on the addon's stream (needs an open device); throws CudaError. */
 void cublasInitHandle();
