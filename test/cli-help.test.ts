@@ -2,6 +2,7 @@
 import type { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
 import { buildDflashProgram } from '../src/cli/dflash.js';
+import { buildParoProgram } from '../src/cli/paro.js';
 import { HELP_GROUPS } from '../src/cli/help.js';
 
 function helpOf(cmd: Command): string {
@@ -11,12 +12,9 @@ function helpOf(cmd: Command): string {
   return out;
 }
 
-/** Headings every command has: where its inputs and outputs go, and how it reports. */
-const COMMON = [HELP_GROUPS.io, HELP_GROUPS.format];
-
 function checkCommand(tool: string, cmd: Command, groups: string[]): void {
   const help = helpOf(cmd);
-  for (const g of [...COMMON, ...groups]) expect(help, `${tool} ${cmd.name()} --help lacks "${g}"`).toContain(`\n${g}\n`);
+  for (const g of [HELP_GROUPS.format, ...groups]) expect(help, `${tool} ${cmd.name()} --help lacks "${g}"`).toContain(`\n${g}\n`);
   const examples = help.slice(help.indexOf('\nExamples:\n'));
   expect(help).toContain('\nExamples:\n');
   const lines = examples.split('\n').filter((l) => l.trim().startsWith('$ '));
@@ -37,9 +35,9 @@ function checkCommand(tool: string, cmd: Command, groups: string[]): void {
 describe('--help: examples and option groups', () => {
   const dflash = buildDflashProgram();
   const groups: Record<string, string[]> = {
-    'generate-data': [HELP_GROUPS.generation, HELP_GROUPS.encoding, HELP_GROUPS.device],
-    'train-drafter': [HELP_GROUPS.drafter, HELP_GROUPS.training, HELP_GROUPS.encoding, HELP_GROUPS.monitoring, HELP_GROUPS.device],
-    eval: [HELP_GROUPS.decoding, HELP_GROUPS.encoding, HELP_GROUPS.device],
+    'generate-data': [HELP_GROUPS.io, HELP_GROUPS.generation, HELP_GROUPS.encoding, HELP_GROUPS.device],
+    'train-drafter': [HELP_GROUPS.io, HELP_GROUPS.drafter, HELP_GROUPS.training, HELP_GROUPS.encoding, HELP_GROUPS.monitoring, HELP_GROUPS.device],
+    eval: [HELP_GROUPS.io, HELP_GROUPS.decoding, HELP_GROUPS.encoding, HELP_GROUPS.device],
   };
   it.each(Object.keys(groups))('dflash %s', (name) => {
     const cmd = dflash.commands.find((c) => c.name() === name);
@@ -48,5 +46,19 @@ describe('--help: examples and option groups', () => {
   });
   it('covers every dflash command', () => {
     expect(dflash.commands.map((c) => c.name()).sort()).toEqual(Object.keys(groups).sort());
+  });
+});
+
+describe('paro --help: examples and option groups', () => {
+  const paro = buildParoProgram();
+  const groups: Record<string, string[]> = {
+    quantize: [HELP_GROUPS.io, HELP_GROUPS.quantization, HELP_GROUPS.optimization, HELP_GROUPS.device],
+    eval: [HELP_GROUPS.io, HELP_GROUPS.evaluation, HELP_GROUPS.device],
+    doctor: [],
+  };
+  it.each(Object.keys(groups))('paro %s', (name) => {
+    const cmd = paro.commands.find((c) => c.name() === name);
+    expect(cmd).toBeDefined();
+    checkCommand('paro', cmd as Command, groups[name]);
   });
 });

@@ -13,6 +13,7 @@ import { DEFAULT_CALIB_FILE, DEMO_MODEL_DIR } from './paths.js';
 import { runCommand, runProgram } from './run-command.js';
 import { info, warn } from './progress.js';
 import { TOOL_VERSION } from './version.js';
+import { addExamples, HELP_GROUPS as G } from './help.js';
 import { runDoctor } from './doctor.js';
 import { addReleaseCommand } from './release.js';
 import { explicitQuantizeSettings, oneOf, parseEpochs, parseSizeOption, quantizeJobOptions, runQuantize, type QuantizeCliOptions } from './quantize.js';
@@ -20,6 +21,7 @@ import { explicitQuantizeSettings, oneOf, parseEpochs, parseSizeOption, quantize
 /** Help text of an option whose default the job defines. */
 const dflt = (text: string, value: unknown): string => `${text} (default: ${Array.isArray(value) ? value.join(',') : String(value)})`;
 const DEVICE_HELP = 'auto, cpu, cuda or cuda:N (default: auto)';
+const TEXT_DATA = '.jsonl ({"text"} per line), .json, .txt, their .gz forms, or .parquet (a "text" column)';
 const DEMO_OUT = 'paro-demo-out';
 
 /** True when dir is the output of an earlier `paro quantize --demo` (its manifest names the embedded demo model). */
@@ -39,16 +41,20 @@ export function buildParoProgram(): Command {
     .version(TOOL_VERSION, '-V, --version')
     .showHelpAfterError('(see --help)');
 
-  program.command('eval')
+  const evaluate = program.command('eval')
     .description('perplexity of a model directory (FP16/BF16 or ParoQuant INT4) on a text file')
     .argument('[model-dir]', 'Hugging Face model directory (config.json, *.safetensors, tokenizer.json)')
-    .option('--data <file>', 'text data: .jsonl with {"text": ...} per line, .json, or .txt')
+    .optionsGroup(G.io)
+    .option('--data <file>', `text data: ${TEXT_DATA}`)
+    .option('--compare <fp-dir>', 'also run this FP model (the original of <model-dir>) on the same windows: its perplexity, mean KL(FP ‖ model) per token and top-1 agreement')
+    .option('--demo', `use the built-in demo model and text (${DEMO_EVAL_SETTINGS.maxWindows} windows unless --max-windows)`)
+    .optionsGroup(G.evaluation)
     .option('--seq-len <n>', dflt('tokens per window', EV.seqLen), positiveInt('--seq-len'))
     .option('--max-windows <n>', dflt('at most this many windows', EV.maxWindows), positiveInt('--max-windows'))
     .option('--batch <n>', dflt('windows per forward pass', EV.batch), positiveInt('--batch'))
-    .option('--compare <fp-dir>', 'also run this FP model (the original of <model-dir>) on the same windows: its perplexity, mean KL(FP ‖ model) per token and top-1 agreement')
+    .optionsGroup(G.device)
     .option('--device <device>', DEVICE_HELP)
-    .option('--demo', `use the built-in demo model and text (${DEMO_EVAL_SETTINGS.maxWindows} windows unless --max-windows)`)
+    .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (modelDir: string | undefined, o: { data?: string; seqLen?: number; maxWindows?: number; batch?: number; compare?: string; device?: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
@@ -71,31 +77,36 @@ export function buildParoProgram(): Command {
       });
     });
 
-  program.command('quantize')
+  const quantize = program.command('quantize')
     .description('quantize an FP16/BF16 checkpoint to INT4 with ParoQuant (or the RTN baseline)')
     .argument('[model-dir]', 'Hugging Face model directory (Llama, Qwen2, Qwen3)')
+    .optionsGroup(G.io)
     .option('--out <dir>', 'output directory; built in <out>.partial/ and renamed when complete')
-    .option('--calib <file>', 'calibration text (.jsonl {"text"} / .json / .txt) (default: the built-in set in calib/)')
+    .option('--calib <file>', `calibration text: ${TEXT_DATA} (default: the built-in set in calib/)`)
+    .option('--max-shard-size <size>', 'largest output shard, e.g. 5GB, 500MB, 2GiB (default: 5GB; one shard is written as model.safetensors)', parseSizeOption('--max-shard-size'))
+    .option('--resume', 'continue an interrupted run from <out>.partial/ (same inputs and settings only)')
+    .option('--force', 'replace an earlier output of this tool at --out, or discard an interrupted run\'s <out>.partial/')
+    .option('--demo', `quantize the built-in demo model with the built-in calibration set (samples ${DEMO_QUANTIZE_SETTINGS.samples}, val-samples ${DEMO_QUANTIZE_SETTINGS.valSamples}, epochs ${DEMO_QUANTIZE_SETTINGS.epochs?.join(',')} unless given), then evaluate it`)
+    .optionsGroup(G.quantization)
+    .option('--method <m>', dflt('paro (ParoQuant) or rtn (round-to-nearest baseline, same format)', Q.method), oneOf('--method', ['paro', 'rtn'] as const))
+    .option('--bits <n>', dflt('weight bits: 4, or 3 / 2 in the same 4-bit packing', Q.bits), positiveInt('--bits'))
+    .option('--group-size <n>', dflt('input channels per quantization group (even, dividing every in_features)', Q.groupSize), positiveInt('--group-size'))
+    .option('--krot <n>', dflt('Givens rotation layers per linear, 1 to 64 (the official CUDA runtime supports 1 and 8)', Q.krot), positiveInt('--krot'))
+    .optionsGroup(G.optimization)
     .option('--samples <n>', dflt('calibration windows for training', Q.samples), positiveInt('--samples'))
     .option('--seq-len <n>', dflt('tokens per calibration window', Q.seqLen), positiveInt('--seq-len'))
     .option('--val-samples <n>', dflt('windows after the training ones, for best-epoch selection', Q.valSamples), positiveInt('--val-samples'))
     .option('--epochs <a,b>', dflt('epochs of stage 1 (angles, channel scales) and stage 2 (weights, quantizer)', Q.epochs), parseEpochs)
-    .option('--bits <n>', dflt('weight bits: 4, or 3 / 2 in the same 4-bit packing', Q.bits), positiveInt('--bits'))
-    .option('--group-size <n>', dflt('input channels per quantization group (even, dividing every in_features)', Q.groupSize), positiveInt('--group-size'))
-    .option('--krot <n>', dflt('Givens rotation layers per linear, 1 to 64 (the official CUDA runtime supports 1 and 8)', Q.krot), positiveInt('--krot'))
-    .option('--method <m>', dflt('paro (ParoQuant) or rtn (round-to-nearest baseline, same format)', Q.method), oneOf('--method', ['paro', 'rtn'] as const))
-    .option('--seed <n>', dflt('seed (rotation pairs of block l use seed + l)', Q.seed), nonNegativeInt('--seed'))
     .option('--batch-size <n>', dflt('calibration windows per optimizer step', Q.batchSize), positiveInt('--batch-size'))
     .option('--shuffle', 'draw the calibration windows from a seeded permutation instead of the first ones')
+    .option('--seed <n>', dflt('seed (rotation pairs of block l use seed + l)', Q.seed), nonNegativeInt('--seed'))
+    .optionsGroup(G.device)
     .option('--device <device>', DEVICE_HELP)
     .option('--compute-dtype <dtype>', dflt('dtype of block activations and GEMMs during optimization: auto (bf16 on cuda, f32 on cpu), f32 or bf16', Q.computeDtype), oneOf('--compute-dtype', ['auto', 'f32', 'bf16'] as const))
     .option('--activations <where>', dflt('calibration activations: auto (GPU, then page-locked host memory, then disk, as they fit), device, host or disk', Q.activations), oneOf('--activations', ['auto', 'device', 'host', 'disk'] as const))
     .option('--max-host-memory <size>', 'host memory the activations may take, e.g. 96GB (default: 75% of the machine\'s memory)', parseSizeOption('--max-host-memory'))
     .option('--activations-dir <dir>', 'folder of disk-backed activations (default: the partial output folder)')
-    .option('--max-shard-size <size>', 'largest output shard, e.g. 5GB, 500MB, 2GiB (default: 5GB; one shard is written as model.safetensors)', parseSizeOption('--max-shard-size'))
-    .option('--resume', 'continue an interrupted run from <out>.partial/ (same inputs and settings only)')
-    .option('--force', 'replace an earlier output of this tool at --out, or discard an interrupted run\'s <out>.partial/')
-    .option('--demo', `quantize the built-in demo model with the built-in calibration set (samples ${DEMO_QUANTIZE_SETTINGS.samples}, val-samples ${DEMO_QUANTIZE_SETTINGS.valSamples}, epochs ${DEMO_QUANTIZE_SETTINGS.epochs?.join(',')} unless given), then evaluate it`)
+    .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (modelDir: string | undefined, o: QuantizeCliOptions & { device?: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
@@ -133,8 +144,9 @@ export function buildParoProgram(): Command {
 
   addReleaseCommand(program);
 
-  program.command('doctor')
+  const doctor = program.command('doctor')
     .description('report the available backends, GPUs and their memory')
+    .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (o: { json?: boolean; debug?: boolean }) => {
@@ -145,6 +157,18 @@ export function buildParoProgram(): Command {
       });
     });
 
+  addExamples(evaluate, [
+    ['paro eval ./Qwen3-8B-paro --data wikitext-test.parquet --seq-len 2048 --device cuda', 'perplexity of a quantized model on a Hugging Face parquet split'],
+    ['paro eval ./Qwen3-8B-paro --compare ./Qwen3-8B --data eval.jsonl.gz --json', 'quantized vs FP on the same windows: perplexity of both, KL and top-1 agreement, as JSON'],
+    ['paro eval --demo', 'the built-in demo model on the built-in text'],
+  ]);
+  addExamples(quantize, [
+    ['paro quantize ./Qwen3-8B --out ./Qwen3-8B-paro --device cuda', 'ParoQuant INT4 with the defaults and the built-in calibration set'],
+    ['paro quantize ./Qwen3-8B --out ./Qwen3-8B-paro --calib calib.parquet --samples 512 --seq-len 2048 --max-shard-size 2GB', 'own calibration data, more windows, 2 GB shards'],
+    ['paro quantize ./Qwen3-8B --out ./Qwen3-8B-paro --resume', 'continue an interrupted run from ./Qwen3-8B-paro.partial/'],
+    ['paro quantize ./Qwen3-8B --out ./Qwen3-8B-rtn --method rtn', 'the round-to-nearest baseline in the same format'],
+  ]);
+  addExamples(doctor, [['paro doctor --json', 'backends, GPUs and their memory as JSON']]);
   return program;
 }
 
