@@ -253,16 +253,21 @@ export async function runRelease(be: Backend, job: ReleaseJob, hooks: ReleaseHoo
     async function stage(name: StageName, outputs: string[], body: () => Promise<{ manifestFile: string; figures: Record<string, unknown> }>): Promise<Record<string, unknown>> {
       const key = keys.stages[name] as string;
       const rec = progress.stages[name];
-      if (rec && rec.key === key) {
+      // Reused only while its outputs are still there (a work_dir moved or cleaned between runs redoes the stage).
+      if (rec && rec.key === key && outputs.every((o) => fs.existsSync(o))) {
         report.push({ name, reused: true, seconds: rec.seconds });
         info(`${name}: done earlier (reused)`);
         hooks.onStageEnd?.(name, true);
         return rec.figures;
       }
-      if (rec) {
-        // Its inputs or settings changed: start the stage over (its partial too).
+      // The key the stage's outputs on disk were started with (a run killed before recording a stage leaves them).
+      const marker = path.join(stagesDir, `${name}.key`);
+      const started = fs.existsSync(marker) ? fs.readFileSync(marker, 'utf8').trim() : null;
+      if (rec || started !== key) {
+        // Its inputs or settings changed, or outputs of unknown origin: start the stage over (its partial too).
         for (const o of outputs) for (const p of [o, o + PARTIAL_SUFFIX, sidecarManifest(o)]) fs.rmSync(p, { recursive: true, force: true });
         delete progress.stages[name];
+        fs.writeFileSync(marker, key + '\n');
       }
       hooks.onStageStart?.(name);
       info(`${name}: running`);
