@@ -20,7 +20,7 @@ import { checkOutputPath, openRunDir, type RunDir } from '../io/run-dir.js';
 import { SafetensorsFile } from '../io/safetensors.js';
 import { writeSafetensors } from '../io/safetensors-writer.js';
 import { DEFAULT_MAX_SHARD_SIZE } from '../io/sharded-writer.js';
-import { createScratchFile, freeDiskBytes } from '../io/positional-file.js';
+import { createScratchFile, freeDiskBytes, type PositionalFile } from '../io/positional-file.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { geometryCache } from '../model/block.js';
 import { checkModelDir } from '../model/load.js';
@@ -247,6 +247,8 @@ export interface QuantizeReport {
   peakDeviceBytes: number | null;
   /** Peak resident set size of the process (process.resourceUsage().maxRSS). */
   peakHostRssBytes: number;
+  /** Batch reads of the disk-backed stores and how many of them the read-ahead had ready; null without disk stores. */
+  diskReads: { prefetched: number; reads: number } | null;
   /** Files of the checkpoint: model.safetensors, or the shards and model.safetensors.index.json. */
   files: string[];
   /** Resolved settings (compute dtype resolved for the backend). */
@@ -363,6 +365,7 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
   let Xf: ActivationStore | null = null; // FP path: inputs X of the current block, then its outputs Y (the targets)
   let Xq: ActivationStore | null = null; // X′: inputs from the quantized prefix
   let out: QuantizedCheckpointWriter | null = null;
+  const diskFiles: PositionalFile[] = [];
   try {
     const tVal = performance.now();
     if (!ck.has('model.layers.0.input_layernorm.weight')) {
@@ -403,6 +406,7 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
         const file = pl === 'disk'
           ? createScratchFile(path.join(diskDir, job.activationsDir ? `paro-activations-${process.pid}-${i}.bin` : `activations-${i}.bin`), oneStore)
           : undefined;
+        if (file) diskFiles.push(file);
         return createStore(be, nAll * T, cfg.hiddenSize, computeDtype, pl, file);
       };
       Xf = makeStore(0);
@@ -519,6 +523,8 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     seconds.write = since(tExp);
     seconds.total = since(t0);
     const peakHostRssBytes = process.resourceUsage().maxRSS * 1024;
+    // Batch reads of disk stores, and how many the read-ahead served (a GPU run checks that it keeps up).
+    const diskReads = diskFiles.length ? diskFiles.map((f) => f.stats()).reduce((a, b) => ({ prefetched: a.prefetched + b.prefetched, reads: a.reads + b.reads })) : null;
     // The allocator's own peak of live bytes where the backend exposes it (cuda), else the sampled in-use memory.
     const allocatorPeak = (be as Backend & { memStats?: () => { peakBytes: number } }).memStats?.().peakBytes;
     if (allocatorPeak !== undefined) peakDevice = allocatorPeak;
@@ -532,7 +538,7 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     return {
       command: 'quantize', model: job.modelDir, out: job.outDir, method: s.method, backend: be.name, device: be.device,
       blocks: blockReports, calibrationTokens, seconds: seconds.total, phases: seconds, activations: placements,
-      peakDeviceBytes: peakDevice, peakHostRssBytes, files: writer.files, settings,
+      peakDeviceBytes: peakDevice, peakHostRssBytes, diskReads, files: writer.files, settings,
     };
   } catch (e) {
     Xf?.free(); Xq?.free();
