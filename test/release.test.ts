@@ -68,10 +68,18 @@ describe('paro release on the tiny model (cpu)', () => {
   setup();
 
   it('resumes after a kill, fails a gate with exit 3 and no bundle, then releases, verifies and does nothing on a rerun', async () => {
-    // 1. Killed right after the quantize stage was recorded.
+    // 1. Killed in the middle of quantizing (after block 2), then right after the quantize stage was recorded: the
+    // second run continues the quantize job's own partial from block 3.
     await expect(release({
+      quantize: { onBlockEnd: (l) => { if (l === 1) throw new Error('killed in block 2'); } },
+    })).rejects.toThrow('killed in block 2');
+    expect(existsSync(path.join(out + '.partial', 'stages', 'quantize.partial', 'progress.json'))).toBe(true);
+    const quantizeSaid: string[] = [];
+    await expect(release({
+      quantize: { onInfo: (m) => quantizeSaid.push(m) },
       onStageEnd: (stage) => { if (stage === 'quantize') throw new Error('killed after quantize'); },
     })).rejects.toThrow('killed after quantize');
+    expect(quantizeSaid.join('\n')).toMatch(/resuming after 2 of 4 finished blocks/);
     expect(existsSync(out)).toBe(false);
     const progress = JSON.parse(readFileSync(path.join(out + '.partial', 'progress.json'), 'utf8')) as { stages: Record<string, unknown> };
     expect(Object.keys(progress.stages)).toEqual(['quantize']);

@@ -7,7 +7,7 @@ import { resolveSource } from '../io/hf-source.js';
 import { loadReleaseConfig } from '../io/release-config.js';
 import { runRelease, type ReleaseReport } from '../jobs/release.js';
 import { DEFAULT_CALIB_FILE } from './paths.js';
-import { info, warn } from './progress.js';
+import { info, Progress, warn } from './progress.js';
 import { runCommand } from './run-command.js';
 import { TOOL_VERSION } from './version.js';
 
@@ -49,6 +49,7 @@ Config keys, stages and the bundle layout: docs/release.md; a CI job: docs/ci.md
         const loaded = loadReleaseConfig(o.config, { set: o.set, overrides: { out: o.out, source: o.source, device: o.device } });
         const source = resolveSource(loaded.config.source, { cwd: loaded.sourceBaseDir });
         const be = await createBackend(parseDevice(loaded.config.device), warn);
+        const bars: Partial<Record<'eval' | 'generate' | 'train' | 'drafterEval', Progress>> = {};
         const r = await runRelease(be, {
           config: loaded.config, source, defaultCalibFile: DEFAULT_CALIB_FILE, force: !!o.force,
           run: { toolVersion: TOOL_VERSION, argv: ['paro', ...process.argv.slice(2)] },
@@ -56,12 +57,40 @@ Config keys, stages and the bundle layout: docs/release.md; a CI job: docs/ci.md
           onInfo: info, onWarn: warn,
           // A failed gate's envelope still carries the figures and every gate checked.
           onGates: (gates, metrics, stages) => { ctx.result = { command: 'release', out: loaded.config.out, gates, metrics, stages }; },
+          onStageEnd: () => { for (const b of Object.values(bars)) b?.stop(); },
           onStageStart: (stage) => {
             if (stage === 'quantize') info(`quantizing ${source.repoId ?? source.dir}${source.commit ? `@${source.commit.slice(0, 12)}` : ''}`);
           },
           quantize: {
             onInfo: info, onWarn: warn,
             onBlockEnd: (l, sec) => info(`quantize: block ${l + 1} done in ${sec.toFixed(1)} s`),
+          },
+          eval: {
+            onStart: (n) => { bars.eval = new Progress('eval FP vs quantized (windows)', n); },
+            onProgress: (done) => bars.eval?.update(done),
+            onEnd: () => bars.eval?.stop(),
+          },
+          generate: {
+            onProgress: (done, total, tokens) => {
+              bars.generate ??= new Progress('generate (prompts)', total);
+              bars.generate.update(done, { tokens });
+              if (done === total) bars.generate.stop();
+            },
+          },
+          train: {
+            info, warn,
+            onStep: (step, total, st) => {
+              bars.train ??= new Progress('train drafter (steps)', total, { fields: { loss: NaN } });
+              bars.train.update(step, { loss: st.loss });
+              if (step === total) bars.train.stop();
+            },
+          },
+          drafterEval: {
+            onPrompt: (done, total, tau) => {
+              bars.drafterEval ??= new Progress('drafter τ (prompts)', total);
+              bars.drafterEval.update(done, { tau });
+              if (done === total) bars.drafterEval.stop();
+            },
           },
         });
         ctx.result = r;
@@ -81,7 +110,7 @@ function printSummary(r: ReleaseReport): void {
     info(`perplexity FP ${m.fpPpl.toFixed(4)} → quantized ${m.quantizedPpl?.toFixed(4)} (${((m.pplIncrease ?? 0) * 100).toFixed(2)} %), KL ${m.kl?.toExponential(3)}, top-1 ${((m.top1Agreement ?? 0) * 100).toFixed(2)} %`);
   }
   if (m.tau !== undefined) info(`drafter τ ${m.tau.toFixed(3)}`);
-  for (const g of r.gates) info(`gate ${g.name}: ${g.value} (limit ${g.limit}) ${g.passed ? 'pass' : 'FAIL'}`);
+  for (const g of r.gates) info(`gate ${g.name}: ${Number(g.value.toPrecision(5))} (limit ${g.name.startsWith('min_') ? '≥' : '≤'} ${g.limit}) ${g.passed ? 'pass' : 'FAIL'}`);
   info(`stages: ${r.stages.map((s) => `${s.name} ${s.reused ? 'reused' : `${s.seconds.toFixed(1)} s`}`).join(', ')}`);
   process.stdout.write(`${r.out}\n`);
 }

@@ -17,13 +17,13 @@ import { createManifest, describeInput, inputIdentity, readToolManifest, MANIFES
 import type { ReleaseConfig } from '../io/release-config.js';
 import { openRunDir, PARTIAL_SUFFIX, sidecarManifest, type RunDir } from '../io/run-dir.js';
 import type { RunInfo } from './defaults.js';
-import { resolveEvalSettings, runEvalJob, type EvalReport } from './eval.js';
-import { runEvalDrafter, type EvalDrafterReport } from './eval-drafter.js';
-import { runGenerateData, type GenerateDataReport } from './generate-data.js';
+import { resolveEvalSettings, runEvalJob, type EvalHooks, type EvalReport } from './eval.js';
+import { runEvalDrafter, type EvalDrafterHooks, type EvalDrafterReport } from './eval-drafter.js';
+import { runGenerateData, type GenerateDataHooks, type GenerateDataReport } from './generate-data.js';
 import { detectLicense, renderModelCard, type CardGate, type ModelCardInput } from './model-card.js';
 import { describeModelDir } from './model-input.js';
 import { resolveQuantizeSettings, runQuantizeJob, type QuantizeHooks, type QuantizeSettings } from './quantize.js';
-import { runTrainDrafter, type TrainDrafterReport } from './train-drafter.js';
+import { runTrainDrafter, type TrainDrafterHooks, type TrainDrafterReport } from './train-drafter.js';
 
 export type StageName = 'quantize' | 'eval' | 'generate' | 'train' | 'drafter-eval';
 
@@ -44,6 +44,11 @@ export interface ReleaseHooks {
   /** After a stage finished and was recorded (also for reused ones): a kill here leaves a resumable partial. */
   onStageEnd?: (stage: StageName, reused: boolean) => void;
   quantize?: QuantizeHooks;
+  /** Progress of the other stage jobs. */
+  eval?: EvalHooks;
+  generate?: GenerateDataHooks;
+  train?: TrainDrafterHooks;
+  drafterEval?: EvalDrafterHooks;
   /** The gates checked so far and the figures, before a failing one stops the release (the CLI keeps them for --json). */
   onGates?: (gates: GateResult[], metrics: ReleaseMetrics, stages: ReleaseReport['stages']) => void;
 }
@@ -289,7 +294,7 @@ export async function runRelease(be: Backend, job: ReleaseJob, hooks: ReleaseHoo
       // Finished by an earlier run that was killed before recording it: its manifest says so.
       if (!readToolManifest(quantized)) {
         await runQuantizeJob(be, {
-          modelDir: job.source.dir, outDir: quantized, calibFile, settings: releaseQuantizeSettings(c), resume: true, force: false,
+          modelDir: job.source.dir, outDir: quantized, calibFile, settings: releaseQuantizeSettings(c), resume: fs.existsSync(quantized + PARTIAL_SUFFIX), force: false,
           toolVersion: job.run.toolVersion ?? 'unknown', argv: job.run.argv, maxShardSize: c.bundle.max_shard_size,
         }, hooks.quantize ?? { onInfo: info, onWarn: hooks.onWarn });
       }
@@ -301,7 +306,7 @@ export async function runRelease(be: Backend, job: ReleaseJob, hooks: ReleaseHoo
       const evalFile = stageDir(EVAL_FILE);
       const f = await stage('eval', [evalFile], async () => {
         const settings = resolveEvalSettings({ seqLen: c.eval.seq_len, maxWindows: c.eval.max_windows, batch: c.eval.batch });
-        const r: EvalReport = runEvalJob(be, { modelDir: quantized, dataFile: c.eval.data as string, settings, compareDir: job.source.dir });
+        const r: EvalReport = runEvalJob(be, { modelDir: quantized, dataFile: c.eval.data as string, settings, compareDir: job.source.dir }, hooks.eval);
         writeJson(evalFile, r);
         const cmp = r.compare;
         if (!cmp) throw new Error('internal: eval --compare returned no comparison');
@@ -332,7 +337,7 @@ export async function runRelease(be: Backend, job: ReleaseJob, hooks: ReleaseHoo
             targetDir: quantized, promptsFile: prompts, outFile: data, maxNewTokens: g.max_new_tokens, temperature: g.temperature,
             maxPrompts: g.max_prompts, batch: g.batch, ignoreEos: g.ignore_eos, seed: c.seed,
             chatTemplate: g.chat_template === false ? 'never' : 'auto',
-          }, {}, job.run);
+          }, hooks.generate ?? {}, job.run);
           info(`generate: ${r.records} records, ${r.responseTokens} response tokens`);
         }
         return { manifestFile: sidecarManifest(data), figures: {} };
@@ -346,8 +351,8 @@ export async function runRelease(be: Backend, job: ReleaseJob, hooks: ReleaseHoo
             targetLayers: t.target_layers, anchors: t.anchors, gamma: t.gamma, epochs: t.epochs, lr: t.lr, warmup: t.warmup,
             weightDecay: t.weight_decay, seqLen: t.seq_len, batch: t.batch,
             maskToken: t.mask_token === undefined ? undefined : String(t.mask_token), checkpointEvery: t.checkpoint_every,
-            featureCacheMb: t.feature_cache_mb, maxSteps: t.max_steps, seed: c.seed, resume: true,
-          }, { info, warn: hooks.onWarn }, job.run);
+            featureCacheMb: t.feature_cache_mb, maxSteps: t.max_steps, seed: c.seed, resume: fs.existsSync(drafter + PARTIAL_SUFFIX),
+          }, hooks.train ?? { info, warn: hooks.onWarn }, job.run);
         }
         const dcfg = JSON.parse(fs.readFileSync(path.join(drafter, 'config.json'), 'utf8')) as { num_hidden_layers?: number; block_size?: number; dflash_config?: { target_layer_ids?: number[] } };
         return {
@@ -365,7 +370,7 @@ export async function runRelease(be: Backend, job: ReleaseJob, hooks: ReleaseHoo
         const r: EvalDrafterReport = runEvalDrafter(be, {
           targetDir: quantized, drafterDir: drafter, promptsFile: evalPrompts, maxNewTokens: e.max_new_tokens, maxPrompts: e.max_prompts,
           temperature: e.temperature, seed: c.seed, baseline: false,
-        });
+        }, hooks.drafterEval ?? {});
         writeJson(dEvalFile, r);
         return { manifestFile: dEvalFile, figures: { tau: r.tau, tauPooled: r.tauPooled, drafterPrompts: r.promptCount, maxNewTokens: r.maxNewTokens, temperature: r.temperature } };
       });
