@@ -13,7 +13,6 @@ import { Checkpoint } from '../io/checkpoint.js';
 import { loadModelConfig, type ModelConfig } from '../io/config.js';
 import { validateCheckpoint } from '../io/validate-checkpoint.js';
 import { calibrationWindows, readTextDocuments, tokenizeCorpus } from '../io/datasets.js';
-import { fingerprint } from '../io/hash.js';
 import { MAX_CODE_BITS, PACK_FACTOR, packedLinearTensors, readPackedLinear, type PackedLinear } from '../io/int4-format.js';
 import { createManifest, describeInput, inputIdentity, type ManifestInput } from '../io/manifest.js';
 import { checkOutputPath, openRunDir, type RunDir } from '../io/run-dir.js';
