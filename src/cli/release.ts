@@ -7,13 +7,14 @@ import { resolveSource } from '../io/hf-source.js';
 import { loadReleaseConfig } from '../io/release-config.js';
 import { runRelease, type ReleaseReport } from '../jobs/release.js';
 import { DEFAULT_CALIB_FILE } from './paths.js';
+import { addExamples, HELP_GROUPS as G } from './help.js';
 import { info, Progress, warn } from './progress.js';
 import { runCommand } from './run-command.js';
 import { TOOL_VERSION } from './version.js';
 
 interface ReleaseCliOptions {
   config?: string;
-  set: string[];
+  set?: string[];
   out?: string;
   source?: string;
   device?: string;
@@ -22,27 +23,31 @@ interface ReleaseCliOptions {
   debug?: boolean;
 }
 
-const collect = (v: string, prev: string[]): string[] => [...prev, v];
+const collect = (v: string, prev: string[] | undefined): string[] => [...(prev ?? []), v];
 
 export function addReleaseCommand(program: Command): void {
-  program.command('release')
+  const cmd = program.command('release')
     .description('one resumable run from a checkpoint to a verified bundle: quantize → quality gates → optional DFlash drafter → model/, drafter/, README.md card, manifest.json (docs/release.md)')
+    .optionsGroup(G.io)
     .option('--config <file>', 'release.yaml / release.json (docs/release.md lists every key)')
-    .option('--set <key=value>', 'override a config key, e.g. --set quantize.bits=4 --set gates.max_kl=0.05 (repeatable)', collect, [] as string[])
+    .option('--set <key=value>', 'override a config key, e.g. --set quantize.bits=4 --set gates.max_kl=0.05 (repeatable)', collect)
     .option('--out <dir>', 'bundle folder (overrides out)')
     .option('--source <model>', 'a model folder or org/name[@revision] in the Hugging Face cache (overrides source)')
-    .option('--device <device>', 'auto, cpu, cuda or cuda:N (overrides device)')
     .option('--force', 'replace a bundle at out made with other settings or inputs')
+    .optionsGroup(G.device)
+    .option('--device <device>', 'auto, cpu, cuda or cuda:N (overrides device)')
+    .optionsGroup(G.format)
     .option('--json', 'print the JSON envelope with the release report on stdout')
     .option('--debug', 'show stack traces on errors')
     .addHelpText('after', `
-Examples:
-  $ paro release --config release.yaml --json > release.json     # exit 3 when a gate fails (no bundle)
-  $ paro release --config release.yaml --set gates.max_kl=0.08    # loosen a gate: finished stages are reused
-  $ paro release --config release.yaml --source Qwen/Qwen3-8B@main --out dist/Qwen3-8B-PARO --device cuda
-
-Exit codes: 0 released or nothing to do, 1 usage, 2 input or environment, 3 quality gate failed, 4 internal error.
-Config keys, stages and the bundle layout: docs/release.md; a CI job: docs/ci.md.`)
+Exit codes: 0 released or nothing to do, 1 usage, 2 input or environment, 3 quality gate failed (no bundle),
+4 internal error. Config keys, stages and the bundle layout: docs/release.md; a CI job: docs/ci.md.`);
+  addExamples(cmd, [
+    ['paro release --config release.yaml --json > release.json', 'the CI step: exit 3 when a gate fails, the envelope on stdout'],
+    ['paro release --config release.yaml --set gates.max_kl=0.08', 'loosen a gate and rerun: finished stages are reused'],
+    ['paro release --config release.yaml --source Qwen/Qwen3-8B@main --out dist/Qwen3-8B-PARO --device cuda', 'source, output and device from flags'],
+  ]);
+  cmd
     .action(async (o: ReleaseCliOptions) => {
       await runCommand({ tool: 'paro', command: 'release', json: o.json, debug: o.debug }, async (ctx) => {
         if (!o.config) throw new UsageError('missing --config <release.yaml>');
