@@ -330,6 +330,33 @@ describe('a dying worker', () => {
     setMatmulThreads(2);
   });
 
+  it('a lost or repeated buffer message neither hangs a job nor feeds it another job\'s operands', async () => {
+    const { pool } = await ThreadPool.create(driver(), 2, imports());
+    const port = (pool.helpers(2)[0] as unknown as { port: MessagePort }).port;
+    const post = port.postMessage.bind(port);
+    const [M2, K2, N2] = [256, 128, 192];
+    const run = (): Float32Array => {
+      const [a, b] = [shared(randn(M2 * K2)), shared(randn(K2 * N2))];
+      const c = shared(new Float32Array(M2 * N2));
+      pool.gemm(M2, K2, N2, view(a, K2), view(b, N2), view(c, N2), 0, 1);
+      setMatmulThreads(1);
+      const ref = matmulF32(a, b, M2, K2, N2);
+      setMatmulThreads(2);
+      expect(sameBits(c, ref)).toBe(true);
+      return c;
+    };
+    let posts = 0;
+    // Lost: the first posting of a job's buffers never arrives; the worker asks for them again.
+    port.postMessage = (m: unknown) => { if (posts++ > 0) post(m); };
+    run();
+    expect(posts).toBe(2);
+    // Repeated: every posting arrives twice; the extra copy must not serve the next job.
+    port.postMessage = (m: unknown) => { post(m); post(m); };
+    run();
+    run();
+    port.postMessage = post;
+  });
+
   it('a terminated worker is seen before the next job starts', async () => {
     const { pool } = await ThreadPool.create(driver(), 2, imports());
     const w = (pool.helpers(2)[0] as { worker: Worker }).worker;

@@ -65,7 +65,11 @@ const STATUS = 2; // 0 = ok, 1 = failed (message follows)
 const OP = 3;
 const NBUFS = 4; // shared buffers posted for the job
 const DEAD = 5; // nonzero once the worker thread is gone (exit code + 1), written by whichever side sees it first
-const PARAMS = 6;
+// Job number whose buffers the worker could not find on its port: the main thread posts them again. A buffer message
+// has been seen missing (the worker then spun in receiveMessageOnPort for good: the rare stall of a tiny cpu run), so
+// buffers travel tagged with their job number, stale ones are dropped, and a missing one is asked for again.
+const NEED = 6;
+const PARAMS = 7;
 const CONTROL_INTS = 64;
 const F64_SLOTS = 4;
 const MESSAGE_BYTES = 2048;
@@ -107,6 +111,7 @@ export function stagedFloatCount(): number {
 
 class WorkerThread {
   private seq = 0;
+  private bufs: readonly SharedArrayBuffer[] = [];
   private f32: Float32Array = new Float32Array(0);
   private i32: Int32Array = new Int32Array(0);
   private readonly ctrl: Int32Array;
@@ -170,11 +175,16 @@ class WorkerThread {
     c[NBUFS] = bufs.length;
     for (let i = 0; i < ints.length; i++) c[PARAMS + i] = ints[i];
     for (let i = 0; i < f64.length; i++) this.f64[i] = f64[i];
-    if (bufs.length > 0) this.port.postMessage(bufs); // queued before the job starts; read with receiveMessageOnPort
     this.seq = this.seq >= 0x7ffffff0 ? 1 : this.seq + 1;
+    this.bufs = bufs;
+    if (bufs.length > 0) this.postBuffers(); // queued before the job starts; read with receiveMessageOnPort
     workerJobs++;
     Atomics.store(c, SEQ, this.seq);
     Atomics.notify(c, SEQ);
+  }
+
+  private postBuffers(): void {
+    this.port.postMessage({ seq: this.seq, bufs: this.bufs });
   }
 
   /** Block until the last started operation is done, or the worker is seen dead (thrown); its error text, or null. */
@@ -182,6 +192,13 @@ class WorkerThread {
     for (;;) {
       const done = Atomics.load(this.ctrl, DONE);
       if (done === this.seq) break;
+      if (Atomics.load(this.ctrl, NEED) === this.seq) {
+        // The worker found no buffers for this job on its port: post them again (it drops any stale copy).
+        Atomics.store(this.ctrl, NEED, 0);
+        this.postBuffers();
+        Atomics.notify(this.ctrl, NEED);
+        continue;
+      }
       // A dying worker stores DEAD and notifies DONE from its exit hook, so this wakes at once; the timeout only
       // paces the look for a thread that stopped without running the hook.
       const dead = this.deadError();
@@ -392,9 +409,17 @@ const ropeApply = (${ropeApply.toString()});
       }
       shared = [];
       if (ctrl[${NBUFS}] > 0) {
-        let m;
-        while (!(m = receiveMessageOnPort(port))) { /* posted before the job started */ }
-        shared = m.message.map((b) => new Float32Array(b));
+        // Posted before the job started, tagged with its number; older copies (posted again) are dropped. When none is
+        // there, ask the main thread to post it again (it looks at NEED whenever it waits) and look again shortly.
+        let bufs = null;
+        while (bufs === null) {
+          const m = receiveMessageOnPort(port);
+          if (m !== undefined) { if (m.message.seq === seen) bufs = m.message.bufs; continue; }
+          Atomics.store(ctrl, ${NEED}, seen);
+          Atomics.notify(ctrl, ${DONE});
+          Atomics.wait(ctrl, ${NEED}, seen, 5);
+        }
+        shared = bufs.map((b) => new Float32Array(b));
       }
       const op = ctrl[${OP}];
       const p = Array.from(ctrl.subarray(${PARAMS}));
