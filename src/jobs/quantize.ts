@@ -410,7 +410,9 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
       };
       Xf = makeStore(0);
       Xq = makeStore(1);
-      const embed = loadEmbedding(be, ck, cfg, 'f32');
+      // As stored (bf16 for real checkpoints): half the host and device memory of f32; the rows are cast to the store
+      // dtype exactly as before (bf16 → f32 is exact).
+      const embed = loadEmbedding(be, ck, cfg, 'native');
       if (be.hasNonFinite(embed)) throw new UserError('tensor model.embed_tokens.weight contains NaN or Inf values; the checkpoint is damaged', { file: job.modelDir });
       sampleDevice();
       embedInto(be, embed, ids, T, s.batchSize, [Xf, Xq], (d, n) => hooks.onProgress?.('capture', d, n));
