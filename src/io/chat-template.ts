@@ -4,8 +4,9 @@
 // Atomics.wait; a render costs well under a millisecond on top of the template itself). An out-of-memory worker only
 // ends that worker; a render over time is stopped by terminating it. Either way: a one-line UserError naming the file.
 import { createRequire } from 'node:module';
-import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { receiveMessageOnPort, type MessagePort, type Worker } from 'node:worker_threads';
 import { UserError } from '../errors.js';
+import { startSyncWorker, waitWhile } from './sync-worker.js';
 
 /** Longest rendered prompt accepted, in UTF-16 units. */
 export const MAX_RENDER_CHARS = 4 * 2 ** 20;
@@ -108,32 +109,13 @@ export class SandboxedTemplate {
   }
 
   private spawn(jp: string): void {
-    const ctrlBuffer = new SharedArrayBuffer(4);
-    this.ctrl = new Int32Array(ctrlBuffer);
-    Atomics.store(this.ctrl, 0, STARTING); // before the worker exists: it may be READY before we look
-    const { port1, port2 } = new MessageChannel();
-    const worker = new Worker(workerSource(jp), {
-      eval: true,
-      workerData: { ctrl: ctrlBuffer, port: port2, source: this.source, maxChars: MAX_RENDER_CHARS },
-      transferList: [port2],
-      resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB, maxYoungGenerationSizeMb: 32 },
-    });
-    // Failures show as a missing answer; the events must not become uncaught errors.
-    worker.on('error', () => {});
-    worker.unref();
-    port1.unref();
-    this.worker = worker;
-    this.port = port1;
+    const w = startSyncWorker(
+      workerSource(jp),
+      { source: this.source, maxChars: MAX_RENDER_CHARS },
+      { initial: STARTING, heapMb: WORKER_HEAP_MB, youngMb: 32 },
+    );
+    this.worker = w.worker;
+    this.port = w.port;
+    this.ctrl = w.ctrl;
   }
-}
-
-/** Blocks while ctrl[0] === value, at most ms; true when it changed. */
-function waitWhile(ctrl: Int32Array, value: number, ms: number): boolean {
-  const t0 = Date.now();
-  while (Atomics.load(ctrl, 0) === value) {
-    const left = ms - (Date.now() - t0);
-    if (left <= 0) return false;
-    Atomics.wait(ctrl, 0, value, left);
-  }
-  return true;
 }

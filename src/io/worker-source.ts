@@ -1,13 +1,14 @@
 // Synchronous, pull-based reading of sources whose Node.js readers are asynchronous: gzip streams (node:zlib has no
 // streaming synchronous API) and parquet files (hyparquet's API is async). The jobs that read data are synchronous, so a
 // worker thread does the async reading and hands over one piece per request while the main thread blocks on
-// Atomics.wait (the pattern of io/chat-template.ts). The worker reads the next piece only when asked: a consumer that
+// Atomics.wait (io/sync-worker.ts). The worker reads the next piece only when asked: a consumer that
 // stops early (a gzip bomb hitting a size limit, a tokenizer with enough tokens) stops the reading, and memory stays at
 // one piece. The worker's heap is capped, so a pathological row group ends the worker, not the process.
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
-import { MessageChannel, Worker, receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
+import { receiveMessageOnPort } from 'node:worker_threads';
 import { UserError } from '../errors.js';
+import { startSyncWorker, waitWhile } from './sync-worker.js';
 
 /** Time for one piece (a 64 KiB gzip chunk, or a parquet row group decoded and sliced). */
 const PIECE_TIMEOUT_MS = 300_000;
@@ -102,19 +103,7 @@ function resolveModule(name: string): string {
 
 /** Pieces produced by a worker, pulled one at a time; the worker ends when the consumer stops or reading fails. */
 function* workerPieces<T>(data: Record<string, unknown>, file: string, what: string): Generator<T> {
-  const ctrlBuffer = new SharedArrayBuffer(4);
-  const ctrl = new Int32Array(ctrlBuffer);
-  const { port1, port2 } = new MessageChannel();
-  const worker = new Worker(WORKER_SOURCE, {
-    eval: true,
-    workerData: { ...data, file, ctrl: ctrlBuffer, port: port2 },
-    transferList: [port2],
-    resourceLimits: { maxOldGenerationSizeMb: WORKER_HEAP_MB, maxYoungGenerationSizeMb: 64 },
-  });
-  worker.on('error', () => {}); // a failure shows as a missing answer
-  worker.unref();
-  port1.unref();
-  const port: MessagePort = port1;
+  const { worker, port, ctrl } = startSyncWorker(WORKER_SOURCE, { ...data, file }, { initial: PENDING, heapMb: WORKER_HEAP_MB, youngMb: 64 });
   try {
     for (;;) {
       Atomics.store(ctrl, 0, PENDING);
@@ -134,17 +123,6 @@ function* workerPieces<T>(data: Record<string, unknown>, file: string, what: str
     void worker.terminate();
     port.close();
   }
-}
-
-/** Blocks while ctrl[0] === value, at most ms; true when it changed. */
-function waitWhile(ctrl: Int32Array, value: number, ms: number): boolean {
-  const t0 = Date.now();
-  while (Atomics.load(ctrl, 0) === value) {
-    const left = ms - (Date.now() - t0);
-    if (left <= 0) return false;
-    Atomics.wait(ctrl, 0, value, left);
-  }
-  return true;
 }
 
 /** The decompressed bytes of a .gz file in chunks of at most 64 KiB, read as they are consumed. */
