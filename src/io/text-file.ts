@@ -9,15 +9,28 @@ export const MAX_TEXT_FILE_BYTES = 512 * 2 ** 20;
 /** Longest line readLines accepts, in UTF-16 units. */
 export const MAX_LINE_CHARS = 64 * 2 ** 20;
 
-/** The file's stats when it is a regular file; a UserError naming it otherwise. */
-function regularFile(file: string, what: string): fs.Stats {
-  let st: fs.Stats;
+/** The file's stats (links followed); a UserError naming it when it is missing or cannot be looked at. */
+export function statInput(file: string, what: string): fs.Stats {
   try {
-    st = fs.statSync(file);
+    return fs.statSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     throw new UserError(code === 'ENOENT' ? `${what} does not exist` : `cannot read ${what} (${code ?? String(e)})`, { file, cause: e });
   }
+}
+
+/** The whole file as UTF-8 text, its kind and size already checked; a UserError naming it when reading fails. */
+export function readUtf8(file: string, what: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new UserError(`cannot read ${what} (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file, cause: e });
+  }
+}
+
+/** The file's stats when it is a regular file; a UserError naming it otherwise. */
+function regularFile(file: string, what: string): fs.Stats {
+  const st = statInput(file, what);
   // A directory, a FIFO or a device (/dev/zero) would fail late or never end.
   if (!st.isFile()) throw new UserError(`${what} is ${st.isDirectory() ? 'a directory' : 'not a regular file'}`, { file });
   return st;
@@ -27,11 +40,7 @@ function regularFile(file: string, what: string): fs.Stats {
 export function readTextFile(file: string, what: string, maxBytes = MAX_TEXT_FILE_BYTES): string {
   const st = regularFile(file, what);
   if (st.size > maxBytes) throw new UserError(`${what} is larger than ${Math.round(maxBytes / 2 ** 20)} MiB, more than can be read at once`, { file });
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new UserError(`cannot read ${what} (${(e as NodeJS.ErrnoException).code ?? String(e)})`, { file, cause: e });
-  }
+  return readUtf8(file, what);
 }
 
 /** A regular file's JSON value. */
