@@ -5,6 +5,7 @@
 import type { Tensor } from '../engine/backend.js';
 import { UserError } from '../errors.js';
 import type { Decoder } from '../model/decoder.js';
+import { windowBatch } from '../model/perplexity.js';
 
 export interface CompareOptions {
   seqLen: number;
@@ -73,13 +74,7 @@ export function compareWindows(q: Decoder, fp: Decoder, tokens: Int32Array, opts
   let predictions = 0;
   for (let w0 = 0; w0 < opts.starts.length; w0 += opts.batch) {
     const nb = Math.min(opts.batch, opts.starts.length - w0);
-    const ids = new Int32Array(nb * T);
-    const labels = new Int32Array(nb * T);
-    for (let b = 0; b < nb; b++) {
-      const s = opts.starts[w0 + b];
-      ids.set(tokens.subarray(s, s + T), b * T);
-      for (let t = 0; t < T; t++) labels[b * T + t] = t < T - 1 ? tokens[s + t + 1] : -1;
-    }
+    const { ids, labels } = windowBatch(tokens, opts.starts.slice(w0, w0 + nb), T);
     const hq = q.forward(ids, nb, { noLogits: true }).hidden;
     const hf = fp.forward(ids, nb, { noLogits: true }).hidden;
     if (!hq || !hf) throw new Error('forward returned no hidden state');

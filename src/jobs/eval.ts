@@ -145,15 +145,7 @@ function compareJob(be: Backend, job: EvalJob, fpDir: string, t0: number, hooks:
 
 function evaluate(be: Backend, job: EvalJob, model: ReturnType<typeof loadModel>, t0: number, hooks: EvalHooks): EvalReport {
   const s = job.settings;
-  const tok = loadTokenizer(job.modelDir);
-  const docs = readTextDocuments(job.dataFile);
-  const eos = model.cfg.eosTokenIds[0] ?? tok.eosTokenId;
-  if (eos === null || eos === undefined) throw new UserError('cannot tell the end-of-text token: config.json has no eos_token_id', { file: job.modelDir });
-  const tokens = tokenizeCorpus(docs, tok, eos).subarray(s.startToken);
-  const starts = perplexityWindows(tokens.length, s.seqLen, s.maxWindows);
-  if (starts.length === 0) {
-    throw new UserError(`too little text for one window: ${tokens.length} tokens, need more than ${s.seqLen + 1}`, { file: job.dataFile });
-  }
+  const { tokens, starts } = windowsOf(job, model.cfg.eosTokenIds);
   hooks.onStart?.(starts.length);
   const tEval = performance.now();
   const r = perplexity(model.decoder, tokens, {

@@ -26,6 +26,22 @@ export interface PerplexityResult {
   windowNll: number[];
 }
 
+/**
+ * The token ids of windows of T tokens starting at starts, one after another, and their next-token labels (-1 on each
+ * window's last position, which has no prediction within the window).
+ */
+export function windowBatch(tokens: Int32Array, starts: readonly number[], T: number): { ids: Int32Array; labels: Int32Array } {
+  const nb = starts.length;
+  const ids = new Int32Array(nb * T);
+  const labels = new Int32Array(nb * T);
+  for (let b = 0; b < nb; b++) {
+    const s = starts[b];
+    ids.set(tokens.subarray(s, s + T), b * T);
+    for (let t = 0; t < T; t++) labels[b * T + t] = t < T - 1 ? tokens[s + t + 1] : -1;
+  }
+  return { ids, labels };
+}
+
 export function perplexity(dec: Decoder, tokens: Int32Array, opts: PerplexityOptions): PerplexityResult {
   const { be } = dec;
   const T = opts.seqLen;
@@ -34,13 +50,7 @@ export function perplexity(dec: Decoder, tokens: Int32Array, opts: PerplexityOpt
   const windowNll: number[] = [];
   for (let w0 = 0; w0 < opts.starts.length; w0 += batch) {
     const nb = Math.min(batch, opts.starts.length - w0);
-    const ids = new Int32Array(nb * T);
-    const labels = new Int32Array(nb * T);
-    for (let b = 0; b < nb; b++) {
-      const s = opts.starts[w0 + b];
-      ids.set(tokens.subarray(s, s + T), b * T);
-      for (let t = 0; t < T; t++) labels[b * T + t] = t < T - 1 ? tokens[s + t + 1] : -1;
-    }
+    const { ids, labels } = windowBatch(tokens, opts.starts.slice(w0, w0 + nb), T);
     const { hidden } = dec.forward(ids, nb, { noLogits: true });
     if (!hidden) throw new Error('forward returned no hidden state');
     const sums = new Float64Array(nb);
