@@ -8,9 +8,9 @@ import { describe, expect, it } from 'vitest';
 import { readFileSync } from 'node:fs';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
 import { dataRecords, readPrompts, readTextDocuments, textDocuments, tokenizeCorpus } from '../src/io/datasets.js';
-import type { TextTokenizer } from '../src/io/tokenizer.js';
 import { runGenerateData } from '../src/jobs/generate-data.js';
 import { readTrainingData } from '../src/jobs/train-drafter.js';
+import { charTok } from './char-tokenizer.js';
 import { DEMO_MODEL } from './fixtures-path.js';
 import { scratchDir } from './scratch.js';
 import { userError } from './user-error.js';
@@ -30,15 +30,6 @@ function parquet(name: string, columnData: Column[], rowGroupSize = 2): string {
 }
 
 const DOCS = ['first doc', 'second — ünïcode', 'third\nwith\nlines', 'fourth', 'fifth'];
-const charTok: TextTokenizer = {
-  encode: (t) => Array.from(t, (c) => c.codePointAt(0)!),
-  decode: (ids) => String.fromCodePoint(...Array.from(ids)),
-  vocabSize: 0x110000,
-  tokenId: () => undefined,
-  eosTokenId: null,
-  hasChatTemplate: false,
-  applyChatTemplate: () => '',
-};
 
 describe('documents', () => {
   const jsonl = DOCS.map((t) => JSON.stringify({ text: t })).join('\n') + '\n';

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { scratchDir } from './scratch.js';
 import { calibrationWindows, perplexityWindows, readPrompts, readTextDocuments, textDocuments, tokenizeCorpus } from '../src/io/datasets.js';
-import { loadTokenizer, type TextTokenizer } from '../src/io/tokenizer.js';
+import { loadTokenizer } from '../src/io/tokenizer.js';
+import { charTok } from './char-tokenizer.js';
 import { DEMO_MODEL, FIXTURES } from './fixtures-path.js';
 import { userError } from './user-error.js';
 
@@ -18,17 +19,6 @@ function tempFile(ext: string, text: string): string {
   writeFileSync(f, text);
   return f;
 }
-
-/** A toy tokenizer: one id per character code, so expected corpora can be written down by hand. */
-const charTok: TextTokenizer = {
-  encode: (t) => Array.from(t, (c) => c.codePointAt(0)!),
-  decode: (ids) => String.fromCodePoint(...Array.from(ids)),
-  vocabSize: 0x110000,
-  tokenId: () => undefined,
-  eosTokenId: null,
-  hasChatTemplate: false,
-  applyChatTemplate: () => '',
-};
 
 describe('readTextDocuments', () => {
   it('.jsonl, .json (strings and {text}), .txt whole and \\f-separated', () => {

@@ -3,9 +3,9 @@
 import { mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { UserError } from '../src/errors.js';
 import { hfCacheDir, parseRepoSpec, resolveSource } from '../src/io/hf-source.js';
 import { scratchDir } from './scratch.js';
+import { userError } from './user-error.js';
 
 const SHA_A = 'a1b2c3d4e5f60718293a4b5c6d7e8f9012345678';
 const SHA_B = 'a1b2ffffe5f60718293a4b5c6d7e8f9012345678';
@@ -28,16 +28,6 @@ function fakeCache(): { cache: string; repoDir: string } {
     }
   }
   return { cache, repoDir };
-}
-
-function userErrorOf(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UserError);
-    return e as UserError;
-  }
-  throw new Error('expected a UserError');
 }
 
 describe('hfCacheDir', () => {
@@ -72,7 +62,7 @@ describe('resolveSource', () => {
 
   it('rejects a local folder without config.json', () => {
     const dir = scratchDir('paro-local-');
-    expect(userErrorOf(() => resolveSource(dir)).oneLine()).toMatch(/no config\.json/);
+    expect(userError(() => resolveSource(dir)).oneLine()).toMatch(/no config\.json/);
   });
 
   it('resolves main, a branch with a slash, a full sha and a unique prefix through the symlinked snapshot', () => {
@@ -91,29 +81,29 @@ describe('resolveSource', () => {
   it('says which cache path was searched when the repo or revision is absent', () => {
     const { cache, repoDir } = fakeCache();
     const env = { HF_HUB_CACHE: cache };
-    const missing = userErrorOf(() => resolveSource('acme/other', { env }));
+    const missing = userError(() => resolveSource('acme/other', { env }));
     expect(missing.oneLine()).toContain(path.join(cache, 'models--acme--other'));
     expect(missing.exitCode).toBe(2);
-    const rev = userErrorOf(() => resolveSource('acme/tiny-llm@v2', { env })).oneLine();
+    const rev = userError(() => resolveSource('acme/tiny-llm@v2', { env })).oneLine();
     expect(rev).toContain(path.join(repoDir, 'refs'));
     expect(rev).toMatch(/cached: main, pr\/1, a1b2c3d4e5f6, a1b2ffffe5f6/);
-    expect(userErrorOf(() => resolveSource('acme/tiny-llm@a1b2', { env })).oneLine()).toMatch(/ambiguous/);
+    expect(userError(() => resolveSource('acme/tiny-llm@a1b2', { env })).oneLine()).toMatch(/ambiguous/);
     const sha = 'f'.repeat(40);
-    expect(userErrorOf(() => resolveSource(`acme/tiny-llm@${sha}`, { env })).oneLine()).toContain(path.join(repoDir, 'snapshots', sha));
-    expect(userErrorOf(() => resolveSource('not a repo', { env })).oneLine()).toMatch(/neither a folder nor/);
+    expect(userError(() => resolveSource(`acme/tiny-llm@${sha}`, { env })).oneLine()).toContain(path.join(repoDir, 'snapshots', sha));
+    expect(userError(() => resolveSource('not a repo', { env })).oneLine()).toMatch(/neither a folder nor/);
   });
 
   it('reports a snapshot whose symlinks point at missing blobs', () => {
     const { cache, repoDir } = fakeCache();
     rmSync(path.join(repoDir, 'blobs', 'a-model.safetensors-blobhash'));
-    const msg = userErrorOf(() => resolveSource('acme/tiny-llm', { env: { HF_HUB_CACHE: cache } })).oneLine();
+    const msg = userError(() => resolveSource('acme/tiny-llm', { env: { HF_HUB_CACHE: cache } })).oneLine();
     expect(msg).toMatch(/incomplete: model\.safetensors point at missing blobs/);
   });
 
   it('rejects a ref file that does not hold a sha', () => {
     const { cache, repoDir } = fakeCache();
     writeFileSync(path.join(repoDir, 'refs', 'main'), 'garbage');
-    expect(userErrorOf(() => resolveSource('acme/tiny-llm', { env: { HF_HUB_CACHE: cache } })).oneLine())
+    expect(userError(() => resolveSource('acme/tiny-llm', { env: { HF_HUB_CACHE: cache } })).oneLine())
       .toMatch(/does not hold a commit sha/);
   });
 });

@@ -3,9 +3,9 @@
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { UserError } from '../src/errors.js';
 import { buildReleaseConfig, loadReleaseConfig, parseSize, RELEASE_CONFIG_KEYS, RELEASE_DEFAULTS } from '../src/io/release-config.js';
 import { scratchDir } from './scratch.js';
+import { userError } from './user-error.js';
 
 const FULL_YAML = `
 source: Qwen/Qwen3-8B@main
@@ -43,16 +43,6 @@ function write(name: string, text: string): string {
   const file = path.join(dir, name);
   writeFileSync(file, text);
   return file;
-}
-
-function errorOf(fn: () => unknown): UserError {
-  try {
-    fn();
-  } catch (e) {
-    expect(e).toBeInstanceOf(UserError);
-    return e as UserError;
-  }
-  throw new Error('expected a UserError');
 }
 
 describe('parseSize', () => {
@@ -138,7 +128,7 @@ describe('loadReleaseConfig', () => {
     ];
     for (const [extra, re] of cases) {
       const file = write('release.yaml', `source: ./m\nout: b\n${extra}\n`);
-      const err = errorOf(() => loadReleaseConfig(file));
+      const err = userError(() => loadReleaseConfig(file));
       expect(err.oneLine()).toMatch(re);
       expect(err.oneLine()).toContain(file);
       expect(err.exitCode).toBe(2);
@@ -155,14 +145,14 @@ describe('loadReleaseConfig', () => {
     ];
     for (const [extra, msg] of cases) {
       const file = write('release.yaml', `source: ./m\nout: b\n${extra}\n`);
-      expect(errorOf(() => loadReleaseConfig(file)).oneLine()).toBe(`${file}: ${msg}`);
+      expect(userError(() => loadReleaseConfig(file)).oneLine()).toBe(`${file}: ${msg}`);
     }
     const file = write('release.yaml', 'source: ./m\nout: b\n');
-    const flagErr = errorOf(() => loadReleaseConfig(file, { set: ['quantize.groupsize=64'] }));
+    const flagErr = userError(() => loadReleaseConfig(file, { set: ['quantize.groupsize=64'] }));
     expect(flagErr.oneLine()).toBe('--set quantize.groupsize=64: unknown key quantize.groupsize (did you mean quantize.group_size?)');
     expect(flagErr.exitCode).toBe(1);
-    expect(errorOf(() => loadReleaseConfig(file, { set: ['quantize.bits'] })).oneLine()).toMatch(/expected key=value/);
-    expect(errorOf(() => loadReleaseConfig(file, { set: ['quantize.bits=x'] })).oneLine())
+    expect(userError(() => loadReleaseConfig(file, { set: ['quantize.bits'] })).oneLine()).toMatch(/expected key=value/);
+    expect(userError(() => loadReleaseConfig(file, { set: ['quantize.bits=x'] })).oneLine())
       .toBe('--set quantize.bits=x: quantize.bits must be an integer ≥ 2, got "x"');
   });
 
@@ -177,19 +167,19 @@ describe('loadReleaseConfig', () => {
     ];
     for (const [text, re] of cases) {
       const file = write('release.yaml', `${text}\n`);
-      expect(errorOf(() => loadReleaseConfig(file)).oneLine()).toMatch(re);
+      expect(userError(() => loadReleaseConfig(file)).oneLine()).toMatch(re);
     }
   });
 
   it('reports syntax errors with a line, duplicate keys, and wrong extensions or missing files', () => {
     const bad = write('release.yaml', 'source: ./m\nout: [b\n');
-    expect(errorOf(() => loadReleaseConfig(bad)).oneLine()).toMatch(/release\.yaml: not valid YAML: line \d+/);
+    expect(userError(() => loadReleaseConfig(bad)).oneLine()).toMatch(/release\.yaml: not valid YAML: line \d+/);
     const dup = write('release.yaml', 'source: ./m\nout: b\nout: c\n');
-    expect(errorOf(() => loadReleaseConfig(dup)).oneLine()).toMatch(/not valid YAML: .*[Uu]nique|not valid YAML: .*duplicate/i);
+    expect(userError(() => loadReleaseConfig(dup)).oneLine()).toMatch(/not valid YAML: .*[Uu]nique|not valid YAML: .*duplicate/i);
     const json = write('release.json', '{"source": "./m",}');
-    expect(errorOf(() => loadReleaseConfig(json)).oneLine()).toMatch(/release\.json: not valid JSON/);
-    expect(errorOf(() => loadReleaseConfig(write('release.toml', ''))).oneLine()).toMatch(/must be a \.yaml, \.yml or \.json file/);
-    expect(errorOf(() => loadReleaseConfig(path.join(scratchDir('paro-relcfg-'), 'none.yaml'))).oneLine()).toMatch(/none\.yaml: no such file/);
+    expect(userError(() => loadReleaseConfig(json)).oneLine()).toMatch(/release\.json: not valid JSON/);
+    expect(userError(() => loadReleaseConfig(write('release.toml', ''))).oneLine()).toMatch(/must be a \.yaml, \.yml or \.json file/);
+    expect(userError(() => loadReleaseConfig(path.join(scratchDir('paro-relcfg-'), 'none.yaml'))).oneLine()).toMatch(/none\.yaml: no such file/);
   });
 
   it('knows every key it documents', () => {
