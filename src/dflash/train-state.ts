@@ -5,7 +5,7 @@ import type { Backend } from '../engine/backend.js';
 import type { TensorData } from '../io/safetensors-writer.js';
 import { UserError } from '../errors.js';
 import type { DrafterConfig } from './drafter-config.js';
-import { buildDrafterWeights, drafterTensors, type DrafterWeights } from './drafter-weights.js';
+import { buildDrafterWeights, drafterTensors, freeDrafterWeights, type DrafterWeights } from './drafter-weights.js';
 
 export interface TrainState {
   weights: DrafterWeights;
@@ -13,6 +13,11 @@ export interface TrainState {
   v: DrafterWeights;
   /** Optimizer steps done. */
   step: number;
+}
+
+/** Gives the weights and both moments back to the backend. */
+export function freeTrainState(be: Backend, c: DrafterConfig, st: TrainState): void {
+  for (const w of [st.weights, st.m, st.v]) freeDrafterWeights(be, c, w);
 }
 
 export interface StateMeta<Log> {

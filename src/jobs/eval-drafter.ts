@@ -2,6 +2,7 @@
 // reads the target, the drafter, the prompts and an optional file of expected outputs, and writes nothing.
 import type { Backend } from '../engine/backend.js';
 import { loadModel } from '../model/load.js';
+import { freeModelWeights } from '../model/weights.js';
 import type { RopePrecision } from '../model/rope-freq.js';
 import { loadModelConfig } from '../io/config.js';
 import { loadTokenizer } from '../io/tokenizer.js';
@@ -9,7 +10,8 @@ import { readPrompts } from '../io/datasets.js';
 import { readJsonFile } from '../io/text-file.js';
 import { UserError } from '../errors.js';
 import { Drafter } from '../dflash/drafter.js';
-import { loadDrafter } from '../dflash/load-drafter.js';
+import { loadDrafter, type LoadedDrafter } from '../dflash/load-drafter.js';
+import { freeDrafterWeights } from '../dflash/drafter-weights.js';
 import { encodePrompt } from '../dflash/prompts.js';
 import { evaluateDrafter, type PromptEvalResult, type SpecEvalFigures } from '../dflash/evaluate.js';
 import { withDefaults } from './defaults.js';
@@ -111,33 +113,40 @@ export function runEvalDrafter(be: Backend, input: EvalDrafterInput, hooks: Eval
   // f32: FP32 weights and, on backends with bf16 shortcuts, exact f32 arithmetic.
   if (s.weightDtype === 'f32') be.setExactF32?.(true);
   const target = loadModel(be, s.targetDir, { ropePrecision: s.ropePrecision, weightDtype: s.weightDtype });
-  const loaded = loadDrafter(be, s.drafterDir, target.cfg);
-  const drafter = new Drafter(be, loaded.cfg, loaded.weights, { embed: target.decoder.weights.embed, lmHead: target.decoder.weights.lmHead }, s.ropePrecision);
-  const eos = tcfg.eosTokenIds.length > 0 ? tcfg.eosTokenIds : tok.eosTokenId !== null ? [tok.eosTokenId] : [];
-  const fig = evaluateDrafter(target.decoder, drafter, ids, {
-    maxNewTokens: s.maxNewTokens, temperature: s.temperature, seed: s.seed, stopTokenIds: s.ignoreEos ? [] : eos,
-    baseline: s.baseline, expected,
-  }, hooks.onPrompt);
-  // A non-finite τ is not a result: it means no verify step ran (every prompt ended at once).
-  if (!Number.isFinite(fig.tau) || !Number.isFinite(fig.tauPooled)) {
-    throw new UserError(`τ is not a number: no speculative step was verified on ${prompts.length} prompt(s) (every output ended at once; try --ignore-eos or more --max-new-tokens)`, { file: s.promptsFile });
+  // Freed however the job ends: `paro release` runs every stage in one process, on the GPU at real size.
+  let loaded: LoadedDrafter | null = null;
+  try {
+    loaded = loadDrafter(be, s.drafterDir, target.cfg);
+    const drafter = new Drafter(be, loaded.cfg, loaded.weights, { embed: target.decoder.weights.embed, lmHead: target.decoder.weights.lmHead }, s.ropePrecision);
+    const eos = tcfg.eosTokenIds.length > 0 ? tcfg.eosTokenIds : tok.eosTokenId !== null ? [tok.eosTokenId] : [];
+    const fig = evaluateDrafter(target.decoder, drafter, ids, {
+      maxNewTokens: s.maxNewTokens, temperature: s.temperature, seed: s.seed, stopTokenIds: s.ignoreEos ? [] : eos,
+      baseline: s.baseline, expected,
+    }, hooks.onPrompt);
+    // A non-finite τ is not a result: it means no verify step ran (every prompt ended at once).
+    if (!Number.isFinite(fig.tau) || !Number.isFinite(fig.tauPooled)) {
+      throw new UserError(`τ is not a number: no speculative step was verified on ${prompts.length} prompt(s) (every output ended at once; try --ignore-eos or more --max-new-tokens)`, { file: s.promptsFile });
+    }
+    const { perPrompt, ...figures } = fig;
+    return {
+      command: 'dflash eval',
+      target: s.targetDir,
+      drafter: s.drafterDir,
+      prompts: s.promptsFile,
+      device: be.device,
+      backend: be.name,
+      blockSize: loaded.cfg.blockSize,
+      drafterLayers: loaded.cfg.numLayers,
+      targetLayerIds: loaded.cfg.targetLayerIds,
+      temperature: s.temperature,
+      maxNewTokens: s.maxNewTokens,
+      promptCount: prompts.length,
+      ...figures,
+      seconds: (performance.now() - t0) / 1000,
+      perPrompt,
+    };
+  } finally {
+    if (loaded) freeDrafterWeights(be, loaded.cfg, loaded.weights);
+    freeModelWeights(be, target.decoder.weights);
   }
-  const { perPrompt, ...figures } = fig;
-  return {
-    command: 'dflash eval',
-    target: s.targetDir,
-    drafter: s.drafterDir,
-    prompts: s.promptsFile,
-    device: be.device,
-    backend: be.name,
-    blockSize: loaded.cfg.blockSize,
-    drafterLayers: loaded.cfg.numLayers,
-    targetLayerIds: loaded.cfg.targetLayerIds,
-    temperature: s.temperature,
-    maxNewTokens: s.maxNewTokens,
-    promptCount: prompts.length,
-    ...figures,
-    seconds: (performance.now() - t0) / 1000,
-    perPrompt,
-  };
 }

@@ -6,7 +6,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Backend } from '../engine/backend.js';
-import { loadModel } from '../model/load.js';
+import { loadModel, type LoadedModel } from '../model/load.js';
+import { freeModelWeights } from '../model/weights.js';
 import { loadModelConfig } from '../io/config.js';
 import { loadTokenizer } from '../io/tokenizer.js';
 import { readPrompts } from '../io/datasets.js';
@@ -190,10 +191,11 @@ export function runGenerateData(be: Backend, input: GenerateDataInput, hooks: Ge
   const rd = openRunDir({ out: s.outFile, kind: 'file', tool: 'dflash', command: 'generate-data', inputs, force: s.force, resume: true, fingerprint });
   const recordsFile = rd.path(RECORDS_FILE);
   let wroteRecords = false;
+  let model: LoadedModel | null = null;
   try {
     const done = scanRecords(recordsFile, prompts.length);
     wroteRecords = done.size > 0;
-    const model = loadModel(be, s.targetDir);
+    model = loadModel(be, s.targetDir);
     const eos = cfg.eosTokenIds.length > 0 ? cfg.eosTokenIds : tok.eosTokenId !== null ? [tok.eosTokenId] : [];
     let promptTokens = 0;
     let responseTokens = 0;
@@ -268,5 +270,8 @@ export function runGenerateData(be: Backend, input: GenerateDataInput, hooks: Ge
     if (wroteRecords) rd.release();
     else rd.discard();
     throw e;
+  } finally {
+    // `paro release` runs every stage in one process: the target must not stay on the GPU after this one.
+    if (model) freeModelWeights(be, model.decoder.weights);
   }
 }

@@ -5,7 +5,8 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Backend } from '../engine/backend.js';
-import { loadModel } from '../model/load.js';
+import { loadModel, type LoadedModel } from '../model/load.js';
+import { freeModelWeights } from '../model/weights.js';
 import { loadModelConfig, type ModelConfig } from '../io/config.js';
 import { loadTokenizer, type TextTokenizer } from '../io/tokenizer.js';
 import { dataRecords, readPrompts } from '../io/datasets.js';
@@ -23,7 +24,7 @@ import { defaultGamma } from '../dflash/loss.js';
 import { parseTrainingData, type TrainingData, type TrainingDataOptions } from '../dflash/training-data.js';
 import { checkDrafterAgainstTarget } from '../dflash/load-drafter.js';
 import { drafterExport } from '../dflash/export.js';
-import { trainStateFromTensors, trainStateTensors, type TrainState } from '../dflash/train-state.js';
+import { freeTrainState, trainStateFromTensors, trainStateTensors, type TrainState } from '../dflash/train-state.js';
 import { encodePrompt, type PromptEncoding } from '../dflash/prompts.js';
 import { tauOnPrompts } from '../dflash/evaluate.js';
 import { curvePng, curveSvg, logCsv } from '../dflash/curve-plot.js';
@@ -284,6 +285,13 @@ interface TrainProgress {
 
 const STATE_PREFIX = 'state-';
 
+/** Where a run starts: its state on the backend, the log so far and the step it resumes from (0: fresh). */
+interface StartingState {
+  state: TrainState;
+  log: TrainLog;
+  resumedFrom: number;
+}
+
 /** Save the state as a new file, then point progress.json at it, then remove older ones: a kill at any point leaves a
  * progress.json naming a complete file. */
 function saveCheckpoint(be: Backend, rd: RunDir, c: DrafterConfig, st: TrainState, p: Omit<TrainProgress, 'stateFile' | 'savedAt'>): void {
@@ -441,21 +449,36 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
   function trainInRunDir(): TrainDrafterReport {
     const tLoad = performance.now();
     const target = loadModel(be, s.targetDir);
-    let state: TrainState;
-    let log: TrainLog = { steps: [], evals: [], trainSeconds: 0 };
-    let resumedFrom = 0;
+    // Freed however the run ends: `paro release` runs every stage in one process, on the GPU at real size.
+    try {
+      const start = startingState(target);
+      try {
+        return trainFrom(target, start, tLoad);
+      } finally {
+        freeTrainState(be, dcfg, start.state);
+      }
+    } finally {
+      freeModelWeights(be, target.decoder.weights);
+    }
+  }
+
+  /** The checkpoint of the run being resumed with its log, or a fresh state. */
+  function startingState(target: LoadedModel): StartingState {
     const progress = rd.resumed ? rd.readProgress<TrainProgress>() : undefined;
     if (progress) {
-      state = loadCheckpoint(be, rd, dcfg, progress);
-      log = progress.log;
-      resumedFrom = progress.step;
+      const state = loadCheckpoint(be, rd, dcfg, progress);
       removeStateFiles(rd, path.basename(progress.stateFile)); // orphans of a kill mid-save
       info(`resuming from step ${progress.step} of ${progress.totalSteps}`);
-    } else {
-      if (s.resume) warn(`--resume: no checkpoint to resume at ${rd.partial}; starting from scratch`);
-      removeStateFiles(rd, null);
-      state = initTrainState(be, dcfg, s.seed, s.init === 'target' ? target.decoder.weights : null);
+      return { state, log: progress.log, resumedFrom: progress.step };
     }
+    if (s.resume) warn(`--resume: no checkpoint to resume at ${rd.partial}; starting from scratch`);
+    removeStateFiles(rd, null);
+    const state = initTrainState(be, dcfg, s.seed, s.init === 'target' ? target.decoder.weights : null);
+    return { state, log: { steps: [], evals: [], trainSeconds: 0 }, resumedFrom: 0 };
+  }
+
+  function trainFrom(target: LoadedModel, start: StartingState, tLoad: number): TrainDrafterReport {
+    const { state, log, resumedFrom } = start;
 
     // ── features ──
     const shared: SharedTargetParts = { embed: target.decoder.weights.embed, lmHead: target.decoder.weights.lmHead };
