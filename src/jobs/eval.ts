@@ -127,11 +127,7 @@ function compareJob(be: Backend, job: EvalJob, fpDir: string, t0: number, hooks:
     hooks.onEnd?.();
     const evalSeconds = (performance.now() - tEval) / 1000;
     return {
-      command: 'eval', model: job.modelDir, data: job.dataFile, device: be.device, backend: be.name,
-      ppl: r.ppl, meanNll: r.meanNll, windows: r.windows, seqLen: s.seqLen, dataTokens: tokens.length, tokens: r.tokens,
-      quantized: model.cfg.quantization !== null,
-      seconds: (performance.now() - t0) / 1000,
-      tokensPerSecond: (2 * r.windows * s.seqLen) / evalSeconds,
+      ...reportOf(be, job, model, r, tokens.length, t0, (2 * r.windows * s.seqLen) / evalSeconds),
       compare: {
         fpModel: fpDir, fpPpl: r.fpPpl, fpMeanNll: r.fpMeanNll, pplIncrease: (r.ppl - r.fpPpl) / r.fpPpl,
         kl: r.kl, klMax: r.klMax, top1Agreement: r.top1Agreement,
@@ -156,11 +152,19 @@ function evaluate(be: Backend, job: EvalJob, model: ReturnType<typeof loadModel>
   // A non-finite perplexity is a damaged model, never a result.
   if (!Number.isFinite(r.ppl)) throw new UserError(`the perplexity is ${r.ppl} (the model produces non-finite values; are its weights damaged?)`, { file: job.modelDir });
   const evalSeconds = (performance.now() - tEval) / 1000;
+  return reportOf(be, job, model, r, tokens.length, t0, (r.windows * s.seqLen) / evalSeconds);
+}
+
+/** The report of an evaluated model (without the comparison); seconds run from t0 to now. */
+function reportOf(
+  be: Backend, job: EvalJob, model: ReturnType<typeof loadModel>, r: { ppl: number; meanNll: number; windows: number; tokens: number },
+  dataTokens: number, t0: number, tokensPerSecond: number,
+): EvalReport {
   return {
     command: 'eval', model: job.modelDir, data: job.dataFile, device: be.device, backend: be.name,
-    ppl: r.ppl, meanNll: r.meanNll, windows: r.windows, seqLen: s.seqLen, dataTokens: tokens.length, tokens: r.tokens,
+    ppl: r.ppl, meanNll: r.meanNll, windows: r.windows, seqLen: job.settings.seqLen, dataTokens, tokens: r.tokens,
     quantized: model.cfg.quantization !== null,
     seconds: (performance.now() - t0) / 1000,
-    tokensPerSecond: (r.windows * s.seqLen) / evalSeconds,
+    tokensPerSecond,
   };
 }
