@@ -124,7 +124,7 @@ export function buildParoProgram(): Command {
         const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         const job = {
           modelDir: dir, outDir: path.resolve(out), calibFile: o.calib ?? DEFAULT_CALIB_FILE, settings,
-          resume: !!o.resume, force, toolVersion: TOOL_VERSION, argv: process.argv.slice(2), ...quantizeJobOptions(o),
+          resume: !!o.resume, force, toolVersion: TOOL_VERSION, argv: ['paro', ...process.argv.slice(2)], ...quantizeJobOptions(o),
         };
         const r = await runQuantize(be, job, true); // progress on stderr: line-based off a terminal, silenced by PARO_QUIET=1
         const report: Record<string, unknown> = { ...r };
