@@ -51,7 +51,16 @@ describe('hash', () => {
     const bytes = Buffer.alloc(40 << 20, 7); // bigger than one read chunk
     bytes[123456] = 1;
     fs.writeFileSync(f, bytes);
-    expect(sha256File(f)).toBe(sha256Bytes(bytes));
+    const pieces: number[] = [];
+    expect(sha256File(f, (n) => pieces.push(n))).toBe(sha256Bytes(bytes));
+    // Progress: every byte reported once, in pieces of at most one read chunk.
+    expect(pieces.reduce((a, b) => a + b, 0)).toBe(bytes.length);
+    expect(pieces.length).toBeGreaterThan(1);
+    expect(Math.max(...pieces)).toBeLessThanOrEqual(16 << 20);
+    let seen = 0;
+    const dirInput = describeInput('model', d, undefined, (n) => { seen += n; });
+    expect(dirInput.files?.map((e) => e.name)).toEqual(['x.bin']);
+    expect(seen).toBe(bytes.length);
   });
   it('a device or a pipe is refused, not read forever', () => {
     userError(() => sha256File('/dev/zero'), /not a regular file/, '/dev/zero');

@@ -6,8 +6,8 @@ import { UserError } from '../errors.js';
 
 const CHUNK = 16 << 20;
 
-/** SHA-256 (hex) of a file's bytes, read 16 MiB at a time. */
-export function sha256File(file: string): string {
+/** SHA-256 (hex) of a file's bytes, read 16 MiB at a time; onBytes gets the size of each piece read (progress). */
+export function sha256File(file: string, onBytes?: (bytes: number) => void): string {
   const h = createHash('sha256');
   let fd: number;
   try {
@@ -25,6 +25,7 @@ export function sha256File(file: string): string {
       if (n <= 0) break;
       h.update(buf.subarray(0, n));
       pos += n;
+      onBytes?.(n);
     }
   } finally {
     fs.closeSync(fd);

@@ -54,15 +54,15 @@ export function createManifest(f: ManifestFields): Manifest {
   };
 }
 
-export function fileEntry(file: string, name = path.basename(file)): FileEntry {
-  return { name, sha256: sha256File(file), bytes: fs.statSync(file).size };
+export function fileEntry(file: string, name = path.basename(file), onBytes?: (bytes: number) => void): FileEntry {
+  return { name, sha256: sha256File(file, onBytes), bytes: fs.statSync(file).size };
 }
 
 /**
  * Identity of an input. A file: its sha256. A directory: per-file hashes of `files` (the files the command reads;
  * default: its regular top-level files), sorted by name.
  */
-export function describeInput(role: string, p: string, files?: string[]): ManifestInput {
+export function describeInput(role: string, p: string, files?: string[], onBytes?: (bytes: number) => void): ManifestInput {
   const abs = path.resolve(p);
   let st: fs.Stats;
   try {
@@ -74,10 +74,10 @@ export function describeInput(role: string, p: string, files?: string[]): Manife
   }
   if (!st.isDirectory()) {
     if (!st.isFile()) throw new UserError(`the ${role} input is not a regular file (a device, pipe or socket cannot be an input)`, { file: p });
-    return { role, path: abs, sha256: sha256File(abs) };
+    return { role, path: abs, sha256: sha256File(abs, onBytes) };
   }
   const names = (files ?? fs.readdirSync(abs).filter((n) => fs.statSync(path.join(abs, n)).isFile())).slice().sort();
-  return { role, path: abs, files: names.map((n) => fileEntry(path.join(abs, n), n)) };
+  return { role, path: abs, files: names.map((n) => fileEntry(path.join(abs, n), n, onBytes)) };
 }
 
 /** What identifies an input's content for a fingerprint: hashes only (the path may be spelled differently on resume). */

@@ -7,12 +7,13 @@ import { describeInput, type ManifestInput } from '../io/manifest.js';
 
 const READ_BY_LOAD = /(\.json|\.safetensors|\.jinja|^tokenizer\.model)$/;
 
-export function describeModelDir(role: string, dir: string): ManifestInput {
+/** onBytes gets the size of each piece hashed (progress over a multi-GB checkpoint). */
+export function describeModelDir(role: string, dir: string, onBytes?: (bytes: number) => void): ManifestInput {
   let names: string[];
   try {
     names = fs.readdirSync(dir).filter((n) => READ_BY_LOAD.test(n) && fs.statSync(path.join(dir, n)).isFile());
   } catch (e) {
     throw new UserError(`cannot read the ${role} directory: ${(e as NodeJS.ErrnoException).code ?? String(e)}`, { file: dir, cause: e });
   }
-  return describeInput(role, dir, names);
+  return describeInput(role, dir, names, onBytes);
 }
