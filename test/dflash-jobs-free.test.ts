@@ -152,3 +152,30 @@ describe('dflash jobs free what they put on the backend', () => {
     });
   });
 });
+
+describe('dflash eval --weight-dtype f32 gives the backend back as it found it', () => {
+  /** cpu with an exact-f32 switch of its own (the cpu backend is always exact, so it has none): records the mode. */
+  function withExactSwitch(): { be: Backend; modes: boolean[] } {
+    const modes: boolean[] = [];
+    const be = new Proxy(cpu, {
+      get(target, prop) {
+        if (prop === 'setExactF32') return (on: boolean) => modes.push(on);
+        const v: unknown = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+      },
+    });
+    return { be, modes };
+  }
+
+  it('after success and after a failure the exact mode is off again', () => {
+    const ok = withExactSwitch();
+    const r = runEvalDrafter(ok.be, { targetDir: DEMO, drafterDir, promptsFile, maxNewTokens: 6, ignoreEos: true, chatTemplate: 'never', weightDtype: 'f32' });
+    expect(r.promptCount).toBe(2);
+    expect(ok.modes).toEqual([true, false]);
+    const failed = withExactSwitch();
+    expect(() => runEvalDrafter(failed.be, {
+      targetDir: DEMO, drafterDir: path.join(tmp, 'no-such-drafter'), promptsFile, maxNewTokens: 6, chatTemplate: 'never', weightDtype: 'f32',
+    })).toThrow();
+    expect(failed.modes).toEqual([true, false]);
+  });
+});

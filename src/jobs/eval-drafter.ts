@@ -111,7 +111,21 @@ export function runEvalDrafter(be: Backend, input: EvalDrafterInput, hooks: Eval
     return e;
   });
   // f32: FP32 weights and, on backends with bf16 shortcuts, exact f32 arithmetic.
+  // The mode is the backend's, not the job's: it is switched back however the job ends (`paro release` and tests run
+  // further jobs on the same backend).
   if (s.weightDtype === 'f32') be.setExactF32?.(true);
+  try {
+    return evaluateLoaded(be, s, tok, tcfg, ids, prompts.length, expected, hooks, t0);
+  } finally {
+    if (s.weightDtype === 'f32') be.setExactF32?.(false);
+  }
+}
+
+/** Loads the target and the drafter, evaluates, and frees both whatever happens. */
+function evaluateLoaded(
+  be: Backend, s: EvalDrafterSettings, tok: ReturnType<typeof loadTokenizer>, tcfg: ReturnType<typeof loadModelConfig>,
+  ids: Int32Array[], promptCount: number, expected: number[][] | null, hooks: EvalDrafterHooks, t0: number,
+): EvalDrafterReport {
   const target = loadModel(be, s.targetDir, { ropePrecision: s.ropePrecision, weightDtype: s.weightDtype });
   // Freed however the job ends: `paro release` runs every stage in one process, on the GPU at real size.
   let loaded: LoadedDrafter | null = null;
@@ -125,7 +139,7 @@ export function runEvalDrafter(be: Backend, input: EvalDrafterInput, hooks: Eval
     }, hooks.onPrompt);
     // A non-finite τ is not a result: it means no verify step ran (every prompt ended at once).
     if (!Number.isFinite(fig.tau) || !Number.isFinite(fig.tauPooled)) {
-      throw new UserError(`τ is not a number: no speculative step was verified on ${prompts.length} prompt(s) (every output ended at once; try --ignore-eos or more --max-new-tokens)`, { file: s.promptsFile });
+      throw new UserError(`τ is not a number: no speculative step was verified on ${promptCount} prompt(s) (every output ended at once; try --ignore-eos or more --max-new-tokens)`, { file: s.promptsFile });
     }
     const { perPrompt, ...figures } = fig;
     return {
@@ -140,7 +154,7 @@ export function runEvalDrafter(be: Backend, input: EvalDrafterInput, hooks: Eval
       targetLayerIds: loaded.cfg.targetLayerIds,
       temperature: s.temperature,
       maxNewTokens: s.maxNewTokens,
-      promptCount: prompts.length,
+      promptCount,
       ...figures,
       seconds: (performance.now() - t0) / 1000,
       perPrompt,
