@@ -4,10 +4,15 @@
 // Each finished block is saved in the partial directory, so an interrupted run resumes from the last finished block
 // (activations are recomputed from the saved blocks: deterministic on the cpu backend). The output checkpoint is
 // written block by block into its shards as blocks finish; on resume the shards are written again from the start.
+// Data parallel (issue 12, a Collective of W ranks): every rank tokenizes the same windows and holds only its share
+// of every batch (paroquant/window-shares); the block optimizer sums gradients and losses over the ranks, so every
+// rank ends each block with the same packed weights. Rank 0 alone owns the run directory (lock, partial, manifest,
+// the output) and reports through the hooks; the other ranks write nothing and stay quiet.
 import * as fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Backend, DType } from '../engine/backend.js';
+import { singleRank, type Collective } from '../engine/collective.js';
 import { UserError } from '../errors.js';
 import { Checkpoint } from '../io/checkpoint.js';
 import { loadModelConfig, type ModelConfig } from '../io/config.js';
@@ -26,6 +31,7 @@ import { checkModelDir } from '../model/load.js';
 import { ropeInvFreq } from '../model/rope-freq.js';
 import { LINEAR_KEYS, LINEAR_NAMES, freeLayerWeights, linearShapes, loadEmbedding, loadLayerWeights, type LinearKey } from '../model/weights.js';
 import { createStore, planActivations, storeBytes, type ActivationStore, type Placement } from '../paroquant/activation-store.js';
+import { largestShare, windowShares } from '../paroquant/window-shares.js';
 import type { BlockData, BlockProgress, EpochLog, OptimizerSettings, StageResult } from '../paroquant/block-optimizer.js';
 import {
   advanceQuantizedInputs, blockWorkingBytes, effectiveBlock, embedInto, fpTargets, initialLinears, optimizeBlock, packBlock, type PairCache,
@@ -33,6 +39,7 @@ import {
 import { withDefaults } from './defaults.js';
 import { describeModelDir } from './model-input.js';
 import { QuantizedCheckpointWriter, copyModelFiles, quantizedLayout, writeQuantizedConfig } from './quantize-output.js';
+import { broadcastPackedBlock } from './packed-broadcast.js';
 
 export type QuantMethod = 'paro' | 'rtn';
 
@@ -248,8 +255,10 @@ export interface QuantizeReport {
   peakHostRssBytes: number;
   /** Batch reads of the disk-backed stores and how many of them the read-ahead had ready; null without disk stores. */
   diskReads: { prefetched: number; reads: number } | null;
-  /** Files of the checkpoint: model.safetensors, or the shards and model.safetensors.index.json. */
+  /** Files of the checkpoint: model.safetensors, or the shards and model.safetensors.index.json (rank 0 only). */
   files: string[];
+  /** Ranks of the data-parallel run (1: one device). */
+  worldSize: number;
   /** Resolved settings (compute dtype resolved for the backend). */
   settings: Record<string, unknown>;
 }
@@ -319,9 +328,15 @@ export function calibrationIds(modelDir: string, calibFile: string, cfg: ModelCo
 
 const since = (t: number): number => (performance.now() - t) / 1000;
 
-export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: QuantizeHooks = {}): Promise<QuantizeReport> {
+/**
+ * The quantize job. With a Collective of several ranks every rank calls it with the same job; rank 0 writes the
+ * output and calls the hooks, the others return their (unwritten) report.
+ */
+export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooksIn: QuantizeHooks = {}, comm: Collective = singleRank()): Promise<QuantizeReport> {
   const t0 = performance.now();
   const s = job.settings;
+  const lead = comm.rank === 0;
+  const hooks: QuantizeHooks = lead ? hooksIn : {};
   const seconds: Record<string, number> = {};
   const inputs: Record<string, string> = { model: job.modelDir };
   if (s.method === 'paro') inputs.calib = job.calibFile;
@@ -330,8 +345,8 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     const m = be.memoryInfo?.();
     if (m) peakDevice = Math.max(peakDevice ?? 0, m.totalBytes - m.freeBytes);
   };
-  // Cheap checks first: the output path, the model's config against the settings.
-  checkOutputPath({ out: job.outDir, kind: 'dir', inputs, force: job.force });
+  // Cheap checks first: the output path (rank 0's, which writes it), the model's config against the settings.
+  if (lead) checkOutputPath({ out: job.outDir, kind: 'dir', inputs, force: job.force });
   checkModelDir(job.modelDir);
   const cfg = loadModelConfig(job.modelDir);
   checkQuantizeSettings(s, cfg, be.name, job.modelDir);
@@ -341,15 +356,18 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
   const opt = optimizerSettings(s, computeDtype);
   const T = s.seqLen;
   const nAll = s.samples + s.valSamples;
+  // This rank's calibration windows (all of them on one rank) and the most of a batch it computes at once.
+  const shares = windowShares(s.samples, s.valSamples, s.batchSize, comm.rank, comm.worldSize);
+  const nLocal = shares.windows.length;
   // Two activation stores (not three): the FP path holds X and is overwritten by the block's targets Y batch by batch
   // (X is read only by the FP targets; Y is the next block's X), and X′ is advanced in place.
-  const oneStore = storeBytes(nAll * T, cfg.hiddenSize, computeDtype);
+  const oneStore = storeBytes(nLocal * T, cfg.hiddenSize, computeDtype);
   if (job.activationsDir !== undefined && !(fs.existsSync(job.activationsDir) && fs.statSync(job.activationsDir).isDirectory())) {
     throw new UserError('--activations-dir is not an existing folder', { file: job.activationsDir });
   }
   let placements: Placement[] = [];
   if (s.method === 'paro') {
-    const working = blockWorkingBytes(cfg, s.batchSize, T, computeDtype, s.epochs[1] > 0);
+    const working = blockWorkingBytes(cfg, largestShare(s.batchSize, comm.worldSize), T, computeDtype, s.epochs[1] > 0);
     const maxHost = job.maxHostMemory ?? Math.floor(DEFAULT_HOST_MEMORY_FRACTION * os.totalmem());
     const plan = planActivations(2, oneStore, working, s.activations, {
       freeDeviceBytes: be.memoryInfo?.().freeBytes, maxHostBytes: maxHost, freeDiskBytes: freeDiskBytes(path.resolve(job.activationsDir ?? path.dirname(path.resolve(job.outDir)))),
@@ -374,16 +392,19 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     validateCheckpoint(ck, cfg);
     const layout = quantizedLayout(ck, cfg, { groupSize: s.groupSize, krot: s.krot });
     seconds.validate = since(tVal);
-    // What determines the result: the resume check compares it.
+    // What determines the result: the resume check compares it. Only rank 0 hashes, holds the lock and writes.
     const tHash = performance.now();
-    const inputBytes = ck.files().reduce((a, f) => a + fs.statSync(f).size, 0);
-    hooks.onInfo?.(`hashing the inputs (${(inputBytes / 1e9).toFixed(2)} GB of weights)`);
-    const manifestInputs: ManifestInput[] = [describeModelDir('model', job.modelDir)];
-    if (s.method === 'paro') manifestInputs.push(describeInput('calib', job.calibFile));
-    seconds.hashInputs = since(tHash);
     const settings = reportedSettings(s, computeDtype, job.calibFile);
-    const fp = { settings, inputs: Object.fromEntries(manifestInputs.map((i) => [i.role, inputIdentity(i)])), backend: be.name };
-    rd = openRunDir({ out: job.outDir, kind: 'dir', tool: 'paro', command: 'quantize', inputs, force: job.force, resume: job.resume, fingerprint: fp });
+    const manifestInputs: ManifestInput[] = [];
+    if (lead) {
+      const inputBytes = ck.files().reduce((a, f) => a + fs.statSync(f).size, 0);
+      hooks.onInfo?.(`hashing the inputs (${(inputBytes / 1e9).toFixed(2)} GB of weights)`);
+      manifestInputs.push(describeModelDir('model', job.modelDir));
+      if (s.method === 'paro') manifestInputs.push(describeInput('calib', job.calibFile));
+      const fp = { settings, inputs: Object.fromEntries(manifestInputs.map((i) => [i.role, inputIdentity(i)])), backend: be.name };
+      rd = openRunDir({ out: job.outDir, kind: 'dir', tool: 'paro', command: 'quantize', inputs, force: job.force, resume: job.resume, fingerprint: fp });
+    }
+    seconds.hashInputs = since(tHash);
     const run = rd;
 
     // Calibration activations (not needed by RTN).
@@ -393,20 +414,25 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     seconds.capture = 0;
     if (s.method === 'paro') {
       const tTok = performance.now();
-      const { ids, tokens } = calibrationIds(job.modelDir, job.calibFile, cfg, s);
+      const { ids: allIds, tokens } = calibrationIds(job.modelDir, job.calibFile, cfg, s);
       calibrationTokens = tokens;
+      // This rank's windows, in its stores' order (every window in order on one rank).
+      const ids = comm.worldSize === 1 ? allIds : new Int32Array(nLocal * T);
+      if (ids !== allIds) shares.windows.forEach((w, i) => ids.set(allIds.subarray(w * T, (w + 1) * T), i * T));
       seconds.tokenize = since(tTok);
       const tCap = performance.now();
       const where = placements.map((p, i) => `${['X/Y', 'X′'][i]} ${p === 'device' ? 'on the GPU' : p === 'host' ? 'in host memory' : 'on disk'}`).join(', ');
       hooks.onInfo?.(`calibration activations: 2 stores of ${(oneStore / 2 ** 30).toFixed(1)} GiB (${where})`);
-      const diskDir = job.activationsDir ?? run.partial;
+      // Rank 0's default is its partial folder; the other ranks have none: beside the output, named by process.
+      const diskDir = job.activationsDir ?? run?.partial ?? path.dirname(path.resolve(job.outDir));
+      const ownName = job.activationsDir !== undefined || !run;
       const makeStore = (i: number): ActivationStore => {
         const pl = placements[i];
         const file = pl === 'disk'
-          ? createScratchFile(path.join(diskDir, job.activationsDir ? `paro-activations-${process.pid}-${i}.bin` : `activations-${i}.bin`), oneStore)
+          ? createScratchFile(path.join(diskDir, ownName ? `paro-activations-${process.pid}-${i}.bin` : `activations-${i}.bin`), oneStore)
           : undefined;
         if (file) diskFiles.push(file);
-        return createStore(be, nAll * T, cfg.hiddenSize, computeDtype, pl, file);
+        return createStore(be, nLocal * T, cfg.hiddenSize, computeDtype, pl, file);
       };
       Xf = makeStore(0);
       Xq = makeStore(1);
@@ -422,7 +448,7 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
 
     let done = 0;
     let blockReports: BlockReport[] = [];
-    if (run.resumed) {
+    if (run?.resumed) {
       const prog = run.readProgress<Progress>();
       if (prog && (!isNonNegInt(prog.blocksDone) || !Array.isArray(prog.blocks) || prog.blocksDone > cfg.numLayers)) {
         throw new UserError('is corrupt (blocksDone/blocks); pass --force to discard the partial run and start over', { file: run.path('progress.json') });
@@ -433,11 +459,13 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     } else if (job.resume) {
       hooks.onInfo?.('nothing to resume; starting from the first block');
     }
-    const saveProgress = () => run.writeProgress({ blocksDone: done, blocks: blockReports } satisfies Progress);
+    // Blocks rank 0 resumes: the other ranks receive their packed weights from it (broadcastPackedBlock).
+    if (comm.worldSize > 1) done = comm.allReduceNumbers(Float64Array.of(lead ? done : 0), 'sum')[0];
+    const saveProgress = () => run?.writeProgress({ blocksDone: done, blocks: blockReports } satisfies Progress);
     saveProgress();
 
     // The output, written as blocks finish (from the start again on resume: the resumed blocks come from their files).
-    out = new QuantizedCheckpointWriter(run.partial, ck, layout, maxShardSize);
+    out = run ? new QuantizedCheckpointWriter(run.partial, ck, layout, maxShardSize) : null;
     const writer = out;
     const tBlocks = performance.now();
     const prefixOf = (l: number) => (k: LinearKey) => `model.layers.${l}.${LINEAR_NAMES[k]}`;
@@ -462,12 +490,13 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
       lap('load');
       const resumed = l < done;
       // Y overwrites X in place: X is not read again once the block's targets are computed.
-      if (Xf) fpTargets(be, cfg, layer, Xf, Xf, nAll, T, s.batchSize, computeDtype, geoFor);
+      if (Xf) fpTargets(be, cfg, layer, Xf, Xf, nLocal, T, s.batchSize, computeDtype, geoFor);
       lap('targets');
       let packed: Record<LinearKey, PackedLinear>;
       let report: BlockReport;
       if (resumed) {
-        packed = readBlock(run.path(blockFileName(l)), prefixOf(l), s.groupSize);
+        const read = run ? readBlock(run.path(blockFileName(l)), prefixOf(l), s.groupSize) : null;
+        packed = comm.worldSize > 1 ? broadcastPackedBlock(be, comm, read, layer, s.groupSize, s.krot) : read!;
         report = blockReports[l];
         lap('finalize');
       } else {
@@ -482,19 +511,19 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
               hooks.onStageEnd?.(l, stage, sr);
             },
             onWarn: (m) => hooks.onWarn?.(`block ${l}: ${m}`),
-          });
+          }, comm);
           Object.assign(report, r);
         }
         packed = packBlock(be, layer, linears, opt.grid);
         lap('finalize');
-        writeBlock(run.path(blockFileName(l)), packed, prefixOf(l));
+        if (run) writeBlock(run.path(blockFileName(l)), packed, prefixOf(l));
       }
-      writer.writeBlock(l, packed);
+      writer?.writeBlock(l, packed);
       lap('write');
       hooks.onBlockPacked?.(l, packed);
       if (Xq) {
         const eff = effectiveBlock(be, packed);
-        advanceQuantizedInputs(be, cfg, layer, eff, Xq, nAll, T, s.batchSize, geoFor);
+        advanceQuantizedInputs(be, cfg, layer, eff, Xq, nLocal, T, s.batchSize, geoFor);
         be.free(...Object.values(eff.weights), ...Object.values(eff.biases));
       }
       freeLayerWeights(be, layer);
@@ -511,6 +540,16 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     Xf?.free(); Xq?.free();
     Xf = Xq = null;
     seconds.blocks = since(tBlocks);
+    // Rank 0 commits only once every rank got through every block (a rank that failed ends the run before).
+    comm.barrier();
+    if (!run || !writer) {
+      seconds.total = since(t0);
+      return {
+        command: 'quantize', model: job.modelDir, out: job.outDir, method: s.method, backend: be.name, device: be.device,
+        blocks: blockReports, calibrationTokens, seconds: seconds.total, phases: seconds, activations: placements,
+        peakDeviceBytes: peakDevice, peakHostRssBytes: process.resourceUsage().maxRSS * 1024, diskReads: null, files: [], worldSize: comm.worldSize, settings,
+      };
+    }
 
     // The tensors outside the blocks (streamed from the source), the index, config and side files; then into place.
     const tExp = performance.now();
@@ -532,14 +571,17 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooks: Quant
     const manifest = createManifest({
       tool: 'paro', version: job.toolVersion, command: 'quantize', argv: job.argv, settings, seed: s.seed,
       device: be.device, backend: be.name, inputs: manifestInputs,
-      metrics: { calibrationTokens, blocks: blockReports, fp16Overflows: writer.fp16Overflows, activations: placements, peakDeviceBytes: peakDevice, peakHostRssBytes },
+      metrics: {
+        calibrationTokens, blocks: blockReports, fp16Overflows: writer.fp16Overflows, activations: placements, peakDeviceBytes: peakDevice, peakHostRssBytes,
+        worldSize: comm.worldSize,
+      },
       seconds,
     });
     run.commit(manifest);
     return {
       command: 'quantize', model: job.modelDir, out: job.outDir, method: s.method, backend: be.name, device: be.device,
       blocks: blockReports, calibrationTokens, seconds: seconds.total, phases: seconds, activations: placements,
-      peakDeviceBytes: peakDevice, peakHostRssBytes, diskReads, files: writer.files, settings,
+      peakDeviceBytes: peakDevice, peakHostRssBytes, diskReads, files: writer.files, worldSize: comm.worldSize, settings,
     };
   } catch (e) {
     Xf?.free(); Xq?.free();

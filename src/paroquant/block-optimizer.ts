@@ -1,13 +1,18 @@
 // Block-wise ParoQuant optimization (spec §6): for one decoder block, stage 1 trains angles θ and channel scales α,
 // stage 2 the FP weights and the quantizer scales, each with AdamW + the per-stage cosine schedule, selecting the best
-// epoch (the untrained state included) by validation loss. Written against the Backend only.
+// epoch (the untrained state included) by validation loss. Written against the Backend and the Collective only.
+// Data parallel (issue 12): each rank computes its share of every batch (window-shares.ts); per step its loss and
+// gradients, weighted by its share of the batch, are summed over the ranks before AdamW, so every rank applies the
+// same update; validation losses are summed the same way, so best-epoch selection agrees on every rank.
 import type { Backend, DType, QuantGrid, Tensor } from '../engine/backend.js';
+import { singleRank, type Collective } from '../engine/collective.js';
 import type { ModelConfig } from '../io/config.js';
 import { blockBackward, blockForward, freeSaved, type BlockGeometry, type BlockParams } from '../model/block.js';
 import { LINEAR_KEYS, type LinearKey } from '../model/weights.js';
 import { paroCosineLr } from '../numerics/schedule.js';
 import type { ActivationStore } from './activation-store.js';
 import { freeTransformSaved, transformBackward, transformForward, type ParoLinear, type TransformSaved } from './transform.js';
+import { windowShares, type BatchShare, type WindowShares } from './window-shares.js';
 
 export interface OptimizerSettings {
   grid: QuantGrid;
@@ -29,7 +34,8 @@ export interface OptimizerSettings {
 
 /**
  * Calibration activations of one block ([samples·seqLen, H] stores): samples [0, nTrain) train, the next nVal
- * validate.
+ * validate. nTrain and nVal count the windows of all ranks; with several ranks the stores hold only this rank's
+ * windows, in the order of windowShares(nTrain, nVal, batchSize, rank, worldSize).windows.
  */
 export interface BlockData {
   x: ActivationStore; // X′: inputs from the already-quantized prefix
@@ -100,6 +106,7 @@ function stageRates(s: OptimizerSettings, stage: 1 | 2, stepNo: number, total: n
 
 export class BlockOptimizer {
   readonly log: EpochLog[] = [];
+  private readonly shares: WindowShares;
 
   constructor(
     private readonly be: Backend,
@@ -110,7 +117,15 @@ export class BlockOptimizer {
     private readonly geoFor: (nSeq: number) => BlockGeometry,
     private readonly onProgress?: (p: BlockProgress) => void,
     private readonly onWarn?: (msg: string) => void,
-  ) {}
+    private readonly comm: Collective = singleRank(),
+  ) {
+    this.shares = windowShares(data.nTrain, data.nVal, s.batchSize, comm.rank, comm.worldSize);
+  }
+
+  /** This rank's part of a batch's mean loss: its windows' mean weighted by its share (the whole mean on one rank). */
+  private weighted(loss: number, b: BatchShare): number {
+    return this.comm.worldSize === 1 ? loss : b.count === 0 ? 0 : loss * (b.count / b.n);
+  }
 
   /** A tensor in the compute dtype (the input is freed when a cast was needed). */
   private toCompute(t: Tensor): Tensor {
@@ -138,23 +153,61 @@ export class BlockOptimizer {
     const weights = {} as Record<LinearKey, Tensor>;
     for (const k of LINEAR_KEYS) weights[k] = this.toCompute(transformForward(be, this.block.linears[k], this.s.grid, stage, false).What);
     const p = this.params(weights);
-    let total = 0;
-    let batches = 0;
-    for (let s0 = 0; s0 < data.nVal; s0 += this.s.batchSize) {
-      const n = Math.min(this.s.batchSize, data.nVal - s0);
-      const x = this.rows(data.x, data.nTrain + s0, n);
-      const y = this.rows(data.y, data.nTrain + s0, n);
-      const { y: pred } = blockForward(be, this.cfg, p, x, this.geoFor(n), false);
-      total += be.smoothL1(pred, y, false).loss;
-      batches++;
+    // Per batch this rank's weighted part, summed over the ranks in one call; then the batches in order as on one rank.
+    const parts = new Float64Array(this.shares.val.length);
+    this.shares.val.forEach((b, i) => {
+      if (b.count === 0) return;
+      const x = this.rows(data.x, b.local, b.count);
+      const y = this.rows(data.y, b.local, b.count);
+      const { y: pred } = blockForward(be, this.cfg, p, x, this.geoFor(b.count), false);
+      parts[i] = this.weighted(be.smoothL1(pred, y, false).loss, b);
       be.free(x, y, pred);
-    }
+    });
     be.free(...Object.values(weights));
-    return total / Math.max(1, batches);
+    const losses = this.comm.allReduceNumbers(parts, 'sum');
+    let total = 0;
+    for (const l of losses) total += l;
+    return total / Math.max(1, losses.length);
   }
 
-  /** One optimizer step on samples [s0, s0+n); returns the batch loss. */
-  private step(stage: 1 | 2, params: ParamRef[], s0: number, n: number, stepNo: number, totalSteps: number): number {
+  /** One optimizer step on a batch (this rank's share of it); returns the batch's loss over all ranks. */
+  private step(stage: 1 | 2, params: ParamRef[], b: BatchShare, stepNo: number, totalSteps: number): number {
+    const { be, comm } = this;
+    const local = b.count > 0 ? this.localGradients(stage, b) : { loss: 0, grads: null };
+    // The batch's loss over all ranks, before the backward's gradients are used: every rank sees the same divergence.
+    const loss = comm.worldSize === 1 ? local.loss : comm.allReduceNumbers(Float64Array.of(this.weighted(local.loss, b)), 'sum')[0];
+    if (!Number.isFinite(loss)) {
+      if (local.grads) be.free(...local.grads.values());
+      return loss;
+    }
+    for (const pr of params) {
+      const key = `${LINEAR_KEYS.find((k) => this.block.linears[k] === pr.lin)}.${pr.name}`;
+      const param = getParam(pr.lin, pr.name);
+      let g = local.grads ? local.grads.get(key) : be.zeros(param.shape);
+      if (!g) throw new Error(`no gradient for ${key}`);
+      if (comm.worldSize > 1) {
+        // Σ over ranks of (n_r / n)·∇(mean over the rank's rows) = ∇(mean over the batch).
+        if (b.count > 0 && b.count < b.n) {
+          const scaled = be.scale(g, b.count / b.n);
+          be.free(g);
+          g = scaled;
+        }
+        comm.allReduce(g, 'sum');
+      }
+      be.adamw(param, g, pr.m, pr.v, {
+        lr: paroCosineLr(pr.lr, stepNo, totalSteps),
+        beta1: this.s.betas[0], beta2: this.s.betas[1], eps: this.s.eps, weightDecay: this.s.weightDecay, step: stepNo,
+      });
+      be.free(g);
+    }
+    return loss;
+  }
+
+  /**
+   * Loss and parameter gradients of this rank's windows of a batch (its rows' mean SmoothL1); grads null when the
+   * loss is not finite (no backward).
+   */
+  private localGradients(stage: 1 | 2, b: BatchShare): { loss: number; grads: Map<string, Tensor> | null } {
     const { be, data } = this;
     const weights = {} as Record<LinearKey, Tensor>;
     const saved = {} as Record<LinearKey, TransformSaved>;
@@ -164,9 +217,9 @@ export class BlockOptimizer {
       saved[k] = r.saved!;
     }
     const p = this.params(weights);
-    const x = this.rows(data.x, s0, n);
-    const yT = this.rows(data.y, s0, n);
-    const geo = this.geoFor(n);
+    const x = this.rows(data.x, b.local, b.count);
+    const yT = this.rows(data.y, b.local, b.count);
+    const geo = this.geoFor(b.count);
     const { y, saved: act } = blockForward(be, this.cfg, p, x, geo, true);
     const { loss, dpred } = be.smoothL1(y, yT, true);
     be.free(y, yT);
@@ -174,7 +227,7 @@ export class BlockOptimizer {
       freeSaved(be, act!);
       be.free(x, dpred, ...Object.values(weights));
       for (const k of LINEAR_KEYS) freeTransformSaved(be, saved[k]);
-      return loss;
+      return { loss, grads: null };
     }
     const dW = blockBackward(be, this.cfg, p, act!, dpred!, geo);
     freeSaved(be, act!);
@@ -192,17 +245,7 @@ export class BlockOptimizer {
       if (g.dW) grads.set(`${k}.W`, g.dW);
       if (g.dscale) grads.set(`${k}.scale`, g.dscale);
     }
-    for (const pr of params) {
-      const key = `${LINEAR_KEYS.find((k) => this.block.linears[k] === pr.lin)}.${pr.name}`;
-      const g = grads.get(key);
-      if (!g) throw new Error(`no gradient for ${key}`);
-      be.adamw(getParam(pr.lin, pr.name), g, pr.m, pr.v, {
-        lr: paroCosineLr(pr.lr, stepNo, totalSteps),
-        beta1: this.s.betas[0], beta2: this.s.betas[1], eps: this.s.eps, weightDecay: this.s.weightDecay, step: stepNo,
-      });
-    }
-    be.free(...grads.values());
-    return loss;
+    return { loss, grads };
   }
 
   private snapshot(params: ParamRef[]): Tensor[] {
@@ -218,7 +261,7 @@ export class BlockOptimizer {
 
   /** Run one stage: train, validate each epoch, restore the best state. */
   runStage(stage: 1 | 2): StageResult {
-    const { be, s, data } = this;
+    const { be, s } = this;
     const epochs = s.epochs[stage - 1];
     if (stage === 2) this.initQuantizers();
     const params: ParamRef[] = [];
@@ -236,7 +279,7 @@ export class BlockOptimizer {
     let best = initialVal;
     let bestEpoch = 0;
     let snap = this.snapshot(params);
-    const stepsPerEpoch = Math.ceil(data.nTrain / s.batchSize);
+    const stepsPerEpoch = this.shares.train.length;
     const total = epochs * stepsPerEpoch;
     let stepNo = 0;
     let diverged = false;
@@ -245,8 +288,7 @@ export class BlockOptimizer {
       let sum = 0;
       for (let b = 0; b < stepsPerEpoch; b++) {
         stepNo++;
-        const s0 = b * s.batchSize;
-        const loss = this.step(stage, params, s0, Math.min(s.batchSize, data.nTrain - s0), stepNo, total);
+        const loss = this.step(stage, params, this.shares.train[b], stepNo, total);
         if (!Number.isFinite(loss)) {
           this.onWarn?.(`stage ${stage} epoch ${e}: loss became ${loss}; restoring the best state (epoch ${bestEpoch}) and ending the stage`);
           diverged = true;

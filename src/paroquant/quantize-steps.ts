@@ -3,6 +3,7 @@
 // initial transform, stage 1 + stage 2 on X′ (inputs from the already-quantized prefix), finalize + pack, X′ through
 // the block as written. No files, no flags, no printing: the job (src/jobs/quantize.ts) does those.
 import type { Backend, DType, QuantGrid, Tensor } from '../engine/backend.js';
+import { singleRank, type Collective } from '../engine/collective.js';
 import type { ModelConfig } from '../io/config.js';
 import type { PackedLinear } from '../io/int4-format.js';
 import { blockForward, type BlockGeometry, type BlockParams } from '../model/block.js';
@@ -133,13 +134,16 @@ export interface OptimizeHooks {
   onWarn?: (msg: string) => void;
 }
 
-/** Stage 1 then stage 2 (each when it has epochs) on the block's linears, in place. */
+/**
+ * Stage 1 then stage 2 (each when it has epochs) on the block's linears, in place. With several ranks (comm) the
+ * stores hold this rank's windows (window-shares.ts) and every rank ends with the same linears.
+ */
 export function optimizeBlock(
   be: Backend, cfg: ModelConfig, layer: LayerWeights, linears: Record<LinearKey, ParoLinear>, data: BlockData, opt: OptimizerSettings,
-  geoFor: (n: number) => BlockGeometry, hooks: OptimizeHooks = {},
+  geoFor: (n: number) => BlockGeometry, hooks: OptimizeHooks = {}, comm: Collective = singleRank(),
 ): BlockOptimization {
   const norms = { inputNorm: layer.inputNorm, postNorm: layer.postNorm, qNorm: layer.qNorm, kNorm: layer.kNorm };
-  const o = new BlockOptimizer(be, cfg, { norms, linears }, data, opt, geoFor, (p) => hooks.onStep?.(p), (m) => hooks.onWarn?.(m));
+  const o = new BlockOptimizer(be, cfg, { norms, linears }, data, opt, geoFor, (p) => hooks.onStep?.(p), (m) => hooks.onWarn?.(m), comm);
   const r: BlockOptimization = { epochs: [] };
   if (opt.epochs[0] > 0) {
     r.stage1 = o.runStage(1);
