@@ -150,6 +150,19 @@ describe('dflash jobs free what they put on the backend', () => {
     expectNothingLeft((be) => {
       expect(() => runEvalDrafter(be, { targetDir: DEMO, drafterDir: foreign, promptsFile, maxNewTokens: 6, chatTemplate: 'never' })).toThrow(/99-layer target/);
     });
+    // A drafter whose last tensor (norm.weight, loaded after all others) holds a NaN: refused while loading, and the
+    // tensors uploaded before it are freed.
+    const good = drafterConfigFor(loadModelConfig(DEMO), 1, 4, [0, 1], 1);
+    const nanDir = path.join(tmp, 'nan-drafter');
+    mkdirSync(nanDir);
+    const w = initDrafterWeights(cpu, good, 7);
+    const H = w.norm.size;
+    cpu.free(w.norm);
+    w.norm = cpu.fromHost(Float32Array.from({ length: H }, (_, i) => (i === H - 1 ? NaN : 1)), [H]);
+    writeDrafterFiles(cpu, nanDir, good, w);
+    expectNothingLeft((be) => {
+      expect(() => runEvalDrafter(be, { targetDir: DEMO, drafterDir: nanDir, promptsFile, maxNewTokens: 6, chatTemplate: 'never' })).toThrow(/norm\.weight/);
+    });
   });
 });
 

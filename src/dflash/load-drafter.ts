@@ -1,6 +1,6 @@
 // Open a drafter directory (ours, z-lab's, SpecForge's): config.json + safetensors with the dflash-spec §5.3 names,
 // checked against the target it will run with (hidden size, vocabulary, mask row, tapped layers).
-import type { Backend } from '../engine/backend.js';
+import type { Backend, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
 import { Checkpoint } from '../io/checkpoint.js';
 import { assertFiniteF32 } from '../io/finite.js';
@@ -56,23 +56,33 @@ export function loadDrafter(be: Backend, dir: string, target?: ModelConfig): Loa
       throw new UserError(`the drafter checkpoint does not match its config.json (${cfg.numLayers} layers, ${cfg.targetLayerIds.length} taps): ${parts.join('; ')}`, { file: ck.source });
     }
     const dtypes = new Set<string>();
-    const weights = buildDrafterWeights(cfg, (s) => {
-      const info = ck.require(prefix + s.name);
-      if (info.shape.length !== s.shape.length || info.shape.some((d, i) => d !== s.shape[i])) {
-        let why = '';
-        if (s.name === 'fc.weight' && info.shape.length === 2) {
-          why = info.shape[0] !== s.shape[0]
-            ? ` (its output width ${info.shape[0]} is the drafter's hidden size; config.json says ${s.shape[0]})`
-            : ` (its input width must be len(target_layer_ids)·hidden_size = ${cfg.targetLayerIds.length}·${cfg.hiddenSize})`;
+    // A tensor refused half way (shape, NaN) must not strand the ones already on the backend (GPU memory in a release).
+    const uploaded: Tensor[] = [];
+    let weights: DrafterWeights;
+    try {
+      weights = buildDrafterWeights(cfg, (s) => {
+        const info = ck.require(prefix + s.name);
+        if (info.shape.length !== s.shape.length || info.shape.some((d, i) => d !== s.shape[i])) {
+          let why = '';
+          if (s.name === 'fc.weight' && info.shape.length === 2) {
+            why = info.shape[0] !== s.shape[0]
+              ? ` (its output width ${info.shape[0]} is the drafter's hidden size; config.json says ${s.shape[0]})`
+              : ` (its input width must be len(target_layer_ids)·hidden_size = ${cfg.targetLayerIds.length}·${cfg.hiddenSize})`;
+          }
+          throw new UserError(`tensor ${prefix + s.name} has shape [${info.shape.join(', ')}], expected [${s.shape.join(', ')}] from config.json${why}`, { file: ck.source });
         }
-        throw new UserError(`tensor ${prefix + s.name} has shape [${info.shape.join(', ')}], expected [${s.shape.join(', ')}] from config.json${why}`, { file: ck.source });
-      }
-      dtypes.add(info.dtype);
-      const data = ck.readF32(prefix + s.name);
-      // A NaN or Inf weight would run and give τ 1 (every draft rejected) instead of an error.
-      assertFiniteF32(data, prefix + s.name, ck.source);
-      return be.fromHost(data, s.shape, 'f32');
-    });
+        dtypes.add(info.dtype);
+        const data = ck.readF32(prefix + s.name);
+        // A NaN or Inf weight would run and give τ 1 (every draft rejected) instead of an error.
+        assertFiniteF32(data, prefix + s.name, ck.source);
+        const t = be.fromHost(data, s.shape, 'f32');
+        uploaded.push(t);
+        return t;
+      });
+    } catch (e) {
+      be.free(...uploaded);
+      throw e;
+    }
     return { dir, cfg, weights, dtypes: [...dtypes] };
   } finally {
     ck.close();
