@@ -547,6 +547,9 @@ const Entry kEntries[] = {
 };
 
 }  // namespace
+
+/** The NCCL functions (ncclLoad, ncclInit, ncclAllReduce, ...): collective.cu. */
+bool registerCollective(napi_env env, napi_value exports);
 }  // namespace paro
 
 extern "C" NAPI_MODULE_EXPORT napi_value napi_register_module_v1(napi_env env, napi_value exports) {
@@ -555,5 +558,6 @@ extern "C" NAPI_MODULE_EXPORT napi_value napi_register_module_v1(napi_env env, n
     if (napi_create_function(env, e.name, NAPI_AUTO_LENGTH, e.fn, nullptr, &fn) != napi_ok) return nullptr;
     if (napi_set_named_property(env, exports, e.name, fn) != napi_ok) return nullptr;
   }
+  if (!paro::registerCollective(env, exports)) return nullptr;
   return exports;
 }

@@ -118,6 +118,17 @@ export interface NativeAddon {
   gemm(a: Ptr, adt: number, b: Ptr, bdt: number, c: Ptr, cdt: number, M: number, N: number, K: number,
     transA: boolean, transB: boolean, alpha: number, beta: number): void;
   benchCublas(M: number, N: number, K: number, iters: number): number;
+  // NCCL (native/src/collective.cu; src/engine/cuda/collective.ts): comm is a handle number, op 0 = sum, 1 = mean.
+  ncclLoad(extraPaths: string[]): { ok: boolean; path?: string; version?: number; versionString?: string; error?: string };
+  ncclUniqueId(): Uint8Array;
+  ncclInit(id: Uint8Array, worldSize: number, rank: number): number;
+  ncclAllReduce(comm: number, p: Ptr, dt: number, count: number, op: 0 | 1): void;
+  ncclBroadcast(comm: number, p: Ptr, bytes: number, root: number): void;
+  /** In place, reduced in f64 on the device; synchronises. */
+  ncclAllReduceHost(comm: number, values: Float64Array, op: 0 | 1): void;
+  /** An all-reduce of one f32, then a wait for the stream. */
+  ncclBarrier(comm: number): void;
+  ncclDestroy(comm: number): void;
 }
 
 const ADDON_REL = path.join('native', 'build', 'paro_cuda.node');
