@@ -1,0 +1,41 @@
+// The rendezvous store of data-parallel runs (engine/rendezvous.ts) across real processes: values and barriers seen
+// alike by 3 ranks, a wait that times out naming the rank that is missing, and a rank that dies failing the others at
+// once instead of after the timeout.
+import { describe, expect, it } from 'vitest';
+import { runRanks } from './helpers/dp-procs.js';
+
+const parse = (stdout: string): Record<string, unknown> => JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
+
+describe('rendezvous store (3 processes)', () => {
+  it('set / get / barrier: every rank reads every rank\'s value, a 3 MiB value reaches its readers', async () => {
+    const runs = await runRanks(3, ['store']);
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    for (const r of runs) {
+      const o = parse(r.stdout);
+      expect(o.first).toEqual(['hello from 0', 'hello from 1', 'hello from 2']);
+      expect(o.bigOk).toBe(true);
+    }
+  });
+
+  it('a barrier that a rank never enters times out with the address and that rank in the message', async () => {
+    const runs = await runRanks(3, ['timeout'], 60, () => ({ DP_TIMEOUT_MS: '1500' }));
+    const out = runs.map((r) => parse(r.stdout));
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    // The first rank to time out fails the barrier for the other too (which may have come later and waited less).
+    for (const rank of [0, 1]) expect(out[rank].error).toMatch(/barrier "all" at the rendezvous 127\.0\.0\.1:\d+: rank 2 did not arrive within 2 s/);
+    expect(Math.max(out[0].ms as number, out[1].ms as number)).toBeGreaterThanOrEqual(1400);
+    expect(out[2].error).toMatch(/waited 2 s for "never-set" from rank 0 at the rendezvous 127\.0\.0\.1:\d+/);
+  });
+
+  it('a rank that dies makes the waiting ranks fail at once with "rank 1 disconnected", and every later call too', async () => {
+    const runs = await runRanks(3, ['disconnect'], 60, () => ({ DP_TIMEOUT_MS: '20000' }));
+    expect(runs[1].code).toBe(7);
+    for (const rank of [0, 2]) {
+      expect(runs[rank].code, runs[rank].stderr).toBe(0);
+      const o = parse(runs[rank].stdout);
+      expect(o.error).toMatch(/rank 1 disconnected/);
+      expect(o.later).toMatch(/rank 1 disconnected/);
+      expect(o.ms as number).toBeLessThan(10_000); // not the 20 s timeout
+    }
+  });
+});
