@@ -29,6 +29,8 @@ const banner = [
 ].join('\n');
 const entries = [['scripts/gpu-check.ts', 'gpu-check.mjs'], ['scripts/cli-entry.ts', 'cli.mjs'], ['scripts/gpu-bench-entry.ts', 'bench-gpu.mjs'],
   ['scripts/synth-checkpoint.ts', 'synth-checkpoint.mjs']];
+// The several-GPU NCCL check (issue 12).
+entries.push(['scripts/nccl-check.ts', 'nccl-check.mjs']);
 for (const [entry, file] of entries) {
   await build({
     entryPoints: [path.join(root, entry)], outfile: path.join(out, file), bundle: true, platform: 'node', format: 'esm',

@@ -12,6 +12,8 @@
 // --no-time skips the per-op timings; --no-ref times the CUDA ops without the cpu reference (TIME lines);
 // --parallel (with --isolate) runs the groups' processes concurrently; --self-test-cpu checks the harness itself with
 // a second cpu backend (test/backend-ops.test.ts runs that self-test, small shapes, under vitest).
+// --group collective (or --groups ...,collective) runs the single-rank NCCL check (scripts/collective-check.ts): only
+// when named, since it needs libnccl.so.2.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import type { AttentionMask, AttentionShape, Backend } from '../src/engine/backend.js';
@@ -19,6 +21,7 @@ import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { CudaBackend } from '../src/engine/cuda/backend.js';
 import { cudaAvailability, loadCudaBackend } from '../src/engine/cuda/availability.js';
 import { GROUPS, runChecks, timeOn, type Row } from './backend-ops.js';
+import { collectiveChecks } from './collective-check.js';
 
 const argv = process.argv.slice(2);
 const flag = (n: string) => argv.includes(n);
@@ -110,7 +113,7 @@ async function main(): Promise<number> {
     const jsonAt = argv.indexOf('--json');
     const extra = argv.filter((x, i) => x !== '--isolate' && x !== '--bench' && !(jsonAt >= 0 && (i === jsonAt || i === jsonAt + 1)));
     const json = opt('--json');
-    const names = Object.keys(GROUPS).filter((n) => !GROUP_LIST || GROUP_LIST.includes(n));
+    const names = [...Object.keys(GROUPS), 'collective'].filter((n) => (GROUP_LIST ? GROUP_LIST.includes(n) : n !== 'collective'));
     const childArgs = (name: string) => [process.argv[1], ...extra, ...(json ? ['--json', json.replace(/\.json$/, '') + `.${name}.json`] : []), '--group', name];
     const note = (name: string, status: number | null, signal: string | null) => {
       if (status !== 0) worst = 1;
@@ -151,13 +154,14 @@ async function main(): Promise<number> {
     console.log(`cuda: ${cuda.device}; cuBLAS ${cuda.info.cublasVersion} from ${avail.cublasPath}; seed ${SEED}`);
   }
   if (!flag('--no-check')) {
-    const noRef = flag('--no-ref');
+    const noRef = flag('--no-ref') || GROUP === 'collective';
     const cpu = noRef ? null : await CpuBackend.create();
     if (cpu) console.log(`cpu: ${cpu.device}`);
     const names = Object.keys(GROUPS).filter((name) => !(GROUP && GROUP !== name) && !(GROUP_LIST && !GROUP_LIST.includes(name)));
     const r = runChecks({ test: gpu, ref: cpu, quick: flag('--quick'), only: opt('--only'), noTime: flag('--no-time'), seed: SEED }, names);
     rows.push(...r.rows);
   }
+  if (cuda && (GROUP === 'collective' || GROUP_LIST?.includes('collective'))) rows.push(...collectiveChecks(cuda, SEED));
   if (flag('--bench') && cuda) {
     try {
       benchmarks(cuda);
