@@ -2,7 +2,12 @@
 // the target being frozen), random anchors on response tokens, the drafter forward/backward over all blocks of each
 // sequence, the exp(−(k−1)/γ)-weighted CE (slot 0 excluded, no label shift), global grad-norm clipping at 1.0 and
 // the AdamW update. The job owns the settings, the schedule of steps, checkpoints, evaluations and the export.
+// Data parallel (issue 12): every rank draws the anchors and loss weights of the whole batch (cheap host work, so the
+// loss is normalised by the batch's Σw on every rank), runs the drafter over its rankShare of the batch's sequences
+// and sums gradients, loss and accuracy counts over the ranks before clipping and AdamW: every rank holds the same
+// parameters after every step.
 import type { Backend, Tensor } from '../engine/backend.js';
+import { rankShare, singleRank, type Collective } from '../engine/collective.js';
 import type { Decoder } from '../model/decoder.js';
 import type { ModelConfig } from '../io/config.js';
 import type { ModelWeights } from '../model/weights.js';
@@ -62,20 +67,34 @@ export function drafterConfigFor(t: ModelConfig, numLayers: number, blockSize: n
   };
 }
 
-/** Features of every training sample, cached in memory or recomputed per visit. */
+/**
+ * Features of every training sample, cached in memory or recomputed per visit. With several ranks (comm) each rank
+ * computes the cached features of its rankShare of the samples and receives the others' (a batch's sequences move
+ * between ranks from epoch to epoch); recomputed features are computed by the rank that trains on the sequence.
+ */
 export class FeatureSource {
   private cache: Float32Array[] | null = null;
   readonly width: number;
 
-  constructor(private readonly be: Backend, private readonly target: Decoder, private readonly layerIds: number[], private readonly data: TrainingData, cacheBytes: number, onProgress?: (done: number, total: number) => void) {
+  constructor(
+    private readonly be: Backend, private readonly target: Decoder, private readonly layerIds: number[], private readonly data: TrainingData, cacheBytes: number,
+    onProgress?: (done: number, total: number) => void, comm: Collective = singleRank(),
+  ) {
     this.width = layerIds.length * target.cfg.hiddenSize;
     const bytes = data.tokens * this.width * 4;
     if (bytes <= cacheBytes) {
+      const n = data.samples.length;
+      const owner = (i: number): number => {
+        for (let r = 0; r < comm.worldSize; r++) if (i < rankShare(n, r, comm.worldSize).end) return r;
+        return comm.worldSize - 1;
+      };
       this.cache = data.samples.map((s, i) => {
-        const t = targetTaps(target, s.ids, layerIds);
+        const from = owner(i);
+        const t = from === comm.rank ? targetTaps(target, s.ids, layerIds) : be.zeros([s.ids.length, this.width], 'f32');
+        if (comm.worldSize > 1) comm.broadcast(t, from);
         const host = be.toHost(t);
         be.free(t);
-        onProgress?.(i + 1, data.samples.length);
+        onProgress?.(i + 1, n);
         return host;
       });
     }
@@ -125,9 +144,9 @@ export interface OptimizerStepOptions {
 /** One optimizer step on the batch: gradient (trainStep), AdamW update of every drafter tensor, st.step + 1. */
 export function optimizerStep(
   be: Backend, c: DrafterConfig, st: TrainState, shared: SharedTargetParts, invFreq: Float32Array, features: { taps(i: number): Tensor },
-  data: TrainingData, batchIdx: number[], o: OptimizerStepOptions,
+  data: TrainingData, batchIdx: number[], o: OptimizerStepOptions, comm: Collective = singleRank(),
 ): { loss: number; acc: number; gradNorm: number } {
-  const r = trainStep(be, c, st, shared, invFreq, features, data, batchIdx, { epoch: o.epoch, seed: o.seed, anchors: o.anchors, gamma: o.gamma });
+  const r = trainStep(be, c, st, shared, invFreq, features, data, batchIdx, { epoch: o.epoch, seed: o.seed, anchors: o.anchors, gamma: o.gamma }, comm);
   for (const { tensor: p, spec } of drafterTensors(c, st.weights)) {
     const g = spec.get(r.grads);
     be.adamw(p, g, spec.get(st.m), spec.get(st.v), { lr: o.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: o.weightDecay, step: st.step + 1 });
@@ -144,10 +163,15 @@ interface StepResult {
   gradNorm: number;
 }
 
-/** One optimizer step's gradient over a micro-batch of sequences (loss normalised by the batch's Σw), clipped to 1. */
+/**
+ * One optimizer step's gradient over a micro-batch of sequences (loss normalised by the batch's Σw), clipped to 1.
+ * With several ranks this rank runs its rankShare of the batch's sequences; gradient, loss and accuracy are the
+ * whole batch's on every rank.
+ */
 export function trainStep(
   be: Backend, c: DrafterConfig, st: TrainState, shared: SharedTargetParts, invFreq: Float32Array, features: { taps(i: number): Tensor },
   data: TrainingData, batchIdx: number[], o: { epoch: number; seed: number; anchors: number; gamma: number; chunkRows?: number },
+  comm: Collective = singleRank(),
 ): StepResult {
   const B = c.blockSize;
   const valid = batchIdx.map((i) => validAnchorPositions(data.samples[i].lossMask, B));
@@ -166,7 +190,9 @@ export function trainStep(
   let loss = 0;
   let correct = 0;
   let counted = 0;
-  for (const q of seqs) {
+  // Σw of the whole batch above (each sequence's rows weigh the same on every rank), so the ranks' parts simply add.
+  const mine = rankShare(seqs.length, comm.rank, comm.worldSize);
+  for (const q of seqs.slice(mine.start, mine.end)) {
     const taps = features.taps(q.i);
     const { out, saved } = trainForward(be, c, st.weights, shared, invFreq, { taps, anchors: q.anchors, keep: q.keep, blockIds: q.blockIds }, true);
     const rowW = new Float32Array(q.weights.length);
@@ -186,16 +212,21 @@ export function trainStep(
       freeDrafterWeights(be, c, g);
     }
   }
+  grads ??= zerosLike(be, c); // a rank without a sequence of this batch (more ranks than sequences)
+  if (comm.worldSize > 1) {
+    for (const { tensor } of drafterTensors(c, grads)) comm.allReduce(tensor, 'sum');
+    [loss, correct, counted] = comm.allReduceNumbers(Float64Array.of(loss, correct, counted), 'sum');
+  }
   // Global grad-norm clipping at 1.0 (torch clip_grad_norm_: scale by max/(norm + 1e-6) when that is < 1).
   let sq = 0;
-  const list = drafterTensors(c, grads!);
+  const list = drafterTensors(c, grads);
   for (const { tensor } of list) sq += be.sumSquares(tensor);
   const gradNorm = Math.sqrt(sq);
   const coef = 1 / (gradNorm + 1e-6);
-  let out = grads!;
+  let out = grads;
   if (coef < 1) {
-    out = mapDrafterWeights(c, grads!, (t) => be.scale(t, coef));
-    freeDrafterWeights(be, c, grads!);
+    out = mapDrafterWeights(c, grads, (t) => be.scale(t, coef));
+    freeDrafterWeights(be, c, grads);
   }
   return { grads: out, loss, acc: counted > 0 ? correct / counted : NaN, gradNorm };
 }

@@ -2,9 +2,13 @@
 // the run directory `<out>.partial/` (fingerprint, lock, checkpoints for --resume), the step loop with its τ
 // evaluations and checkpoints, the export of the drafter (config.json + BF16 model.safetensors, dflash-spec §5) with
 // its training log, curves and manifest, and the report. The computation itself is in dflash/trainer.ts.
+// Data parallel (issue 12, a Collective of W ranks): every rank reads the data and steps through the same batches,
+// computing its share of each (trainStep sums the gradients over the ranks); rank 0 alone owns the run directory,
+// checkpoints, evaluates τ, exports and reports; the other ranks start from rank 0's state and write nothing.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Backend } from '../engine/backend.js';
+import { singleRank, type Collective } from '../engine/collective.js';
 import { loadModel, type LoadedModel } from '../model/load.js';
 import { freeModelWeights } from '../model/weights.js';
 import { loadModelConfig, type ModelConfig } from '../io/config.js';
@@ -19,7 +23,7 @@ import { UserError } from '../errors.js';
 import { drafterParamCount, type DrafterConfig } from '../dflash/drafter-config.js';
 import { autoTargetLayerIds } from '../dflash/layer-ids.js';
 import { Drafter, drafterInvFreq } from '../dflash/drafter.js';
-import type { DrafterWeights, SharedTargetParts } from '../dflash/drafter-weights.js';
+import { drafterTensors, type DrafterWeights, type SharedTargetParts } from '../dflash/drafter-weights.js';
 import { defaultGamma } from '../dflash/loss.js';
 import { parseTrainingData, type TrainingData, type TrainingDataOptions } from '../dflash/training-data.js';
 import { checkDrafterAgainstTarget } from '../dflash/load-drafter.js';
@@ -153,6 +157,8 @@ export interface TrainDrafterReport {
   evals: EvalLog[];
   seconds: { total: number; load: number; features: number; train: number; eval: number; export: number };
   featureCache: 'memory' | 'online';
+  /** Ranks of the data-parallel run (1: one device). */
+  worldSize: number;
 }
 
 /** Draft depth for --layers auto: the spec's 5 for targets of ≥ 20 layers, else about half the target's depth. */
@@ -363,15 +369,25 @@ export function partialDirFor(outDir: string): string {
   return path.resolve(outDir) + PARTIAL_SUFFIX;
 }
 
-export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: TrainDrafterHooks = {}, run: RunInfo = {}): TrainDrafterReport {
+/**
+ * The train-drafter job. With a Collective of several ranks every rank calls it with the same input; rank 0 writes
+ * and calls the hooks, the others return their (unwritten) report.
+ */
+export function runTrainDrafter(
+  be: Backend, input: TrainDrafterInput, hooksIn: TrainDrafterHooks = {}, run: RunInfo = {}, comm: Collective = singleRank(),
+): TrainDrafterReport {
+  const lead = comm.rank === 0;
+  const hooks: TrainDrafterHooks = lead ? hooksIn : {};
   const info = hooks.info ?? (() => {});
   const warn = hooks.warn ?? (() => {});
   const t0 = performance.now();
   const s = resolveTrainDrafterSettings(input);
   const inputs: Record<string, string> = { target: s.targetDir, data: s.dataFile, ...(s.evalPrompts ? { 'evaluation prompts': s.evalPrompts } : {}) };
-  // The output path before anything is read: a bad --out fails at once.
-  checkOutputPath({ out: s.outDir, kind: 'dir', inputs, force: s.force });
-  refuseLegacyCheckpoint(s);
+  // The output path before anything is read: a bad --out fails at once (rank 0's: it writes the output).
+  if (lead) {
+    checkOutputPath({ out: s.outDir, kind: 'dir', inputs, force: s.force });
+    refuseLegacyCheckpoint(s);
+  }
 
   // ── target configuration, tokenizer, drafter configuration ──
   const tcfg = loadModelConfig(s.targetDir);
@@ -424,13 +440,14 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
     warmup: s.warmup, weightDecay: s.weightDecay, seqLen: s.seqLen, batch: s.batch, maskTokenId: mask.id, seed: s.seed, init: s.init,
   };
 
-  // ── run directory: a matching unfinished run is resumed with --resume, any other is refused ──
-  const manifestInputs = [describeModelDir('target', s.targetDir), describeInput('data', s.dataFile)];
+  // ── run directory (rank 0): a matching unfinished run is resumed with --resume, any other is refused ──
+  const manifestInputs = lead ? [describeModelDir('target', s.targetDir), describeInput('data', s.dataFile)] : [];
   const fingerprint = {
     inputs: Object.fromEntries(manifestInputs.map((i) => [i.role, inputIdentity(i)])),
     settings: { ...settings, drafter: dcfg, encoding: s.evalEncoding },
   };
-  const rd = openRunDir({ out: s.outDir, kind: 'dir', tool: 'dflash', command: 'train-drafter', inputs, force: s.force, resume: s.resume, fingerprint });
+  const rd = lead ? openRunDir({ out: s.outDir, kind: 'dir', tool: 'dflash', command: 'train-drafter', inputs, force: s.force, resume: s.resume, fingerprint }) : null;
+  if (!rd) return trainInRunDir();
   try {
     return trainInRunDir();
   } catch (e) {
@@ -452,6 +469,7 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
     // Freed however the run ends: `paro release` runs every stage in one process, on the GPU at real size.
     try {
       const start = startingState(target);
+      if (comm.worldSize > 1) shareStart(start);
       try {
         return trainFrom(target, start, tLoad);
       } finally {
@@ -462,17 +480,27 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
     }
   }
 
-  /** The checkpoint of the run being resumed with its log, or a fresh state. */
+  /** Rank 0's state on every rank: its step, weights and AdamW moments (the log stays with rank 0, which writes it). */
+  function shareStart(start: StartingState): void {
+    const step = comm.allReduceNumbers(Float64Array.of(lead ? start.state.step : 0), 'sum')[0];
+    for (const w of [start.state.weights, start.state.m, start.state.v]) {
+      for (const { tensor } of drafterTensors(dcfg, w)) comm.broadcast(tensor, 0);
+    }
+    start.state.step = step;
+    start.resumedFrom = step;
+  }
+
+  /** The checkpoint of the run being resumed with its log, or a fresh state (ranks other than 0: always fresh). */
   function startingState(target: LoadedModel): StartingState {
-    const progress = rd.resumed ? rd.readProgress<TrainProgress>() : undefined;
-    if (progress) {
+    const progress = rd?.resumed ? rd.readProgress<TrainProgress>() : undefined;
+    if (rd && progress) {
       const state = loadCheckpoint(be, rd, dcfg, progress);
       removeStateFiles(rd, path.basename(progress.stateFile)); // orphans of a kill mid-save
       info(`resuming from step ${progress.step} of ${progress.totalSteps}`);
       return { state, log: progress.log, resumedFrom: progress.step };
     }
-    if (s.resume) warn(`--resume: no checkpoint to resume at ${rd.partial}; starting from scratch`);
-    removeStateFiles(rd, null);
+    if (rd && s.resume) warn(`--resume: no checkpoint to resume at ${rd.partial}; starting from scratch`);
+    if (rd) removeStateFiles(rd, null);
     const state = initTrainState(be, dcfg, s.seed, s.init === 'target' ? target.decoder.weights : null);
     return { state, log: { steps: [], evals: [], trainSeconds: 0 }, resumedFrom: 0 };
   }
@@ -483,14 +511,14 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
     // ── features ──
     const shared: SharedTargetParts = { embed: target.decoder.weights.embed, lmHead: target.decoder.weights.lmHead };
     const tFeat0 = performance.now();
-    const features = new FeatureSource(be, target.decoder, layerIds, data, s.featureCacheMb * 2 ** 20, hooks.onFeatures);
+    const features = new FeatureSource(be, target.decoder, layerIds, data, s.featureCacheMb * 2 ** 20, hooks.onFeatures, comm);
     const featureSeconds = (performance.now() - tFeat0) / 1000;
     if (features.mode === 'online') info('target features do not fit the cache limit: recomputing them at every visit');
 
     // ── τ evaluations ──
     let evalSeconds = 0;
     const runEval = (step: number): void => {
-      if (!evalPlan) return;
+      if (!evalPlan || !lead) return; // rank 0 alone: the others wait for it at the next step's sums
       const te = performance.now();
       const drafter = new Drafter(be, dcfg, state.weights, shared);
       const t = tauOnPrompts(target.decoder, drafter, evalPlan.prompts, evalPlan.maxNewTokens);
@@ -514,14 +542,14 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
       const step = state.step;
       const { epoch, j, batchIdx } = stepBatch(step, nSamples, s.batch, s.seed);
       const lr = warmupCosineLr(peakLr, step, totalSteps, s.warmup);
-      const r = optimizerStep(be, dcfg, state, shared, invFreq, features, data, batchIdx, { epoch, seed: s.seed, anchors, gamma, lr, weightDecay: s.weightDecay });
+      const r = optimizerStep(be, dcfg, state, shared, invFreq, features, data, batchIdx, { epoch, seed: s.seed, anchors, gamma, lr, weightDecay: s.weightDecay }, comm);
       const entry: StepLog = { step: state.step, epoch: epoch + (j + 1) / stepsPerEpoch, loss: r.loss, acc: r.acc, lr, gradNorm: r.gradNorm };
       log.steps.push(entry);
       hooks.onStep?.(state.step, totalSteps, entry);
       if (!Number.isFinite(r.loss)) throw new UserError(`training diverged at step ${state.step} (loss ${r.loss}); try a lower --lr`);
       const epochEnd = state.step % stepsPerEpoch === 0;
       if (evalPlan && (state.step % evalPlan.every === 0 || state.step === lastStep)) runEval(state.step);
-      if (state.step < lastStep && ((s.checkpointEvery > 0 && state.step % s.checkpointEvery === 0) || epochEnd)) {
+      if (rd && state.step < lastStep && ((s.checkpointEvery > 0 && state.step % s.checkpointEvery === 0) || epochEnd)) {
         log.trainSeconds = trainSecondsBefore + (performance.now() - tTrain) / 1000 - evalSeconds;
         saveCheckpoint(be, rd, dcfg, state, { step: state.step, totalSteps, log });
       }
@@ -529,24 +557,32 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
     log.trainSeconds = trainSecondsBefore + (performance.now() - tTrain) / 1000 - evalSeconds;
     const trainSeconds = log.trainSeconds;
 
-    // ── export into the run directory, then commit ──
+    // ── export into the run directory, then commit (rank 0, once every rank got through every step) ──
+    comm.barrier();
     const tExp = performance.now();
     const last = log.steps[log.steps.length - 1];
-    writeDrafterFiles(be, rd.partial, dcfg, state.weights);
-    fs.writeFileSync(rd.path('train-log.csv'), logCsv(log.steps, log.evals));
-    fs.writeFileSync(rd.path('train-curve.svg'), curveSvg(log.steps, log.evals));
-    fs.writeFileSync(rd.path('train-curve.png'), curvePng(log.steps, log.evals));
+    if (rd) {
+      writeDrafterFiles(be, rd.partial, dcfg, state.weights);
+      fs.writeFileSync(rd.path('train-log.csv'), logCsv(log.steps, log.evals));
+      fs.writeFileSync(rd.path('train-curve.svg'), curveSvg(log.steps, log.evals));
+      fs.writeFileSync(rd.path('train-curve.png'), curvePng(log.steps, log.evals));
+    }
     const exportSeconds = (performance.now() - tExp) / 1000;
     const seconds = {
       total: (performance.now() - t0) / 1000, load: (tLoad - t0) / 1000, features: featureSeconds, train: trainSeconds, eval: evalSeconds, export: exportSeconds,
     };
-    removeStateFiles(rd, null);
-    rd.commit(createManifest({
-      tool: 'dflash', version: run.toolVersion ?? 'unknown', command: 'train-drafter', argv: run.argv,
-      settings: { ...settings, notes }, seed: s.seed, device: be.device, backend: be.name, inputs: manifestInputs,
-      metrics: { steps: state.step, totalSteps, resumedFromStep: resumedFrom, finalLoss: last?.loss ?? null, finalAcc: last?.acc ?? null, evals: log.evals, featureCache: features.mode },
-      seconds,
-    }));
+    if (rd) {
+      removeStateFiles(rd, null);
+      rd.commit(createManifest({
+        tool: 'dflash', version: run.toolVersion ?? 'unknown', command: 'train-drafter', argv: run.argv,
+        settings: { ...settings, notes }, seed: s.seed, device: be.device, backend: be.name, inputs: manifestInputs,
+        metrics: {
+          steps: state.step, totalSteps, resumedFromStep: resumedFrom, finalLoss: last?.loss ?? null, finalAcc: last?.acc ?? null, evals: log.evals,
+          featureCache: features.mode, worldSize: comm.worldSize,
+        },
+        seconds,
+      }));
+    }
     return {
       command: 'dflash train-drafter',
       target: s.targetDir,
@@ -572,6 +608,7 @@ export function runTrainDrafter(be: Backend, input: TrainDrafterInput, hooks: Tr
       evals: log.evals,
       seconds,
       featureCache: features.mode,
+      worldSize: comm.worldSize,
     };
   }
 }
