@@ -5,10 +5,11 @@
 // test/backend-ops.test.ts runs it with a second cpu backend under test and asserts that every method of the Backend
 // interface has a case (the backend under test is wrapped so that each method a case touches is recorded).
 import { performance } from 'node:perf_hooks';
-import type { AttentionMask, AttentionShape, Backend, DType, Tensor } from '../src/engine/backend.js';
+import type { AttentionMask, AttentionShape, Backend, DType, QuantGrid, Tensor } from '../src/engine/backend.js';
 import { Rng } from '../src/numerics/rng.js';
 import { roundToF16InPlace } from '../src/numerics/half.js';
 import { AWQ_ORDER } from '../src/io/awq.js';
+import { freeTransformSaved, transformBackward, transformForward, type ParoLinear } from '../src/paroquant/transform.js';
 
 export interface CheckOptions {
   /** The backend under test. */
@@ -576,6 +577,262 @@ function groupParo(): void {
   dequantCodesCase(40, 192, 64);
   if (!QUICK) exportCodesCase(12288, 4096, 128, 4, 'f32');
   if (!QUICK) dequantCodesCase(4096, 12288, 128);
+  paroFusedCases();
+}
+
+// ---- the fused ParoQuant transform (Backend.paroTransform / paroTransformBackward) ----
+
+interface FusedProblem {
+  O: number; I: number; K: number; gs: number;
+  W: Float32Array; alpha: Float32Array; pairs: Int32Array; theta: Float32Array; scale: Float32Array; zpf: Float32Array;
+  dWhat: Float32Array;
+}
+
+/**
+ * Random W, α, θ and pairs; group 0 has θ = 0 and α = 1 and every row two equal maxima and three equal minima there
+ * (exact ties of the stage-1 min/max path); stage-2 grids that clip some elements.
+ */
+function fusedProblem(O: number, I: number, K: number, gs: number): FusedProblem {
+  const W = randn(O * I, 0.02);
+  const alpha = uniform(I, 0.5, 1.5);
+  const theta = uniform((K * I) / 2, -0.6, 0.6);
+  alpha.fill(1, 0, gs);
+  for (let l = 0; l < K; l++) theta.fill(0, l * (I / 2), l * (I / 2) + gs / 2);
+  for (let o = 0; o < O; o++) {
+    const b = o * I;
+    W[b + 3] = W[b + 17] = 0.09;
+    W[b + 5] = W[b + 20] = W[b + gs - 1] = -0.08;
+  }
+  const nG = (O * I) / gs;
+  return {
+    O, I, K, gs, W, alpha, pairs: randomPairs(K, I, gs), theta, scale: uniform(nG, 0.004, 0.008), zpf: uniform(nG, -9, -6),
+    dWhat: randn(O * I),
+  };
+}
+
+/** be without the fused ops: transform.ts runs the composition of the unfused ops on it. */
+function withoutFused(be: Backend): Backend {
+  return new Proxy(be, {
+    get(target, key) {
+      if (key === 'paroTransform' || key === 'paroTransformBackward') return undefined;
+      const v: unknown = Reflect.get(target, key, target);
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+/** The linear of a problem on be; thetaKeep all 1, so transformBackward's dθ is the ops' unmasked dθ. */
+function fusedLinear(be: Backend, p: FusedProblem): ParoLinear {
+  const half = (p.K * p.I) / 2;
+  return {
+    outFeatures: p.O, inFeatures: p.I, W: be.fromHost(p.W, [p.O, p.I]), alpha: be.fromHost(p.alpha, [p.I]),
+    theta: be.fromHost(p.theta, [p.K, p.I / 2]), pairs: be.fromHost(p.pairs, [p.K, p.I], 'i32'),
+    thetaKeep: be.fromHost(new Float32Array(half).fill(1), [half]), krot: p.K,
+    scale: be.fromHost(p.scale, [p.scale.length]), zpf: be.fromHost(p.zpf, [p.zpf.length]),
+  };
+}
+
+type FusedOut = Partial<Record<'What' | 'scale' | 'zpf' | 'dtheta' | 'dalpha' | 'dW' | 'dscale', Float32Array>> & { fused: boolean };
+
+/** transformForward + transformBackward on be; outputs on the host. */
+function runTransform(be: Backend, lin: ParoLinear, grid: QuantGrid, stage: 1 | 2, outDtype: DType, dWhat: Tensor): FusedOut {
+  const { What, saved } = transformForward(be, lin, grid, stage, true, outDtype);
+  if (What.dtype !== outDtype) throw new Error(`transformForward returned ${What.dtype}, asked for ${outDtype}`);
+  const out: FusedOut = { fused: saved!.fused, What: be.toHost(What) };
+  if (stage === 1) {
+    out.scale = be.toHost(saved!.scale);
+    out.zpf = be.toHost(saved!.zpf);
+  }
+  const g = transformBackward(be, lin, grid, saved!, dWhat);
+  freeTransformSaved(be, saved!);
+  for (const k of ['dtheta', 'dalpha', 'dW', 'dscale'] as const) if (g[k]) out[k] = be.toHost(g[k]!);
+  be.free(What, g.dtheta, g.dalpha, g.dW, g.dscale);
+  return out;
+}
+
+/** One forward + backward on be, nothing brought to the host (timing). */
+function transformCycle(be: Backend, lin: ParoLinear, grid: QuantGrid, stage: 1 | 2, outDtype: DType, dWhat: Tensor): () => void {
+  return () => {
+    const { What, saved } = transformForward(be, lin, grid, stage, true, outDtype);
+    const g = transformBackward(be, lin, grid, saved!, dWhat);
+    freeTransformSaved(be, saved!);
+    be.free(What, g.dtheta, g.dalpha, g.dW, g.dscale);
+  };
+}
+
+/** Order of a bf16 pattern (the upper half of an f32 holding a bf16 value) on the number line: ulp distances. */
+function bf16Order(x: number): number {
+  const b = new Uint32Array(Float32Array.of(x).buffer)[0] >>> 16;
+  return b & 0x8000 ? -(b & 0x7fff) : b;
+}
+
+/** Ŵ in bf16 (values of f32 arrays) within maxUlp bf16 ulps of ref everywhere except at most maxFar elements. */
+function reportUlps(op: string, shape: string, ref: Float32Array, got: Float32Array, maxUlp: number, maxFar: number, ms: number, note = ''): void {
+  const c = compare(ref, got);
+  let far = 0;
+  let worst = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const d = Math.abs(bf16Order(ref[i]) - bf16Order(got[i]));
+    if (d > maxUlp) far++;
+    worst = Math.max(worst, d);
+  }
+  const ok = !c.bad && ref.length === got.length && far <= maxFar;
+  rows.push({ group: 'paroquant', op, shape, dtype: 'bf16', ok, maxAbs: c.maxAbs, relFro: c.relFro, tol: maxUlp, ms, note: `${far} beyond ${maxUlp} ulp` });
+  log(`${ok ? 'OK  ' : 'FAIL'} ${op.padEnd(30)} ${shape.padEnd(34)} bf16  maxAbs=${fmt(c.maxAbs)} relFro=${fmt(c.relFro)} ` +
+    `worst=${worst} ulp, ${far} of ${ref.length} beyond ${maxUlp} ulp (≤ ${maxFar} allowed) cuda=${ms.toFixed(3)} ms${note ? ` ${note}` : ''}`);
+}
+
+/** Ŵ of the transform in float64 on the host (spec §2.2, §4.1) and the size of one quantizer step at each element. */
+function fusedForwardF64(p: FusedProblem, stage: 1 | 2): { What: Float64Array; step: Float64Array } {
+  const { O, I, K, gs } = p;
+  const P = gs / 2;
+  const qmax = 15;
+  const What = new Float64Array(O * I);
+  const step = new Float64Array(O * I);
+  const v = new Float64Array(gs);
+  const rotate = (g: number, l: number, sign: number) => {
+    for (let t = 0; t < P; t++) {
+      const th = sign * p.theta[l * (I / 2) + g * P + t];
+      const i = p.pairs[l * I + g * gs + 2 * t], j = p.pairs[l * I + g * gs + 2 * t + 1];
+      const c = Math.cos(th), s = Math.sin(th), a = v[i], b = v[j];
+      v[i] = c * a + s * b;
+      v[j] = -s * a + c * b;
+    }
+  };
+  const roundEven = (x: number) => {
+    const r = Math.round(x);
+    return Math.abs(x - Math.trunc(x)) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+  };
+  for (let o = 0; o < O; o++) {
+    for (let g = 0; g < I / gs; g++) {
+      const base = o * I + g * gs;
+      for (let e = 0; e < gs; e++) v[e] = p.W[base + e] * p.alpha[g * gs + e];
+      for (let l = 0; l < K; l++) rotate(g, l, 1);
+      let s: number, zf: number;
+      if (stage === 1) {
+        const mx = Math.max(...v), mn = Math.min(...v);
+        s = Math.max(mx - mn, 1e-5) / qmax;
+        zf = mn / s;
+      } else {
+        s = p.scale[o * (I / gs) + g];
+        zf = p.zpf[o * (I / gs) + g];
+      }
+      const sc = Math.min(Math.max(s, 1e-5), 1e5);
+      const z = Math.min(Math.max(-roundEven(zf), 0), qmax);
+      for (let e = 0; e < gs; e++) v[e] = (Math.min(Math.max(roundEven(v[e] / sc) + z, 0), qmax) - z) * sc;
+      for (let l = K - 1; l >= 0; l--) rotate(g, l, -1);
+      for (let e = 0; e < gs; e++) {
+        What[base + e] = v[e] / p.alpha[g * gs + e];
+        step[base + e] = sc / p.alpha[g * gs + e];
+      }
+    }
+  }
+  return { What, step };
+}
+
+/**
+ * The fused Ŵ against the float64 recomputation: every element within 1 bf16 ulp (bf16) or 1e-5 relative (f32), except
+ * quantizer rounding flips (an f32 R/s at a rounding boundary: the element moves by about one step); flips are counted
+ * and at most 1 in 5000 elements may flip.
+ */
+function reportVsF64(op: string, shape: string, ref: { What: Float64Array; step: Float64Array }, got: Float32Array, outDtype: DType): void {
+  let far = 0, flips = 0, num = 0, den = 0;
+  for (let i = 0; i < got.length; i++) {
+    const r = ref.What[i];
+    const d = Math.abs(got[i] - r);
+    const tol = outDtype === 'bf16' ? 2 ** -7 * Math.abs(r) + 1e-12 : 1e-5 * Math.abs(r) + 1e-9;
+    den += r * r;
+    if (d <= tol) {
+      num += d * d;
+      continue;
+    }
+    if (Math.abs(d - ref.step[i]) <= 0.05 * ref.step[i] + tol) flips++;
+    else far++;
+  }
+  const relFro = Math.sqrt(num / den);
+  const ok = far === 0 && flips <= Math.max(2, got.length / 5000);
+  rows.push({ group: 'paroquant', op, shape, dtype: outDtype, ok, maxAbs: far, relFro, tol: 0, ms: 0, note: `${flips} rounding flips` });
+  log(`${ok ? 'OK  ' : 'FAIL'} ${op.padEnd(30)} ${shape.padEnd(34)} ${outDtype.padEnd(5)} ${far} beyond tolerance, ${flips} quantizer ` +
+    `rounding flips of ${got.length}; relFro (others)=${fmt(relFro)}`);
+}
+
+/**
+ * paroTransform / paroTransformBackward of the backend under test (through transform.ts) against its own composition
+ * of the unfused ops on the same inputs: Ŵ within 1 bf16 ulp (bf16 out) or 1e-5 (f32 out) except quantizer rounding
+ * flips (≤ 1 in 10⁵ elements), the stage-1 grid within 1e-6, dθ and dα within 1e-4 (relative Frobenius), dW 2e-5,
+ * dscale 1e-4; timings of both (forward + backward). With `host`, also against the float64 recomputation.
+ */
+function fusedCase(O: number, I: number, K: number, gs: number, stage: 1 | 2, outDtype: DType, host: boolean): void {
+  const g = 'paroquant';
+  const op = `paroFused s${stage} ${outDtype}`;
+  const shape = `[${O}, ${I}] K${K} g${gs}`;
+  if (ONLY && !`${g} ${op} ${shape}`.includes(ONLY)) return;
+  // Both looked up (the coverage test records lookups): a backend without them skips the case.
+  const hasOps = [gpu.paroTransform, gpu.paroTransformBackward].every((f) => f !== undefined);
+  if (!hasOps) {
+    log(`SKIP ${op.padEnd(30)} ${shape.padEnd(34)} (the backend under test has no fused transform)`);
+    return;
+  }
+  try {
+    const p = fusedProblem(O, I, K, gs);
+    const grid = { bits: 4, groupSize: gs };
+    const lin = fusedLinear(gpu, p);
+    const dW = gpu.fromHost(p.dWhat, [O, I]);
+    const comp = withoutFused(gpu);
+    const a = runTransform(comp, lin, grid, stage, outDtype, dW);
+    const b = runTransform(gpu, lin, grid, stage, outDtype, dW);
+    if (!b.fused) throw new Error('paroTransform declined this shape');
+    const msFused = NO_TIME ? 0 : timeGpu(transformCycle(gpu, lin, grid, stage, outDtype, dW));
+    const msComp = NO_TIME ? 0 : timeGpu(transformCycle(comp, lin, grid, stage, outDtype, dW));
+    const note = `(composition ${msComp.toFixed(3)} ms, fwd+bwd)`;
+    if (outDtype === 'bf16') reportUlps(`${op}.What`, shape, a.What!, b.What!, 1, Math.floor((O * I) / 1e5), msFused, note);
+    else report(g, `${op}.What`, shape, outDtype, a.What!, b.What!, 1e-5, msFused, note);
+    const tol: Record<string, number> = { scale: 1e-6, zpf: 1e-6, dtheta: 1e-4, dalpha: 1e-4, dW: 2e-5, dscale: 1e-4 };
+    const names = stage === 1 ? ['scale', 'zpf', 'dtheta', 'dalpha'] : ['dW', 'dscale'];
+    for (const n of names) {
+      const k = n as keyof typeof tol & keyof FusedOut;
+      const ra = a[k] as Float32Array | undefined, rb = b[k] as Float32Array | undefined;
+      if (!ra || !rb) throw new Error(`${n} missing (composition ${!!ra}, fused ${!!rb})`);
+      report(g, `${op}.${n}`, shape, 'f32', ra, rb, tol[n], msFused);
+    }
+    if (host) reportVsF64(`${op}.What vs float64`, shape, fusedForwardF64(p, stage), b.What!, outDtype);
+    gpu.free(dW, lin.W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, lin.scale, lin.zpf);
+  } catch (e) {
+    fail(g, op, shape, e);
+  }
+}
+
+/** The fused backward twice on the same inputs: bit-identical outputs (the sums over rows have a fixed order). */
+function fusedDeterminism(O: number, I: number, stage: 1 | 2): void {
+  if (!gpu.paroTransform || !gpu.paroTransformBackward) return;
+  const p = fusedProblem(O, I, 8, 128);
+  const grid = { bits: 4, groupSize: 128 };
+  twice('paroquant', `paroFused s${stage} backward`, `[${O}, ${I}] K8 g128`, 'f32',
+    [inp(p.dWhat, [O, I]), inp(p.W, [O, I]), inp(p.alpha, [I]), inp(p.pairs, [8, I], 'i32'), inp(p.theta, [8, I / 2]),
+      inp(p.scale, [p.scale.length]), inp(p.zpf, [p.zpf.length])],
+    (be, [d, W, al, pr, th, sc, z]) => {
+      const r = be.paroTransformBackward!(d, W, al, pr, th, grid, sc, z, stage);
+      if (!r) throw new Error('paroTransformBackward declined');
+      return stage === 1 ? [r.dtheta!, r.dalpha!] : [r.dW!, r.dscale!];
+    });
+}
+
+function paroFusedCases(): void {
+  // Stage 1 and 2, K 8 and 1, groups of 128 and 64, Ŵ in bf16 (the GEMMs' dtype) and f32.
+  fusedCase(64, 256, 8, 128, 1, 'bf16', true);
+  fusedCase(64, 256, 8, 128, 2, 'f32', true);
+  if (SMALL) return;
+  for (const stage of [1, 2] as const) {
+    fusedCase(256, 1024, 8, 128, stage, 'bf16', true);
+    fusedCase(256, 1024, 8, 128, stage, 'f32', false);
+    fusedCase(128, 512, 1, 128, stage, 'bf16', true);
+    fusedCase(256, 1024, 8, 64, stage, 'bf16', true);
+    fusedCase(96, 384, 3, 32, stage, 'f32', false);
+    fusedCase(1024, 4096, 8, 128, stage, 'bf16', false);
+    if (!QUICK) fusedCase(4096, 4096, 8, 128, stage, 'bf16', false);
+    if (!QUICK) fusedCase(4096, 12288, 8, 128, stage, 'bf16', false);
+    fusedDeterminism(1024, 4096, stage);
+  }
 }
 
 /**

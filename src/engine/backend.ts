@@ -199,6 +199,33 @@ export interface Backend {
    * once to f32 (numerics/int-quant.ts dequantizeCodes bit for bit). Only the packed words need to reach the device.
    */
   dequantizePacked(words: Tensor, zeros: Tensor, scale: Tensor, groupSize: number, nibbleOrder: readonly number[]): Tensor;
+  /**
+   * Optional: the whole ParoQuant transform of one linear in one pass (paroquant-spec §2.2, §4), what the composition
+   * mulCols → givens forward → fakeQuantMinMax | fakeQuantParams → givens inverse → divCols → cast computes
+   * (src/paroquant/transform.ts transformForward): per row o and group g of W [O, I], v = W ⊙ α, the K layers with +θ
+   * (pairs/theta as in givens()), the fake quantizer (params null: stage 1, grid from the group's min/max exactly as
+   * fakeQuantMinMax, returned as scale/zpf f32 [O·G]; params given: stage 2, fakeQuantParams with them, nothing
+   * returned for the grid), the K layers in reverse with −θ, ÷ α; What [O, I] is stored once, in outDtype (f32
+   * arithmetic throughout, one rounding at the store). Nothing else is kept: paroTransformBackward recomputes.
+   * Returns undefined, doing nothing, where this backend's kernel does not take the shape (the caller then runs the
+   * composition); the cuda backend takes 32 ≤ groupSize ≤ 128 and 1 ≤ K ≤ 16. Backends without it (cpu) omit it.
+   */
+  paroTransform?(
+    W: Tensor, alpha: Tensor, pairs: Tensor, theta: Tensor, grid: QuantGrid, params: { scale: Tensor; zpf: Tensor } | null,
+    outDtype: DType,
+  ): { What: Tensor; scale?: Tensor; zpf?: Tensor } | undefined;
+  /**
+   * Optional: backward of paroTransform from dŴ [O, I] (transformBackward's composition in one pass per row and
+   * group, the forward recomputed): stage 1 (scale/zpf: the forward's min/max grid) gives dtheta f32 [K, I/2], the sum
+   * over rows of the forward- and inverse-layer angle gradients, NOT masked by the dummy slots, and dalpha f32 [I] =
+   * Σ_o W·d(W⊙α) − (Σ_o U·dŴ)/α/α; stage 2 (scale/zpf: the quantizer parameters) gives dW f32 [O, I] = d(W⊙α)·α and
+   * dscale f32 [O·G] (STE, spec §4.2). Sums over rows are reduced in a fixed order: reruns are bit-identical.
+   * Returns undefined, doing nothing, for shapes paroTransform does not take.
+   */
+  paroTransformBackward?(
+    dWhat: Tensor, W: Tensor, alpha: Tensor, pairs: Tensor, theta: Tensor, grid: QuantGrid, scale: Tensor, zpf: Tensor,
+    stage: 1 | 2,
+  ): { dtheta?: Tensor; dalpha?: Tensor; dW?: Tensor; dscale?: Tensor } | undefined;
   /** SmoothL1 (β = 1), mean over all elements; returns the loss (host) and dpred. */
   smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor };
 

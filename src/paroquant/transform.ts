@@ -1,6 +1,6 @@
 // The ParoQuant transform of one linear layer (spec §2, §4, §5): the pseudo-quantized weight
 // Ŵ = F⁻¹(Q(F(W))) with F(v) = (v ⊙ α)·G, and its hand-written backward to θ, α (stage 1) or W, s (stage 2).
-import type { Backend, QuantGrid, Tensor } from '../engine/backend.js';
+import type { Backend, DType, QuantGrid, Tensor } from '../engine/backend.js';
 
 /** Trainable and fixed state of one linear under optimization. */
 export interface ParoLinear {
@@ -23,19 +23,41 @@ export interface ParoLinear {
   zpf?: Tensor;
 }
 
-/** What the backward needs from the forward. */
+/**
+ * What the backward needs from the forward. The composition keeps R and U; the fused path (Backend.paroTransform)
+ * keeps only the grid, because its backward recomputes the transform per row and group.
+ */
 export interface TransformSaved {
-  R: Tensor; // F(W) = givens(W ⊙ α)
-  U: Tensor; // Q(R)·Gᵀ, before the division by α
+  R?: Tensor; // F(W) = givens(W ⊙ α) (composition only)
+  U?: Tensor; // Q(R)·Gᵀ, before the division by α (composition only)
   scale: Tensor; // quantizer grid used (stage 1: from min/max; stage 2: the parameters)
   zpf: Tensor;
   stage: 1 | 2;
+  fused: boolean;
 }
 
-/** Ŵ for the current state. stage 1: grid from min/max of F(W); stage 2: grid from the parameters. */
+/**
+ * Ŵ for the current state. stage 1: grid from min/max of F(W); stage 2: grid from the parameters. outDtype: the
+ * dtype Ŵ is returned in (the GEMMs' compute dtype; omitted: what the ops give, W's dtype on the cuda backend, f32 on
+ * the cpu). Where the backend has the fused op (Backend.paroTransform) and it takes the shape, one pass computes Ŵ
+ * and stores it in outDtype directly; otherwise the composition of the unfused ops runs and Ŵ is cast at the end.
+ */
 export function transformForward(
-  be: Backend, lin: ParoLinear, grid: QuantGrid, stage: 1 | 2, save: boolean,
+  be: Backend, lin: ParoLinear, grid: QuantGrid, stage: 1 | 2, save: boolean, outDtype?: DType,
 ): { What: Tensor; saved?: TransformSaved } {
+  if (stage === 2 && (!lin.scale || !lin.zpf)) throw new Error('stage 2 needs quantizer parameters');
+  const fused = be.paroTransform?.(lin.W, lin.alpha, lin.pairs, lin.theta, grid,
+    stage === 2 ? { scale: lin.scale!, zpf: lin.zpf! } : null, outDtype ?? lin.W.dtype);
+  if (fused) {
+    const scale = stage === 2 ? lin.scale! : fused.scale;
+    const zpf = stage === 2 ? lin.zpf! : fused.zpf;
+    if (!scale || !zpf) throw new Error('paroTransform returned no quantizer grid in stage 1');
+    if (!save) {
+      if (stage === 1) be.free(scale, zpf);
+      return { What: fused.What };
+    }
+    return { What: fused.What, saved: { scale, zpf, stage, fused: true } };
+  }
   const Ws = be.mulCols(lin.W, lin.alpha);
   const R = be.givens(Ws, lin.pairs, lin.theta, grid.groupSize, 'forward');
   be.free(Ws);
@@ -45,20 +67,24 @@ export function transformForward(
   if (stage === 1) {
     ({ rq, scale, zpf } = be.fakeQuantMinMax(R, grid));
   } else {
-    if (!lin.scale || !lin.zpf) throw new Error('stage 2 needs quantizer parameters');
-    rq = be.fakeQuantParams(R, lin.scale, lin.zpf, grid);
-    scale = lin.scale;
-    zpf = lin.zpf;
+    rq = be.fakeQuantParams(R, lin.scale!, lin.zpf!, grid);
+    scale = lin.scale!;
+    zpf = lin.zpf!;
   }
   const U = be.givens(rq, lin.pairs, lin.theta, grid.groupSize, 'inverse');
   be.free(rq);
-  const What = be.divCols(U, lin.alpha);
+  let What = be.divCols(U, lin.alpha);
+  if (outDtype !== undefined && What.dtype !== outDtype) {
+    const c = be.cast(What, outDtype);
+    be.free(What);
+    What = c;
+  }
   if (!save) {
     be.free(R, U);
     if (stage === 1) be.free(scale, zpf);
     return { What };
   }
-  return { What, saved: { R, U, scale, zpf, stage } };
+  return { What, saved: { R, U, scale, zpf, stage, fused: false } };
 }
 
 export function freeTransformSaved(be: Backend, s: TransformSaved): void {
@@ -84,6 +110,8 @@ export interface TransformGrads {
 export function transformBackward(
   be: Backend, lin: ParoLinear, grid: QuantGrid, s: TransformSaved, dWhat: Tensor,
 ): TransformGrads {
+  if (s.fused) return fusedBackward(be, lin, grid, s, dWhat);
+  if (!s.R || !s.U) throw new Error('transformBackward: the forward did not save R and U');
   const gs = grid.groupSize;
   const dU = be.divCols(dWhat, lin.alpha);
   const { dx: drq, dtheta: dthetaInv } = be.givensBackward(dU, s.U, lin.pairs, lin.theta, gs, 'inverse');
@@ -109,10 +137,7 @@ export function transformBackward(
   // dθ: forward-layer and inverse-layer contributions, dummy slots masked.
   be.axpy(dthetaFwd, dthetaInv, 1);
   be.free(dthetaInv);
-  const flat = be.reshape(dthetaFwd, [1, dthetaFwd.size]);
-  const masked = be.mulCols(flat, lin.thetaKeep);
-  be.free(dthetaFwd);
-  const dtheta = be.reshape(masked, lin.theta.shape);
+  const dtheta = maskDummySlots(be, lin, dthetaFwd);
   // dα = Σ_o W·d(W⊙α) − Σ_o U·dŴ / α².
   const a1 = be.dotCols(lin.W, dWs);
   const a2 = be.dotCols(s.U, dWhat);
@@ -121,4 +146,26 @@ export function transformBackward(
   be.axpy(a1, be.reshape(a2ss, [a1.size]), -1);
   be.free(dWs, a2, a2s, a2ss);
   return { dtheta, dalpha: a1 };
+}
+
+/** dθ [K, I/2] with the dummy slots zeroed (their angles stay 0); frees the input. */
+function maskDummySlots(be: Backend, lin: ParoLinear, dthetaRaw: Tensor): Tensor {
+  const flat = be.reshape(dthetaRaw, [1, dthetaRaw.size]);
+  const masked = be.mulCols(flat, lin.thetaKeep);
+  be.free(dthetaRaw);
+  return be.reshape(masked, lin.theta.shape);
+}
+
+/** The backward of the fused forward: one Backend.paroTransformBackward call (it recomputes R and U itself). */
+function fusedBackward(be: Backend, lin: ParoLinear, grid: QuantGrid, s: TransformSaved, dWhat: Tensor): TransformGrads {
+  const g = be.paroTransformBackward?.(dWhat, lin.W, lin.alpha, lin.pairs, lin.theta, grid, s.scale, s.zpf, s.stage);
+  if (!g) throw new Error('transformBackward: the backend ran the fused forward but has no fused backward for this shape');
+  if (s.stage === 2) {
+    if (!g.dW || !g.dscale) throw new Error('paroTransformBackward returned no dW/dscale in stage 2');
+    be.free(g.dtheta, g.dalpha);
+    return { dW: g.dW, dscale: g.dscale };
+  }
+  if (!g.dtheta || !g.dalpha) throw new Error('paroTransformBackward returned no dtheta/dalpha in stage 1');
+  be.free(g.dW, g.dscale);
+  return { dtheta: maskDummySlots(be, lin, g.dtheta), dalpha: g.dalpha };
 }
