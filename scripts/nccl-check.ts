@@ -6,6 +6,7 @@
 // a worker that fails or hangs ends the whole check.
 //
 //   node .gpu/nccl-check.mjs [--gpus 0,1] [--mib 1024] [--iters 20] [--seed N] [--timeout 300]
+//   (from a checkout: npx tsx scripts/nccl-check.ts ...)
 import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -178,7 +179,8 @@ async function launch(): Promise<number> {
   let failed = '';
   const children = gpus.map((gpu, rank) => {
     const env = { ...process.env, CUDA_VISIBLE_DEVICES: gpu, NCCL_NVLS_ENABLE: process.env.NCCL_NVLS_ENABLE ?? '0' };
-    return spawn(process.execPath, [process.argv[1], '--worker', String(rank), String(world), dir, String(mib), String(iters), String(seed)], {
+    // execArgv keeps a loader such as tsx's (npx tsx scripts/nccl-check.ts) in the workers.
+    return spawn(process.execPath, [...process.execArgv, process.argv[1], '--worker', String(rank), String(world), dir, String(mib), String(iters), String(seed)], {
       env, stdio: ['ignore', 'pipe', 'pipe'],
     });
   });
