@@ -274,7 +274,8 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
 
     // 1a. transformers on the same GPU, before our target takes its memory.
     let hf: HfResult | null = null;
-    if (!onGpu) report.hf = { skipped: 'cpu rehearsal: transformers runs on the GPU only (bf16 generate)' };
+    // --hf-on-cpu: the child process runs anyway (a rehearsal of this path with stand-in torch/transformers modules).
+    if (!onGpu && !flag(a, 'hf-on-cpu')) report.hf = { skipped: 'cpu rehearsal: transformers runs on the GPU only (bf16 generate)' };
     else if (flag(a, 'no-hf')) report.hf = { skipped: '--no-hf' };
     else {
       hf = (await phase('hf-generate', () => {
@@ -282,7 +283,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         const { generated: _g, ...shown } = r;
         ctx.log(`  transformers: ${JSON.stringify(shown)}`);
         return r;
-      })) ?? null;
+      }, false)) ?? null;
       if (hf) {
         const { generated: _g, ...rest } = hf;
         report.hf = rest;
@@ -319,7 +320,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
             meanCommonPrefix: round(outs.reduce((s, x, i) => s + commonPrefix(x, gen[i]), 0) / outs.length, 2),
           };
         }
-        return { ours, transformersTokensPerSecond: hfTps, ratioOursToTransformers: hfTps ? round(ours.tokensPerSecond / hfTps, 3) : null, agreement };
+        return { ours, transformersTokensPerSecond: hfTps, ratioOursToTransformers: hfTps ? sig(ours.tokensPerSecond / hfTps) : null, agreement };
       })) ?? null;
     }
 
@@ -388,7 +389,12 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
           effectiveTflops: sig(tflops), shareOfBf16Peak: sig(tflops / peakTflops),
           shareOfF32Gemm: gemm ? sig(tflops / gemm.tflopsF32) : null,
           lastLoss: round(lastLoss, 4),
-          memory: { source: memBefore.source, liveBeforeBytes: memBefore.liveBytes, peakBytes: memAfter.peakBytes, stateBytes: 16 * drafterParamCount(c) },
+          // peakBytes is the process's peak so far; this phase set it when it exceeds peakBeforeBytes (then peakBytes −
+          // liveBeforeBytes is the training's own working set: drafter state, activations, features, the f32 LM head).
+          memory: {
+            source: memBefore.source, liveBeforeBytes: memBefore.liveBytes, peakBeforeBytes: memBefore.peakBytes, peakBytes: memAfter.peakBytes,
+            trainingBytes: memAfter.peakBytes - memBefore.liveBytes, stateBytes: 16 * drafterParamCount(c),
+          },
           note: 'drafter weights, activations and gradients are f32 (GEMMs in f32, no TF32); the peak is the process peak, target weights included',
         };
       })) ?? null;

@@ -53,6 +53,7 @@ step() { # name timeout command...  (stdout → $OUT/name.json, stderr → $OUT/
 }
 TIMEV=$(command -v /usr/bin/time >/dev/null && echo "/usr/bin/time -v" || echo "")
 BENCH_ARGS=${BENCH_ARGS:-}
+DFLASH_8B_ARGS=${DFLASH_8B_ARGS:-}
 for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
   case $s in
     check) step check 300 node $G/gpu-check.mjs --isolate --parallel --no-time ;;
@@ -63,6 +64,8 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
       step quantize-8b 580 $TIMEV $CLI paro quantize /tmp/q8 --out /tmp/q8-paro --calib $F/train.jsonl --samples ${SAMPLES_8B:-128} --seq-len ${SEQ_8B:-2048} \
         --val-samples 8 --epochs ${EPOCHS_8B:-1,1} --device ${DEVICE:-cuda} --force --json
       ls -la /tmp/q8-paro >> "$OUT/quantize-8b.log" 2>&1 ;;
+    dflash-8b) # issue 10 item 6 on synth-8b's /tmp/q8: generate-data vs transformers generate (python), train-drafter, eval
+      step dflash-8b 300 node $G/bench-dflash-8b.mjs --target ${DFLASH_8B_TARGET:-/tmp/q8} --device ${DEVICE:-cuda} --python ${PYTHON:-python3} --json $DFLASH_8B_ARGS ;;
     eval-8b)
       step eval-8b 180 $TIMEV $CLI paro eval /tmp/q8-paro --data $F/val.jsonl --seq-len ${SEQ_8B:-2048} --max-windows 64 --device ${DEVICE:-cuda} --json ;;
     eval) step eval 120 $CLI paro eval $M --data $F/val.jsonl --device cuda --json ;;
