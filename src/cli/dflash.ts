@@ -1,8 +1,10 @@
 // `dflash`: DFlash drafter distillation — regenerate responses with the target, train a drafter, evaluate it by real
 // speculative decoding. This module maps flags to job settings (src/jobs/) and prints; defaults live in the jobs.
 import { Command, Option } from 'commander';
-import { intOrAuto, nonNegativeInt, nonNegativeNumber, numberOrAuto, positiveInt } from './options.js';
+import { gpuList, intOrAuto, nonNegativeInt, nonNegativeNumber, numberOrAuto, positiveInt } from './options.js';
+import { deviceForRank, GPUS_HELP, launchIfRequested, RANKS_HELP } from './launch.js';
 import { createBackend, parseDevice } from '../engine/select.js';
+import { openCollectiveFromEnv } from '../engine/open-collective.js';
 import { EXIT_CODES, UsageError, UserError } from '../errors.js';
 import { DEFAULT_GENERATE_DATA_SETTINGS as GEN, runGenerateData } from '../jobs/generate-data.js';
 import { DEFAULT_TRAIN_DRAFTER_SETTINGS as TRAIN, DEFAULT_TRAIN_EVAL as TRAIN_EVAL, runTrainDrafter } from '../jobs/train-drafter.js';
@@ -52,25 +54,34 @@ export function buildDflashProgram(): Command {
     .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one').choices(['on', 'off']))
     .optionsGroup(G.device)
     .option('--device <device>', DEVICE_HELP)
+    .option('--gpus <list>', GPUS_HELP, gpuList('--gpus'))
+    .option('--ranks <n>', RANKS_HELP, positiveInt('--ranks'))
     .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (o: CommonOpts & { target: string; prompts: string; out: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; chatTemplate: boolean; thinking?: string; maxPrompts?: number; batch?: number }) => {
       await runCommand({ tool: 'dflash', command: 'generate-data', json: o.json, debug: o.debug }, async () => {
-        const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
+        const be = await createBackend(parseDevice(deviceForRank(o.device)), warn);
+        // A data-parallel worker (--gpus / --ranks, torchrun) joins its run: each rank generates its share of the prompts.
+        const comm = await openCollectiveFromEnv(be);
         let bar: Progress | null = null;
         const { chatTemplate, enableThinking } = encodingOf(o);
-        const r = runGenerateData(be, {
-          targetDir: o.target, promptsFile: o.prompts, outFile: o.out, maxNewTokens: o.maxNewTokens, temperature: o.temperature,
-          ignoreEos: o.ignoreEos, seed: o.seed, force: o.force, maxPrompts: o.maxPrompts, batch: o.batch, chatTemplate, enableThinking,
-        }, {
-          onProgress: (done, total, tokens) => {
-            bar ??= new Progress('generate', total);
-            bar.update(done, { tokens });
-          },
-        }, RUN_INFO);
+        let r;
+        try {
+          r = runGenerateData(be, {
+            targetDir: o.target, promptsFile: o.prompts, outFile: o.out, maxNewTokens: o.maxNewTokens, temperature: o.temperature,
+            ignoreEos: o.ignoreEos, seed: o.seed, force: o.force, maxPrompts: o.maxPrompts, batch: o.batch, chatTemplate, enableThinking,
+          }, {
+            onProgress: (done, total, tokens) => {
+              bar ??= new Progress(comm.worldSize > 1 ? `generate (rank 0's ${total} prompts)` : 'generate', total);
+              bar.update(done, { tokens });
+            },
+          }, RUN_INFO, comm);
+        } finally {
+          comm.close();
+        }
         (bar as Progress | null)?.stop();
-        if (!o.json) {
+        if (!o.json && comm.rank === 0) {
           info(`${r.records} records (${r.generated} generated, ${r.resumed} kept from an earlier run); ${r.responseTokens} response tokens, ${r.stoppedAtEos} stopped at end-of-text`);
           info(`${r.backend} backend (${r.device}): ${r.seconds.toFixed(1)} s, ${r.tokensPerSecond.toFixed(1)} generated tokens/s; prompts ${r.chatTemplate ? 'with the chat template' : 'as raw text'}`);
           process.stdout.write(`${r.out}\n`);
@@ -116,6 +127,8 @@ export function buildDflashProgram(): Command {
     .optionsGroup(G.device)
     .option('--device <device>', DEVICE_HELP)
     .option('--feature-cache-mb <n>', dflt('cache the frozen target features in memory up to this size, else recompute them per visit', TRAIN.featureCacheMb), nonNegativeNumber('--feature-cache-mb'))
+    .option('--gpus <list>', GPUS_HELP, gpuList('--gpus'))
+    .option('--ranks <n>', RANKS_HELP, positiveInt('--ranks'))
     .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
@@ -134,31 +147,38 @@ export function buildDflashProgram(): Command {
             throw new UsageError(`--target-layers: ${(e as Error).message}`);
           }
         } else targetLayers = o.targetLayers;
-        const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
+        const be = await createBackend(parseDevice(deviceForRank(o.device)), warn);
+        // A data-parallel worker (--gpus / --ranks, torchrun) joins its run: each rank computes its share of every batch.
+        const comm = await openCollectiveFromEnv(be);
         let feat: Progress | null = null;
         let bar: Progress | null = null;
-        const r = runTrainDrafter(be, {
-          targetDir: o.target, dataFile: o.data, outDir: o.out, layers: o.layers, blockSize: o.blockSize, targetLayers,
-          anchors: o.anchors, gamma: o.gamma, epochs: o.epochs, lr: o.lr, warmup: o.warmup, weightDecay: o.weightDecay, seqLen: o.seqLen,
-          batch: o.batch, maskToken: o.maskToken, seed: o.seed, checkpointEvery: o.checkpointEvery, resume: o.resume, force: o.force,
-          featureCacheMb: o.featureCacheMb, evalPrompts: o.evalPrompts, evalEvery: o.evalEvery, evalMaxPrompts: o.evalMaxPrompts,
-          evalMaxNewTokens: o.evalMaxNewTokens, maxSteps: o.maxSteps, init: o.init, evalEncoding: encodingOf(o),
-        }, {
-          info: (m) => { if (!o.json || process.stderr.isTTY) info(m); },
-          warn,
-          onFeatures: (d, n) => {
-            feat ??= new Progress('target features', n);
-            feat.update(d);
-            if (d === n) feat.stop();
-          },
-          onStep: (step, total, s) => {
-            bar ??= new Progress('train', total, { fields: { loss: NaN, acc: NaN } });
-            bar.update(step, { loss: s.loss, acc: s.acc, lr: s.lr });
-          },
-          onEval: (e) => info(`step ${e.step}: τ ${fmt(e.tau)} (pooled ${fmt(e.tauPooled)}) over ${e.steps} verify steps, ${e.seconds.toFixed(0)} s`),
-        }, RUN_INFO);
+        let r;
+        try {
+          r = runTrainDrafter(be, {
+            targetDir: o.target, dataFile: o.data, outDir: o.out, layers: o.layers, blockSize: o.blockSize, targetLayers,
+            anchors: o.anchors, gamma: o.gamma, epochs: o.epochs, lr: o.lr, warmup: o.warmup, weightDecay: o.weightDecay, seqLen: o.seqLen,
+            batch: o.batch, maskToken: o.maskToken, seed: o.seed, checkpointEvery: o.checkpointEvery, resume: o.resume, force: o.force,
+            featureCacheMb: o.featureCacheMb, evalPrompts: o.evalPrompts, evalEvery: o.evalEvery, evalMaxPrompts: o.evalMaxPrompts,
+            evalMaxNewTokens: o.evalMaxNewTokens, maxSteps: o.maxSteps, init: o.init, evalEncoding: encodingOf(o),
+          }, {
+            info: (m) => { if (!o.json || process.stderr.isTTY) info(m); },
+            warn,
+            onFeatures: (d, n) => {
+              feat ??= new Progress('target features', n);
+              feat.update(d);
+              if (d === n) feat.stop();
+            },
+            onStep: (step, total, s) => {
+              bar ??= new Progress('train', total, { fields: { loss: NaN, acc: NaN } });
+              bar.update(step, { loss: s.loss, acc: s.acc, lr: s.lr });
+            },
+            onEval: (e) => info(`step ${e.step}: τ ${fmt(e.tau)} (pooled ${fmt(e.tauPooled)}) over ${e.steps} verify steps, ${e.seconds.toFixed(0)} s`),
+          }, RUN_INFO, comm);
+        } finally {
+          comm.close();
+        }
         (bar as Progress | null)?.stop();
-        if (!o.json) {
+        if (!o.json && comm.rank === 0) {
           const d = r.drafter;
           info(`drafter: ${d.layers} layer(s), hidden ${d.hiddenSize}, ${d.heads}/${d.kvHeads} heads, block ${d.blockSize}, taps [${d.targetLayerIds.join(', ')}], mask ${d.maskTokenId}, ${(d.params / 1e6).toFixed(2)} M parameters`);
           info(`${r.dataStats.samples} samples, ${r.steps} steps (${r.settings.epochs} epochs); final loss ${fmt(r.finalLoss, 4)}, accuracy ${fmt(r.finalAcc)}`);
@@ -248,5 +268,6 @@ export function buildDflashProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  if (await launchIfRequested('dflash', argv)) return; // --gpus / --ranks: this process runs the workers
   await runProgram(buildDflashProgram(), 'dflash', argv);
 }

@@ -25,3 +25,16 @@ export function intOrAuto(name: string) {
 export function numberOrAuto(name: string) {
   return (v: string): number | 'auto' => (v === 'auto' ? 'auto' : positiveNumber(name)(v));
 }
+
+/** A comma-separated list of distinct GPU indices (--gpus 0,1,2,3). */
+export function gpuList(name: string) {
+  return (v: string): number[] => {
+    const parts = v.split(',').map((s) => s.trim());
+    const ids = parts.map(Number);
+    if (v.trim() === '' || parts.some((s) => !/^\d+$/.test(s)) || ids.some((n) => !Number.isSafeInteger(n))) {
+      throw new InvalidArgumentError(`${name} must be a comma-separated list of GPU indices such as 0,1,2,3, got "${v}"`);
+    }
+    if (new Set(ids).size !== ids.length) throw new InvalidArgumentError(`${name} lists a GPU twice: "${v}"`);
+    return ids;
+  };
+}

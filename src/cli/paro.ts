@@ -2,7 +2,8 @@
 // (src/jobs/) and prints; defaults live in the jobs (shown in the help from the DEFAULT_… objects).
 import { Command } from 'commander';
 import path from 'node:path';
-import { nonNegativeInt, positiveInt } from './options.js';
+import { gpuList, nonNegativeInt, positiveInt } from './options.js';
+import { deviceForRank, GPUS_HELP, launchIfRequested, RANKS_HELP } from './launch.js';
 import { createBackend, parseDevice } from '../engine/select.js';
 import { UsageError } from '../errors.js';
 import { readToolManifest } from '../io/manifest.js';
@@ -106,6 +107,8 @@ export function buildParoProgram(): Command {
     .option('--activations <where>', dflt('calibration activations: auto (GPU, then page-locked host memory, then disk, as they fit), device, host or disk', Q.activations), oneOf('--activations', ['auto', 'device', 'host', 'disk'] as const))
     .option('--max-host-memory <size>', 'host memory the activations may take, e.g. 96GB (default: 75% of the machine\'s memory)', parseSizeOption('--max-host-memory'))
     .option('--activations-dir <dir>', 'folder of disk-backed activations (default: the partial output folder)')
+    .option('--gpus <list>', GPUS_HELP, gpuList('--gpus'))
+    .option('--ranks <n>', RANKS_HELP, positiveInt('--ranks'))
     .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
@@ -121,7 +124,7 @@ export function buildParoProgram(): Command {
         // Rerunning the demo replaces its own previous output, nothing else: a folder of that name made otherwise needs --force.
         const force = !!o.force || (demo && out === DEMO_OUT && isDemoOutput(out));
         if (settings.krot !== 1 && settings.krot !== 8) warn(`--krot ${settings.krot}: the official ParoQuant CUDA runtime kernels are built for K = 1 and 8 only`);
-        const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
+        const be = await createBackend(parseDevice(deviceForRank(o.device)), warn);
         const job = {
           modelDir: dir, outDir: path.resolve(out), calibFile: o.calib ?? DEFAULT_CALIB_FILE, settings,
           resume: !!o.resume, force, toolVersion: TOOL_VERSION, argv: ['paro', ...process.argv.slice(2)], ...quantizeJobOptions(o),
@@ -173,5 +176,6 @@ export function buildParoProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  if (await launchIfRequested('paro', argv)) return; // --gpus / --ranks: this process runs the workers
   await runProgram(buildParoProgram(), 'paro', argv);
 }

@@ -151,6 +151,24 @@ function startServer(onListening, onFail) {
     failWaiting(msg);
   }
 
+  function leftMessage(r) {
+    return 'rank ' + r + ' left the run (closed its collective) while this rank waited';
+  }
+
+  function failWaitingFor(r, msg) {
+    for (const [key, list] of waiters) {
+      const keep = list.filter((w) => {
+        if (w.owner !== r) return true;
+        clearTimeout(w.timer);
+        fail(w.sock, w.id, msg);
+        return false;
+      });
+      if (keep.length) waiters.set(key, keep); else waiters.delete(key);
+    }
+    for (const [, arrived] of barriers) for (const [, w] of arrived) { clearTimeout(w.timer); fail(w.sock, w.id, msg); }
+    barriers.clear();
+  }
+
   function failWaiting(msg) {
     for (const [, list] of waiters) for (const w of list) { clearTimeout(w.timer); fail(w.sock, w.id, msg); }
     waiters.clear();
@@ -174,13 +192,15 @@ function startServer(onListening, onFail) {
       live.delete(sock.rank);
       gone.add(sock.rank);
       reply(sock, id, { ok: true });
+      // What waits for this rank now waits in vain: a get of a value it was to set, any barrier (it cannot come).
+      if (sock.rank !== 0) failWaitingFor(sock.rank, leftMessage(sock.rank));
       return checkClosing();
     }
     if (h.op === 'leave') {
       // Rank 0 closing: answer once every other rank has left (or after the timeout), so none loses its last answer.
       // A rank waiting for something now waits in vain (rank 0 sets nothing more): it fails at once, and so does any
       // later wait, so a rank 0 that closes on an error path is not held up by ranks that wait for it.
-      left = 'rank 0 left the run (closed its collective) while this rank waited';
+      left = leftMessage(0);
       failWaiting(left);
       const timer = setTimeout(() => { closing.length = 0; reply(sock, id, { ok: true }); }, timeoutMs);
       closing.push(() => { clearTimeout(timer); reply(sock, id, { ok: true }); });
@@ -205,7 +225,8 @@ function startServer(onListening, onFail) {
     if (h.op === 'get') {
       if (values.has(h.key)) return deliver(h.key, sock, id);
       if (left) return fail(sock, id, left);
-      const w = { sock, id, timer: null };
+      if (gone.has(h.owner)) return fail(sock, id, leftMessage(h.owner));
+      const w = { sock, id, timer: null, owner: h.owner };
       w.timer = setTimeout(() => {
         const list = waiters.get(h.key) || [];
         const i = list.indexOf(w);
@@ -221,6 +242,7 @@ function startServer(onListening, onFail) {
     if (h.op === 'barrier') {
       if (left) return fail(sock, id, left);
       if (failedBarriers.has(h.key)) return fail(sock, id, failedBarriers.get(h.key));
+      for (const r of gone) return fail(sock, id, leftMessage(r));
       let arrived = barriers.get(h.key);
       if (!arrived) barriers.set(h.key, (arrived = new Map()));
       if (arrived.has(sock.rank)) return fail(sock, id, 'rank ' + sock.rank + ' entered barrier "' + h.key + '" twice');
