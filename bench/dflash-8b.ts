@@ -105,6 +105,9 @@ function sig(x: number, digits = 4): number {
   return Number.isFinite(x) && x !== 0 ? Number(x.toPrecision(digits)) : x;
 }
 
+/** The target failed to load: nothing after it can run. */
+class NoTarget extends Error {}
+
 type BenchBackend = Backend & Partial<Pick<CudaBackend, 'fillRandom' | 'memStats' | 'emptyCache' | 'benchCublasBf16'>>;
 
 function randomIds(n: number, vocab: number, rng: Rng): Int32Array {
@@ -292,7 +295,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
 
     // 1b. Our target, loaded as every dflash command loads it.
     model = (await phase('load', () => loadModel(be, target), false)) ?? null;
-    if (!model) throw new Error('the target did not load; nothing else can run');
+    if (!model) throw new NoTarget(); // recorded by the phase: the report goes out with what ran
     const decoder = model.decoder;
     report.targetShape = {
       layers: tcfg.numLayers, hidden: tcfg.hiddenSize, intermediate: tcfg.intermediateSize, heads: tcfg.numHeads, kvHeads: tcfg.numKvHeads,
@@ -341,12 +344,13 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
           tokens: samples.length * o.seqLen, responseTokens: samples.length * (o.seqLen - o.promptLen),
         };
         const memBefore = memory(be);
+        // The warm start first: should the features or a step fail, the evaluation still has this drafter to time.
+        const st = initTrainState(be, c, 0, decoder.weights);
+        held.state = { cfg: c, st };
         const tf = performance.now();
         const features = new FeatureSource(be, decoder, layerIds, d, Number.MAX_SAFE_INTEGER);
         be.synchronize();
         const featureSeconds = (performance.now() - tf) / 1000;
-        const st = initTrainState(be, c, 0, decoder.weights);
-        held.state = { cfg: c, st };
         const shared: SharedTargetParts = { embed: decoder.weights.embed, lmHead: decoder.weights.lmHead };
         const invFreq = drafterInvFreq(c);
         const gamma = defaultGamma(o.blockSize);
@@ -401,7 +405,10 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     }
 
     // 3. Speculative decoding with the drafter just trained, against plain target decoding, batch 1.
-    const trained = held.drafter;
+    // The trained drafter, or the warm-started one of a training phase that failed after its initialisation.
+    const trained = held.drafter ?? (held.state && model
+      ? { cfg: held.state.cfg, weights: held.state.st.weights, shared: { embed: model.decoder.weights.embed, lmHead: model.decoder.weights.lmHead } }
+      : undefined);
     if (trained && !overBudget('eval')) {
       report.decode = (await phase('eval', () => {
         const drafter = new Drafter(be, trained.cfg, trained.weights, trained.shared);
@@ -421,6 +428,8 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
         };
       })) ?? null;
     }
+  } catch (e) {
+    if (!(e instanceof NoTarget)) throw e;
   } finally {
     if (held.state) freeTrainState(be, held.state.cfg, held.state.st);
     if (held.drafter) freeDrafterWeights(be, held.drafter.cfg, held.drafter.weights);
