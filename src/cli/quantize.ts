@@ -1,6 +1,8 @@
 // `paro quantize`: flags → job settings (defaults live in src/jobs/quantize.ts), progress bars per block and stage.
 import { InvalidArgumentError } from 'commander';
 import type { Backend } from '../engine/backend.js';
+import type { Collective } from '../engine/collective.js';
+import { openCollectiveFromEnv } from '../engine/open-collective.js';
 import { parseSize } from '../io/release-config.js';
 import { runQuantizeJob, type QuantizeJob, type QuantizeReport, type QuantizeSettings } from '../jobs/quantize.js';
 import { Progress, info, warn } from './progress.js';
@@ -100,7 +102,20 @@ export function explicitQuantizeSettings(o: QuantizeCliOptions): Partial<Quantiz
   return Object.fromEntries(Object.entries(s).filter(([, v]) => v !== undefined)) as Partial<QuantizeSettings>;
 }
 
+/**
+ * The quantize job with progress on stderr. A data-parallel worker (RANK / WORLD_SIZE in the environment, set by
+ * --gpus / --ranks or torchrun) joins the run's Collective here; only rank 0 reports progress and writes.
+ */
 export async function runQuantize(be: Backend, job: QuantizeJob, showProgress: boolean): Promise<QuantizeReport> {
+  const comm = await openCollectiveFromEnv(be);
+  try {
+    return await quantizeWithProgress(be, job, showProgress && comm.rank === 0, comm);
+  } finally {
+    comm.close();
+  }
+}
+
+async function quantizeWithProgress(be: Backend, job: QuantizeJob, showProgress: boolean, comm: Collective): Promise<QuantizeReport> {
   let bar: Progress | null = null;
   let barKey = '';
   let capture: Progress | null = null;
@@ -146,5 +161,5 @@ export async function runQuantize(be: Backend, job: QuantizeJob, showProgress: b
       const elapsed = (Date.now() - tBlocks.start) / 1000;
       info(`block ${l + 1} ${resumed ? 'recomputed (resumed)' : 'done'} in ${sec.toFixed(1)} s | elapsed ${formatDuration(elapsed)} | ETA ${Number.isFinite(left) ? formatDuration(left) : '?'}`);
     },
-  });
+  }, comm);
 }

@@ -308,6 +308,7 @@ export function runGenerateData(
       metrics: { records: report.records, generated, resumed: report.resumed, promptTokens, responseTokens, stoppedAtEos, worldSize: comm.worldSize },
       seconds: { total: seconds, generate: genSeconds },
     }));
+    comm.barrier(); // every rank returns once rank 0 has committed the output (a later step may read it)
     return report;
   } catch (e) {
     // Records of an interrupted run (any rank's) are kept for the rerun; a run that failed before any is cleaned up.

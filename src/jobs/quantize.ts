@@ -543,6 +543,7 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooksIn: Qua
     // Rank 0 commits only once every rank got through every block (a rank that failed ends the run before).
     comm.barrier();
     if (!run || !writer) {
+      comm.barrier(); // returns once rank 0 has committed the output (a later step may read it)
       seconds.total = since(t0);
       return {
         command: 'quantize', model: job.modelDir, out: job.outDir, method: s.method, backend: be.name, device: be.device,
@@ -578,6 +579,7 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooksIn: Qua
       seconds,
     });
     run.commit(manifest);
+    comm.barrier();
     return {
       command: 'quantize', model: job.modelDir, out: job.outDir, method: s.method, backend: be.name, device: be.device,
       blocks: blockReports, calibrationTokens, seconds: seconds.total, phases: seconds, activations: placements,

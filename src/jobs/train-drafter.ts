@@ -583,6 +583,7 @@ export function runTrainDrafter(
         seconds,
       }));
     }
+    comm.barrier(); // every rank returns once rank 0 has committed the output (a later step may read it)
     return {
       command: 'dflash train-drafter',
       target: s.targetDir,
