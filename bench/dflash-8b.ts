@@ -13,7 +13,13 @@
 // 3. eval: evaluateDrafter (what `dflash eval` runs) with the drafter just trained on --eval-prompts prompts: draft
 //    and verify time per speculative step, speculative and plain (target-only) tokens/s at batch 1.
 // Progress and one result line per phase go to stderr (a killed run keeps them in the log); the JSON report to
-// stdout with --json.
+// stdout with --json. A phase that fails is recorded in `errors` and the next one runs; past --budget seconds the
+// remaining phases are skipped.
+// Options (defaults: the issue's sizes): --target DIR (required) --device cuda|cpu (cuda) --gemm-size 8192
+//   --gen-batch 32 --gen-prompt-len 128 --gen-new-tokens 128 --drafter-layers 5 --block-size 16 --train-seq-len 3072
+//   --train-prompt-len 256 --anchors 512 --train-batch 4 --train-steps 2 (timed, after one warm-up step)
+//   --eval-prompts 2 --eval-prompt-len 128 --eval-new-tokens 128 --budget 220 --python python3 ($PYTHON)
+//   --hf-script scripts/hf-generate-bench.py --hf-timeout 120 --no-hf --hf-on-cpu (run the child on a cpu rehearsal too)
 //   node .gpu/bench-dflash-8b.mjs --target /tmp/q8 --json            (GPU machine, after synth-8b)
 //   npx tsx bench/dflash-8b.ts --target DIR --device cpu [small sizes] (cpu rehearsal: test/dflash-8b-bench.test.ts)
 import { spawnSync } from 'node:child_process';
@@ -140,12 +146,12 @@ function gemmMs(be: BenchBackend, n: number, dtype: 'bf16' | 'f32', iters: numbe
 }
 
 /** Device memory as the allocator counts it (cuda), else the process's peak resident set (cpu: tensors are host memory). */
-function memory(be: BenchBackend): { source: 'allocator' | 'host rss'; liveBytes: number; peakBytes: number } {
+function memory(be: BenchBackend): { source: 'allocator' | 'host rss'; liveBytes: number; peakBytes: number; totalBytes: number } {
   if (be.memStats) {
     const m = be.memStats();
-    return { source: 'allocator', liveBytes: m.liveBytes, peakBytes: m.peakBytes };
+    return { source: 'allocator', liveBytes: m.liveBytes, peakBytes: m.peakBytes, totalBytes: m.totalBytes };
   }
-  return { source: 'host rss', liveBytes: process.memoryUsage().rss, peakBytes: process.resourceUsage().maxRSS * 1024 };
+  return { source: 'host rss', liveBytes: process.memoryUsage().rss, peakBytes: process.resourceUsage().maxRSS * 1024, totalBytes: os.totalmem() };
 }
 
 /** Longest common prefix of two token lists. */
