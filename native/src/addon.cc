@@ -452,6 +452,26 @@ FN(jsFqParamsBwd) {
     return undef(env);
   });
 }
+// paroTransform(W,wdt, alpha, pairs, theta, pScale|0, pZpf|0, out,odt, gScale|0, gZpf|0, O, I, K, gs, qmax)
+FN(jsParoTransform) {
+  BODY({
+    paroTransformK(a.ptr(0), a.i32(1), (const float*)a.ptr(2), (const int*)a.ptr(3), (const float*)a.ptr(4),
+                   (const float*)a.ptr(5), (const float*)a.ptr(6), a.ptr(7), a.i32(8), (float*)a.ptr(9),
+                   (float*)a.ptr(10), a.i32(11), a.i32(12), a.i32(13), a.i32(14), a.i32(15));
+    return undef(env);
+  });
+}
+// paroTransformBwd(dWhat,ddt, W,wdt, alpha, pairs, theta, scale, zpf, stage, dtheta|0, dalpha|0, dW|0,dwdt,
+//                  dscale|0, O, I, K, gs, qmax)
+FN(jsParoTransformBwd) {
+  BODY({
+    paroTransformBwdK(a.ptr(0), a.i32(1), a.ptr(2), a.i32(3), (const float*)a.ptr(4), (const int*)a.ptr(5),
+                      (const float*)a.ptr(6), (const float*)a.ptr(7), (const float*)a.ptr(8), a.i32(9),
+                      (float*)a.ptr(10), (float*)a.ptr(11), a.ptr(12), a.i32(13), (float*)a.ptr(14), a.i32(15),
+                      a.i32(16), a.i32(17), a.i32(18), a.i32(19));
+    return undef(env);
+  });
+}
 FN(jsQuantizePacked) {
   BODY({
     quantizePackedK(a.ptr(0), a.i32(1), (const float*)a.ptr(2), (const float*)a.ptr(3), (int*)a.ptr(4), a.i32(5),
@@ -541,7 +561,7 @@ const Entry kEntries[] = {
     {"rmsnorm", jsRmsnorm}, {"rmsnormBwd", jsRmsnormBwd}, {"crossEntropy", jsCrossEntropy}, {"argmax", jsArgmax},
     {"givens", jsGivens}, {"givensBwd", jsGivensBwd}, {"fqMinMax", jsFqMinMax}, {"fqMinMaxBwd", jsFqMinMaxBwd},
     {"fqParams", jsFqParams}, {"fqParamsBwd", jsFqParamsBwd}, {"quantizePacked", jsQuantizePacked},
-    {"dequantizePacked", jsDequantizePacked},
+    {"dequantizePacked", jsDequantizePacked}, {"paroTransform", jsParoTransform}, {"paroTransformBwd", jsParoTransformBwd},
     {"attention", jsAttention},
     {"attentionBwd", jsAttentionBwd}, {"gemm", jsGemm}, {"benchCublas", jsBenchCublas},
 };

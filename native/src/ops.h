@@ -70,6 +70,21 @@ void quantizePackedK(const void* r, int rdt, const float* scale, const float* zp
 void dequantizePackedK(const int* words, const int* zeros, const float* scale, float* out, int O, int I, int gs,
                        unsigned nibbleOrder);
 
+// ---- the fused ParoQuant transform (k_paro_fused.cu; Backend.paroTransform / paroTransformBackward) ----
+constexpr int kParoFusedMinGroup = 32;
+constexpr int kParoFusedMaxGroup = 128;
+constexpr int kParoFusedMaxK = 16;
+/** Shapes the fused kernels take: 32 ≤ gs ≤ 128 even, I % gs = 0, 1 ≤ K ≤ 16. */
+bool paroFusedSupported(int I, int K, int gs);
+/** Ŵ [O, I] (odt) of W [O, I] (wdt); stage 2 with pScale/pZpf [O·G], stage 1 (both null) writes gScale/gZpf [O·G]. */
+void paroTransformK(const void* W, int wdt, const float* alpha, const int* pairs, const float* theta,
+                    const float* pScale, const float* pZpf, void* out, int odt, float* gScale, float* gZpf, int O,
+                    int I, int K, int gs, int qmax);
+/** Backward from dŴ: stage 1 dtheta f32 [K, I/2] (unmasked) and dalpha f32 [I]; stage 2 dW [O, I] (dwdt) and dscale [O·G]. */
+void paroTransformBwdK(const void* dWhat, int ddt, const void* W, int wdt, const float* alpha, const int* pairs,
+                       const float* theta, const float* scale, const float* zpf, int stage, float* dtheta,
+                       float* dalpha, void* dW, int dwdt, float* dscale, int O, int I, int K, int gs, int qmax);
+
 // ---- attention (k_attention.cu) ----
 enum MaskKind : int { MASK_CAUSAL = 0, MASK_FULL = 1, MASK_DFLASH = 2 };
 

@@ -105,6 +105,13 @@ export interface NativeAddon {
     qmax: number): void;
   fqParamsBwd(drq: Ptr, ddt: number, r: Ptr, rdt: number, scale: Ptr, zpf: Ptr, dr: Ptr, drdt: number, dscale: Ptr,
     nGroups: number, gs: number, qmax: number): void;
+  /** The fused transform (k_paro_fused.cu): stage 2 with pScale/pZpf, stage 1 (both 0) writing gScale/gZpf. */
+  paroTransform(W: Ptr, wdt: number, alpha: Ptr, pairs: Ptr, theta: Ptr, pScale: Ptr, pZpf: Ptr, out: Ptr, odt: number,
+    gScale: Ptr, gZpf: Ptr, O: number, I: number, K: number, gs: number, qmax: number): void;
+  /** Its backward: stage 1 writes dtheta/dalpha, stage 2 dW/dscale (the other pair 0). */
+  paroTransformBwd(dWhat: Ptr, ddt: number, W: Ptr, wdt: number, alpha: Ptr, pairs: Ptr, theta: Ptr, scale: Ptr, zpf: Ptr,
+    stage: number, dtheta: Ptr, dalpha: Ptr, dW: Ptr, dwdt: number, dscale: Ptr, O: number, I: number, K: number, gs: number,
+    qmax: number): void;
   /** nibbleOrder: nibble k's row offset in bits 4k..4k+2 (AutoAWQ: 0x75316420). */
   quantizePacked(r: Ptr, rdt: number, scale: Ptr, zpf: Ptr, words: Ptr, O: number, I: number, gs: number, qmax: number,
     nibbleOrder: number): void;

@@ -19,6 +19,10 @@ import { CudaTensor, StoragePool } from './tensor.js';
 /** Largest Givens group the kernels take (one thread block per group). */
 const CUDA_MAX_GROUP_SIZE = 1024;
 
+/** Shapes the fused transform kernels take (native/src/ops.h kParoFused*): others run the composition. */
+const FUSED_GROUP_SIZES = { min: 32, max: 128 } as const;
+const FUSED_MAX_K = 16;
+
 function code(t: Tensor): number {
   return DT_CODE[t.dtype];
 }
@@ -34,6 +38,12 @@ export class CudaBackend implements Backend {
   /** 'scalar' forces the f32 reference-style attention kernels (tests); 'auto' uses tensor cores for head dim 64/128. */
   attentionKernel: 'auto' | 'scalar' = 'auto';
   readonly maxGivensGroupSize = CUDA_MAX_GROUP_SIZE;
+  /**
+   * Whether paroTransform/paroTransformBackward run: true unless the environment sets PARO_FUSED_TRANSFORM=0. false
+   * makes them decline, so src/paroquant/transform.ts runs the composition of the unfused ops (benches set it to
+   * compare both paths in one process).
+   */
+  fusedTransform = process.env.PARO_FUSED_TRANSFORM !== '0';
   /** Exact-f32 mode (Backend.setExactF32): f32 attention runs on the scalar f32 kernels. */
   private exactF32 = false;
   private readonly pool: StoragePool;
@@ -553,6 +563,78 @@ export class CudaBackend implements Backend {
     this.dropTemp(S, scale);
     this.dropTemp(Z, zpf);
     return { dr, dscale };
+  }
+
+  /** Checked shapes of a fused transform call; null where the kernels do not take it (or fusedTransform is off). */
+  private fusedArgs(op: string, W: CudaTensor, alpha: Tensor, pairs: Tensor, theta: Tensor, grid: QuantGrid): {
+    O: number; I: number; K: number; nGroups: number; qmax: number;
+  } | null {
+    const { rows: O, I, K } = checkGivens(op, W, this.T(pairs), theta, grid.groupSize);
+    const { nGroups, qmax } = checkGrid(op, W, grid);
+    checkColumnVector(op, W, alpha);
+    const gs = grid.groupSize;
+    if (!this.fusedTransform || gs < FUSED_GROUP_SIZES.min || gs > FUSED_GROUP_SIZES.max || K < 1 || K > FUSED_MAX_K) return null;
+    return { O, I, K, nGroups, qmax };
+  }
+
+  paroTransform(
+    W: Tensor, alpha: Tensor, pairs: Tensor, theta: Tensor, grid: QuantGrid, params: { scale: Tensor; zpf: Tensor } | null,
+    outDtype: DType,
+  ): { What: Tensor; scale?: Tensor; zpf?: Tensor } | undefined {
+    const op = 'paroTransform';
+    const Wt = this.F(W, op);
+    const args = this.fusedArgs(op, Wt, alpha, pairs, theta, grid);
+    if (!args || !isFloat(outDtype)) return undefined;
+    const { O, I, K, nGroups, qmax } = args;
+    if (params) checkGridParams(op, params.scale, params.zpf, nGroups);
+    const P = this.T(pairs);
+    const A = this.as(this.F(alpha, op), 'f32');
+    const TH = this.as(this.F(theta, op), 'f32');
+    const S = params ? this.as(this.F(params.scale, op), 'f32') : null;
+    const Z = params ? this.as(this.F(params.zpf, op), 'f32') : null;
+    const What = this.alloc(Wt.shape, outDtype);
+    const scale = params ? null : this.alloc([nGroups], 'f32');
+    const zpf = params ? null : this.alloc([nGroups], 'f32');
+    this.a.paroTransform(Wt.ptr, code(Wt), A.ptr, P.ptr, TH.ptr, S?.ptr ?? 0, Z?.ptr ?? 0, What.ptr, code(What),
+      scale?.ptr ?? 0, zpf?.ptr ?? 0, O, I, K, grid.groupSize, qmax);
+    this.dropTemp(A, alpha);
+    this.dropTemp(TH, theta);
+    if (params) {
+      this.dropTemp(S!, params.scale);
+      this.dropTemp(Z!, params.zpf);
+      return { What };
+    }
+    return { What, scale: scale!, zpf: zpf! };
+  }
+
+  paroTransformBackward(
+    dWhat: Tensor, W: Tensor, alpha: Tensor, pairs: Tensor, theta: Tensor, grid: QuantGrid, scale: Tensor, zpf: Tensor,
+    stage: 1 | 2,
+  ): { dtheta?: Tensor; dalpha?: Tensor; dW?: Tensor; dscale?: Tensor } | undefined {
+    const op = 'paroTransformBackward';
+    const Wt = this.F(W, op);
+    const D = this.F(dWhat, op);
+    checkSameSize(op, D, Wt);
+    const args = this.fusedArgs(op, Wt, alpha, pairs, theta, grid);
+    if (!args) return undefined;
+    const { O, I, K, nGroups, qmax } = args;
+    checkGridParams(op, scale, zpf, nGroups);
+    const P = this.T(pairs);
+    const A = this.as(this.F(alpha, op), 'f32');
+    const TH = this.as(this.F(theta, op), 'f32');
+    const S = this.as(this.F(scale, op), 'f32');
+    const Z = this.as(this.F(zpf, op), 'f32');
+    const dtheta = stage === 1 ? this.alloc(theta.shape, 'f32') : null;
+    const dalpha = stage === 1 ? this.alloc([I], 'f32') : null;
+    const dW = stage === 2 ? this.alloc(Wt.shape, 'f32') : null;
+    const dscale = stage === 2 ? this.alloc([nGroups], 'f32') : null;
+    this.a.paroTransformBwd(D.ptr, code(D), Wt.ptr, code(Wt), A.ptr, P.ptr, TH.ptr, S.ptr, Z.ptr, stage, dtheta?.ptr ?? 0,
+      dalpha?.ptr ?? 0, dW?.ptr ?? 0, DT_CODE.f32, dscale?.ptr ?? 0, O, I, K, grid.groupSize, qmax);
+    this.dropTemp(A, alpha);
+    this.dropTemp(TH, theta);
+    this.dropTemp(S, scale);
+    this.dropTemp(Z, zpf);
+    return stage === 1 ? { dtheta: dtheta!, dalpha: dalpha! } : { dW: dW!, dscale: dscale! };
   }
 
   quantizePacked(r: Tensor, scale: Tensor, zpf: Tensor, grid: QuantGrid, nibbleOrder: readonly number[]): Tensor {
