@@ -139,6 +139,22 @@ describe('launcher (real worker processes)', () => {
     expect(ids).toHaveLength(2);
     for (const pid of ids) expect(pidGone(pid), `worker ${pid}`).toBe(true);
   });
+
+  it('a launcher killed with SIGKILL leaves no worker behind: they end themselves', async () => {
+    const pids = scratchDir('dp-pids-');
+    let launcher = -1;
+    const run = tool(['work', '--ranks', '2', '--sleep', '--pids', pids], 60, (pid) => { launcher = pid; });
+    const t0 = Date.now();
+    while (workerPids(pids).length < 2 && Date.now() - t0 < 30_000) await new Promise((res) => setTimeout(res, 100));
+    await new Promise((res) => setTimeout(res, 1500));
+    process.kill(launcher, 'SIGKILL');
+    await run;
+    const ids = workerPids(pids);
+    expect(ids).toHaveLength(2);
+    const t1 = Date.now();
+    while (ids.some((pid) => !pidGone(pid)) && Date.now() - t1 < 10_000) await new Promise((res) => setTimeout(res, 100));
+    for (const pid of ids) expect(pidGone(pid), `worker ${pid}`).toBe(true);
+  });
 });
 
 describe('the paro and dflash entry points', () => {

@@ -66,7 +66,7 @@ export async function openCollective(be: Backend, info: RankInfo | null, opts: R
   if (!info || info.worldSize === 1) return singleRank();
   const store = Rendezvous.connect(info, { launcherPid: info.launcherPid, ...opts });
   try {
-    store.barrier('connected');
+    store.barrier('connected', store.connectTimeoutMs); // every rank is there
     if (be.name === 'cpu') return cpuCollective(be, store);
     // A variable specifier: the module is optional at type-check time and loaded only for cuda runs.
     const spec = './cuda/collective.js';

@@ -254,14 +254,15 @@ function startServer(onListening, onFail) {
         return;
       }
       // The first timeout fails the barrier for all: those in it now, and those arriving later.
+      const waitMs = h.timeoutMs > 0 ? h.timeoutMs : timeoutMs;
       w.timer = setTimeout(() => {
         const absent = [];
         for (let r = 0; r < worldSize; r++) if (!arrived.has(r)) absent.push(r);
-        const msg = 'barrier "' + h.key + '" at the rendezvous ' + ADDR + ': ' + rankList(absent) + ' did not arrive within ' + seconds(timeoutMs) + notConnected();
+        const msg = 'barrier "' + h.key + '" at the rendezvous ' + ADDR + ': ' + rankList(absent) + ' did not arrive within ' + seconds(waitMs) + notConnected();
         barriers.delete(h.key);
         failedBarriers.set(h.key, msg);
         for (const [, x] of arrived) { clearTimeout(x.timer); fail(x.sock, x.id, msg); }
-      }, timeoutMs);
+      }, waitMs);
       return;
     }
     fail(sock, id, 'unknown request ' + String(h.op));
@@ -365,7 +366,7 @@ mainPort.on('message', (req) => {
     if (rank === 0) return request({ op: 'leave' }, null, () => request({ op: 'bye' }, null, finish));
     return request({ op: 'bye' }, null, finish);
   }
-  request({ op: req.op, key: req.key, readers: req.readers, owner: req.owner }, payload, answerMain);
+  request({ op: req.op, key: req.key, readers: req.readers, owner: req.owner, timeoutMs: req.timeoutMs }, payload, answerMain);
 });
 `;
 
@@ -381,6 +382,8 @@ export class Rendezvous {
     readonly worldSize: number,
     readonly address: string,
     private readonly timeoutMs: number,
+    /** The connect timeout, also the wait of the first barrier (openCollective's "connected"). */
+    readonly connectTimeoutMs: number,
   ) {}
 
   /**
@@ -408,7 +411,7 @@ export class Rendezvous {
     worker.on('error', () => {});
     worker.unref();
     port1.unref();
-    const rv = new Rendezvous(worker, port1, ctrl, a.rank, a.worldSize, address, timeoutMs);
+    const rv = new Rendezvous(worker, port1, ctrl, a.rank, a.worldSize, address, timeoutMs, connectTimeoutMs);
     rv.answered(connectTimeoutMs, 'connecting');
     return rv;
   }
@@ -426,9 +429,9 @@ export class Rendezvous {
     return a.value ? new Uint8Array(a.value) : new Uint8Array(0);
   }
 
-  /** Returns when every rank has entered the barrier of this name. */
-  barrier(name: string): void {
-    this.call({ op: 'barrier', key: name });
+  /** Returns when every rank has entered the barrier of this name; timeoutMs overrides the store's wait for this one. */
+  barrier(name: string, timeoutMs?: number): void {
+    this.call({ op: 'barrier', key: name, timeoutMs }, [], timeoutMs);
   }
 
   /**
@@ -449,12 +452,14 @@ export class Rendezvous {
     this.port.close();
   }
 
-  private call(req: { op: string; key: string; readers?: number; owner?: number; value?: ArrayBuffer }, transfer: ArrayBuffer[] = []): Answer & { ok: true } {
+  private call(
+    req: { op: string; key: string; readers?: number; owner?: number; timeoutMs?: number; value?: ArrayBuffer }, transfer: ArrayBuffer[] = [], timeoutMs = this.timeoutMs,
+  ): Answer & { ok: true } {
     if (this.closed) throw new Error(`rendezvous ${this.address}: used after close()`);
     if (req.key.length > MAX_KEY_CHARS) throw new Error(`rendezvous key longer than ${MAX_KEY_CHARS} characters`);
     Atomics.store(this.ctrl, 0, PENDING);
     this.port.postMessage(req, transfer);
-    return this.answered(this.timeoutMs + WORKER_GRACE_MS, `"${req.key}"`);
+    return this.answered(timeoutMs + WORKER_GRACE_MS, `"${req.key}"`);
   }
 
   /** The answer to the request in flight; a failed one becomes a UserError. */
