@@ -38,4 +38,16 @@ describe('rendezvous store (3 processes)', () => {
       expect(o.ms as number).toBeLessThan(10_000); // not the 20 s timeout
     }
   });
+
+  it('a rank that closes early, or rank 0 closing, fails what waits for it at once ("rank k left the run")', async () => {
+    const runs = await runRanks(3, ['leave'], 60, () => ({ DP_TIMEOUT_MS: '20000' }));
+    for (const r of runs) expect(r.code, r.stderr).toBe(0);
+    const out = runs.map((r) => parse(r.stdout));
+    for (const rank of [0, 1]) {
+      expect(out[rank].error).toMatch(/^data-parallel rank \d: rank 2 left the run/);
+      expect(out[rank].barrierError).toMatch(/rank 2 left the run/);
+      expect(out[rank].ms as number).toBeLessThan(10_000); // not the 20 s timeout
+    }
+    expect(out[1].error).toMatch(/\| data-parallel rank 1: rank 0 left the run/);
+  });
 });

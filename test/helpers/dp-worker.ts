@@ -53,6 +53,26 @@ if (scenario === 'store') {
   const later = errorOf(() => rv.barrier('after'));
   say({ error, later, ms: Date.now() - t0 });
   rv.close();
+} else if (scenario === 'leave') {
+  // Rank 2 closes early (a rank that ended on an error path after closing): what waits for it fails at once. Then
+  // rank 0 closes while rank 1 waits for a value of rank 0's: that wait fails at once too, and rank 0's close returns.
+  const rv = Rendezvous.connect(info, { timeoutMs });
+  rv.barrier('ready');
+  const t0 = Date.now();
+  let error = '';
+  let barrierError = '';
+  if (rank === 2) rv.close();
+  else {
+    error = errorOf(() => rv.get('from-rank-2', 2));
+    barrierError = errorOf(() => rv.barrier('after'));
+    rv.set(`done/${rank}`, new Uint8Array([1]));
+    if (rank === 1) {
+      rv.get('done/0', 0); // rank 0 is past its waits: it now closes, while this rank waits for more
+      error += ' | ' + errorOf(() => rv.get('never-from-0', 0));
+    } else rv.get('done/1', 1);
+    rv.close();
+  }
+  say({ error, barrierError, ms: Date.now() - t0 });
 } else if (scenario === 'collective') {
   const be = await CpuBackend.create();
   const coll = await openCollective(be, info, { timeoutMs });
