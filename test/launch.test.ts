@@ -97,6 +97,21 @@ describe('launcher (real worker processes)', () => {
     expect(r.stderr).not.toMatch(/progress line of rank [12]/);
   });
 
+  it('--gpus: one worker per listed GPU, each seeing only its GPU, with the rank variables and without the launch flags', async () => {
+    const dir = scratchDir('dp-env-');
+    const r = await tool(['work', '--gpus', '3,5', '--pids', dir, '--device', 'cuda']);
+    expect(r.code, r.stderr).toBe(0);
+    const seen = [0, 1].map((k) => JSON.parse(readFileSync(path.join(dir, `rank${k}.json`), 'utf8')) as { env: Record<string, string | null>; args: string[] });
+    expect(seen[0].env.MASTER_PORT).toMatch(/^\d+$/);
+    for (const [k, gpu] of [[0, '3'], [1, '5']] as const) {
+      expect(seen[k].env).toEqual({
+        RANK: String(k), WORLD_SIZE: '2', LOCAL_RANK: String(k), MASTER_ADDR: '127.0.0.1', MASTER_PORT: seen[0].env.MASTER_PORT,
+        CUDA_VISIBLE_DEVICES: gpu, NCCL_NVLS_ENABLE: '0',
+      });
+      expect(seen[k].args).toEqual(['work', '--pids', dir, '--device', 'cuda']);
+    }
+  });
+
   it('a worker that fails ends the run with its exit code and message; the others are stopped, no process is left', async () => {
     const pids = scratchDir('dp-pids-');
     const t0 = Date.now();

@@ -2,7 +2,7 @@
 // `launch-tool.ts work --ranks 3 ...` runs the real launcher (src/cli/launch.ts), and each worker opens the real cpu
 // Collective. Worker behaviour by flags: --fail-rank k (rank k fails with exit code 3 after the first barrier),
 // --others sleep|wait (the other ranks then block outside the store, or wait in it), --pids <dir> (each worker writes
-// its pid there), --sleep (every rank blocks for 2 minutes), --json (the envelope, as the real commands print it).
+// its pid and what it saw there), --sleep (every rank blocks for 2 minutes), --json (the envelope, as the real commands print it).
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { CpuBackend } from '../../src/engine/cpu/backend.js';
@@ -22,7 +22,11 @@ if (!(await launchIfRequested('paro', argv, ['work']))) {
     if (argv.includes('--gpus') || argv.includes('--ranks')) throw new Error('a worker saw a launch flag');
     const pids = flag('--pids');
     const rank = Number(process.env.RANK);
-    if (pids) writeFileSync(path.join(pids, `rank${rank}.pid`), String(process.pid));
+    if (pids) {
+      writeFileSync(path.join(pids, `rank${rank}.pid`), String(process.pid));
+      const seen = ['RANK', 'WORLD_SIZE', 'LOCAL_RANK', 'MASTER_ADDR', 'MASTER_PORT', 'CUDA_VISIBLE_DEVICES', 'NCCL_NVLS_ENABLE'];
+      writeFileSync(path.join(pids, `rank${rank}.json`), JSON.stringify({ env: Object.fromEntries(seen.map((k) => [k, process.env[k] ?? null])), args: argv.slice(2) }));
+    }
     const be = await CpuBackend.create();
     const coll = await openCollectiveFromEnv(be, { timeoutMs: 60_000 });
     process.stdout.write(`stdout of rank ${coll.rank}\n`);
