@@ -11,15 +11,20 @@
 // 4. The same stage-1 epoch on one Llama-3.1-70B-shaped block (hidden 8192, intermediate 28672, 64/8 heads):
 //    --windows-70b steps timed (default 512) and scaled to 2048 windows (steps are alike), and the 80-block projection.
 //    --no-70b skips it.
+// 5. The fused ParoQuant transform (Backend.paroTransform/paroTransformBackward) against the composition of the
+//    unfused ops, both in this run: forward + backward of each of the block's 7 linears per stage (ms, effective GB/s
+//    of the fused kernels' own traffic), and block steps of both stages with each path (--fused-steps, default 6
+//    steps, the first dropped). --fused-transform-only runs 1 and 5 only; --no-fused skips 5. The environment variable
+//    PARO_FUSED_TRANSFORM=0 turns the fused ops off for the whole run (sections 2–4 then time the composition).
 import type { BenchContext } from './report.js';
 import { intOption, machine, round, table, flag } from './report.js';
 import { loadCudaBackend, type CudaBackend } from '../src/engine/cuda/index.js';
-import type { Backend, Tensor } from '../src/engine/backend.js';
+import type { Backend, QuantGrid, Tensor } from '../src/engine/backend.js';
 import type { ModelConfig } from '../src/io/config.js';
 import { BlockOptimizer, type BlockData, type BlockUnderOptimization, type OptimizerSettings } from '../src/paroquant/block-optimizer.js';
 import { selectPairs } from '../src/paroquant/pairs.js';
 import { DEFAULT_QUANTIZE_SETTINGS, optimizerSettings } from '../src/jobs/quantize.js';
-import type { ParoLinear } from '../src/paroquant/transform.js';
+import { freeTransformSaved, transformBackward, transformForward, type ParoLinear } from '../src/paroquant/transform.js';
 import { LINEAR_KEYS, linearShapes, type LinearKey } from '../src/model/weights.js';
 import { blockForward, positionsFor, type BlockGeometry } from '../src/model/block.js';
 import { ropeInvFreq } from '../src/model/rope-freq.js';
@@ -59,6 +64,8 @@ export function stepFlops(cfg: ModelConfig, nTok: number, T: number): { gemm: nu
 
 /** What the benches need beyond the Backend interface (the cuda backend has it; a cpu stand-in can for dry runs). */
 export type BenchBackend = Backend & Pick<CudaBackend, 'fillRandom' | 'memStats' | 'emptyCache'>;
+/** A bench backend whose fused transform can be switched off (the cuda backend: fusedTransform). */
+export type FusedSwitchBackend = BenchBackend & Pick<CudaBackend, 'fusedTransform'>;
 
 function randn(be: BenchBackend, shape: number[], scale: number, seed: number, dtype: 'f32' | 'bf16'): Tensor {
   const t = be.zeros(shape, dtype);
@@ -234,6 +241,140 @@ export function project(b: BlockBench, layers: number, epochs: [number, number],
   return { layers, stage1EpochSeconds: e1, stage2EpochSeconds: e2, secondsPerBlock: perBlock, hours: (layers * perBlock) / 3600 };
 }
 
+/** Mean ms of fn over `reps` calls after two warm-up calls (one synchronise per batch). */
+function meanMs(be: Backend, fn: () => void, reps: number): number {
+  fn();
+  fn();
+  be.synchronize();
+  const t0 = performance.now();
+  for (let i = 0; i < reps; i++) fn();
+  be.synchronize();
+  return (performance.now() - t0) / reps;
+}
+
+/** Bytes the fused kernels must move for one linear's forward + backward: W f32 in, Ŵ bf16 out; dŴ and W f32 in, stage 2 dW f32 out. */
+function fusedBytes(O: number, I: number, stage: 1 | 2): number {
+  return O * I * (4 + 2 + 4 + 4 + (stage === 2 ? 4 : 0));
+}
+
+export interface FusedLinearTiming {
+  linear: LinearKey;
+  O: number;
+  I: number;
+  stage: 1 | 2;
+  msComposition: number;
+  msFused: number;
+  gbpsFused: number;
+  gbpsComposition: number;
+}
+
+/**
+ * Forward (Ŵ in bf16) + backward of each linear of a cfg-shaped block through transform.ts, with the fused ops off
+ * (the composition) and on, per stage; random W (std 0.02), α in [0.5, 1.5), θ in [−0.3, 0.3), the stage-2 grid from
+ * the min/max of the initial transform.
+ */
+export function benchFusedTransform(be: FusedSwitchBackend, cfg: ModelConfig, reps: number): FusedLinearTiming[] {
+  const sh = linearShapes(cfg);
+  const grid: QuantGrid = { bits: DEFAULT_QUANTIZE_SETTINGS.bits, groupSize: DEFAULT_QUANTIZE_SETTINGS.groupSize };
+  const K = 8;
+  const orig = be.fusedTransform;
+  const out: FusedLinearTiming[] = [];
+  let seed = 500;
+  try {
+    for (const k of LINEAR_KEYS) {
+      const { out: O, in: I } = sh[k];
+      const sel = selectPairs(I, 0, { krot: K, groupSize: grid.groupSize });
+      const alpha = Float32Array.from({ length: I }, (_, i) => 0.5 + ((i * 2654435761) % 1000) / 1000);
+      const theta = Float32Array.from({ length: (K * I) / 2 }, (_, i) => (sel.mask[i] ? 0 : 0.3 * Math.sin(i * 0.7)));
+      const lin: ParoLinear = {
+        outFeatures: O, inFeatures: I, W: randn(be, [O, I], 0.02, seed++, 'f32'), alpha: be.fromHost(alpha, [I]),
+        theta: be.fromHost(theta, [K, I / 2]), pairs: be.fromHost(sel.pairs, [K, I], 'i32'),
+        thetaKeep: be.fromHost(Float32Array.from(sel.mask, (m) => 1 - m), [sel.mask.length]), krot: K,
+      };
+      const dWhat = randn(be, [O, I], 1e-3, seed++, 'f32');
+      be.fusedTransform = false;
+      const init = transformForward(be, lin, grid, 1, true, 'bf16');
+      lin.scale = init.saved!.scale;
+      lin.zpf = init.saved!.zpf;
+      be.free(init.What, init.saved!.R, init.saved!.U);
+      for (const stage of [1, 2] as const) {
+        const cycle = () => {
+          const { What, saved } = transformForward(be, lin, grid, stage, true, 'bf16');
+          const g = transformBackward(be, lin, grid, saved!, dWhat);
+          freeTransformSaved(be, saved!);
+          be.free(What, g.dtheta, g.dalpha, g.dW, g.dscale);
+        };
+        be.fusedTransform = false;
+        const msComposition = meanMs(be, cycle, reps);
+        be.fusedTransform = true;
+        const msFused = meanMs(be, cycle, reps);
+        const bytes = fusedBytes(O, I, stage);
+        out.push({ linear: k, O, I, stage, msComposition, msFused, gbpsFused: bytes / msFused / 1e6, gbpsComposition: bytes / msComposition / 1e6 });
+      }
+      be.free(lin.W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, lin.scale, lin.zpf, dWhat);
+    }
+  } finally {
+    be.fusedTransform = orig;
+  }
+  return out;
+}
+
+export interface FusedStepTiming {
+  stage: 1 | 2;
+  msPerStepComposition: number;
+  msPerStepFused: number;
+}
+
+/** ms per block step (the first step, which holds the stage's initial validation, dropped) with the fused ops off and on. */
+export function compareFusedSteps(be: FusedSwitchBackend, b: BlockBench, steps: number): FusedStepTiming[] {
+  const orig = be.fusedTransform;
+  const out: FusedStepTiming[] = [];
+  try {
+    for (const stage of [1, 2] as const) {
+      const ms: Record<'on' | 'off', number> = { on: 0, off: 0 };
+      for (const fused of [false, true]) {
+        be.fusedTransform = fused;
+        const times: number[] = [];
+        let last = 0;
+        const data: BlockData = { ...b.data, nTrain: b.batch * steps };
+        const opt = new BlockOptimizer(be, b.cfg, { norms: b.norms, linears: b.linears }, data, { ...b.settings, epochs: [1, 1] }, b.geoFor, () => {
+          const now = performance.now();
+          times.push(now - last);
+          last = now;
+        });
+        be.synchronize();
+        last = performance.now();
+        opt.runStage(stage);
+        be.synchronize();
+        const rest = times.slice(1);
+        ms[fused ? 'on' : 'off'] = rest.length ? rest.reduce((x, y) => x + y, 0) / rest.length : times[0];
+      }
+      out.push({ stage, msPerStepComposition: ms.off, msPerStepFused: ms.on });
+    }
+  } finally {
+    be.fusedTransform = orig;
+  }
+  return out;
+}
+
+function logFused(ctx: BenchContext, lin: FusedLinearTiming[], steps: FusedStepTiming[] | null): void {
+  const rows: (string | number)[][] = [['linear O×I', 'stage', 'composition ms', 'fused ms', 'speed-up', 'fused GB/s', 'composition GB/s']];
+  for (const r of lin) {
+    rows.push([`${r.linear} ${r.O}×${r.I}`, r.stage, round(r.msComposition, 3), round(r.msFused, 3), round(r.msComposition / r.msFused, 2), round(r.gbpsFused, 0), round(r.gbpsComposition, 0)]);
+  }
+  for (const stage of [1, 2] as const) {
+    const s = lin.filter((r) => r.stage === stage);
+    const c = s.reduce((a, r) => a + r.msComposition, 0), f = s.reduce((a, r) => a + r.msFused, 0);
+    rows.push([`block (7 linears)`, stage, round(c, 3), round(f, 3), round(c / f, 2), '', '']);
+  }
+  ctx.log('fused transform (forward, Ŵ in bf16, + backward) vs the composition of the unfused ops, same run; GB/s: the fused kernels\' own traffic / time:');
+  ctx.log(table(rows));
+  if (steps) {
+    ctx.log(table([['block step, ms', 'composition', 'fused', 'speed-up'],
+      ...steps.map((s) => [`stage ${s.stage}`, round(s.msPerStepComposition, 1), round(s.msPerStepFused, 1), round(s.msPerStepComposition / s.msPerStepFused, 3)])]));
+  }
+}
+
 export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const be = loadCudaBackend(0);
   const report: Record<string, unknown> = { machine: machine(), device: be.device };
@@ -258,6 +399,20 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   ctx.log(`Backend / cuBLAS: ${round(tBackend / tCublas, 3)}`);
   report.gemm = { msBackend, msCublas, tflopsBackend: tBackend, tflopsCublas: tCublas, ratio: tBackend / tCublas };
   const peak = Math.max(tBackend, tCublas);
+  const fusedSteps = intOption(ctx.args, 'fused-steps', 6);
+  const wantFused = !flag(ctx.args, 'no-fused');
+  if (flag(ctx.args, 'fused-transform-only')) {
+    const lin = benchFusedTransform(be, QWEN3_8B_BLOCK, 10);
+    const T0 = intOption(ctx.args, 'seq-len', 2048);
+    const batch0 = intOption(ctx.args, 'batch', 16);
+    const bq = benchBlock(be, QWEN3_8B_BLOCK, { windows: batch0 * fusedSteps, trainResident: batch0 * Math.min(fusedSteps, 2), T: T0, batch: batch0, stages: [], peak, seed: 10 });
+    const steps = compareFusedSteps(be, bq, fusedSteps);
+    freeBlock(be, bq);
+    logFused(ctx, lin, steps);
+    report.fusedTransform = { linears: lin, steps, seqLen: T0, batch: batch0 };
+    report.memory = be.memStats();
+    return report;
+  }
 
   // 2. Stage-1 and stage-2 epochs on an 8B-shaped block at the paper's calibration size.
   const T = intOption(ctx.args, 'seq-len', 2048);
@@ -287,6 +442,14 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   };
   // Kept under its old name: the first run's figures (128 × 2048) are compared with it.
   report.stage1Epoch = b8.stages[0];
+
+  // 5 (on the block of 2). The fused transform against the composition, same run.
+  if (wantFused) {
+    const steps = compareFusedSteps(be, b8, fusedSteps);
+    const lin = benchFusedTransform(be, QWEN3_8B_BLOCK, 10);
+    logFused(ctx, lin, steps);
+    report.fusedTransform = { linears: lin, steps, seqLen: T, batch };
+  }
 
   // 3. Where the time goes: one step under a synchronising profiler.
   if (!flag(ctx.args, 'no-profile')) {
