@@ -197,6 +197,7 @@ export async function launchWorkers(spec: LaunchSpec): Promise<number> {
   const ended = new Promise<void>((resolveAll) => {
     let left = worldSize;
     const onEnd = (w: Worker, code: number | null, signal: NodeJS.Signals | null): void => {
+      if (w.done) return;
       w.done = true;
       w.code = code;
       w.signal = signal;
@@ -240,6 +241,7 @@ export async function launchWorkers(spec: LaunchSpec): Promise<number> {
       }
       child.on('error', (e) => {
         w.errorLine = `error: cannot start worker ${rank}: ${e.message}`;
+        if (child.pid === undefined) onEnd(w, 127, null); // never started: no 'close' to wait for
       });
       child.on('close', (code, signal) => onEnd(w, code, signal));
     }
@@ -309,9 +311,8 @@ export async function launchIfRequested(tool: Tool, argv: readonly string[], lau
   try {
     const { flags, rest } = splitLaunchFlags(args);
     const launching = flags.gpus !== undefined || flags.ranks !== undefined;
-    const worker = process.env.RANK !== undefined || process.env.WORLD_SIZE !== undefined;
-    if (worker) {
-      rankInfoFromEnv(process.env); // bad values: a usage error before any work
+    // Bad rank variables are a usage error before any work.
+    if (rankInfoFromEnv(process.env) !== null) {
       if (launching) throw new UsageError('--gpus / --ranks start worker processes, but this process is one already (RANK is set in the environment)');
       return false;
     }
