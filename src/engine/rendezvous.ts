@@ -282,7 +282,10 @@ function startServer(onListening, onFail) {
     });
   });
   server.on('error', (e) => onFail('rank 0 cannot listen on ' + ADDR + ': ' + (e.code === 'EADDRINUSE' ? 'the port is in use' : e.message)));
-  server.listen({ host, port: tcpPort, exclusive: true }, onListening);
+  // A loopback MASTER_ADDR (one host) keeps the store on loopback; another name is where the other hosts reach rank 0,
+  // which may resolve differently here (a hostname mapped to 127.0.1.1): listen on every interface, as torch does.
+  const loopback = /^(127\.|localhost$|::1$)/i.test(host);
+  server.listen({ host: loopback ? host : undefined, port: tcpPort, exclusive: true }, onListening);
   return server;
 }
 
