@@ -6,6 +6,7 @@ import type { Backend } from './backend.js';
 import { singleRank, type Collective } from './collective.js';
 import { cpuCollective } from './cpu/collective.js';
 import { Rendezvous, type RendezvousOptions } from './rendezvous.js';
+import type { CudaBackend } from './cuda/backend.js';
 import { UsageError } from '../errors.js';
 
 /** Where this process stands in a data-parallel run. */
@@ -19,9 +20,6 @@ export interface RankInfo {
   /** Pid of our own launcher (PARO_LAUNCHER_PID), when it started this process: workers end when it dies. */
   launcherPid?: number;
 }
-
-/** The signature of cuda/collective.ts (written beside this file; loaded only for cuda runs). */
-type NcclCollective = (be: Backend, rank: number, worldSize: number, shareId: (mine: Uint8Array | null) => Uint8Array) => Collective;
 
 function envInt(env: NodeJS.ProcessEnv, name: string, min: number): number | undefined {
   const v = env[name];
@@ -68,9 +66,8 @@ export async function openCollective(be: Backend, info: RankInfo | null, opts: R
   try {
     store.barrier('connected', store.connectTimeoutMs); // every rank is there
     if (be.name === 'cpu') return cpuCollective(be, store);
-    // A variable specifier: the module is optional at type-check time and loaded only for cuda runs.
-    const spec = './cuda/collective.js';
-    const mod = (await import(spec)) as { ncclCollective: NcclCollective };
+    // Loaded only for cuda runs (it opens libnccl.so.2 through the addon).
+    const { ncclCollective } = await import('./cuda/collective.js');
     const shareId = (mine: Uint8Array | null): Uint8Array => {
       if (info.rank === 0) {
         if (!mine) throw new Error('rank 0 must pass its NCCL unique id');
@@ -79,8 +76,9 @@ export async function openCollective(be: Backend, info: RankInfo | null, opts: R
       }
       return store.get('nccl/unique-id', 0);
     };
-    const nccl = mod.ncclCollective(be, info.rank, info.worldSize, shareId);
-    // The store stays open: barrier-free failure detection is NCCL's, but close() leaves both in order.
+    const nccl = ncclCollective(be as CudaBackend, info.rank, info.worldSize, shareId);
+    // The store stays open beside NCCL (a rank that dies is still reported as "rank k disconnected" to the others'
+    // store threads); close() ends NCCL first, then leaves the store.
     return {
       rank: nccl.rank,
       worldSize: nccl.worldSize,
