@@ -77,8 +77,9 @@ export async function openCollective(be: Backend, info: RankInfo | null, opts: R
       return store.get('nccl/unique-id', 0);
     };
     const nccl = ncclCollective(be as CudaBackend, info.rank, info.worldSize, shareId);
-    // The store stays open beside NCCL (a rank that dies is still reported as "rank k disconnected" to the others'
-    // store threads); close() ends NCCL first, then leaves the store.
+    // The store stays open beside NCCL until close(), which ends NCCL first and then leaves the store (rank 0, which
+    // serves it, last). A rank that dies mid-run leaves the others blocked in NCCL: the launcher (ours, torchrun)
+    // ends them.
     return {
       rank: nccl.rank,
       worldSize: nccl.worldSize,
