@@ -306,6 +306,7 @@ export async function launchIfRequested(tool: Tool, argv: readonly string[], lau
   const args = argv.slice(2);
   const command = args.find((a) => !a.startsWith('-')) ?? '';
   if (!launchable.includes(command)) return false; // --gpus / --ranks on another command: commander rejects them
+  if (args.includes('--help') || args.includes('-h')) return false; // help, not a run
   const json = args.includes('--json');
   const t0 = performance.now();
   try {
