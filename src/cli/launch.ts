@@ -10,8 +10,9 @@
 // Failure: the first worker that exits non-zero or by a signal ends the run: the others get SIGTERM, then SIGKILL
 // after a grace period, and the launcher exits with that worker's code (128 + signal number for a signal). A failure
 // that only reports another rank's end ("rank 1 disconnected", "rank 0 left the run") is a consequence: the launcher
-// waits a few seconds for the rank that caused it and names that one. With --json, rank 0's envelope is printed when
-// rank 0 caused the end (or all went well); otherwise the launcher prints one with ok false naming the failed rank.
+// waits a few seconds for the rank that caused it and names that one (rank 0 when it failed on its own, as when every
+// rank meets the same bad input). With --json, rank 0's envelope is printed when rank 0 caused the end (or all went
+// well); otherwise the launcher prints one with ok false naming the failed rank.
 // Ctrl-C (SIGINT) and SIGTERM reach every worker.
 //
 // With RANK and WORLD_SIZE set (our own workers, torchrun, a cluster launcher) the process is a worker: rankInfoFromEnv
@@ -44,6 +45,8 @@ export const RANKS_HELP = 'data parallel with n worker processes on the chosen d
 const GRACE_MS = 10_000;
 /** Time the launcher waits for the cause of a failure that only reports another rank's end. */
 const CAUSE_WAIT_MS = 5_000;
+/** Time the others get after a failure of its own before SIGTERM (ranks failing on the same input end by themselves). */
+const STOP_DELAY_MS = 1_000;
 /** Stderr lines kept per worker (shown when a failed rank printed nothing that passed the filter). */
 const TAIL_LINES = 20;
 /** A failure that only reports the end of another rank. */
@@ -171,6 +174,7 @@ export async function launchWorkers(spec: LaunchSpec): Promise<number> {
   let heldEnvelope: string | null = null;
   let interrupted: NodeJS.Signals | null = null;
   let stopTimer: NodeJS.Timeout | null = null;
+  let stopAt = Infinity;
   let killTimer: NodeJS.Timeout | null = null;
 
   const stopAll = (signal: NodeJS.Signals): void => {
@@ -204,8 +208,13 @@ export async function launchWorkers(spec: LaunchSpec): Promise<number> {
       w.endedAt = performance.now();
       if ((code !== 0 || signal) && !w.stopped) {
         // A consequence of another rank's end waits a little for its cause; a failure of its own stops the run now.
-        if (w.errorLine && CONSEQUENCE.test(w.errorLine)) stopTimer ??= setTimeout(() => stopAll('SIGTERM'), CAUSE_WAIT_MS);
-        else stopAll('SIGTERM');
+        const consequence = w.errorLine !== null && CONSEQUENCE.test(w.errorLine);
+        const at = performance.now() + (consequence ? CAUSE_WAIT_MS : STOP_DELAY_MS);
+        if (at < stopAt) {
+          if (stopTimer) clearTimeout(stopTimer);
+          stopAt = at;
+          stopTimer = setTimeout(() => stopAll('SIGTERM'), at - performance.now());
+        }
       }
       if (--left === 0) resolveAll();
     };
@@ -225,8 +234,12 @@ export async function launchWorkers(spec: LaunchSpec): Promise<number> {
       if (rank === 0) {
         // Passed through line by line; the envelope is held until the end (another rank may have caused a failure).
         lines(child.stdout!, (line) => {
-          if (line.startsWith(`{"schema":"${ENVELOPE_SCHEMA}"`)) heldEnvelope = line;
-          else process.stdout.write(line + '\n');
+          if (line.startsWith(`{"schema":"${ENVELOPE_SCHEMA}"`)) {
+            heldEnvelope = line;
+            // Rank 0's stderr goes straight to the user; with --json its error is known from here.
+            const message = envelopeError(line);
+            if (message !== null) w.errorLine = `error: ${message}`;
+          } else process.stdout.write(line + '\n');
         });
       } else {
         lines(child.stderr!, (line) => {
@@ -252,8 +265,12 @@ export async function launchWorkers(spec: LaunchSpec): Promise<number> {
   process.off('SIGINT', onInt);
   process.off('SIGTERM', onTerm);
 
-  const failed = workers.filter((w) => (w.code !== 0 || w.signal) && !w.stopped).sort((a, b) => a.endedAt - b.endedAt);
-  const cause = failed.find((w) => !(w.errorLine && CONSEQUENCE.test(w.errorLine))) ?? failed[0];
+  // The cause: rank 0 when it failed with an error of its own (all ranks hit the same bad input: rank 0's report is
+  // the one to show), else the first rank that did, else the first that failed.
+  // A worker that exited with a code (not by our signal) ended by itself, even after our SIGTERM was sent.
+  const failed = workers.filter((w) => (w.code !== null && w.code !== 0) || (w.signal && !w.stopped)).sort((a, b) => a.endedAt - b.endedAt);
+  const own = failed.filter((w) => !(w.errorLine && CONSEQUENCE.test(w.errorLine)));
+  const cause = own.find((w) => w.rank === 0 && w.errorLine !== null) ?? own[0] ?? failed[0];
   if (!cause) {
     if (heldEnvelope !== null) process.stdout.write(heldEnvelope + '\n');
     if (interrupted) return 128 + (os.constants.signals[interrupted] ?? 2);
@@ -276,6 +293,16 @@ export async function launchWorkers(spec: LaunchSpec): Promise<number> {
   // Rank 0's own error line went straight to stderr; another rank's end, or a signal, gets a last line naming it.
   if (cause.rank !== 0 || cause.signal) process.stderr.write(`error: ${describeEnd(cause)}\n`);
   return exitCode;
+}
+
+/** The error message of an envelope line with ok false (null otherwise). */
+function envelopeError(line: string): string | null {
+  try {
+    const e = JSON.parse(line) as Partial<Envelope>;
+    return e.ok === false && e.error ? e.error.message : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Calls fn with each complete line of a stream (and the last unterminated one at its end). */
