@@ -142,7 +142,7 @@ describe('launcher (real worker processes)', () => {
   it('Ctrl-C (SIGINT to the launcher) reaches every worker; none is left', async () => {
     const pids = scratchDir('dp-pids-');
     let launcher = -1;
-    const run = tool(['work', '--ranks', '2', '--sleep', '--pids', pids], 60, (pid) => { launcher = pid; });
+    const run = tool(['work', '--ranks', '2', '--sleep', '--pids', pids, '--json'], 60, (pid) => { launcher = pid; });
     // Once both workers are in their sleep (they wrote their pids and passed the barrier), interrupt the launcher only.
     const t0 = Date.now();
     while (workerPids(pids).length < 2 && Date.now() - t0 < 30_000) await new Promise((res) => setTimeout(res, 100));
@@ -150,6 +150,7 @@ describe('launcher (real worker processes)', () => {
     process.kill(launcher, 'SIGINT');
     const r = await run;
     expect(r.code, r.stderr).toBe(130);
+    expect(envelopes(r.stdout)).toMatchObject([{ ok: false, error: { message: 'interrupted (SIGINT)', exitCode: 130 } }]);
     const ids = workerPids(pids);
     expect(ids).toHaveLength(2);
     for (const pid of ids) expect(pidGone(pid), `worker ${pid}`).toBe(true);

@@ -273,8 +273,15 @@ export async function launchWorkers(spec: LaunchSpec): Promise<number> {
   const cause = own.find((w) => w.rank === 0 && w.errorLine !== null) ?? own[0] ?? failed[0];
   if (!cause) {
     if (heldEnvelope !== null) process.stdout.write(heldEnvelope + '\n');
-    if (interrupted) return 128 + (os.constants.signals[interrupted] ?? 2);
-    return 0;
+    if (!interrupted) return 0;
+    const exitCode = 128 + (os.constants.signals[interrupted] ?? 2);
+    if (spec.json && heldEnvelope === null) {
+      printJson({
+        schema: ENVELOPE_SCHEMA, tool: spec.tool, version: TOOL_VERSION, command: spec.command, ok: false,
+        error: { message: `interrupted (${interrupted})`, code: errorCodeOf(exitCode), exitCode }, result: null, seconds: (performance.now() - t0) / 1000,
+      } satisfies Envelope);
+    }
+    return exitCode;
   }
   if (cause.rank !== 0) {
     // Its error line has been shown with its prefix; when nothing of it passed the filter, its last lines are.
