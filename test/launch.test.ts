@@ -4,7 +4,7 @@
 import { mkdirSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { rankInfoFromEnv, splitLaunchFlags } from '../src/cli/launch.js';
+import { deviceForRank, rankInfoFromEnv, splitLaunchFlags } from '../src/cli/launch.js';
 import { UsageError } from '../src/errors.js';
 import { pidGone, ROOT, runNode, type ProcResult } from './helpers/dp-procs.js';
 import { scratchDir } from './scratch.js';
@@ -66,6 +66,19 @@ describe('rankInfoFromEnv', () => {
       expect((err as UsageError).message).toMatch(msg);
       expect((err as UsageError).oneLine()).not.toContain('\n');
     }
+  });
+});
+
+describe('deviceForRank', () => {
+  const info = (o: Record<string, string>) => rankInfoFromEnv({ WORLD_SIZE: '4', MASTER_ADDR: 'h', MASTER_PORT: '1', ...o });
+  it('a worker of an outside launcher that sees several GPUs takes GPU LOCAL_RANK; ours and explicit choices stay', () => {
+    expect(deviceForRank('cuda', info({ RANK: '6', WORLD_SIZE: '8', LOCAL_RANK: '2' }), {})).toBe('cuda:2');
+    expect(deviceForRank('cuda', info({ RANK: '2' }), { CUDA_VISIBLE_DEVICES: '0,1,2,3' })).toBe('cuda:2');
+    expect(deviceForRank('cuda', info({ RANK: '2' }), { CUDA_VISIBLE_DEVICES: '3' })).toBe('cuda'); // one GPU left to it
+    expect(deviceForRank('cuda:1', info({ RANK: '2' }), {})).toBe('cuda:1');
+    expect(deviceForRank('cpu', info({ RANK: '2' }), {})).toBe('cpu');
+    expect(deviceForRank('cuda', info({ RANK: '2', PARO_LAUNCHER_PID: '99' }), {})).toBe('cuda'); // ours: --gpus set CUDA_VISIBLE_DEVICES
+    expect(deviceForRank(undefined, null, {})).toBe('auto');
   });
 });
 
