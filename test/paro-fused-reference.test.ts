@@ -5,12 +5,16 @@
 // backend's composition (src/paroquant/transform.ts), which proves the derivation the kernels copy, and it stands in
 // for the fused ops on a wrapped cpu backend to check transform.ts's fused path (masking, saved state, dtypes).
 // rd = Math.fround emulates the kernels' f32 states; rd = identity is the float64 reference.
+import { spawnSync } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { Backend, DType, QuantGrid, Tensor } from '../src/engine/backend.js';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
 import { Rng } from '../src/numerics/rng.js';
 import { roundHalfEven } from '../src/numerics/rounding.js';
 import { freeTransformSaved, transformBackward, transformForward, type ParoLinear } from '../src/paroquant/transform.js';
+import { scratchDir } from './scratch.js';
 
 type Round = (x: number) => number;
 const F32: Round = Math.fround;
@@ -440,4 +444,96 @@ describe('transform.ts with a backend that has the fused ops', async () => {
     freeTransformSaved(be, saved!);
     expect(calls.fwd + calls.bwd).toBe(0);
   });
+});
+
+// ---- the CUDA source itself, run on the cpu ----
+// native/src/k_paro_fused.cu compiled with g++ against test/cuda-emu/common.cuh (one host thread per CUDA thread,
+// barriers for __syncthreads/__syncwarp, emulated shuffles; shared memory filled with NaN patterns first): its
+// outputs against the cpu composition. This checks the kernels' indexing, shared-memory layout, warp/lane split,
+// chunked reduction and launch geometry, not the device's own arithmetic (sincosf, FMA contraction) or its limits.
+
+const ROOT = path.join(import.meta.dirname, '..');
+const hasGpp = spawnSync('g++', ['--version']).status === 0;
+
+/** The emulation binary (built once per test run), or null with the compiler's message. */
+let emuBinary: string | null | undefined;
+function buildEmulation(): string {
+  if (emuBinary) return emuBinary;
+  const dir = scratchDir('paro-fused-emu-');
+  const src = readFileSync(path.join(ROOT, 'native/src/k_paro_fused.cu'), 'utf8')
+    .replace(/extern __shared__ float smem\[\];/g, 'float* smem = g_smem;')
+    .replace(/(\w+)<<<(.*?), stream\(\)>>>\(/g, 'emuLaunch($1, $2)(');
+  expect(src).not.toContain('<<<');
+  writeFileSync(path.join(dir, 'k_paro_fused_emu.cc'), src);
+  const bin = path.join(dir, 'emu');
+  const emu = path.join(ROOT, 'test/cuda-emu');
+  const r = spawnSync('g++', ['-std=c++20', '-O1', '-pthread', `-I${emu}`, `-I${path.join(ROOT, 'native/src')}`, '-include',
+    path.join(emu, 'common.cuh'), '-x', 'c++', path.join(dir, 'k_paro_fused_emu.cc'), path.join(emu, 'fused-main.cc'), '-o', bin],
+  { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`g++ failed: ${r.stderr}`);
+  emuBinary = bin;
+  return bin;
+}
+
+function runEmulation(p: Problem, stage: 1 | 2, dWhat: Float32Array, outDtype: 'f32' | 'bf16'): Record<string, Float32Array> {
+  const bin = buildEmulation();
+  const dir = scratchDir('paro-fused-run-');
+  const files: Record<string, Float32Array | Int32Array> = { W: p.W, alpha: p.alpha, pairs: p.pairs, theta: p.theta, scale: p.scale, zpf: p.zpf, dWhat };
+  for (const [n, a] of Object.entries(files)) writeFileSync(path.join(dir, n), new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
+  const r = spawnSync(bin, [dir, p.O, p.I, p.K, p.grid.groupSize, stage, outDtype === 'bf16' ? 1 : 0].map(String), { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`emulation failed (${r.status}): ${r.stderr}`);
+  const names = stage === 1 ? ['What', 'scale', 'zpf', 'dtheta', 'dalpha'] : ['What', 'dW', 'dscale'];
+  const out: Record<string, Float32Array> = {};
+  for (const n of names) {
+    const b = readFileSync(path.join(dir, `out.${n}`));
+    out[n] = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+  }
+  return out;
+}
+
+/** bf16 values (as f32) more than one bf16 ulp apart. */
+function beyondOneUlp(a: Float32Array, b: Float32Array): number {
+  const order = (x: number) => {
+    const u = new Uint32Array(Float32Array.of(x).buffer)[0] >>> 16;
+    return u & 0x8000 ? -(u & 0x7fff) : u;
+  };
+  let n = 0;
+  for (let i = 0; i < a.length; i++) if (Math.abs(order(a[i]) - order(b[i])) > 1) n++;
+  return n;
+}
+
+describe.skipIf(!hasGpp)('k_paro_fused.cu under a host emulation vs the cpu composition (needs g++)', async () => {
+  const cpu = await CpuBackend.create();
+  // Row counts that leave partial warps, blocks and reduction chunks (the stage-1 backward splits O into chunks of ≥ 32).
+  const cases: { O: number; I: number; K: number; gs: number; stage: 1 | 2; out: 'f32' | 'bf16' }[] = [
+    { O: 70, I: 256, K: 8, gs: 128, stage: 1, out: 'bf16' },
+    { O: 70, I: 256, K: 8, gs: 128, stage: 2, out: 'f32' },
+    { O: 41, I: 192, K: 3, gs: 64, stage: 1, out: 'f32' },
+    { O: 41, I: 192, K: 1, gs: 32, stage: 2, out: 'bf16' },
+  ];
+  for (const c of cases) {
+    it(`O${c.O} I${c.I} K${c.K} g${c.gs} stage ${c.stage}, Ŵ ${c.out}`, () => {
+      const p = problem(300 + c.O + c.K + c.stage, c.O, c.I, c.K, c.gs);
+      const rng = new Rng(11);
+      const dWhat = Float32Array.from({ length: p.O * p.I }, () => rng.normal());
+      const comp = composition(cpu, p, c.stage, dWhat);
+      const emu = runEmulation(p, c.stage, dWhat, c.out);
+      if (c.out === 'bf16') {
+        const compBf16 = cpu.toHost(cpu.fromHost(comp.What, [p.O, p.I], 'bf16'));
+        expect(beyondOneUlp(compBf16, emu.What)).toBe(0);
+      } else {
+        expect(relFro(comp.What, emu.What)).toBeLessThan(1e-6);
+      }
+      if (c.stage === 1) {
+        expect(relFro(comp.scale, emu.scale)).toBeLessThan(1e-6);
+        expect(relFro(comp.zpf, emu.zpf)).toBeLessThan(1e-6);
+        const keep = keepMask(p.K, p.I);
+        expect(relFro(comp.grads.dtheta, emu.dtheta.map((v, k) => v * keep[k]))).toBeLessThan(2e-5);
+        expect(relFro(comp.grads.dalpha, emu.dalpha)).toBeLessThan(2e-5);
+      } else {
+        expect(relFro(comp.grads.dW, emu.dW)).toBeLessThan(2e-5);
+        expect(relFro(comp.grads.dscale, emu.dscale)).toBeLessThan(2e-5);
+      }
+    }, 120_000);
+  }
 });
