@@ -1,8 +1,10 @@
 // The rendezvous store of data-parallel runs (engine/rendezvous.ts) across real processes: values and barriers seen
 // alike by 3 ranks, a wait that times out naming the rank that is missing, and a rank that dies failing the others at
 // once instead of after the timeout.
+import net from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { runRanks } from './helpers/dp-procs.js';
+import { Rendezvous } from '../src/engine/rendezvous.js';
+import { freePort, runRanks } from './helpers/dp-procs.js';
 
 const parse = (stdout: string): Record<string, unknown> => JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}') as Record<string, unknown>;
 
@@ -49,5 +51,22 @@ describe('rendezvous store (3 processes)', () => {
       expect(out[rank].ms as number).toBeLessThan(10_000); // not the 20 s timeout
     }
     expect(out[1].error).toMatch(/\| data-parallel rank 1: rank 0 left the run/);
+  });
+
+  it('rank 0 on a port in use, and a rank that cannot reach rank 0, fail with the address in the message', async () => {
+    const busy = net.createServer();
+    await new Promise<void>((res) => busy.listen(0, '127.0.0.1', res));
+    const port = (busy.address() as net.AddressInfo).port;
+    try {
+      expect(() => Rendezvous.connect({ rank: 0, worldSize: 2, masterAddr: '127.0.0.1', masterPort: port }))
+        .toThrow(`data-parallel rank 0: rank 0 cannot listen on 127.0.0.1:${port}: the port is in use`);
+    } finally {
+      busy.close();
+    }
+    const nobody = await freePort();
+    const t0 = Date.now();
+    expect(() => Rendezvous.connect({ rank: 1, worldSize: 2, masterAddr: '127.0.0.1', masterPort: nobody }, { connectTimeoutMs: 1500 }))
+      .toThrow(`data-parallel rank 1: rank 1 cannot reach the rendezvous 127.0.0.1:${nobody} (rank 0 listens there) within 2 s`);
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
   });
 });

@@ -292,7 +292,7 @@ function startServer(onListening, onFail) {
 // ---------------- the client (every rank) ----------------
 let sock = null;
 let lost = null;       // set when the connection to rank 0 dropped
-let pending = null;    // { id, resolve } of the one request in flight
+let pending = null;    // { id, cb } of the one request in flight
 let nextId = 1;
 let leaving = false;
 
@@ -335,17 +335,8 @@ function connectClient(deadline, done) {
 }
 
 let server = null;
-function started(a) {
-  // The start answer goes out like any other; later requests come from the main thread.
-  answerMain(a);
-}
-
-function begin() {
-  connectClient(Date.now() + connectTimeoutMs, (a) => {
-    if (!a.ok) return started(a);
-    started({ ok: true });
-  });
-}
+// The answer to the start (connected, or why not) goes to the main thread like any other answer.
+const begin = () => connectClient(Date.now() + connectTimeoutMs, (a) => answerMain(a.ok ? { ok: true } : a));
 
 if (launcherPid) {
   // The launcher died (this process was re-parented): end now rather than run on as an orphan.
@@ -353,7 +344,7 @@ if (launcherPid) {
 }
 
 if (rank === 0) {
-  server = startServer(begin, (error) => started({ ok: false, error }));
+  server = startServer(begin, (error) => answerMain({ ok: false, error }));
 } else begin();
 
 mainPort.on('message', (req) => {
@@ -415,7 +406,7 @@ export class Rendezvous {
     worker.unref();
     port1.unref();
     const rv = new Rendezvous(worker, port1, ctrl, a.rank, a.worldSize, address, timeoutMs, connectTimeoutMs);
-    rv.answered(connectTimeoutMs, 'connecting');
+    rv.answered(connectTimeoutMs + WORKER_GRACE_MS, 'connecting');
     return rv;
   }
 
