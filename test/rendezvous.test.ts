@@ -69,4 +69,27 @@ describe('rendezvous store (3 processes)', () => {
       .toThrow(`data-parallel rank 1: rank 1 cannot reach the rendezvous 127.0.0.1:${nobody} (rank 0 listens there) within 2 s`);
     expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
   });
+
+  it('a frame over the size limit closes that connection; the store goes on serving', async () => {
+    const port = await freePort();
+    const rv = Rendezvous.connect({ rank: 0, worldSize: 1, masterAddr: '127.0.0.1', masterPort: port });
+    try {
+      const closed = await new Promise<boolean>((resolve) => {
+        const s = net.connect(port, '127.0.0.1', () => {
+          const head = Buffer.alloc(8);
+          head.writeUInt32LE(0xffffffff, 0); // a 4 GiB frame
+          s.write(head);
+        });
+        s.on('error', () => {});
+        s.on('close', () => resolve(true));
+        setTimeout(() => { s.destroy(); resolve(false); }, 5000);
+      });
+      expect(closed).toBe(true);
+      rv.set('still', new Uint8Array([1, 2, 3]));
+      expect(Array.from(rv.get('still'))).toEqual([1, 2, 3]);
+      expect(() => rv.set('huge', new Uint8Array(64 * 2 ** 20 + 1))).toThrow(/limit/);
+    } finally {
+      rv.close();
+    }
+  });
 });
