@@ -204,6 +204,7 @@ export function buildDflashProgram(): Command {
     .option('--seed <n>', dflt('seed of temperature sampling', EVAL.seed), nonNegativeInt('--seed'))
     .option('--no-baseline', 'skip plain target decoding (no equality check, no speedup)')
     .addOption(new Option('--weight-dtype <dtype>', dflt('target weights as stored (native: bf16/f16 GEMMs and tensor-core attention on the GPU) or f32 (f32 weights and f32 arithmetic throughout: the PyTorch FP32 protocol on any backend; the cpu computes in f32 either way)', EVAL.weightDtype)).choices(['native', 'f32']))
+    .addOption(new Option('--compute-dtype <dtype>', dflt('GEMM precision of the target\'s and the drafter\'s linear layers and LM head: auto (bf16 on cuda, f32 on cpu and with --weight-dtype f32), f32, or bf16 (bf16 inputs and weights, f32 results)', EVAL.computeDtype)).choices(['auto', 'f32', 'bf16']))
     .optionsGroup(G.encoding)
     .option('--no-chat-template', 'encode prompts as raw text even when the tokenizer has a chat template')
     .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one').choices(['on', 'off']))
@@ -212,7 +213,7 @@ export function buildDflashProgram(): Command {
     .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
-    .action(async (o: CommonOpts & { target: string; drafter: string; prompts: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; maxPrompts?: number; baseline: boolean; expect?: string; weightDtype?: 'native' | 'f32'; chatTemplate: boolean; thinking?: string }) => {
+    .action(async (o: CommonOpts & { target: string; drafter: string; prompts: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; maxPrompts?: number; baseline: boolean; expect?: string; weightDtype?: 'native' | 'f32'; computeDtype?: 'auto' | 'f32' | 'bf16'; chatTemplate: boolean; thinking?: string }) => {
       await runCommand({ tool: 'dflash', command: 'eval', json: o.json, debug: o.debug }, async (ctx) => {
         const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         let bar: Progress | null = null;
@@ -220,7 +221,7 @@ export function buildDflashProgram(): Command {
         const r = runEvalDrafter(be, {
           targetDir: o.target, drafterDir: o.drafter, promptsFile: o.prompts, maxNewTokens: o.maxNewTokens, temperature: o.temperature,
           seed: o.seed, ignoreEos: o.ignoreEos, maxPrompts: o.maxPrompts, baseline: o.baseline, expectFile: o.expect, weightDtype: o.weightDtype,
-          chatTemplate, enableThinking,
+          computeDtype: o.computeDtype, chatTemplate, enableThinking,
         }, {
           onPrompt: (done, total, tau) => {
             bar ??= new Progress('eval prompts', total);
@@ -236,7 +237,7 @@ export function buildDflashProgram(): Command {
           if (r.equalOutputs !== null) info(`outputs equal to plain decoding: ${r.equalOutputs} / ${r.promptCount}`);
           if (r.expectedMatches !== null) info(`outputs equal to ${o.expect}: ${r.expectedMatches} / ${r.promptCount}`);
           info(`draft ${r.draftSeconds.toFixed(2)} s, verify ${r.verifySeconds.toFixed(2)} s; TPOT ${(r.specTpot * 1000).toFixed(2)} ms` +
-            (r.baselineTpot !== null ? ` vs ${(r.baselineTpot * 1000).toFixed(2)} ms plain (speedup ${fmt(r.speedup, 2)}×)` : '') + ` on ${r.backend} (${r.device})`);
+            (r.baselineTpot !== null ? ` vs ${(r.baselineTpot * 1000).toFixed(2)} ms plain (speedup ${fmt(r.speedup, 2)}×)` : '') + ` on ${r.backend} (${r.device}), compute dtype ${r.computeDtype}`);
           process.stdout.write(`tau ${fmt(r.tau)} pooled ${fmt(r.tauPooled)}\n`);
         }
         if (r.equalOutputs !== null && r.equalOutputs < r.promptCount) {

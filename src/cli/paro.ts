@@ -53,25 +53,26 @@ export function buildParoProgram(): Command {
     .option('--seq-len <n>', dflt('tokens per window', EV.seqLen), positiveInt('--seq-len'))
     .option('--max-windows <n>', dflt('at most this many windows', EV.maxWindows), positiveInt('--max-windows'))
     .option('--batch <n>', dflt('windows per forward pass', EV.batch), positiveInt('--batch'))
+    .option('--compute-dtype <dtype>', dflt('GEMM precision of the linear layers and the LM head: auto (bf16 on cuda, f32 on cpu), f32, or bf16 (bf16 inputs and weights, f32 results; residual stream, norms and softmax stay f32)', EV.computeDtype), oneOf('--compute-dtype', ['auto', 'f32', 'bf16'] as const))
     .optionsGroup(G.device)
     .option('--device <device>', DEVICE_HELP)
     .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
-    .action(async (modelDir: string | undefined, o: { data?: string; seqLen?: number; maxWindows?: number; batch?: number; compare?: string; device?: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
+    .action(async (modelDir: string | undefined, o: { data?: string; seqLen?: number; maxWindows?: number; batch?: number; computeDtype?: 'auto' | 'f32' | 'bf16'; compare?: string; device?: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
       await runCommand({ tool: 'paro', command: 'eval', json: o.json, debug: o.debug }, async () => {
         const dir = modelDir ?? (o.demo ? DEMO_MODEL_DIR : undefined);
         const data = o.data ?? (o.demo ? DEFAULT_CALIB_FILE : undefined);
         if (!dir) throw new UsageError('missing <model-dir> (or pass --demo)');
         if (!data) throw new UsageError('missing --data <file> (or pass --demo)');
-        const settings = resolveEvalSettings({ ...(o.demo ? DEMO_EVAL_SETTINGS : {}), ...defined({ seqLen: o.seqLen, maxWindows: o.maxWindows, batch: o.batch }) });
+        const settings = resolveEvalSettings({ ...(o.demo ? DEMO_EVAL_SETTINGS : {}), ...defined({ seqLen: o.seqLen, maxWindows: o.maxWindows, batch: o.batch, computeDtype: o.computeDtype }) });
         const be = await createBackend(parseDevice(o.device ?? 'auto'), warn);
         const r = runEval(be, { modelDir: dir, dataFile: data, settings, compareDir: o.compare }, true);
         if (!o.json) {
           info(`perplexity ${r.ppl.toFixed(4)} on ${r.windows} windows × ${r.seqLen} tokens (${r.tokens} predictions) of ${r.data}`);
           const c = r.compare;
           if (c) info(`FP ${c.fpModel}: perplexity ${c.fpPpl.toFixed(4)} (${c.pplIncrease >= 0 ? '+' : ''}${(100 * c.pplIncrease).toFixed(2)} %); KL(FP ‖ model) ${c.kl.toExponential(4)} nats/token (max ${c.klMax.toExponential(3)}); top-1 agreement ${(100 * c.top1Agreement).toFixed(2)} %`);
-          info(`${r.backend} backend (${r.device}): ${r.seconds.toFixed(1)} s, ${Math.round(r.tokensPerSecond)} tokens/s`);
+          info(`${r.backend} backend (${r.device}), compute dtype ${r.computeDtype}: ${r.seconds.toFixed(1)} s, ${Math.round(r.tokensPerSecond)} tokens/s`);
           process.stdout.write(`ppl ${r.ppl.toFixed(4)}${r.compare ? ` fp_ppl ${r.compare.fpPpl.toFixed(4)} kl ${r.compare.kl.toExponential(4)} top1 ${r.compare.top1Agreement.toFixed(4)}` : ''}\n`);
         }
         return r;

@@ -28,13 +28,14 @@ interface Running {
 /** One decoding step for the rows of `seqs` (one new token each, at position = its cache length): logits [n, V]. */
 function raggedStep(target: Decoder, tokens: Int32Array, caches: readonly KVCache[]): Tensor {
   const { be, cfg, weights } = target;
+  const dims = target.dims; // layer sizes and compute dtype
   const D = cfg.headDim;
   const n = tokens.length;
   const positions = Int32Array.from(caches, (c) => c.length);
   let x = embedTokens(be, weights.embed, tokens);
   for (let l = 0; l < weights.layers.length; l++) {
     const w = weights.layers[l];
-    const { qr, kr, v } = attentionInputs(be, cfg, w, x, positions, target.invFreq);
+    const { qr, kr, v } = attentionInputs(be, dims, w, x, positions, target.invFreq);
     const attn = be.zeros([n, cfg.numHeads * D]);
     for (let b = 0; b < n; b++) {
       const c = caches[b];
@@ -43,19 +44,19 @@ function raggedStep(target: Decoder, tokens: Int32Array, caches: readonly KVCach
       c.write(l, kb, vb, 1);
       const qb = sliceRows(be, qr, b, 1);
       const past = c.length;
-      const out = attendToCache(be, cfg, qb, c, l, 1, 1, past + 1, { kind: 'causal', qOffset: past });
+      const out = attendToCache(be, dims, qb, c, l, 1, 1, past + 1, { kind: 'causal', qOffset: past });
       be.copyRows(attn, b, out, 0, 1);
       be.free(kb, vb, qb, out);
     }
     be.free(qr, kr, v);
-    const xNext = layerOutput(be, cfg, w, x, attn);
+    const xNext = layerOutput(be, dims, w, x, attn);
     be.free(x);
     x = xNext;
   }
   for (const c of caches) c.advance(1);
   const { y, rstd } = be.rmsnorm(x, weights.finalNorm, cfg.rmsNormEps);
   be.free(x, rstd);
-  const logits = be.matmul(y, weights.lmHead, { transB: true });
+  const logits = target.logits(y);
   be.free(y);
   return logits;
 }
@@ -83,7 +84,7 @@ export function batchGenerate(
     const cache = target.newCache(1, ids.length + opts.maxNewTokens + 1);
     const pre = target.forward(ids, 1, { cache, noLogits: true });
     const last = sliceRows(be, pre.hidden!, ids.length - 1, 1);
-    const lg = be.matmul(last, target.weights.lmHead, { transB: true });
+    const lg = target.logits(last);
     const rng = opts.temperature > 0 ? new Rng(opts.seeds?.[i] ?? i) : null;
     const first = chooseToken(be.toHost(lg), opts.temperature, rng);
     be.free(pre.hidden, last, lg);

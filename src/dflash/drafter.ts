@@ -2,15 +2,16 @@
 // into every Qwen3-style draft layer; a block [anchor, MASK × (B−1)] is denoised in one pass. Written once against
 // the Backend: an inference pass over a block with a context K/V cache, and a training forward over all blocks of a
 // sequence (block-sparse 'anchoredBlocks' mask, §2.5) with its backward written out, both assembled from the layer
-// ops of src/model/layer-ops.ts.
+// ops of src/model/layer-ops.ts. Compute dtype 'bf16' (layer-ops.ts): the GEMMs take bf16 copies of the linear
+// weights (DrafterGemmWeights, made once per Drafter or per optimizer step) and write f32.
 import type { Backend, Tensor } from '../engine/backend.js';
 import { ropeInvFreq, type RopePrecision } from '../model/rope-freq.js';
 import { KVCache } from '../model/kvcache.js';
 import type { LayerWeights } from '../model/weights.js';
 import {
   applyLinear, attendToCache, attentionInputs, attentionOutput, attentionOutputBackward, denseLinear, embedTokens, freeHeads, freeMlp,
-  headsBackward, headsForward, layerOutput, linearInputGrad, linearWeightGrad, mlpBackward, mlpForward,
-  type HeadsSaved, type MlpSaved,
+  gemmInput, headsBackward, headsForward, layerOutput, linearInputGrad, linearWeightGrad, mlpBackward, mlpForward, withComputeDtype,
+  type ComputeDtype, type HeadsSaved, type LayerDims, type MlpSaved,
 } from '../model/layer-ops.js';
 import type { DrafterConfig } from './drafter-config.js';
 import type { DrafterLayer, DrafterWeights, SharedTargetParts } from './drafter-weights.js';
@@ -23,18 +24,53 @@ export function drafterInvFreq(c: DrafterConfig, precision: RopePrecision = 'f32
   return ropeInvFreq({ ropeTheta: c.ropeTheta, headDim: c.headDim, ropeScaling: null, dtype: 'bfloat16' }, precision);
 }
 
-/** A drafter layer as the layer ops take it: dense linears without biases, Qwen3 q/k norms. */
-function layerWeights(L: DrafterLayer): LayerWeights {
+type GemmLayer = Pick<DrafterLayer, 'q' | 'k' | 'v' | 'o' | 'gate' | 'up' | 'down'>;
+
+/** A drafter's linear weights as its GEMMs take them at a compute dtype ('f32': the weights themselves). */
+export interface DrafterGemmWeights {
+  computeDtype: ComputeDtype;
+  fc: Tensor;
+  layers: GemmLayer[];
+  /** The bf16 copies made for them (freeDrafterGemmWeights frees these; the weights stay the caller's). */
+  owned: Tensor[];
+}
+
+/** The GEMM weights of w at cd: bf16 copies of the linears not bf16 yet (make them once, not per GEMM). */
+export function drafterGemmWeights(be: Backend, w: DrafterWeights, cd: ComputeDtype): DrafterGemmWeights {
+  const owned: Tensor[] = [];
+  const conv = (t: Tensor): Tensor => {
+    const g = gemmInput(be, t, cd);
+    if (g !== t) owned.push(g);
+    return g;
+  };
+  const layers = w.layers.map((L) => ({ q: conv(L.q), k: conv(L.k), v: conv(L.v), o: conv(L.o), gate: conv(L.gate), up: conv(L.up), down: conv(L.down) }));
+  return { computeDtype: cd, fc: conv(w.fc), layers, owned };
+}
+
+export function freeDrafterGemmWeights(be: Backend, g: DrafterGemmWeights): void {
+  be.free(...g.owned);
+  g.owned.length = 0;
+}
+
+/** The drafter's layer sizes with a compute dtype, as the layer ops take them. */
+function dimsOf(c: DrafterConfig, cd: ComputeDtype): LayerDims {
+  return cd === 'f32' ? c : withComputeDtype(c, cd);
+}
+
+/** A drafter layer as the layer ops take it: dense linears (G: its GEMM weights) without biases, Qwen3 q/k norms. */
+function layerWeights(L: DrafterLayer, G: GemmLayer): LayerWeights {
   return {
     inputNorm: L.inputNorm, postNorm: L.postNorm, qNorm: L.qNorm, kNorm: L.kNorm,
-    q: denseLinear(L.q), k: denseLinear(L.k), v: denseLinear(L.v), o: denseLinear(L.o),
-    gate: denseLinear(L.gate), up: denseLinear(L.up), down: denseLinear(L.down),
+    q: denseLinear(G.q), k: denseLinear(G.k), v: denseLinear(G.v), o: denseLinear(G.o),
+    gate: denseLinear(G.gate), up: denseLinear(G.up), down: denseLinear(G.down),
   };
 }
 
-/** C = hidden_norm(fc(F)) for taps F [rows, n·H] (§2.2). */
-export function contextFeatures(be: Backend, c: DrafterConfig, w: DrafterWeights, taps: Tensor): { fcOut: Tensor; ctx: Tensor; rstd: Tensor } {
-  const fcOut = applyLinear(be, taps, denseLinear(w.fc));
+/** C = hidden_norm(fc(F)) for taps F [rows, n·H] (§2.2); g: the GEMM weights (default: w's own, f32). */
+export function contextFeatures(
+  be: Backend, c: DrafterConfig, w: DrafterWeights, taps: Tensor, g?: DrafterGemmWeights,
+): { fcOut: Tensor; ctx: Tensor; rstd: Tensor } {
+  const fcOut = applyLinear(be, taps, denseLinear(g ? g.fc : w.fc), g ? g.computeDtype : 'f32');
   const { y, rstd } = be.rmsnorm(fcOut, w.hiddenNorm, c.rmsNormEps);
   return { fcOut, ctx: y, rstd };
 }
@@ -43,15 +79,33 @@ export function contextFeatures(be: Backend, c: DrafterConfig, w: DrafterWeights
 
 export class Drafter {
   readonly invFreq: Float32Array;
+  private readonly gemm: DrafterGemmWeights;
+  /** The LM head as the logits GEMM takes it (shared.lmHead, or a bf16 copy owned here). */
+  private readonly head: Tensor;
+  private readonly dims: LayerDims;
 
+  /**
+   * computeDtype 'bf16' makes bf16 copies of the weights (and of shared.lmHead) that are not bf16 yet, once, here:
+   * free them with dispose(). The weights and shared parts stay the caller's.
+   */
   constructor(
     readonly be: Backend,
     readonly cfg: DrafterConfig,
     readonly weights: DrafterWeights,
     readonly shared: SharedTargetParts,
     ropePrecision: RopePrecision = 'f32',
+    readonly computeDtype: ComputeDtype = 'f32',
   ) {
     this.invFreq = drafterInvFreq(cfg, ropePrecision);
+    this.gemm = drafterGemmWeights(be, weights, computeDtype);
+    this.head = gemmInput(be, shared.lmHead, computeDtype);
+    this.dims = dimsOf(cfg, computeDtype);
+  }
+
+  /** Free the copies made for the compute dtype (nothing at 'f32'); the drafter is unusable afterwards. */
+  dispose(): void {
+    freeDrafterGemmWeights(this.be, this.gemm);
+    if (this.head !== this.shared.lmHead) this.be.free(this.head);
   }
 
   /** An empty context K/V cache for draft() (grows as needed). */
@@ -66,25 +120,28 @@ export class Drafter {
    * final-normed hidden [B, H].
    */
   draft(cache: KVCache, ctxTaps: Tensor | null, blockIds: Int32Array, start: number): Tensor {
-    const { be, cfg, weights: w } = this;
+    const { be, cfg, weights: w, gemm: g, dims } = this;
+    const cd = this.computeDtype;
     const nCtx = ctxTaps ? ctxTaps.shape[0] : 0;
     const past = cache.length;
     if (past + nCtx !== start) throw new Error(`draft: cache holds ${past} context rows and ${nCtx} new ones, but the block starts at ${start}`);
     const B = blockIds.length;
     cache.reserve(start + B);
     if (ctxTaps && nCtx > 0) {
-      const { fcOut, ctx, rstd } = contextFeatures(be, cfg, w, ctxTaps);
+      const { fcOut, ctx, rstd } = contextFeatures(be, cfg, w, ctxTaps, g);
       be.free(fcOut, rstd);
+      const ctxIn = gemmInput(be, ctx, cd); // one cast for every layer's k and v
       const pos = new Int32Array(nCtx);
       for (let i = 0; i < nCtx; i++) pos[i] = past + i;
       for (let l = 0; l < cfg.numLayers; l++) {
         const L = w.layers[l];
-        const k = headsForward(be, ctx, denseLinear(L.k), L.kNorm, pos, this.invFreq, cfg);
-        const v = applyLinear(be, ctx, denseLinear(L.v));
+        const k = headsForward(be, ctxIn, denseLinear(g.layers[l].k), L.kNorm, pos, this.invFreq, dims);
+        const v = applyLinear(be, ctxIn, denseLinear(g.layers[l].v), cd);
         cache.writeAt(l, past, k.y, v, nCtx);
         freeHeads(be, k.saved);
         be.free(k.y, v);
       }
+      if (ctxIn !== ctx) be.free(ctxIn);
       be.free(ctx);
     }
     cache.setLength(start);
@@ -92,13 +149,13 @@ export class Drafter {
     for (let i = 0; i < B; i++) posB[i] = start + i;
     let x = embedTokens(be, this.shared.embed, blockIds);
     for (let l = 0; l < cfg.numLayers; l++) {
-      const L = layerWeights(w.layers[l]);
-      const { qr, kr, v } = attentionInputs(be, cfg, L, x, posB, this.invFreq);
+      const L = layerWeights(w.layers[l], g.layers[l]);
+      const { qr, kr, v } = attentionInputs(be, dims, L, x, posB, this.invFreq);
       cache.writeAt(l, start, kr, v, B); // scratch rows after the context
       // The block sees every context key and every key of its own block.
-      const attn = attendToCache(be, cfg, qr, cache, l, 1, B, start + B, { kind: 'full' });
+      const attn = attendToCache(be, dims, qr, cache, l, 1, B, start + B, { kind: 'full' });
       be.free(qr, kr, v);
-      const x1 = layerOutput(be, cfg, L, x, attn);
+      const x1 = layerOutput(be, dims, L, x, attn);
       be.free(x);
       x = x1;
     }
@@ -107,9 +164,14 @@ export class Drafter {
     return out;
   }
 
-  /** Logits of hidden rows [R, H] through the frozen LM head: [R, V]. */
+  /** Logits of hidden rows [R, H] through the frozen LM head: [R, V], f32 at either compute dtype. */
   logits(hidden: Tensor): Tensor {
-    return this.be.matmul(hidden, this.shared.lmHead, { transB: true });
+    const { be } = this;
+    if (this.computeDtype === 'f32') return be.matmul(hidden, this.shared.lmHead, { transB: true });
+    const h = gemmInput(be, hidden, this.computeDtype);
+    const out = be.matmul(h, this.head, { transB: true, outDtype: 'f32' });
+    if (h !== hidden) be.free(h);
+    return out;
   }
 }
 
@@ -129,9 +191,17 @@ export interface TrainSequence {
 export interface TrainForwardOptions {
   /** Blocks per attention call (see block-attention.ts); default: the backend's preference (defaultGroupBlocks). */
   groupBlocks?: number;
+  /** GEMM precision (default 'f32'); with `gemm` given, that one's. */
+  computeDtype?: ComputeDtype;
+  /**
+   * The GEMM weights of w (drafterGemmWeights), made by the caller once per optimizer step; without them the forward
+   * makes its own (freed with the saved set).
+   */
+  gemm?: DrafterGemmWeights;
 }
 
 interface LayerSaved {
+  /** h: the normed input as q_proj multiplied it (bf16 at compute dtype 'bf16'). */
   x: Tensor; h: Tensor; r1: Tensor;
   q: HeadsSaved; qr: Tensor;
   /** [C ; h]: context and block rows share k_proj / v_proj / k_norm. */
@@ -149,6 +219,9 @@ export interface TrainSaved {
   posAll: Int32Array;
   posBlock: Int32Array;
   geo: BlockAttentionGeometry;
+  /** The weights the GEMMs used (the backward multiplies by the same) and whether they are this set's to free. */
+  gemm: DrafterGemmWeights;
+  ownsGemm: boolean;
 }
 
 /**
@@ -172,32 +245,49 @@ export function trainForward(
   posAll.set(posBlock, S);
   const geo: BlockAttentionGeometry = { S, blockSize: B, anchors: seq.anchors, keep: seq.keep, heads: c.numHeads, kvHeads: c.numKvHeads, headDim: c.headDim };
   const groupBlocks = opts.groupBlocks ?? defaultGroupBlocks(be, B);
+  const gemm = opts.gemm ?? drafterGemmWeights(be, w, opts.computeDtype ?? 'f32');
+  const cd = gemm.computeDtype;
+  const dims = dimsOf(c, cd);
 
-  const { fcOut, ctx, rstd: ctxRstd } = contextFeatures(be, c, w, seq.taps);
+  const { fcOut, ctx, rstd: ctxRstd } = contextFeatures(be, c, w, seq.taps, gemm);
+  const ctxIn = gemmInput(be, ctx, cd); // one cast for every layer's [C ; h]
   let x = embedTokens(be, shared.embed, seq.blockIds);
   const layers: LayerSaved[] = [];
   for (let l = 0; l < c.numLayers; l++) {
-    const L = layerWeights(w.layers[l]);
-    const { y: h, rstd: r1 } = be.rmsnorm(x, L.inputNorm, c.rmsNormEps);
-    const q = headsForward(be, h, L.q, L.qNorm, posBlock, invFreq, c);
+    const L = layerWeights(w.layers[l], gemm.layers[l]);
+    const { y: hNormed, rstd: r1 } = be.rmsnorm(x, L.inputNorm, c.rmsNormEps);
+    const h = gemmInput(be, hNormed, cd); // one cast shared by q_proj and [C ; h]
+    if (h !== hNormed) be.free(hNormed);
+    const q = headsForward(be, h, L.q, L.qNorm, posBlock, invFreq, dims);
     // Context and block keys/values share k_proj / v_proj / k_norm: project [C ; h] at once.
-    const kvIn = concatRows(be, ctx, h);
-    const k = headsForward(be, kvIn, L.k, L.kNorm, posAll, invFreq, c);
-    const v = applyLinear(be, kvIn, L.v);
+    const kvIn = cd === 'f32' ? concatRows(be, ctxIn, h) : concatRowsKeepDtype(be, ctxIn, h);
+    const k = headsForward(be, kvIn, L.k, L.kNorm, posAll, invFreq, dims);
+    const v = applyLinear(be, kvIn, L.v, cd);
     const { out: attn, saved: att } = blockAttentionForward(be, q.y, k.y, v, geo, groupBlocks);
-    const x1 = attentionOutput(be, L.o, x, attn);
-    const { y: x2, saved: mlp } = mlpForward(be, c, L, x1, true);
+    const x1 = attentionOutput(be, L.o, x, attn, cd);
+    const { y: x2, saved: mlp } = mlpForward(be, dims, L, x1, true);
     const saved: LayerSaved = { x, h, r1, q: q.saved, qr: q.y, kvIn, k: k.saved, kr: k.y, v, attn, att, mlp: mlp! };
     if (save) layers.push(saved);
     else freeLayerSaved(be, saved);
     x = x2;
   }
+  if (ctxIn !== ctx) be.free(ctxIn);
   const { y: out, rstd: finalRstd } = be.rmsnorm(x, w.norm, c.rmsNormEps);
+  const ownsGemm = !opts.gemm;
   if (!save) {
     be.free(fcOut, ctx, ctxRstd, x, finalRstd);
+    if (ownsGemm) freeDrafterGemmWeights(be, gemm);
     return { out };
   }
-  return { out, saved: { S, NB, taps: seq.taps, fcOut, ctx, ctxRstd, layers, xLast: x, finalRstd, posAll, posBlock, geo } };
+  return { out, saved: { S, NB, taps: seq.taps, fcOut, ctx, ctxRstd, layers, xLast: x, finalRstd, posAll, posBlock, geo, gemm, ownsGemm } };
+}
+
+/** Rows of a then rows of b in a's dtype (concatRows makes f32). */
+function concatRowsKeepDtype(be: Backend, a: Tensor, b: Tensor): Tensor {
+  const out = be.zeros([a.shape[0] + b.shape[0], a.shape[1]], a.dtype);
+  be.copyRows(out, 0, a, 0, a.shape[0]);
+  be.copyRows(out, a.shape[0], b, 0, b.shape[0]);
+  return out;
 }
 
 /** Backward of trainForward from dOut [N·B, H] to the gradients of every trainable tensor (fresh f32 tensors). */
@@ -206,29 +296,40 @@ export function trainBackward(be: Backend, c: DrafterConfig, w: DrafterWeights, 
   let dy = dxLast;
   const dCtx: Tensor = be.zeros([s.S, c.hiddenSize]);
   const layerGrads: DrafterLayer[] = new Array(c.numLayers);
+  const cd = s.gemm.computeDtype;
+  // A gradient read by two GEMMs (weight and input gradient) is cast once: t, or its bf16 copy with t freed.
+  const gemmOperand = (t: Tensor): Tensor => {
+    const g = gemmInput(be, t, cd);
+    if (g !== t) be.free(t);
+    return g;
+  };
   for (let l = c.numLayers - 1; l >= 0; l--) {
     const L = w.layers[l];
+    const G = s.gemm.layers[l];
     const a = s.layers[l];
-    const mlp = mlpBackward(be, layerWeights(L), a.mlp, dy);
+    const mlp = mlpBackward(be, layerWeights(L, G), a.mlp, dy, cd);
     be.free(dy);
     const dx1 = mlp.dx1;
-    const { dW: dO, dattn } = attentionOutputBackward(be, L.o, a.attn, dx1);
-    const { dq: dqr, dk: dkr, dv } = blockAttentionBackward(be, dattn, a.att, s.geo);
+    const { dW: dO, dattn } = attentionOutputBackward(be, G.o, a.attn, dx1, cd);
+    const { dq: dqr, dk: dkr, dv: dvAtt } = blockAttentionBackward(be, dattn, a.att, s.geo);
     be.free(dattn);
     // Queries: rope⁻¹, q_norm backward, q_proj.
     const dq = headsBackward(be, dqr, a.q, L.qNorm, s.posBlock, invFreq, c);
     be.free(dqr);
-    const dQ = linearWeightGrad(be, dq.dpre, a.h);
-    const dh = linearInputGrad(be, dq.dpre, L.q);
-    be.free(dq.dpre);
+    const dqPre = gemmOperand(dq.dpre);
+    const dQ = linearWeightGrad(be, dqPre, a.h, cd);
+    const dh = linearInputGrad(be, dqPre, G.q, undefined, cd);
+    be.free(dqPre);
     // Keys/values of [C ; h].
     const dk = headsBackward(be, dkr, a.k, L.kNorm, s.posAll, invFreq, c);
     be.free(dkr);
-    const dK = linearWeightGrad(be, dk.dpre, a.kvIn);
-    const dV = linearWeightGrad(be, dv, a.kvIn);
-    const dKvIn = linearInputGrad(be, dk.dpre, L.k);
-    linearInputGrad(be, dv, L.v, dKvIn);
-    be.free(dk.dpre, dv);
+    const dkPre = gemmOperand(dk.dpre);
+    const dv = gemmOperand(dvAtt);
+    const dK = linearWeightGrad(be, dkPre, a.kvIn, cd);
+    const dV = linearWeightGrad(be, dv, a.kvIn, cd);
+    const dKvIn = linearInputGrad(be, dkPre, G.k, undefined, cd);
+    linearInputGrad(be, dv, G.v, dKvIn, cd);
+    be.free(dkPre, dv);
     const dCtxPart = sliceRows(be, dKvIn, 0, s.S);
     be.axpy(dCtx, dCtxPart, 1);
     const dhPart = sliceRows(be, dKvIn, s.S, s.NB);
@@ -248,7 +349,7 @@ export function trainBackward(be: Backend, c: DrafterConfig, w: DrafterWeights, 
   be.free(dy); // gradient w.r.t. the frozen embeddings: not needed
   const { dx: dFcOut, dw: dHiddenNorm } = be.rmsnormBackward(dCtx, s.fcOut, w.hiddenNorm, s.ctxRstd);
   be.free(dCtx);
-  const dFc = linearWeightGrad(be, dFcOut, s.taps);
+  const dFc = linearWeightGrad(be, dFcOut, s.taps, cd);
   be.free(dFcOut);
   return buildDrafterWeightsFrom(c, dFc, dHiddenNorm, dNorm, layerGrads);
 }
@@ -270,5 +371,6 @@ function freeLayerSaved(be: Backend, a: LayerSaved): void {
 
 export function freeTrainSaved(be: Backend, s: TrainSaved): void {
   be.free(s.fcOut, s.ctx, s.ctxRstd, s.xLast, s.finalRstd);
+  if (s.ownsGemm) freeDrafterGemmWeights(be, s.gemm);
   for (const a of s.layers) freeLayerSaved(be, a);
 }

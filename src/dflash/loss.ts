@@ -3,6 +3,7 @@
 // over the micro-batch. The LM head + CE run only on rows with w > 0, in row chunks, and the gradient flows through
 // the frozen head into the drafter's final hidden state.
 import type { Backend, Tensor } from '../engine/backend.js';
+import { gemmInput, type ComputeDtype } from '../model/layer-ops.js';
 
 /** γ default by block size (§0: 7 / 5 / 4 for B = 16 / 10 / 8), linear in between, at least 1. */
 export function defaultGamma(blockSize: number): number {
@@ -75,11 +76,15 @@ function weightedRuns(weights: Float32Array): [number, number][] {
 
 /**
  * LM head + weighted CE on the rows of hidden [R, H] with weight > 0, chunkRows rows at a time. rowWeights are the
- * final per-row loss coefficients (w / (Σw + 1e-6)); the gradient of Σ rowWeight·CE is returned.
+ * final per-row loss coefficients (w / (Σw + 1e-6)); the gradient of Σ rowWeight·CE is returned. Compute dtype
+ * 'bf16': bf16 rows and head (give a bf16 lmHead: another is cast once per call), f32 logits and gradient.
  */
 export function headLoss(
   be: Backend, hidden: Tensor, lmHead: Tensor, labels: Int32Array, rowWeights: Float32Array, chunkRows: number, withGrad = true,
+  computeDtype: ComputeDtype = 'f32',
 ): HeadLossResult {
+  const bf16 = computeDtype === 'bf16';
+  const head = gemmInput(be, lmHead, computeDtype);
   const [R, H] = hidden.shape;
   const dHidden = be.zeros([R, H]);
   let loss = 0;
@@ -103,7 +108,7 @@ export function headLoss(
         runOffset = 0;
       }
     }
-    const sel = be.zeros([rows, H]);
+    const sel = bf16 ? be.zeros([rows, H], 'bf16') : be.zeros([rows, H]); // copyRows casts the rows
     const lab = new Int32Array(rows);
     const wts = new Float32Array(rows);
     for (const [src, dst, cnt] of pieces) {
@@ -111,7 +116,7 @@ export function headLoss(
       lab.set(labels.subarray(src, src + cnt), dst);
       wts.set(rowWeights.subarray(src, src + cnt), dst);
     }
-    const logits = be.matmul(sel, lmHead, { transB: true }); // [rows, V]
+    const logits = be.matmul(sel, head, bf16 ? { transB: true, outDtype: 'f32' } : { transB: true }); // [rows, V]
     const ce = be.crossEntropy(logits, lab, withGrad ? wts : undefined);
     const l = be.toHost(ce.loss);
     for (let i = 0; i < rows; i++) loss += wts[i] * l[i];
@@ -120,10 +125,13 @@ export function headLoss(
     counted += rows;
     be.free(sel, logits, ce.loss, ce.lse);
     if (withGrad && ce.dlogits) {
-      const dsel = be.matmul(ce.dlogits, lmHead); // [rows, H]
+      const dl = gemmInput(be, ce.dlogits, computeDtype);
+      const dsel = be.matmul(dl, head, bf16 ? { outDtype: 'f32' } : {}); // [rows, H]
       for (const [src, dst, cnt] of pieces) be.copyRows(dHidden, src, dsel, dst, cnt);
+      if (dl !== ce.dlogits) be.free(dl);
       be.free(dsel, ce.dlogits);
     }
   }
+  if (head !== lmHead) be.free(head);
   return { loss, dHidden, correct, counted };
 }

@@ -93,7 +93,7 @@ export interface SpecDecodeResult {
 function lastRowLogits(be: Backend, target: Decoder, hidden: Tensor): Float32Array {
   const rows = hidden.shape[0];
   const last = sliceRows(be, hidden, rows - 1, 1);
-  const logits = be.matmul(last, target.weights.lmHead, { transB: true });
+  const logits = target.logits(last);
   const out = be.toHost(logits);
   be.free(last, logits);
   return out;

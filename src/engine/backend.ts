@@ -18,6 +18,8 @@
 //    differentiate or come from: dq of q, dk of k, dv of v, dx of dy, dr of dr̂). Code that needs f32 whatever the
 //    backend (the residual stream) casts, as layer-ops.ts embedTokens does.
 //  - matmul with `accumulate` writes into that tensor (f32, or the operands' dtype).
+//  - matmul with `outDtype: 'f32'` returns f32 whatever the operands' dtype (bf16 × bf16 → f32 on tensor cores: the
+//    mixed-precision linear of a compute dtype, model/layer-ops.ts); the cpu returns f32 either way.
 
 export type DType = 'f32' | 'bf16' | 'f16' | 'i32';
 
@@ -66,6 +68,11 @@ export interface MatmulOptions {
   /** Accumulate into this [M, N] f32 tensor instead of returning a new one: out += alpha·op(A)·op(B). */
   accumulate?: Tensor;
   alpha?: number;
+  /**
+   * Dtype of the returned tensor (not with accumulate): 'f32' or the operands' common dtype (the default). 16-bit
+   * operands with 'f32' run one GEMM with f32 accumulation and an unrounded f32 result.
+   */
+  outDtype?: DType;
 }
 
 /** Quantizer grid of ParoQuant/RTN: asymmetric unsigned integers, groups of `groupSize` along each row. */

@@ -21,6 +21,11 @@ export function matmulDims(a: Tensor, b: Tensor, opts: MatmulOptions): { M: numb
   const N = opts.transB ? br : bc;
   if (K !== K2) throw new Error(`matmul inner dimensions differ: ${shapeString(a.shape)}${opts.transA ? 'ᵀ' : ''} · ${shapeString(b.shape)}${opts.transB ? 'ᵀ' : ''}`);
   if (opts.accumulate && opts.accumulate.size !== M * N) throw new Error('matmul accumulate target has the wrong size');
+  if (opts.outDtype !== undefined) {
+    if (opts.accumulate) throw new Error('matmul takes outDtype or accumulate, not both');
+    const common = a.dtype === b.dtype ? a.dtype : 'f32';
+    if (opts.outDtype !== 'f32' && opts.outDtype !== common) throw new Error(`matmul outDtype must be f32 or the operands' dtype ${common}, got ${opts.outDtype}`);
+  }
   return { M, K, N };
 }
 

@@ -90,8 +90,8 @@ export function compareWindows(q: Decoder, fp: Decoder, tokens: Int32Array, opts
       };
       const pq = rows(hq);
       const pf = rows(hf);
-      const lq = be.matmul(pq, q.weights.lmHead, { transB: true });
-      const lf = be.matmul(pf, fp.weights.lmHead, { transB: true });
+      const lq = q.logits(pq);
+      const lf = fp.logits(pf);
       const lab = labels.subarray(r0, r0 + n);
       const ceQ = be.crossEntropy(lq, lab);
       const ceF = be.crossEntropy(lf, lab);

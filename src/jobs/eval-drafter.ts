@@ -15,6 +15,8 @@ import { freeDrafterWeights } from '../dflash/drafter-weights.js';
 import { encodePrompt } from '../dflash/prompts.js';
 import { evaluateDrafter, type PromptEvalResult, type SpecEvalFigures } from '../dflash/evaluate.js';
 import { withDefaults } from './defaults.js';
+import { checkComputeDtypeSetting, resolveJobComputeDtype, type ComputeDtypeSetting } from './compute-dtype.js';
+import type { ComputeDtype } from '../model/layer-ops.js';
 
 export interface EvalDrafterSettings {
   targetDir: string;
@@ -33,6 +35,11 @@ export interface EvalDrafterSettings {
   expectFile?: string;
   /** Target weights as stored ('native') or cast to f32 with exact f32 arithmetic (PyTorch's FP32 protocol). */
   weightDtype: 'native' | 'f32';
+  /**
+   * GEMM precision of the target's and the drafter's linear layers and heads (compute-dtype.ts): auto = bf16 on
+   * cuda, f32 on the cpu; weightDtype 'f32' makes auto f32 (and refuses bf16).
+   */
+  computeDtype: ComputeDtypeSetting;
   chatTemplate: 'auto' | 'never';
   enableThinking?: boolean;
   ropePrecision?: RopePrecision;
@@ -48,6 +55,7 @@ export const DEFAULT_EVAL_DRAFTER_SETTINGS = {
   ignoreEos: false,
   baseline: true,
   weightDtype: 'native',
+  computeDtype: 'auto',
   chatTemplate: 'auto',
 } as const satisfies Partial<EvalDrafterSettings>;
 
@@ -64,6 +72,8 @@ export interface EvalDrafterReport extends Omit<SpecEvalFigures, 'perPrompt'> {
   device: string;
   backend: string;
   blockSize: number;
+  /** The resolved compute dtype of the target and the drafter. */
+  computeDtype: ComputeDtype;
   drafterLayers: number;
   targetLayerIds: number[];
   temperature: number;
@@ -82,6 +92,8 @@ export function resolveEvalDrafterSettings(input: EvalDrafterInput): EvalDrafter
   posInt(s.maxPrompts, '--max-prompts');
   if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) throw new UserError(`--temperature must be a non-negative number, got ${s.temperature}`);
   if (!(Number.isInteger(s.seed) && s.seed >= 0)) throw new UserError(`--seed must be a non-negative integer, got ${s.seed}`);
+  checkComputeDtypeSetting(s.computeDtype);
+  if (s.weightDtype === 'f32' && s.computeDtype === 'bf16') throw new UserError('--compute-dtype bf16 contradicts --weight-dtype f32 (exact f32 arithmetic); drop one of them');
   return s;
 }
 
@@ -126,12 +138,15 @@ function evaluateLoaded(
   be: Backend, s: EvalDrafterSettings, tok: ReturnType<typeof loadTokenizer>, tcfg: ReturnType<typeof loadModelConfig>,
   ids: Int32Array[], promptCount: number, expected: number[][] | null, hooks: EvalDrafterHooks, t0: number,
 ): EvalDrafterReport {
+  const cd: ComputeDtype = s.weightDtype === 'f32' ? 'f32' : resolveJobComputeDtype(s.computeDtype, be.name);
   const target = loadModel(be, s.targetDir, { ropePrecision: s.ropePrecision, weightDtype: s.weightDtype });
   // Freed however the job ends: `paro release` runs every stage in one process, on the GPU at real size.
   let loaded: LoadedDrafter | null = null;
+  let drafter: Drafter | null = null;
   try {
+    target.decoder.setComputeDtype(cd); // before the head is shared with the drafter
     loaded = loadDrafter(be, s.drafterDir, target.cfg);
-    const drafter = new Drafter(be, loaded.cfg, loaded.weights, { embed: target.decoder.weights.embed, lmHead: target.decoder.weights.lmHead }, s.ropePrecision);
+    drafter = new Drafter(be, loaded.cfg, loaded.weights, { embed: target.decoder.weights.embed, lmHead: target.decoder.weights.lmHead }, s.ropePrecision, cd);
     const eos = tcfg.eosTokenIds.length > 0 ? tcfg.eosTokenIds : tok.eosTokenId !== null ? [tok.eosTokenId] : [];
     const fig = evaluateDrafter(target.decoder, drafter, ids, {
       maxNewTokens: s.maxNewTokens, temperature: s.temperature, seed: s.seed, stopTokenIds: s.ignoreEos ? [] : eos,
@@ -150,6 +165,7 @@ function evaluateLoaded(
       device: be.device,
       backend: be.name,
       blockSize: loaded.cfg.blockSize,
+      computeDtype: cd,
       drafterLayers: loaded.cfg.numLayers,
       targetLayerIds: loaded.cfg.targetLayerIds,
       temperature: s.temperature,
@@ -160,6 +176,7 @@ function evaluateLoaded(
       perPrompt,
     };
   } finally {
+    drafter?.dispose();
     if (loaded) freeDrafterWeights(be, loaded.cfg, loaded.weights);
     freeModelWeights(be, target.decoder.weights);
   }

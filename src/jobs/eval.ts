@@ -9,6 +9,8 @@ import { loadModel } from '../model/load.js';
 import { perplexity } from '../model/perplexity.js';
 import { freeModelWeights } from '../model/weights.js';
 import { compareWindows } from './eval-compare.js';
+import { checkComputeDtypeSetting, resolveJobComputeDtype, type ComputeDtypeSetting } from './compute-dtype.js';
+import type { ComputeDtype } from '../model/layer-ops.js';
 
 export interface EvalSettings {
   /** Tokens per window. */
@@ -19,9 +21,11 @@ export interface EvalSettings {
   batch: number;
   /** Skip this many leading tokens of the data (e.g. text already used for calibration). */
   startToken: number;
+  /** GEMM precision of the linear layers and the head (compute-dtype.ts): auto = bf16 on cuda, f32 on the cpu. */
+  computeDtype: ComputeDtypeSetting;
 }
 
-export const DEFAULT_EVAL_SETTINGS: Readonly<EvalSettings> = Object.freeze({ seqLen: 512, maxWindows: 400, batch: 4, startToken: 0 });
+export const DEFAULT_EVAL_SETTINGS: Readonly<EvalSettings> = Object.freeze({ seqLen: 512, maxWindows: 400, batch: 4, startToken: 0, computeDtype: 'auto' });
 /** `--demo`: fewer windows (explicit flags still win). */
 export const DEMO_EVAL_SETTINGS: Readonly<Partial<EvalSettings>> = Object.freeze({ maxWindows: 32 });
 
@@ -32,6 +36,7 @@ export function resolveEvalSettings(partial: Partial<EvalSettings> = {}): EvalSe
   }
   if (!(Number.isInteger(s.startToken) && s.startToken >= 0)) throw new UserError(`startToken must be a non-negative integer, got ${String(s.startToken)}`);
   if (s.seqLen < 2) throw new UserError(`--seq-len must be at least 2 (one prediction per window), got ${s.seqLen}`);
+  checkComputeDtypeSetting(s.computeDtype);
   return s;
 }
 
@@ -65,6 +70,8 @@ export interface EvalReport {
   /** Next-token predictions scored (windows × (seqLen − 1)). */
   tokens: number;
   quantized: boolean;
+  /** The resolved compute dtype the model ran at. */
+  computeDtype: ComputeDtype;
   seconds: number;
   tokensPerSecond: number;
   /** With compareDir: the FP reference on the same windows. */
@@ -88,12 +95,22 @@ export function runEvalJob(be: Backend, job: EvalJob, hooks: EvalHooks = {}): Ev
   const t0 = performance.now();
   const s = job.settings;
   if (job.compareDir !== undefined) return compareJob(be, job, job.compareDir, t0, hooks);
-  const model = loadModel(be, job.modelDir);
+  const model = loadAt(be, job.modelDir, resolveJobComputeDtype(s.computeDtype, be.name));
   try {
     return evaluate(be, job, model, t0, hooks);
   } finally {
     freeModelWeights(be, model.decoder.weights); // the demo evaluates two models in one process
   }
+}
+
+/**
+ * A model ready to run at compute dtype cd. At 'bf16' the float weights are read as bf16 (a bf16 checkpoint as
+ * stored; the dequantized INT4 weights at half the memory of f32); norms and rotation parameters stay f32.
+ */
+function loadAt(be: Backend, dir: string, cd: ComputeDtype): ReturnType<typeof loadModel> {
+  const model = loadModel(be, dir, cd === 'bf16' ? { weightDtype: 'bf16' } : {});
+  model.decoder.setComputeDtype(cd);
+  return model;
 }
 
 /** The evaluation windows of the data for a model: the tokens and the window starts. */
@@ -113,11 +130,12 @@ function windowsOf(job: EvalJob, eosTokenIds: number[]): { tokens: Int32Array; s
 
 function compareJob(be: Backend, job: EvalJob, fpDir: string, t0: number, hooks: EvalHooks): EvalReport {
   const s = job.settings;
-  const model = loadModel(be, job.modelDir);
+  const cd = resolveJobComputeDtype(s.computeDtype, be.name);
+  const model = loadAt(be, job.modelDir, cd);
   let fp: ReturnType<typeof loadModel> | null = null;
   try {
     const { tokens, starts } = windowsOf(job, model.cfg.eosTokenIds);
-    fp = loadModel(be, fpDir);
+    fp = loadAt(be, fpDir, cd);
     hooks.onStart?.(starts.length);
     const tEval = performance.now();
     const r = compareWindows(model.decoder, fp.decoder, tokens, {
@@ -164,6 +182,7 @@ function reportOf(
     command: 'eval', model: job.modelDir, data: job.dataFile, device: be.device, backend: be.name,
     ppl: r.ppl, meanNll: r.meanNll, windows: r.windows, seqLen: job.settings.seqLen, dataTokens, tokens: r.tokens,
     quantized: model.cfg.quantization !== null,
+    computeDtype: model.decoder.computeDtype,
     seconds: (performance.now() - t0) / 1000,
     tokensPerSecond,
   };

@@ -1,12 +1,17 @@
 // Inference forward of a Llama / Qwen2 / Qwen3 decoder: batched prefill, KV-cached decode, hidden-state taps.
 // One implementation, driven by the ModelConfig switches (biases, q/k norms, tied head, RoPE scaling), assembled from
-// the layer ops (layer-ops.ts).
+// the layer ops (layer-ops.ts). Compute dtype 'f32' (the default) or 'bf16' (setComputeDtype: bf16 GEMMs with f32
+// outputs, the linear weights and the head converted to bf16 once).
 import type { Backend, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
 import type { LayerWeights, ModelWeights } from './weights.js';
 import { ropeInvFreq, type RopePrecision } from './rope-freq.js';
 import { KVCache } from './kvcache.js';
-import { attendToCache, attentionInputs, causalAttention, embedTokens, layerOutput } from './layer-ops.js';
+import {
+  attendToCache, attentionInputs, causalAttention, embedTokens, gemmInput, layerOutput, withComputeDtype, type ComputeDtype,
+  type LayerDims,
+} from './layer-ops.js';
+import type { Linear } from './weights.js';
 
 export interface ForwardOptions {
   /** Causal KV cache; positions continue from its current length (prefill on an empty cache, or decode). */
@@ -34,9 +39,58 @@ export interface ForwardResult {
 
 export class Decoder {
   readonly invFreq: Float32Array;
+  private cd: ComputeDtype = 'f32';
+  /** The layer sizes with the compute dtype, as the layer ops take them. */
+  private layerDims: LayerDims;
 
   constructor(readonly be: Backend, readonly cfg: ModelConfig, readonly weights: ModelWeights, ropePrecision: RopePrecision = 'f32') {
     this.invFreq = ropeInvFreq(cfg, ropePrecision);
+    this.layerDims = cfg;
+  }
+
+  get computeDtype(): ComputeDtype {
+    return this.cd;
+  }
+
+  /** What the layer ops take (layer sizes and the compute dtype): for code that runs the layers itself. */
+  get dims(): LayerDims {
+    return this.layerDims;
+  }
+
+  /**
+   * Set the GEMM precision. 'bf16' converts, once and in place, every linear weight and the LM head (with the
+   * embedding when tied) that is not bf16 yet: the old tensors are freed and freeModelWeights frees the new ones.
+   * Call it before handing weights (embed, lmHead) to anyone else. 'f32' keeps the weights as they are.
+   */
+  setComputeDtype(cd: ComputeDtype): void {
+    this.cd = cd;
+    this.layerDims = cd === 'f32' ? this.cfg : withComputeDtype(this.cfg, cd);
+    if (cd !== 'bf16') return;
+    const { be, weights: w } = this;
+    const toBf16 = (lin: Linear): void => {
+      if (lin.weight.dtype === 'bf16') return;
+      const old = lin.weight;
+      lin.weight = be.cast(old, 'bf16');
+      be.free(old);
+    };
+    for (const L of w.layers) for (const lin of [L.q, L.k, L.v, L.o, L.gate, L.up, L.down]) toBf16(lin);
+    if (w.lmHead.dtype !== 'bf16') {
+      const tied = w.lmHead === w.embed;
+      const old = w.lmHead;
+      w.lmHead = be.cast(old, 'bf16');
+      if (tied) w.embed = w.lmHead; // the embedding rows are read through embedTokens, which returns f32
+      be.free(old);
+    }
+  }
+
+  /** Logits of hidden rows [R, H] through the LM head: [R, V], f32 at either compute dtype. */
+  logits(hidden: Tensor): Tensor {
+    const { be } = this;
+    if (this.cd === 'f32') return be.matmul(hidden, this.weights.lmHead, { transB: true });
+    const h = gemmInput(be, hidden, this.cd);
+    const out = be.matmul(h, this.weights.lmHead, { transB: true, outDtype: 'f32' });
+    if (h !== hidden) be.free(h);
+    return out;
   }
 
   newCache(batch: number, capacity: number): KVCache {
@@ -70,7 +124,7 @@ export class Decoder {
       const { y, rstd } = be.rmsnorm(x, weights.finalNorm, cfg.rmsNormEps);
       be.free(rstd);
       res.hidden = y;
-      if (!opts.noLogits) res.logits = be.matmul(y, weights.lmHead, { transB: true });
+      if (!opts.noLogits) res.logits = this.logits(y);
     }
     be.free(x);
     return res;
@@ -78,7 +132,8 @@ export class Decoder {
 
   /** One decoder layer: x + attn(norm(x)), then + mlp(norm(·)). */
   layerForward(l: number, w: LayerWeights, x: Tensor, positions: Int32Array, batch: number, seq: number, cache?: KVCache): Tensor {
-    const { be, cfg } = this;
+    const { be } = this;
+    const cfg = this.layerDims;
     const { qr, kr, v } = attentionInputs(be, cfg, w, x, positions, this.invFreq);
     let attn: Tensor;
     if (cache) {

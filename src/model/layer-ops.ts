@@ -1,9 +1,13 @@
 // The pieces of a decoder layer, one forward/backward pair each, written once against the Backend. The target decoder
 // (decoder.ts), the ParoQuant block (block.ts) and the DFlash drafter (inference and training) are assembled from
 // them. A forward with `save` returns what its backward needs; the backward returns fresh f32 gradients.
+// Compute dtype (LayerDims.computeDtype, or the `cd` argument where no dims are taken): 'f32' multiplies the
+// activations as they are (today's numerics); 'bf16' casts each GEMM input to bf16 once (q/k/v share one cast of the
+// normed input, gate/up another), multiplies by bf16 weights (the caller converts them once, never per GEMM) and gets
+// f32 back (MatmulOptions.outDtype), so the residual stream, norms, softmax and every gradient stay f32.
 //
 //   layer:  h1 = rmsnorm(x) → q, k, v = heads(h1) → attn → x1 = x + o(attn) → y = x1 + down(swiglu(gate, up)(rmsnorm(x1)))
-import type { AttentionMask, AttentionShape, Backend, Tensor } from '../engine/backend.js';
+import type { AttentionMask, AttentionShape, Backend, MatmulOptions, Tensor } from '../engine/backend.js';
 import type { KVCache } from './kvcache.js';
 import type { LayerWeights, Linear } from './weights.js';
 
@@ -13,6 +17,45 @@ export interface LayerDims {
   numKvHeads: number;
   headDim: number;
   rmsNormEps: number;
+  /** GEMM precision of the linear layers; absent = 'f32'. */
+  computeDtype?: ComputeDtype;
+}
+
+/** The precision of the linear layers' GEMMs (see the top of this file). */
+export type ComputeDtype = 'f32' | 'bf16';
+
+/** The layer sizes of d with a compute dtype (a new object: d itself is not changed). */
+export function withComputeDtype(d: LayerDims, computeDtype: ComputeDtype): LayerDims {
+  return { numHeads: d.numHeads, numKvHeads: d.numKvHeads, headDim: d.headDim, rmsNormEps: d.rmsNormEps, computeDtype };
+}
+
+function dtypeOf(d: LayerDims): ComputeDtype {
+  return d.computeDtype ?? 'f32';
+}
+
+/** t as a GEMM operand at compute dtype cd: t itself ('f32', or already bf16) or a bf16 copy the caller frees. */
+export function gemmInput(be: Backend, t: Tensor, cd: ComputeDtype): Tensor {
+  return cd === 'bf16' && t.dtype !== 'bf16' ? be.cast(t, 'bf16') : t;
+}
+
+/** gemmInput that consumes t: a bf16 copy replaces (frees) it. */
+function toGemmInput(be: Backend, t: Tensor, cd: ComputeDtype): Tensor {
+  const g = gemmInput(be, t, cd);
+  if (g !== t) be.free(t);
+  return g;
+}
+
+/** Matmul options of a GEMM at compute dtype cd ('bf16': f32 output of bf16 operands). */
+function gemmOptions(cd: ComputeDtype, o: MatmulOptions): MatmulOptions {
+  return cd === 'bf16' && !o.accumulate ? { ...o, outDtype: 'f32' } : o;
+}
+
+/**
+ * The shared GEMM input of several linears reading the same x (q/k/v, gate/up): a bf16 copy made once when they
+ * are all dense; x itself otherwise (a rotated linear casts after its own transform, which stays in f32).
+ */
+function sharedGemmInput(be: Backend, x: Tensor, lins: readonly Linear[], cd: ComputeDtype): Tensor {
+  return lins.every((l) => l.kind === 'dense') ? gemmInput(be, x, cd) : x;
 }
 
 // ── Linear ──────────────────────────────────────────────────────────────────────────────────────────────────────
@@ -23,14 +66,16 @@ export function denseLinear(weight: Tensor, bias?: Tensor): Linear {
 }
 
 /** y = x·Wᵀ + b, with the ParoQuant runtime transform (x ⊙ channel_scales, then K Givens layers) when present. */
-export function applyLinear(be: Backend, x: Tensor, lin: Linear): Tensor {
+export function applyLinear(be: Backend, x: Tensor, lin: Linear, cd: ComputeDtype = 'f32'): Tensor {
   let input = x;
   if (lin.kind === 'rotated') {
     const scaled = be.mulCols(x, lin.channelScales);
     input = be.givens(scaled, lin.pairs, lin.theta, lin.groupSize, 'forward');
     be.free(scaled);
   }
-  const y = be.matmul(input, lin.weight, { transB: true });
+  const a = gemmInput(be, input, cd);
+  const y = be.matmul(a, lin.weight, gemmOptions(cd, { transB: true }));
+  if (a !== input) be.free(a);
   if (input !== x) be.free(input);
   if (!lin.bias) return y;
   const yb = be.add(y, lin.bias);
@@ -38,14 +83,28 @@ export function applyLinear(be: Backend, x: Tensor, lin: Linear): Tensor {
   return yb;
 }
 
-/** dW = dyᵀ·x of a dense linear y = x·Wᵀ: [out, in]. */
-export function linearWeightGrad(be: Backend, dy: Tensor, x: Tensor): Tensor {
-  return be.matmul(dy, x, { transA: true });
+/**
+ * dW = dyᵀ·x of a dense linear y = x·Wᵀ: [out, in], f32 at either compute dtype. With 'bf16', operands not yet bf16
+ * are cast here (callers cast a dy used twice once, with gemmInput).
+ */
+export function linearWeightGrad(be: Backend, dy: Tensor, x: Tensor, cd: ComputeDtype = 'f32'): Tensor {
+  const a = gemmInput(be, dy, cd);
+  const b = gemmInput(be, x, cd);
+  const dW = be.matmul(a, b, gemmOptions(cd, { transA: true }));
+  if (a !== dy) be.free(a);
+  if (b !== x) be.free(b);
+  return dW;
 }
 
-/** dx = dy·W of a dense linear; with `into`, added to that tensor (one GEMM with β = 1) and returned. */
-export function linearInputGrad(be: Backend, dy: Tensor, w: Tensor, into?: Tensor): Tensor {
-  return into ? be.matmul(dy, w, { accumulate: into }) : be.matmul(dy, w);
+/**
+ * dx = dy·W of a dense linear; with `into` (f32), added to that tensor (one GEMM with β = 1) and returned. With
+ * 'bf16', W must already be bf16 (the caller's converted weights) and dy is cast here unless it is bf16.
+ */
+export function linearInputGrad(be: Backend, dy: Tensor, w: Tensor, into?: Tensor, cd: ComputeDtype = 'f32'): Tensor {
+  const a = gemmInput(be, dy, cd);
+  const dx = into ? be.matmul(a, w, { accumulate: into }) : be.matmul(a, w, gemmOptions(cd, {}));
+  if (a !== dy) be.free(a);
+  return dx;
 }
 
 /**
@@ -101,7 +160,7 @@ export interface HeadsSaved {
 export function headsForward(
   be: Backend, x: Tensor, lin: Linear, norm: Tensor | undefined, positions: Int32Array, invFreq: Float32Array, d: LayerDims,
 ): { y: Tensor; saved: HeadsSaved } {
-  const pre = applyLinear(be, x, lin);
+  const pre = applyLinear(be, x, lin, dtypeOf(d));
   if (!norm) return { y: be.rope(pre, positions, invFreq, d.headDim), saved: { pre } };
   const n = headNormForward(be, pre, norm, d.headDim, d.rmsNormEps);
   const y = be.rope(n.y, positions, invFreq, d.headDim);
@@ -131,6 +190,7 @@ export type AttentionInputWeights = Pick<LayerWeights, 'inputNorm' | 'q' | 'k' |
 export interface AttentionInputsSaved {
   /** The layer input (referenced, not copied: the caller owns it). */
   x: Tensor;
+  /** The normed input as the projections multiplied it (bf16 at compute dtype 'bf16' with dense q/k/v). */
   h: Tensor; rstd: Tensor;
   q: HeadsSaved; k: HeadsSaved;
 }
@@ -148,10 +208,15 @@ export function attentionInputs(
   be: Backend, d: LayerDims, w: AttentionInputWeights, x: Tensor, positions: Int32Array, invFreq: Float32Array, save = false,
 ): { qr: Tensor; kr: Tensor; v: Tensor; saved?: AttentionInputsSaved } {
   const { qNorm, kNorm } = headNorms(w);
-  const { y: h, rstd } = be.rmsnorm(x, w.inputNorm, d.rmsNormEps);
+  const cd = dtypeOf(d);
+  const { y: hNormed, rstd } = be.rmsnorm(x, w.inputNorm, d.rmsNormEps);
+  // One bf16 cast shared by q, k and v (only their weight gradients read h again: rmsnorm's backward reads x).
+  const hIn = sharedGemmInput(be, hNormed, [w.q, w.k, w.v], cd);
+  if (hIn !== hNormed) be.free(hNormed);
+  const h = hIn;
   const q = headsForward(be, h, w.q, qNorm, positions, invFreq, d);
   const k = headsForward(be, h, w.k, kNorm, positions, invFreq, d);
-  const v = applyLinear(be, h, w.v);
+  const v = applyLinear(be, h, w.v, cd);
   if (save) return { qr: q.y, kr: k.y, v, saved: { x, h, rstd, q: q.saved, k: k.saved } };
   freeHeads(be, q.saved);
   freeHeads(be, k.saved);
@@ -168,10 +233,11 @@ export function attentionInputsWeightGrads(
   positions: Int32Array, invFreq: Float32Array,
 ): { q: Tensor; k: Tensor; v: Tensor } {
   const { qNorm, kNorm } = headNorms(w);
+  const cd = dtypeOf(d);
   const dq = headsBackward(be, dqr, s.q, qNorm, positions, invFreq, d);
   const dk = headsBackward(be, dkr, s.k, kNorm, positions, invFreq, d);
   be.free(dq.dnorm, dk.dnorm);
-  const grads = { q: linearWeightGrad(be, dq.dpre, s.h), k: linearWeightGrad(be, dk.dpre, s.h), v: linearWeightGrad(be, dv, s.h) };
+  const grads = { q: linearWeightGrad(be, dq.dpre, s.h, cd), k: linearWeightGrad(be, dk.dpre, s.h, cd), v: linearWeightGrad(be, dv, s.h, cd) };
   be.free(dq.dpre, dk.dpre);
   return grads;
 }
@@ -220,16 +286,21 @@ export function attendToCache(
 // ── Attention output: x1 = x + attn·Woᵀ (+ b) ───────────────────────────────────────────────────────────────────
 
 /** The residual stream after attention. attn stays the caller's. */
-export function attentionOutput(be: Backend, o: Linear, x: Tensor, attn: Tensor): Tensor {
-  const y = applyLinear(be, attn, o);
+export function attentionOutput(be: Backend, o: Linear, x: Tensor, attn: Tensor, cd: ComputeDtype = 'f32'): Tensor {
+  const y = applyLinear(be, attn, o, cd);
   const x1 = be.add(x, y);
   be.free(y);
   return x1;
 }
 
 /** Backward of attentionOutput (dense o): dWo and dattn. dx1 flows on unchanged to x (the residual). */
-export function attentionOutputBackward(be: Backend, o: Tensor, attn: Tensor, dx1: Tensor): { dW: Tensor; dattn: Tensor } {
-  return { dW: linearWeightGrad(be, dx1, attn), dattn: linearInputGrad(be, dx1, o) };
+export function attentionOutputBackward(
+  be: Backend, o: Tensor, attn: Tensor, dx1: Tensor, cd: ComputeDtype = 'f32',
+): { dW: Tensor; dattn: Tensor } {
+  const dy = gemmInput(be, dx1, cd); // one cast for both GEMMs
+  const r = { dW: linearWeightGrad(be, dy, attn, cd), dattn: linearInputGrad(be, dy, o, undefined, cd) };
+  if (dy !== dx1) be.free(dy);
+  return r;
 }
 
 // ── MLP: y = x1 + down(silu(gate(h2)) ⊙ up(h2)), h2 = rmsnorm(x1) ───────────────────────────────────────────────
@@ -239,17 +310,23 @@ export type MlpWeights = Pick<LayerWeights, 'postNorm' | 'gate' | 'up' | 'down'>
 export interface MlpSaved {
   /** The MLP input (referenced; see mlpForward). */
   x1: Tensor;
+  /** h2 and m as the GEMMs multiplied them (bf16 at compute dtype 'bf16' with dense linears). */
   h2: Tensor; rstd: Tensor;
   g: Tensor; u: Tensor; m: Tensor;
 }
 
 /** Post-attention RMSNorm, SwiGLU MLP and residual. With save, x1 is kept in the saved set (free it with freeMlp). */
 export function mlpForward(be: Backend, d: LayerDims, w: MlpWeights, x1: Tensor, save = false): { y: Tensor; saved?: MlpSaved } {
-  const { y: h2, rstd } = be.rmsnorm(x1, w.postNorm, d.rmsNormEps);
-  const g = applyLinear(be, h2, w.gate);
-  const u = applyLinear(be, h2, w.up);
-  const m = be.swiglu(g, u);
-  const dn = applyLinear(be, m, w.down);
+  const cd = dtypeOf(d);
+  const { y: h2Normed, rstd } = be.rmsnorm(x1, w.postNorm, d.rmsNormEps);
+  const h2 = sharedGemmInput(be, h2Normed, [w.gate, w.up], cd); // one cast shared by gate and up
+  if (h2 !== h2Normed) be.free(h2Normed);
+  const g = applyLinear(be, h2, w.gate, cd);
+  const u = applyLinear(be, h2, w.up, cd);
+  const mAct = be.swiglu(g, u);
+  const m = sharedGemmInput(be, mAct, [w.down], cd);
+  if (m !== mAct) be.free(mAct);
+  const dn = applyLinear(be, m, w.down, cd);
   const y = be.add(x1, dn);
   be.free(dn);
   if (save) return { y, saved: { x1, h2, rstd, g, u, m } };
@@ -262,16 +339,20 @@ export function mlpForward(be: Backend, d: LayerDims, w: MlpWeights, x1: Tensor,
  * gradients. dy stays the caller's.
  */
 export function mlpBackward(
-  be: Backend, w: MlpWeights, s: MlpSaved, dy: Tensor,
+  be: Backend, w: MlpWeights, s: MlpSaved, dy: Tensor, cd: ComputeDtype = 'f32',
 ): { dx1: Tensor; grads: { postNorm: Tensor; gate: Tensor; up: Tensor; down: Tensor } } {
-  const down = linearWeightGrad(be, dy, s.m);
-  const dm = linearInputGrad(be, dy, w.down.weight);
-  const { dgate, dup } = be.swigluBackward(dm, s.g, s.u);
+  const dyIn = gemmInput(be, dy, cd); // dy stays the caller's (the residual below adds it)
+  const down = linearWeightGrad(be, dyIn, s.m, cd);
+  const dm = linearInputGrad(be, dyIn, w.down.weight, undefined, cd);
+  if (dyIn !== dy) be.free(dyIn);
+  const sw = be.swigluBackward(dm, s.g, s.u);
   be.free(dm);
-  const gate = linearWeightGrad(be, dgate, s.h2);
-  const up = linearWeightGrad(be, dup, s.h2);
-  const dh2 = linearInputGrad(be, dgate, w.gate.weight);
-  linearInputGrad(be, dup, w.up.weight, dh2);
+  const dgate = toGemmInput(be, sw.dgate, cd);
+  const dup = toGemmInput(be, sw.dup, cd);
+  const gate = linearWeightGrad(be, dgate, s.h2, cd);
+  const up = linearWeightGrad(be, dup, s.h2, cd);
+  const dh2 = linearInputGrad(be, dgate, w.gate.weight, undefined, cd);
+  linearInputGrad(be, dup, w.up.weight, dh2, cd);
   be.free(dgate, dup);
   const { dx: dx1n, dw: postNorm } = be.rmsnormBackward(dh2, s.x1, w.postNorm, s.rstd);
   be.free(dh2);
@@ -287,7 +368,7 @@ export function freeMlp(be: Backend, s: MlpSaved): void {
 
 /** The rest of a decoder layer once attention is computed: x + o(attn), then the MLP. Frees attn; x stays the caller's. */
 export function layerOutput(be: Backend, d: LayerDims, w: LayerWeights, x: Tensor, attn: Tensor): Tensor {
-  const x1 = attentionOutput(be, w.o, x, attn);
+  const x1 = attentionOutput(be, w.o, x, attn, dtypeOf(d));
   be.free(attn);
   const { y } = mlpForward(be, d, w, x1);
   be.free(x1);

@@ -61,7 +61,7 @@ export function perplexity(dec: Decoder, tokens: Int32Array, opts: PerplexityOpt
         h = be.zeros([n, hidden.shape[1]]);
         be.copyRows(h, 0, hidden, r0, n);
       }
-      const logits = be.matmul(h, dec.weights.lmHead, { transB: true });
+      const logits = dec.logits(h);
       const { loss, lse } = be.crossEntropy(logits, labels.subarray(r0, r0 + n));
       const l = be.toHost(loss);
       for (let i = 0; i < n; i++) sums[Math.floor((r0 + i) / T)] += l[i];

@@ -263,10 +263,10 @@ export class CudaBackend implements Backend {
       if (out.dtype !== 'f32' && out.dtype !== dt) throw new Error(`matmul accumulate target must be f32 (got ${out.dtype})`);
       beta = 1;
     } else {
-      out = this.alloc([M, N], dt);
+      out = this.alloc([M, N], opts.outDtype ?? dt);
     }
     if (K === 0) {
-      if (!opts.accumulate) this.a.memset(out.ptr, out.size * dtypeBytes(dt));
+      if (!opts.accumulate) this.a.memset(out.ptr, out.size * dtypeBytes(out.dtype));
     } else {
       this.a.gemm(A.ptr, DT_CODE[dt], B.ptr, DT_CODE[dt], out.ptr, code(out), M, N, K, !!opts.transA, !!opts.transB, alpha, beta);
     }
