@@ -308,6 +308,13 @@ function groupMatmul(): void {
     }, false);
   caseRun(g, 'matmul mixed bf16·f32', '[64x256]·[256x64]', 'mixed', [''], [TOL_F32],
     () => [inp(randn(64 * 256), [64, 256], 'bf16'), inp(randn(256 * 64), [256, 64])], (be, [a, b]) => [be.matmul(a, b)]);
+  // Compute dtype bf16 (model/layer-ops.ts): bf16 operands, outDtype f32 — the f32 GEMM of the same bf16 values
+  // within f32 accumulation error (a bf16-rounded result would be ~1e-3 off).
+  for (const [M, K, N, tA, tB, label] of cases) {
+    caseRun(g, `matmul ${label} bf16→f32 out`, `[${M}x${K}]·[${K}x${N}] ${tA ? 'T' : 'N'}${tB ? 'T' : 'N'}`, 'bf16', [''], [TOL_F32],
+      () => [inp(randn(M * K), tA ? [K, M] : [M, K], 'bf16'), inp(randn(K * N, 0.05), tB ? [N, K] : [K, N], 'bf16')],
+      (be, [a, b]) => [be.matmul(a, b, { transA: tA, transB: tB, outDtype: 'f32' })]);
+  }
 }
 
 function groupElementwise(): void {

@@ -44,7 +44,7 @@ t() { local s=$SECONDS; "$@"; local rc=$?; echo "  [$((SECONDS - s)) s, rc $rc] 
 if [ -n "$PARO" ]; then
   if [ -z "$OURS_PPL" ]; then
     OURS_PPL=$W/ours-ppl.json
-    t $CLI paro eval "$PARO" --data "$DATA" --max-windows "$WINDOWS" --device "${DEVICE:-cuda}" --json > "$OURS_PPL" || FAILED=1
+    t $CLI paro eval "$PARO" --data "$DATA" --max-windows "$WINDOWS" --compute-dtype f32 --device "${DEVICE:-cuda}" --json > "$OURS_PPL" || FAILED=1
   fi
   # Only the architecture of this card: one nvcc pass instead of torch's whole default list.
   export TORCH_CUDA_ARCH_LIST=${TORCH_CUDA_ARCH_LIST:-$($PY -c 'import torch; print("%d.%d" % torch.cuda.get_device_capability())' 2>/dev/null)}
