@@ -103,7 +103,7 @@ const DP_JOBS = path.join(ROOT, 'test', 'helpers', 'dp-jobs.ts');
  * gradients' size the update follows the gradient, and the comparison measures the summed gradients themselves
  * (measured: ≤ 1e-7 apart, while one epoch moves the losses by about 1e-3).
  */
-const SETTINGS: Partial<QuantizeSettings> = { samples: 3, valSamples: 2, seqLen: 64, epochs: [1, 1], batchSize: 2, eps: 1e-2 };
+const SETTINGS: Partial<QuantizeSettings> = { samples: 3, valSamples: 2, seqLen: 32, epochs: [1, 1], batchSize: 2, eps: 1e-2 };
 
 interface RankResult { worldSize: number; files: string[]; blocks: { stage: number; epoch: number; valLoss: number; trainLoss: number | null }[][] }
 
@@ -193,6 +193,29 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on 2 cpu processes (launcher --ra
     expect(ranks[1].files).toEqual([]);
     const manifest = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8')) as { metrics: { worldSize: number } };
     expect(manifest.metrics.worldSize).toBe(2);
+  }, 60_000);
+
+  it('--resume of a one-rank partial on 2 ranks: rank 0 reads the finished blocks and sends them to rank 1', async () => {
+    const dir = path.join(tmp, 'resume');
+    mkdirSync(dir);
+    const out = path.join(dir, 'out');
+    const job = { modelDir: MODEL, outDir: out, calibFile: CALIB, resume: false, force: false, toolVersion: 'test' };
+    // One rank, stopped after block 2: the partial holds blocks 0..2.
+    const stop = { onBlockEnd: (l: number) => { if (l === 2) throw new Error('interrupted'); } };
+    await expect(runQuantizeJob(be, { ...job, settings: resolveQuantizeSettings(SETTINGS) }, stop)).rejects.toThrow(/interrupted/);
+    const r = await launch(dir, { input: { ...job, resume: true, settings: SETTINGS } }, 2);
+    expect(r.code, r.stderr).toBe(0);
+    const ranks = [0, 1].map((k) => JSON.parse(readFileSync(path.join(dir, 'results', `rank-${k}.json`), 'utf8')) as RankResult);
+    // Block 3 was optimized on 2 ranks from X′ through the resumed blocks (rank 1's came from rank 0): the single
+    // run's losses, the same on both ranks.
+    const one = single.blocks.map((b) => b.epochs);
+    for (const l of [3]) {
+      expect(ranks[1].blocks[l]).toEqual(ranks[0].blocks[l]);
+      one[l].forEach((e, i) => expect(Math.abs(ranks[0].blocks[l][i].valLoss - e.valLoss) / e.valLoss).toBeLessThan(1e-6));
+    }
+    const a = effectiveWeights(be, single.out, one.length);
+    const b = effectiveWeights(be, out, one.length);
+    for (const [name, wa] of a) if (/layers\.[012]\./.test(name)) expect(b.get(name)!).toEqual(wa); // read back as written
   }, 60_000);
 
   it('a rank that cannot read its calibration file ends the run with its error; no output is left', async () => {
