@@ -90,8 +90,16 @@ export class FeatureSource {
       };
       this.cache = data.samples.map((s, i) => {
         const from = owner(i);
-        const t = from === comm.rank ? targetTaps(target, s.ids, layerIds) : be.zeros([s.ids.length, this.width], 'f32');
-        if (comm.worldSize > 1) comm.broadcast(t, from);
+        let t = from === comm.rank ? targetTaps(target, s.ids, layerIds) : be.zeros([s.ids.length, this.width], 'f32');
+        if (comm.worldSize > 1) {
+          // Sent as f32 (what the cache holds anyway): every rank's tensor has the same dtype and shape.
+          if (t.dtype !== 'f32') {
+            const f = be.cast(t, 'f32');
+            be.free(t);
+            t = f;
+          }
+          comm.broadcast(t, from);
+        }
         const host = be.toHost(t);
         be.free(t);
         onProgress?.(i + 1, n);
