@@ -49,6 +49,7 @@ export function buildDflashProgram(): Command {
     .option('--ignore-eos', 'do not stop at the end-of-text token')
     .option('--seed <n>', dflt('seed of temperature sampling', GEN.seed), nonNegativeInt('--seed'))
     .option('--batch <n>', dflt('prompts decoded together (one batched target pass per token)', GEN.batch), positiveInt('--batch'))
+    .addOption(new Option('--compute-dtype <dtype>', dflt('GEMM precision of the target\'s linear layers and LM head: auto (bf16 on cuda, f32 on cpu), f32, or bf16 (bf16 inputs and weights, f32 results)', GEN.computeDtype)).choices(['auto', 'f32', 'bf16']))
     .optionsGroup(G.encoding)
     .option('--no-chat-template', 'encode prompts as raw text even when the tokenizer has a chat template')
     .addOption(new Option('--thinking <on|off>', 'enable_thinking flag for chat templates that have one').choices(['on', 'off']))
@@ -59,7 +60,7 @@ export function buildDflashProgram(): Command {
     .optionsGroup(G.format)
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
-    .action(async (o: CommonOpts & { target: string; prompts: string; out: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; chatTemplate: boolean; thinking?: string; maxPrompts?: number; batch?: number }) => {
+    .action(async (o: CommonOpts & { target: string; prompts: string; out: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; chatTemplate: boolean; thinking?: string; maxPrompts?: number; batch?: number; computeDtype?: 'auto' | 'f32' | 'bf16' }) => {
       await runCommand({ tool: 'dflash', command: 'generate-data', json: o.json, debug: o.debug }, async () => {
         const be = await createBackend(parseDevice(deviceForRank(o.device)), warn);
         // A data-parallel worker (--gpus / --ranks, torchrun) joins its run: each rank generates its share of the prompts.
@@ -71,6 +72,7 @@ export function buildDflashProgram(): Command {
           r = runGenerateData(be, {
             targetDir: o.target, promptsFile: o.prompts, outFile: o.out, maxNewTokens: o.maxNewTokens, temperature: o.temperature,
             ignoreEos: o.ignoreEos, seed: o.seed, force: o.force, maxPrompts: o.maxPrompts, batch: o.batch, chatTemplate, enableThinking,
+            computeDtype: o.computeDtype,
           }, {
             onProgress: (done, total, tokens) => {
               bar ??= new Progress(comm.worldSize > 1 ? `generate (rank 0's ${total} prompts)` : 'generate', total);
@@ -83,7 +85,7 @@ export function buildDflashProgram(): Command {
         (bar as Progress | null)?.stop();
         if (!o.json && comm.rank === 0) {
           info(`${r.records} records (${r.generated} generated, ${r.resumed} kept from an earlier run); ${r.responseTokens} response tokens, ${r.stoppedAtEos} stopped at end-of-text`);
-          info(`${r.backend} backend (${r.device}): ${r.seconds.toFixed(1)} s, ${r.tokensPerSecond.toFixed(1)} generated tokens/s; prompts ${r.chatTemplate ? 'with the chat template' : 'as raw text'}`);
+          info(`${r.backend} backend (${r.device}), compute dtype ${r.computeDtype}: ${r.seconds.toFixed(1)} s, ${r.tokensPerSecond.toFixed(1)} generated tokens/s; prompts ${r.chatTemplate ? 'with the chat template' : 'as raw text'}`);
           process.stdout.write(`${r.out}\n`);
         }
         return r;

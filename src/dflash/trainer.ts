@@ -14,7 +14,8 @@ import type { ModelWeights } from '../model/weights.js';
 import { initDrafterFromTarget } from './init-from-target.js';
 import { Rng } from '../numerics/rng.js';
 import type { DrafterConfig } from './drafter-config.js';
-import { freeTrainSaved, trainBackward, trainForward } from './drafter.js';
+import { drafterGemmWeights, freeDrafterGemmWeights, freeTrainSaved, trainBackward, trainForward } from './drafter.js';
+import type { ComputeDtype } from '../model/layer-ops.js';
 import { drafterTensors, freeDrafterWeights, initDrafterWeights, mapDrafterWeights, zerosLike, type DrafterWeights, type SharedTargetParts } from './drafter-weights.js';
 import { anchorRng, anchorsPerSequence, sampleAnchors, validAnchorPositions } from './anchors.js';
 import { blockInputIds, blockLabelsAndWeights, headLoss } from './loss.js';
@@ -147,6 +148,8 @@ export interface OptimizerStepOptions {
   gamma: number;
   lr: number;
   weightDecay: number;
+  /** GEMM precision of the drafter and its loss head (default 'f32'). */
+  computeDtype?: ComputeDtype;
 }
 
 /** One optimizer step on the batch: gradient (trainStep), AdamW update of every drafter tensor, st.step + 1. */
@@ -154,7 +157,7 @@ export function optimizerStep(
   be: Backend, c: DrafterConfig, st: TrainState, shared: SharedTargetParts, invFreq: Float32Array, features: { taps(i: number): Tensor },
   data: TrainingData, batchIdx: number[], o: OptimizerStepOptions, comm: Collective = singleRank(),
 ): { loss: number; acc: number; gradNorm: number } {
-  const r = trainStep(be, c, st, shared, invFreq, features, data, batchIdx, { epoch: o.epoch, seed: o.seed, anchors: o.anchors, gamma: o.gamma }, comm);
+  const r = trainStep(be, c, st, shared, invFreq, features, data, batchIdx, { epoch: o.epoch, seed: o.seed, anchors: o.anchors, gamma: o.gamma, computeDtype: o.computeDtype }, comm);
   for (const { tensor: p, spec } of drafterTensors(c, st.weights)) {
     const g = spec.get(r.grads);
     be.adamw(p, g, spec.get(st.m), spec.get(st.v), { lr: o.lr, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: o.weightDecay, step: st.step + 1 });
@@ -178,7 +181,7 @@ interface StepResult {
  */
 export function trainStep(
   be: Backend, c: DrafterConfig, st: TrainState, shared: SharedTargetParts, invFreq: Float32Array, features: { taps(i: number): Tensor },
-  data: TrainingData, batchIdx: number[], o: { epoch: number; seed: number; anchors: number; gamma: number; chunkRows?: number },
+  data: TrainingData, batchIdx: number[], o: { epoch: number; seed: number; anchors: number; gamma: number; chunkRows?: number; computeDtype?: ComputeDtype },
   comm: Collective = singleRank(),
 ): StepResult {
   const B = c.blockSize;
@@ -200,12 +203,14 @@ export function trainStep(
   let counted = 0;
   // Σw of the whole batch above (each sequence's rows weigh the same on every rank), so the ranks' parts simply add.
   const mine = rankShare(seqs.length, comm.rank, comm.worldSize);
+  const cd = o.computeDtype ?? 'f32';
+  const gemm = drafterGemmWeights(be, st.weights, cd); // bf16 copies of the weights once per step ('f32': the weights)
   for (const q of seqs.slice(mine.start, mine.end)) {
     const taps = features.taps(q.i);
-    const { out, saved } = trainForward(be, c, st.weights, shared, invFreq, { taps, anchors: q.anchors, keep: q.keep, blockIds: q.blockIds }, true);
+    const { out, saved } = trainForward(be, c, st.weights, shared, invFreq, { taps, anchors: q.anchors, keep: q.keep, blockIds: q.blockIds }, true, { gemm });
     const rowW = new Float32Array(q.weights.length);
     for (let r = 0; r < rowW.length; r++) rowW[r] = q.weights[r] * norm;
-    const h = headLoss(be, out, shared.lmHead, q.labels, rowW, chunkRows);
+    const h = headLoss(be, out, shared.lmHead, q.labels, rowW, chunkRows, true, cd);
     be.free(out);
     loss += h.loss;
     correct += h.correct;
@@ -220,6 +225,7 @@ export function trainStep(
       freeDrafterWeights(be, c, g);
     }
   }
+  freeDrafterGemmWeights(be, gemm);
   grads ??= zerosLike(be, c); // a rank without a sequence of this batch (more ranks than sequences)
   if (comm.worldSize > 1) {
     for (const { tensor } of drafterTensors(c, grads)) comm.allReduce(tensor, 'sum');

@@ -24,6 +24,8 @@ import { encodePrompt } from '../dflash/prompts.js';
 import { regenerate, type GenStamp, type GeneratedRecord, type PendingPrompt } from '../dflash/generate.js';
 import { describeModelDir } from './model-input.js';
 import { withDefaults, type RunInfo } from './defaults.js';
+import { checkComputeDtypeSetting, resolveJobComputeDtype, type ComputeDtypeSetting } from './compute-dtype.js';
+import type { ComputeDtype } from '../model/layer-ops.js';
 
 export interface GenerateDataSettings {
   targetDir: string;
@@ -44,6 +46,8 @@ export interface GenerateDataSettings {
   maxPrompts?: number;
   /** Prompts decoded together (does not change the records). */
   batch: number;
+  /** GEMM precision of the target's linear layers and head (compute-dtype.ts): auto = bf16 on cuda, f32 on the cpu. */
+  computeDtype: ComputeDtypeSetting;
   /** Replace an existing output, discard a partial of other settings. */
   force: boolean;
 }
@@ -58,6 +62,7 @@ export const DEFAULT_GENERATE_DATA_SETTINGS = {
   seed: 0,
   chatTemplate: 'auto',
   batch: 32,
+  computeDtype: 'auto',
   force: false,
 } as const satisfies Partial<GenerateDataSettings>;
 
@@ -81,6 +86,8 @@ export interface GenerateDataReport {
   responseTokens: number;
   stoppedAtEos: number;
   chatTemplate: boolean;
+  /** The resolved compute dtype the target ran at. */
+  computeDtype: ComputeDtype;
   seconds: number;
   tokensPerSecond: number;
   /** Ranks of the data-parallel run (1: one device). */
@@ -114,6 +121,7 @@ export function resolveGenerateDataSettings(input: GenerateDataInput): GenerateD
   posInt(s.maxPrompts, '--max-prompts');
   if (!(Number.isFinite(s.temperature) && s.temperature >= 0)) throw new UserError(`--temperature must be a non-negative number, got ${s.temperature}`);
   if (!(Number.isInteger(s.seed) && s.seed >= 0)) throw new UserError(`--seed must be a non-negative integer, got ${s.seed}`);
+  checkComputeDtypeSetting(s.computeDtype);
   return s;
 }
 
@@ -221,9 +229,11 @@ export function runGenerateData(
     chat_template: templated, enable_thinking: s.enableThinking ?? null,
   };
   const manifestInputs = lead ? [describeModelDir('target', s.targetDir), describeInput('prompts', s.promptsFile)] : [];
+  // The compute dtype changes the records: a partial of another one is not continued (f32, the earlier numerics, adds no key).
+  const computeDtype = resolveJobComputeDtype(s.computeDtype, be.name);
   const fingerprint = {
     inputs: Object.fromEntries(manifestInputs.map((i) => [i.role, inputIdentity(i)])),
-    settings: { ...stamp, max_prompts: s.maxPrompts ?? null },
+    settings: { ...stamp, max_prompts: s.maxPrompts ?? null, ...(computeDtype === 'f32' ? {} : { compute_dtype: computeDtype }) },
   };
   // A matching partial is always continued (rerunning the command resumes); a foreign one is refused.
   const rd = lead ? openRunDir({ out: s.outFile, kind: 'file', tool: 'dflash', command: 'generate-data', inputs, force: s.force, resume: true, fingerprint }) : null;
@@ -238,6 +248,7 @@ export function runGenerateData(
       comm.barrier();
     }
     model = loadModel(be, s.targetDir);
+    model.decoder.setComputeDtype(computeDtype);
     const eos = cfg.eosTokenIds.length > 0 ? cfg.eosTokenIds : tok.eosTokenId !== null ? [tok.eosTokenId] : [];
     const mine = rankShare(prompts.length, comm.rank, comm.worldSize);
     const pending: PendingPrompt[] = [];
@@ -297,13 +308,14 @@ export function runGenerateData(
       responseTokens,
       stoppedAtEos,
       chatTemplate: templated,
+      computeDtype,
       seconds,
       tokensPerSecond: genSeconds > 0 ? genTokens / genSeconds : 0,
       worldSize: comm.worldSize,
     };
     rd?.commit(createManifest({
       tool: 'dflash', version: run.toolVersion ?? 'unknown', command: 'generate-data', argv: run.argv,
-      settings: { ...s, targetDir: path.resolve(s.targetDir), promptsFile: path.resolve(s.promptsFile), outFile: path.resolve(s.outFile), chatTemplateUsed: templated },
+      settings: { ...s, targetDir: path.resolve(s.targetDir), promptsFile: path.resolve(s.promptsFile), outFile: path.resolve(s.outFile), chatTemplateUsed: templated, computeDtypeUsed: computeDtype },
       seed: s.seed, device: be.device, backend: be.name, inputs: manifestInputs,
       metrics: { records: report.records, generated, resumed: report.resumed, promptTokens, responseTokens, stoppedAtEos, worldSize: comm.worldSize },
       seconds: { total: seconds, generate: genSeconds },
