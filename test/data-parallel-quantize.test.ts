@@ -6,7 +6,7 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../src/engine/backend.js';
-import { rankShare } from '../src/engine/collective.js';
+import { rankShare, type Collective } from '../src/engine/collective.js';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
 import { readPackedLinear } from '../src/io/int4-format.js';
 import { SafetensorsFile } from '../src/io/safetensors.js';
@@ -217,6 +217,16 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on 2 cpu processes (launcher --ra
     const b = effectiveWeights(be, out, one.length);
     for (const [name, wa] of a) if (/layers\.[012]\./.test(name)) expect(b.get(name)!).toEqual(wa); // read back as written
   }, 60_000);
+
+  it('refuses more ranks than windows in a batch before any work', async () => {
+    const notCalled = (): never => { throw new Error('no collective call expected'); };
+    const three: Collective = { rank: 0, worldSize: 3, allReduce: notCalled, broadcast: notCalled, allReduceNumbers: notCalled, barrier: notCalled, close: () => {} };
+    const out = path.join(tmp, 'three');
+    await expect(runQuantizeJob(be, {
+      modelDir: MODEL, outDir: out, calibFile: CALIB, resume: false, force: false, toolVersion: 'test', settings: resolveQuantizeSettings(SETTINGS),
+    }, {}, three)).rejects.toThrow(/--batch-size 2 is smaller than the 3 ranks/);
+    expect(existsSync(out)).toBe(false);
+  });
 
   it('a rank that cannot read its calibration file ends the run with its error; no output is left', async () => {
     const dir = path.join(tmp, 'fail');

@@ -350,6 +350,9 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooksIn: Qua
   checkModelDir(job.modelDir);
   const cfg = loadModelConfig(job.modelDir);
   checkQuantizeSettings(s, cfg, be.name, job.modelDir);
+  if (s.method === 'paro' && comm.worldSize > s.batchSize) {
+    throw new UserError(`--batch-size ${s.batchSize} is smaller than the ${comm.worldSize} ranks of the run: each rank computes its share of every batch (use at most ${s.batchSize} ranks or a larger --batch-size)`);
+  }
   const maxShardSize = job.maxShardSize ?? DEFAULT_MAX_SHARD_SIZE;
   if (!(Number.isInteger(maxShardSize) && maxShardSize > 0)) throw new UserError(`--max-shard-size must be a positive number of bytes, got ${String(maxShardSize)}`);
   const computeDtype = resolveComputeDtype(s.computeDtype, be.name);
