@@ -129,6 +129,7 @@ export function buildDflashProgram(): Command {
     .optionsGroup(G.device)
     .option('--device <device>', DEVICE_HELP)
     .option('--feature-cache-mb <n>', dflt('cache the frozen target features in memory up to this size, else recompute them per visit', TRAIN.featureCacheMb), nonNegativeNumber('--feature-cache-mb'))
+    .addOption(new Option('--compute-dtype <dtype>', dflt('GEMM precision of the target and the drafter (forward, backward, LM head): auto (bf16 on cuda, f32 on cpu), f32, or bf16 (bf16 inputs and weights cast once per step, f32 results and f32 master weights)', TRAIN.computeDtype)).choices(['auto', 'f32', 'bf16']))
     .option('--gpus <list>', GPUS_HELP, gpuList('--gpus'))
     .option('--ranks <n>', RANKS_HELP, positiveInt('--ranks'))
     .optionsGroup(G.format)
@@ -139,6 +140,7 @@ export function buildDflashProgram(): Command {
       epochs?: number | 'auto'; lr?: number | 'auto'; warmup?: number; weightDecay?: number; seqLen?: number; batch?: number; maskToken?: string; seed?: number;
       checkpointEvery?: number; resume?: boolean; featureCacheMb?: number; evalPrompts?: string; evalEvery?: number; evalMaxPrompts?: number;
       evalMaxNewTokens?: number; maxSteps?: number; init?: 'random' | 'target'; chatTemplate: boolean; thinking?: string;
+      computeDtype?: 'auto' | 'f32' | 'bf16';
     }) => {
       await runCommand({ tool: 'dflash', command: 'train-drafter', json: o.json, debug: o.debug }, async () => {
         let targetLayers: 'auto' | number[] | undefined;
@@ -162,6 +164,7 @@ export function buildDflashProgram(): Command {
             batch: o.batch, maskToken: o.maskToken, seed: o.seed, checkpointEvery: o.checkpointEvery, resume: o.resume, force: o.force,
             featureCacheMb: o.featureCacheMb, evalPrompts: o.evalPrompts, evalEvery: o.evalEvery, evalMaxPrompts: o.evalMaxPrompts,
             evalMaxNewTokens: o.evalMaxNewTokens, maxSteps: o.maxSteps, init: o.init, evalEncoding: encodingOf(o),
+            computeDtype: o.computeDtype,
           }, {
             info: (m) => { if (!o.json || process.stderr.isTTY) info(m); },
             warn,
