@@ -1,6 +1,7 @@
 // Compute dtype 'bf16' (model/layer-ops.ts) on the cpu: a bf16 linear (forward and both gradients) equals an f64
 // recomputation of the bf16-rounded operands within f32 accumulation error; the tiny model's perplexity (paro eval
 // --compute-dtype bf16) and a drafter's training losses stay close to f32; 'f32' leaves results unchanged.
+import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +15,10 @@ import { loadModel } from '../src/model/load.js';
 import { Drafter, drafterGemmWeights, drafterInvFreq, freeDrafterGemmWeights, freeTrainSaved, trainBackward, trainForward, type TrainSequence } from '../src/dflash/drafter.js';
 import { drafterTensors, freeDrafterWeights, initDrafterWeights, zerosLike, type SharedTargetParts } from '../src/dflash/drafter-weights.js';
 import { headLoss } from '../src/dflash/loss.js';
+import { runGenerateData } from '../src/jobs/generate-data.js';
+import { runTrainDrafter } from '../src/jobs/train-drafter.js';
 import { DEMO_MODEL } from './fixtures-path.js';
+import { scratchDir } from './scratch.js';
 import { randn, smallDrafterConfig } from './dflash-helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -275,4 +279,34 @@ describe('drafter at compute dtype bf16 (cpu)', () => {
     expect(Math.sqrt(num / den)).toBeGreaterThan(0);
     freeDrafterWeights(be, c, w);
   });
+});
+
+describe('dflash jobs at --compute-dtype bf16 (cpu)', () => {
+  it('generate-data and train-drafter run at bf16, report it, and stay close to f32', () => {
+    const dir = scratchDir('compute-dtype-jobs');
+    const prompts = path.join(dir, 'prompts.jsonl');
+    writeFileSync(prompts, ['def add(a, b):', 'import os\n', 'class Foo:\n    def', 'x = [1, 2'].map((t) => JSON.stringify({ text: t })).join('\n') + '\n');
+    const gen = (cd: 'f32' | 'bf16') => runGenerateData(be, {
+      targetDir: DEMO_MODEL, promptsFile: prompts, outFile: path.join(dir, `data-${cd}.jsonl`), maxNewTokens: 24, ignoreEos: true, computeDtype: cd,
+    });
+    const g32 = gen('f32');
+    const g16 = gen('bf16');
+    expect(g32.computeDtype).toBe('f32');
+    expect(g16.computeDtype).toBe('bf16');
+    expect(g16.responseTokens).toBe(g32.responseTokens);
+    // Training on the f32 data at both compute dtypes: the same schedule, losses within 2 %.
+    const train = (cd: 'f32' | 'bf16') => runTrainDrafter(be, {
+      targetDir: DEMO_MODEL, dataFile: path.join(dir, 'data-f32.jsonl'), outDir: path.join(dir, `drafter-${cd}`), layers: 1, blockSize: 4,
+      anchors: 8, epochs: 3, lr: 3e-3, seqLen: 64, batch: 2, seed: 1, init: 'target', computeDtype: cd,
+    });
+    const t32 = train('f32');
+    const t16 = train('bf16');
+    expect(t16.computeDtype).toBe('bf16');
+    expect(t16.steps).toBe(t32.steps);
+    expect(Number.isFinite(t16.finalLoss)).toBe(true);
+    expect(t16.finalLoss).not.toBe(t32.finalLoss);
+    expect(Math.abs(t16.finalLoss - t32.finalLoss) / t32.finalLoss).toBeLessThan(0.02);
+    const manifest = JSON.parse(readFileSync(path.join(dir, 'drafter-bf16', 'manifest.json'), 'utf8')) as { settings: { computeDtype?: string } };
+    expect(manifest.settings.computeDtype).toBe('bf16');
+  }, 300_000);
 });
