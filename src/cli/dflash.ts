@@ -2,7 +2,7 @@
 // speculative decoding. This module maps flags to job settings (src/jobs/) and prints; defaults live in the jobs.
 import { Command, Option } from 'commander';
 import { gpuList, intOrAuto, nonNegativeInt, nonNegativeNumber, numberOrAuto, positiveInt } from './options.js';
-import { deviceForRank, GPUS_HELP, launchIfRequested, RANKS_HELP } from './launch.js';
+import { deviceForRank, GPUS_HELP, launchIfRequested, RANKS_HELP, rankInfoFromEnv } from './launch.js';
 import { createBackend, parseDevice } from '../engine/select.js';
 import { openCollectiveFromEnv } from '../engine/open-collective.js';
 import { EXIT_CODES, UsageError, UserError } from '../errors.js';
@@ -25,6 +25,9 @@ interface CommonOpts { device?: string; json?: boolean; debug?: boolean; force?:
 
 const PROMPTS_HELP = 'prompts: .jsonl, .jsonl.gz or .parquet with {"prompt"}, {"messages": [...]} or {"conversations": [...]} per record ' +
   '(conversations end at their last user turn), or .txt with one prompt per line';
+
+/** Not a data-parallel worker, or its rank 0: the process that prints the --json envelope (one per run, as torchrun shows every rank's stdout). */
+const leadRank = (): boolean => (rankInfoFromEnv(process.env)?.rank ?? 0) === 0;
 
 const encodingOf = (o: { chatTemplate: boolean; thinking?: string }): { chatTemplate: 'auto' | 'never'; enableThinking?: boolean } =>
   ({ chatTemplate: o.chatTemplate ? 'auto' : 'never', enableThinking: o.thinking === undefined ? undefined : o.thinking === 'on' });
@@ -61,7 +64,7 @@ export function buildDflashProgram(): Command {
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (o: CommonOpts & { target: string; prompts: string; out: string; maxNewTokens?: number; temperature?: number; ignoreEos?: boolean; seed?: number; chatTemplate: boolean; thinking?: string; maxPrompts?: number; batch?: number; computeDtype?: 'auto' | 'f32' | 'bf16' }) => {
-      await runCommand({ tool: 'dflash', command: 'generate-data', json: o.json, debug: o.debug }, async () => {
+      await runCommand({ tool: 'dflash', command: 'generate-data', json: o.json && leadRank(), debug: o.debug }, async () => {
         const be = await createBackend(parseDevice(deviceForRank(o.device)), warn);
         // A data-parallel worker (--gpus / --ranks, torchrun) joins its run: each rank generates its share of the prompts.
         const comm = await openCollectiveFromEnv(be);
@@ -142,7 +145,7 @@ export function buildDflashProgram(): Command {
       evalMaxNewTokens?: number; maxSteps?: number; init?: 'random' | 'target'; chatTemplate: boolean; thinking?: string;
       computeDtype?: 'auto' | 'f32' | 'bf16';
     }) => {
-      await runCommand({ tool: 'dflash', command: 'train-drafter', json: o.json, debug: o.debug }, async () => {
+      await runCommand({ tool: 'dflash', command: 'train-drafter', json: o.json && leadRank(), debug: o.debug }, async () => {
         let targetLayers: 'auto' | number[] | undefined;
         if (o.targetLayers !== undefined && o.targetLayers !== 'auto') {
           try {
