@@ -17,6 +17,7 @@ import { drafterTensors, freeDrafterWeights, initDrafterWeights, zerosLike, type
 import { headLoss } from '../src/dflash/loss.js';
 import { runGenerateData } from '../src/jobs/generate-data.js';
 import { runTrainDrafter } from '../src/jobs/train-drafter.js';
+import { runEvalDrafter } from '../src/jobs/eval-drafter.js';
 import { DEMO_MODEL } from './fixtures-path.js';
 import { scratchDir } from './scratch.js';
 import { randn, smallDrafterConfig } from './dflash-helpers.js';
@@ -308,5 +309,14 @@ describe('dflash jobs at --compute-dtype bf16 (cpu)', () => {
     expect(Math.abs(t16.finalLoss - t32.finalLoss) / t32.finalLoss).toBeLessThan(0.02);
     const manifest = JSON.parse(readFileSync(path.join(dir, 'drafter-bf16', 'manifest.json'), 'utf8')) as { settings: { computeDtype?: string } };
     expect(manifest.settings.computeDtype).toBe('bf16');
+    // dflash eval at bf16 (bf16 KV caches too): speculative decoding still equals plain decoding at T = 0.
+    const ev = runEvalDrafter(be, {
+      targetDir: DEMO_MODEL, drafterDir: path.join(dir, 'drafter-bf16'), promptsFile: prompts, maxNewTokens: 24, ignoreEos: true, computeDtype: 'bf16',
+    });
+    expect(ev.computeDtype).toBe('bf16');
+    expect(ev.equalOutputs).toBe(ev.promptCount);
+    expect(() => runEvalDrafter(be, {
+      targetDir: DEMO_MODEL, drafterDir: path.join(dir, 'drafter-bf16'), promptsFile: prompts, computeDtype: 'bf16', weightDtype: 'f32',
+    })).toThrow(/contradicts/);
   }, 300_000);
 });

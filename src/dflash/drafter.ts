@@ -110,7 +110,7 @@ export class Drafter {
 
   /** An empty context K/V cache for draft() (grows as needed). */
   newCache(capacity: number): KVCache {
-    return new KVCache(this.be, this.cfg.numLayers, 1, capacity, this.cfg.numKvHeads * this.cfg.headDim);
+    return new KVCache(this.be, this.cfg.numLayers, 1, capacity, this.cfg.numKvHeads * this.cfg.headDim, this.computeDtype);
   }
 
   /**

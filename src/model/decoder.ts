@@ -94,7 +94,7 @@ export class Decoder {
   }
 
   newCache(batch: number, capacity: number): KVCache {
-    return new KVCache(this.be, this.weights.layers.length, batch, capacity, this.cfg.numKvHeads * this.cfg.headDim);
+    return new KVCache(this.be, this.weights.layers.length, batch, capacity, this.cfg.numKvHeads * this.cfg.headDim, this.cd);
   }
 
   /**

@@ -16,11 +16,13 @@ export class KVCache {
     readonly batch: number,
     capacity: number,
     readonly width: number,
+    /** Storage of the keys and values: f32, or bf16 at compute dtype bf16 (what the tensor-core attention reads). */
+    readonly dtype: 'f32' | 'bf16' = 'f32',
   ) {
     this.cap = Math.max(1, capacity);
     for (let l = 0; l < layers; l++) {
-      this.k.push(be.zeros([batch * this.cap, width]));
-      this.v.push(be.zeros([batch * this.cap, width]));
+      this.k.push(be.zeros([batch * this.cap, width], dtype));
+      this.v.push(be.zeros([batch * this.cap, width], dtype));
     }
   }
 
@@ -38,7 +40,7 @@ export class KVCache {
     const newCap = Math.max(rows, this.cap * 2);
     for (let l = 0; l < this.layers; l++) {
       for (const arr of [this.k, this.v]) {
-        const bigger = this.be.zeros([this.batch * newCap, this.width]);
+        const bigger = this.be.zeros([this.batch * newCap, this.width], this.dtype);
         if (this.len > 0) {
           for (let b = 0; b < this.batch; b++) this.be.copyRows(bigger, b * newCap, arr[l], b * this.cap, this.len);
         }
