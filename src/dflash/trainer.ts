@@ -226,7 +226,7 @@ export function trainStep(
     }
   }
   freeDrafterGemmWeights(be, gemm);
-  grads ??= zerosLike(be, c); // a rank without a sequence of this batch (more ranks than sequences)
+  grads ??= zerosLike(be, c); // a rank without a sequence of this batch (its share of a short last batch is empty)
   if (comm.worldSize > 1) {
     for (const { tensor } of drafterTensors(c, grads)) comm.allReduce(tensor, 'sum');
     [loss, correct, counted] = comm.allReduceNumbers(Float64Array.of(loss, correct, counted), 'sum');

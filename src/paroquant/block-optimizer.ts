@@ -185,6 +185,7 @@ export class BlockOptimizer {
       const param = getParam(pr.lin, pr.name);
       let g = local.grads ? local.grads.get(key) : be.zeros(param.shape);
       if (!g) throw new Error(`no gradient for ${key}`);
+      local.grads?.delete(key);
       if (comm.worldSize > 1) {
         // Σ over ranks of (n_r / n)·∇(mean over the rank's rows) = ∇(mean over the batch).
         if (b.count > 0 && b.count < b.n) {
@@ -200,6 +201,7 @@ export class BlockOptimizer {
       });
       be.free(g);
     }
+    if (local.grads) be.free(...local.grads.values()); // gradients of tensors this stage does not train
     return loss;
   }
 
