@@ -139,7 +139,8 @@ function evaluateLoaded(
   ids: Int32Array[], promptCount: number, expected: number[][] | null, hooks: EvalDrafterHooks, t0: number,
 ): EvalDrafterReport {
   const cd: ComputeDtype = s.weightDtype === 'f32' ? 'f32' : resolveJobComputeDtype(s.computeDtype, be.name);
-  const target = loadModel(be, s.targetDir, { ropePrecision: s.ropePrecision, weightDtype: s.weightDtype });
+  // At bf16 the float weights are read as bf16 (a bf16 checkpoint as stored; dequantized INT4 weights at half the memory).
+  const target = loadModel(be, s.targetDir, { ropePrecision: s.ropePrecision, weightDtype: cd === 'bf16' ? 'bf16' : s.weightDtype });
   // Freed however the job ends: `paro release` runs every stage in one process, on the GPU at real size.
   let loaded: LoadedDrafter | null = null;
   let drafter: Drafter | null = null;

@@ -247,7 +247,8 @@ export function runGenerateData(
       if (!lead) done = scanAllRecords(partial, prompts.length, false);
       comm.barrier();
     }
-    model = loadModel(be, s.targetDir);
+    // At bf16 the float weights are read as bf16 (a bf16 checkpoint as stored; dequantized INT4 weights at half the memory).
+    model = loadModel(be, s.targetDir, computeDtype === 'bf16' ? { weightDtype: 'bf16' } : {});
     model.decoder.setComputeDtype(computeDtype);
     const eos = cfg.eosTokenIds.length > 0 ? cfg.eosTokenIds : tok.eosTokenId !== null ? [tok.eosTokenId] : [];
     const mine = rankShare(prompts.length, comm.rank, comm.worldSize);

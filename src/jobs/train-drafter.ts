@@ -478,7 +478,8 @@ export function runTrainDrafter(
 
   function trainInRunDir(): TrainDrafterReport {
     const tLoad = performance.now();
-    const target = loadModel(be, s.targetDir);
+    // At bf16 the float weights are read as bf16 (a bf16 checkpoint as stored; dequantized INT4 weights at half the memory).
+    const target = loadModel(be, s.targetDir, computeDtype === 'bf16' ? { weightDtype: 'bf16' } : {});
     // Freed however the run ends: `paro release` runs every stage in one process, on the GPU at real size.
     try {
       target.decoder.setComputeDtype(computeDtype); // before the warm start and the drafter read its weights
