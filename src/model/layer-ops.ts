@@ -211,9 +211,8 @@ export function attentionInputs(
   const cd = dtypeOf(d);
   const { y: hNormed, rstd } = be.rmsnorm(x, w.inputNorm, d.rmsNormEps);
   // One bf16 cast shared by q, k and v (only their weight gradients read h again: rmsnorm's backward reads x).
-  const hIn = sharedGemmInput(be, hNormed, [w.q, w.k, w.v], cd);
-  if (hIn !== hNormed) be.free(hNormed);
-  const h = hIn;
+  const h = sharedGemmInput(be, hNormed, [w.q, w.k, w.v], cd);
+  if (h !== hNormed) be.free(hNormed);
   const q = headsForward(be, h, w.q, qNorm, positions, invFreq, d);
   const k = headsForward(be, h, w.k, kNorm, positions, invFreq, d);
   const v = applyLinear(be, h, w.v, cd);
