@@ -63,6 +63,20 @@ describe('dflash generate-data on 2 cpu processes', () => {
     const m = JSON.parse(readFileSync(two + '.manifest.json', 'utf8')) as { metrics: { worldSize: number; generated: number } };
     expect(m.metrics).toMatchObject({ worldSize: 2, generated: 7 });
   }, 60_000);
+
+  it('continues the records of an interrupted one-rank run: the same file again', async () => {
+    const settings = { targetDir: DEMO_MODEL, promptsFile, maxNewTokens: 6, batch: 2, chatTemplate: 'never' as const };
+    const one = path.join(tmp, 'gen-one.jsonl');
+    const out = path.join(tmp, 'gen-resumed.jsonl');
+    // One rank, stopped after 3 records (prompts 0..2, all in rank 0's share of 2 ranks, 0..3).
+    const stop = { onProgress: (done: number) => { if (done === 3) throw new Error('interrupted'); } };
+    expect(() => runGenerateData(be, { ...settings, outFile: out }, stop)).toThrow(/interrupted/);
+    const r = await dflash(['generate-data', '--target', DEMO_MODEL, '--prompts', promptsFile, '--out', out, '--max-new-tokens', '6', '--batch', '2', '--no-chat-template']);
+    expect(r.code, r.stderr).toBe(0);
+    expect(readFileSync(out)).toEqual(readFileSync(one));
+    const m = JSON.parse(readFileSync(out + '.manifest.json', 'utf8')) as { metrics: { generated: number; resumed: number } };
+    expect(m.metrics).toMatchObject({ generated: 4, resumed: 3 });
+  }, 60_000);
 });
 
 /** Step losses of a train-log.csv. */
@@ -88,10 +102,31 @@ describe('dflash train-drafter on 2 cpu processes', () => {
     featureCacheMb: 64, evalEncoding: { chatTemplate: 'never' },
   });
 
+  /** The one-rank run everything is compared with (made once). */
+  let oneDir: string | null = null;
+  const single = (): string => {
+    if (!oneDir) {
+      oneDir = path.join(tmp, 'train-one');
+      expect(runTrainDrafter(be, input(oneDir)).steps).toBe(6);
+    }
+    return oneDir;
+  };
+
+  /** The drafter of dir equals one's up to a last-bit bf16 rounding. */
+  const expectSameDrafter = (dir: string, one: string): void => {
+    const wa = drafterValues(one);
+    const wb = drafterValues(dir);
+    expect([...wb.keys()].sort()).toEqual([...wa.keys()].sort());
+    const far: string[] = [];
+    for (const [name, va] of wa) {
+      const vb = wb.get(name)!;
+      for (let i = 0; i < va.length; i++) if (Math.abs(vb[i] - va[i]) > Math.abs(va[i]) * 2 ** -7) far.push(`${name}[${i}]`);
+    }
+    expect(far).toEqual([]);
+  };
+
   it('the step losses and the drafter of one rank, up to the f32 reduction order; only rank 0 writes', async () => {
-    const one = path.join(tmp, 'train-one');
-    const single = runTrainDrafter(be, input(one));
-    expect(single.steps).toBe(6);
+    const one = single();
     const dir = path.join(tmp, 'train-two');
     mkdirSync(dir);
     const out = path.join(dir, 'drafter');
@@ -103,19 +138,31 @@ describe('dflash train-drafter on 2 cpu processes', () => {
     expect(b.length).toBe(a.length);
     a.forEach((l, i) => expect(Math.abs(b[i] - l) / l).toBeLessThan(1e-5));
     // Training moved the drafter far more than the two runs differ (bf16 export: at most a last-bit rounding apart).
-    const wa = drafterValues(one);
-    const wb = drafterValues(out);
-    expect([...wb.keys()].sort()).toEqual([...wa.keys()].sort());
-    const far: string[] = [];
-    for (const [name, va] of wa) {
-      const vb = wb.get(name)!;
-      for (let i = 0; i < va.length; i++) if (Math.abs(vb[i] - va[i]) > Math.abs(va[i]) * 2 ** -7) far.push(`${name}[${i}]`);
-    }
-    expect(far).toEqual([]);
+    expectSameDrafter(out, one);
     expect(readdirSync(dir)).toEqual(['drafter']);
     expect(readdirSync(out).sort()).toEqual(readdirSync(one).sort());
     const m = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8')) as { metrics: { worldSize: number; steps: number } };
     expect(m.metrics).toMatchObject({ worldSize: 2, steps: 6 });
+  }, 60_000);
+
+  it('--resume of a one-rank checkpoint on 2 ranks: every rank continues from rank 0\'s state', async () => {
+    const one = single();
+    const dir = path.join(tmp, 'train-resume');
+    mkdirSync(dir);
+    const out = path.join(dir, 'drafter');
+    // One rank, checkpointing every step, stopped in step 3: the checkpoint of step 2 stays.
+    const stop = { onStep: (step: number) => { if (step === 3) throw new Error('interrupted'); } };
+    expect(() => runTrainDrafter(be, { ...input(out), checkpointEvery: 1 }, stop)).toThrow(/interrupted/);
+    const r = await dflash(['train-drafter', '--target', DEMO_MODEL, '--data', dataFile, '--out', out, '--layers', '1', '--block-size', '4',
+      '--anchors', '4', '--epochs', '2', '--seq-len', '32', '--batch', '3', '--seed', '3', '--feature-cache-mb', '64', '--no-chat-template', '--resume']);
+    expect(r.code, r.stderr).toBe(0);
+    const m = JSON.parse(readFileSync(path.join(out, 'manifest.json'), 'utf8')) as { metrics: { resumedFromStep: number; worldSize: number } };
+    expect(m.metrics).toMatchObject({ resumedFromStep: 2, worldSize: 2 });
+    const a = stepLosses(one);
+    const b = stepLosses(out);
+    expect(b.length).toBe(a.length);
+    a.forEach((l, i) => expect(Math.abs(b[i] - l) / l).toBeLessThan(1e-5));
+    expectSameDrafter(out, one);
   }, 60_000);
 
   it('every rank ends with the same state; a rank that cannot read its data file ends the run, no output is left', async () => {
