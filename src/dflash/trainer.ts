@@ -85,27 +85,34 @@ export class FeatureSource {
     const bytes = data.tokens * this.width * 4;
     if (bytes <= cacheBytes) {
       const n = data.samples.length;
-      const owner = (i: number): number => {
-        for (let r = 0; r < comm.worldSize; r++) if (i < rankShare(n, r, comm.worldSize).end) return r;
-        return comm.worldSize - 1;
-      };
-      this.cache = data.samples.map((s, i) => {
-        const from = owner(i);
-        let t = from === comm.rank ? targetTaps(target, s.ids, layerIds) : be.zeros([s.ids.length, this.width], 'f32');
-        if (comm.worldSize > 1) {
-          // Sent as f32 (what the cache holds anyway): every rank's tensor has the same dtype and shape.
-          if (t.dtype !== 'f32') {
-            const f = be.cast(t, 'f32');
-            be.free(t);
-            t = f;
+      const W = comm.worldSize;
+      const shares = Array.from({ length: W }, (_, r) => rankShare(n, r, W));
+      const cache = new Array<Float32Array>(n);
+      let done = 0;
+      // Round j: every rank computes the j-th sample of its share at the same time, then each result goes to all
+      // (one rank: every sample in order, as before).
+      for (let j = 0; j < shares[0].end - shares[0].start; j++) {
+        const mine = shares[comm.rank].start + j;
+        const own = mine < shares[comm.rank].end ? targetTaps(target, data.samples[mine].ids, layerIds) : null;
+        for (let r = 0; r < W; r++) {
+          const i = shares[r].start + j;
+          if (i >= shares[r].end) continue;
+          let t = r === comm.rank ? own! : be.zeros([data.samples[i].ids.length, this.width], 'f32');
+          if (W > 1) {
+            // Sent as f32 (what the cache holds anyway): every rank's tensor has the same dtype and shape.
+            if (t.dtype !== 'f32') {
+              const f = be.cast(t, 'f32');
+              be.free(t);
+              t = f;
+            }
+            comm.broadcast(t, r);
           }
-          comm.broadcast(t, from);
+          cache[i] = be.toHost(t);
+          be.free(t);
+          onProgress?.(++done, n);
         }
-        const host = be.toHost(t);
-        be.free(t);
-        onProgress?.(i + 1, n);
-        return host;
-      });
+      }
+      this.cache = cache;
     }
   }
 
