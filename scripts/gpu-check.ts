@@ -22,6 +22,7 @@ import type { CudaBackend } from '../src/engine/cuda/backend.js';
 import { cudaAvailability, loadCudaBackend } from '../src/engine/cuda/availability.js';
 import { GROUPS, runChecks, timeOn, type Row } from './backend-ops.js';
 import { collectiveChecks } from './collective-check.js';
+import { applyLinear, denseLinear } from '../src/model/layer-ops.js';
 
 const argv = process.argv.slice(2);
 const flag = (n: string) => argv.includes(n);
@@ -66,6 +67,7 @@ function benchmarks(gpu: CudaBackend): void {
   console.log(`gemm 8192³ bf16 (Backend.matmul, NT): ${ms.toFixed(3)} ms = ${(flops / ms / 1e9).toFixed(0)} TFLOP/s`);
   console.log(`gemm 8192³ bf16 (direct cuBLAS, same process): ${direct.toFixed(3)} ms = ${(flops / direct / 1e9).toFixed(0)} TFLOP/s`);
   gpu.free(a, b);
+  linearBench(gpu);
   rows.push({ group: 'bench', op: 'gemm 8192³ Backend', shape: '', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms, note: `${(flops / ms / 1e9).toFixed(0)} TFLOP/s` });
   rows.push({ group: 'bench', op: 'gemm 8192³ cuBLAS direct', shape: '', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: direct, note: `${(flops / direct / 1e9).toFixed(0)} TFLOP/s` });
   for (const T of [2048, 4096]) {
@@ -88,6 +90,27 @@ function benchmarks(gpu: CudaBackend): void {
   }
   const m = gpu.memStats();
   console.log(`allocator: peak ${(m.peakBytes / 2 ** 30).toFixed(2)} GiB live, ${m.mallocs} cudaMalloc calls, ${m.hits} cache hits`);
+}
+
+/**
+ * A linear at compute dtype f32 vs bf16 (model/layer-ops.ts), an 8B gate_proj over 3072 rows: the f32 path copies the
+ * bf16 weight to f32 and runs an f32 GEMM on every call; the bf16 path casts the activation and runs bf16 → f32.
+ */
+function linearBench(gpu: CudaBackend): void {
+  const [M, K, N] = [3072, 4096, 12288];
+  const x = gpu.zeros([M, K], 'f32');
+  const w = gpu.zeros([N, K], 'bf16');
+  gpu.fillRandom(x, 3);
+  gpu.fillRandom(w, 4);
+  const lin = denseLinear(w);
+  const flops = 2 * M * N * K;
+  for (const cd of ['f32', 'bf16'] as const) {
+    const ms = timeGpu(() => gpu.free(applyLinear(gpu, x, lin, cd)), 400);
+    const note = `${(flops / ms / 1e9).toFixed(0)} TFLOP/s`;
+    console.log(`linear [${M}x${K}]·[${N}x${K}]ᵀ (8B gate_proj), compute dtype ${cd}: ${ms.toFixed(3)} ms = ${note}`);
+    rows.push({ group: 'bench', op: `linear compute dtype ${cd}`, shape: `[${M}x${K}]·[${N}x${K}]ᵀ`, dtype: cd, ok: true, maxAbs: 0, relFro: 0, tol: 0, ms, note });
+  }
+  gpu.free(x, w);
 }
 
 function summary(): number {
