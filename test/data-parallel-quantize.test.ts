@@ -213,9 +213,17 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize on 2 cpu processes (launcher --ra
       expect(ranks[1].blocks[l]).toEqual(ranks[0].blocks[l]);
       one[l].forEach((e, i) => expect(Math.abs(ranks[0].blocks[l][i].valLoss - e.valLoss) / e.valLoss).toBeLessThan(1e-6));
     }
-    const a = effectiveWeights(be, single.out, one.length);
-    const b = effectiveWeights(be, out, one.length);
-    for (const [name, wa] of a) if (/layers\.[012]\./.test(name)) expect(b.get(name)!).toEqual(wa); // read back as written
+    // Blocks 0..2 as the one-rank run wrote them, byte for byte.
+    const fa = SafetensorsFile.open(path.join(single.out, 'model.safetensors'));
+    const fb = SafetensorsFile.open(path.join(out, 'model.safetensors'));
+    try {
+      const names = fa.names().filter((n) => /^model\.layers\.[012]\./.test(n));
+      expect(names.length).toBeGreaterThan(0);
+      for (const n of names) expect(Buffer.compare(fb.readBytes(n), fa.readBytes(n)), n).toBe(0);
+    } finally {
+      fa.close();
+      fb.close();
+    }
   }, 60_000);
 
   it('refuses more ranks than windows in a batch before any work', async () => {
