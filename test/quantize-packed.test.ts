@@ -166,3 +166,25 @@ describe('packLinear through quantizePacked', () => {
     });
   }
 });
+
+describe('model loading dequantizes AWQ tensors on the backend', () => {
+  it('dequantizeAwqOnBackend equals the host reference dequantizeAwq bit for bit', async () => {
+    const { dequantizeAwqOnBackend } = await import('../src/model/weights.js');
+    const rng = new Rng((Date.now() & 0xffff) + 11);
+    for (const [O, I, gs] of [[16, 64, 32], [40, 256, 128], [8, 128, 64]] as const) {
+      const G = I / gs;
+      const codes = Uint8Array.from({ length: I * O }, () => rng.nextInt(16));
+      const zeroCodes = Uint8Array.from({ length: G * O }, () => rng.nextInt(16));
+      const qweight = packAwq(codes, I, O);
+      const qzeros = packAwq(zeroCodes, G, O);
+      const scales = f16ToF32(f32ToF16(Float32Array.from({ length: G * O }, () => 0.001 + 0.05 * rng.nextFloat())));
+      const want = dequantizeAwq(qweight, qzeros, scales, I, O, gs);
+      const t = dequantizeAwqOnBackend(be, qweight, qzeros, scales, I, O, gs);
+      expect(t.shape).toEqual([O, I]);
+      const got = be.toHost(t);
+      be.free(t);
+      expect(Buffer.from(got.buffer).equals(Buffer.from(want.buffer)), `[${O}, ${I}] g${gs}`).toBe(true);
+    }
+    expect(() => dequantizeAwqOnBackend(be, new Int32Array(8), new Int32Array(1), new Float32Array(8), 64, 8, 48)).toThrow(RangeError);
+  });
+});

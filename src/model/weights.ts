@@ -3,7 +3,8 @@
 import type { Backend, DType, Tensor } from '../engine/backend.js';
 import type { ModelConfig } from '../io/config.js';
 import type { Checkpoint } from '../io/checkpoint.js';
-import { dequantizeAwq, packedLinearLayout } from '../io/int4-format.js';
+import { AWQ_ORDER } from '../io/awq.js';
+import { packedLinearLayout, unpackAwq } from '../io/int4-format.js';
 import { validateCheckpoint } from '../io/validate-checkpoint.js';
 import { LINEAR_KEYS, LINEAR_NAMES } from '../io/decoder-linears.js';
 import { UserError } from '../errors.js';
@@ -71,6 +72,34 @@ export function expectShape(ck: Checkpoint, name: string, shape: readonly number
   }
 }
 
+/**
+ * W_rot [O, I] (f32) of AutoAWQ tensors — qweight i32 [I, O/8], qzeros i32 [I/gs, O/8], scales [I/gs, O] — dequantized
+ * on the backend (W_rot[o, i] = (q − z)·s, io/awq.ts dequantizeAwq bit for bit): only the packed words travel and no
+ * f32 copy of the weight is made on the host (JS dequantization took 100 s of a 6 GB Qwen3-8B checkpoint's load).
+ */
+export function dequantizeAwqOnBackend(
+  be: Backend, qweight: Int32Array, qzeros: Int32Array, scalesGO: Float32Array, inF: number, outF: number, gs: number,
+): Tensor {
+  const G = inF / gs;
+  if (!Number.isInteger(G) || qweight.length * 8 !== inF * outF || qzeros.length * 8 !== G * outF || scalesGO.length !== G * outF) {
+    throw new RangeError(`AWQ tensors do not fit [${outF}, ${inF}] in groups of ${gs}`);
+  }
+  // qzeros/scales [G, O] → per flat group o·G + g (the backend's grid order).
+  const zerosGO = unpackAwq(qzeros, G, outF);
+  const zeros = new Int32Array(outF * G);
+  const scale = new Float32Array(outF * G);
+  for (let g = 0; g < G; g++) for (let o = 0; o < outF; o++) {
+    zeros[o * G + g] = zerosGO[g * outF + o];
+    scale[o * G + g] = scalesGO[g * outF + o];
+  }
+  const tWords = be.fromHost(qweight, [inF, outF / 8], 'i32');
+  const tZeros = be.fromHost(zeros, [outF * G], 'i32');
+  const tScale = be.fromHost(scale, [outF * G]);
+  const w = be.dequantizePacked(tWords, tZeros, tScale, gs, AWQ_ORDER);
+  be.free(tWords, tZeros, tScale);
+  return w;
+}
+
 function loadLinear(
   be: Backend, ck: Checkpoint, cfg: ModelConfig, prefix: string, outF: number, inF: number, hasBias: boolean, dtype: 'native' | DType,
 ): Linear {
@@ -82,14 +111,16 @@ function loadLinear(
     // Shapes from the one description of the format (io/int4-format); K is whatever theta holds.
     const K = ck.require(`${prefix}.theta`).shape[0];
     for (const t of packedLinearLayout(prefix, { inFeatures: inF, outFeatures: outF, groupSize: gs, krot: K, bias: false })) expectShape(ck, t.name, t.shape);
-    const w = dequantizeAwq(ck.readI32(`${prefix}.qweight`), ck.readI32(`${prefix}.qzeros`), ck.readF32(`${prefix}.scales`), inF, outF, gs);
+    const w = dequantizeAwqOnBackend(be, ck.readI32(`${prefix}.qweight`), ck.readI32(`${prefix}.qzeros`), ck.readF32(`${prefix}.scales`), inF, outF, gs);
+    const weight = dtype === 'native' || dtype === 'f32' ? w : be.cast(w, dtype);
+    if (weight !== w) be.free(w);
     const pairs = ck.readI32(`${prefix}.pairs`);
     for (let i = 0; i < pairs.length; i++) {
       if (pairs[i] < 0 || pairs[i] >= gs) throw new UserError(`${prefix}.pairs holds index ${pairs[i]} outside the group [0, ${gs})`, { file: ck.dir });
     }
     return {
       kind: 'rotated',
-      weight: be.fromHost(w, [outF, inF], dtype === 'native' ? 'f32' : dtype),
+      weight,
       bias,
       channelScales: be.fromHost(ck.readF32(`${prefix}.channel_scales`), [inF], 'f32'),
       theta: be.fromHost(ck.readF32(`${prefix}.theta`), [K, inF / 2], 'f32'),

@@ -3,10 +3,11 @@
 // does, so the in-memory model after quantization and the written checkpoint are the same model.
 import type { Backend, QuantGrid, Tensor } from '../engine/backend.js';
 import { f16ToF32 as f16Values, f32ToF16, roundToF16InPlace } from '../numerics/half.js';
-import { packAwq, unpackAwq, zeroPoint, type PackedLinear } from '../io/int4-format.js';
+import { packAwq, zeroPoint, type PackedLinear } from '../io/int4-format.js';
 import { AWQ_ORDER } from '../io/awq.js';
 import type { ParoLinear } from './transform.js';
 import { foldRotation } from '../model/layer-ops.js';
+import { dequantizeAwqOnBackend } from '../model/weights.js';
 
 export type { PackedLinear };
 
@@ -91,21 +92,7 @@ export function packLinear(be: Backend, lin: ParoLinear, grid: QuantGrid): Packe
 export function effectiveWeight(be: Backend, p: PackedLinear): Tensor {
   const O = p.outFeatures;
   const I = p.inFeatures;
-  const G = I / p.groupSize;
-  // qzeros/scales [G, O] → per flat group o·G + g.
-  const zerosGO = unpackAwq(p.qzeros, G, O);
-  const scalesGO = f16Values(p.scales);
-  const zeros = new Int32Array(O * G);
-  const scale = new Float32Array(O * G);
-  for (let g = 0; g < G; g++) for (let o = 0; o < O; o++) {
-    zeros[o * G + g] = zerosGO[g * O + o];
-    scale[o * G + g] = scalesGO[g * O + o];
-  }
-  const tWords = be.fromHost(p.qweight, [I, O / 8], 'i32');
-  const tZeros = be.fromHost(zeros, [O * G], 'i32');
-  const tScale = be.fromHost(scale, [O * G]);
-  const tRot = be.dequantizePacked(tWords, tZeros, tScale, p.groupSize, AWQ_ORDER);
-  be.free(tWords, tZeros, tScale);
+  const tRot = dequantizeAwqOnBackend(be, p.qweight, p.qzeros, f16Values(p.scales), I, O, p.groupSize);
   const pairs = be.fromHost(Int32Array.from(p.pairs), [p.krot, p.inFeatures], 'i32');
   const theta = be.fromHost(f16Values(p.theta), [p.krot, p.inFeatures / 2]);
   const cs = be.fromHost(f16Values(p.channelScales), [p.inFeatures]);
