@@ -58,6 +58,13 @@ export function loadFloat(be: Backend, ck: Checkpoint, name: string, dtype: 'nat
   if ((info.dtype === 'BF16' || info.dtype === 'F16') && (dtype === 'native' || dtype === info.dtype.toLowerCase())) {
     return be.fromBits(ck.readRaw16(name), shp, info.dtype === 'BF16' ? 'bf16' : 'f16');
   }
+  if ((info.dtype === 'BF16' || info.dtype === 'F16') && dtype === 'f32') {
+    // Widening is exact: upload the 16-bit storage and widen where the tensor lives (half the bytes, no host pass).
+    const t16 = be.fromBits(ck.readRaw16(name), shp, info.dtype === 'BF16' ? 'bf16' : 'f16');
+    const t = be.cast(t16, 'f32');
+    be.free(t16);
+    return t;
+  }
   if (!['F32', 'F64', 'F16', 'BF16'].includes(info.dtype)) {
     throw new UserError(`tensor ${name} has dtype ${info.dtype}, expected a float dtype`, { file: ck.dir });
   }
