@@ -843,6 +843,19 @@ function fusedDeterminism(O: number, I: number, stage: 1 | 2): void {
 }
 
 function paroFusedCases(): void {
+  // The cuda backend keeps the fused ops off unless asked (PARO_FUSED_TRANSFORM=1): these cases switch them on, and
+  // back off for the cases after them.
+  const sw = gpu as Backend & { fusedTransform?: boolean };
+  const was = sw.fusedTransform;
+  if (was === false) sw.fusedTransform = true;
+  try {
+    paroFusedCasesOn();
+  } finally {
+    if (was === false) sw.fusedTransform = false;
+  }
+}
+
+function paroFusedCasesOn(): void {
   // Stage 1 and 2, K 8 and 1, groups of 128 and 64, Ŵ in bf16 (the GEMMs' dtype) and f32.
   fusedCase(64, 256, 8, 128, 1, 'bf16', true);
   fusedCase(64, 256, 8, 128, 2, 'f32', true);

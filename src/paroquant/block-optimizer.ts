@@ -151,7 +151,7 @@ export class BlockOptimizer {
   validate(stage: 1 | 2): number {
     const { be, data } = this;
     const weights = {} as Record<LinearKey, Tensor>;
-    for (const k of LINEAR_KEYS) weights[k] = this.toCompute(transformForward(be, this.block.linears[k], this.s.grid, stage, false).What);
+    for (const k of LINEAR_KEYS) weights[k] = this.toCompute(transformForward(be, this.block.linears[k], this.s.grid, stage, false, this.s.computeDtype).What);
     const p = this.params(weights);
     // Per batch this rank's weighted part, summed over the ranks in one call; then the batches in order as on one rank.
     const parts = new Float64Array(this.shares.val.length);
@@ -214,7 +214,7 @@ export class BlockOptimizer {
     const weights = {} as Record<LinearKey, Tensor>;
     const saved = {} as Record<LinearKey, TransformSaved>;
     for (const k of LINEAR_KEYS) {
-      const r = transformForward(be, this.block.linears[k], this.s.grid, stage, true);
+      const r = transformForward(be, this.block.linears[k], this.s.grid, stage, true, this.s.computeDtype);
       weights[k] = this.toCompute(r.What);
       saved[k] = r.saved!;
     }

@@ -39,11 +39,12 @@ export class CudaBackend implements Backend {
   attentionKernel: 'auto' | 'scalar' = 'auto';
   readonly maxGivensGroupSize = CUDA_MAX_GROUP_SIZE;
   /**
-   * Whether paroTransform/paroTransformBackward run: true unless the environment sets PARO_FUSED_TRANSFORM=0. false
-   * makes them decline, so src/paroquant/transform.ts runs the composition of the unfused ops (benches set it to
-   * compare both paths in one process).
+   * Whether paroTransform/paroTransformBackward run: only when the environment sets PARO_FUSED_TRANSFORM=1. Off by
+   * default because the first measurement (H100, 2026-12-07, docs/gpu-validation.md run 10) found the fused kernels
+   * 0.86–1.03× the speed of the composition (a stage-1 block step 102 vs 92 ms); false makes them decline, so
+   * src/paroquant/transform.ts runs the composition of the unfused ops (benches set it to compare both paths).
    */
-  fusedTransform = process.env.PARO_FUSED_TRANSFORM !== '0';
+  fusedTransform = process.env.PARO_FUSED_TRANSFORM === '1';
   /** Exact-f32 mode (Backend.setExactF32): f32 attention runs on the scalar f32 kernels. */
   private exactF32 = false;
   private readonly pool: StoragePool;
