@@ -20,6 +20,7 @@
 //   --train-prompt-len 256 --anchors 512 --train-batch 4 --train-steps 2 (timed, after one warm-up step)
 //   --eval-prompts 2 --eval-prompt-len 128 --eval-new-tokens 128 --budget 220 --python python3 ($PYTHON)
 //   --hf-script scripts/hf-generate-bench.py --hf-timeout 120 --no-hf --hf-on-cpu (run the child on a cpu rehearsal too)
+//   --compute-dtype f32|bf16 (default: bf16 on cuda, f32 on the cpu, as the commands' auto)
 //   node .gpu/bench-dflash-8b.mjs --target /tmp/q8 --json            (GPU machine, after synth-8b)
 //   npx tsx bench/dflash-8b.ts --target DIR --device cpu [small sizes] (cpu rehearsal: test/dflash-8b-bench.test.ts)
 import { spawnSync } from 'node:child_process';
@@ -46,6 +47,7 @@ import type { TrainingData } from '../src/dflash/training-data.js';
 import { evaluateDrafter } from '../src/dflash/evaluate.js';
 import { autoLr } from '../src/jobs/train-drafter.js';
 import { intOption, machine, option, flag, round, type BenchContext } from './report.js';
+import type { ComputeDtype } from '../src/model/layer-ops.js';
 
 /** One training sequence as the FLOP count sees it: context rows, its blocks and the LM-head rows with weight > 0. */
 export interface FlopSequence {
@@ -219,7 +221,11 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   const elapsed = () => (performance.now() - t0) / 1000;
   const be = (await createBackend(parseDevice(option(a, 'device') ?? 'cuda'), (m) => ctx.log(`warning: ${m}`))) as BenchBackend;
   const onGpu = be.name === 'cuda';
-  const report: Record<string, unknown> = { machine: machine(), device: be.device, backend: be.name, target: path.resolve(target), settings: o };
+  // What the commands' --compute-dtype auto chooses: bf16 GEMMs (f32 outputs) on the GPU, f32 on the cpu.
+  const cdOpt = option(a, 'compute-dtype');
+  if (cdOpt !== undefined && cdOpt !== 'f32' && cdOpt !== 'bf16') throw new Error(`--compute-dtype must be f32 or bf16, got ${cdOpt}`);
+  const computeDtype: ComputeDtype = cdOpt ?? (onGpu ? 'bf16' : 'f32');
+  const report: Record<string, unknown> = { machine: machine(), device: be.device, backend: be.name, target: path.resolve(target), computeDtype, settings: o };
   const phases: Record<string, number> = {};
   const errors: { phase: string; error: string }[] = [];
   /**
@@ -300,8 +306,9 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     }
 
     // 1b. Our target, loaded as every dflash command loads it.
-    model = (await phase('load', () => loadModel(be, target), false)) ?? null;
+    model = (await phase('load', () => loadModel(be, target, computeDtype === 'bf16' ? { weightDtype: 'bf16' } : {}), false)) ?? null;
     if (!model) throw new NoTarget(); // recorded by the phase: the report goes out with what ran
+    model.decoder.setComputeDtype(computeDtype);
     const decoder = model.decoder;
     report.targetShape = {
       layers: tcfg.numLayers, hidden: tcfg.hiddenSize, intermediate: tcfg.intermediateSize, heads: tcfg.numHeads, kvHeads: tcfg.numKvHeads,
@@ -370,7 +377,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
           const seqs = stepSequences(d, c, st.step, o.trainBatch, seed, o.anchors, gamma);
           be.synchronize();
           const ts = performance.now();
-          const r = optimizerStep(be, c, st, shared, invFreq, features, d, batchIdx, { epoch, seed, anchors: o.anchors, gamma, lr, weightDecay: 0 });
+          const r = optimizerStep(be, c, st, shared, invFreq, features, d, batchIdx, { epoch, seed, anchors: o.anchors, gamma, lr, weightDecay: 0, computeDtype });
           be.synchronize();
           const ms = performance.now() - ts;
           lastLoss = r.loss;
@@ -405,7 +412,9 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
             source: memBefore.source, liveBeforeBytes: memBefore.liveBytes, peakBeforeBytes: memBefore.peakBytes, peakBytes: memAfter.peakBytes,
             trainingBytes: memAfter.peakBytes - memBefore.liveBytes, stateBytes: 16 * drafterParamCount(c),
           },
-          note: 'drafter weights, activations and gradients are f32 (GEMMs in f32, no TF32); the peak is the process peak, target weights included',
+          note: computeDtype === 'bf16'
+            ? 'drafter master weights, activations and gradients f32; GEMMs bf16 × bf16 → f32 (weights cast once per step); the peak is the process peak, target weights included'
+            : 'drafter weights, activations and gradients are f32 (GEMMs in f32, no TF32); the peak is the process peak, target weights included',
         };
       })) ?? null;
     }
@@ -417,12 +426,17 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
       : undefined);
     if (trained && !overBudget('eval')) {
       report.decode = (await phase('eval', () => {
-        const drafter = new Drafter(be, trained.cfg, trained.weights, trained.shared);
+        const drafter = new Drafter(be, trained.cfg, trained.weights, trained.shared, 'f32', computeDtype);
         const erng = new Rng(4321);
         const prompts = Array.from({ length: o.evalPrompts }, () => randomIds(o.evalPromptLen, tcfg.vocabSize, erng));
         const opts = { temperature: 0, seed: 0, stopTokenIds: [], baseline: true, expected: null };
-        evaluateDrafter(decoder, drafter, prompts.slice(0, 1), { ...opts, maxNewTokens: 2 * o.blockSize }); // warm-up
-        const ev = evaluateDrafter(decoder, drafter, prompts, { ...opts, maxNewTokens: o.evalNewTokens });
+        let ev: ReturnType<typeof evaluateDrafter>;
+        try {
+          evaluateDrafter(decoder, drafter, prompts.slice(0, 1), { ...opts, maxNewTokens: 2 * o.blockSize }); // warm-up
+          ev = evaluateDrafter(decoder, drafter, prompts, { ...opts, maxNewTokens: o.evalNewTokens });
+        } finally {
+          drafter.dispose(); // the bf16 copies of its weights
+        }
         const steps = Math.max(1, ev.verifySteps);
         return {
           prompts: o.evalPrompts, promptLen: o.evalPromptLen, newTokens: o.evalNewTokens, tau: round(ev.tau, 3), verifySteps: ev.verifySteps,

@@ -21,6 +21,26 @@ function finitePositive(o: Obj, keys: string[], where: string): void {
 }
 
 describe('bench dflash-8b (cpu rehearsal)', () => {
+  it('runs every phase at compute dtype bf16 too (what cuda runs by default)', async () => {
+    const dir = path.join(scratchDir('dflash-8b-bf16-'), 'tiny');
+    await synthCheckpoint({ arch: 'qwen3-tiny', out: dir, layers: 6, threads: 1 });
+    const report = await run({
+      args: [
+        '--target', dir, '--device', 'cpu', '--compute-dtype', 'bf16', '--gemm-size', '64', '--gen-batch', '2', '--gen-prompt-len', '8',
+        '--gen-new-tokens', '4', '--train-seq-len', '96', '--train-prompt-len', '16', '--anchors', '8', '--train-batch', '2',
+        '--train-steps', '1', '--eval-prompts', '1', '--eval-prompt-len', '8', '--eval-new-tokens', '24',
+      ],
+      json: true,
+      log: () => {},
+    });
+    expect(report.errors).toEqual([]);
+    expect(report.computeDtype).toBe('bf16');
+    expect(String((report.train as Obj).note)).toMatch(/bf16/);
+    finitePositive(report.train as Obj, ['msPerStep', 'lastLoss'], 'train');
+    // Greedy speculative decoding still reproduces plain decoding with bf16 GEMMs on both sides.
+    expect((report.decode as Obj).equalOutputs).toBe(1);
+  });
+
   it('reports finite, positive figures for every phase on a tiny synthetic target', async () => {
     const dir = path.join(scratchDir('dflash-8b-'), 'tiny');
     // 6 layers: the 5-layer drafter warm-starts from the last 5, as it does from Qwen3-8B's 36.
