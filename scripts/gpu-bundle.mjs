@@ -49,7 +49,10 @@ for (const f of fs.readdirSync(wasmSrc).filter((n) => n.endsWith('.wasm'))) {
 const nativeOut = path.join(out, 'native');
 fs.rmSync(nativeOut, { recursive: true, force: true });
 fs.mkdirSync(path.join(nativeOut, 'src'), { recursive: true });
-fs.copyFileSync(path.join(root, 'native', 'build.mjs'), path.join(nativeOut, 'build.mjs'));
+// build.mjs and the modules it imports (install-policy.mjs): every .mjs beside it.
+for (const f of fs.readdirSync(path.join(root, 'native')).filter((n) => n.endsWith('.mjs'))) {
+  fs.copyFileSync(path.join(root, 'native', f), path.join(nativeOut, f));
+}
 for (const f of fs.readdirSync(path.join(root, 'native', 'src'))) {
   fs.copyFileSync(path.join(root, 'native', 'src', f), path.join(nativeOut, 'src', f));
 }
