@@ -143,18 +143,20 @@ async function main(): Promise<number> {
       if (status !== 0 && status !== 1) console.log(`FAIL group ${name}: child exited with ${status ?? signal}`);
     };
     if (flag('--parallel')) {
-      // All groups at once (the cpu references dominate the time; timings are then perturbed: use --no-time).
-      const results = await Promise.all(names.map((name) => new Promise<{ name: string; text: string; status: number | null; signal: string | null }>((resolve) => {
+      // All groups at once (the cpu references dominate the time; timings are then perturbed: use --no-time). Each
+      // group's output is printed whole as soon as its process ends, so a run cut short by a time limit keeps the
+      // groups that finished.
+      await Promise.all(names.map((name) => new Promise<void>((resolve) => {
         const child = spawn(process.execPath, childArgs(name), { env: process.env });
         let text = '';
         child.stdout.on('data', (d) => { text += d; });
         child.stderr.on('data', (d) => { text += d; });
-        child.on('close', (status, signal) => resolve({ name, text, status, signal }));
+        child.on('close', (status, signal) => {
+          process.stdout.write(text);
+          note(name, status, signal);
+          resolve();
+        });
       })));
-      for (const r of results) {
-        process.stdout.write(r.text);
-        note(r.name, r.status, r.signal);
-      }
     } else {
       for (const name of names) {
         const r = spawnSync(process.execPath, childArgs(name), { stdio: 'inherit', env: process.env });
