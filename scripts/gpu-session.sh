@@ -114,4 +114,10 @@ done
 echo "total ${SECONDS}s"
 if [ "${COMPACT:-0}" = 1 ]; then # the device tool returns at most 8 files: fold the small ones into session.txt
   for f in env.txt build.txt peaks.txt synth-8b.json; do [ -f "$OUT/$f" ] && { echo "== $f"; cat "$OUT/$f"; rm "$OUT/$f"; }; done >> "$OUT/session.txt"
+  # Still more than 8 files (the caller's tee target counts too): fold the smallest into session.txt, one by one.
+  while [ "$(find "$OUT" -maxdepth 1 -type f | wc -l)" -gt 7 ]; do
+    f=$(find "$OUT" -maxdepth 1 -type f ! -name session.txt ! -name 'session-*' -printf '%s %f\n' | sort -n | head -1 | cut -d' ' -f2)
+    [ -z "$f" ] && break
+    { echo "== $f"; cat "$OUT/$f"; } >> "$OUT/session.txt"; rm "$OUT/$f"
+  done
 fi

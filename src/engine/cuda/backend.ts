@@ -40,7 +40,7 @@ export class CudaBackend implements Backend {
   readonly maxGivensGroupSize = CUDA_MAX_GROUP_SIZE;
   /**
    * Whether paroTransform/paroTransformBackward run: only when the environment sets PARO_FUSED_TRANSFORM=1. Off by
-   * default because the first measurement (H100, 2026-12-07, docs/gpu-validation.md run 10) found the fused kernels
+   * default because the first measurement (H100, 2026-12-07, docs/gpu-validation.md run 9) found the fused kernels
    * 0.86–1.03× the speed of the composition (a stage-1 block step 102 vs 92 ms); false makes them decline, so
    * src/paroquant/transform.ts runs the composition of the unfused ops (benches set it to compare both paths).
    */
