@@ -6,7 +6,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { deviceForRank, rankInfoFromEnv, splitLaunchFlags } from '../src/cli/launch.js';
 import { UsageError } from '../src/errors.js';
-import { pidGone, ROOT, runNode, type ProcResult } from './helpers/dp-procs.js';
+import { freePort, pidGone, ROOT, runNode, type ProcResult } from './helpers/dp-procs.js';
 import { scratchDir } from './scratch.js';
 
 const TOOL = path.join(ROOT, 'test', 'helpers', 'launch-tool.ts');
@@ -198,6 +198,22 @@ describe('the paro and dflash entry points', () => {
     expect(env).toHaveLength(1);
     expect(env[0]).toMatchObject({ ok: false, command: 'quantize', error: { code: 'input', exitCode: 2 } });
   });
+
+  it('started as torchrun starts workers (rank variables, no launch flag): only rank 0 prints its envelope', async () => {
+    const dir = scratchDir('dp-torchrun-');
+    const port = String(await freePort());
+    const args = ['quantize', path.join(ROOT, 'examples', 'tiny-qwen3'), '--out', path.join(dir, 'out'), '--device', 'cpu', '--samples', '4',
+      '--val-samples', '2', '--seq-len', '32', '--batch-size', '2', '--epochs', '1,1', '--json'];
+    const rank = (r: number): NodeJS.ProcessEnv => ({ ...unsetWorkerVars(), RANK: String(r), WORLD_SIZE: '2', LOCAL_RANK: String(r), MASTER_ADDR: '127.0.0.1', MASTER_PORT: port, PARO_CPU_THREADS: '1' });
+    const [r0, r1] = await Promise.all([runNode(PARO, args, rank(0), 120), runNode(PARO, args, rank(1), 120)]);
+    expect(r0.code, r0.stderr).toBe(0);
+    expect(r1.code, r1.stderr).toBe(0);
+    const e0 = envelopes(r0.stdout);
+    expect(e0).toHaveLength(1);
+    expect(e0[0]).toMatchObject({ ok: true, command: 'quantize' });
+    expect((e0[0].result as unknown as { worldSize: number }).worldSize).toBe(2);
+    expect(r1.stdout.trim()).toBe('');
+  }, 150_000);
 
   it('usage errors: the flags on another command, both flags, --gpus with --device cpu, bad rank variables', async () => {
     const [evalRanks, both, gpusCpu, badEnv] = await Promise.all([

@@ -3,7 +3,7 @@
 import { Command } from 'commander';
 import path from 'node:path';
 import { gpuList, nonNegativeInt, positiveInt } from './options.js';
-import { deviceForRank, GPUS_HELP, launchIfRequested, RANKS_HELP } from './launch.js';
+import { deviceForRank, GPUS_HELP, launchIfRequested, RANKS_HELP, rankInfoFromEnv } from './launch.js';
 import { createBackend, parseDevice } from '../engine/select.js';
 import { UsageError } from '../errors.js';
 import { readToolManifest } from '../io/manifest.js';
@@ -114,7 +114,9 @@ export function buildParoProgram(): Command {
     .option('--json', 'print a machine-readable JSON report on stdout')
     .option('--debug', 'show stack traces on errors')
     .action(async (modelDir: string | undefined, o: QuantizeCliOptions & { device?: string; demo?: boolean; json?: boolean; debug?: boolean }) => {
-      await runCommand({ tool: 'paro', command: 'quantize', json: o.json, debug: o.debug }, async () => {
+      // In a data-parallel run only rank 0 reports (the envelope, the summary line, the demo's evaluation).
+      const lead = (rankInfoFromEnv(process.env)?.rank ?? 0) === 0;
+      await runCommand({ tool: 'paro', command: 'quantize', json: o.json && lead, debug: o.debug }, async () => {
         const demo = !!o.demo;
         const dir = modelDir ?? (demo ? DEMO_MODEL_DIR : undefined);
         if (!dir) throw new UsageError('missing <model-dir> (or pass --demo)');
@@ -132,6 +134,7 @@ export function buildParoProgram(): Command {
         };
         const r = await runQuantize(be, job, true); // progress on stderr: line-based off a terminal, silenced by PARO_QUIET=1
         const report: Record<string, unknown> = { ...r };
+        if (!lead) return report;
         if (demo) {
           // Held-out text: the windows after the ones used for calibration and validation.
           const startToken = (settings.samples + settings.valSamples) * settings.seqLen;
