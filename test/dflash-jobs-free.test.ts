@@ -192,3 +192,23 @@ describe('dflash eval --weight-dtype f32 gives the backend back as it found it',
     expect(failed.modes).toEqual([true, false]);
   });
 });
+
+describe('a training checkpoint refused half way leaves nothing on the backend', () => {
+  it('trainStateFromTensors frees the tensors it uploaded before the missing one', async () => {
+    const { trainStateFromTensors } = await import('../src/dflash/train-state.js');
+    const { drafterTensorSpecs } = await import('../src/dflash/drafter-weights.js');
+    const c = drafterConfigFor(loadModelConfig(DEMO), 1, 4, [0, 1], 1);
+    const specs = new Map(drafterTensorSpecs(c).map((s) => [s.name, s.shape]));
+    const lastName = [...specs.keys()].at(-1)!;
+    const { be, live } = tallied(cpu);
+    // Every w.* and m.* tensor, and v.* but its last: the first two thirds are uploaded before the refusal.
+    const get = (name: string) => {
+      const [prefix, ...rest] = name.split('.');
+      const shape = specs.get(rest.join('.'));
+      if (!shape || (prefix === 'v' && rest.join('.') === lastName)) return undefined;
+      return { shape, read: () => new Float32Array(shape.reduce((a, b) => a * b, 1)) };
+    };
+    expect(() => trainStateFromTensors(be, c, get, 3, 'state.safetensors')).toThrow(new RegExp(`v\\.${lastName.replace(/\./g, '\\.')} is missing`));
+    expect(live.size, describeLive(live)).toBe(0);
+  });
+});

@@ -1,7 +1,7 @@
 // Resumable training state: drafter weights and AdamW moments as f32 tensors plus the step, the run they belong to
 // and the log so far. This module converts the state to and from tensors; the job stores them (anchors and order
 // depend only on the seed, epoch and sample index, so a resumed run follows the same trajectory).
-import type { Backend } from '../engine/backend.js';
+import type { Backend, Tensor } from '../engine/backend.js';
 import type { TensorData } from '../io/safetensors-writer.js';
 import { UserError } from '../errors.js';
 import type { DrafterConfig } from './drafter-config.js';
@@ -48,12 +48,21 @@ export interface StoredTensor {
 export function trainStateFromTensors(
   be: Backend, c: DrafterConfig, get: (name: string) => StoredTensor | undefined, step: number, source: string,
 ): TrainState {
+  // A tensor refused half way (missing, wrong shape, unreadable) must not strand those already on the backend.
+  const uploaded: Tensor[] = [];
   const load = (prefix: string): DrafterWeights => buildDrafterWeights(c, (s) => {
     const name = `${prefix}.${s.name}`;
     const t = get(name);
     if (!t) throw new UserError(`checkpoint tensor ${name} is missing`, { file: source });
     if (t.shape.join(',') !== s.shape.join(',')) throw new UserError(`checkpoint tensor ${name} has shape [${t.shape.join(', ')}], expected [${s.shape.join(', ')}]`, { file: source });
-    return be.fromHost(t.read(), s.shape, 'f32');
+    const u = be.fromHost(t.read(), s.shape, 'f32');
+    uploaded.push(u);
+    return u;
   });
-  return { weights: load('w'), m: load('m'), v: load('v'), step };
+  try {
+    return { weights: load('w'), m: load('m'), v: load('v'), step };
+  } catch (e) {
+    be.free(...uploaded);
+    throw e;
+  }
 }
