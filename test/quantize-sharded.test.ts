@@ -2,7 +2,7 @@
 // and an index holding exactly the tensors of the single-file output, `paro eval` reads it with the same perplexity;
 // an interrupted sharded run resumes to byte-identical shards; activations on disk give the same checkpoint, byte for
 // byte, as the default; the report has per-phase seconds and peak memory.
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../src/engine/backend.js';
@@ -35,8 +35,17 @@ describe.skipIf(!HAVE_FIXTURES)('paro quantize: sharded output, disk activations
     be = await CpuBackend.create();
     tmp = scratchDir('paro-shard-');
     single = path.join(tmp, 'single');
-    const r = await runQuantizeJob(be, job(single));
+    const progress: Record<string, [number, number][]> = { hashing: [], capture: [] };
+    const r = await runQuantizeJob(be, job(single), { onProgress: (phase, done, total) => progress[phase].push([done, total]) });
     expect(r.files).toEqual(['model.safetensors']);
+    // Progress of the phases before the blocks: hashing in MiB of the checkpoint (never past its total, ending at it),
+    // then the calibration windows.
+    const h = progress.hashing;
+    expect(h.length).toBeGreaterThan(1);
+    expect(h.every(([d, t], i) => t === h[0][1] && d <= t && (i === 0 || d >= h[i - 1][0]))).toBe(true);
+    expect(h.at(-1)![0]).toBe(h[0][1]);
+    expect(h[0][1]).toBe(Math.ceil(statSync(path.join(MODEL, 'model.safetensors')).size / 2 ** 20));
+    expect(progress.capture.at(-1)).toEqual([6, 6]);
     // Report: every phase timed, every block's parts timed, peak host RSS (no GPU here).
     for (const k of ['validate', 'hashInputs', 'tokenize', 'capture', 'blocks', 'write', 'total']) expect(r.phases[k]).toBeGreaterThanOrEqual(0);
     expect(r.phases.capture).toBeGreaterThan(0);

@@ -127,7 +127,7 @@ async function quantizeWithProgress(be: Backend, job: QuantizeJob, showProgress:
     onWarn: warn,
     onProgress: (phase, done, total) => {
       if (!showProgress) return;
-      capture ??= new Progress(phase === 'capture' ? 'calibration embeddings (windows)' : phase, total);
+      capture ??= new Progress(phase === 'capture' ? 'calibration embeddings (windows)' : 'hashing the inputs (MiB)', total);
       capture.update(done);
       if (done >= total) {
         capture.stop();

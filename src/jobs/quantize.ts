@@ -202,8 +202,11 @@ export interface QuantizeHooks {
   onBlockPacked?: (block: number, packed: Record<LinearKey, PackedLinear>) => void;
   /** resumed: the block was read back from an earlier run (only its activations were recomputed). */
   onBlockEnd?: (block: number, seconds: number, resumed: boolean) => void;
-  /** Progress of a long phase before the blocks: 'capture' counts calibration windows embedded. */
-  onProgress?: (phase: 'capture', done: number, total: number) => void;
+  /**
+   * Progress of a long phase before the blocks: 'hashing' counts MiB of the model's files hashed (rank 0), 'capture'
+   * calibration windows embedded.
+   */
+  onProgress?: (phase: 'hashing' | 'capture', done: number, total: number) => void;
 }
 
 /** Seconds of each part of one block. */
@@ -402,7 +405,15 @@ export async function runQuantizeJob(be: Backend, job: QuantizeJob, hooksIn: Qua
     if (lead) {
       const inputBytes = ck.files().reduce((a, f) => a + fs.statSync(f).size, 0);
       hooks.onInfo?.(`hashing the inputs (${(inputBytes / 1e9).toFixed(2)} GB of weights)`);
-      manifestInputs.push(describeModelDir('model', job.modelDir));
+      // Progress in MiB: hashing a 140 GB checkpoint takes minutes. The side files (configs, tokenizer) are counted on
+      // top of the weights, so the count is capped at the total and completed at the end.
+      const totalMiB = Math.max(1, Math.ceil(inputBytes / 2 ** 20));
+      let hashed = 0;
+      manifestInputs.push(describeModelDir('model', job.modelDir, (n) => {
+        hashed += n;
+        hooks.onProgress?.('hashing', Math.min(totalMiB - 1, Math.floor(hashed / 2 ** 20)), totalMiB);
+      }));
+      hooks.onProgress?.('hashing', totalMiB, totalMiB);
       if (s.method === 'paro') manifestInputs.push(describeInput('calib', job.calibFile));
       const fp = { settings, inputs: Object.fromEntries(manifestInputs.map((i) => [i.role, inputIdentity(i)])), backend: be.name };
       rd = openRunDir({ out: job.outDir, kind: 'dir', tool: 'paro', command: 'quantize', inputs, force: job.force, resume: job.resume, fingerprint: fp });
