@@ -115,7 +115,7 @@ export function deviceForRank(device: string | undefined, info: RankInfo | null 
 }
 
 /** A TCP port of this host that was free a moment ago (rank 0 listens on it). */
-function freePort(): Promise<number> {
+export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
     s.on('error', reject);

@@ -1,10 +1,13 @@
 // Several real processes for the data-parallel tests: a free port, one child per rank with the rank variables set, and
 // their outputs once all have ended (SIGKILL after a time limit: a hang fails the test instead of stalling it).
 import { spawn } from 'node:child_process';
-import net from 'node:net';
 import path from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
+import { freePort } from '../../src/cli/launch.js';
 import { Rng } from '../../src/numerics/rng.js';
+
+/** A TCP port that was free a moment ago (the launcher's own). */
+export { freePort };
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const TSX = pathToFileURL(path.join(ROOT, 'node_modules', 'tsx', 'dist', 'loader.mjs')).href;
@@ -18,17 +21,6 @@ export interface ProcResult {
   pid: number;
 }
 
-/** A TCP port that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as net.AddressInfo).port;
-      s.close(() => resolve(port));
-    });
-  });
-}
 
 /** Runs `node --import tsx script ...args` with env added; resolves when it has ended. */
 export function runNode(script: string, args: string[], env: NodeJS.ProcessEnv, timeoutS: number, onSpawn?: (pid: number) => void): Promise<ProcResult> {
