@@ -400,7 +400,10 @@ const ropeApply = (${ropeApply.toString()});
   parentPort.postMessage({ ready: true });
   let seen = 0;
   for (;;) {
-    Atomics.wait(ctrl, ${SEQ}, seen);
+    // A wake-up alone is no new job: the notify of job n can arrive late, after this thread saw SEQ = n without
+    // waiting, ran job n and came back here (main thread preempted between its store and its notify); taking that
+    // wake-up for a job ran job n again, with its buffers gone (the rare stall of a loaded machine). Wait until SEQ moves.
+    while (Atomics.load(ctrl, ${SEQ}) === seen) Atomics.wait(ctrl, ${SEQ}, seen);
     seen = Atomics.load(ctrl, ${SEQ});
     try {
       if (f32.length * 4 !== d.stage.byteLength) {
