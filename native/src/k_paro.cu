@@ -9,6 +9,8 @@
 namespace paro {
 namespace {
 
+#include "givens_tables.cuh"
+
 constexpr int kThreads = 256;
 constexpr int kTileFloats = 4096;  // rows per tile = 4096 / groupSize (16 KiB of f32 per tile)
 constexpr int kMaxChunksPerGroup = 64;
@@ -26,22 +28,6 @@ GivensGeom geometry(int gs) {
   return g;
 }
 
-// Per-layer tables of this group: cos, applied sine (−sin for 'inverse'), pair indices.
-__device__ void loadLayerTables(float* cs, float* sn, int* pi, int* pj, const int* pairs, const float* theta, int K,
-                                int I, int gs, int g, bool inverse) {
-  int P = gs / 2;
-  for (int e = threadIdx.x; e < K * P; e += blockDim.x) {
-    int l = e / P, t = e % P;
-    float s, c;
-    sincosf(theta[(size_t)l * (I / 2) + (size_t)g * P + t], &s, &c);
-    cs[e] = c;
-    sn[e] = inverse ? -s : s;
-    size_t pb = (size_t)l * I + (size_t)g * gs + 2 * t;
-    pi[e] = min(max(pairs[pb], 0), gs - 1);
-    pj[e] = min(max(pairs[pb + 1], 0), gs - 1);
-  }
-}
-
 __global__ void givensFwdKernel(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs,
                                 const float* theta, int K, int gs, bool inverse, int RT) {
   extern __shared__ float smem[];
@@ -54,7 +40,7 @@ __global__ void givensFwdKernel(const void* x, int xdt, void* y, int ydt, size_t
   int g = blockIdx.x;
   size_t row0 = (size_t)blockIdx.y * RT;
   int nr = (int)min((size_t)RT, rows - row0);
-  loadLayerTables(cs, sn, pi, pj, pairs, theta, K, I, gs, g, inverse);
+  loadGivensTables(cs, sn, nullptr, pi, pj, pairs, theta, K, I, gs, g, inverse);
   for (int e = threadIdx.x; e < nr * gs; e += blockDim.x)
     tile[e] = ldf(x, xdt, (row0 + e / gs) * I + (size_t)g * gs + e % gs);
   __syncthreads();
@@ -90,7 +76,7 @@ __global__ void givensBwdKernel(const void* dy, int dydt, const void* y, int ydt
   int* pj = pi + K * P;
   float* gsum = (float*)(pj + K * P);  // [K][lanes][P]
   int g = blockIdx.x;
-  loadLayerTables(cs, sn, pi, pj, pairs, theta, K, I, gs, g, inverse);
+  loadGivensTables(cs, sn, nullptr, pi, pj, pairs, theta, K, I, gs, g, inverse);
   for (int e = threadIdx.x; e < K * lanes * P; e += blockDim.x) gsum[e] = 0.0f;
   int t = threadIdx.x % P, lane = threadIdx.x / P;
   size_t c0 = (size_t)blockIdx.y * rowsPerChunk;

@@ -17,6 +17,8 @@
 namespace paro {
 namespace {
 
+#include "givens_tables.cuh"
+
 constexpr int kFwdWarps = 8;
 constexpr int kFwdRowsPerBlock = 64;
 constexpr int kBwdWarps = 4;
@@ -29,24 +31,6 @@ __device__ __forceinline__ float fZeroPoint(float zpf, int qmax) { return fminf(
 
 __device__ __forceinline__ float fQuantLevel(float r, float sc, float z, int qmax) {
   return fminf(fmaxf(rintf(r / sc) + z, 0.0f), (float)qmax);
-}
-
-// Layer tables of group g for all K layers: cos, sin of +θ, its negation (stored, as k_paro.cu's inverse table, so
-// the inverse layers multiply by a loaded −sin θ exactly as givensFwdKernel does), pair indices clamped into the group.
-__device__ void loadFusedTables(float* cs, float* sn, float* snNeg, int* pi, int* pj, const int* pairs,
-                                const float* theta, int K, int I, int gs, int g) {
-  int P = gs / 2;
-  for (int e = threadIdx.x; e < K * P; e += blockDim.x) {
-    int l = e / P, t = e % P;
-    float s, c;
-    sincosf(theta[(size_t)l * (I / 2) + (size_t)g * P + t], &s, &c);
-    cs[e] = c;
-    sn[e] = s;
-    snNeg[e] = -s;
-    size_t pb = (size_t)l * I + (size_t)g * gs + 2 * t;
-    pi[e] = min(max(pairs[pb], 0), gs - 1);
-    pj[e] = min(max(pairs[pb + 1], 0), gs - 1);
-  }
 }
 
 // One Givens layer in place on the warp's group vector v; sn: the applied sines (+sin θ forward, −sin θ inverse).
@@ -78,7 +62,7 @@ __global__ void paroFusedFwdKernel(const void* W, int wdt, const float* alpha, c
   float* v = (float*)(pj + K * P) + warp * gs;
   int g = blockIdx.x;
   int G = I / gs;
-  loadFusedTables(cs, sn, snNeg, pi, pj, pairs, theta, K, I, gs, g);
+  loadGivensTables(cs, sn, snNeg, pi, pj, pairs, theta, K, I, gs, g, false);  // +sin θ, and −sin θ for the inverse layers
   __syncthreads();
   const float* al = alpha + (size_t)g * gs;
   int r1 = min(O, (int)(blockIdx.y + 1) * kFwdRowsPerBlock);
@@ -189,7 +173,7 @@ __global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, in
   bool s1 = stage == 1;
   int g = blockIdx.x;
   int G = I / gs;
-  loadFusedTables(cs, sn, snNeg, pi, pj, pairs, theta, K, I, gs, g);
+  loadGivensTables(cs, sn, snNeg, pi, pj, pairs, theta, K, I, gs, g, false);  // +sin θ, and −sin θ for the inverse layers
   for (int e = lane; e < gs; e += 32) a1[e] = a2[e] = 0.0f;
   for (int e = lane; e < K * P; e += 32) accT[e] = 0.0f;
   __syncthreads();
