@@ -521,15 +521,15 @@ function groupCrossEntropy(): void {
   }
 }
 
-/** Random pairs per spec §3: per layer and group a random perfect matching of the group's channels. */
-function randomPairs(K: number, I: number, gs: number): Int32Array {
+/** Random pairs per spec §3: per layer and group a random perfect matching of the group's channels (from r). */
+export function randomPairs(K: number, I: number, gs: number, r: Rng = rng): Int32Array {
   const p = new Int32Array(K * I);
   const perm = new Int32Array(gs);
-  for (let r = 0; r < K; r++) {
+  for (let l = 0; l < K; l++) {
     for (let g0 = 0; g0 < I; g0 += gs) {
       for (let i = 0; i < gs; i++) perm[i] = i;
-      rng.shuffle(perm);
-      p.set(perm, r * I + g0);
+      r.shuffle(perm);
+      p.set(perm, l * I + g0);
     }
   }
   return p;

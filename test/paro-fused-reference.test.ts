@@ -15,6 +15,7 @@ import { Rng } from '../src/numerics/rng.js';
 import { roundHalfEven } from '../src/numerics/rounding.js';
 import { freeTransformSaved, transformBackward, transformForward, type ParoLinear } from '../src/paroquant/transform.js';
 import { scratchDir } from './scratch.js';
+import { randomPairs } from '../scripts/backend-ops.js';
 
 type Round = (x: number) => number;
 const F32: Round = Math.fround;
@@ -224,20 +225,6 @@ function refBackward(p: Problem, dWhat: Float32Array, stage: 1 | 2, rd: Round): 
 }
 
 // ---- problems ----
-/** Random pairs: per layer and group a random perfect matching of the group's channels (as gpu-check draws them). */
-function randomPairs(rng: Rng, K: number, I: number, gs: number): Int32Array {
-  const p = new Int32Array(K * I);
-  const perm = new Int32Array(gs);
-  for (let r = 0; r < K; r++) {
-    for (let g0 = 0; g0 < I; g0 += gs) {
-      for (let i = 0; i < gs; i++) perm[i] = i;
-      rng.shuffle(perm);
-      p.set(perm, r * I + g0);
-    }
-  }
-  return p;
-}
-
 /**
  * A problem with random W, α, θ; group 0's angles are 0 and its rows hold exact ties for the max and the min (R = W⊙α
  * there with α = 1 on group 0), so the tie sharing of the min/max path is exercised.
@@ -256,7 +243,7 @@ function problem(seed: number, O: number, I: number, K: number, gs: number): Pro
   const G = I / gs;
   const scale = Float32Array.from({ length: O * G }, () => 0.004 + 0.004 * rng.nextFloat());
   const zpf = Float32Array.from({ length: O * G }, () => -9 + 3 * rng.nextFloat());
-  return { O, I, K, grid: { bits: 4, groupSize: gs }, W, alpha, pairs: randomPairs(rng, K, I, gs), theta, scale, zpf };
+  return { O, I, K, grid: { bits: 4, groupSize: gs }, W, alpha, pairs: randomPairs(K, I, gs, rng), theta, scale, zpf };
 }
 
 function relFro(ref: ArrayLike<number>, got: ArrayLike<number>): number {
