@@ -127,14 +127,6 @@ export class BlockOptimizer {
     return this.comm.worldSize === 1 ? loss : b.count === 0 ? 0 : loss * (b.count / b.n);
   }
 
-  /** A tensor in the compute dtype (the input is freed when a cast was needed). */
-  private toCompute(t: Tensor): Tensor {
-    if (t.dtype === this.s.computeDtype) return t;
-    const c = this.be.cast(t, this.s.computeDtype);
-    this.be.free(t);
-    return c;
-  }
-
   /** Samples [s0, s0 + n) of a store as a batch tensor [n·T, H]. */
   private rows(src: ActivationStore, s0: number, n: number): Tensor {
     const T = this.data.seqLen;
@@ -151,7 +143,7 @@ export class BlockOptimizer {
   validate(stage: 1 | 2): number {
     const { be, data } = this;
     const weights = {} as Record<LinearKey, Tensor>;
-    for (const k of LINEAR_KEYS) weights[k] = this.toCompute(transformForward(be, this.block.linears[k], this.s.grid, stage, false, this.s.computeDtype).What);
+    for (const k of LINEAR_KEYS) weights[k] = transformForward(be, this.block.linears[k], this.s.grid, stage, false, this.s.computeDtype).What;
     const p = this.params(weights);
     // Per batch this rank's weighted part, summed over the ranks in one call; then the batches in order as on one rank.
     const parts = new Float64Array(this.shares.val.length);
@@ -215,7 +207,7 @@ export class BlockOptimizer {
     const saved = {} as Record<LinearKey, TransformSaved>;
     for (const k of LINEAR_KEYS) {
       const r = transformForward(be, this.block.linears[k], this.s.grid, stage, true, this.s.computeDtype);
-      weights[k] = this.toCompute(r.What);
+      weights[k] = r.What; // already in the compute dtype (transformForward's outDtype)
       saved[k] = r.saved!;
     }
     const p = this.params(weights);
