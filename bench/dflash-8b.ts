@@ -21,6 +21,7 @@
 //   --eval-prompts 2 --eval-prompt-len 128 --eval-new-tokens 128 --budget 220 --python python3 ($PYTHON)
 //   --hf-script scripts/hf-generate-bench.py --hf-timeout 120 --no-hf --hf-on-cpu (run the child on a cpu rehearsal too)
 //   --compute-dtype f32|bf16 (default: bf16 on cuda, f32 on the cpu, as the commands' auto)
+//   --profile: one more training step under a synchronising per-op profiler (src/engine/profile.ts), table in the report
 //   node .gpu/bench-dflash-8b.mjs --target /tmp/q8 --json            (GPU machine, after synth-8b)
 //   npx tsx bench/dflash-8b.ts --target DIR --device cpu [small sizes] (cpu rehearsal: test/dflash-8b-bench.test.ts)
 import { spawnSync } from 'node:child_process';
@@ -48,6 +49,7 @@ import { evaluateDrafter } from '../src/dflash/evaluate.js';
 import { autoLr } from '../src/jobs/train-drafter.js';
 import { intOption, machine, option, flag, round, type BenchContext } from './report.js';
 import type { ComputeDtype } from '../src/model/layer-ops.js';
+import { ProfiledBackend } from '../src/engine/profile.js';
 
 /** One training sequence as the FLOP count sees it: context rows, its blocks and the LM-head rows with weight > 0. */
 export interface FlopSequence {
@@ -387,6 +389,17 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
             flops += drafterStepFlops(c, seqs).total;
           }
         }
+        // --profile: one more step with a sync after every op (where the step's time goes; not a speed figure).
+        let profile: { op: string; calls: number; ms: number; share: number }[] | undefined;
+        if (flag(a, 'profile')) {
+          const prof = new ProfiledBackend(be);
+          const { epoch, batchIdx } = stepBatch(st.step, d.samples.length, o.trainBatch, seed);
+          const tp = performance.now();
+          optimizerStep(prof.backend, c, st, shared, invFreq, features, d, batchIdx, { epoch, seed, anchors: o.anchors, gamma, lr, weightDecay: 0, computeDtype });
+          ctx.log(`  profiled step (sync after every op): ${(performance.now() - tp).toFixed(0)} ms`);
+          profile = prof.table().slice(0, 24).map(([op, calls, ms, share]) => ({ op, calls, ms: round(ms, 1), share: round(share, 3) }));
+          for (const r of profile) ctx.log(`    ${r.op.padEnd(48)} ${String(r.calls).padStart(6)} ${r.ms.toFixed(1).padStart(9)} ms ${(100 * r.share).toFixed(1).padStart(5)} %`);
+        }
         const msPerStep = stepMs.reduce((x, y) => x + y, 0) / stepMs.length;
         const perStep = drafterStepFlops(c, stepSequences(d, c, 1, o.trainBatch, seed, o.anchors, gamma));
         const tflops = flops / stepMs.reduce((x, y) => x + y, 0) / 1e9;
@@ -406,6 +419,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
           effectiveTflops: sig(tflops), shareOfBf16Peak: sig(tflops / peakTflops),
           shareOfF32Gemm: gemm ? sig(tflops / gemm.tflopsF32) : null,
           lastLoss: round(lastLoss, 4),
+          profile,
           // peakBytes is the process's peak so far; this phase set it when it exceeds peakBeforeBytes (then peakBytes −
           // liveBeforeBytes is the training's own working set: drafter state, activations, features, the f32 LM head).
           memory: {

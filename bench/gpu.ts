@@ -460,7 +460,7 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     const tp = performance.now();
     popt.runStage(1);
     const profMs = performance.now() - tp;
-    const rows = prof.table().slice(0, 16);
+    const rows = prof.table().slice(0, 24);
     ctx.log(`profile of one stage-1 pass (1 step + 2 validations), ${round(profMs, 0)} ms with a sync after every op:`);
     ctx.log(table([['op', 'calls', 'ms', 'share'], ...rows.map(([n, c, ms, s]) => [n, c, round(ms, 1), round(s, 3)] as (string | number)[])]));
     report.profile = rows.map(([op, calls, ms, share]) => ({ op, calls, ms, share }));
