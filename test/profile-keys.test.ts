@@ -7,7 +7,7 @@ import type { Tensor } from '../src/engine/backend.js';
 
 describe('ProfiledBackend row names', () => {
   it('splits matmul by dtype, transposes and size, and other ops by dtype', async () => {
-    const be = await createBackend('cpu');
+    const be = await createBackend({ kind: 'cpu' });
     const prof = new ProfiledBackend(be);
     const p = prof.backend;
     const a = p.fromHost(new Float32Array(64 * 32).fill(0.5), [64, 32]);
