@@ -340,6 +340,15 @@ FN(jsGatherRows) {
     return undef(env);
   });
 }
+// scatterRows(src, sdt, dst, ddt, rows Int32Array, cols)
+FN(jsScatterRows) {
+  BODY({
+    size_t rowBytes = 0;
+    HostArray rows(a, 4, &rowBytes);
+    scatterRowsK(a.ptr(0), a.i32(1), a.ptr(2), a.i32(3), rows.dev.as<int>(), rowBytes / 4, a.sz(5));
+    return undef(env);
+  });
+}
 FN(jsCast2d) {
   BODY({
     cast2DK(a.ptr(0), a.i32(1), a.sz(2), a.ptr(3), a.i32(4), a.sz(5), a.sz(6), a.sz(7));
@@ -508,6 +517,12 @@ struct MaskArgs {
       upload(keep.p, d, b);
       m.anchors = anchors.as<int>();
       m.keep = keep.as<int>();
+    } else if (m.kind == MASK_CAUSAL && anchors.p) {
+      // Per-entry causal offsets arrive in the anchors slot (cuda/backend.ts attnArgs): [batch] on the device.
+      size_t b = 0;
+      void* d = a.typed(i + 1, &b);
+      upload(anchors.p, d, b);
+      m.qOffsets = anchors.as<int>();
     }
   }
 };
@@ -556,7 +571,7 @@ const Entry kEntries[] = {
     {"memset", jsMemset}, {"copy", jsCopy}, {"copy2d", jsCopy2d}, {"synchronize", jsSynchronize},
     {"lastKernel", jsLastKernel}, {"cast", jsCast}, {"fill", jsFill}, {"random", jsRandom}, {"add", jsAdd},
     {"axpy", jsAxpy}, {"scale", jsScale}, {"colOp", jsColOp}, {"swiglu", jsSwiglu}, {"swigluBwd", jsSwigluBwd},
-    {"adamw", jsAdamw}, {"gatherRows", jsGatherRows}, {"cast2d", jsCast2d}, {"rope", jsRope},
+    {"adamw", jsAdamw}, {"gatherRows", jsGatherRows}, {"scatterRows", jsScatterRows}, {"cast2d", jsCast2d}, {"rope", jsRope},
     {"colReduce", jsColReduce}, {"sumSquares", jsSumSquares}, {"nonFinite", jsNonFinite}, {"smoothL1", jsSmoothL1},
     {"rmsnorm", jsRmsnorm}, {"rmsnormBwd", jsRmsnormBwd}, {"crossEntropy", jsCrossEntropy}, {"argmax", jsArgmax},
     {"givens", jsGivens}, {"givensBwd", jsGivensBwd}, {"fqMinMax", jsFqMinMax}, {"fqMinMaxBwd", jsFqMinMaxBwd},

@@ -25,7 +25,8 @@ __device__ __forceinline__ Vis rowVis(const AttnMask& m, int b, int i, int tq, i
   Vis v{0, 0, 0};
   if (i < 0 || i >= tq) return v;
   if (m.kind == MASK_CAUSAL) {
-    v.e1 = min(tk, max(0, m.qOffset + i + 1));
+    int off = m.qOffsets ? m.qOffsets[b] : m.qOffset;  // per-entry offsets (batched decoding) or one for all
+    v.e1 = min(tk, max(0, off + i + 1));
   } else if (m.kind == MASK_FULL) {
     v.e1 = tk;
   } else {

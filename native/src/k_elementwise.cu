@@ -106,6 +106,23 @@ __global__ void gather16Kernel(const uint16_t* table, const int* ids, uint16_t* 
   }
 }
 
+// Row scatter: same dtype moves the storage units as they are (exact for i32 too); else through f32 (ldf/stf).
+template <typename U>
+__global__ void scatterSameKernel(const U* src, U* dst, const int* rows, size_t nRows, size_t units) {
+  GRID_LOOP(i, nRows * units) {
+    size_t r = i / units, u = i % units;
+    dst[(size_t)rows[r] * units + u] = src[i];
+  }
+}
+
+__global__ void scatterCastKernel(const void* src, int sdt, void* dst, int ddt, const int* rows, size_t nRows,
+                                  size_t cols) {
+  GRID_LOOP(i, nRows * cols) {
+    size_t r = i / cols, c = i % cols;
+    stf(dst, ddt, (size_t)rows[r] * cols + c, ldf(src, sdt, i));
+  }
+}
+
 __global__ void cast2DKernel(const void* src, int sdt, size_t sPitch, void* dst, int ddt, size_t dPitch, size_t rows,
                              size_t cols) {
   GRID_LOOP(i, rows * cols) {
@@ -222,6 +239,21 @@ void gatherRowsK(const void* table, const int* ids, void* out, size_t nIds, size
                                                                            (uint16_t*)out, nIds, units);
   }
   checkLaunch("gatherRows");
+}
+
+void scatterRowsK(const void* src, int sdt, void* dst, int ddt, const int* rows, size_t nRows, size_t cols) {
+  if (nRows == 0 || cols == 0) return;
+  size_t n = nRows * cols;
+  if (sdt != ddt) {
+    scatterCastKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(src, sdt, dst, ddt, rows, nRows, cols);
+  } else if (sdt == DT_F32 || sdt == DT_I32) {
+    scatterSameKernel<uint32_t><<<gridFor(n, kBlock), kBlock, 0, stream()>>>((const uint32_t*)src, (uint32_t*)dst, rows,
+                                                                            nRows, cols);
+  } else {
+    scatterSameKernel<uint16_t><<<gridFor(n, kBlock), kBlock, 0, stream()>>>((const uint16_t*)src, (uint16_t*)dst, rows,
+                                                                            nRows, cols);
+  }
+  checkLaunch("scatterRows");
 }
 
 void cast2DK(const void* src, int sdt, size_t sPitch, void* dst, int ddt, size_t dPitch, size_t rows, size_t cols) {

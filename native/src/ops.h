@@ -27,6 +27,8 @@ void adamwK(void* p, int pdt, const void* g, int gdt, void* m, int mdt, void* v,
             float beta1, float beta2, float eps, float weightDecay, float stepSize, float sqrtBc2);
 /** out[i] = table[ids[i]] (rowBytes bytes per row; ids on the device). */
 void gatherRowsK(const void* table, const int* ids, void* out, size_t nIds, size_t rowBytes);
+/** dst[rows[i], c] = src[i, c] for i < nRows, c < cols (rows on the device, distinct), converted to dst's dtype. */
+void scatterRowsK(const void* src, int sdt, void* dst, int ddt, const int* rows, size_t nRows, size_t cols);
 /** Strided 2-D cast copy: dst[r·dPitch + c] = src[r·sPitch + c] for c < cols (pitches in elements). */
 void cast2DK(const void* src, int sdt, size_t sPitch, void* dst, int ddt, size_t dPitch, size_t rows, size_t cols);
 void ropeK(const void* x, int xdt, void* out, int odt, size_t rows, int width, const int* pos, const float* invFreq,
@@ -91,6 +93,7 @@ enum MaskKind : int { MASK_CAUSAL = 0, MASK_FULL = 1, MASK_DFLASH = 2 };
 struct AttnMask {
   int kind;
   int qOffset;               // causal
+  const int* qOffsets;       // causal: device [batch], entry b's offset (per-entry mask), or null: qOffset for all
   int ctxLen, blockSize, nBlocks;  // dflash
   const int* anchors;        // dflash: device [batch·nBlocks]
   const int* keep;           // dflash: device [batch·nBlocks]

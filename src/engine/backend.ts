@@ -35,6 +35,12 @@ export interface Tensor {
 export type AttentionMask =
   /** Query i of a sequence sits at absolute position qOffset + i; key j at position j. Visible iff j <= qOffset + i. */
   | { kind: 'causal'; qOffset: number }
+  /**
+   * Causal with an offset per batch entry: query i of entry b sits at position qOffsets[b] + i (qOffsets has ≥ batch
+   * entries); visible iff j <= qOffsets[b] + i. Decoding sequences of different lengths in one call (dflash/batch-decode.ts):
+   * each entry's keys past its own length are never read into the result.
+   */
+  | { kind: 'causalPerEntry'; qOffsets: Int32Array }
   /** Every query sees every key (within its own sequence). */
   | { kind: 'full' }
   /**
@@ -115,6 +121,11 @@ export interface Backend {
   copyRows(dst: Tensor, dstRow: number, src: Tensor, srcRow: number, count: number): void;
   /** Gather rows of a [V, C] table by index: out[i] = table[ids[i]]. */
   gatherRows(table: Tensor, ids: Int32Array): Tensor;
+  /**
+   * Scatter rows in place: dst[rows[i]] = src[i] for i < rows.length (2-D views, same columns; src has rows.length rows),
+   * converted to dst's dtype as copyRows does. Indices must be distinct (which of two writes lands is unspecified).
+   */
+  scatterRows(dst: Tensor, rows: Int32Array, src: Tensor): void;
   /** Concatenate 2-D tensors along columns: [R, C1] ‖ [R, C2] ‖ ... */
   concatCols(ts: readonly Tensor[]): Tensor;
 
@@ -148,7 +159,8 @@ export interface Backend {
    */
   rope(x: Tensor, positions: Int32Array, invFreq: Float32Array, headDim: number, inverse?: boolean): Tensor;
   /**
-   * Scaled dot-product attention with GQA. q: [batch·tq, heads·headDim]; k, v: [batch·kvStride, kvHeads·headDim].
+   * Scaled dot-product attention with GQA. q: [batch·tq, heads·headDim]; k, v: [batch·kvStride, kvHeads·headDim], or
+   * more rows (only the first batch·kvStride are read: a cache of more sequences than the batch; not in the backward).
    * Returns the output [batch·tq, heads·headDim] and the softmax log-sum-exp [batch, heads, tq] for the backward.
    */
   attention(q: Tensor, k: Tensor, v: Tensor, shape: AttentionShape, mask: AttentionMask): { out: Tensor; lse: Tensor };

@@ -45,6 +45,20 @@ export function checkGatherRows(table: Tensor, ids: Int32Array): void {
   }
 }
 
+/** scatterRows: same columns, one src row per index, distinct indices inside dst. */
+export function checkScatterRows(dst: Tensor, rows: Int32Array, src: Tensor): void {
+  const [drows, cols] = rowsCols(dst);
+  const [srows, scols] = rowsCols(src);
+  if (cols !== scols) throw new Error(`scatterRows: column mismatch ${cols} vs ${scols}`);
+  if (srows !== rows.length) throw new Error(`scatterRows: ${rows.length} indices for ${srows} source rows`);
+  const seen = new Set<number>();
+  for (let i = 0; i < rows.length; i++) {
+    if (!(rows[i] >= 0 && rows[i] < drows)) throw new Error(`scatterRows: index ${rows[i]} outside [0, ${drows})`);
+    if (seen.has(rows[i])) throw new Error(`scatterRows: index ${rows[i]} repeated`);
+    seen.add(rows[i]);
+  }
+}
+
 /** Rows shared by every tensor of a column concatenation. */
 export function checkConcatCols(ts: readonly Tensor[]): number {
   if (ts.length === 0) throw new Error('concatCols: no tensors');
@@ -94,8 +108,15 @@ export function checkAttention(op: string, q: Tensor, k: Tensor, v: Tensor, shap
   if (!(kvHeads > 0 && heads % kvHeads === 0)) throw new Error(`${op}: ${heads} heads is not a multiple of ${kvHeads} KV heads`);
   if (kvStride < tk) throw new Error(`${op}: kvStride ${kvStride} < tk ${tk}`);
   if (q.size !== batch * tq * heads * D) throw new Error(`${op}: q ${shapeString(q.shape)} does not match [${batch}·${tq}, ${heads}·${D}]`);
-  if (k.size !== batch * kvStride * kvHeads * D || v.size !== k.size) {
+  // The forward may read the first batch entries of a larger k/v (a cache with spare slots: dflash/batch-decode.ts);
+  // the backward writes dk/dv of k's shape, so there they match exactly.
+  const need = batch * kvStride * kvHeads * D;
+  const kOk = op === 'attention' ? k.size >= need && k.size % (kvHeads * D) === 0 : k.size === need;
+  if (!kOk || v.size !== k.size) {
     throw new Error(`${op}: k/v ${shapeString(k.shape)} do not match [${batch}·${kvStride}, ${kvHeads}·${D}]`);
+  }
+  if (mask.kind === 'causalPerEntry' && mask.qOffsets.length < batch) {
+    throw new Error(`${op}: causalPerEntry mask has ${mask.qOffsets.length} offsets for ${batch} batch entries`);
   }
   if (mask.kind === 'anchoredBlocks') {
     const { blockSize, nBlocks } = mask;

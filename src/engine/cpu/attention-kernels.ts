@@ -18,10 +18,14 @@ import type { MatView } from './wasm-gemm.js';
 
 export type GemmFn = (M: number, K: number, N: number, a: MatView, b: MatView, c: MatView, beta: 0 | 1, alpha: number) => void;
 
-/** The mask as plain numbers and typed arrays (transferable to a worker). kind: 0 causal, 1 full, 2 anchoredBlocks. */
+/**
+ * The mask as plain numbers and typed arrays (transferable to a worker). kind: 0 causal (qOffsets[b] per batch entry
+ * when given, else qOffset for all: 'causalPerEntry' and 'causal'), 1 full, 2 anchoredBlocks.
+ */
 export interface MaskSpec {
   kind: 0 | 1 | 2;
   qOffset: number;
+  qOffsets: Int32Array | null;
   ctxLen: number;
   blockSize: number;
   nBlocks: number;
@@ -63,11 +67,13 @@ export interface AttentionKernels {
 export function maskSpec(mask: AttentionMask): MaskSpec {
   switch (mask.kind) {
     case 'causal':
-      return { kind: 0, qOffset: mask.qOffset, ctxLen: 0, blockSize: 0, nBlocks: 0, anchors: null, keep: null };
+      return { kind: 0, qOffset: mask.qOffset, qOffsets: null, ctxLen: 0, blockSize: 0, nBlocks: 0, anchors: null, keep: null };
+    case 'causalPerEntry':
+      return { kind: 0, qOffset: 0, qOffsets: mask.qOffsets, ctxLen: 0, blockSize: 0, nBlocks: 0, anchors: null, keep: null };
     case 'full':
-      return { kind: 1, qOffset: 0, ctxLen: 0, blockSize: 0, nBlocks: 0, anchors: null, keep: null };
+      return { kind: 1, qOffset: 0, qOffsets: null, ctxLen: 0, blockSize: 0, nBlocks: 0, anchors: null, keep: null };
     case 'anchoredBlocks':
-      return { kind: 2, qOffset: 0, ctxLen: mask.ctxLen, blockSize: mask.blockSize, nBlocks: mask.nBlocks, anchors: mask.anchors, keep: mask.keep };
+      return { kind: 2, qOffset: 0, qOffsets: null, ctxLen: mask.ctxLen, blockSize: mask.blockSize, nBlocks: mask.nBlocks, anchors: mask.anchors, keep: mask.keep };
   }
 }
 
@@ -100,7 +106,7 @@ export function createAttentionKernels(gemm: GemmFn): AttentionKernels {
     vis[o + 3] = 0;
     if (m.kind === 0) {
       vis[o] = 0;
-      vis[o + 1] = Math.min(tk, m.qOffset + i + 1);
+      vis[o + 1] = Math.min(tk, (m.qOffsets ? m.qOffsets[b] : m.qOffset) + i + 1);
     } else if (m.kind === 1) {
       vis[o] = 0;
       vis[o + 1] = tk;

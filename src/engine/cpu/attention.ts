@@ -54,6 +54,7 @@ function runSplit(op: WorkerOp, d: AttentionDims, m: MaskSpec, x: AttentionArray
     if (backward) job.in(x.out, b0 * qn, nb * qn).in(x.lse, b0 * ln, nb * ln);
     else job.out(x.out, b0 * qn, nb * qn).out(x.lse, b0 * ln, nb * ln);
     if (m.kind === 2) job.intData(m.anchors!, b0 * mn, nb * mn).intData(m.keep!, b0 * mn, nb * mn);
+    else if (m.qOffsets) job.intData(m.qOffsets, b0, nb).none(); // per-entry causal offsets ride in the anchors slot
     else job.none().none();
     if (backward) job.in(x.dout!, b0 * qn, nb * qn).out(x.dq!, b0 * qn, nb * qn).inout(x.dk!, b0 * kn, nb * kn).inout(x.dv!, b0 * kn, nb * kn);
     job.float(d.scale);

@@ -9,7 +9,7 @@ import { numel, shapeString } from '../backend.js';
 import {
   checkAdamW, checkAttention, checkAttentionBackward, checkBroadcast, checkColumnVector, checkConcatCols, checkCopyRows,
   checkCrossEntropy, checkGatherRows, checkGivens, checkGrid, checkGridParams, checkRmsnorm, checkRmsnormBackward, checkRope,
-  checkDequantizePacked, checkQuantizePacked, checkSameSize, checkSmoothL1, matmulDims, rowsCols,
+  checkDequantizePacked, checkQuantizePacked, checkSameSize, checkScatterRows, checkSmoothL1, matmulDims, rowsCols,
 } from '../shape-checks.js';
 import { bf16ToF32, f16ToF32, roundToBf16InPlace, roundToF16InPlace } from '../../numerics/half.js';
 import { gemm, initMatmul, view } from './matmul.js';
@@ -200,6 +200,18 @@ export class CpuBackend implements Backend {
     const s = T(src).data;
     d.set(s.subarray(srcRow * cols, (srcRow + count) * cols), dstRow * cols);
     if (dst.dtype === 'bf16' || dst.dtype === 'f16') roundTo((d as Float32Array).subarray(dstRow * cols, (dstRow + count) * cols), dst.dtype);
+  }
+
+  scatterRows(dst: Tensor, rows: Int32Array, src: Tensor): void {
+    checkScatterRows(dst, rows, src);
+    const cols = rowsCols(dst)[1];
+    const d = T(dst).data;
+    const s = T(src).data;
+    for (let i = 0; i < rows.length; i++) {
+      const at = rows[i] * cols;
+      d.set(s.subarray(i * cols, (i + 1) * cols), at);
+      if (dst.dtype === 'bf16' || dst.dtype === 'f16') roundTo((d as Float32Array).subarray(at, at + cols), dst.dtype);
+    }
   }
 
   gatherRows(table: Tensor, ids: Int32Array): Tensor {

@@ -392,7 +392,9 @@ const ropeApply = (${ropeApply.toString()});
     const qn = batch * tq * heads * D, kn = batch * stride * kvHeads * D, mn = batch * nBlocks;
     const r = (i, n) => arr(p[12 + 2 * i], p[13 + 2 * i], n);
     const dims = { batch, tq, tk, stride, heads, kvHeads, D, scale: f64[0] };
-    const mask = { kind, qOffset, ctxLen, blockSize, nBlocks, anchors: kind === 2 ? ints(p[23], mn) : null, keep: kind === 2 ? ints(p[25], mn) : null };
+    // Causal masks with per-entry offsets send them in the anchors slot (attention.ts runSplit).
+    const qOffsets = kind === 0 && p[22] !== -2 ? ints(p[23], batch) : null;
+    const mask = { kind, qOffset, qOffsets, ctxLen, blockSize, nBlocks, anchors: kind === 2 ? ints(p[23], mn) : null, keep: kind === 2 ? ints(p[25], mn) : null };
     const x = { q: r(0, qn), k: r(1, kn), v: r(2, kn), out: r(3, qn), lse: r(4, batch * heads * tq) };
     if (backward) { x.dout = r(7, qn); x.dq = r(8, qn); x.dk = r(9, kn); x.dv = r(10, kn); }
     return [dims, mask, x, batch * kvHeads];

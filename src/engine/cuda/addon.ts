@@ -43,7 +43,10 @@ export interface NativeAttnDims {
   batch: number; tq: number; tk: number; kvStride: number; heads: number; kvHeads: number; headDim: number; scale: number;
 }
 
-/** Mask kinds: 0 causal, 1 full (also prefix), 2 dflash. */
+/**
+ * Mask kinds: 0 causal (per-entry offsets, when given, in the attention call's anchors argument), 1 full (also
+ * prefix), 2 dflash.
+ */
 export interface NativeAttnMask {
   kind: 0 | 1 | 2; qOffset: number; ctxLen: number; blockSize: number; nBlocks: number;
 }
@@ -79,6 +82,8 @@ export interface NativeAddon {
   adamw(p: Ptr, pdt: number, g: Ptr, gdt: number, m: Ptr, mdt: number, v: Ptr, vdt: number, n: number, lr: number,
     beta1: number, beta2: number, eps: number, wd: number, stepSize: number, sqrtBc2: number): void;
   gatherRows(table: Ptr, ids: Int32Array, out: Ptr, rowBytes: number): void;
+  /** dst[rows[i]] = src[i] (cols elements a row; converted when the dtypes differ). */
+  scatterRows(src: Ptr, sdt: number, dst: Ptr, ddt: number, rows: Int32Array, cols: number): void;
   cast2d(src: Ptr, sdt: number, sPitch: number, dst: Ptr, ddt: number, dPitch: number, rows: number, cols: number): void;
   rope(x: Ptr, xdt: number, out: Ptr, odt: number, rows: number, width: number, positions: Int32Array,
     invFreq: Float32Array, headDim: number, inverse: boolean): void;

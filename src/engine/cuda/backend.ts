@@ -9,7 +9,7 @@ import { numel, shapeString } from '../backend.js';
 import {
   checkAdamW, checkAttention, checkAttentionBackward, checkBroadcast, checkColumnVector, checkConcatCols, checkCopyRows,
   checkCrossEntropy, checkGatherRows, checkGivens, checkGrid, checkGridParams, checkRmsnorm, checkRmsnormBackward, checkRope,
-  checkDequantizePacked, checkQuantizePacked, checkSameSize, checkSmoothL1, matmulDims, rowsCols,
+  checkDequantizePacked, checkQuantizePacked, checkSameSize, checkScatterRows, checkSmoothL1, matmulDims, rowsCols,
 } from '../shape-checks.js';
 import { bf16ToF32, f16ToF32 } from '../../numerics/half.js';
 import type { NativeAddon, NativeAttnDims, NativeAttnMask, NativeDevice, NativeMemStats } from './addon.js';
@@ -221,6 +221,13 @@ export class CudaBackend implements Backend {
     else this.a.cast(sOff, code(s), dOff, code(d), n);
   }
 
+  scatterRows(dst: Tensor, rows: Int32Array, src: Tensor): void {
+    const d = this.T(dst);
+    const s = this.T(src);
+    checkScatterRows(d, rows, s);
+    if (rows.length > 0) this.a.scatterRows(s.ptr, code(s), d.ptr, code(d), rows, rowsCols(d)[1]);
+  }
+
   gatherRows(table: Tensor, ids: Int32Array): Tensor {
     const t = this.T(table);
     checkGatherRows(t, ids);
@@ -375,7 +382,10 @@ export class CudaBackend implements Backend {
     return out;
   }
 
-  /** The native kernels' dims and mask (the shapes are checked by the caller: checkAttention). */
+  /**
+   * The native kernels' dims and mask (the shapes are checked by the caller: checkAttention). The per-entry causal
+   * offsets travel in the anchors argument (addon.cc MaskArgs uploads them for a causal mask).
+   */
   private attnArgs(shape: AttentionShape, mask: AttentionMask): {
     dims: NativeAttnDims; m: NativeAttnMask; anchors: Int32Array | null; keep: Int32Array | null;
   } {
@@ -386,6 +396,8 @@ export class CudaBackend implements Backend {
     switch (mask.kind) {
       case 'causal':
         return { dims, m: { kind: 0, ...none, qOffset: mask.qOffset }, anchors: null, keep: null };
+      case 'causalPerEntry':
+        return { dims, m: { kind: 0, ...none }, anchors: Int32Array.from(mask.qOffsets.subarray(0, batch)), keep: null };
       case 'full':
         return { dims, m: { kind: 1, ...none }, anchors: null, keep: null };
       case 'anchoredBlocks': {
