@@ -238,6 +238,15 @@ function groupMemory(): void {
       be.copyRows(dst, 5, src, 11, 20);
       return [dst];
     });
+  // The decoding step's K/V write (dflash/batch-decode.ts): f32 rows into a bf16 cache, and same-dtype rows.
+  for (const [sdt, ddt] of [['f32', 'bf16'], ['bf16', 'bf16'], ['f32', 'f32']] as const) {
+    caseRun(g, `scatterRows ${sdt}→${ddt}`, '[33, 1024] → [4096, 1024]', 'mixed', [''], [0],
+      () => [inp(randn(33 * 1024), [33, 1024], sdt), inp(randn(4096 * 1024), [4096, 1024], ddt)], (be, [src, dst0]) => {
+        const dst = be.copy(dst0);
+        be.scatterRows(dst, Int32Array.from({ length: 33 }, (_, i) => (i * 2477 + 5) % 4096), src);
+        return [dst];
+      });
+  }
   caseRun(g, 'gatherRows', '[5000, 256] ids 777', 'bf16', [''], [0], () => [inp(randn(5000 * 256), [5000, 256], 'bf16')], (be, [t]) => {
     const ids = new Int32Array(777);
     for (let i = 0; i < ids.length; i++) ids[i] = (i * 7919) % 5000;
@@ -442,6 +451,10 @@ function attnCases(): AttnCase[] {
   }
   c.push({ label: 'tiny causal decode-ish qOffset', shape: tiny(2, 37, 165, { kvStride: 200 }), mask: { kind: 'causal', qOffset: 128 }, dtype: 'bf16' });
   c.push({ label: 'tiny full', shape: tiny(1, 70, 130), mask: { kind: 'full' }, dtype: 'bf16' });
+  // Batched decoding (dflash/batch-decode.ts): an offset per batch entry, one row (decode) or several.
+  c.push({ label: 'tiny causalPerEntry decode', shape: tiny(3, 1, 150, { kvStride: 160 }), mask: { kind: 'causalPerEntry', qOffsets: Int32Array.of(149, 37, 0) }, dtype: 'bf16' });
+  c.push({ label: 'tiny causalPerEntry tq 5', shape: tiny(3, 5, 126), mask: { kind: 'causalPerEntry', qOffsets: Int32Array.of(121, 3, 60) }, dtype: 'f32' });
+  c.push({ label: 'tiny causalPerEntry scalar kernel', shape: tiny(3, 5, 126), mask: { kind: 'causalPerEntry', qOffsets: Int32Array.of(121, 3, 60) }, dtype: 'bf16', kernel: 'scalar' });
   c.push({ label: 'tiny full (draft step)', shape: tiny(2, 16, 200 + 16), mask: { kind: 'full' }, dtype: 'bf16' });
   c.push({ label: 'tiny anchoredBlocks', shape: tiny(2, 8 * 16, 150 + 8 * 16), mask: anchoredBlocksMask(2, 150, 16, 8), dtype: 'bf16' });
   c.push({ label: 'tiny causal scalar kernel', shape: tiny(2, 100, 100), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16', kernel: 'scalar' });
@@ -452,6 +465,10 @@ function attnCases(): AttnCase[] {
   c.push({ label: '8B causal T=256', shape: big(1, 256, 256), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
   c.push({ label: '8B anchoredBlocks (drafter training)', shape: big(1, 16 * 16, 512 + 16 * 16), mask: anchoredBlocksMask(1, 512, 16, 16), dtype: 'bf16' });
   c.push({ label: '8B full (draft step)', shape: big(1, 16, 700 + 16, { kvStride: 1024 }), mask: { kind: 'full' }, dtype: 'bf16' });
+  c.push({
+    label: '8B causalPerEntry (generate-data decode step)', shape: big(32, 1, 700, { kvStride: 1024 }),
+    mask: { kind: 'causalPerEntry', qOffsets: Int32Array.from({ length: 32 }, (_, b) => (b === 0 ? 699 : 20 + rng.nextInt(680))) }, dtype: 'bf16',
+  });
   if (!QUICK) c.push({ label: '8B causal T=2048', shape: big(1, 2048, 2048), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
   return c;
 }
