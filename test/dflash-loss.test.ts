@@ -5,7 +5,7 @@ import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { Backend } from '../src/engine/backend.js';
 import { Rng } from '../src/numerics/rng.js';
 import { anchorRng, anchorsPerSequence, sampleAnchors, validAnchorPositions } from '../src/dflash/anchors.js';
-import { blockInputIds, blockLabelsAndWeights, decayWeights, defaultGamma, headLoss } from '../src/dflash/loss.js';
+import { blockInputIds, blockLabelsAndWeights, decayWeights, defaultGamma, headChunkRows, headLoss } from '../src/dflash/loss.js';
 import { randn } from './dflash-helpers.js';
 
 let be: Backend;
@@ -119,5 +119,15 @@ describe('labels and weights', () => {
     const d = be.toHost(r.dHidden);
     for (let i = 0; i < d.length; i++) expect(d[i]).toBeCloseTo(dWant[i], 5);
     expect(r.counted).toBe(w.filter((x) => x > 0).length);
+  });
+
+  it('head chunks: 32 M logits on a host-memory backend, up to 1/8 of free device memory (≤ 2^28 logits) on a device', () => {
+    const V = 151936;
+    expect(headChunkRows(be, V)).toBe(Math.floor((32 << 20) / V)); // 220 rows: the cpu default
+    expect(headChunkRows(be, 7)).toBe(Math.floor((32 << 20) / 7));
+    const withMemory = (freeBytes: number): Backend => Object.assign(Object.create(be) as Backend, { memoryInfo: () => ({ freeBytes, totalBytes: 80e9 }) });
+    expect(headChunkRows(withMemory(60e9), V)).toBe(Math.floor(2 ** 28 / V)); // capped: 1766 rows, 1 GiB of logits
+    expect(headChunkRows(withMemory(8e9), V)).toBe(Math.floor(8e9 / 64 / V)); // logits + gradient in 1/8 of 8 GB
+    expect(headChunkRows(withMemory(1e6), V)).toBe(Math.floor((32 << 20) / V)); // never below the host figure
   });
 });

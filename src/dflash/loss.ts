@@ -75,6 +75,20 @@ function weightedRuns(weights: Float32Array): [number, number][] {
 }
 
 /**
+ * Rows per LM-head chunk (headLoss): 32 M logits (128 MB of f32) on a host-memory backend, whose caches and worker
+ * tiles suit small chunks; with device memory, as many rows as keep the chunk's f32 logits and their gradient within
+ * 1/8 of the free memory, at most 2^28 logits (1 GiB each). Small chunks starve a GPU: at vocab 151936 the host figure
+ * is 220 rows, whose logits GEMM, cross-entropy and argmax run at a fraction of the card (issue 10, run 11 profile).
+ */
+export function headChunkRows(be: Backend, vocabSize: number): number {
+  const mem = be.memoryInfo?.();
+  const host = Math.max(16, Math.floor((32 << 20) / vocabSize));
+  if (!mem) return host;
+  const logits = Math.min(2 ** 28, Math.floor(mem.freeBytes / 8 / (2 * 4)));
+  return Math.max(host, Math.floor(logits / vocabSize));
+}
+
+/**
  * LM head + weighted CE on the rows of hidden [R, H] with weight > 0, chunkRows rows at a time. rowWeights are the
  * final per-row loss coefficients (w / (Σw + 1e-6)); the gradient of Σ rowWeight·CE is returned. Compute dtype
  * 'bf16': bf16 rows and head (give a bf16 lmHead: another is cast once per call), f32 logits and gradient.

@@ -18,7 +18,7 @@ import { drafterGemmWeights, freeDrafterGemmWeights, freeTrainSaved, trainBackwa
 import type { ComputeDtype } from '../model/layer-ops.js';
 import { drafterTensors, freeDrafterWeights, initDrafterWeights, mapDrafterWeights, zerosLike, type DrafterWeights, type SharedTargetParts } from './drafter-weights.js';
 import { anchorRng, anchorsPerSequence, sampleAnchors, validAnchorPositions } from './anchors.js';
-import { blockInputIds, blockLabelsAndWeights, headLoss } from './loss.js';
+import { blockInputIds, blockLabelsAndWeights, headChunkRows, headLoss } from './loss.js';
 import { targetTaps } from './features.js';
 import type { TrainingData } from './training-data.js';
 import type { TrainState } from './train-state.js';
@@ -203,7 +203,7 @@ export function trainStep(
   let wSum = 0;
   for (const q of seqs) for (let r = 0; r < q.weights.length; r++) wSum += q.weights[r];
   const norm = 1 / (wSum + 1e-6);
-  const chunkRows = o.chunkRows ?? Math.max(16, Math.floor((32 << 20) / c.vocabSize));
+  const chunkRows = o.chunkRows ?? headChunkRows(be, c.vocabSize);
   let grads: DrafterWeights | null = null;
   let loss = 0;
   let correct = 0;
