@@ -328,7 +328,8 @@ function groupMatmul(): void {
 
 function groupElementwise(): void {
   const g = 'elementwise';
-  for (const [R, C] of SMALL ? [[64, 256]] : [[64, 256], [512, 4096]]) {
+  // [37, 333]: sizes that are no multiple of 8, the kernels' element-by-element path (the others take 8 at a time)
+  for (const [R, C] of SMALL ? [[64, 256], [37, 333]] : [[64, 256], [512, 4096], [37, 333]]) {
     for (const dt of ['f32', 'bf16'] as DType[]) {
       const n = R * C;
       const s = `[${R}, ${C}]`;
@@ -380,8 +381,8 @@ function Ft(be: Backend, x: number | Int32Array): Tensor {
 
 function groupNorm(): void {
   const g = 'norm';
-  const shapes: [number, number, string][] = [[256, 256, 'tiny hidden'], [512, 4096, '8B hidden'], [512 * 32, 128, '8B per-head q_norm']];
-  if (SMALL) shapes.length = 1;
+  const shapes: [number, number, string][] = [[256, 256, 'tiny hidden'], [512, 4096, '8B hidden'], [512 * 32, 128, '8B per-head q_norm'], [9, 100, 'width not a multiple of 8']];
+  if (SMALL) shapes.splice(1, 2);
   for (const [R, C, label] of shapes) {
     for (const dt of ['f32', 'bf16'] as DType[]) {
       const s = `[${R}, ${C}] ${label}`;

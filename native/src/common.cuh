@@ -8,6 +8,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <stdexcept>
 #include <string>
 
@@ -70,6 +71,81 @@ __device__ __forceinline__ void stf(void* p, int dt, size_t i, float v) {
   else if (dt == DT_F32) static_cast<float*>(p)[i] = v;
   else if (dt == DT_F16) static_cast<__half*>(p)[i] = __float2half_rn(v);
   else static_cast<int*>(p)[i] = (int)truncf(v);
+}
+
+// ---- 8 consecutive elements at once: 16-byte loads/stores of 16-bit storage, two of f32 ----
+// Memory-bound kernels reach HBM bandwidth only with wide accesses; the conversions are ldf/stf's, element by
+// element, so a vectorized kernel computes bit-identical results. i is a multiple of 8 and the pointer 16-byte
+// aligned (vec8Ok on the host).
+__device__ __forceinline__ void ld8(const void* p, int dt, size_t i, float v[8]) {
+  if (dt == DT_BF16 || dt == DT_F16) {
+    uint4 r = *reinterpret_cast<const uint4*>(static_cast<const uint16_t*>(p) + i);
+    const uint32_t w[4] = {r.x, r.y, r.z, r.w};
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+      if (dt == DT_BF16) {
+        __nv_bfloat162 h = *reinterpret_cast<const __nv_bfloat162*>(&w[k]);
+        v[2 * k] = __low2float(h);
+        v[2 * k + 1] = __high2float(h);
+      } else {
+        __half2 h = *reinterpret_cast<const __half2*>(&w[k]);
+        v[2 * k] = __low2float(h);
+        v[2 * k + 1] = __high2float(h);
+      }
+    }
+  } else if (dt == DT_F32) {
+    const float4* q = reinterpret_cast<const float4*>(static_cast<const float*>(p) + i);
+    float4 a = q[0], b = q[1];
+    v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+    v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+  } else {
+#pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = ldf(p, dt, i + k);
+  }
+}
+
+__device__ __forceinline__ void st8(void* p, int dt, size_t i, const float v[8]) {
+  if (dt == DT_BF16 || dt == DT_F16) {
+    uint32_t w[4];
+#pragma unroll
+    for (int k = 0; k < 4; k++) {
+      if (dt == DT_BF16) {
+        __nv_bfloat162 h = __halves2bfloat162(__float2bfloat16_rn(v[2 * k]), __float2bfloat16_rn(v[2 * k + 1]));
+        w[k] = *reinterpret_cast<uint32_t*>(&h);
+      } else {
+        __half2 h = __halves2half2(__float2half_rn(v[2 * k]), __float2half_rn(v[2 * k + 1]));
+        w[k] = *reinterpret_cast<uint32_t*>(&h);
+      }
+    }
+    *reinterpret_cast<uint4*>(static_cast<uint16_t*>(p) + i) = make_uint4(w[0], w[1], w[2], w[3]);
+  } else if (dt == DT_F32) {
+    float4* q = reinterpret_cast<float4*>(static_cast<float*>(p) + i);
+    q[0] = make_float4(v[0], v[1], v[2], v[3]);
+    q[1] = make_float4(v[4], v[5], v[6], v[7]);
+  } else {
+#pragma unroll
+    for (int k = 0; k < 8; k++) stf(p, dt, i + k, v[k]);
+  }
+}
+
+/** W = 1: ldf/stf; W = 8: ld8/st8. Lets one kernel body serve the scalar and the vectorized launch. */
+template <int W>
+__device__ __forceinline__ void ldw(const void* p, int dt, size_t i, float* v) {
+  if constexpr (W == 8) ld8(p, dt, i, v);
+  else v[0] = ldf(p, dt, i);
+}
+template <int W>
+__device__ __forceinline__ void stw(void* p, int dt, size_t i, const float* v) {
+  if constexpr (W == 8) st8(p, dt, i, v);
+  else stf(p, dt, i, v[0]);
+}
+
+/** The 8-wide path applies: n a multiple of 8 and every operand 16-byte aligned (views may start anywhere). */
+inline bool vec8Ok(size_t n, std::initializer_list<const void*> ptrs) {
+  if (n % 8 != 0) return false;
+  for (const void* p : ptrs)
+    if (reinterpret_cast<uintptr_t>(p) % 16 != 0) return false;
+  return true;
 }
 
 __device__ __forceinline__ float warpSum(float v) {

@@ -1,4 +1,6 @@
-// Elementwise kernels: grid-stride loops over flat indices, f32 arithmetic, any storage dtype per operand.
+// Elementwise kernels: grid-stride loops over flat indices, f32 arithmetic, any storage dtype per operand. The
+// memory-bound ones are templates on W, elements per thread and step: W = 8 (16-byte accesses, vec8Ok) where sizes
+// and alignment allow, else W = 1; the arithmetic per element is the same, so both give bit-identical results.
 #include "common.cuh"
 #include "ops.h"
 
@@ -9,8 +11,13 @@ constexpr int kBlock = 256;
 
 #define GRID_LOOP(i, n) for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
 
+template <int W>
 __global__ void castKernel(const void* src, int sdt, void* dst, int ddt, size_t n) {
-  GRID_LOOP(i, n) stf(dst, ddt, i, ldf(src, sdt, i));
+  GRID_LOOP(c, n / W) {
+    float v[W];
+    ldw<W>(src, sdt, c * W, v);
+    stw<W>(dst, ddt, c * W, v);
+  }
 }
 
 __global__ void castIntKernel(const int* src, int* dst, size_t n) {
@@ -37,42 +44,88 @@ __global__ void randomKernel(void* dst, int dt, size_t n, uint32_t seed) {
   }
 }
 
+// b broadcast over rows when C > 0 (C a multiple of W, so a W-run never crosses a row).
+template <int W>
 __global__ void addKernel(const void* a, int adt, const void* b, int bdt, void* out, int odt, size_t n, size_t C) {
-  GRID_LOOP(i, n) stf(out, odt, i, ldf(a, adt, i) + ldf(b, bdt, C ? i % C : i));
+  GRID_LOOP(c, n / W) {
+    size_t i = c * W;
+    float x[W], y[W];
+    ldw<W>(a, adt, i, x);
+    ldw<W>(b, bdt, C ? i % C : i, y);
+#pragma unroll
+    for (int k = 0; k < W; k++) x[k] += y[k];
+    stw<W>(out, odt, i, x);
+  }
 }
 
+template <int W>
 __global__ void axpyKernel(void* a, int adt, const void* b, int bdt, size_t n, float alpha) {
-  GRID_LOOP(i, n) stf(a, adt, i, fmaf(alpha, ldf(b, bdt, i), ldf(a, adt, i)));
+  GRID_LOOP(c, n / W) {
+    float x[W], y[W];
+    ldw<W>(a, adt, c * W, x);
+    ldw<W>(b, bdt, c * W, y);
+#pragma unroll
+    for (int k = 0; k < W; k++) x[k] = fmaf(alpha, y[k], x[k]);
+    stw<W>(a, adt, c * W, x);
+  }
 }
 
+template <int W>
 __global__ void scaleKernel(const void* a, int adt, void* out, int odt, size_t n, float alpha) {
-  GRID_LOOP(i, n) stf(out, odt, i, ldf(a, adt, i) * alpha);
+  GRID_LOOP(c, n / W) {
+    float x[W];
+    ldw<W>(a, adt, c * W, x);
+#pragma unroll
+    for (int k = 0; k < W; k++) x[k] *= alpha;
+    stw<W>(out, odt, c * W, x);
+  }
 }
 
+// C a multiple of W on the 8-wide path (a W-run stays in one row).
+template <int W>
 __global__ void colOpKernel(const void* a, int adt, const void* v, int vdt, void* out, int odt, size_t n, size_t C,
                             bool div) {
-  GRID_LOOP(i, n) {
-    float x = ldf(a, adt, i), s = ldf(v, vdt, i % C);
-    stf(out, odt, i, div ? x / s : x * s);
+  GRID_LOOP(c, n / W) {
+    size_t i = c * W;
+    float x[W], s[W];
+    ldw<W>(a, adt, i, x);
+    ldw<W>(v, vdt, i % C, s);
+#pragma unroll
+    for (int k = 0; k < W; k++) x[k] = div ? x[k] / s[k] : x[k] * s[k];
+    stw<W>(out, odt, i, x);
   }
 }
 
 __device__ __forceinline__ float sigmoid(float g) { return 1.0f / (1.0f + expf(-g)); }
 
+template <int W>
 __global__ void swigluKernel(const void* g, int gdt, const void* u, int udt, void* h, int hdt, size_t n) {
-  GRID_LOOP(i, n) {
-    float x = ldf(g, gdt, i);
-    stf(h, hdt, i, x * sigmoid(x) * ldf(u, udt, i));
+  GRID_LOOP(c, n / W) {
+    float x[W], up[W];
+    ldw<W>(g, gdt, c * W, x);
+    ldw<W>(u, udt, c * W, up);
+#pragma unroll
+    for (int k = 0; k < W; k++) x[k] = x[k] * sigmoid(x[k]) * up[k];
+    stw<W>(h, hdt, c * W, x);
   }
 }
 
+template <int W>
 __global__ void swigluBwdKernel(const void* dh, int dhdt, const void* g, int gdt, const void* u, int udt, void* dg,
                                 int dgdt, void* du, int dudt, size_t n) {
-  GRID_LOOP(i, n) {
-    float x = ldf(g, gdt, i), up = ldf(u, udt, i), d = ldf(dh, dhdt, i);
-    float s = sigmoid(x);
-    stf(du, dudt, i, d * x * s);
-    stf(dg, dgdt, i, d * up * s * (1.0f + x * (1.0f - s)));
+  GRID_LOOP(c, n / W) {
+    float x[W], up[W], d[W], o1[W], o2[W];
+    ldw<W>(g, gdt, c * W, x);
+    ldw<W>(u, udt, c * W, up);
+    ldw<W>(dh, dhdt, c * W, d);
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+      float s = sigmoid(x[k]);
+      o1[k] = d[k] * x[k] * s;
+      o2[k] = d[k] * up[k] * s * (1.0f + x[k] * (1.0f - s));
+    }
+    stw<W>(du, dudt, c * W, o1);
+    stw<W>(dg, dgdt, c * W, o2);
   }
 }
 
@@ -162,7 +215,8 @@ void castK(const void* src, int sdt, void* dst, int ddt, size_t n) {
     castIntKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>((const int*)src, (int*)dst, n);
     return checkLaunch("castInt");
   }
-  castKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(src, sdt, dst, ddt, n);
+  if (vec8Ok(n, {src, dst})) castKernel<8><<<gridFor(n / 8, kBlock), kBlock, 0, stream()>>>(src, sdt, dst, ddt, n);
+  else castKernel<1><<<gridFor(n, kBlock), kBlock, 0, stream()>>>(src, sdt, dst, ddt, n);
   checkLaunch("cast");
 }
 
@@ -184,38 +238,50 @@ void randomK(void* dst, int dt, size_t n, uint32_t seed) {
 
 void addK(const void* a, int adt, const void* b, int bdt, void* out, int odt, size_t n, size_t bcastC) {
   if (n == 0) return;
-  addKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, b, bdt, out, odt, n, bcastC);
+  if (vec8Ok(n, {a, b, out}) && bcastC % 8 == 0)
+    addKernel<8><<<gridFor(n / 8, kBlock), kBlock, 0, stream()>>>(a, adt, b, bdt, out, odt, n, bcastC);
+  else
+    addKernel<1><<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, b, bdt, out, odt, n, bcastC);
   checkLaunch("add");
 }
 
 void axpyK(void* a, int adt, const void* b, int bdt, size_t n, float alpha) {
   if (n == 0) return;
-  axpyKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, b, bdt, n, alpha);
+  if (vec8Ok(n, {a, b})) axpyKernel<8><<<gridFor(n / 8, kBlock), kBlock, 0, stream()>>>(a, adt, b, bdt, n, alpha);
+  else axpyKernel<1><<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, b, bdt, n, alpha);
   checkLaunch("axpy");
 }
 
 void scaleK(const void* a, int adt, void* out, int odt, size_t n, float alpha) {
   if (n == 0) return;
-  scaleKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, out, odt, n, alpha);
+  if (vec8Ok(n, {a, out})) scaleKernel<8><<<gridFor(n / 8, kBlock), kBlock, 0, stream()>>>(a, adt, out, odt, n, alpha);
+  else scaleKernel<1><<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, out, odt, n, alpha);
   checkLaunch("scale");
 }
 
 void colOpK(const void* a, int adt, const void* v, int vdt, void* out, int odt, size_t n, size_t C, bool div) {
   if (n == 0) return;
-  colOpKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, v, vdt, out, odt, n, C, div);
+  if (vec8Ok(n, {a, v, out}) && C % 8 == 0)
+    colOpKernel<8><<<gridFor(n / 8, kBlock), kBlock, 0, stream()>>>(a, adt, v, vdt, out, odt, n, C, div);
+  else
+    colOpKernel<1><<<gridFor(n, kBlock), kBlock, 0, stream()>>>(a, adt, v, vdt, out, odt, n, C, div);
   checkLaunch(div ? "divCols" : "mulCols");
 }
 
 void swigluK(const void* g, int gdt, const void* u, int udt, void* h, int hdt, size_t n) {
   if (n == 0) return;
-  swigluKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(g, gdt, u, udt, h, hdt, n);
+  if (vec8Ok(n, {g, u, h})) swigluKernel<8><<<gridFor(n / 8, kBlock), kBlock, 0, stream()>>>(g, gdt, u, udt, h, hdt, n);
+  else swigluKernel<1><<<gridFor(n, kBlock), kBlock, 0, stream()>>>(g, gdt, u, udt, h, hdt, n);
   checkLaunch("swiglu");
 }
 
 void swigluBwdK(const void* dh, int dhdt, const void* g, int gdt, const void* u, int udt, void* dg, int dgdt,
                 void* du, int dudt, size_t n) {
   if (n == 0) return;
-  swigluBwdKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(dh, dhdt, g, gdt, u, udt, dg, dgdt, du, dudt, n);
+  if (vec8Ok(n, {dh, g, u, dg, du}))
+    swigluBwdKernel<8><<<gridFor(n / 8, kBlock), kBlock, 0, stream()>>>(dh, dhdt, g, gdt, u, udt, dg, dgdt, du, dudt, n);
+  else
+    swigluBwdKernel<1><<<gridFor(n, kBlock), kBlock, 0, stream()>>>(dh, dhdt, g, gdt, u, udt, dg, dgdt, du, dudt, n);
   checkLaunch("swigluBackward");
 }
 
