@@ -428,6 +428,11 @@ interface AttnCase {
   mask: AttentionMask;
   dtype: DType;
   kernel?: 'auto' | 'scalar';
+  /**
+   * The CUDA tensor-core kernel version (PARO_ATTN_KERNEL, read by native/src/k_attention.cu at each call): 'v1' the
+   * 16-rows-per-warp kernels, 'v2' the 32-rows-per-warp ones (the default above 64 queries). Unset: the default.
+   */
+  version?: 'v1' | 'v2';
   /** Run with Backend.setExactF32(true) (f32 arithmetic throughout). */
   exactF32?: boolean;
   tol?: number;
@@ -471,12 +476,33 @@ function attnCases(): AttnCase[] {
     mask: { kind: 'causalPerEntry', qOffsets: Int32Array.from({ length: 32 }, (_, b) => (b === 0 ? 699 : 20 + rng.nextInt(680))) }, dtype: 'bf16',
   });
   if (!QUICK) c.push({ label: '8B causal T=2048', shape: big(1, 2048, 2048), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
+  // Edges of the 128-row query tiles of the version-2 kernels (two m16 tiles per warp, either partly valid), key
+  // counts off the 64/32-key tiles, spare cache rows (kvStride > tk), a query offset, GQA, head dims 64 and 128.
+  c.push({ label: '8B causal decode tq1 qOffset', shape: big(1, 1, 77, { kvStride: 96 }), mask: { kind: 'causal', qOffset: 76 }, dtype: 'bf16' });
+  c.push({ label: '8B causal tq17 qOffset', shape: big(2, 17, 150, { kvStride: 160 }), mask: { kind: 'causal', qOffset: 133 }, dtype: 'bf16' });
+  c.push({ label: '8B full tq100 tk333', shape: big(1, 100, 333), mask: { kind: 'full' }, dtype: 'bf16' });
+  c.push({ label: '8B causal tq129 qOffset', shape: big(1, 129, 329, { kvStride: 400 }), mask: { kind: 'causal', qOffset: 200 }, dtype: 'bf16' });
+  c.push({ label: 'd64 causal tq300 h16/4', shape: { batch: 2, tq: 300, tk: 300, heads: 16, kvHeads: 4, headDim: 64 }, mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
+  c.push({ label: 'd64 anchoredBlocks tq 5·32', shape: { batch: 2, tq: 5 * 32, tk: 90 + 5 * 32, heads: 8, kvHeads: 2, headDim: 64 }, mask: anchoredBlocksMask(2, 90, 32, 5), dtype: 'f32' });
   return c;
+}
+
+/** Whether a case runs the tensor-core kernels (head dim 64 or 128, not forced scalar, not exact f32). */
+function usesMma(ac: AttnCase): boolean {
+  return (ac.shape.headDim === 64 || ac.shape.headDim === 128) && ac.kernel !== 'scalar' && !(ac.exactF32 && ac.dtype === 'f32');
+}
+
+/** Every tensor-core case once per kernel version (labels end in [v1] / [v2]); the others once. */
+function attnCasesBothVersions(): AttnCase[] {
+  return attnCases().flatMap((ac) => (usesMma(ac)
+    ? (['v1', 'v2'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
+    : [ac]));
 }
 
 function groupAttention(): void {
   const g = 'attention';
-  for (const ac of attnCases()) {
+  const envBefore = process.env.PARO_ATTN_KERNEL;
+  for (const ac of attnCasesBothVersions()) {
     const { batch, tq, tk, heads, kvHeads, headDim: D } = ac.shape;
     const stride = ac.shape.kvStride ?? tk;
     const qn = batch * tq * heads * D;
@@ -486,6 +512,10 @@ function groupAttention(): void {
     const setKernel = (be: Backend) => {
       setAttentionKernel(be, ac.kernel ?? 'auto');
       be.setExactF32?.(ac.exactF32 === true);
+      // Node's process.env writes the process environment, which the addon reads at each attention call.
+      if (ac.version) process.env.PARO_ATTN_KERNEL = ac.version;
+      else if (envBefore === undefined) delete process.env.PARO_ATTN_KERNEL;
+      else process.env.PARO_ATTN_KERNEL = envBefore;
     };
     const mkInputs = () => [inp(randn(qn), [batch * tq, heads * D], ac.dtype), inp(randn(kn), [batch * stride, kvHeads * D], ac.dtype),
       inp(randn(kn), [batch * stride, kvHeads * D], ac.dtype), inp(randn(qn), [batch * tq, heads * D], ac.dtype)];
@@ -504,6 +534,8 @@ function groupAttention(): void {
   }
   setAttentionKernel(gpu, 'auto');
   gpu.setExactF32?.(false);
+  if (envBefore === undefined) delete process.env.PARO_ATTN_KERNEL;
+  else process.env.PARO_ATTN_KERNEL = envBefore;
 }
 
 function groupCrossEntropy(): void {

@@ -78,15 +78,27 @@ function benchmarks(gpu: CudaBackend): void {
     const dout = gpu.zeros([T, 32 * 128], 'bf16');
     [q, k, v, dout].forEach((t, i) => gpu.fillRandom(t, 10 + i));
     const mask: AttentionMask = { kind: 'causal', qOffset: 0 };
-    const fwdMs = timeGpu(() => { const r = gpu.attention(q, k, v, shape, mask); gpu.free(r.out, r.lse); });
-    const f = gpu.attention(q, k, v, shape, mask);
-    const bwdMs = timeGpu(() => { const r = gpu.attentionBackward(dout, q, k, v, f.out, f.lse, shape, mask); gpu.free(r.dq, r.dk, r.dv); });
-    gpu.free(f.out, f.lse, q, k, v, dout);
     const fl = (4 * T * T * 32 * 128) / 2; // causal: half the score matrix
-    console.log(`attention causal T=${T} h32/8 d128: fwd ${fwdMs.toFixed(3)} ms = ${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s; ` +
-      `bwd ${bwdMs.toFixed(3)} ms = ${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s (2.5× fwd FLOPs)`);
-    rows.push({ group: 'bench', op: `attention fwd T=${T}`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: fwdMs });
-    rows.push({ group: 'bench', op: `attention bwd T=${T}`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: bwdMs });
+    // Both tensor-core kernel versions in the same run (PARO_ATTN_KERNEL, read by the addon at each call): v2 is the
+    // default at these sizes, v1 the previous kernels; the ratio is the speed-up.
+    const envBefore = process.env.PARO_ATTN_KERNEL;
+    const ms: Record<'v1' | 'v2', { fwd: number; bwd: number }> = { v1: { fwd: 0, bwd: 0 }, v2: { fwd: 0, bwd: 0 } };
+    for (const version of ['v1', 'v2'] as const) {
+      process.env.PARO_ATTN_KERNEL = version;
+      const fwdMs = timeGpu(() => { const r = gpu.attention(q, k, v, shape, mask); gpu.free(r.out, r.lse); });
+      const f = gpu.attention(q, k, v, shape, mask);
+      const bwdMs = timeGpu(() => { const r = gpu.attentionBackward(dout, q, k, v, f.out, f.lse, shape, mask); gpu.free(r.dq, r.dk, r.dv); });
+      gpu.free(f.out, f.lse);
+      ms[version] = { fwd: fwdMs, bwd: bwdMs };
+      console.log(`attention causal T=${T} h32/8 d128 [${version}]: fwd ${fwdMs.toFixed(3)} ms = ${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s; ` +
+        `bwd ${bwdMs.toFixed(3)} ms = ${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s (2.5× fwd FLOPs)`);
+      rows.push({ group: 'bench', op: `attention fwd T=${T} [${version}]`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: fwdMs, note: `${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s` });
+      rows.push({ group: 'bench', op: `attention bwd T=${T} [${version}]`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: bwdMs, note: `${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s` });
+    }
+    if (envBefore === undefined) delete process.env.PARO_ATTN_KERNEL;
+    else process.env.PARO_ATTN_KERNEL = envBefore;
+    console.log(`attention causal T=${T}: v2 / v1 speed-up fwd ${(ms.v1.fwd / ms.v2.fwd).toFixed(2)}×, bwd ${(ms.v1.bwd / ms.v2.bwd).toFixed(2)}×`);
+    gpu.free(q, k, v, dout);
   }
   const m = gpu.memStats();
   console.log(`allocator: peak ${(m.peakBytes / 2 ** 30).toFixed(2)} GiB live, ${m.mallocs} cudaMalloc calls, ${m.hits} cache hits`);

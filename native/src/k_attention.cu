@@ -4,6 +4,8 @@
 // registers in a fixed order (deterministic, no atomics). A scalar f32 kernel covers other head sizes.
 #include <algorithm>
 #include <climits>
+#include <cstdlib>
+#include <cstring>
 
 #include "common.cuh"
 #include "ops.h"
@@ -96,6 +98,37 @@ __device__ __forceinline__ void ldB_nt(uint32_t b[4], const bf16* tile, int st, 
 __device__ __forceinline__ void ldB_nn(uint32_t b[4], const bf16* tile, int st, int k0, int n0) {
   int lane = threadIdx.x % 32;
   ldsm4t(b, tile + (k0 + (lane % 8) + ((lane / 8) % 2) * 8) * st + n0 + (lane / 16) * 8);
+}
+
+// Version-2 kernels address ldmatrix as (one base per tile) + (compile-time offset): ptxas folds the offset into the
+// instruction, whereas loop-invariant addresses (the Q fragments) would otherwise be hoisted by the compiler into
+// one live register per fragment (16+ registers in a kernel at the 255 limit). `opaque` hides a base from hoisting.
+__device__ __forceinline__ uint32_t opaque(uint32_t x) {
+  asm volatile("" : "+r"(x));
+  return x;
+}
+__device__ __forceinline__ void ldsm4a(uint32_t r[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+__device__ __forceinline__ void ldsm4ta(uint32_t r[4], uint32_t addr) {
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+// The lane parts (in elements) of the ldA, ldB_nt and ldB_nn addresses; the rest is (r0·st + c0) etc., per call.
+__device__ __forceinline__ int laneA(int st) {
+  const int lane = threadIdx.x % 32;
+  return (lane % 16) * st + (lane / 16) * 8;
+}
+__device__ __forceinline__ int laneBnt(int st) {
+  const int lane = threadIdx.x % 32;
+  return ((lane % 8) + (lane / 16) * 8) * st + ((lane / 8) % 2) * 8;
+}
+__device__ __forceinline__ int laneBnn(int st) {
+  const int lane = threadIdx.x % 32;
+  return ((lane % 8) + ((lane / 8) % 2) * 8) * st + (lane / 16) * 8;
 }
 
 // Accumulators of n8 tiles 2kk and 2kk+1 (16 rows × 16 columns) as the A operand of the next product.
@@ -324,6 +357,223 @@ __global__ void __launch_bounds__(128) attnFwdMma(const bf16* __restrict__ q, co
   }
 }
 
+// ---- forward, version 2 (the default above 64 queries: attnUseV2) ----
+// Each warp owns 32 query rows, two m16 tiles (BR = 128 per CTA of 4 warps): every K or V fragment that ldmatrix
+// brings from shared memory feeds four mma instead of two. Version 1 (16 rows per warp) issues one ldmatrix.x4
+// (512 B, ~4 clk of the SM's 128 B/clk) per two mma (~1.5 clk each per SM), so it is bound by shared-memory bandwidth
+// on Hopper; here it is 1 ldmatrix per 2.7 mma (D 128, BC 32) or 3.2 (D 64, BC 64). The Q fragments are re-read
+// from shared memory at each k16 step (holding them, 64 registers at D 128, beside 128 output accumulators would
+// exceed 255 registers). BC (keys per tile) is 32 at D 128 for the same reason (fwdMma2), 64 at D 64.
+// Per row the arithmetic is version 1's (k order, masking, online rescaling per key tile, exp2 with the scale
+// folded in); with the same BC (D 64) the results are bit-identical to attnFwdMma's for finite inputs (the extra key
+// tiles a 128-row CTA visits are fully masked for such a row and add exact zeros); at D 128 the rescaling happens
+// every 32 keys instead of 64, a rounding-level difference.
+template <int D, int BC>
+__global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q, const bf16* __restrict__ k,
+                                                      const bf16* __restrict__ v, void* out, int odt, float* lse,
+                                                      AttnDims d, AttnMask m) {
+  constexpr int BR = 128, ST = D + 8, NT = BC / 8, DT = D / 8, KT = BC / 16;
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smRaw);  // [BR][ST]
+  bf16* sKb = sQ + BR * ST;                     // two K tiles [BC][ST] (double buffer)
+  bf16* sVb = sKb + 2 * BC * ST;                // two V tiles [BC][ST]
+  __shared__ int sRange[3];
+  __shared__ Vis sVis[BR];  // row visibility, read per tile from shared memory: 12 registers fewer (no spills)
+
+  // Grid (heads, query tiles, batch), query tiles in reverse: the CTAs launched first are the last query tiles, which
+  // see the most keys under a causal mask, so the short ones fill the tail of the grid instead of the long ones.
+  const int h = blockIdx.x, qt = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;
+  const int hk = h / (d.heads / d.kvHeads);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  const int i0 = qt * BR;
+  const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
+  const bf16* qBase = q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D;
+  const bf16* kBase = k + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
+  const bf16* vBase = v + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
+
+  // This thread's 4 rows, r = 2·mt + half: m16 tile mt of the warp, accumulator half (row g or g + 8).
+  const int rowBase = i0 + warp * 32 + g;
+  Vis vis[4];
+#pragma unroll
+  for (int r = 0; r < 4; r++) {
+    vis[r] = rowVis(m, b, rowBase + (r >> 1) * 16 + (r & 1) * 8, d.tq, d.tk);
+    if (tig == 0) sVis[warp * 32 + (r >> 1) * 16 + (r & 1) * 8 + g] = vis[r];
+  }
+  const TileRange tr = blockTileRange(sRange, vis, 4, BC);  // its barriers also publish sVis
+  const Vis* myVis = sVis + warp * 32 + g;  // row r of this thread: myVis[(r >> 1) * 16 + (r & 1) * 8]
+  // Shared byte addresses of this lane's ldmatrix rows: Q (the warp's 32 rows), K and V of buffer 0.
+  const uint32_t qAddr0 = smemAddr(sQ) + 2 * (warp * 32 * ST + laneA(ST));
+  const uint32_t kAddr0 = smemAddr(sKb) + 2 * laneBnt(ST);
+  const uint32_t vAddr0 = smemAddr(sVb) + 2 * laneBnn(ST);
+
+  float o[2][DT][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+    for (int n = 0; n < DT; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+  float mr[4], lr[4];
+#pragma unroll
+  for (int r = 0; r < 4; r++) {
+    mr[r] = -INFINITY;
+    lr[r] = 0.0f;
+  }
+  const float sl2 = d.scale * kLog2e;
+
+  const int nTiles = tr.count();
+  auto issue = [&](int it) {
+    const int j = tr.tile(it) * BC;
+    const int buf = it & 1;
+    loadTileAsync<D>(sKb + buf * BC * ST, kBase + (size_t)j * kStride, kStride, BC, d.tk - j);
+    loadTileAsync<D>(sVb + buf * BC * ST, vBase + (size_t)j * kStride, kStride, BC, d.tk - j);
+    cpAsyncCommit();
+  };
+  // Q travels in the same copy group as the first K/V tile (row i0 exists: i0 < tq); rows past tq are zeros.
+  if (nTiles > 0) {
+    loadTileAsync<D>(sQ, qBase, qStride, BR, d.tq - i0);
+    issue(0);
+  }
+  for (int it = 0; it < nTiles; it++) {
+    const int j0 = tr.tile(it) * BC;
+    // One barrier per tile: after it, tile it (and Q) is visible to all, and every warp has finished tile it - 1,
+    // whose buffer the prefetch of tile it + 1 then refills while tile it is computed.
+    cpAsyncWait<0>();
+    __syncthreads();
+    if (it + 1 < nTiles) issue(it + 1);
+    const uint32_t qA = opaque(qAddr0);
+    const uint32_t kA = kAddr0 + (it & 1) * (BC * ST * 2), vA = vAddr0 + (it & 1) * (BC * ST * 2);
+
+    // S = Q·Kᵀ for the warp's 32 rows × BC keys: per k16 step the two Q fragments, then each K fragment pair
+    // (ldmatrix.x4: n8 tiles 2np and 2np + 1) feeds both m16 tiles.
+    float s[2][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+      for (int n = 0; n < NT; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+      uint32_t qa[2][4];
+      ldsm4a(qa[0], qA + 2 * (kk * 16));            // ldA(sQ, rows warp·32.., cols kk·16..)
+      ldsm4a(qa[1], qA + 2 * (16 * ST + kk * 16));  // ldA(sQ, rows warp·32 + 16..)
+#pragma unroll
+      for (int np = 0; np < NT / 2; np++) {
+        uint32_t kb[4];
+        ldsm4a(kb, kA + 2 * (np * 16 * ST + kk * 16));  // ldB_nt(sK, n0 = np·16, k0 = kk·16)
+        mma(s[0][2 * np], qa[0], kb[0], kb[1]);
+        mma(s[0][2 * np + 1], qa[0], kb[2], kb[3]);
+        mma(s[1][2 * np], qa[1], kb[0], kb[1]);
+        mma(s[1][2 * np + 1], qa[1], kb[2], kb[3]);
+      }
+    }
+
+    // Scale into the exp2 domain and mask (skipped when every row of the warp sees the whole tile).
+    bool allSee = true;
+#pragma unroll
+    for (int r = 0; r < 4; r++) allSee = allSee && allVisible(myVis[(r >> 1) * 16 + (r & 1) * 8], j0, j0 + BC);
+    const bool full = __all_sync(0xffffffffu, allSee);
+    // Row by row, so that one row's visibility (3 registers) is live at a time.
+    float mx[4];
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      const int mt = r >> 1, e0 = (r & 1) * 2;
+      const Vis vr = myVis[mt * 16 + (r & 1) * 8];
+      mx[r] = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < NT; n++) {
+#pragma unroll
+        for (int e = e0; e < e0 + 2; e++) {
+          float val = s[mt][n][e] * sl2;
+          if (!full && !isVisible(vr, j0 + n * 8 + tig * 2 + (e & 1))) val = -INFINITY;
+          s[mt][n][e] = val;
+        }
+        mx[r] = fmaxf(mx[r], fmaxf(s[mt][n][e0], s[mt][n][e0 + 1]));
+      }
+    }
+    // Online softmax per row: the 4 lanes of a quad hold the row's columns.
+    float u[4], c[4];
+    bool rescale = false;
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float nm = fmaxf(mr[r], mx[r]);
+      u[r] = nm == -INFINITY ? 0.0f : nm;  // a row with nothing visible yet: exp2(-inf - 0) = 0, no NaN
+      c[r] = exp2f(mr[r] - u[r]);
+      mr[r] = nm;
+      lr[r] *= c[r];
+      rescale = rescale || c[r] != 1.0f;
+    }
+    // Once the running maxima settle (most key tiles of a long row) every factor is exactly 1: the 64 (D 64) or 128
+    // multiplications of the output accumulators would change nothing, so the warp skips them.
+    if (__any_sync(0xffffffffu, rescale)) {
+#pragma unroll
+      for (int r = 0; r < 4; r++) {
+#pragma unroll
+        for (int n = 0; n < DT; n++) {
+          o[r >> 1][n][(r & 1) * 2] *= c[r];
+          o[r >> 1][n][(r & 1) * 2 + 1] *= c[r];
+        }
+      }
+    }
+    // P = exp2(S - m) as bf16 A fragments (16 rows × 16 keys per m16 tile and k16 step); l sums the f32 values.
+    uint32_t pa[2][KT][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++) {
+#pragma unroll
+      for (int n = 0; n < NT; n++) {
+        s[mt][n][0] = exp2f(s[mt][n][0] - u[mt * 2]);
+        s[mt][n][1] = exp2f(s[mt][n][1] - u[mt * 2]);
+        s[mt][n][2] = exp2f(s[mt][n][2] - u[mt * 2 + 1]);
+        s[mt][n][3] = exp2f(s[mt][n][3] - u[mt * 2 + 1]);
+        lr[mt * 2] += s[mt][n][0] + s[mt][n][1];
+        lr[mt * 2 + 1] += s[mt][n][2] + s[mt][n][3];
+      }
+#pragma unroll
+      for (int kk = 0; kk < KT; kk++) accToA(pa[mt][kk], s[mt][2 * kk], s[mt][2 * kk + 1]);
+    }
+    // O += P·V: each V fragment pair (ldmatrix.x4.trans: n8 tiles 2dp and 2dp + 1 of D) feeds both m16 tiles.
+#pragma unroll
+    for (int kk = 0; kk < KT; kk++) {
+#pragma unroll
+      for (int dp = 0; dp < DT / 2; dp++) {
+        uint32_t vb[4];
+        ldsm4ta(vb, vA + 2 * (kk * 16 * ST + dp * 16));  // ldB_nn(sV, k0 = kk·16, n0 = dp·16)
+        mma(o[0][2 * dp], pa[0][kk], vb[0], vb[1]);
+        mma(o[0][2 * dp + 1], pa[0][kk], vb[2], vb[3]);
+        mma(o[1][2 * dp], pa[1][kk], vb[0], vb[1]);
+        mma(o[1][2 * dp + 1], pa[1][kk], vb[2], vb[3]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < 4; r++) {
+    lr[r] += __shfl_xor_sync(0xffffffffu, lr[r], 1);
+    lr[r] += __shfl_xor_sync(0xffffffffu, lr[r], 2);
+  }
+#pragma unroll
+  for (int r = 0; r < 4; r++) {
+    const int row = rowBase + (r >> 1) * 16 + (r & 1) * 8;
+    if (row >= d.tq) continue;
+    // l is 0 only for a fully masked row; a NaN l (NaN scores, which fmaxf skips) must reach the output and lse.
+    const float inv = lr[r] != 0.0f ? 1.0f / lr[r] : 0.0f;
+    bf16* ob = odt == DT_BF16 ? static_cast<bf16*>(out) : nullptr;
+    const size_t rowOff = ((size_t)b * d.tq + row) * qStride + (size_t)h * D + tig * 2;
+#pragma unroll
+    for (int n = 0; n < DT; n++) {
+      const float x0 = o[r >> 1][n][(r & 1) * 2] * inv, x1 = o[r >> 1][n][(r & 1) * 2 + 1] * inv;
+      if (ob) {
+        // bf16 output: the two adjacent columns as one 4-byte store (rowOff + n·8 is even).
+        *reinterpret_cast<uint32_t*>(ob + rowOff + n * 8) = pack2(x0, x1);
+      } else {
+        stf(out, odt, rowOff + n * 8, x0);
+        stf(out, odt, rowOff + n * 8 + 1, x1);
+      }
+    }
+    if (tig == 0)
+      lse[((size_t)b * d.heads + h) * d.tq + row] = lr[r] != 0.0f ? (mr[r] + log2f(lr[r])) * kLn2 : -INFINITY;
+  }
+}
+
 // ---- backward: D_i = Σ_d dO·O per (row, head) ----
 __global__ void attnRowDotKernel(const void* dout, int dodt, const void* out, int odt, float* Dv, AttnDims d) {
   size_t w = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
@@ -456,6 +706,180 @@ __global__ void __launch_bounds__(128) attnBwdDqMma(const bf16* __restrict__ dou
       size_t o0 = ((size_t)b * d.tq + rowB) * qStride + col;
       stf(dq, dqdt, o0, acc[n][2] * d.scale);
       stf(dq, dqdt, o0 + 1, acc[n][3] * d.scale);
+    }
+  }
+}
+
+// dQ, version 2 (the default above 64 queries: attnUseV2): as attnFwdMma2, each warp owns 32
+// query rows (two m16 tiles, BR = 128), so each K or V fragment read by ldmatrix feeds four mma instead of two; the
+// Q and dO fragments are re-read from shared memory at each k16 step (128 dQ accumulators at D 128 leave no room to
+// hold them). Shared-memory reads per mma: 1 per 2.4 (version 1: 1 per 1.5). BC = 32 keys per tile as in version 1,
+// and the same per-row arithmetic, so dQ equals version 1's up to the compiler's choices of fused multiply-adds.
+template <int D>
+__global__ void __launch_bounds__(128, 2) attnBwdDqMma2(const bf16* __restrict__ dout, const bf16* __restrict__ q,
+                                                        const bf16* __restrict__ k, const bf16* __restrict__ v,
+                                                        const float* __restrict__ lse, const float* __restrict__ Dv,
+                                                        void* dq, int dqdt, AttnDims d, AttnMask m) {
+  constexpr int BR = 128, BC = 32, ST = D + 8, NT = BC / 8, DT = D / 8, KT = BC / 16;
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smRaw);  // [BR][ST]
+  bf16* sO = sQ + BR * ST;                      // dO [BR][ST]
+  bf16* sKb = sO + BR * ST;                     // two K tiles [BC][ST] (double buffer)
+  bf16* sVb = sKb + 2 * BC * ST;                // two V tiles [BC][ST]
+  __shared__ int sRange[3];
+  __shared__ Vis sVis[BR];  // row visibility, read per tile from shared memory (registers are at the limit)
+
+  // Grid (heads, query tiles, batch), query tiles in reverse: the heaviest causal tiles start first.
+  const int h = blockIdx.x, qt = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;
+  const int hk = h / (d.heads / d.kvHeads);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
+  const int i0 = qt * BR;
+  const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
+  const bf16* kBase = k + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
+  const bf16* vBase = v + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
+
+  // This thread's 4 rows, r = 2·mt + half: m16 tile mt of the warp, accumulator half (row g or g + 8).
+  const int rowBase = i0 + warp * 32 + g;
+  const size_t lrow = ((size_t)b * d.heads + h) * d.tq;
+  float l2[4], Dr[4];  // lse in the exp2 domain (−inf: fully masked row, P = 0) and D_i = Σ dO·O
+  Vis vis[4];
+#pragma unroll
+  for (int r = 0; r < 4; r++) {
+    const int row = rowBase + (r >> 1) * 16 + (r & 1) * 8;
+    vis[r] = rowVis(m, b, row, d.tq, d.tk);
+    if (tig == 0) sVis[warp * 32 + (r >> 1) * 16 + (r & 1) * 8 + g] = vis[r];
+    l2[r] = row < d.tq ? lse[lrow + row] * kLog2e : -INFINITY;
+    Dr[r] = row < d.tq ? Dv[lrow + row] : 0.0f;
+  }
+  const TileRange tr = blockTileRange(sRange, vis, 4, BC);  // its barriers also publish sVis
+  const Vis* myVis = sVis + warp * 32 + g;  // row r of this thread: myVis[(r >> 1) * 16 + (r & 1) * 8]
+  const float sl2 = d.scale * kLog2e;
+  // Shared byte addresses of this lane's ldmatrix rows: Q and dO (the warp's 32 rows), K (both layouts), V.
+  const uint32_t qAddr0 = smemAddr(sQ) + 2 * (warp * 32 * ST + laneA(ST));
+  const uint32_t oAddr0 = smemAddr(sO) + 2 * (warp * 32 * ST + laneA(ST));
+  const uint32_t kAddr0 = smemAddr(sKb) + 2 * laneBnt(ST);
+  const uint32_t kAddrT0 = smemAddr(sKb) + 2 * laneBnn(ST);
+  const uint32_t vAddr0 = smemAddr(sVb) + 2 * laneBnt(ST);
+
+  float acc[2][DT][4];
+#pragma unroll
+  for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+    for (int n = 0; n < DT; n++) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
+
+  const int nTiles = tr.count();
+  auto issue = [&](int it) {
+    const int j = tr.tile(it) * BC;
+    const int buf = it & 1;
+    loadTileAsync<D>(sKb + buf * BC * ST, kBase + (size_t)j * kStride, kStride, BC, d.tk - j);
+    loadTileAsync<D>(sVb + buf * BC * ST, vBase + (size_t)j * kStride, kStride, BC, d.tk - j);
+    cpAsyncCommit();
+  };
+  // Q and dO travel in the same copy group as the first K/V tile (row i0 exists: i0 < tq); rows past tq are zeros.
+  if (nTiles > 0) {
+    loadTileAsync<D>(sQ, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BR, d.tq - i0);
+    loadTileAsync<D>(sO, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BR, d.tq - i0);
+    issue(0);
+  }
+  for (int it = 0; it < nTiles; it++) {
+    const int j0 = tr.tile(it) * BC;
+    // One barrier per tile (see attnFwdMma2): tile it is visible, tile it - 1's buffer is free for tile it + 1.
+    cpAsyncWait<0>();
+    __syncthreads();
+    if (it + 1 < nTiles) issue(it + 1);
+    const uint32_t qA = opaque(qAddr0), oA = opaque(oAddr0);
+    const uint32_t boff = (it & 1) * (BC * ST * 2);
+    const uint32_t kA = kAddr0 + boff, kAT = kAddrT0 + boff, vA = vAddr0 + boff;
+
+    // S = Q·Kᵀ and dP = dO·Vᵀ for the warp's 32 rows × BC keys.
+    float s[2][NT][4], dp[2][NT][4];
+#pragma unroll
+    for (int mt = 0; mt < 2; mt++)
+#pragma unroll
+      for (int n = 0; n < NT; n++) {
+        s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
+        dp[mt][n][0] = dp[mt][n][1] = dp[mt][n][2] = dp[mt][n][3] = 0.0f;
+      }
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) {
+      uint32_t qa[2][4];
+      ldsm4a(qa[0], qA + 2 * (kk * 16));            // ldA(sQ, rows warp·32.., cols kk·16..)
+      ldsm4a(qa[1], qA + 2 * (16 * ST + kk * 16));  // rows warp·32 + 16..
+#pragma unroll
+      for (int np = 0; np < NT / 2; np++) {
+        uint32_t kb[4];
+        ldsm4a(kb, kA + 2 * (np * 16 * ST + kk * 16));  // ldB_nt(sK, n0 = np·16, k0 = kk·16)
+        mma(s[0][2 * np], qa[0], kb[0], kb[1]);
+        mma(s[0][2 * np + 1], qa[0], kb[2], kb[3]);
+        mma(s[1][2 * np], qa[1], kb[0], kb[1]);
+        mma(s[1][2 * np + 1], qa[1], kb[2], kb[3]);
+      }
+      uint32_t oa[2][4];
+      ldsm4a(oa[0], oA + 2 * (kk * 16));
+      ldsm4a(oa[1], oA + 2 * (16 * ST + kk * 16));
+#pragma unroll
+      for (int np = 0; np < NT / 2; np++) {
+        uint32_t vb[4];
+        ldsm4a(vb, vA + 2 * (np * 16 * ST + kk * 16));  // ldB_nt(sV, n0 = np·16, k0 = kk·16)
+        mma(dp[0][2 * np], oa[0], vb[0], vb[1]);
+        mma(dp[0][2 * np + 1], oa[0], vb[2], vb[3]);
+        mma(dp[1][2 * np], oa[1], vb[0], vb[1]);
+        mma(dp[1][2 * np + 1], oa[1], vb[2], vb[3]);
+      }
+    }
+
+    // dS = P ⊙ (dP − D_i), P = exp2(S·scale·log2e − lse·log2e); 0 where masked or the row is fully masked.
+    bool allSee = true;
+#pragma unroll
+    for (int r = 0; r < 4; r++) allSee = allSee && allVisible(myVis[(r >> 1) * 16 + (r & 1) * 8], j0, j0 + BC);
+    const bool full = __all_sync(0xffffffffu, allSee);
+#pragma unroll
+    for (int r = 0; r < 4; r++) {
+      const int mt = r >> 1, e0 = (r & 1) * 2;
+      const Vis vr = myVis[mt * 16 + (r & 1) * 8];
+#pragma unroll
+      for (int n = 0; n < NT; n++) {
+#pragma unroll
+        for (int e = e0; e < e0 + 2; e++) {
+          const bool seen = full || isVisible(vr, j0 + n * 8 + tig * 2 + (e & 1));
+          const float p = (l2[r] != -INFINITY && seen) ? exp2f(s[mt][n][e] * sl2 - l2[r]) : 0.0f;
+          dp[mt][n][e] = p * (dp[mt][n][e] - Dr[r]);
+        }
+      }
+    }
+    // dQ += dS·K: each K fragment pair (ldmatrix.x4.trans: n8 tiles 2dn and 2dn + 1 of D) feeds both m16 tiles.
+#pragma unroll
+    for (int kk = 0; kk < KT; kk++) {
+      uint32_t da[2][4];
+      accToA(da[0], dp[0][2 * kk], dp[0][2 * kk + 1]);
+      accToA(da[1], dp[1][2 * kk], dp[1][2 * kk + 1]);
+#pragma unroll
+      for (int dn = 0; dn < DT / 2; dn++) {
+        uint32_t kb[4];
+        ldsm4ta(kb, kAT + 2 * (kk * 16 * ST + dn * 16));  // ldB_nn(sK, k0 = kk·16, n0 = dn·16)
+        mma(acc[0][2 * dn], da[0], kb[0], kb[1]);
+        mma(acc[0][2 * dn + 1], da[0], kb[2], kb[3]);
+        mma(acc[1][2 * dn], da[1], kb[0], kb[1]);
+        mma(acc[1][2 * dn + 1], da[1], kb[2], kb[3]);
+      }
+    }
+  }
+
+#pragma unroll
+  for (int r = 0; r < 4; r++) {
+    const int row = rowBase + (r >> 1) * 16 + (r & 1) * 8;
+    if (row >= d.tq) continue;
+    bf16* ob = dqdt == DT_BF16 ? static_cast<bf16*>(dq) : nullptr;
+    const size_t rowOff = ((size_t)b * d.tq + row) * qStride + (size_t)h * D + tig * 2;
+#pragma unroll
+    for (int n = 0; n < DT; n++) {
+      const float x0 = acc[r >> 1][n][(r & 1) * 2] * d.scale, x1 = acc[r >> 1][n][(r & 1) * 2 + 1] * d.scale;
+      if (ob) {
+        *reinterpret_cast<uint32_t*>(ob + rowOff + n * 8) = pack2(x0, x1);  // two bf16 columns, one 4-byte store
+      } else {
+        stf(dq, dqdt, rowOff + n * 8, x0);
+        stf(dq, dqdt, rowOff + n * 8 + 1, x1);
+      }
     }
   }
 }
@@ -834,6 +1258,37 @@ void fwdMma(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, flo
   checkLaunch("attention.forward(mma)");
 }
 
+// Version-2 tile sizes and dynamic shared memory. Forward: 32 keys per tile at D 128 (64, i.e. 64 score registers,
+// spills at the 255-register limit of 2 CTAs per SM); Q (128 rows) + double-buffered K and V (BC rows each).
+constexpr int fwd2Keys(int D) { return D == 128 ? 32 : 64; }
+constexpr size_t fwd2Smem(int D) { return (size_t)(128 + 4 * fwd2Keys(D)) * (D + 8) * 2; }
+// dQ: Q and dO (128 rows each) + double-buffered K and V (32 rows each); 104 KB at D 128, above the 99 KB a block
+// may have on sm_86/sm_89 (attnUseV2 then keeps version 1).
+constexpr size_t dq2Smem(int D) { return (size_t)(128 + 128 + 4 * 32) * (D + 8) * 2; }
+
+template <int D>
+void fwdMma2(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, float* lse, const AttnDims& d,
+             const AttnMask& m) {
+  constexpr int BC = fwd2Keys(D);
+  const size_t smem = fwd2Smem(D);
+  allowSmem(attnFwdMma2<D, BC>, smem);
+  dim3 grid((unsigned)d.heads, (unsigned)((d.tq + 127) / 128), (unsigned)d.batch);  // see attnFwdMma2: heads in x
+  attnFwdMma2<D, BC><<<grid, 128, smem, stream()>>>(q, k, v, out, odt, lse, d, m);
+  checkLaunch("attention.forward(mma v2)");
+}
+
+// dK, dV by key tiles (one version).
+template <int D>
+void launchDkv(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv,
+               void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
+  const int nQt = (d.tq + 31) / 32;
+  size_t smemK = (size_t)(64 + 64 + 4 * 32) * (D + 8) * 2 + (size_t)nQt * 4;  // K, V + double-buffered Q, dO + list
+  allowSmem(attnBwdDkvMma<D>, smemK);
+  dim3 gk((unsigned)((d.tk + 63) / 64), (unsigned)d.kvHeads, (unsigned)d.batch);
+  attnBwdDkvMma<D><<<gk, 128, smemK, stream()>>>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
+  checkLaunch("attention.backward.dkv(mma)");
+}
+
 template <int D>
 void bwdMma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
             int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
@@ -842,12 +1297,37 @@ void bwdMma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const
   dim3 gq((unsigned)((d.tq + 63) / 64), (unsigned)d.heads, (unsigned)d.batch);
   attnBwdDqMma<D><<<gq, 128, smemQ, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
   checkLaunch("attention.backward.dq(mma)");
-  const int nQt = (d.tq + 31) / 32;
-  size_t smemK = (size_t)(64 + 64 + 4 * 32) * (D + 8) * 2 + (size_t)nQt * 4;  // K, V + double-buffered Q, dO + list
-  allowSmem(attnBwdDkvMma<D>, smemK);
-  dim3 gk((unsigned)((d.tk + 63) / 64), (unsigned)d.kvHeads, (unsigned)d.batch);
-  attnBwdDkvMma<D><<<gk, 128, smemK, stream()>>>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
-  checkLaunch("attention.backward.dkv(mma)");
+  launchDkv<D>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
+}
+
+template <int D>
+void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv,
+             void* dq, int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
+  const size_t smemQ = dq2Smem(D);
+  allowSmem(attnBwdDqMma2<D>, smemQ);
+  dim3 gq((unsigned)d.heads, (unsigned)((d.tq + 127) / 128), (unsigned)d.batch);  // see attnBwdDqMma2: heads in x
+  attnBwdDqMma2<D><<<gq, 128, smemQ, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
+  checkLaunch("attention.backward.dq(mma v2)");
+  launchDkv<D>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
+}
+
+// Which tensor-core kernels run (forward and dQ; dK/dV have one version): PARO_ATTN_KERNEL=v1 the first versions
+// (attnFwdMma, attnBwdDqMma), =v2 version 2 (attnFwdMma2, attnBwdDqMma2), unset or anything else: version 2 when the
+// query count is above 64, else version 1. A version-2 CTA takes 128 query rows, so at tq ≤ 64 (decode, draft steps)
+// three of its warps (or more) would compute masked rows, twice as long as version 1's. Read at each call (one
+// getenv, well under a microsecond beside a launch) rather than once, so that one process can time and check both
+// versions by setting process.env.PARO_ATTN_KERNEL (scripts/gpu-check.ts --bench, scripts/backend-ops.ts).
+// Version 1 also runs where the device cannot give a block version 2's shared memory (smem2: dynamic bytes; 2 KiB
+// more for the static arrays).
+bool attnUseV2(const AttnDims& d, size_t smem2) {
+  int dev = 0, perBlock = 0;
+  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
+  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+  if (smem2 + 2048 > (size_t)perBlock) return false;
+  const char* e = std::getenv("PARO_ATTN_KERNEL");
+  if (e != nullptr && std::strcmp(e, "v1") == 0) return false;
+  if (e != nullptr && std::strcmp(e, "v2") == 0) return true;
+  return d.tq > 64;
 }
 
 }  // namespace
@@ -860,8 +1340,9 @@ void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v
     size_t nq = (size_t)d.batch * d.tq * d.heads * d.headDim;
     size_t nk = (size_t)d.batch * d.kvStride * d.kvHeads * d.headDim;
     Bf16View Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
-    if (d.headDim == 64) fwdMma<64>(Q.p, Kv.p, V.p, out, odt, lse, d, m);
-    else fwdMma<128>(Q.p, Kv.p, V.p, out, odt, lse, d, m);
+    const bool v2 = attnUseV2(d, fwd2Smem(d.headDim));
+    if (d.headDim == 64) (v2 ? fwdMma2<64> : fwdMma<64>)(Q.p, Kv.p, V.p, out, odt, lse, d, m);
+    else (v2 ? fwdMma2<128> : fwdMma<128>)(Q.p, Kv.p, V.p, out, odt, lse, d, m);
     return;
   }
   size_t rows = (size_t)d.batch * d.heads * d.tq;
@@ -885,8 +1366,11 @@ void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const voi
   if (mmaPath(d, forceScalar)) {
     size_t nq = rows * d.headDim;
     Bf16View dO(dout, dodt, nq), Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
-    if (d.headDim == 64) bwdMma<64>(dO.p, Q.p, Kv.p, V.p, lse, Dv.as<float>(), dq, dqdt, dk, dkdt, dv, dvdt, d, m);
-    else bwdMma<128>(dO.p, Q.p, Kv.p, V.p, lse, Dv.as<float>(), dq, dqdt, dk, dkdt, dv, dvdt, d, m);
+    const bool v2 = attnUseV2(d, dq2Smem(d.headDim));
+    if (d.headDim == 64)
+      (v2 ? bwdMma2<64> : bwdMma<64>)(dO.p, Q.p, Kv.p, V.p, lse, Dv.as<float>(), dq, dqdt, dk, dkdt, dv, dvdt, d, m);
+    else
+      (v2 ? bwdMma2<128> : bwdMma<128>)(dO.p, Q.p, Kv.p, V.p, lse, Dv.as<float>(), dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     return;
   }
   attnBwdDqScalar<<<(unsigned)((rows + 3) / 4), 128, 0, stream()>>>(dout, dodt, q, qdt, k, kdt, v, vdt, lse,
