@@ -585,6 +585,61 @@ export function randomPairs(K: number, I: number, gs: number, r: Rng = rng): Int
   return p;
 }
 
+/** Run fn with the Givens kernel version v: PARO_GIVENS_KERNEL, which native/src/k_paro.cu reads at each call. */
+function withGivensKernel<T>(v: 'v1' | 'v2', fn: () => T): T {
+  const before = process.env.PARO_GIVENS_KERNEL;
+  process.env.PARO_GIVENS_KERNEL = v;
+  try {
+    return fn();
+  } finally {
+    if (before === undefined) delete process.env.PARO_GIVENS_KERNEL;
+    else process.env.PARO_GIVENS_KERNEL = before;
+  }
+}
+
+/**
+ * The CUDA Givens kernels v2 (default) against v1 on the same inputs: forward output and dx bit-identical (the same
+ * arithmetic per element), dθ within the f32 summation-order tolerance; both backward passes take v1's forward output.
+ * Times both versions (the ms column: v2; a TIME line: both).
+ */
+function givensVersions(g: string, s: string, dt: DType, dir: 'forward' | 'inverse', R: number, I: number, K: number, gs: number,
+  pairs: Int32Array, theta: Float32Array): void {
+  const op = `givens ${dir} v2≡v1`;
+  if (ONLY && !`${g} ${op} ${s}`.includes(ONLY)) return;
+  try {
+    const x = gpu.fromHost(randn(R * I), [R, I], dt);
+    const dy = gpu.fromHost(randn(R * I), [R, I], dt);
+    const p = gpu.fromHost(pairs, [K, I], 'i32');
+    const th = gpu.fromHost(theta, [K, I / 2]);
+    const y1 = withGivensKernel('v1', () => gpu.givens(x, p, th, gs, dir));
+    const run = (v: 'v1' | 'v2') => withGivensKernel(v, () => {
+      const y = gpu.givens(x, p, th, gs, dir);
+      const b = gpu.givensBackward(dy, y1, p, th, gs, dir);
+      const out = { y: gpu.toHost(y), dx: gpu.toHost(b.dx), dtheta: gpu.toHost(b.dtheta) };
+      gpu.free(y, b.dx, b.dtheta);
+      const time = (f: () => void) => (NO_TIME ? 0 : timeGpu(f));
+      const fwdMs = time(() => gpu.free(gpu.givens(x, p, th, gs, dir)));
+      const bwdMs = time(() => {
+        const r = gpu.givensBackward(dy, y1, p, th, gs, dir);
+        gpu.free(r.dx, r.dtheta);
+      });
+      return { ...out, fwdMs, bwdMs };
+    });
+    const a = run('v1');
+    const b = run('v2');
+    gpu.free(x, dy, p, th, y1);
+    reportExact(g, op, s, dt, f32Bits(a.y), f32Bits(b.y), b.fwdMs);
+    reportExact(g, `givensBackward ${dir} v2≡v1.dx`, s, dt, f32Bits(a.dx), f32Bits(b.dx), b.bwdMs);
+    report(g, `givensBackward ${dir} v2~v1.dθ`, s, dt, a.dtheta, b.dtheta, 1e-5, b.bwdMs);
+    if (!NO_TIME) {
+      log(`TIME givens ${dir} ${s} ${dt}: forward v1 ${a.fwdMs.toFixed(3)} ms, v2 ${b.fwdMs.toFixed(3)} ms; ` +
+        `backward v1 ${a.bwdMs.toFixed(3)} ms, v2 ${b.bwdMs.toFixed(3)} ms`);
+    }
+  } catch (e) {
+    fail(g, op, s, e);
+  }
+}
+
 function groupParo(): void {
   const g = 'paroquant';
   const shapes: [number, number][] = SMALL ? [[256, 256]] : [[256, 256], [1024, 4096]];
@@ -606,6 +661,7 @@ function groupParo(): void {
             be.free(y);
             return [r.dx, r.dtheta];
           });
+        givensVersions(g, s, dt, dir, R, I, K, gs, pairs, theta);
       }
     }
     const grid = { bits: 4, groupSize: 128 };

@@ -20,7 +20,7 @@ import type { AttentionMask, AttentionShape, Backend } from '../src/engine/backe
 import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { CudaBackend } from '../src/engine/cuda/backend.js';
 import { cudaAvailability, loadCudaBackend } from '../src/engine/cuda/availability.js';
-import { GROUPS, runChecks, timeOn, type Row } from './backend-ops.js';
+import { GROUPS, randomPairs, runChecks, timeOn, type Row } from './backend-ops.js';
 import { collectiveChecks } from './collective-check.js';
 import { applyLinear, denseLinear } from '../src/model/layer-ops.js';
 
@@ -68,6 +68,7 @@ function benchmarks(gpu: CudaBackend): void {
   console.log(`gemm 8192³ bf16 (direct cuBLAS, same process): ${direct.toFixed(3)} ms = ${(flops / direct / 1e9).toFixed(0)} TFLOP/s`);
   gpu.free(a, b);
   linearBench(gpu);
+  givensBench(gpu);
   rows.push({ group: 'bench', op: 'gemm 8192³ Backend', shape: '', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms, note: `${(flops / ms / 1e9).toFixed(0)} TFLOP/s` });
   rows.push({ group: 'bench', op: 'gemm 8192³ cuBLAS direct', shape: '', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: direct, note: `${(flops / direct / 1e9).toFixed(0)} TFLOP/s` });
   for (const T of [2048, 4096]) {
@@ -123,6 +124,50 @@ function linearBench(gpu: CudaBackend): void {
     rows.push({ group: 'bench', op: `linear compute dtype ${cd}`, shape: `[${M}x${K}]·[${N}x${K}]ᵀ`, dtype: cd, ok: true, maxAbs: 0, relFro: 0, tol: 0, ms, note });
   }
   gpu.free(x, w);
+}
+
+/**
+ * The Givens kernels (ParoQuant, K 8, group 128) v1 and v2 side by side (PARO_GIVENS_KERNEL, read by the addon at each
+ * call): a Qwen3-8B q/o_proj-sized and a gate/up_proj-sized weight; effective bandwidth = bytes read and written once
+ * (forward x → y, backward y and dy → dx).
+ */
+function givensBench(gpu: CudaBackend): void {
+  const K = 8, gs = 128;
+  const envBefore = process.env.PARO_GIVENS_KERNEL;
+  for (const [R, I] of [[4096, 4096], [12288, 4096]]) {
+    const pairs = gpu.fromHost(randomPairs(K, I, gs), [K, I], 'i32');
+    const theta = gpu.fromHost(Float32Array.from({ length: (K * I) / 2 }, (_, k) => 0.6 * Math.sin(k)), [K, I / 2]);
+    for (const dt of ['f32', 'bf16'] as const) {
+      const x = gpu.zeros([R, I], dt);
+      const dy = gpu.zeros([R, I], dt);
+      gpu.fillRandom(x, 21);
+      gpu.fillRandom(dy, 22);
+      const y = gpu.givens(x, pairs, theta, gs, 'forward');
+      const bytes = R * I * (dt === 'f32' ? 4 : 2);
+      const ms: Record<string, number> = {};
+      for (const version of ['v1', 'v2'] as const) {
+        process.env.PARO_GIVENS_KERNEL = version;
+        const fwd = timeGpu(() => gpu.free(gpu.givens(x, pairs, theta, gs, 'forward')));
+        const bwd = timeGpu(() => {
+          const r = gpu.givensBackward(dy, y, pairs, theta, gs, 'forward');
+          gpu.free(r.dx, r.dtheta);
+        });
+        ms[`${version}.fwd`] = fwd;
+        ms[`${version}.bwd`] = bwd;
+        const fwdNote = `${((2 * bytes) / fwd / 1e9).toFixed(2)} TB/s`;
+        const bwdNote = `${((3 * bytes) / bwd / 1e9).toFixed(2)} TB/s`;
+        console.log(`givens [${R}, ${I}] K${K} g${gs} ${dt} [${version}]: fwd ${fwd.toFixed(3)} ms = ${fwdNote}; bwd ${bwd.toFixed(3)} ms = ${bwdNote}`);
+        const shape = `[${R}, ${I}] K${K} g${gs}`;
+        rows.push({ group: 'bench', op: `givens fwd [${version}]`, shape, dtype: dt, ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: fwd, note: fwdNote });
+        rows.push({ group: 'bench', op: `givens bwd [${version}]`, shape, dtype: dt, ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: bwd, note: bwdNote });
+      }
+      console.log(`givens [${R}, ${I}] ${dt}: v2 / v1 speed-up fwd ${(ms['v1.fwd'] / ms['v2.fwd']).toFixed(2)}×, bwd ${(ms['v1.bwd'] / ms['v2.bwd']).toFixed(2)}×`);
+      gpu.free(x, dy, y);
+    }
+    gpu.free(pairs, theta);
+  }
+  if (envBefore === undefined) delete process.env.PARO_GIVENS_KERNEL;
+  else process.env.PARO_GIVENS_KERNEL = envBefore;
 }
 
 function summary(): number {

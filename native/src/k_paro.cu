@@ -2,6 +2,8 @@
 // memory, one thread per pair slot and row lane, a barrier between layers), their backward with the exact angle
 // gradient of spec §5.1 reduced in a fixed order, and the INT grid fake quantizer with its STE backward (spec §4).
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "common.cuh"
 #include "ops.h"
@@ -129,6 +131,289 @@ __global__ void sumChunksKernel(const float* partial, size_t chunks, size_t n, f
     double s = 0;
     for (size_t c = 0; c < chunks; c++) s += partial[c * n + k];
     out[k] = (float)s;
+  }
+}
+
+// ---- Givens kernels v2 (default; PARO_GIVENS_KERNEL=v1 selects the kernels above) ----
+// v1's pair indices are random, so the 32 threads of a warp (32 pair slots of one row) hit random shared-memory banks,
+// and each of the K layers ends in a block barrier. In v2 one warp owns a strip of 32 rows of one group (lane = row),
+// row-major in shared memory with an odd row stride gs + 1: all lanes apply the same pair slot at the same time, so
+// the layer table entry is one broadcast and the 32 accesses row[i] hit 32 distinct banks; a lane only ever touches
+// its own row, so the K layers need no barrier. Per element the arithmetic is v1's, written the same way (forward
+// output and dx bit-identical); the loads of a batch of pair slots come before its stores, which is v1's result as
+// the pairs of one layer are disjoint (a perfect matching, spec §3; v1's threads apply them concurrently too).
+constexpr int kV2Rows = 32;         // rows per warp strip: one per lane
+constexpr int kV2SlotAlign = 32;    // pair slots per layer padded to a multiple (backward reduces 32 slots at once)
+constexpr int kV2FwdBatch = 8;      // pair slots whose loads are issued together
+constexpr int kV2LoadBatch = 32;    // global loads in flight per lane while a strip is filled
+constexpr int kV2MaxWarps = 8;
+constexpr int kV2MaxChunksPerGroup = 64;
+
+// One layer table entry: cos θ, the applied sine, the pair's channels (padding slots: c = 1, s = 0 on the row's pad
+// column gs, which no global load or store touches).
+struct __align__(16) GivensEntry {
+  float c, s;
+  int i, j;
+};
+
+struct GivensV2Geom {
+  int P, Ppad, stride, warps;
+  size_t tabBytes, extraBytes, tileBytes, smem;  // extra: per-warp angle-gradient sums (backward)
+};
+
+// Table of K·Ppad entries, built through loadGivensTables into scratch (the tile area, free at that time).
+__device__ void buildV2Table(GivensEntry* tab, float* scratch, const int* pairs, const float* theta, int K, int I, int gs,
+                             int g, bool inverse, int Ppad) {
+  int P = gs / 2;
+  float* cs = scratch;
+  float* sn = cs + K * P;
+  int* pi = (int*)(sn + K * P);
+  int* pj = pi + K * P;
+  loadGivensTables(cs, sn, nullptr, pi, pj, pairs, theta, K, I, gs, g, inverse);
+  __syncthreads();
+  for (int e = threadIdx.x; e < K * Ppad; e += blockDim.x) {
+    int l = e / Ppad, t = e % Ppad;
+    GivensEntry q;
+    if (t < P) {
+      q.c = cs[l * P + t];
+      q.s = sn[l * P + t];
+      q.i = pi[l * P + t];
+      q.j = pj[l * P + t];
+    } else {
+      q.c = 1.0f;
+      q.s = 0.0f;
+      q.i = gs;
+      q.j = gs;
+    }
+    tab[e] = q;
+  }
+  __syncthreads();
+}
+
+// Strip element f = lane + 32·k is (row f / gs, channel f % gs); walk it without divisions.
+__device__ __forceinline__ void stripStep(int& r, int& i, int gs) {
+  i += 32;
+  while (i >= gs) {
+    i -= gs;
+    r++;
+  }
+}
+
+// c ? a : b through selp: written as a ternary on array elements, the compiler turns it into a load from a selected
+// address, which puts the backward's 32 partial sums in local memory instead of registers.
+__device__ __forceinline__ float pickF(bool c, float a, float b) {
+#ifdef __CUDA_ARCH__
+  float r;
+  asm("{\n .reg .pred p;\n setp.ne.s32 p, %3, 0;\n selp.f32 %0, %1, %2, p;\n}" : "=f"(r) : "f"(a), "f"(b), "r"((int)c));
+  return r;
+#else
+  return c ? a : b;
+#endif
+}
+
+// One butterfly stage over term[0, 2·O): lanes with bit O set keep the upper half, the others the lower, each adding
+// the partner's copy of the half it keeps; after the stages 16, 8, 4, 2, 1 term[0] of lane L is the sum of slot L.
+template <int O>
+__device__ __forceinline__ void reduceScatterStage(float* term, int lane) {
+  bool up = (lane & O) != 0;
+#pragma unroll
+  for (int k = 0; k < O; k++) {
+    float send = pickF(up, term[k], term[k + O]);
+    float keep = pickF(up, term[k + O], term[k]);
+    term[k] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+  }
+}
+
+// F32: every operand f32 (no dtype branches); else the dtype codes decide per element.
+template <bool F32>
+__device__ __forceinline__ float ldV2(const void* p, int dt, size_t k) {
+  return F32 ? static_cast<const float*>(p)[k] : ldf(p, dt, k);
+}
+template <bool F32>
+__device__ __forceinline__ void stV2(void* p, int dt, size_t k, float v) {
+  if (F32) static_cast<float*>(p)[k] = v;
+  else stf(p, dt, k, v);
+}
+
+template <bool F32>
+__global__ void givensFwdV2Kernel(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs,
+                                  const float* theta, int K, int gs, bool inverse, int Ppad) {
+  extern __shared__ float smem[];
+  int stride = gs + 1;
+  GivensEntry* tab = (GivensEntry*)smem;
+  float* tiles = (float*)(tab + K * Ppad);
+  int g = blockIdx.x;
+  buildV2Table(tab, tiles, pairs, theta, K, I, gs, g, inverse, Ppad);
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  float* tile = tiles + (size_t)warp * kV2Rows * stride;
+  float* row = tile + lane * stride;
+  size_t strips = (rows + kV2Rows - 1) / kV2Rows;
+  for (size_t strip = (size_t)blockIdx.y * warps + warp; strip < strips; strip += (size_t)gridDim.y * warps) {
+    size_t row0 = strip * kV2Rows;
+    int nr = (int)min((size_t)kV2Rows, rows - row0);
+    size_t base = row0 * I + (size_t)g * gs;
+    int r = 0, i = lane;
+    while (i >= gs) {
+      i -= gs;
+      r++;
+    }
+    while (r < nr) {
+      float v[kV2LoadBatch];
+      int rr[kV2LoadBatch], ii[kV2LoadBatch];
+#pragma unroll
+      for (int b = 0; b < kV2LoadBatch; b++) {
+        rr[b] = r;
+        ii[b] = i;
+        if (r < nr) v[b] = ldV2<F32>(x, xdt, base + (size_t)r * I + i);
+        stripStep(r, i, gs);
+      }
+#pragma unroll
+      for (int b = 0; b < kV2LoadBatch; b++)
+        if (rr[b] < nr) tile[rr[b] * stride + ii[b]] = v[b];
+    }
+    __syncwarp();
+    // Lanes past the last row work on stale rows that are never stored.
+    for (int step = 0; step < K; step++) {
+      const GivensEntry* tl = tab + (inverse ? K - 1 - step : step) * Ppad;
+      for (int t0 = 0; t0 < Ppad; t0 += kV2FwdBatch) {
+        GivensEntry q[kV2FwdBatch];
+        float a[kV2FwdBatch], b[kV2FwdBatch];
+#pragma unroll
+        for (int k = 0; k < kV2FwdBatch; k++) q[k] = tl[t0 + k];
+#pragma unroll
+        for (int k = 0; k < kV2FwdBatch; k++) {
+          a[k] = row[q[k].i];
+          b[k] = row[q[k].j];
+        }
+#pragma unroll
+        for (int k = 0; k < kV2FwdBatch; k++) {
+          float c = q[k].c, s = q[k].s;
+          row[q[k].i] = c * a[k] + s * b[k];
+          row[q[k].j] = -s * a[k] + c * b[k];
+        }
+      }
+    }
+    __syncwarp();
+    r = 0;
+    i = lane;
+    while (i >= gs) {
+      i -= gs;
+      r++;
+    }
+    for (; r < nr; stripStep(r, i, gs)) stV2<F32>(y, ydt, base + (size_t)r * I + i, tile[r * stride + i]);
+    __syncwarp();  // the next strip's loads overwrite rows other lanes are storing
+  }
+}
+
+// Backward: per strip the tile holds {u, γ} per element (one 8-byte access for both); layers walk against their order
+// of application as in v1. The angle gradient of 32 pair slots is reduced over the warp's 32 rows at once by a
+// butterfly reduce-scatter (31 shuffles; lane L ends with slot L's sum), added per warp over its strips in order, then
+// over the block's warps in order, then over row chunks by sumChunksKernel: a fixed order set by the shape alone.
+template <bool F32>
+__global__ void givensBwdV2Kernel(const void* dy, int dydt, const void* y, int ydt, void* dx, int dxdt, float* partial,
+                                  size_t rows, int I, const int* pairs, const float* theta, int K, int gs, bool inverse,
+                                  int Ppad, size_t stripsPerChunk) {
+  extern __shared__ float smem[];
+  int stride = gs + 1;
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  GivensEntry* tab = (GivensEntry*)smem;
+  float* gsumAll = (float*)(tab + K * Ppad);  // [warps][K·Ppad]
+  float2* tiles = (float2*)(gsumAll + (size_t)warps * K * Ppad);
+  int g = blockIdx.x;
+  buildV2Table(tab, (float*)tiles, pairs, theta, K, I, gs, g, inverse, Ppad);
+  for (int e = threadIdx.x; e < warps * K * Ppad; e += blockDim.x) gsumAll[e] = 0.0f;
+  __syncthreads();
+  float* gsum = gsumAll + (size_t)warp * K * Ppad;
+  float2* tile = tiles + (size_t)warp * kV2Rows * stride;
+  float2* row = tile + lane * stride;
+  size_t strips = (rows + kV2Rows - 1) / kV2Rows;
+  size_t s0 = (size_t)blockIdx.y * stripsPerChunk, s1 = min(strips, s0 + stripsPerChunk);
+  for (size_t strip = s0 + warp; strip < s1; strip += warps) {
+    size_t row0 = strip * kV2Rows;
+    int nr = (int)min((size_t)kV2Rows, rows - row0);
+    size_t base = row0 * I + (size_t)g * gs;
+    int r = 0, i = lane;
+    while (i >= gs) {
+      i -= gs;
+      r++;
+    }
+    while (r < nr) {
+      float u[kV2LoadBatch / 2], d[kV2LoadBatch / 2];
+      int rr[kV2LoadBatch / 2], ii[kV2LoadBatch / 2];
+#pragma unroll
+      for (int b = 0; b < kV2LoadBatch / 2; b++) {
+        rr[b] = r;
+        ii[b] = i;
+        if (r < nr) {
+          u[b] = ldV2<F32>(y, ydt, base + (size_t)r * I + i);
+          d[b] = ldV2<F32>(dy, dydt, base + (size_t)r * I + i);
+        }
+        stripStep(r, i, gs);
+      }
+#pragma unroll
+      for (int b = 0; b < kV2LoadBatch / 2; b++)
+        if (rr[b] < nr) tile[rr[b] * stride + ii[b]] = make_float2(u[b], d[b]);
+    }
+    __syncwarp();
+    for (int step = 0; step < K; step++) {
+      int l = inverse ? step : K - 1 - step;
+      const GivensEntry* tl = tab + l * Ppad;
+      for (int t0 = 0; t0 < Ppad; t0 += 32) {
+        float term[32];
+#pragma unroll
+        for (int k0 = 0; k0 < 32; k0 += kV2FwdBatch) {
+          GivensEntry q[kV2FwdBatch];
+          float2 A[kV2FwdBatch], B[kV2FwdBatch];
+#pragma unroll
+          for (int k = 0; k < kV2FwdBatch; k++) q[k] = tl[t0 + k0 + k];
+#pragma unroll
+          for (int k = 0; k < kV2FwdBatch; k++) {
+            A[k] = row[q[k].i];
+            B[k] = row[q[k].j];
+          }
+#pragma unroll
+          for (int k = 0; k < kV2FwdBatch; k++) {
+            float c = q[k].c, s = q[k].s;
+            float ui = A[k].x, uj = B[k].x;
+            float gi = A[k].y, gj = B[k].y;
+            float gin = c * gi - s * gj, gjn = s * gi + c * gj;  // input gradient
+            term[k0 + k] = gi * uj - gj * ui;
+            row[q[k].i] = make_float2(c * ui - s * uj, gin);
+            row[q[k].j] = make_float2(s * ui + c * uj, gjn);
+          }
+        }
+        if (lane >= nr) {
+#pragma unroll
+          for (int k = 0; k < 32; k++) term[k] = 0.0f;  // rows past the end (stale data)
+        }
+        reduceScatterStage<16>(term, lane);
+        reduceScatterStage<8>(term, lane);
+        reduceScatterStage<4>(term, lane);
+        reduceScatterStage<2>(term, lane);
+        reduceScatterStage<1>(term, lane);
+        gsum[l * Ppad + t0 + lane] += term[0];
+      }
+    }
+    __syncwarp();
+    r = 0;
+    i = lane;
+    while (i >= gs) {
+      i -= gs;
+      r++;
+    }
+    for (; r < nr; stripStep(r, i, gs)) stV2<F32>(dx, dxdt, base + (size_t)r * I + i, tile[r * stride + i].y);
+    __syncwarp();
+  }
+  __syncthreads();
+  // The applied angle of an 'inverse' layer is −θ, so its θ-gradient changes sign.
+  float sign = inverse ? -1.0f : 1.0f;
+  size_t half = (size_t)I / 2;
+  int P = gs / 2;
+  for (int e = threadIdx.x; e < K * P; e += blockDim.x) {
+    int l = e / P, t = e % P;
+    float s = 0.0f;
+    for (int w = 0; w < warps; w++) s += gsumAll[(size_t)w * K * Ppad + l * Ppad + t];
+    partial[(size_t)blockIdx.y * K * half + (size_t)l * half + (size_t)g * P + t] = sign * s;
   }
 }
 
@@ -301,12 +586,100 @@ void checkGivensArgs(int I, int gs) {
   if (I % gs != 0) throw ArgError("givens: the width must be a multiple of groupSize");
 }
 
+// PARO_GIVENS_KERNEL=v1 selects the v1 kernels (read at every call, so one process can time and compare both).
+bool givensV1Selected() {
+  const char* v = std::getenv("PARO_GIVENS_KERNEL");
+  return v && std::strcmp(v, "v1") == 0;
+}
+
+bool v2Dtype(int dt) { return dt == DT_F32 || dt == DT_BF16; }
+
+// v2 geometry: the warps per block that keep the most warps resident per SM within the device's shared memory
+// (1 KiB reserved per block); false when not even one warp's strip fits (v1 then runs).
+bool v2Geometry(int gs, int K, bool bwd, GivensV2Geom& geo) {
+  int dev = 0, perSm = 0, perBlock = 0;
+  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
+  checkCuda(cudaDeviceGetAttribute(&perSm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev), "cudaDeviceGetAttribute");
+  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+  geo.P = gs / 2;
+  geo.Ppad = (geo.P + kV2SlotAlign - 1) / kV2SlotAlign * kV2SlotAlign;
+  geo.stride = gs + 1;
+  geo.tabBytes = (size_t)K * geo.Ppad * sizeof(GivensEntry);
+  size_t warpTile = (size_t)kV2Rows * geo.stride * (bwd ? 8 : 4);
+  size_t warpExtra = bwd ? (size_t)K * geo.Ppad * 4 : 0;
+  size_t scratch = (size_t)K * geo.P * 16;  // loadGivensTables' four arrays, in the tile area
+  geo.warps = 0;
+  int bestResident = 0;
+  for (int w = 1; w <= kV2MaxWarps; w++) {
+    size_t smem = geo.tabBytes + w * warpExtra + std::max(w * warpTile, scratch);
+    if (smem > (size_t)perBlock) break;
+    int blocks = std::min((int)((size_t)perSm / (smem + 1024)), 64 / w);
+    if (blocks * w > bestResident) {
+      bestResident = blocks * w;
+      geo.warps = w;
+      geo.extraBytes = w * warpExtra;
+      geo.tileBytes = std::max(w * warpTile, scratch);
+      geo.smem = smem;
+    }
+  }
+  return geo.warps > 0;
+}
+
+void givensV2(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs, const float* theta,
+              int K, int gs, bool inverse, const GivensV2Geom& geo) {
+  size_t strips = (rows + kV2Rows - 1) / kV2Rows;
+  size_t blocksY = std::min<size_t>((strips + geo.warps - 1) / geo.warps, 65535);
+  dim3 grid((unsigned)(I / gs), (unsigned)blocksY);
+  if (xdt == DT_F32 && ydt == DT_F32) {
+    setSmem((const void*)givensFwdV2Kernel<true>, geo.smem);
+    givensFwdV2Kernel<true><<<grid, geo.warps * 32, geo.smem, stream()>>>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs,
+                                                                          inverse, geo.Ppad);
+  } else {
+    setSmem((const void*)givensFwdV2Kernel<false>, geo.smem);
+    givensFwdV2Kernel<false><<<grid, geo.warps * 32, geo.smem, stream()>>>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs,
+                                                                           inverse, geo.Ppad);
+  }
+  checkLaunch(inverse ? "givens(inverse, v2)" : "givens(forward, v2)");
+}
+
+void givensBwdV2(const void* dy, int dydt, const void* y, int ydt, void* dx, int dxdt, float* dtheta, size_t rows,
+                 int I, const int* pairs, const float* theta, int K, int gs, bool inverse, const GivensV2Geom& geo) {
+  size_t nTheta = (size_t)K * (I / 2);
+  // Row chunks per group: a shape-only choice (so the reduction order is fixed), whole strips per warp.
+  size_t strips = (rows + kV2Rows - 1) / kV2Rows;
+  size_t stripsPerChunk = (strips + kV2MaxChunksPerGroup - 1) / kV2MaxChunksPerGroup;
+  stripsPerChunk = (stripsPerChunk + geo.warps - 1) / geo.warps * geo.warps;
+  size_t chunks = (strips + stripsPerChunk - 1) / stripsPerChunk;
+  Scratch partial(chunks * nTheta * sizeof(float));
+  dim3 grid((unsigned)(I / gs), (unsigned)chunks);
+  bool f32 = dydt == DT_F32 && ydt == DT_F32 && dxdt == DT_F32;
+  if (f32) {
+    setSmem((const void*)givensBwdV2Kernel<true>, geo.smem);
+    givensBwdV2Kernel<true><<<grid, geo.warps * 32, geo.smem, stream()>>>(dy, dydt, y, ydt, dx, dxdt,
+                                                                          partial.as<float>(), rows, I, pairs, theta,
+                                                                          K, gs, inverse, geo.Ppad, stripsPerChunk);
+  } else {
+    setSmem((const void*)givensBwdV2Kernel<false>, geo.smem);
+    givensBwdV2Kernel<false><<<grid, geo.warps * 32, geo.smem, stream()>>>(dy, dydt, y, ydt, dx, dxdt,
+                                                                           partial.as<float>(), rows, I, pairs, theta,
+                                                                           K, gs, inverse, geo.Ppad, stripsPerChunk);
+  }
+  checkLaunch(inverse ? "givensBackward(inverse, v2)" : "givensBackward(forward, v2)");
+  sumChunksKernel<<<gridFor(nTheta, 256), 256, 0, stream()>>>(partial.as<float>(), chunks, nTheta, dtheta);
+  checkLaunch("givensBackward.sumChunks");
+}
+
 }  // namespace
 
 void givensK(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs, const float* theta, int K,
              int gs, bool inverse) {
   checkGivensArgs(I, gs);
   if (rows == 0 || I == 0) return;
+  GivensV2Geom v2;
+  if (!givensV1Selected() && v2Dtype(xdt) && v2Dtype(ydt) && v2Geometry(gs, K, false, v2)) {
+    givensV2(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, v2);
+    return;
+  }
   GivensGeom geo = geometry(gs);
   size_t smem = (size_t)geo.RT * gs * 4 + (size_t)K * geo.P * 16;
   setSmem((const void*)givensFwdKernel, smem);
@@ -322,6 +695,11 @@ void givensBwdK(const void* dy, int dydt, const void* y, int ydt, void* dx, int 
   if (rows == 0 || I == 0 || K == 0) {
     if (nTheta) fillK(dtheta, DT_F32, nTheta, 0.0f);
     if (rows && I) castK(dy, dydt, dx, dxdt, rows * (size_t)I);
+    return;
+  }
+  GivensV2Geom v2;
+  if (!givensV1Selected() && v2Dtype(dydt) && v2Dtype(ydt) && v2Dtype(dxdt) && v2Geometry(gs, K, true, v2)) {
+    givensBwdV2(dy, dydt, y, ydt, dx, dxdt, dtheta, rows, I, pairs, theta, K, gs, inverse, v2);
     return;
   }
   GivensGeom geo = geometry(gs);
