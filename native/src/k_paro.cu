@@ -145,7 +145,7 @@ __global__ void sumChunksKernel(const float* partial, size_t chunks, size_t n, f
 constexpr int kV2Rows = 32;         // rows per warp strip: one per lane
 constexpr int kV2SlotAlign = 32;    // pair slots per layer padded to a multiple (backward reduces 32 slots at once)
 constexpr int kV2FwdBatch = 8;      // pair slots whose loads are issued together
-constexpr int kV2LoadBatch = 32;    // global loads in flight per lane while a strip is filled
+constexpr int kV2LoadBatch = 32;    // elements per lane whose global loads are in flight together (a strip fill)
 constexpr int kV2MaxWarps = 8;
 constexpr int kV2MaxChunksPerGroup = 64;
 
@@ -259,17 +259,19 @@ __global__ void givensFwdV2Kernel(const void* x, int xdt, void* y, int ydt, size
     }
     while (r < nr) {
       float v[kV2LoadBatch];
-      int rr[kV2LoadBatch], ii[kV2LoadBatch];
+      int r0 = r, i0 = i;
 #pragma unroll
       for (int b = 0; b < kV2LoadBatch; b++) {
-        rr[b] = r;
-        ii[b] = i;
         if (r < nr) v[b] = ldV2<F32>(x, xdt, base + (size_t)r * I + i);
         stripStep(r, i, gs);
       }
+      r = r0;
+      i = i0;
 #pragma unroll
-      for (int b = 0; b < kV2LoadBatch; b++)
-        if (rr[b] < nr) tile[rr[b] * stride + ii[b]] = v[b];
+      for (int b = 0; b < kV2LoadBatch; b++) {
+        if (r < nr) tile[r * stride + i] = v[b];
+        stripStep(r, i, gs);
+      }
     }
     __syncwarp();
     // Lanes past the last row work on stale rows that are never stored.
@@ -338,21 +340,23 @@ __global__ void givensBwdV2Kernel(const void* dy, int dydt, const void* y, int y
       r++;
     }
     while (r < nr) {
-      float u[kV2LoadBatch / 2], d[kV2LoadBatch / 2];
-      int rr[kV2LoadBatch / 2], ii[kV2LoadBatch / 2];
+      float u[kV2LoadBatch], d[kV2LoadBatch];
+      int r0 = r, i0 = i;
 #pragma unroll
-      for (int b = 0; b < kV2LoadBatch / 2; b++) {
-        rr[b] = r;
-        ii[b] = i;
+      for (int b = 0; b < kV2LoadBatch; b++) {
         if (r < nr) {
           u[b] = ldV2<F32>(y, ydt, base + (size_t)r * I + i);
           d[b] = ldV2<F32>(dy, dydt, base + (size_t)r * I + i);
         }
         stripStep(r, i, gs);
       }
+      r = r0;
+      i = i0;
 #pragma unroll
-      for (int b = 0; b < kV2LoadBatch / 2; b++)
-        if (rr[b] < nr) tile[rr[b] * stride + ii[b]] = make_float2(u[b], d[b]);
+      for (int b = 0; b < kV2LoadBatch; b++) {
+        if (r < nr) tile[r * stride + i] = make_float2(u[b], d[b]);
+        stripStep(r, i, gs);
+      }
     }
     __syncwarp();
     for (int step = 0; step < K; step++) {
