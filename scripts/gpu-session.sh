@@ -59,6 +59,10 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
     check) step check 300 node $G/gpu-check.mjs --isolate --parallel --no-time ;;
     collective) # NCCL at world size 1 (issue 12 item 5): the machine's libnccl.so.2 through our addon
       step collective 120 node $G/gpu-check.mjs --group collective --no-time ;;
+    check-some) # chosen groups only: CHECK_GROUPS=attention,norm CHECK_ARGS="--only givens"
+      step check-some 300 node $G/gpu-check.mjs --isolate --parallel --no-time --groups ${CHECK_GROUPS:-attention} ${CHECK_ARGS:-} ;;
+    kbench) # the kernel timing rows of gpu-check (GEMM peak, attention and Givens versions side by side, ...)
+      step kbench 200 node $G/gpu-check.mjs --bench --no-check ;;
     bench) step bench 240 node $G/bench-gpu.mjs --json $BENCH_ARGS ;;
     synth-8b) # a random-weight Qwen3-8B (36 layers, 16.4 GB in 5 shards) on this machine's disk
       step synth-8b 240 node $G/synth-checkpoint.mjs --arch ${SYNTH_ARCH:-qwen3-8b} --out /tmp/q8 --force --json ;;
