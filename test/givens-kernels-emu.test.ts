@@ -1,7 +1,8 @@
 // The Givens kernels of native/src/k_paro.cu run on the cpu under the host emulation of test/cuda-emu (g++, one host
 // thread per CUDA thread, barriers, emulated shuffles, shared memory filled with NaN patterns): the v2 kernels
-// (default) against v1 (PARO_GIVENS_KERNEL=v1, the kernels the GPU check validated against the cpu backend). The
-// forward output and dx must be bit-identical (same arithmetic per element), dθ equal up to its summation order.
+// (default; v2x2: forward with 2 rows per lane) against v1 (PARO_GIVENS_KERNEL=v1, the kernels the GPU check
+// validated against the cpu backend). The forward output and dx must be bit-identical (same arithmetic per element),
+// dθ equal up to its summation order.
 // This checks v2's indexing, strip/row split, padded pair slots, layer order, reduce-scatter and row chunks; not the
 // device's own arithmetic (FMA contraction: scripts/backend-ops.ts compares both versions on the GPU).
 import { spawnSync } from 'node:child_process';
@@ -21,7 +22,7 @@ function buildEmulation(): string {
   const dir = scratchDir('givens-emu-');
   const src = readFileSync(path.join(ROOT, 'native/src/k_paro.cu'), 'utf8')
     .replace(/extern __shared__ float smem\[\];/g, 'float* smem = g_smem;')
-    .replace(/(\w+(?:<\w+>)?)<<<(.*?), stream\(\)>>>\(/g, 'emuLaunch($1, $2)(');
+    .replace(/(\w+(?:<[\w, ]+>)?)<<<(.*?), stream\(\)>>>\(/g, 'emuLaunch($1, $2)(');
   expect(src).not.toContain('<<<');
   writeFileSync(path.join(dir, 'k_paro_emu.cc'), src);
   const bin = path.join(dir, 'emu');
@@ -58,10 +59,10 @@ function run(c: Case, seed: number): Record<string, Float32Array> {
   const r = spawnSync(bin, args, { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`emulation failed (${r.status}): ${r.stderr}`);
   // v2 must have run (a geometry that does not fit falls back to v1, which would compare v1 with itself).
-  const warps = /v2 warps: forward (\d+) backward (\d+)/.exec(r.stdout);
-  expect(warps && Number(warps[1]) > 0 && Number(warps[2]) > 0, r.stdout).toBe(true);
+  const warps = /v2 warps: forward (\d+) forward-2-rows (\d+) backward (\d+)/.exec(r.stdout);
+  expect(warps && warps.slice(1).every((w) => Number(w) > 0), r.stdout).toBe(true);
   const out: Record<string, Float32Array> = {};
-  for (const v of ['v1', 'v2']) {
+  for (const v of ['v1', 'v2', 'v2x2']) {
     for (const name of ['y', 'dx', 'dtheta']) {
       const b = readFileSync(path.join(dir, `${v}.${name}`));
       out[`${v}.${name}`] = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
@@ -96,6 +97,7 @@ describe.skipIf(!hasGpp)('k_paro.cu Givens kernels v2 vs v1 under a host emulati
       const o = run(c, 500 + k);
       expect(o['v1.y'].every(Number.isFinite)).toBe(true);
       expect(bits(o['v2.y'])).toEqual(bits(o['v1.y']));
+      expect(bits(o['v2x2.y'])).toEqual(bits(o['v1.y']));
       expect(bits(o['v2.dx'])).toEqual(bits(o['v1.dx']));
       expect(o['v2.dtheta'].every(Number.isFinite)).toBe(true);
       expect(relFro(o['v1.dtheta'], o['v2.dtheta'])).toBeLessThan(1e-5);

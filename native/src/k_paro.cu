@@ -235,22 +235,71 @@ __device__ __forceinline__ void stV2(void* p, int dt, size_t k, float v) {
   else stf(p, dt, k, v);
 }
 
-template <bool F32>
+// Shared-memory float index of element (r, i) of a strip: RPL = 1, row r at r·stride; RPL = 2 (64-row strips), lane L
+// holds rows L and L + 32 interleaved as float2 (one 8-byte access applies a pair slot to both rows).
+template <int RPL>
+__device__ __forceinline__ int stripIndex(int r, int i, int stride) {
+  if constexpr (RPL == 1) return r * stride + i;
+  else return ((r & 31) * stride + i) * 2 + (r >> 5);
+}
+
+// One batch of kV2FwdBatch pair slots on the lane's row(s): loads first, then stores (the slots' pairs are disjoint).
+template <int RPL>
+__device__ __forceinline__ void rotateBatch(float* rowBase, const GivensEntry* tl) {
+  GivensEntry q[kV2FwdBatch];
+#pragma unroll
+  for (int k = 0; k < kV2FwdBatch; k++) q[k] = tl[k];
+  if constexpr (RPL == 1) {
+    float* row = rowBase;
+    float a[kV2FwdBatch], b[kV2FwdBatch];
+#pragma unroll
+    for (int k = 0; k < kV2FwdBatch; k++) {
+      a[k] = row[q[k].i];
+      b[k] = row[q[k].j];
+    }
+#pragma unroll
+    for (int k = 0; k < kV2FwdBatch; k++) {
+      float c = q[k].c, s = q[k].s;
+      row[q[k].i] = c * a[k] + s * b[k];
+      row[q[k].j] = -s * a[k] + c * b[k];
+    }
+  } else {
+    float2* row = (float2*)rowBase;
+    float2 a[kV2FwdBatch], b[kV2FwdBatch];
+#pragma unroll
+    for (int k = 0; k < kV2FwdBatch; k++) {
+      a[k] = row[q[k].i];
+      b[k] = row[q[k].j];
+    }
+#pragma unroll
+    for (int k = 0; k < kV2FwdBatch; k++) {
+      float c = q[k].c, s = q[k].s;
+      float ox = c * a[k].x + s * b[k].x, oy = c * a[k].y + s * b[k].y;
+      float px = -s * a[k].x + c * b[k].x, py = -s * a[k].y + c * b[k].y;
+      row[q[k].i] = make_float2(ox, oy);
+      row[q[k].j] = make_float2(px, py);
+    }
+  }
+}
+
+// RPL rows per lane (strips of 32·RPL rows); RPL = 2 halves the table broadcasts per row.
+template <bool F32, int RPL>
 __global__ void givensFwdV2Kernel(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs,
                                   const float* theta, int K, int gs, bool inverse, int Ppad) {
   extern __shared__ float smem[];
+  constexpr int SR = kV2Rows * RPL;  // rows per strip
   int stride = gs + 1;
   GivensEntry* tab = (GivensEntry*)smem;
   float* tiles = (float*)(tab + K * Ppad);
   int g = blockIdx.x;
   buildV2Table(tab, tiles, pairs, theta, K, I, gs, g, inverse, Ppad);
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  float* tile = tiles + (size_t)warp * kV2Rows * stride;
-  float* row = tile + lane * stride;
-  size_t strips = (rows + kV2Rows - 1) / kV2Rows;
+  float* tile = tiles + (size_t)warp * SR * stride;
+  float* rowBase = tile + lane * stride * RPL;
+  size_t strips = (rows + SR - 1) / SR;
   for (size_t strip = (size_t)blockIdx.y * warps + warp; strip < strips; strip += (size_t)gridDim.y * warps) {
-    size_t row0 = strip * kV2Rows;
-    int nr = (int)min((size_t)kV2Rows, rows - row0);
+    size_t row0 = strip * SR;
+    int nr = (int)min((size_t)SR, rows - row0);
     size_t base = row0 * I + (size_t)g * gs;
     int r = 0, i = lane;
     while (i >= gs) {
@@ -269,7 +318,7 @@ __global__ void givensFwdV2Kernel(const void* x, int xdt, void* y, int ydt, size
       i = i0;
 #pragma unroll
       for (int b = 0; b < kV2LoadBatch; b++) {
-        if (r < nr) tile[r * stride + i] = v[b];
+        if (r < nr) tile[stripIndex<RPL>(r, i, stride)] = v[b];
         stripStep(r, i, gs);
       }
     }
@@ -277,23 +326,7 @@ __global__ void givensFwdV2Kernel(const void* x, int xdt, void* y, int ydt, size
     // Lanes past the last row work on stale rows that are never stored.
     for (int step = 0; step < K; step++) {
       const GivensEntry* tl = tab + (inverse ? K - 1 - step : step) * Ppad;
-      for (int t0 = 0; t0 < Ppad; t0 += kV2FwdBatch) {
-        GivensEntry q[kV2FwdBatch];
-        float a[kV2FwdBatch], b[kV2FwdBatch];
-#pragma unroll
-        for (int k = 0; k < kV2FwdBatch; k++) q[k] = tl[t0 + k];
-#pragma unroll
-        for (int k = 0; k < kV2FwdBatch; k++) {
-          a[k] = row[q[k].i];
-          b[k] = row[q[k].j];
-        }
-#pragma unroll
-        for (int k = 0; k < kV2FwdBatch; k++) {
-          float c = q[k].c, s = q[k].s;
-          row[q[k].i] = c * a[k] + s * b[k];
-          row[q[k].j] = -s * a[k] + c * b[k];
-        }
-      }
+      for (int t0 = 0; t0 < Ppad; t0 += kV2FwdBatch) rotateBatch<RPL>(rowBase, tl + t0);
     }
     __syncwarp();
     r = 0;
@@ -302,7 +335,7 @@ __global__ void givensFwdV2Kernel(const void* x, int xdt, void* y, int ydt, size
       i -= gs;
       r++;
     }
-    for (; r < nr; stripStep(r, i, gs)) stV2<F32>(y, ydt, base + (size_t)r * I + i, tile[r * stride + i]);
+    for (; r < nr; stripStep(r, i, gs)) stV2<F32>(y, ydt, base + (size_t)r * I + i, tile[stripIndex<RPL>(r, i, stride)]);
     __syncwarp();  // the next strip's loads overwrite rows other lanes are storing
   }
 }
@@ -590,17 +623,20 @@ void checkGivensArgs(int I, int gs) {
   if (I % gs != 0) throw ArgError("givens: the width must be a multiple of groupSize");
 }
 
-// PARO_GIVENS_KERNEL=v1 selects the v1 kernels (read at every call, so one process can time and compare both).
-bool givensV1Selected() {
+// PARO_GIVENS_KERNEL (read at every call, so one process can time and compare the versions): v1 the v1 kernels,
+// v2x2 the v2 forward with 2 rows per lane (backward: v2), anything else v2.
+int givensVersionSelected() {
   const char* v = std::getenv("PARO_GIVENS_KERNEL");
-  return v && std::strcmp(v, "v1") == 0;
+  if (v && std::strcmp(v, "v1") == 0) return 1;
+  if (v && std::strcmp(v, "v2x2") == 0) return 22;
+  return 2;
 }
 
 bool v2Dtype(int dt) { return dt == DT_F32 || dt == DT_BF16; }
 
 // v2 geometry: the warps per block that keep the most warps resident per SM within the device's shared memory
 // (1 KiB reserved per block); false when not even one warp's strip fits (v1 then runs).
-bool v2Geometry(int gs, int K, bool bwd, GivensV2Geom& geo) {
+bool v2Geometry(int gs, int K, bool bwd, GivensV2Geom& geo, int rowsPerLane = 1) {
   int dev = 0, perSm = 0, perBlock = 0;
   checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
   checkCuda(cudaDeviceGetAttribute(&perSm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev), "cudaDeviceGetAttribute");
@@ -609,7 +645,7 @@ bool v2Geometry(int gs, int K, bool bwd, GivensV2Geom& geo) {
   geo.Ppad = (geo.P + kV2SlotAlign - 1) / kV2SlotAlign * kV2SlotAlign;
   geo.stride = gs + 1;
   geo.tabBytes = (size_t)K * geo.Ppad * sizeof(GivensEntry);
-  size_t warpTile = (size_t)kV2Rows * geo.stride * (bwd ? 8 : 4);
+  size_t warpTile = (size_t)kV2Rows * rowsPerLane * geo.stride * (bwd ? 8 : 4);
   size_t warpExtra = bwd ? (size_t)K * geo.Ppad * 4 : 0;
   size_t scratch = (size_t)K * geo.P * 16;  // loadGivensTables' four arrays, in the tile area
   geo.warps = 0;
@@ -629,21 +665,28 @@ bool v2Geometry(int gs, int K, bool bwd, GivensV2Geom& geo) {
   return geo.warps > 0;
 }
 
-void givensV2(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs, const float* theta,
-              int K, int gs, bool inverse, const GivensV2Geom& geo) {
-  size_t strips = (rows + kV2Rows - 1) / kV2Rows;
+template <bool F32, int RPL>
+void launchGivensV2(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs, const float* theta,
+                    int K, int gs, bool inverse, const GivensV2Geom& geo) {
+  size_t strips = (rows + kV2Rows * RPL - 1) / (kV2Rows * RPL);
   size_t blocksY = std::min<size_t>((strips + geo.warps - 1) / geo.warps, 65535);
   dim3 grid((unsigned)(I / gs), (unsigned)blocksY);
-  if (xdt == DT_F32 && ydt == DT_F32) {
-    setSmem((const void*)givensFwdV2Kernel<true>, geo.smem);
-    givensFwdV2Kernel<true><<<grid, geo.warps * 32, geo.smem, stream()>>>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs,
-                                                                          inverse, geo.Ppad);
-  } else {
-    setSmem((const void*)givensFwdV2Kernel<false>, geo.smem);
-    givensFwdV2Kernel<false><<<grid, geo.warps * 32, geo.smem, stream()>>>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs,
-                                                                           inverse, geo.Ppad);
-  }
+  setSmem((const void*)givensFwdV2Kernel<F32, RPL>, geo.smem);
+  givensFwdV2Kernel<F32, RPL><<<grid, geo.warps * 32, geo.smem, stream()>>>(x, xdt, y, ydt, rows, I, pairs, theta, K,
+                                                                            gs, inverse, geo.Ppad);
   checkLaunch(inverse ? "givens(inverse, v2)" : "givens(forward, v2)");
+}
+
+void givensV2(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs, const float* theta,
+              int K, int gs, bool inverse, const GivensV2Geom& geo, int rowsPerLane) {
+  bool f32 = xdt == DT_F32 && ydt == DT_F32;
+  if (rowsPerLane == 2) {
+    if (f32) launchGivensV2<true, 2>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, geo);
+    else launchGivensV2<false, 2>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, geo);
+  } else {
+    if (f32) launchGivensV2<true, 1>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, geo);
+    else launchGivensV2<false, 1>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, geo);
+  }
 }
 
 void givensBwdV2(const void* dy, int dydt, const void* y, int ydt, void* dx, int dxdt, float* dtheta, size_t rows,
@@ -679,9 +722,11 @@ void givensK(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const
              int gs, bool inverse) {
   checkGivensArgs(I, gs);
   if (rows == 0 || I == 0) return;
+  int version = givensVersionSelected();
+  int rowsPerLane = version == 22 ? 2 : 1;
   GivensV2Geom v2;
-  if (!givensV1Selected() && v2Dtype(xdt) && v2Dtype(ydt) && v2Geometry(gs, K, false, v2)) {
-    givensV2(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, v2);
+  if (version != 1 && v2Dtype(xdt) && v2Dtype(ydt) && v2Geometry(gs, K, false, v2, rowsPerLane)) {
+    givensV2(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, v2, rowsPerLane);
     return;
   }
   GivensGeom geo = geometry(gs);
@@ -702,7 +747,7 @@ void givensBwdK(const void* dy, int dydt, const void* y, int ydt, void* dx, int 
     return;
   }
   GivensV2Geom v2;
-  if (!givensV1Selected() && v2Dtype(dydt) && v2Dtype(ydt) && v2Dtype(dxdt) && v2Geometry(gs, K, true, v2)) {
+  if (givensVersionSelected() != 1 && v2Dtype(dydt) && v2Dtype(ydt) && v2Dtype(dxdt) && v2Geometry(gs, K, true, v2)) {
     givensBwdV2(dy, dydt, y, ydt, dx, dxdt, dtheta, rows, I, pairs, theta, K, gs, inverse, v2);
     return;
   }
