@@ -725,9 +725,12 @@ void givensK(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const
   int version = givensVersionSelected();
   int rowsPerLane = version == 22 ? 2 : 1;
   GivensV2Geom v2;
-  if (version != 1 && v2Dtype(xdt) && v2Dtype(ydt) && v2Geometry(gs, K, false, v2, rowsPerLane)) {
-    givensV2(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, v2, rowsPerLane);
-    return;
+  if (version != 1 && v2Dtype(xdt) && v2Dtype(ydt)) {
+    if (rowsPerLane == 2 && !v2Geometry(gs, K, false, v2, 2)) rowsPerLane = 1;  // 64-row strips too large: 32
+    if (v2Geometry(gs, K, false, v2, rowsPerLane)) {
+      givensV2(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, v2, rowsPerLane);
+      return;
+    }
   }
   GivensGeom geo = geometry(gs);
   size_t smem = (size_t)geo.RT * gs * 4 + (size_t)K * geo.P * 16;
