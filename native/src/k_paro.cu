@@ -1,6 +1,7 @@
-// ParoQuant kernels: the K Givens layers of a channel group fused in one kernel (the group's row tile in shared
-// memory, one thread per pair slot and row lane, a barrier between layers), their backward with the exact angle
-// gradient of spec §5.1 reduced in a fixed order, and the INT grid fake quantizer with its STE backward (spec §4).
+// ParoQuant kernels: the K Givens layers of a channel group fused in one kernel (v1: the group's row tile in shared
+// memory, one thread per pair slot and row lane, a barrier between layers; v2, the default: one warp per 32-row strip,
+// lane = row, no barriers), their backward with the exact angle gradient of spec §5.1 reduced in a fixed order, and
+// the INT grid fake quantizer with its STE backward (spec §4).
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
