@@ -61,6 +61,8 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
       step collective 120 node $G/gpu-check.mjs --group collective --no-time ;;
     check-some) # chosen groups only: CHECK_GROUPS=attention,norm CHECK_ARGS="--only givens"
       step check-some 300 node $G/gpu-check.mjs --isolate --parallel --no-time --groups ${CHECK_GROUPS:-attention} ${CHECK_ARGS:-} ;;
+    check-givens) # the Givens cases of the paroquant group (both kernel versions), without the long fused-transform ones
+      step check-givens 200 node $G/gpu-check.mjs --group paroquant --only "paroquant givens" --no-time ;;
     kbench) # the kernel timing rows of gpu-check (GEMM peak, attention and Givens versions side by side, ...)
       step kbench 200 node $G/gpu-check.mjs --bench --no-check ;;
     bench) step bench 240 node $G/bench-gpu.mjs --json $BENCH_ARGS ;;
