@@ -149,6 +149,7 @@ constexpr int kV2FwdBatch = 8;      // pair slots whose loads are issued togethe
 constexpr int kV2LoadBatch = 32;    // elements per lane whose global loads are in flight together (a strip fill)
 constexpr int kV2MaxWarps = 8;
 constexpr int kV2MaxChunksPerGroup = 64;
+constexpr int kV2MinResidentWarps = 4;  // fewer per SM (wide groups): too little latency hiding, v1 runs instead
 
 // One layer table entry: cos θ, the applied sine, the pair's channels (padding slots: c = 1, s = 0 on the row's pad
 // column gs, which no global load or store touches).
@@ -636,7 +637,7 @@ int givensVersionSelected() {
 bool v2Dtype(int dt) { return dt == DT_F32 || dt == DT_BF16; }
 
 // v2 geometry: the warps per block that keep the most warps resident per SM within the device's shared memory
-// (1 KiB reserved per block); false when not even one warp's strip fits (v1 then runs).
+// (1 KiB reserved per block); false when fewer than kV2MinResidentWarps fit (v1 then runs).
 bool v2Geometry(int gs, int K, bool bwd, GivensV2Geom& geo, int rowsPerLane = 1) {
   int dev = 0, perSm = 0, perBlock = 0;
   checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
@@ -663,7 +664,7 @@ bool v2Geometry(int gs, int K, bool bwd, GivensV2Geom& geo, int rowsPerLane = 1)
       geo.smem = smem;
     }
   }
-  return geo.warps > 0;
+  return bestResident >= kV2MinResidentWarps;
 }
 
 template <bool F32, int RPL>
