@@ -887,11 +887,17 @@ __global__ void __launch_bounds__(128, 2) attnBwdDqMma2(const bf16* __restrict__
 // dK = scale · Σ dSᵀ·Q and dV = Σ Pᵀ·dO over every query head of the KV group and every query tile that sees the
 // key tile; one CTA per (key tile, KV head, batch), each warp owning 16 keys. The visible query tiles are listed
 // first (visibility does not depend on the head); their Q/dO tiles are then streamed double-buffered.
-template <int D>
+// kPerHead (version 2): one CTA per (key tile, query head, batch) instead, covering that head only and writing f32
+// partial sums pk, pv [batch, heads, tk, D] (unscaled) that attnDkvReduce adds over the group in head order. With 8
+// KV heads at T 2048 the per-KV-head grid is 256 CTAs for 264 CTA slots of an H100, the first (causal) key tiles
+// doing ~2× the average work, so half the machine idles while they finish; per query head there are group× more,
+// shorter CTAs to balance.
+template <int D, bool kPerHead = false>
 __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ dout, const bf16* __restrict__ q,
                                                      const bf16* __restrict__ k, const bf16* __restrict__ v,
                                                      const float* __restrict__ lse, const float* __restrict__ Dv,
-                                                     void* dk, int dkdt, void* dv, int dvdt, AttnDims d, AttnMask m) {
+                                                     void* dk, int dkdt, void* dv, int dvdt, AttnDims d, AttnMask m,
+                                                     float* pk, float* pv) {
   constexpr int BCK = 64, BRQ = 32, ST = D + 8, NQ = BRQ / 8, DT = D / 8;
   extern __shared__ __align__(16) unsigned char smRaw[];
   bf16* sK = reinterpret_cast<bf16*>(smRaw);
@@ -903,8 +909,10 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
   __shared__ int sE1[2][BRQ], sS2[2][BRQ], sE2[2][BRQ];
   __shared__ int sCount;
 
-  const int kt = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
+  const int kt = blockIdx.x, b = blockIdx.z;
   const int group = d.heads / d.kvHeads;
+  const int hk = kPerHead ? blockIdx.y / group : blockIdx.y;
+  const int head0 = kPerHead ? blockIdx.y : hk * group, nHeads = kPerHead ? 1 : group;  // the query heads covered
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
   const int j0 = kt * BCK, j1 = min(j0 + BCK, d.tk);
   const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
@@ -927,12 +935,12 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
   }
   __syncthreads();
   const int nList = sCount;
-  const int nItems = group * nList;
+  const int nItems = nHeads * nList;
 
-  // Queue the Q/dO tiles and the row data of work item w (head hh = w / nList, query tile sList[w % nList]).
+  // Queue the Q/dO tiles and the row data of work item w (head head0 + w / nList, query tile sList[w % nList]).
   auto issue = [&](int w) {
     const int buf = w & 1;
-    const int h = hk * group + w / nList;
+    const int h = head0 + w / nList;
     const int i0 = sList[w % nList] * BRQ;
     loadTileAsync<D>(sQb + buf * BRQ * ST, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BRQ,
                      d.tq - i0);
@@ -1027,6 +1035,23 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
     }
     __syncthreads();  // this buffer is refilled two items later
   }
+  if (kPerHead) {
+    float* pkb = pk + ((size_t)b * d.heads + blockIdx.y) * d.tk * D;
+    float* pvb = pv + ((size_t)b * d.heads + blockIdx.y) * d.tk * D;
+#pragma unroll
+    for (int n = 0; n < DT; n++) {
+      const int col = n * 8 + tig * 2;
+      if (keyA < d.tk) {
+        *reinterpret_cast<float2*>(pkb + (size_t)keyA * D + col) = make_float2(ak[n][0], ak[n][1]);
+        *reinterpret_cast<float2*>(pvb + (size_t)keyA * D + col) = make_float2(av[n][0], av[n][1]);
+      }
+      if (keyB < d.tk) {
+        *reinterpret_cast<float2*>(pkb + (size_t)keyB * D + col) = make_float2(ak[n][2], ak[n][3]);
+        *reinterpret_cast<float2*>(pvb + (size_t)keyB * D + col) = make_float2(av[n][2], av[n][3]);
+      }
+    }
+    return;
+  }
 #pragma unroll
   for (int n = 0; n < DT; n++) {
     const int col = hk * D + n * 8 + tig * 2;
@@ -1044,6 +1069,30 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
       stf(dv, dvdt, o0, av[n][2]);
       stf(dv, dvdt, o0 + 1, av[n][3]);
     }
+  }
+}
+
+// dK = scale · Σ over the group's query heads (ascending: deterministic) of attnBwdDkvMma<D, true>'s partial sums,
+// dV likewise, into [batch·kvStride, kvHeads·D]; rows tk..kvStride were zeroed by attentionBwdK.
+__global__ void attnDkvReduce(const float* __restrict__ pk, const float* __restrict__ pv, void* dk, int dkdt, void* dv,
+                              int dvdt, AttnDims d) {
+  const int D = d.headDim, group = d.heads / d.kvHeads;
+  const size_t total = (size_t)d.batch * d.tk * d.kvHeads * D;
+  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < total; e += (size_t)gridDim.x * blockDim.x) {
+    // e runs over (b, key, hk, c), c fastest: the output's own order.
+    const int c = (int)(e % D);
+    const int hk = (int)((e / D) % d.kvHeads);
+    const int key = (int)((e / ((size_t)D * d.kvHeads)) % d.tk);
+    const int b = (int)(e / ((size_t)D * d.kvHeads * d.tk));
+    float sk = 0.0f, sv = 0.0f;
+    for (int hh = 0; hh < group; hh++) {
+      const size_t p = (((size_t)b * d.heads + hk * group + hh) * d.tk + key) * D + c;
+      sk += pk[p];
+      sv += pv[p];
+    }
+    const size_t o = ((size_t)b * d.kvStride + key) * ((size_t)d.kvHeads * D) + (size_t)hk * D + c;
+    stf(dk, dkdt, o, sk * d.scale);
+    stf(dv, dvdt, o, sv);
   }
 }
 
@@ -1285,7 +1334,7 @@ void launchDkv(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, co
   size_t smemK = (size_t)(64 + 64 + 4 * 32) * (D + 8) * 2 + (size_t)nQt * 4;  // K, V + double-buffered Q, dO + list
   allowSmem(attnBwdDkvMma<D>, smemK);
   dim3 gk((unsigned)((d.tk + 63) / 64), (unsigned)d.kvHeads, (unsigned)d.batch);
-  attnBwdDkvMma<D><<<gk, 128, smemK, stream()>>>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
+  attnBwdDkvMma<D><<<gk, 128, smemK, stream()>>>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m, nullptr, nullptr);
   checkLaunch("attention.backward.dkv(mma)");
 }
 
@@ -1308,15 +1357,34 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
   dim3 gq((unsigned)d.heads, (unsigned)((d.tq + 127) / 128), (unsigned)d.batch);  // see attnBwdDqMma2: heads in x
   attnBwdDqMma2<D><<<gq, 128, smemQ, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
   checkLaunch("attention.backward.dq(mma v2)");
-  launchDkv<D>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
+  const int group = d.heads / d.kvHeads;
+  if (group == 1) {
+    launchDkv<D>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
+    return;
+  }
+  // One CTA per query head (see attnBwdDkvMma's kPerHead), then the group sums in head order.
+  const size_t nPart = (size_t)d.batch * d.heads * d.tk * D;
+  Scratch pk(nPart * sizeof(float)), pv(nPart * sizeof(float));
+  const int nQt = (d.tq + 31) / 32;
+  const size_t smemK = (size_t)(64 + 64 + 4 * 32) * (D + 8) * 2 + (size_t)nQt * 4;  // as launchDkv
+  allowSmem(attnBwdDkvMma<D, true>, smemK);
+  dim3 gk((unsigned)((d.tk + 63) / 64), (unsigned)d.heads, (unsigned)d.batch);
+  attnBwdDkvMma<D, true><<<gk, 128, smemK, stream()>>>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m,
+                                                        pk.as<float>(), pv.as<float>());
+  checkLaunch("attention.backward.dkv(mma v2, per head)");
+  const size_t total = (size_t)d.batch * d.tk * d.kvHeads * D;
+  if (total == 0) return;
+  attnDkvReduce<<<gridFor(total, 256), 256, 0, stream()>>>(pk.as<float>(), pv.as<float>(), dk, dkdt, dv, dvdt, d);
+  checkLaunch("attention.backward.dkv reduce");
 }
 
-// Which tensor-core kernels run (forward and dQ; dK/dV have one version): PARO_ATTN_KERNEL=v1 the first versions
-// (attnFwdMma, attnBwdDqMma), =v2 version 2 (attnFwdMma2, attnBwdDqMma2), unset or anything else: version 2 when the
-// query count is above 64, else version 1. A version-2 CTA takes 128 query rows, so at tq ≤ 64 (decode, draft steps)
-// three of its warps (or more) would compute masked rows, twice as long as version 1's. Read at each call (one
-// getenv, well under a microsecond beside a launch) rather than once, so that one process can time and check both
-// versions by setting process.env.PARO_ATTN_KERNEL (scripts/gpu-check.ts --bench, scripts/backend-ops.ts).
+// Which tensor-core kernels run: PARO_ATTN_KERNEL=v1 the first versions (attnFwdMma; attnBwdDqMma and attnBwdDkvMma
+// per KV head), =v2 version 2 (attnFwdMma2; attnBwdDqMma2 and, with GQA, attnBwdDkvMma per query head +
+// attnDkvReduce), unset or anything else: version 2 when the query count is above 64, else version 1. A version-2
+// CTA takes 128 query rows, so at tq ≤ 64 (decode, draft steps) three of its warps (or more) would compute masked
+// rows, twice as long as version 1's. Read at each call (one getenv, well under a microsecond beside a launch) rather
+// than once, so that one process can time and check both versions by setting process.env.PARO_ATTN_KERNEL
+// (scripts/gpu-check.ts --bench, scripts/backend-ops.ts).
 // Version 1 also runs where the device cannot give a block version 2's shared memory (smem2: dynamic bytes; 2 KiB
 // more for the static arrays).
 bool attnUseV2(const AttnDims& d, size_t smem2) {
