@@ -937,6 +937,18 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
   const int nList = sCount;
   const int nItems = nHeads * nList;
 
+  // Row data of the next item, loaded by threads 0..31 at issue and stored to shared memory by publish: at once
+  // (version 1), or, per query head (version 2), only after the current item's products, so that the global loads'
+  // latency hides behind them instead of stalling warp 0 (and the barrier, hence every warp) before each item.
+  Vis pVis{0, 0, 0};
+  float pL = -INFINITY, pD = 0.0f;
+  auto publish = [&](int buf) {
+    sE1[buf][threadIdx.x] = pVis.e1;
+    sS2[buf][threadIdx.x] = pVis.s2;
+    sE2[buf][threadIdx.x] = pVis.e2;
+    sL2[buf][threadIdx.x] = pL == -INFINITY ? -INFINITY : pL * kLog2e;
+    sD[buf][threadIdx.x] = pD;
+  };
   // Queue the Q/dO tiles and the row data of work item w (head head0 + w / nList, query tile sList[w % nList]).
   auto issue = [&](int w) {
     const int buf = w & 1;
@@ -950,13 +962,10 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
     if (threadIdx.x < BRQ) {
       const int i = i0 + threadIdx.x;
       const size_t lrow = ((size_t)b * d.heads + h) * d.tq;
-      Vis vi = rowVis(m, b, i, d.tq, d.tk);
-      sE1[buf][threadIdx.x] = vi.e1;
-      sS2[buf][threadIdx.x] = vi.s2;
-      sE2[buf][threadIdx.x] = vi.e2;
-      const float l = i < d.tq ? lse[lrow + i] : -INFINITY;
-      sL2[buf][threadIdx.x] = l == -INFINITY ? -INFINITY : l * kLog2e;
-      sD[buf][threadIdx.x] = i < d.tq ? Dv[lrow + i] : 0.0f;
+      pVis = rowVis(m, b, i, d.tq, d.tk);
+      pL = i < d.tq ? lse[lrow + i] : -INFINITY;
+      pD = i < d.tq ? Dv[lrow + i] : 0.0f;
+      if (!kPerHead) publish(buf);
     }
   };
 
@@ -968,7 +977,10 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
   }
   const int keyA = j0 + warp * 16 + g, keyB = keyA + 8;
 
-  if (nItems > 0) issue(0);
+  if (nItems > 0) {
+    issue(0);
+    if (kPerHead && threadIdx.x < BRQ) publish(0);
+  }
   for (int w = 0; w < nItems; w++) {
     const int buf = w & 1;
     if (w + 1 < nItems) {
@@ -1033,6 +1045,7 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
         mma(ak[2 * dn + 1], da, qb[2], qb[3]);
       }
     }
+    if (kPerHead && threadIdx.x < BRQ && w + 1 < nItems) publish((w + 1) & 1);  // item w + 1's rows (see pVis)
     __syncthreads();  // this buffer is refilled two items later
   }
   if (kPerHead) {
