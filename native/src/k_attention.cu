@@ -439,6 +439,12 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
     cpAsyncWait<0>();
     __syncthreads();
     if (it + 1 < nTiles) issue(it + 1);
+    // A warp none of whose 32 rows sees this tile (the causal diagonal of a 128-row CTA: up to 3 tiles for the first
+    // warp) skips it: it would leave the running maxima, sums and outputs exactly as they are.
+    bool anySee = false;
+#pragma unroll
+    for (int r = 0; r < 4; r++) anySee = anySee || anyVisible(myVis[(r >> 1) * 16 + (r & 1) * 8], j0, j0 + BC);
+    if (!__any_sync(0xffffffffu, anySee)) continue;
     const uint32_t qA = opaque(qAddr0);
     const uint32_t kA = kAddr0 + (it & 1) * (BC * ST * 2), vA = vAddr0 + (it & 1) * (BC * ST * 2);
 
@@ -787,6 +793,11 @@ __global__ void __launch_bounds__(128, 2) attnBwdDqMma2(const bf16* __restrict__
     cpAsyncWait<0>();
     __syncthreads();
     if (it + 1 < nTiles) issue(it + 1);
+    // A warp none of whose rows sees this tile skips it (its dS would be all zeros).
+    bool anySee = false;
+#pragma unroll
+    for (int r = 0; r < 4; r++) anySee = anySee || anyVisible(myVis[(r >> 1) * 16 + (r & 1) * 8], j0, j0 + BC);
+    if (!__any_sync(0xffffffffu, anySee)) continue;
     const uint32_t qA = opaque(qAddr0), oA = opaque(oAddr0);
     const uint32_t boff = (it & 1) * (BC * ST * 2);
     const uint32_t kA = kAddr0 + boff, kAT = kAddrT0 + boff, vA = vAddr0 + boff;
