@@ -2,6 +2,9 @@
 // no T×T matrix in device memory, online softmax, the visible keys of query i are [0, e1) ∪ [s2, e2) (causal with
 // qOffset, full/prefix, DFlash block mask). Backward: dQ by query tiles and dK/dV by key tiles, each accumulated in
 // registers in a fixed order (deterministic, no atomics). A scalar f32 kernel covers other head sizes.
+// Two versions of the tensor-core kernels (attnUseV2 picks; PARO_ATTN_KERNEL=v1|v2 forces): version 1, 16 query rows
+// per warp, and version 2, 32 rows per warp (half the shared-memory and L2 traffic per FLOP) with dK/dV per query
+// head. test/attention-emu.test.ts runs both under a host emulation of ldmatrix/mma/cp.async against a reference.
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
