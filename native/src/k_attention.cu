@@ -368,9 +368,9 @@ __global__ void __launch_bounds__(128) attnFwdMma(const bf16* __restrict__ q, co
 // from shared memory at each k16 step (holding them, 64 registers at D 128, beside 128 output accumulators would
 // exceed 255 registers). BC (keys per tile) is 32 at D 128 for the same reason (fwdMma2), 64 at D 64.
 // Per row the arithmetic is version 1's (k order, masking, online rescaling per key tile, exp2 with the scale
-// folded in); with the same BC (D 64) the results are bit-identical to attnFwdMma's for finite inputs (the extra key
-// tiles a 128-row CTA visits are fully masked for such a row and add exact zeros); at D 128 the rescaling happens
-// every 32 keys instead of 64, a rounding-level difference.
+// folded in); with the same BC (D 64) the results equal attnFwdMma's for finite inputs up to the compiler's fused
+// multiply-add choices (the extra key tiles a 128-row CTA visits are fully masked for such a row and add exact
+// zeros); at D 128 the rescaling happens every 32 keys instead of 64, a rounding-level difference.
 template <int D, int BC>
 __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q, const bf16* __restrict__ k,
                                                       const bf16* __restrict__ v, void* out, int odt, float* lse,
