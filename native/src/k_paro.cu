@@ -626,12 +626,15 @@ void checkGivensArgs(int I, int gs) {
 }
 
 // PARO_GIVENS_KERNEL (read at every call, so one process can time and compare the versions): v1 the v1 kernels,
-// v2x2 the v2 forward with 2 rows per lane (backward: v2), anything else v2.
-int givensVersionSelected() {
+// v2x2 the v2 forward with 2 rows per lane (backward: v2), v2 the v2 kernels.
+// Unset: v2 for f32 operands, v1 for the others — on an H100 (docs/gpu-validation.md run 14) v2 ran 1.03–1.22× v1
+// with f32 tensors but 0.52–0.59× with bf16 ones; PARO_GIVENS_KERNEL=v2 forces v2 for both.
+int givensVersionSelected(int dt) {
   const char* v = std::getenv("PARO_GIVENS_KERNEL");
   if (v && std::strcmp(v, "v1") == 0) return 1;
   if (v && std::strcmp(v, "v2x2") == 0) return 22;
-  return 2;
+  if (v && std::strcmp(v, "v2") == 0) return 2;
+  return dt == DT_F32 ? 2 : 1;
 }
 
 bool v2Dtype(int dt) { return dt == DT_F32 || dt == DT_BF16; }
@@ -724,7 +727,7 @@ void givensK(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const
              int gs, bool inverse) {
   checkGivensArgs(I, gs);
   if (rows == 0 || I == 0) return;
-  int version = givensVersionSelected();
+  int version = givensVersionSelected(xdt);
   int rowsPerLane = version == 22 ? 2 : 1;
   GivensV2Geom v2;
   if (version != 1 && v2Dtype(xdt) && v2Dtype(ydt)) {
@@ -752,7 +755,7 @@ void givensBwdK(const void* dy, int dydt, const void* y, int ydt, void* dx, int 
     return;
   }
   GivensV2Geom v2;
-  if (givensVersionSelected() != 1 && v2Dtype(dydt) && v2Dtype(ydt) && v2Dtype(dxdt) && v2Geometry(gs, K, true, v2)) {
+  if (givensVersionSelected(dydt) != 1 && v2Dtype(dydt) && v2Dtype(ydt) && v2Dtype(dxdt) && v2Geometry(gs, K, true, v2)) {
     givensBwdV2(dy, dydt, y, ydt, dx, dxdt, dtheta, rows, I, pairs, theta, K, gs, inverse, v2);
     return;
   }
