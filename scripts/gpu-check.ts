@@ -71,15 +71,17 @@ function benchmarks(gpu: CudaBackend): void {
   givensBench(gpu);
   rows.push({ group: 'bench', op: 'gemm 8192³ Backend', shape: '', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms, note: `${(flops / ms / 1e9).toFixed(0)} TFLOP/s` });
   rows.push({ group: 'bench', op: 'gemm 8192³ cuBLAS direct', shape: '', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: direct, note: `${(flops / direct / 1e9).toFixed(0)} TFLOP/s` });
-  for (const T of [2048, 4096]) {
-    const shape: AttentionShape = { batch: 1, tq: T, tk: T, heads: 32, kvHeads: 8, headDim: 128 };
-    const q = gpu.zeros([T, 32 * 128], 'bf16');
-    const k = gpu.zeros([T, 8 * 128], 'bf16');
-    const v = gpu.zeros([T, 8 * 128], 'bf16');
-    const dout = gpu.zeros([T, 32 * 128], 'bf16');
+  // Batch 1 (the grid alone is short of an H100 at T 2048) and batch 16, the ParoQuant block step's attention call.
+  for (const [B, T] of [[1, 2048], [1, 4096], [16, 2048]]) {
+    const shape: AttentionShape = { batch: B, tq: T, tk: T, heads: 32, kvHeads: 8, headDim: 128 };
+    const q = gpu.zeros([B * T, 32 * 128], 'bf16');
+    const k = gpu.zeros([B * T, 8 * 128], 'bf16');
+    const v = gpu.zeros([B * T, 8 * 128], 'bf16');
+    const dout = gpu.zeros([B * T, 32 * 128], 'bf16');
     [q, k, v, dout].forEach((t, i) => gpu.fillRandom(t, 10 + i));
     const mask: AttentionMask = { kind: 'causal', qOffset: 0 };
-    const fl = (4 * T * T * 32 * 128) / 2; // causal: half the score matrix
+    const fl = (B * 4 * T * T * 32 * 128) / 2; // causal: half the score matrix
+    const bt = B > 1 ? ` b${B}` : '';
     // The tensor-core kernel versions in the same run (PARO_ATTN_KERNEL, read by the addon at each call): v2 is the
     // default at these sizes, v1 the previous kernels, v3 an experimental backward; the ratios are the speed-ups.
     const envBefore = process.env.PARO_ATTN_KERNEL;
@@ -91,14 +93,14 @@ function benchmarks(gpu: CudaBackend): void {
       const bwdMs = timeGpu(() => { const r = gpu.attentionBackward(dout, q, k, v, f.out, f.lse, shape, mask); gpu.free(r.dq, r.dk, r.dv); });
       gpu.free(f.out, f.lse);
       ms[version] = { fwd: fwdMs, bwd: bwdMs };
-      console.log(`attention causal T=${T} h32/8 d128 [${version}]: fwd ${fwdMs.toFixed(3)} ms = ${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s; ` +
+      console.log(`attention causal T=${T}${bt} h32/8 d128 [${version}]: fwd ${fwdMs.toFixed(3)} ms = ${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s; ` +
         `bwd ${bwdMs.toFixed(3)} ms = ${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s (2.5× fwd FLOPs)`);
-      rows.push({ group: 'bench', op: `attention fwd T=${T} [${version}]`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: fwdMs, note: `${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s` });
-      rows.push({ group: 'bench', op: `attention bwd T=${T} [${version}]`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: bwdMs, note: `${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s` });
+      rows.push({ group: 'bench', op: `attention fwd T=${T}${bt} [${version}]`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: fwdMs, note: `${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s` });
+      rows.push({ group: 'bench', op: `attention bwd T=${T}${bt} [${version}]`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: bwdMs, note: `${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s` });
     }
     if (envBefore === undefined) delete process.env.PARO_ATTN_KERNEL;
     else process.env.PARO_ATTN_KERNEL = envBefore;
-    console.log(`attention causal T=${T}: v2 / v1 speed-up fwd ${(ms.v1.fwd / ms.v2.fwd).toFixed(2)}×, bwd ${(ms.v1.bwd / ms.v2.bwd).toFixed(2)}×; ` +
+    console.log(`attention causal T=${T}${bt}: v2 / v1 speed-up fwd ${(ms.v1.fwd / ms.v2.fwd).toFixed(2)}×, bwd ${(ms.v1.bwd / ms.v2.bwd).toFixed(2)}×; ` +
       `v3 / v1 bwd ${(ms.v1.bwd / ms.v3.bwd).toFixed(2)}×`);
     gpu.free(q, k, v, dout);
   }
