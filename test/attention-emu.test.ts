@@ -70,13 +70,15 @@ interface EmuCase {
   /** Output dtype of the forward (DType code: 0 f32, 1 bf16). */
   odt: 0 | 1;
   lateCopies?: boolean;
+  /** SMs the launchers see (default 132): 1 makes dK/dV run per KV head instead of per query head (dkvSplit). */
+  smCount?: number;
 }
 
 const CASES: EmuCase[] = [
   { label: 'd128 causal qOffset, GQA, tq 129 (2nd query tile: one valid row), kvStride > tk', D: 128, batch: 1, tq: 129, tk: 229, kvStride: 260, heads: 2, kvHeads: 1, mask: 0, qOffset: 100, odt: 1 },
   { label: 'd128 decode tq 1, qOffset, f32 out, copies at the wait', D: 128, batch: 1, tq: 1, tk: 77, kvStride: 96, heads: 4, kvHeads: 1, mask: 0, qOffset: 76, odt: 0, lateCopies: true },
   { label: 'd128 full tq 100 tk 203', D: 128, batch: 1, tq: 100, tk: 203, kvStride: 203, heads: 2, kvHeads: 1, mask: 1, odt: 1 },
-  { label: 'd64 DFlash blocks (dropped blocks: fully masked rows), copies at the wait', D: 64, batch: 2, tq: 160, tk: 250, kvStride: 250, heads: 4, kvHeads: 2, mask: 2, dflash: { ctxLen: 90, blockSize: 32, nBlocks: 5 }, odt: 1, lateCopies: true },
+  { label: 'd64 DFlash blocks (dropped blocks: fully masked rows), copies at the wait, dK/dV per KV head', D: 64, batch: 2, tq: 160, tk: 250, kvStride: 250, heads: 4, kvHeads: 2, mask: 2, dflash: { ctxLen: 90, blockSize: 32, nBlocks: 5 }, odt: 1, lateCopies: true, smCount: 1 },
   { label: 'd128 DFlash blocks of 16, f32 out', D: 128, batch: 1, tq: 128, tk: 256, kvStride: 256, heads: 2, kvHeads: 1, mask: 2, dflash: { ctxLen: 128, blockSize: 16, nBlocks: 8 }, odt: 0 },
   { label: 'd64 causal tq 300 (three 128-row tiles, the last partial), no GQA', D: 64, batch: 1, tq: 300, tk: 300, kvStride: 300, heads: 2, kvHeads: 2, mask: 0, odt: 1 },
 ];
@@ -92,7 +94,7 @@ describe.skipIf(!hasGpp)('k_attention.cu tensor-core kernels under a host emulat
       const f = c.dflash ?? { ctxLen: 0, blockSize: 1, nBlocks: 0 };
       const args = [c.D, c.batch, c.tq, c.tk, c.kvStride, c.heads, c.kvHeads, c.mask, c.qOffset ?? 0, f.ctxLen, f.blockSize,
         f.nBlocks, c.odt, 100 + n, '123'].map(String);
-      const r = spawnSync(bin, args, { encoding: 'utf8', env: { ...process.env, EMU_LATE_COPIES: c.lateCopies ? '1' : '0' } });
+      const r = spawnSync(bin, args, { encoding: 'utf8', env: { ...process.env, EMU_LATE_COPIES: c.lateCopies ? '1' : '0', EMU_SM_COUNT: String(c.smCount ?? 132) } });
       expect(r.status, r.stderr).toBe(0);
       const lines = r.stdout.trim().split('\n');
       // Per version (v1, v2, v3): out, lse, dq, dk, dv.

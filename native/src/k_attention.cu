@@ -1129,12 +1129,14 @@ __global__ void attnDkvReduce(const float* __restrict__ pk, const float* __restr
 // visible 32-query tiles of that head streamed double-buffered. kDV: Sᵀ = K·Qᵀ, Pᵀ, dV += Pᵀ·dO (2 products);
 // else Sᵀ, dPᵀ = V·dOᵀ, dSᵀ = Pᵀ ⊙ (dPᵀ − D), dK += dSᵀ·Q (3 products). Holding one accumulator set instead of two
 // lets each warp take 32 keys, so every Q/dO fragment read feeds four mma instead of two, at the price of Sᵀ computed
-// twice (5 products instead of 4). Writes f32 partial sums [batch, heads, tk, D] for attnDkvReduce.
-template <int D, bool kDV>
+// twice (5 products instead of 4). kSplit: one CTA per query head, writing f32 partial sums [batch, heads, tk, D]
+// for attnDkvReduce (grid (heads, key tiles, batch)); else one CTA per KV head looping over its group's heads and
+// writing dK (scaled) or dV itself (grid (kvHeads, key tiles, batch)), for grids long enough to balance (dkvSplit).
+template <int D, bool kDV, bool kSplit>
 __global__ void __launch_bounds__(128, 2) attnBwdDkvMma3(const bf16* __restrict__ dout, const bf16* __restrict__ q,
                                                          const bf16* __restrict__ k, const bf16* __restrict__ v,
                                                          const float* __restrict__ lse, const float* __restrict__ Dv,
-                                                         float* part, AttnDims d, AttnMask m) {
+                                                         float* part, void* res, int rdt, AttnDims d, AttnMask m) {
   constexpr int BCK = 128, BRQ = 32, ST = D + 8, NQ = BRQ / 8, DT = D / 8, KQ = BRQ / 16;
   extern __shared__ __align__(16) unsigned char smRaw[];
   bf16* sK = reinterpret_cast<bf16*>(smRaw);  // [BCK][ST]
@@ -1146,9 +1148,11 @@ __global__ void __launch_bounds__(128, 2) attnBwdDkvMma3(const bf16* __restrict_
   __shared__ Vis sVisQ[2][BRQ];
   __shared__ int sCount;
 
-  // Grid (query heads, key tiles, batch): the first key tiles, seen by the most queries under a causal mask, go first.
-  const int h = blockIdx.x, kt = blockIdx.y, b = blockIdx.z;
-  const int hk = h / (d.heads / d.kvHeads);
+  // Grid (heads, key tiles, batch): the first key tiles, seen by the most queries under a causal mask, go first.
+  const int kt = blockIdx.y, b = blockIdx.z;
+  const int group = d.heads / d.kvHeads;
+  const int hk = kSplit ? blockIdx.x / group : blockIdx.x;
+  const int head0 = kSplit ? blockIdx.x : hk * group, nHeads = kSplit ? 1 : group;  // the query heads covered
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
   const int j0 = kt * BCK, j1 = min(j0 + BCK, d.tk);
   const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
@@ -1172,6 +1176,7 @@ __global__ void __launch_bounds__(128, 2) attnBwdDkvMma3(const bf16* __restrict_
   }
   __syncthreads();
   const int nList = sCount;
+  const int nItems = nHeads * nList;  // item w: head head0 + w / nList, query tile sList[w % nList]
 
   // Row data of the next item (threads 0..31, one query each), stored after the current item's products (see
   // attnBwdDkvMma's pVis).
@@ -1184,7 +1189,8 @@ __global__ void __launch_bounds__(128, 2) attnBwdDkvMma3(const bf16* __restrict_
   };
   auto issue = [&](int w) {
     const int buf = w & 1;
-    const int i0 = sList[w] * BRQ;
+    const int h = head0 + w / nList;
+    const int i0 = sList[w % nList] * BRQ;
     loadTileAsync<D>(sQb + buf * BRQ * ST, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BRQ,
                      d.tq - i0);
     loadTileAsync<D>(sOb + buf * BRQ * ST, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BRQ,
@@ -1213,16 +1219,16 @@ __global__ void __launch_bounds__(128, 2) attnBwdDkvMma3(const bf16* __restrict_
 #pragma unroll
     for (int n = 0; n < DT; n++) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
 
-  if (nList > 0) {
+  if (nItems > 0) {
     issue(0);
     if (threadIdx.x < BRQ) publish(0);
   }
-  for (int w = 0; w < nList; w++) {
+  for (int w = 0; w < nItems; w++) {
     const int buf = w & 1;
     // One barrier per item (see attnFwdMma2); the first wait also completes K and V.
     cpAsyncWait<0>();
     __syncthreads();
-    if (w + 1 < nList) issue(w + 1);
+    if (w + 1 < nItems) issue(w + 1);
     const uint32_t kA = opaque(kAddr0), vA = opaque(vAddr0);
     const uint32_t boff = buf * (BRQ * ST * 2);
     const uint32_t qB = qAddr0 + boff, qBT = qAddrT0 + boff, oB = oAddr0 + boff, oBT = oAddrT0 + boff;
@@ -1306,19 +1312,29 @@ __global__ void __launch_bounds__(128, 2) attnBwdDkvMma3(const bf16* __restrict_
         mma(acc[1][2 * dn + 1], pa[1], bb[2], bb[3]);
       }
     }
-    if (threadIdx.x < BRQ && w + 1 < nList) publish((w + 1) & 1);  // item w + 1's rows
+    if (threadIdx.x < BRQ && w + 1 < nItems) publish((w + 1) & 1);  // item w + 1's rows
   }
-  if (nList == 0) cpAsyncWait<0>();  // K (and V) were queued: complete them before the block exits
+  if (nItems == 0) cpAsyncWait<0>();  // K (and V) were queued: complete them before the block exits
 
-  float* pb = part + ((size_t)b * d.heads + h) * d.tk * D;
+  const float oscale = kDV ? 1.0f : d.scale;
 #pragma unroll
   for (int r = 0; r < 4; r++) {
     const int key = keyBase + (r >> 1) * 16 + (r & 1) * 8;
     if (key >= d.tk) continue;
+    if (kSplit) {
+      float* pb = part + (((size_t)b * d.heads + blockIdx.x) * d.tk + key) * D + tig * 2;
 #pragma unroll
-    for (int n = 0; n < DT; n++)
-      *reinterpret_cast<float2*>(pb + (size_t)key * D + n * 8 + tig * 2) =
-          make_float2(acc[r >> 1][n][(r & 1) * 2], acc[r >> 1][n][(r & 1) * 2 + 1]);
+      for (int n = 0; n < DT; n++)
+        *reinterpret_cast<float2*>(pb + n * 8) =
+            make_float2(acc[r >> 1][n][(r & 1) * 2], acc[r >> 1][n][(r & 1) * 2 + 1]);
+    } else {
+      const size_t o0 = ((size_t)b * d.kvStride + key) * kStride + (size_t)hk * D + tig * 2;
+#pragma unroll
+      for (int n = 0; n < DT; n++) {
+        stf(res, rdt, o0 + n * 8, acc[r >> 1][n][(r & 1) * 2] * oscale);
+        stf(res, rdt, o0 + n * 8 + 1, acc[r >> 1][n][(r & 1) * 2 + 1] * oscale);
+      }
+    }
   }
 }
 
@@ -1581,7 +1597,18 @@ size_t dkv3Smem(int D, int tq, bool dv) {
   return (size_t)((dv ? 128 : 256) + 128) * (D + 8) * 2 + (size_t)((tq + 31) / 32) * 4;
 }
 
-// dQ by version 2, dK/dV by version 2 (per query head) or, with v3, by attnBwdDkvMma3 (dK and dV apart).
+// Whether dK/dV run per query head with partial sums and attnDkvReduce (GQA only): when one CTA per (key tile of
+// keysPerCta, KV head, batch) gives fewer than 4 waves of 2 CTAs per SM. With the causal mask the first key tiles
+// carry twice the average work, so a grid of about one wave (8 KV heads, T 2048, batch 1: 256 CTAs of 64 keys for an
+// H100's 264 slots) leaves half the machine idle at its end; from a few waves the heaviest-first order balances it,
+// and the partial sums (2 × 4 bytes × D per key and query head, written and read) would only cost.
+bool dkvSplit(const AttnDims& d, int keysPerCta) {
+  if (d.heads == d.kvHeads) return false;
+  const size_t ctas = (size_t)d.batch * d.kvHeads * ((d.tk + keysPerCta - 1) / keysPerCta);
+  return ctas < (size_t)8 * smCount();
+}
+
+// dQ by version 2, dK/dV by version 2 (per query head or per KV head: dkvSplit) or, with v3, by attnBwdDkvMma3.
 template <int D>
 void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv,
              void* dq, int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m,
@@ -1592,24 +1619,35 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
   attnBwdDqMma2<D><<<gq, 128, smemQ, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
   checkLaunch("attention.backward.dq(mma v2)");
   const size_t total = (size_t)d.batch * d.tk * d.kvHeads * D;
+  const size_t smemK3 = dkv3Smem(D, d.tq, false), smemV3 = dkv3Smem(D, d.tq, true);
+  if (v3 && !dkvSplit(d, 128)) {
+    allowSmem(attnBwdDkvMma3<D, false, false>, smemK3);
+    allowSmem(attnBwdDkvMma3<D, true, false>, smemV3);
+    dim3 g3((unsigned)d.kvHeads, (unsigned)((d.tk + 127) / 128), (unsigned)d.batch);  // see attnBwdDkvMma3
+    attnBwdDkvMma3<D, false, false><<<g3, 128, smemK3, stream()>>>(dout, q, k, v, lse, Dv, nullptr, dk, dkdt, d, m);
+    checkLaunch("attention.backward.dk(mma v3)");
+    attnBwdDkvMma3<D, true, false><<<g3, 128, smemV3, stream()>>>(dout, q, k, v, lse, Dv, nullptr, dv, dvdt, d, m);
+    checkLaunch("attention.backward.dv(mma v3)");
+    return;
+  }
   if (v3) {
     const size_t nPart = (size_t)d.batch * d.heads * d.tk * D;
     Scratch pk(nPart * sizeof(float)), pv(nPart * sizeof(float));
-    const size_t smemK = dkv3Smem(D, d.tq, false), smemV = dkv3Smem(D, d.tq, true);
-    allowSmem(attnBwdDkvMma3<D, false>, smemK);
-    allowSmem(attnBwdDkvMma3<D, true>, smemV);
+    allowSmem(attnBwdDkvMma3<D, false, true>, smemK3);
+    allowSmem(attnBwdDkvMma3<D, true, true>, smemV3);
     dim3 g3((unsigned)d.heads, (unsigned)((d.tk + 127) / 128), (unsigned)d.batch);  // see attnBwdDkvMma3
-    attnBwdDkvMma3<D, false><<<g3, 128, smemK, stream()>>>(dout, q, k, v, lse, Dv, pk.as<float>(), d, m);
-    checkLaunch("attention.backward.dk(mma v3)");
-    attnBwdDkvMma3<D, true><<<g3, 128, smemV, stream()>>>(dout, q, k, v, lse, Dv, pv.as<float>(), d, m);
-    checkLaunch("attention.backward.dv(mma v3)");
+    attnBwdDkvMma3<D, false, true><<<g3, 128, smemK3, stream()>>>(dout, q, k, v, lse, Dv, pk.as<float>(), dk, dkdt,
+                                                                    d, m);
+    checkLaunch("attention.backward.dk(mma v3, per head)");
+    attnBwdDkvMma3<D, true, true><<<g3, 128, smemV3, stream()>>>(dout, q, k, v, lse, Dv, pv.as<float>(), dv, dvdt,
+                                                                   d, m);
+    checkLaunch("attention.backward.dv(mma v3, per head)");
     if (total == 0) return;
     attnDkvReduce<<<gridFor(total, 256), 256, 0, stream()>>>(pk.as<float>(), pv.as<float>(), dk, dkdt, dv, dvdt, d);
     checkLaunch("attention.backward.dkv reduce");
     return;
   }
-  const int group = d.heads / d.kvHeads;
-  if (group == 1) {
+  if (!dkvSplit(d, 64)) {
     launchDkv<D>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
     return;
   }

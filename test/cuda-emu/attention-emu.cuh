@@ -68,6 +68,11 @@ inline bool __any_sync(unsigned, bool v) { return emuVote(v, false); }
 
 namespace paro {
 inline size_t dtypeSize(int dt) { return dt == DT_BF16 || dt == DT_F16 ? 2 : 4; }
+// An H100's 132 SMs, or EMU_SM_COUNT (a small count makes the launchers pick their long-grid paths).
+inline int smCount() {
+  const char* e = std::getenv("EMU_SM_COUNT");
+  return e != nullptr ? std::atoi(e) : 132;
+}
 
 namespace {
 inline uint32_t smemAddr(const void* p) { return (uint32_t)((const char*)p - (const char*)g_smem); }
