@@ -63,6 +63,9 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
       step check-some 300 node $G/gpu-check.mjs --isolate --parallel --no-time --groups ${CHECK_GROUPS:-attention} ${CHECK_ARGS:-} ;;
     check-givens) # the Givens cases of the paroquant group (both kernel versions), without the long fused-transform ones
       step check-givens 200 node $G/gpu-check.mjs --group paroquant --only "paroquant givens" --no-time ;;
+    race) # compute-sanitizer racecheck on the tiny attention cases (every kernel version): barriers the emulation cannot see
+      CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
+      step race 120 $CS --tool racecheck --print-limit 10 node $G/gpu-check.mjs --no-time --quick --group attention --only tiny ;;
     kbench) # the kernel timing rows of gpu-check (GEMM peak, attention and Givens versions side by side, ...)
       step kbench 200 node $G/gpu-check.mjs --bench --no-check ;;
     bench) step bench 240 node $G/bench-gpu.mjs --json $BENCH_ARGS ;;
