@@ -4,8 +4,8 @@
 // registers in a fixed order (deterministic, no atomics). A scalar f32 kernel covers other head sizes.
 // Two versions of the tensor-core kernels (attnVersion picks; PARO_ATTN_KERNEL=v1|v2 forces): version 1, 16 query
 // rows per warp, and version 2, 32 rows per warp (half the shared-memory and L2 traffic per FLOP) with dK/dV per query
-// head; v3 (experimental) is version 2 with separate 32-keys-per-warp dK and dV kernels. test/attention-emu.test.ts
-// runs all three under a host emulation of ldmatrix/mma/cp.async against a reference.
+// head. test/attention-emu.test.ts runs both under a host emulation of ldmatrix/mma/cp.async against a reference.
+// A variant with separate dK and dV kernels was measured slower on an H100 on 2026-12-07 and removed.
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
@@ -1124,220 +1124,6 @@ __global__ void attnDkvReduce(const float* __restrict__ pk, const float* __restr
   }
 }
 
-// dK or dV alone, 32 keys per warp (version 3, PARO_ATTN_KERNEL=v3; experimental): as attnBwdDqMma2 with the roles of
-// keys and queries swapped. One CTA per (128-key tile, query head, batch), 4 warps × 32 keys (two m16 tiles), the
-// visible 32-query tiles of that head streamed double-buffered. kDV: Sᵀ = K·Qᵀ, Pᵀ, dV += Pᵀ·dO (2 products);
-// else Sᵀ, dPᵀ = V·dOᵀ, dSᵀ = Pᵀ ⊙ (dPᵀ − D), dK += dSᵀ·Q (3 products). Holding one accumulator set instead of two
-// lets each warp take 32 keys, so every Q/dO fragment read feeds four mma instead of two, at the price of Sᵀ computed
-// twice (5 products instead of 4). kSplit: one CTA per query head, writing f32 partial sums [batch, heads, tk, D]
-// for attnDkvReduce (grid (heads, key tiles, batch)); else one CTA per KV head looping over its group's heads and
-// writing dK (scaled) or dV itself (grid (kvHeads, key tiles, batch)), for grids long enough to balance (dkvSplit).
-template <int D, bool kDV, bool kSplit>
-__global__ void __launch_bounds__(128, 2) attnBwdDkvMma3(const bf16* __restrict__ dout, const bf16* __restrict__ q,
-                                                         const bf16* __restrict__ k, const bf16* __restrict__ v,
-                                                         const float* __restrict__ lse, const float* __restrict__ Dv,
-                                                         float* part, void* res, int rdt, AttnDims d, AttnMask m) {
-  constexpr int BCK = 128, BRQ = 32, ST = D + 8, NQ = BRQ / 8, DT = D / 8, KQ = BRQ / 16;
-  extern __shared__ __align__(16) unsigned char smRaw[];
-  bf16* sK = reinterpret_cast<bf16*>(smRaw);  // [BCK][ST]
-  bf16* sV = sK + BCK * ST;                     // [BCK][ST], dK only
-  bf16* sQb = sV + (kDV ? 0 : BCK * ST);        // two Q tiles [BRQ][ST]
-  bf16* sOb = sQb + 2 * BRQ * ST;               // two dO tiles [BRQ][ST]
-  int* sList = reinterpret_cast<int*>(sOb + 2 * BRQ * ST);  // visible query tiles, ascending
-  __shared__ float sL2[2][BRQ], sD[2][BRQ];
-  __shared__ Vis sVisQ[2][BRQ];
-  __shared__ int sCount;
-
-  // Grid (heads, key tiles, batch): the first key tiles, seen by the most queries under a causal mask, go first.
-  const int kt = blockIdx.y, b = blockIdx.z;
-  const int group = d.heads / d.kvHeads;
-  const int hk = kSplit ? blockIdx.x / group : blockIdx.x;
-  const int head0 = kSplit ? blockIdx.x : hk * group, nHeads = kSplit ? 1 : group;  // the query heads covered
-  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, tig = lane % 4;
-  const int j0 = kt * BCK, j1 = min(j0 + BCK, d.tk);
-  const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
-  loadTileAsync<D>(sK, k + ((size_t)b * d.kvStride + j0) * kStride + (size_t)hk * D, kStride, BCK, d.tk - j0);
-  if (!kDV) loadTileAsync<D>(sV, v + ((size_t)b * d.kvStride + j0) * kStride + (size_t)hk * D, kStride, BCK, d.tk - j0);
-  cpAsyncCommit();
-  const float sl2 = d.scale * kLog2e;
-
-  const int nQt = (d.tq + BRQ - 1) / BRQ;
-  for (int t = threadIdx.x; t < nQt; t += blockDim.x) {
-    int seen = 0;
-    for (int r = 0; r < BRQ && !seen; r++) seen = anyVisible(rowVis(m, b, t * BRQ + r, d.tq, d.tk), j0, j1);
-    sList[t] = seen;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int n = 0;
-    for (int t = 0; t < nQt; t++)
-      if (sList[t]) sList[n++] = t;
-    sCount = n;
-  }
-  __syncthreads();
-  const int nList = sCount;
-  const int nItems = nHeads * nList;  // item w: head head0 + w / nList, query tile sList[w % nList]
-
-  // Row data of the next item (threads 0..31, one query each), stored after the current item's products (see
-  // attnBwdDkvMma's pVis).
-  Vis pVis{0, 0, 0};
-  float pL = -INFINITY, pD = 0.0f;
-  auto publish = [&](int buf) {
-    sVisQ[buf][threadIdx.x] = pVis;
-    sL2[buf][threadIdx.x] = pL == -INFINITY ? -INFINITY : pL * kLog2e;
-    sD[buf][threadIdx.x] = pD;
-  };
-  auto issue = [&](int w) {
-    const int buf = w & 1;
-    const int h = head0 + w / nList;
-    const int i0 = sList[w % nList] * BRQ;
-    loadTileAsync<D>(sQb + buf * BRQ * ST, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BRQ,
-                     d.tq - i0);
-    loadTileAsync<D>(sOb + buf * BRQ * ST, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BRQ,
-                     d.tq - i0);
-    cpAsyncCommit();
-    if (threadIdx.x < BRQ) {
-      const int i = i0 + threadIdx.x;
-      const size_t lrow = ((size_t)b * d.heads + h) * d.tq;
-      pVis = rowVis(m, b, i, d.tq, d.tk);
-      pL = i < d.tq ? lse[lrow + i] : -INFINITY;
-      pD = i < d.tq ? Dv[lrow + i] : 0.0f;
-    }
-  };
-
-  // Shared byte addresses of this lane's ldmatrix rows: K and V as A (the warp's 32 keys), Q and dO of buffer 0 as B
-  // (ldB_nt for Sᵀ and dPᵀ, ldB_nn for the products over queries).
-  const uint32_t kAddr0 = smemAddr(sK) + 2 * (warp * 32 * ST + laneA(ST));
-  const uint32_t vAddr0 = smemAddr(sV) + 2 * (warp * 32 * ST + laneA(ST));
-  const uint32_t qAddr0 = smemAddr(sQb) + 2 * laneBnt(ST), qAddrT0 = smemAddr(sQb) + 2 * laneBnn(ST);
-  const uint32_t oAddr0 = smemAddr(sOb) + 2 * laneBnt(ST), oAddrT0 = smemAddr(sOb) + 2 * laneBnn(ST);
-  const int keyBase = j0 + warp * 32 + g;  // key of accumulator (mt, half): keyBase + mt·16 + half·8
-
-  float acc[2][DT][4];
-#pragma unroll
-  for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-    for (int n = 0; n < DT; n++) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
-
-  if (nItems > 0) {
-    issue(0);
-    if (threadIdx.x < BRQ) publish(0);
-  }
-  for (int w = 0; w < nItems; w++) {
-    const int buf = w & 1;
-    // One barrier per item (see attnFwdMma2); the first wait also completes K and V.
-    cpAsyncWait<0>();
-    __syncthreads();
-    if (w + 1 < nItems) issue(w + 1);
-    const uint32_t kA = opaque(kAddr0), vA = opaque(vAddr0);
-    const uint32_t boff = buf * (BRQ * ST * 2);
-    const uint32_t qB = qAddr0 + boff, qBT = qAddrT0 + boff, oB = oAddr0 + boff, oBT = oAddrT0 + boff;
-
-    // Sᵀ (and dPᵀ) for the warp's 32 keys × 32 queries.
-    float st[2][NQ][4], dpt[2][NQ][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-      for (int n = 0; n < NQ; n++) {
-        st[mt][n][0] = st[mt][n][1] = st[mt][n][2] = st[mt][n][3] = 0.0f;
-        dpt[mt][n][0] = dpt[mt][n][1] = dpt[mt][n][2] = dpt[mt][n][3] = 0.0f;
-      }
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-      uint32_t ka[2][4];
-      ldsm4a(ka[0], kA + 2 * (kk * 16));            // ldA(sK, keys warp·32.., cols kk·16..)
-      ldsm4a(ka[1], kA + 2 * (16 * ST + kk * 16));  // keys warp·32 + 16..
-#pragma unroll
-      for (int np = 0; np < NQ / 2; np++) {
-        uint32_t qb[4];
-        ldsm4a(qb, qB + 2 * (np * 16 * ST + kk * 16));  // ldB_nt(sQ, n0 = np·16, k0 = kk·16)
-        mma(st[0][2 * np], ka[0], qb[0], qb[1]);
-        mma(st[0][2 * np + 1], ka[0], qb[2], qb[3]);
-        mma(st[1][2 * np], ka[1], qb[0], qb[1]);
-        mma(st[1][2 * np + 1], ka[1], qb[2], qb[3]);
-      }
-      if (!kDV) {
-        uint32_t va[2][4];
-        ldsm4a(va[0], vA + 2 * (kk * 16));
-        ldsm4a(va[1], vA + 2 * (16 * ST + kk * 16));
-#pragma unroll
-        for (int np = 0; np < NQ / 2; np++) {
-          uint32_t ob[4];
-          ldsm4a(ob, oB + 2 * (np * 16 * ST + kk * 16));  // ldB_nt(sO, n0 = np·16, k0 = kk·16)
-          mma(dpt[0][2 * np], va[0], ob[0], ob[1]);
-          mma(dpt[0][2 * np + 1], va[0], ob[2], ob[3]);
-          mma(dpt[1][2 * np], va[1], ob[0], ob[1]);
-          mma(dpt[1][2 * np + 1], va[1], ob[2], ob[3]);
-        }
-      }
-    }
-    // Element (key row, query column): Pᵀ into st (dV), dSᵀ into dpt (dK).
-#pragma unroll
-    for (int n = 0; n < NQ; n++) {
-#pragma unroll
-      for (int e1 = 0; e1 < 2; e1++) {
-        const int qc = n * 8 + tig * 2 + e1;
-        const Vis vq = sVisQ[buf][qc];
-        const float l2 = sL2[buf][qc], Dq = sD[buf][qc];
-#pragma unroll
-        for (int r = 0; r < 4; r++) {
-          const int mt = r >> 1, e = (r & 1) * 2 + e1;
-          const int key = keyBase + mt * 16 + (r & 1) * 8;
-          const float p = (l2 != -INFINITY && isVisible(vq, key)) ? exp2f(st[mt][n][e] * sl2 - l2) : 0.0f;
-          if (kDV) st[mt][n][e] = p;
-          else dpt[mt][n][e] = p * (dpt[mt][n][e] - Dq);
-        }
-      }
-    }
-    // dV += Pᵀ·dO or dK += dSᵀ·Q: each B fragment pair (ldmatrix.x4.trans: n8 tiles 2dn, 2dn + 1 of D) feeds both
-    // m16 tiles.
-#pragma unroll
-    for (int kq = 0; kq < KQ; kq++) {
-      uint32_t pa[2][4];
-      if (kDV) {
-        accToA(pa[0], st[0][2 * kq], st[0][2 * kq + 1]);
-        accToA(pa[1], st[1][2 * kq], st[1][2 * kq + 1]);
-      } else {
-        accToA(pa[0], dpt[0][2 * kq], dpt[0][2 * kq + 1]);
-        accToA(pa[1], dpt[1][2 * kq], dpt[1][2 * kq + 1]);
-      }
-      const uint32_t bT = kDV ? oBT : qBT;
-#pragma unroll
-      for (int dn = 0; dn < DT / 2; dn++) {
-        uint32_t bb[4];
-        ldsm4ta(bb, bT + 2 * (kq * 16 * ST + dn * 16));  // ldB_nn(sO or sQ, k0 = kq·16, n0 = dn·16)
-        mma(acc[0][2 * dn], pa[0], bb[0], bb[1]);
-        mma(acc[0][2 * dn + 1], pa[0], bb[2], bb[3]);
-        mma(acc[1][2 * dn], pa[1], bb[0], bb[1]);
-        mma(acc[1][2 * dn + 1], pa[1], bb[2], bb[3]);
-      }
-    }
-    if (threadIdx.x < BRQ && w + 1 < nItems) publish((w + 1) & 1);  // item w + 1's rows
-  }
-  if (nItems == 0) cpAsyncWait<0>();  // K (and V) were queued: complete them before the block exits
-
-  const float oscale = kDV ? 1.0f : d.scale;
-#pragma unroll
-  for (int r = 0; r < 4; r++) {
-    const int key = keyBase + (r >> 1) * 16 + (r & 1) * 8;
-    if (key >= d.tk) continue;
-    if (kSplit) {
-      float* pb = part + (((size_t)b * d.heads + blockIdx.x) * d.tk + key) * D + tig * 2;
-#pragma unroll
-      for (int n = 0; n < DT; n++)
-        *reinterpret_cast<float2*>(pb + n * 8) =
-            make_float2(acc[r >> 1][n][(r & 1) * 2], acc[r >> 1][n][(r & 1) * 2 + 1]);
-    } else {
-      const size_t o0 = ((size_t)b * d.kvStride + key) * kStride + (size_t)hk * D + tig * 2;
-#pragma unroll
-      for (int n = 0; n < DT; n++) {
-        stf(res, rdt, o0 + n * 8, acc[r >> 1][n][(r & 1) * 2] * oscale);
-        stf(res, rdt, o0 + n * 8 + 1, acc[r >> 1][n][(r & 1) * 2 + 1] * oscale);
-      }
-    }
-  }
-}
-
 // ---- scalar kernels: one warp per query row (or key row), any head size up to 256, f32 arithmetic ----
 constexpr int kMaxPerLane = 8;
 
@@ -1591,12 +1377,6 @@ void bwdMma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const
   launchDkv<D>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
 }
 
-// Version 3's dK and dV kernels (attnBwdDkvMma3): K (and V) for 128 keys + double-buffered Q and dO (32 rows) + the
-// query-tile list.
-size_t dkv3Smem(int D, int tq, bool dv) {
-  return (size_t)((dv ? 128 : 256) + 128) * (D + 8) * 2 + (size_t)((tq + 31) / 32) * 4;
-}
-
 // Whether dK/dV run per query head with partial sums and attnDkvReduce (GQA only): when one CTA per (key tile of
 // keysPerCta, KV head, batch) gives fewer than 4 waves of 2 CTAs per SM. With the causal mask the first key tiles
 // carry twice the average work, so a grid of about one wave (8 KV heads, T 2048, batch 1: 256 CTAs of 64 keys for an
@@ -1608,45 +1388,16 @@ bool dkvSplit(const AttnDims& d, int keysPerCta) {
   return ctas < (size_t)8 * smCount();
 }
 
-// dQ by version 2, dK/dV by version 2 (per query head or per KV head: dkvSplit) or, with v3, by attnBwdDkvMma3.
+// dQ by version 2, dK/dV by version 2 (per query head or per KV head: dkvSplit).
 template <int D>
 void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv,
-             void* dq, int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m,
-             bool v3) {
+             void* dq, int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
   const size_t smemQ = dq2Smem(D);
   allowSmem(attnBwdDqMma2<D>, smemQ);
   dim3 gq((unsigned)d.heads, (unsigned)((d.tq + 127) / 128), (unsigned)d.batch);  // see attnBwdDqMma2: heads in x
   attnBwdDqMma2<D><<<gq, 128, smemQ, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
   checkLaunch("attention.backward.dq(mma v2)");
   const size_t total = (size_t)d.batch * d.tk * d.kvHeads * D;
-  const size_t smemK3 = dkv3Smem(D, d.tq, false), smemV3 = dkv3Smem(D, d.tq, true);
-  if (v3 && !dkvSplit(d, 128)) {
-    allowSmem(attnBwdDkvMma3<D, false, false>, smemK3);
-    allowSmem(attnBwdDkvMma3<D, true, false>, smemV3);
-    dim3 g3((unsigned)d.kvHeads, (unsigned)((d.tk + 127) / 128), (unsigned)d.batch);  // see attnBwdDkvMma3
-    attnBwdDkvMma3<D, false, false><<<g3, 128, smemK3, stream()>>>(dout, q, k, v, lse, Dv, nullptr, dk, dkdt, d, m);
-    checkLaunch("attention.backward.dk(mma v3)");
-    attnBwdDkvMma3<D, true, false><<<g3, 128, smemV3, stream()>>>(dout, q, k, v, lse, Dv, nullptr, dv, dvdt, d, m);
-    checkLaunch("attention.backward.dv(mma v3)");
-    return;
-  }
-  if (v3) {
-    const size_t nPart = (size_t)d.batch * d.heads * d.tk * D;
-    Scratch pk(nPart * sizeof(float)), pv(nPart * sizeof(float));
-    allowSmem(attnBwdDkvMma3<D, false, true>, smemK3);
-    allowSmem(attnBwdDkvMma3<D, true, true>, smemV3);
-    dim3 g3((unsigned)d.heads, (unsigned)((d.tk + 127) / 128), (unsigned)d.batch);  // see attnBwdDkvMma3
-    attnBwdDkvMma3<D, false, true><<<g3, 128, smemK3, stream()>>>(dout, q, k, v, lse, Dv, pk.as<float>(), dk, dkdt,
-                                                                    d, m);
-    checkLaunch("attention.backward.dk(mma v3, per head)");
-    attnBwdDkvMma3<D, true, true><<<g3, 128, smemV3, stream()>>>(dout, q, k, v, lse, Dv, pv.as<float>(), dv, dvdt,
-                                                                   d, m);
-    checkLaunch("attention.backward.dv(mma v3, per head)");
-    if (total == 0) return;
-    attnDkvReduce<<<gridFor(total, 256), 256, 0, stream()>>>(pk.as<float>(), pv.as<float>(), dk, dkdt, dv, dvdt, d);
-    checkLaunch("attention.backward.dkv reduce");
-    return;
-  }
   if (!dkvSplit(d, 64)) {
     launchDkv<D>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
     return;
@@ -1668,16 +1419,14 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
 
 // Which tensor-core kernels run: PARO_ATTN_KERNEL=v1 the first versions (attnFwdMma; attnBwdDqMma and attnBwdDkvMma
 // per KV head), =v2 version 2 (attnFwdMma2; attnBwdDqMma2 and, with GQA, attnBwdDkvMma per query head +
-// attnDkvReduce), =v3 (experimental, to be timed) version 2 with dK and dV by attnBwdDkvMma3, unset or anything
-// else: version 2 when the query count is above 64, else version 1. A version-2
+// attnDkvReduce), unset or anything else: version 2 when the query count is above 64, else version 1. A version-2
 // CTA takes 128 query rows, so at tq ≤ 64 (decode, draft steps) three of its warps (or more) would compute masked
 // rows, twice as long as version 1's. Read at each call (one getenv, well under a microsecond beside a launch) rather
 // than once, so that one process can time and check both versions by setting process.env.PARO_ATTN_KERNEL
 // (scripts/gpu-check.ts --bench, scripts/backend-ops.ts).
 // Version 1 also runs where the device cannot give a block version 2's shared memory (smem2: dynamic bytes; 2 KiB
 // more for the static arrays).
-// Returns 1, 2 or 3; smem3 (0 in the forward) is version 3's largest dynamic shared memory (else version 2 runs).
-int attnVersion(const AttnDims& d, size_t smem2, size_t smem3) {
+int attnVersion(const AttnDims& d, size_t smem2) {
   int dev = 0, perBlock = 0;
   checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
   checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
@@ -1685,7 +1434,6 @@ int attnVersion(const AttnDims& d, size_t smem2, size_t smem3) {
   const char* e = std::getenv("PARO_ATTN_KERNEL");
   if (e != nullptr && std::strcmp(e, "v1") == 0) return 1;
   if (e != nullptr && std::strcmp(e, "v2") == 0) return 2;
-  if (e != nullptr && std::strcmp(e, "v3") == 0) return smem3 + 2048 > (size_t)perBlock ? 2 : 3;
   return d.tq > 64 ? 2 : 1;
 }
 
@@ -1699,7 +1447,7 @@ void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v
     size_t nq = (size_t)d.batch * d.tq * d.heads * d.headDim;
     size_t nk = (size_t)d.batch * d.kvStride * d.kvHeads * d.headDim;
     Bf16View Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
-    const bool v2 = attnVersion(d, fwd2Smem(d.headDim), 0) >= 2;  // version 3 differs in the backward only
+    const bool v2 = attnVersion(d, fwd2Smem(d.headDim)) >= 2;
     if (d.headDim == 64) (v2 ? fwdMma2<64> : fwdMma<64>)(Q.p, Kv.p, V.p, out, odt, lse, d, m);
     else (v2 ? fwdMma2<128> : fwdMma<128>)(Q.p, Kv.p, V.p, out, odt, lse, d, m);
     return;
@@ -1725,12 +1473,12 @@ void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const voi
   if (mmaPath(d, forceScalar)) {
     size_t nq = rows * d.headDim;
     Bf16View dO(dout, dodt, nq), Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
-    const int ver = attnVersion(d, dq2Smem(d.headDim), dkv3Smem(d.headDim, d.tq, false));
+    const int ver = attnVersion(d, dq2Smem(d.headDim));
     const float* Dp = Dv.as<float>();
     if (ver == 1 && d.headDim == 64) bwdMma<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (ver == 1) bwdMma<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
-    else if (d.headDim == 64) bwdMma2<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m, ver == 3);
-    else bwdMma2<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m, ver == 3);
+    else if (d.headDim == 64) bwdMma2<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
+    else bwdMma2<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     return;
   }
   attnBwdDqScalar<<<(unsigned)((rows + 3) / 4), 128, 0, stream()>>>(dout, dodt, q, qdt, k, kdt, v, vdt, lse,
