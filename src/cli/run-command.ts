@@ -42,11 +42,34 @@ export async function runCommand(spec: CommandSpec, fn: (ctx: CommandContext) =>
   try {
     const result = await fn(ctx);
     if (spec.json) printJson(envelope(spec, true, result ?? null, t0));
-  } catch (e) {
+  } catch (e0) {
+    const e = environmentError(e0, spec) ?? e0;
     const exitCode = reportError(e, !!spec.debug);
     process.exitCode = exitCode;
     if (spec.json) printJson(envelope(spec, false, ctx.result ?? null, t0, errorOf(e, exitCode)));
   }
+}
+
+/** What lowers a command's GPU memory, named in its out-of-memory error. */
+const MEMORY_KNOBS: Record<string, string> = {
+  'paro quantize': '--activations host (or disk), a smaller --batch-size or --seq-len',
+  'paro eval': 'a smaller --batch or --seq-len',
+  'paro release': 'the quantize.activations, quantize.batch_size, eval.batch, drafter.generate.batch or drafter.train.batch key',
+  'dflash generate-data': 'a smaller --batch (its KV cache grows with batch × (longest prompt + --max-new-tokens))',
+  'dflash train-drafter': 'a smaller --batch or --seq-len',
+  'dflash eval': 'a smaller --max-new-tokens or shorter prompts',
+};
+
+/**
+ * A failure of the machine rather than of the code: the GPU ran out of memory (the addon's "CUDA out of memory"
+ * message, native/src/runtime.cu). It is reported as an input/environment error (exit 2) with what to change, not as
+ * an internal error that asks for a bug report.
+ */
+export function environmentError(e: unknown, spec: Pick<CommandSpec, 'tool' | 'command'>): UserError | null {
+  if (!(e instanceof Error) || e instanceof UserError || !e.message.startsWith('CUDA out of memory')) return null;
+  const knobs = MEMORY_KNOBS[`${spec.tool} ${spec.command}`];
+  const hint = knobs ? `; ${knobs} lowers what the run needs` : '; a smaller run or a larger GPU is needed';
+  return new UserError(e.message.split('\n')[0] + hint, { cause: e });
 }
 
 function envelope(spec: CommandSpec, ok: boolean, result: unknown, t0: number, error?: Envelope['error']): Envelope {
