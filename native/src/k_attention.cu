@@ -208,6 +208,211 @@ __device__ TileRange blockTileRange(int* sh, const Vis* rows, int nRows, int BC)
   return t;
 }
 
+// ---- pieces shared by the tensor-core kernels of versions 1 and 2 ----
+// Force-inlined, with the arithmetic in the order the kernels had it in place: ptxas reports the same registers,
+// spills and shared memory for every kernel as before they were factored out (checked on sm_80 and sm_90).
+
+// Zeros in an accumulator array of n8 tiles (scores or outputs), so that each kernel states only which ones.
+template <int N>
+__device__ __forceinline__ void zeroAcc(float (&a)[N][4]) {
+#pragma unroll
+  for (int n = 0; n < N; n++) a[n][0] = a[n][1] = a[n][2] = a[n][3] = 0.0f;
+}
+
+// Queue key tile j (K and V rows j.., zeros past tk) into buffer buf of the double-buffered K/V tiles, as one copy
+// group: the forward and dQ kernels of both versions stream their keys this way.
+template <int D, int BC>
+__device__ __forceinline__ void issueKeyTile(bf16* sKb, bf16* sVb, const bf16* kBase, const bf16* vBase,
+                                             size_t kStride, int j, int buf, const AttnDims& d) {
+  constexpr int ST = D + 8;
+  loadTileAsync<D>(sKb + buf * BC * ST, kBase + (size_t)j * kStride, kStride, BC, d.tk - j);
+  loadTileAsync<D>(sVb + buf * BC * ST, vBase + (size_t)j * kStride, kStride, BC, d.tk - j);
+  cpAsyncCommit();
+}
+
+// Version 1's pipeline step (and dK/dV's): queue item it + 1 if there is one, then wait for item it and publish it.
+template <typename Issue>
+__device__ __forceinline__ void issueNextAndWait(const Issue& issue, int it, int n) {
+  if (it + 1 < n) {
+    issue(it + 1);
+    cpAsyncWait<1>();
+  } else {
+    cpAsyncWait<0>();
+  }
+  __syncthreads();
+}
+
+// Version 2's pipeline step: wait for item it and publish it (every warp is then done with item it - 1, whose buffer
+// is free), then queue item it + 1 if there is one.
+template <typename Issue>
+__device__ __forceinline__ void waitAndIssueNext(const Issue& issue, int it, int n) {
+  cpAsyncWait<0>();
+  __syncthreads();
+  if (it + 1 < n) issue(it + 1);
+}
+
+// Version 1, one k16 step: acc (16 rows × D) += a (16 rows × 16, step kk) · tile rows kk·16.. (B[k][n] = tile[k][n]).
+template <int DT, int ST>
+__device__ __forceinline__ void mmaStepNn(float (&acc)[DT][4], const uint32_t a[4], const bf16* tile, int kk) {
+#pragma unroll
+  for (int dp = 0; dp < DT / 2; dp++) {
+    uint32_t b[4];
+    ldB_nn(b, tile, ST, kk * 16, dp * 16);
+    mma(acc[2 * dp], a, b[0], b[1]);
+    mma(acc[2 * dp + 1], a, b[2], b[3]);
+  }
+}
+
+// Version 1's dQ and the dK/dV kernel: two products at once over D (S and dP, or Sᵀ and dPᵀ), s = A·tileSᵀ and
+// t = A2·tileTᵀ for the 16 rows of tileA and tileA2 from row r0, the two operands' fragments loaded side by side.
+template <int D, int NT>
+__device__ __forceinline__ void productsNtPair(float (&s)[NT][4], float (&t)[NT][4], const bf16* tileA,
+                                               const bf16* tileA2, int r0, const bf16* tileS, const bf16* tileT) {
+  constexpr int ST = D + 8;
+  zeroAcc(s);
+  zeroAcc(t);
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    uint32_t a[4], a2[4];
+    ldA(a, tileA, ST, r0, kk * 16);
+    ldA(a2, tileA2, ST, r0, kk * 16);
+#pragma unroll
+    for (int np = 0; np < NT / 2; np++) {
+      uint32_t sb[4], tb[4];
+      ldB_nt(sb, tileS, ST, np * 16, kk * 16);
+      ldB_nt(tb, tileT, ST, np * 16, kk * 16);
+      mma(s[2 * np], a, sb[0], sb[1]);
+      mma(s[2 * np + 1], a, sb[2], sb[3]);
+      mma(t[2 * np], a2, tb[0], tb[1]);
+      mma(t[2 * np + 1], a2, tb[2], tb[3]);
+    }
+  }
+}
+
+// Version 2, one k16 step for the warp's two m16 tiles: s += A·Bᵀ, A (32 rows) at aAddr, B's rows (NT n8 tiles) at
+// bAddr; each B fragment pair (ldmatrix.x4: n8 tiles 2np and 2np + 1) feeds both m16 tiles.
+template <int NT, int ST>
+__device__ __forceinline__ void mmaStepNt2(float (&s)[2][NT][4], uint32_t aAddr, uint32_t bAddr, int kk) {
+  uint32_t a[2][4];
+  ldsm4a(a[0], aAddr + 2 * (kk * 16));            // ldA(tile, rows warp·32.., cols kk·16..)
+  ldsm4a(a[1], aAddr + 2 * (16 * ST + kk * 16));  // ldA(tile, rows warp·32 + 16..)
+#pragma unroll
+  for (int np = 0; np < NT / 2; np++) {
+    uint32_t b[4];
+    ldsm4a(b, bAddr + 2 * (np * 16 * ST + kk * 16));  // ldB_nt(tile, n0 = np·16, k0 = kk·16)
+    mma(s[0][2 * np], a[0], b[0], b[1]);
+    mma(s[0][2 * np + 1], a[0], b[2], b[3]);
+    mma(s[1][2 * np], a[1], b[0], b[1]);
+    mma(s[1][2 * np + 1], a[1], b[2], b[3]);
+  }
+}
+
+// Version 2, one k16 step: acc (two m16 tiles × D) += (a0; a1) · tile rows kk·16.. at bAddr (ldmatrix.x4.trans: n8
+// tiles 2dp and 2dp + 1 of D), each fragment pair feeding both m16 tiles.
+template <int DT, int ST>
+__device__ __forceinline__ void mmaStepNn2(float (&acc)[2][DT][4], const uint32_t a0[4], const uint32_t a1[4],
+                                           uint32_t bAddr, int kk) {
+#pragma unroll
+  for (int dp = 0; dp < DT / 2; dp++) {
+    uint32_t b[4];
+    ldsm4ta(b, bAddr + 2 * (kk * 16 * ST + dp * 16));  // ldB_nn(tile, k0 = kk·16, n0 = dp·16)
+    mma(acc[0][2 * dp], a0, b[0], b[1]);
+    mma(acc[0][2 * dp + 1], a0, b[2], b[3]);
+    mma(acc[1][2 * dp], a1, b[0], b[1]);
+    mma(acc[1][2 * dp + 1], a1, b[2], b[3]);
+  }
+}
+
+// Version 2: whether any row of the warp (4 per thread, myVis as in the kernels) sees a key of [j0, j1).
+__device__ __forceinline__ bool warpAnySees(const Vis* myVis, int j0, int j1) {
+  bool anySee = false;
+#pragma unroll
+  for (int r = 0; r < 4; r++) anySee = anySee || anyVisible(myVis[(r >> 1) * 16 + (r & 1) * 8], j0, j1);
+  return __any_sync(0xffffffffu, anySee);
+}
+
+// Version 2: whether every row of the warp sees every key of [j0, j1) (then no element needs masking).
+__device__ __forceinline__ bool warpAllSee(const Vis* myVis, int j0, int j1) {
+  bool allSee = true;
+#pragma unroll
+  for (int r = 0; r < 4; r++) allSee = allSee && allVisible(myVis[(r >> 1) * 16 + (r & 1) * 8], j0, j1);
+  return __all_sync(0xffffffffu, allSee);
+}
+
+// Online softmax, one row: the quad's maximum mx (the 4 lanes of a quad hold the row's columns) joins the running
+// maximum m; returns the offset u of the exponents (0 for a row with nothing visible yet: exp2(-inf - 0) = 0, no NaN)
+// and sets c, the factor that rescales l (here) and the row's outputs (the caller).
+__device__ __forceinline__ float softmaxStep(float mx, float& m, float& l, float& c) {
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+  mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+  const float nm = fmaxf(m, mx);
+  const float u = nm == -INFINITY ? 0.0f : nm;
+  c = exp2f(m - u);
+  m = nm;
+  l *= c;
+  return u;
+}
+
+// P = exp2(S − u) in place for rows A (elements 0, 1; uA) and B (2, 3; uB) of a score tile; lA, lB add the f32 values.
+template <int NT>
+__device__ __forceinline__ void expRows(float (&s)[NT][4], float uA, float uB, float& lA, float& lB) {
+#pragma unroll
+  for (int n = 0; n < NT; n++) {
+    s[n][0] = exp2f(s[n][0] - uA);
+    s[n][1] = exp2f(s[n][1] - uA);
+    s[n][2] = exp2f(s[n][2] - uB);
+    s[n][3] = exp2f(s[n][3] - uB);
+    lA += s[n][0] + s[n][1];
+    lB += s[n][2] + s[n][3];
+  }
+}
+
+// Version 1 (dQ, and dK/dV of both versions): the probability of a score, exp2(s·scale·log2e − lse·log2e), 0 where
+// the row is fully masked (l2 = −inf) or key j is not visible to it (tested only when l2 is finite, as written inline).
+__device__ __forceinline__ float probOf(float s, float sl2, float l2, const Vis& v, int j) {
+  return (l2 != -INFINITY && isVisible(v, j)) ? exp2f(s * sl2 - l2) : 0.0f;
+}
+
+// Version 1's output rows A and B (accumulator halves) times fA, fB, at (rowBase + row)·stride + col0 + n·8 + 2·tig
+// (+1), as dtype dt; rows at or past nRows are not stored.
+template <int DT>
+__device__ __forceinline__ void storeRowsAB(void* out, int dt, const float (&acc)[DT][4], int rowA, int rowB,
+                                            int nRows, size_t rowBase, size_t stride, int col0, int tig, float fA,
+                                            float fB) {
+#pragma unroll
+  for (int n = 0; n < DT; n++) {
+    const int col = col0 + n * 8 + tig * 2;
+    if (rowA < nRows) {
+      size_t o0 = (rowBase + rowA) * stride + col;
+      stf(out, dt, o0, acc[n][0] * fA);
+      stf(out, dt, o0 + 1, acc[n][1] * fA);
+    }
+    if (rowB < nRows) {
+      size_t o0 = (rowBase + rowB) * stride + col;
+      stf(out, dt, o0, acc[n][2] * fB);
+      stf(out, dt, o0 + 1, acc[n][3] * fB);
+    }
+  }
+}
+
+// Version 2's output row (accumulator half `half` of one m16 tile) times f at rowOff + n·8 (+1): bf16 as one 4-byte
+// store per column pair (rowOff + n·8 is even), other dtypes by element.
+template <int DT>
+__device__ __forceinline__ void storeRow2(void* out, int dt, const float (&acc)[DT][4], int half, size_t rowOff,
+                                          float f) {
+  bf16* ob = dt == DT_BF16 ? static_cast<bf16*>(out) : nullptr;
+#pragma unroll
+  for (int n = 0; n < DT; n++) {
+    const float x0 = acc[n][half * 2] * f, x1 = acc[n][half * 2 + 1] * f;
+    if (ob) {
+      *reinterpret_cast<uint32_t*>(ob + rowOff + n * 8) = pack2(x0, x1);
+    } else {
+      stf(out, dt, rowOff + n * 8, x0);
+      stf(out, dt, rowOff + n * 8 + 1, x1);
+    }
+  }
+}
+
 // ---- forward ----
 template <int D>
 __global__ void __launch_bounds__(128) attnFwdMma(const bf16* __restrict__ q, const bf16* __restrict__ k,
@@ -239,36 +444,22 @@ __global__ void __launch_bounds__(128) attnFwdMma(const bf16* __restrict__ q, co
   for (int kk = 0; kk < D / 16; kk++) ldA(qf[kk], sQ, ST, warp * 16, kk * 16);
 
   float o[DT][4];
-#pragma unroll
-  for (int n = 0; n < DT; n++) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  zeroAcc(o);
   float mA = -INFINITY, mB = -INFINITY, lA = 0.0f, lB = 0.0f;
   const float sl2 = d.scale * kLog2e;
 
   const int nTiles = tr.count();
   // K/V tiles are double-buffered: tile it+1 is in flight while tile it is used.
-  auto issue = [&](int it) {
-    const int j = tr.tile(it) * BC;
-    const int buf = it & 1;
-    loadTileAsync<D>(sKb + buf * BC * ST, kBase + (size_t)j * kStride, kStride, BC, d.tk - j);
-    loadTileAsync<D>(sVb + buf * BC * ST, vBase + (size_t)j * kStride, kStride, BC, d.tk - j);
-    cpAsyncCommit();
-  };
+  auto issue = [&](int it) { issueKeyTile<D, BC>(sKb, sVb, kBase, vBase, kStride, tr.tile(it) * BC, it & 1, d); };
   if (nTiles > 0) issue(0);
   for (int it = 0; it < nTiles; it++) {
     const int j0 = tr.tile(it) * BC;
-    if (it + 1 < nTiles) {
-      issue(it + 1);
-      cpAsyncWait<1>();
-    } else {
-      cpAsyncWait<0>();
-    }
-    __syncthreads();
+    issueNextAndWait(issue, it, nTiles);
     const bf16* sK = sKb + (it & 1) * BC * ST;
     const bf16* sV = sVb + (it & 1) * BC * ST;
 
     float s[NT][4];
-#pragma unroll
-    for (int n = 0; n < NT; n++) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
+    zeroAcc(s);
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
 #pragma unroll
@@ -293,17 +484,9 @@ __global__ void __launch_bounds__(128) attnFwdMma(const bf16* __restrict__ q, co
       mxA = fmaxf(mxA, fmaxf(s[n][0], s[n][1]));
       mxB = fmaxf(mxB, fmaxf(s[n][2], s[n][3]));
     }
-    mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, 1));
-    mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, 2));
-    mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, 1));
-    mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, 2));
-    const float nA = fmaxf(mA, mxA), nB = fmaxf(mB, mxB);
-    const float uA = nA == -INFINITY ? 0.0f : nA, uB = nB == -INFINITY ? 0.0f : nB;
-    const float cA = exp2f(mA - uA), cB = exp2f(mB - uB);
-    mA = nA;
-    mB = nB;
-    lA *= cA;
-    lB *= cB;
+    float cA, cB;
+    const float uA = softmaxStep(mxA, mA, lA, cA);
+    const float uB = softmaxStep(mxB, mB, lB, cB);
 #pragma unroll
     for (int n = 0; n < DT; n++) {
       o[n][0] *= cA;
@@ -311,26 +494,12 @@ __global__ void __launch_bounds__(128) attnFwdMma(const bf16* __restrict__ q, co
       o[n][2] *= cB;
       o[n][3] *= cB;
     }
-#pragma unroll
-    for (int n = 0; n < NT; n++) {
-      s[n][0] = exp2f(s[n][0] - uA);
-      s[n][1] = exp2f(s[n][1] - uA);
-      s[n][2] = exp2f(s[n][2] - uB);
-      s[n][3] = exp2f(s[n][3] - uB);
-      lA += s[n][0] + s[n][1];
-      lB += s[n][2] + s[n][3];
-    }
+    expRows(s, uA, uB, lA, lB);
 #pragma unroll
     for (int kk = 0; kk < BC / 16; kk++) {
       uint32_t pa[4];
       accToA(pa, s[2 * kk], s[2 * kk + 1]);
-#pragma unroll
-      for (int dp = 0; dp < DT / 2; dp++) {
-        uint32_t vb[4];
-        ldB_nn(vb, sV, ST, kk * 16, dp * 16);
-        mma(o[2 * dp], pa, vb[0], vb[1]);
-        mma(o[2 * dp + 1], pa, vb[2], vb[3]);
-      }
+      mmaStepNn<DT, ST>(o, pa, sV, kk);
     }
     __syncthreads();  // this buffer is refilled two tiles later
   }
@@ -341,20 +510,7 @@ __global__ void __launch_bounds__(128) attnFwdMma(const bf16* __restrict__ q, co
   lB += __shfl_xor_sync(0xffffffffu, lB, 2);
   // l is 0 only for a fully masked row; a NaN l (NaN scores, which fmaxf skips) must reach the output and lse.
   const float iA = lA != 0.0f ? 1.0f / lA : 0.0f, iB = lB != 0.0f ? 1.0f / lB : 0.0f;
-#pragma unroll
-  for (int n = 0; n < DT; n++) {
-    const int col = h * D + n * 8 + tig * 2;
-    if (rowA < d.tq) {
-      size_t o0 = ((size_t)b * d.tq + rowA) * qStride + col;
-      stf(out, odt, o0, o[n][0] * iA);
-      stf(out, odt, o0 + 1, o[n][1] * iA);
-    }
-    if (rowB < d.tq) {
-      size_t o0 = ((size_t)b * d.tq + rowB) * qStride + col;
-      stf(out, odt, o0, o[n][2] * iB);
-      stf(out, odt, o0 + 1, o[n][3] * iB);
-    }
-  }
+  storeRowsAB(out, odt, o, rowA, rowB, d.tq, (size_t)b * d.tq, qStride, h * D, tig, iA, iB);
   if (tig == 0) {
     if (rowA < d.tq) lse[((size_t)b * d.heads + h) * d.tq + rowA] = lA != 0.0f ? (mA + log2f(lA)) * kLn2 : -INFINITY;
     if (rowB < d.tq) lse[((size_t)b * d.heads + h) * d.tq + rowB] = lB != 0.0f ? (mB + log2f(lB)) * kLn2 : -INFINITY;
@@ -411,10 +567,8 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
   const uint32_t vAddr0 = smemAddr(sVb) + 2 * laneBnn(ST);
 
   float o[2][DT][4];
-#pragma unroll
-  for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-    for (int n = 0; n < DT; n++) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.0f;
+  zeroAcc(o[0]);
+  zeroAcc(o[1]);
   float mr[4], lr[4];
 #pragma unroll
   for (int r = 0; r < 4; r++) {
@@ -424,13 +578,7 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
   const float sl2 = d.scale * kLog2e;
 
   const int nTiles = tr.count();
-  auto issue = [&](int it) {
-    const int j = tr.tile(it) * BC;
-    const int buf = it & 1;
-    loadTileAsync<D>(sKb + buf * BC * ST, kBase + (size_t)j * kStride, kStride, BC, d.tk - j);
-    loadTileAsync<D>(sVb + buf * BC * ST, vBase + (size_t)j * kStride, kStride, BC, d.tk - j);
-    cpAsyncCommit();
-  };
+  auto issue = [&](int it) { issueKeyTile<D, BC>(sKb, sVb, kBase, vBase, kStride, tr.tile(it) * BC, it & 1, d); };
   // Q travels in the same copy group as the first K/V tile (row i0 exists: i0 < tq); rows past tq are zeros.
   if (nTiles > 0) {
     loadTileAsync<D>(sQ, qBase, qStride, BR, d.tq - i0);
@@ -440,46 +588,23 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
     const int j0 = tr.tile(it) * BC;
     // One barrier per tile: after it, tile it (and Q) is visible to all, and every warp has finished tile it - 1,
     // whose buffer the prefetch of tile it + 1 then refills while tile it is computed.
-    cpAsyncWait<0>();
-    __syncthreads();
-    if (it + 1 < nTiles) issue(it + 1);
+    waitAndIssueNext(issue, it, nTiles);
     // A warp none of whose 32 rows sees this tile (the causal diagonal of a 128-row CTA: up to 3 tiles for the first
     // warp) skips it: it would leave the running maxima, sums and outputs exactly as they are.
-    bool anySee = false;
-#pragma unroll
-    for (int r = 0; r < 4; r++) anySee = anySee || anyVisible(myVis[(r >> 1) * 16 + (r & 1) * 8], j0, j0 + BC);
-    if (!__any_sync(0xffffffffu, anySee)) continue;
+    if (!warpAnySees(myVis, j0, j0 + BC)) continue;
     const uint32_t qA = opaque(qAddr0);
     const uint32_t kA = kAddr0 + (it & 1) * (BC * ST * 2), vA = vAddr0 + (it & 1) * (BC * ST * 2);
 
     // S = Q·Kᵀ for the warp's 32 rows × BC keys: per k16 step the two Q fragments, then each K fragment pair
     // (ldmatrix.x4: n8 tiles 2np and 2np + 1) feeds both m16 tiles.
     float s[2][NT][4];
+    zeroAcc(s[0]);
+    zeroAcc(s[1]);
 #pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-      for (int n = 0; n < NT; n++) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-      uint32_t qa[2][4];
-      ldsm4a(qa[0], qA + 2 * (kk * 16));            // ldA(sQ, rows warp·32.., cols kk·16..)
-      ldsm4a(qa[1], qA + 2 * (16 * ST + kk * 16));  // ldA(sQ, rows warp·32 + 16..)
-#pragma unroll
-      for (int np = 0; np < NT / 2; np++) {
-        uint32_t kb[4];
-        ldsm4a(kb, kA + 2 * (np * 16 * ST + kk * 16));  // ldB_nt(sK, n0 = np·16, k0 = kk·16)
-        mma(s[0][2 * np], qa[0], kb[0], kb[1]);
-        mma(s[0][2 * np + 1], qa[0], kb[2], kb[3]);
-        mma(s[1][2 * np], qa[1], kb[0], kb[1]);
-        mma(s[1][2 * np + 1], qa[1], kb[2], kb[3]);
-      }
-    }
+    for (int kk = 0; kk < D / 16; kk++) mmaStepNt2<NT, ST>(s, qA, kA, kk);
 
     // Scale into the exp2 domain and mask (skipped when every row of the warp sees the whole tile).
-    bool allSee = true;
-#pragma unroll
-    for (int r = 0; r < 4; r++) allSee = allSee && allVisible(myVis[(r >> 1) * 16 + (r & 1) * 8], j0, j0 + BC);
-    const bool full = __all_sync(0xffffffffu, allSee);
+    const bool full = warpAllSee(myVis, j0, j0 + BC);
     // Row by row, so that one row's visibility (3 registers) is live at a time.
     float mx[4];
 #pragma unroll
@@ -498,18 +623,12 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
         mx[r] = fmaxf(mx[r], fmaxf(s[mt][n][e0], s[mt][n][e0 + 1]));
       }
     }
-    // Online softmax per row: the 4 lanes of a quad hold the row's columns.
+    // Online softmax per row.
     float u[4], c[4];
     bool rescale = false;
 #pragma unroll
     for (int r = 0; r < 4; r++) {
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-      const float nm = fmaxf(mr[r], mx[r]);
-      u[r] = nm == -INFINITY ? 0.0f : nm;  // a row with nothing visible yet: exp2(-inf - 0) = 0, no NaN
-      c[r] = exp2f(mr[r] - u[r]);
-      mr[r] = nm;
-      lr[r] *= c[r];
+      u[r] = softmaxStep(mx[r], mr[r], lr[r], c[r]);
       rescale = rescale || c[r] != 1.0f;
     }
     // Once the running maxima settle (most key tiles of a long row) every factor is exactly 1: the 64 (D 64) or 128
@@ -528,31 +647,13 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
     uint32_t pa[2][KT][4];
 #pragma unroll
     for (int mt = 0; mt < 2; mt++) {
-#pragma unroll
-      for (int n = 0; n < NT; n++) {
-        s[mt][n][0] = exp2f(s[mt][n][0] - u[mt * 2]);
-        s[mt][n][1] = exp2f(s[mt][n][1] - u[mt * 2]);
-        s[mt][n][2] = exp2f(s[mt][n][2] - u[mt * 2 + 1]);
-        s[mt][n][3] = exp2f(s[mt][n][3] - u[mt * 2 + 1]);
-        lr[mt * 2] += s[mt][n][0] + s[mt][n][1];
-        lr[mt * 2 + 1] += s[mt][n][2] + s[mt][n][3];
-      }
+      expRows(s[mt], u[mt * 2], u[mt * 2 + 1], lr[mt * 2], lr[mt * 2 + 1]);
 #pragma unroll
       for (int kk = 0; kk < KT; kk++) accToA(pa[mt][kk], s[mt][2 * kk], s[mt][2 * kk + 1]);
     }
-    // O += P·V: each V fragment pair (ldmatrix.x4.trans: n8 tiles 2dp and 2dp + 1 of D) feeds both m16 tiles.
+    // O += P·V.
 #pragma unroll
-    for (int kk = 0; kk < KT; kk++) {
-#pragma unroll
-      for (int dp = 0; dp < DT / 2; dp++) {
-        uint32_t vb[4];
-        ldsm4ta(vb, vA + 2 * (kk * 16 * ST + dp * 16));  // ldB_nn(sV, k0 = kk·16, n0 = dp·16)
-        mma(o[0][2 * dp], pa[0][kk], vb[0], vb[1]);
-        mma(o[0][2 * dp + 1], pa[0][kk], vb[2], vb[3]);
-        mma(o[1][2 * dp], pa[1][kk], vb[0], vb[1]);
-        mma(o[1][2 * dp + 1], pa[1][kk], vb[2], vb[3]);
-      }
-    }
+    for (int kk = 0; kk < KT; kk++) mmaStepNn2<DT, ST>(o, pa[0][kk], pa[1][kk], vA, kk);
   }
 
 #pragma unroll
@@ -566,19 +667,8 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
     if (row >= d.tq) continue;
     // l is 0 only for a fully masked row; a NaN l (NaN scores, which fmaxf skips) must reach the output and lse.
     const float inv = lr[r] != 0.0f ? 1.0f / lr[r] : 0.0f;
-    bf16* ob = odt == DT_BF16 ? static_cast<bf16*>(out) : nullptr;
     const size_t rowOff = ((size_t)b * d.tq + row) * qStride + (size_t)h * D + tig * 2;
-#pragma unroll
-    for (int n = 0; n < DT; n++) {
-      const float x0 = o[r >> 1][n][(r & 1) * 2] * inv, x1 = o[r >> 1][n][(r & 1) * 2 + 1] * inv;
-      if (ob) {
-        // bf16 output: the two adjacent columns as one 4-byte store (rowOff + n·8 is even).
-        *reinterpret_cast<uint32_t*>(ob + rowOff + n * 8) = pack2(x0, x1);
-      } else {
-        stf(out, odt, rowOff + n * 8, x0);
-        stf(out, odt, rowOff + n * 8 + 1, x1);
-      }
-    }
+    storeRow2(out, odt, o[r >> 1], r & 1, rowOff, inv);
     if (tig == 0)
       lse[((size_t)b * d.heads + h) * d.tq + row] = lr[r] != 0.0f ? (mr[r] + log2f(lr[r])) * kLn2 : -INFINITY;
   }
@@ -634,59 +724,25 @@ __global__ void __launch_bounds__(128) attnBwdDqMma(const bf16* __restrict__ dou
   const float sl2 = d.scale * kLog2e;
 
   float acc[DT][4];
-#pragma unroll
-  for (int n = 0; n < DT; n++) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.0f;
+  zeroAcc(acc);
 
   const int nTiles = tr.count();
-  auto issue = [&](int it) {
-    const int j = tr.tile(it) * BC;
-    const int buf = it & 1;
-    loadTileAsync<D>(sKb + buf * BC * ST, kBase + (size_t)j * kStride, kStride, BC, d.tk - j);
-    loadTileAsync<D>(sVb + buf * BC * ST, vBase + (size_t)j * kStride, kStride, BC, d.tk - j);
-    cpAsyncCommit();
-  };
+  auto issue = [&](int it) { issueKeyTile<D, BC>(sKb, sVb, kBase, vBase, kStride, tr.tile(it) * BC, it & 1, d); };
   if (nTiles > 0) issue(0);
   for (int it = 0; it < nTiles; it++) {
     const int j0 = tr.tile(it) * BC;
-    if (it + 1 < nTiles) {
-      issue(it + 1);
-      cpAsyncWait<1>();
-    } else {
-      cpAsyncWait<0>();
-    }
-    __syncthreads();
+    issueNextAndWait(issue, it, nTiles);
     const bf16* sK = sKb + (it & 1) * BC * ST;
     const bf16* sV = sVb + (it & 1) * BC * ST;
     float s[NT][4], dp[NT][4];
-#pragma unroll
-    for (int n = 0; n < NT; n++) {
-      s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.0f;
-      dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.0f;
-    }
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-      uint32_t qa[4], oa[4];
-      ldA(qa, sQ, ST, warp * 16, kk * 16);
-      ldA(oa, sO, ST, warp * 16, kk * 16);
-#pragma unroll
-      for (int np = 0; np < NT / 2; np++) {
-        uint32_t kb[4], vb[4];
-        ldB_nt(kb, sK, ST, np * 16, kk * 16);
-        ldB_nt(vb, sV, ST, np * 16, kk * 16);
-        mma(s[2 * np], qa, kb[0], kb[1]);
-        mma(s[2 * np + 1], qa, kb[2], kb[3]);
-        mma(dp[2 * np], oa, vb[0], vb[1]);
-        mma(dp[2 * np + 1], oa, vb[2], vb[3]);
-      }
-    }
+    productsNtPair<D>(s, dp, sQ, sO, warp * 16, sK, sV);
 #pragma unroll
     for (int n = 0; n < NT; n++) {
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         const bool upper = e < 2;
         const int j = j0 + n * 8 + tig * 2 + (e & 1);
-        const float l2 = upper ? lseA : lseB;
-        const float p = (l2 != -INFINITY && isVisible(vis[upper ? 0 : 1], j)) ? exp2f(s[n][e] * sl2 - l2) : 0.0f;
+        const float p = probOf(s[n][e], sl2, upper ? lseA : lseB, vis[upper ? 0 : 1], j);
         dp[n][e] = p * (dp[n][e] - (upper ? DA : DB));
       }
     }
@@ -694,30 +750,11 @@ __global__ void __launch_bounds__(128) attnBwdDqMma(const bf16* __restrict__ dou
     for (int kk = 0; kk < BC / 16; kk++) {
       uint32_t da[4];
       accToA(da, dp[2 * kk], dp[2 * kk + 1]);
-#pragma unroll
-      for (int dn = 0; dn < DT / 2; dn++) {
-        uint32_t kb[4];
-        ldB_nn(kb, sK, ST, kk * 16, dn * 16);
-        mma(acc[2 * dn], da, kb[0], kb[1]);
-        mma(acc[2 * dn + 1], da, kb[2], kb[3]);
-      }
+      mmaStepNn<DT, ST>(acc, da, sK, kk);
     }
     __syncthreads();  // this buffer is refilled two tiles later
   }
-#pragma unroll
-  for (int n = 0; n < DT; n++) {
-    const int col = h * D + n * 8 + tig * 2;
-    if (rowA < d.tq) {
-      size_t o0 = ((size_t)b * d.tq + rowA) * qStride + col;
-      stf(dq, dqdt, o0, acc[n][0] * d.scale);
-      stf(dq, dqdt, o0 + 1, acc[n][1] * d.scale);
-    }
-    if (rowB < d.tq) {
-      size_t o0 = ((size_t)b * d.tq + rowB) * qStride + col;
-      stf(dq, dqdt, o0, acc[n][2] * d.scale);
-      stf(dq, dqdt, o0 + 1, acc[n][3] * d.scale);
-    }
-  }
+  storeRowsAB(dq, dqdt, acc, rowA, rowB, d.tq, (size_t)b * d.tq, qStride, h * D, tig, d.scale, d.scale);
 }
 
 // dQ, version 2 (the default above 64 queries: attnVersion): as attnFwdMma2, each warp owns 32
@@ -772,19 +809,11 @@ __global__ void __launch_bounds__(128, 2) attnBwdDqMma2(const bf16* __restrict__
   const uint32_t vAddr0 = smemAddr(sVb) + 2 * laneBnt(ST);
 
   float acc[2][DT][4];
-#pragma unroll
-  for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-    for (int n = 0; n < DT; n++) acc[mt][n][0] = acc[mt][n][1] = acc[mt][n][2] = acc[mt][n][3] = 0.0f;
+  zeroAcc(acc[0]);
+  zeroAcc(acc[1]);
 
   const int nTiles = tr.count();
-  auto issue = [&](int it) {
-    const int j = tr.tile(it) * BC;
-    const int buf = it & 1;
-    loadTileAsync<D>(sKb + buf * BC * ST, kBase + (size_t)j * kStride, kStride, BC, d.tk - j);
-    loadTileAsync<D>(sVb + buf * BC * ST, vBase + (size_t)j * kStride, kStride, BC, d.tk - j);
-    cpAsyncCommit();
-  };
+  auto issue = [&](int it) { issueKeyTile<D, BC>(sKb, sVb, kBase, vBase, kStride, tr.tile(it) * BC, it & 1, d); };
   // Q and dO travel in the same copy group as the first K/V tile (row i0 exists: i0 < tq); rows past tq are zeros.
   if (nTiles > 0) {
     loadTileAsync<D>(sQ, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, BR, d.tq - i0);
@@ -794,60 +823,27 @@ __global__ void __launch_bounds__(128, 2) attnBwdDqMma2(const bf16* __restrict__
   for (int it = 0; it < nTiles; it++) {
     const int j0 = tr.tile(it) * BC;
     // One barrier per tile (see attnFwdMma2): tile it is visible, tile it - 1's buffer is free for tile it + 1.
-    cpAsyncWait<0>();
-    __syncthreads();
-    if (it + 1 < nTiles) issue(it + 1);
+    waitAndIssueNext(issue, it, nTiles);
     // A warp none of whose rows sees this tile skips it (its dS would be all zeros).
-    bool anySee = false;
-#pragma unroll
-    for (int r = 0; r < 4; r++) anySee = anySee || anyVisible(myVis[(r >> 1) * 16 + (r & 1) * 8], j0, j0 + BC);
-    if (!__any_sync(0xffffffffu, anySee)) continue;
+    if (!warpAnySees(myVis, j0, j0 + BC)) continue;
     const uint32_t qA = opaque(qAddr0), oA = opaque(oAddr0);
     const uint32_t boff = (it & 1) * (BC * ST * 2);
     const uint32_t kA = kAddr0 + boff, kAT = kAddrT0 + boff, vA = vAddr0 + boff;
 
     // S = Q·Kᵀ and dP = dO·Vᵀ for the warp's 32 rows × BC keys.
     float s[2][NT][4], dp[2][NT][4];
-#pragma unroll
-    for (int mt = 0; mt < 2; mt++)
-#pragma unroll
-      for (int n = 0; n < NT; n++) {
-        s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.0f;
-        dp[mt][n][0] = dp[mt][n][1] = dp[mt][n][2] = dp[mt][n][3] = 0.0f;
-      }
+    zeroAcc(s[0]);
+    zeroAcc(s[1]);
+    zeroAcc(dp[0]);
+    zeroAcc(dp[1]);
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++) {
-      uint32_t qa[2][4];
-      ldsm4a(qa[0], qA + 2 * (kk * 16));            // ldA(sQ, rows warp·32.., cols kk·16..)
-      ldsm4a(qa[1], qA + 2 * (16 * ST + kk * 16));  // rows warp·32 + 16..
-#pragma unroll
-      for (int np = 0; np < NT / 2; np++) {
-        uint32_t kb[4];
-        ldsm4a(kb, kA + 2 * (np * 16 * ST + kk * 16));  // ldB_nt(sK, n0 = np·16, k0 = kk·16)
-        mma(s[0][2 * np], qa[0], kb[0], kb[1]);
-        mma(s[0][2 * np + 1], qa[0], kb[2], kb[3]);
-        mma(s[1][2 * np], qa[1], kb[0], kb[1]);
-        mma(s[1][2 * np + 1], qa[1], kb[2], kb[3]);
-      }
-      uint32_t oa[2][4];
-      ldsm4a(oa[0], oA + 2 * (kk * 16));
-      ldsm4a(oa[1], oA + 2 * (16 * ST + kk * 16));
-#pragma unroll
-      for (int np = 0; np < NT / 2; np++) {
-        uint32_t vb[4];
-        ldsm4a(vb, vA + 2 * (np * 16 * ST + kk * 16));  // ldB_nt(sV, n0 = np·16, k0 = kk·16)
-        mma(dp[0][2 * np], oa[0], vb[0], vb[1]);
-        mma(dp[0][2 * np + 1], oa[0], vb[2], vb[3]);
-        mma(dp[1][2 * np], oa[1], vb[0], vb[1]);
-        mma(dp[1][2 * np + 1], oa[1], vb[2], vb[3]);
-      }
+      mmaStepNt2<NT, ST>(s, qA, kA, kk);
+      mmaStepNt2<NT, ST>(dp, oA, vA, kk);
     }
 
     // dS = P ⊙ (dP − D_i), P = exp2(S·scale·log2e − lse·log2e); 0 where masked or the row is fully masked.
-    bool allSee = true;
-#pragma unroll
-    for (int r = 0; r < 4; r++) allSee = allSee && allVisible(myVis[(r >> 1) * 16 + (r & 1) * 8], j0, j0 + BC);
-    const bool full = __all_sync(0xffffffffu, allSee);
+    const bool full = warpAllSee(myVis, j0, j0 + BC);
 #pragma unroll
     for (int r = 0; r < 4; r++) {
       const int mt = r >> 1, e0 = (r & 1) * 2;
@@ -862,21 +858,13 @@ __global__ void __launch_bounds__(128, 2) attnBwdDqMma2(const bf16* __restrict__
         }
       }
     }
-    // dQ += dS·K: each K fragment pair (ldmatrix.x4.trans: n8 tiles 2dn and 2dn + 1 of D) feeds both m16 tiles.
+    // dQ += dS·K.
 #pragma unroll
     for (int kk = 0; kk < KT; kk++) {
       uint32_t da[2][4];
       accToA(da[0], dp[0][2 * kk], dp[0][2 * kk + 1]);
       accToA(da[1], dp[1][2 * kk], dp[1][2 * kk + 1]);
-#pragma unroll
-      for (int dn = 0; dn < DT / 2; dn++) {
-        uint32_t kb[4];
-        ldsm4ta(kb, kAT + 2 * (kk * 16 * ST + dn * 16));  // ldB_nn(sK, k0 = kk·16, n0 = dn·16)
-        mma(acc[0][2 * dn], da[0], kb[0], kb[1]);
-        mma(acc[0][2 * dn + 1], da[0], kb[2], kb[3]);
-        mma(acc[1][2 * dn], da[1], kb[0], kb[1]);
-        mma(acc[1][2 * dn + 1], da[1], kb[2], kb[3]);
-      }
+      mmaStepNn2<DT, ST>(acc, da[0], da[1], kAT, kk);
     }
   }
 
@@ -884,18 +872,8 @@ __global__ void __launch_bounds__(128, 2) attnBwdDqMma2(const bf16* __restrict__
   for (int r = 0; r < 4; r++) {
     const int row = rowBase + (r >> 1) * 16 + (r & 1) * 8;
     if (row >= d.tq) continue;
-    bf16* ob = dqdt == DT_BF16 ? static_cast<bf16*>(dq) : nullptr;
     const size_t rowOff = ((size_t)b * d.tq + row) * qStride + (size_t)h * D + tig * 2;
-#pragma unroll
-    for (int n = 0; n < DT; n++) {
-      const float x0 = acc[r >> 1][n][(r & 1) * 2] * d.scale, x1 = acc[r >> 1][n][(r & 1) * 2 + 1] * d.scale;
-      if (ob) {
-        *reinterpret_cast<uint32_t*>(ob + rowOff + n * 8) = pack2(x0, x1);  // two bf16 columns, one 4-byte store
-      } else {
-        stf(dq, dqdt, rowOff + n * 8, x0);
-        stf(dq, dqdt, rowOff + n * 8 + 1, x1);
-      }
-    }
+    storeRow2(dq, dqdt, acc[r >> 1], r & 1, rowOff, d.scale);
   }
 }
 
@@ -985,11 +963,8 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
   };
 
   float ak[DT][4], av[DT][4];
-#pragma unroll
-  for (int n = 0; n < DT; n++) {
-    ak[n][0] = ak[n][1] = ak[n][2] = ak[n][3] = 0.0f;
-    av[n][0] = av[n][1] = av[n][2] = av[n][3] = 0.0f;
-  }
+  zeroAcc(ak);
+  zeroAcc(av);
   const int keyA = j0 + warp * 16 + g, keyB = keyA + 8;
 
   if (nItems > 0) {
@@ -998,38 +973,12 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
   }
   for (int w = 0; w < nItems; w++) {
     const int buf = w & 1;
-    if (w + 1 < nItems) {
-      issue(w + 1);
-      cpAsyncWait<1>();
-    } else {
-      cpAsyncWait<0>();
-    }
-    __syncthreads();
+    issueNextAndWait(issue, w, nItems);
     const bf16* sQ = sQb + buf * BRQ * ST;
     const bf16* sO = sOb + buf * BRQ * ST;
 
     float st[NQ][4], dpt[NQ][4];
-#pragma unroll
-    for (int n = 0; n < NQ; n++) {
-      st[n][0] = st[n][1] = st[n][2] = st[n][3] = 0.0f;
-      dpt[n][0] = dpt[n][1] = dpt[n][2] = dpt[n][3] = 0.0f;
-    }
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-      uint32_t ka[4], va[4];
-      ldA(ka, sK, ST, warp * 16, kk * 16);
-      ldA(va, sV, ST, warp * 16, kk * 16);
-#pragma unroll
-      for (int np = 0; np < NQ / 2; np++) {
-        uint32_t qb[4], ob[4];
-        ldB_nt(qb, sQ, ST, np * 16, kk * 16);
-        ldB_nt(ob, sO, ST, np * 16, kk * 16);
-        mma(st[2 * np], ka, qb[0], qb[1]);
-        mma(st[2 * np + 1], ka, qb[2], qb[3]);
-        mma(dpt[2 * np], va, ob[0], ob[1]);
-        mma(dpt[2 * np + 1], va, ob[2], ob[3]);
-      }
-    }
+    productsNtPair<D>(st, dpt, sK, sV, warp * 16, sQ, sO);
     // Element (key row, query column): Pᵀ into st, dSᵀ into dpt.
 #pragma unroll
     for (int n = 0; n < NQ; n++) {
@@ -1038,8 +987,7 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
         const int qc = n * 8 + tig * 2 + (e & 1);
         const int j = e < 2 ? keyA : keyB;
         const Vis vi{sE1[buf][qc], sS2[buf][qc], sE2[buf][qc]};
-        const float l2 = sL2[buf][qc];
-        const float p = (l2 != -INFINITY && isVisible(vi, j)) ? exp2f(st[n][e] * sl2 - l2) : 0.0f;
+        const float p = probOf(st[n][e], sl2, sL2[buf][qc], vi, j);
         st[n][e] = p;
         dpt[n][e] = p * (dpt[n][e] - sD[buf][qc]);
       }
