@@ -585,7 +585,7 @@ export function randomPairs(K: number, I: number, gs: number, r: Rng = rng): Int
   return p;
 }
 
-type GivensKernel = 'v1' | 'v2' | 'v2x2';
+type GivensKernel = 'v1' | 'v2';
 
 /** Run fn with the Givens kernel version v: PARO_GIVENS_KERNEL, which native/src/k_paro.cu reads at each call. */
 function withGivensKernel<T>(v: GivensKernel, fn: () => T): T {
@@ -600,9 +600,9 @@ function withGivensKernel<T>(v: GivensKernel, fn: () => T): T {
 }
 
 /**
- * The CUDA Givens kernels v2 (default) and v2x2 (its forward with 2 rows per lane) against v1 on the same inputs:
- * forward output and dx bit-identical (the same arithmetic per element), dθ within the f32 summation-order tolerance;
- * every backward pass takes v1's forward output. Times the versions (the ms column: v2 or v2x2; a TIME line: all).
+ * The CUDA Givens kernels v2 (the default for f32) against v1 on the same inputs: forward output and dx
+ * bit-identical (the same arithmetic per element), dθ within the f32 summation-order tolerance; every backward pass
+ * takes v1's forward output. Times both (the ms column: v2; a TIME line: both).
  */
 function givensVersions(g: string, s: string, dt: DType, dir: 'forward' | 'inverse', R: number, I: number, K: number, gs: number,
   pairs: Int32Array, theta: Float32Array): void {
@@ -615,35 +615,31 @@ function givensVersions(g: string, s: string, dt: DType, dir: 'forward' | 'inver
     const th = gpu.fromHost(theta, [K, I / 2]);
     const y1 = withGivensKernel('v1', () => gpu.givens(x, p, th, gs, dir));
     const time = (f: () => void) => (NO_TIME ? 0 : timeGpu(f));
-    const run = (v: GivensKernel, backward: boolean) => withGivensKernel(v, () => {
+    const run = (v: GivensKernel) => withGivensKernel(v, () => {
       const y = gpu.givens(x, p, th, gs, dir);
       const out: { y: Float32Array; dx: Float32Array; dtheta: Float32Array; fwdMs: number; bwdMs: number } =
         { y: gpu.toHost(y), dx: new Float32Array(0), dtheta: new Float32Array(0), fwdMs: 0, bwdMs: 0 };
       gpu.free(y);
       out.fwdMs = time(() => gpu.free(gpu.givens(x, p, th, gs, dir)));
-      if (backward) {
-        const b = gpu.givensBackward(dy, y1, p, th, gs, dir);
-        out.dx = gpu.toHost(b.dx);
-        out.dtheta = gpu.toHost(b.dtheta);
-        gpu.free(b.dx, b.dtheta);
-        out.bwdMs = time(() => {
-          const r = gpu.givensBackward(dy, y1, p, th, gs, dir);
-          gpu.free(r.dx, r.dtheta);
-        });
-      }
+      const b = gpu.givensBackward(dy, y1, p, th, gs, dir);
+      out.dx = gpu.toHost(b.dx);
+      out.dtheta = gpu.toHost(b.dtheta);
+      gpu.free(b.dx, b.dtheta);
+      out.bwdMs = time(() => {
+        const r = gpu.givensBackward(dy, y1, p, th, gs, dir);
+        gpu.free(r.dx, r.dtheta);
+      });
       return out;
     });
-    const a = run('v1', true);
-    const b = run('v2', true);
-    const c = run('v2x2', false);
+    const a = run('v1');
+    const b = run('v2');
     gpu.free(x, dy, p, th, y1);
     reportExact(g, op, s, dt, f32Bits(a.y), f32Bits(b.y), b.fwdMs);
-    reportExact(g, `givens ${dir} v2x2≡v1`, s, dt, f32Bits(a.y), f32Bits(c.y), c.fwdMs);
     reportExact(g, `givensBackward ${dir} v2≡v1.dx`, s, dt, f32Bits(a.dx), f32Bits(b.dx), b.bwdMs);
     report(g, `givensBackward ${dir} v2~v1.dθ`, s, dt, a.dtheta, b.dtheta, 1e-5, b.bwdMs);
     if (!NO_TIME) {
-      log(`TIME givens ${dir} ${s} ${dt}: forward v1 ${a.fwdMs.toFixed(3)} ms, v2 ${b.fwdMs.toFixed(3)} ms, ` +
-        `v2x2 ${c.fwdMs.toFixed(3)} ms; backward v1 ${a.bwdMs.toFixed(3)} ms, v2 ${b.bwdMs.toFixed(3)} ms`);
+      log(`TIME givens ${dir} ${s} ${dt}: forward v1 ${a.fwdMs.toFixed(3)} ms, v2 ${b.fwdMs.toFixed(3)} ms; ` +
+        `backward v1 ${a.bwdMs.toFixed(3)} ms, v2 ${b.bwdMs.toFixed(3)} ms`);
     }
   } catch (e) {
     fail(g, op, s, e);

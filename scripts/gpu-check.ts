@@ -129,7 +129,7 @@ function linearBench(gpu: CudaBackend): void {
 }
 
 /**
- * The Givens kernels (ParoQuant, K 8, group 128) v1, v2 and v2x2 side by side (PARO_GIVENS_KERNEL, read by the addon
+ * The Givens kernels (ParoQuant, K 8, group 128) v1 and v2 side by side (PARO_GIVENS_KERNEL, read by the addon
  * at each call): a Qwen3-8B q/o_proj-sized and a gate/up_proj-sized weight; effective bandwidth = bytes read and written once
  * (forward x → y, backward y and dy → dx).
  */
@@ -147,11 +147,10 @@ function givensBench(gpu: CudaBackend): void {
       const y = gpu.givens(x, pairs, theta, gs, 'forward');
       const bytes = R * I * (dt === 'f32' ? 4 : 2);
       const ms: Record<string, number> = {};
-      // v2x2: v2's forward with 2 rows per lane (its backward is v2's, not timed again).
-      for (const version of ['v1', 'v2', 'v2x2'] as const) {
+      for (const version of ['v1', 'v2'] as const) {
         process.env.PARO_GIVENS_KERNEL = version;
         const fwd = timeGpu(() => gpu.free(gpu.givens(x, pairs, theta, gs, 'forward')));
-        const bwd = version === 'v2x2' ? NaN : timeGpu(() => {
+        const bwd = timeGpu(() => {
           const r = gpu.givensBackward(dy, y, pairs, theta, gs, 'forward');
           gpu.free(r.dx, r.dtheta);
         });
@@ -161,15 +160,11 @@ function givensBench(gpu: CudaBackend): void {
         const bwdNote = `${((3 * bytes) / bwd / 1e9).toFixed(2)} TB/s`;
         const shape = `[${R}, ${I}] K${K} g${gs}`;
         rows.push({ group: 'bench', op: `givens fwd [${version}]`, shape, dtype: dt, ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: fwd, note: fwdNote });
-        if (version === 'v2x2') {
-          console.log(`givens [${R}, ${I}] K${K} g${gs} ${dt} [${version}]: fwd ${fwd.toFixed(3)} ms = ${fwdNote}`);
-          continue;
-        }
         console.log(`givens [${R}, ${I}] K${K} g${gs} ${dt} [${version}]: fwd ${fwd.toFixed(3)} ms = ${fwdNote}; bwd ${bwd.toFixed(3)} ms = ${bwdNote}`);
         rows.push({ group: 'bench', op: `givens bwd [${version}]`, shape, dtype: dt, ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: bwd, note: bwdNote });
       }
-      console.log(`givens [${R}, ${I}] ${dt}: speed-up over v1 fwd v2 ${(ms['v1.fwd'] / ms['v2.fwd']).toFixed(2)}×, ` +
-        `v2x2 ${(ms['v1.fwd'] / ms['v2x2.fwd']).toFixed(2)}×; bwd v2 ${(ms['v1.bwd'] / ms['v2.bwd']).toFixed(2)}×`);
+      console.log(`givens [${R}, ${I}] ${dt}: speed-up of v2 over v1 fwd ${(ms['v1.fwd'] / ms['v2.fwd']).toFixed(2)}×, ` +
+        `bwd ${(ms['v1.bwd'] / ms['v2.bwd']).toFixed(2)}×`);
       gpu.free(x, dy, y);
     }
     gpu.free(pairs, theta);

@@ -237,59 +237,30 @@ __device__ __forceinline__ void stV2(void* p, int dt, size_t k, float v) {
   else stf(p, dt, k, v);
 }
 
-// Shared-memory float index of element (r, i) of a strip: RPL = 1, row r at r·stride; RPL = 2 (64-row strips), lane L
-// holds rows L and L + 32 interleaved as float2 (one 8-byte access applies a pair slot to both rows).
-template <int RPL>
-__device__ __forceinline__ int stripIndex(int r, int i, int stride) {
-  if constexpr (RPL == 1) return r * stride + i;
-  else return ((r & 31) * stride + i) * 2 + (r >> 5);
-}
-
-// One batch of kV2FwdBatch pair slots on the lane's row(s): loads first, then stores (the slots' pairs are disjoint).
-template <int RPL>
-__device__ __forceinline__ void rotateBatch(float* rowBase, const GivensEntry* tl) {
+// One batch of kV2FwdBatch pair slots on the lane's row: loads first, then stores (the slots' pairs are disjoint).
+__device__ __forceinline__ void rotateBatch(float* row, const GivensEntry* tl) {
   GivensEntry q[kV2FwdBatch];
 #pragma unroll
   for (int k = 0; k < kV2FwdBatch; k++) q[k] = tl[k];
-  if constexpr (RPL == 1) {
-    float* row = rowBase;
-    float a[kV2FwdBatch], b[kV2FwdBatch];
+  float a[kV2FwdBatch], b[kV2FwdBatch];
 #pragma unroll
-    for (int k = 0; k < kV2FwdBatch; k++) {
-      a[k] = row[q[k].i];
-      b[k] = row[q[k].j];
-    }
+  for (int k = 0; k < kV2FwdBatch; k++) {
+    a[k] = row[q[k].i];
+    b[k] = row[q[k].j];
+  }
 #pragma unroll
-    for (int k = 0; k < kV2FwdBatch; k++) {
-      float c = q[k].c, s = q[k].s;
-      row[q[k].i] = c * a[k] + s * b[k];
-      row[q[k].j] = -s * a[k] + c * b[k];
-    }
-  } else {
-    float2* row = (float2*)rowBase;
-    float2 a[kV2FwdBatch], b[kV2FwdBatch];
-#pragma unroll
-    for (int k = 0; k < kV2FwdBatch; k++) {
-      a[k] = row[q[k].i];
-      b[k] = row[q[k].j];
-    }
-#pragma unroll
-    for (int k = 0; k < kV2FwdBatch; k++) {
-      float c = q[k].c, s = q[k].s;
-      float ox = c * a[k].x + s * b[k].x, oy = c * a[k].y + s * b[k].y;
-      float px = -s * a[k].x + c * b[k].x, py = -s * a[k].y + c * b[k].y;
-      row[q[k].i] = make_float2(ox, oy);
-      row[q[k].j] = make_float2(px, py);
-    }
+  for (int k = 0; k < kV2FwdBatch; k++) {
+    float c = q[k].c, s = q[k].s;
+    row[q[k].i] = c * a[k] + s * b[k];
+    row[q[k].j] = -s * a[k] + c * b[k];
   }
 }
 
-// RPL rows per lane (strips of 32·RPL rows); RPL = 2 halves the table broadcasts per row.
-template <bool F32, int RPL>
+template <bool F32>
 __global__ void givensFwdV2Kernel(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs,
                                   const float* theta, int K, int gs, bool inverse, int Ppad) {
   extern __shared__ float smem[];
-  constexpr int SR = kV2Rows * RPL;  // rows per strip
+  constexpr int SR = kV2Rows;  // rows per strip
   int stride = gs + 1;
   GivensEntry* tab = (GivensEntry*)smem;
   float* tiles = (float*)(tab + K * Ppad);
@@ -297,7 +268,7 @@ __global__ void givensFwdV2Kernel(const void* x, int xdt, void* y, int ydt, size
   buildV2Table(tab, tiles, pairs, theta, K, I, gs, g, inverse, Ppad);
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
   float* tile = tiles + (size_t)warp * SR * stride;
-  float* rowBase = tile + lane * stride * RPL;
+  float* rowBase = tile + lane * stride;
   size_t strips = (rows + SR - 1) / SR;
   for (size_t strip = (size_t)blockIdx.y * warps + warp; strip < strips; strip += (size_t)gridDim.y * warps) {
     size_t row0 = strip * SR;
@@ -320,7 +291,7 @@ __global__ void givensFwdV2Kernel(const void* x, int xdt, void* y, int ydt, size
       i = i0;
 #pragma unroll
       for (int b = 0; b < kV2LoadBatch; b++) {
-        if (r < nr) tile[stripIndex<RPL>(r, i, stride)] = v[b];
+        if (r < nr) tile[r * stride + i] = v[b];
         stripStep(r, i, gs);
       }
     }
@@ -328,7 +299,7 @@ __global__ void givensFwdV2Kernel(const void* x, int xdt, void* y, int ydt, size
     // Lanes past the last row work on stale rows that are never stored.
     for (int step = 0; step < K; step++) {
       const GivensEntry* tl = tab + (inverse ? K - 1 - step : step) * Ppad;
-      for (int t0 = 0; t0 < Ppad; t0 += kV2FwdBatch) rotateBatch<RPL>(rowBase, tl + t0);
+      for (int t0 = 0; t0 < Ppad; t0 += kV2FwdBatch) rotateBatch(rowBase, tl + t0);
     }
     __syncwarp();
     r = 0;
@@ -337,7 +308,7 @@ __global__ void givensFwdV2Kernel(const void* x, int xdt, void* y, int ydt, size
       i -= gs;
       r++;
     }
-    for (; r < nr; stripStep(r, i, gs)) stV2<F32>(y, ydt, base + (size_t)r * I + i, tile[stripIndex<RPL>(r, i, stride)]);
+    for (; r < nr; stripStep(r, i, gs)) stV2<F32>(y, ydt, base + (size_t)r * I + i, tile[r * stride + i]);
     __syncwarp();  // the next strip's loads overwrite rows other lanes are storing
   }
 }
@@ -626,13 +597,12 @@ void checkGivensArgs(int I, int gs) {
 }
 
 // PARO_GIVENS_KERNEL (read at every call, so one process can time and compare the versions): v1 the v1 kernels,
-// v2x2 the v2 forward with 2 rows per lane (backward: v2), v2 the v2 kernels.
+// v2 the v2 kernels. (A v2 forward with 2 rows per lane ran 0.75–0.81× v1 on an H100 on 2026-12-07 and was removed.)
 // Unset: v2 for f32 operands, v1 for the others — on an H100 (docs/gpu-validation.md run 14) v2 ran 1.03–1.22× v1
 // with f32 tensors but 0.52–0.59× with bf16 ones; PARO_GIVENS_KERNEL=v2 forces v2 for both.
 int givensVersionSelected(int dt) {
   const char* v = std::getenv("PARO_GIVENS_KERNEL");
   if (v && std::strcmp(v, "v1") == 0) return 1;
-  if (v && std::strcmp(v, "v2x2") == 0) return 22;
   if (v && std::strcmp(v, "v2") == 0) return 2;
   return dt == DT_F32 ? 2 : 1;
 }
@@ -641,7 +611,7 @@ bool v2Dtype(int dt) { return dt == DT_F32 || dt == DT_BF16; }
 
 // v2 geometry: the warps per block that keep the most warps resident per SM within the device's shared memory
 // (1 KiB reserved per block); false when fewer than kV2MinResidentWarps fit (v1 then runs).
-bool v2Geometry(int gs, int K, bool bwd, GivensV2Geom& geo, int rowsPerLane = 1) {
+bool v2Geometry(int gs, int K, bool bwd, GivensV2Geom& geo) {
   int dev = 0, perSm = 0, perBlock = 0;
   checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
   checkCuda(cudaDeviceGetAttribute(&perSm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev), "cudaDeviceGetAttribute");
@@ -650,7 +620,7 @@ bool v2Geometry(int gs, int K, bool bwd, GivensV2Geom& geo, int rowsPerLane = 1)
   geo.Ppad = (geo.P + kV2SlotAlign - 1) / kV2SlotAlign * kV2SlotAlign;
   geo.stride = gs + 1;
   geo.tabBytes = (size_t)K * geo.Ppad * sizeof(GivensEntry);
-  size_t warpTile = (size_t)kV2Rows * rowsPerLane * geo.stride * (bwd ? 8 : 4);
+  size_t warpTile = (size_t)kV2Rows * geo.stride * (bwd ? 8 : 4);
   size_t warpExtra = bwd ? (size_t)K * geo.Ppad * 4 : 0;
   size_t scratch = (size_t)K * geo.P * 16;  // loadGivensTables' four arrays, in the tile area
   geo.warps = 0;
@@ -670,28 +640,22 @@ bool v2Geometry(int gs, int K, bool bwd, GivensV2Geom& geo, int rowsPerLane = 1)
   return bestResident >= kV2MinResidentWarps;
 }
 
-template <bool F32, int RPL>
+template <bool F32>
 void launchGivensV2(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs, const float* theta,
                     int K, int gs, bool inverse, const GivensV2Geom& geo) {
-  size_t strips = (rows + kV2Rows * RPL - 1) / (kV2Rows * RPL);
+  size_t strips = (rows + kV2Rows - 1) / kV2Rows;
   size_t blocksY = std::min<size_t>((strips + geo.warps - 1) / geo.warps, 65535);
   dim3 grid((unsigned)(I / gs), (unsigned)blocksY);
-  setSmem((const void*)givensFwdV2Kernel<F32, RPL>, geo.smem);
-  givensFwdV2Kernel<F32, RPL><<<grid, geo.warps * 32, geo.smem, stream()>>>(x, xdt, y, ydt, rows, I, pairs, theta, K,
-                                                                            gs, inverse, geo.Ppad);
+  setSmem((const void*)givensFwdV2Kernel<F32>, geo.smem);
+  givensFwdV2Kernel<F32><<<grid, geo.warps * 32, geo.smem, stream()>>>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs,
+                                                                       inverse, geo.Ppad);
   checkLaunch(inverse ? "givens(inverse, v2)" : "givens(forward, v2)");
 }
 
 void givensV2(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const int* pairs, const float* theta,
-              int K, int gs, bool inverse, const GivensV2Geom& geo, int rowsPerLane) {
-  bool f32 = xdt == DT_F32 && ydt == DT_F32;
-  if (rowsPerLane == 2) {
-    if (f32) launchGivensV2<true, 2>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, geo);
-    else launchGivensV2<false, 2>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, geo);
-  } else {
-    if (f32) launchGivensV2<true, 1>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, geo);
-    else launchGivensV2<false, 1>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, geo);
-  }
+              int K, int gs, bool inverse, const GivensV2Geom& geo) {
+  if (xdt == DT_F32 && ydt == DT_F32) launchGivensV2<true>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, geo);
+  else launchGivensV2<false>(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, geo);
 }
 
 void givensBwdV2(const void* dy, int dydt, const void* y, int ydt, void* dx, int dxdt, float* dtheta, size_t rows,
@@ -727,15 +691,10 @@ void givensK(const void* x, int xdt, void* y, int ydt, size_t rows, int I, const
              int gs, bool inverse) {
   checkGivensArgs(I, gs);
   if (rows == 0 || I == 0) return;
-  int version = givensVersionSelected(xdt);
-  int rowsPerLane = version == 22 ? 2 : 1;
   GivensV2Geom v2;
-  if (version != 1 && v2Dtype(xdt) && v2Dtype(ydt)) {
-    if (rowsPerLane == 2 && !v2Geometry(gs, K, false, v2, 2)) rowsPerLane = 1;  // 64-row strips too large: 32
-    if (v2Geometry(gs, K, false, v2, rowsPerLane)) {
-      givensV2(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, v2, rowsPerLane);
-      return;
-    }
+  if (givensVersionSelected(xdt) != 1 && v2Dtype(xdt) && v2Dtype(ydt) && v2Geometry(gs, K, false, v2)) {
+    givensV2(x, xdt, y, ydt, rows, I, pairs, theta, K, gs, inverse, v2);
+    return;
   }
   GivensGeom geo = geometry(gs);
   size_t smem = (size_t)geo.RT * gs * 4 + (size_t)K * geo.P * 16;

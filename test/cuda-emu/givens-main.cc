@@ -1,7 +1,7 @@
 // The Givens kernels of native/src/k_paro.cu (v1 and v2) under the host emulation (test/givens-kernels-emu.test.ts):
 // the test rewrites k_paro.cu into k_paro_emu.cc (shared memory and launches as for the fused kernels) and compiles
 // this file, which adds what k_paro.cu needs beyond test/cuda-emu/common.cuh, includes it, and runs givensK and
-// givensBwdK with PARO_GIVENS_KERNEL=v1, v2 and v2x2 on the inputs the test wrote (raw f32/i32 files).
+// givensBwdK with PARO_GIVENS_KERNEL=v1 and v2 on the inputs the test wrote (raw f32/i32 files).
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -78,11 +78,11 @@ int main(int argc, char** argv) {
   auto pairs = readFile<int>(dir + "/pairs", (size_t)K * I);
   auto theta = readFile<float>(dir + "/theta", (size_t)K * I / 2);
   // The warps per block v2 runs with (0: v1 runs instead), for the test to see that v2 ran.
-  paro::GivensV2Geom fg{}, f2g{}, bg{};
-  std::printf("v2 warps: forward %d forward-2-rows %d backward %d\n", paro::v2Geometry(gs, K, false, fg) ? fg.warps : 0,
-              paro::v2Geometry(gs, K, false, f2g, 2) ? f2g.warps : 0, paro::v2Geometry(gs, K, true, bg) ? bg.warps : 0);
+  paro::GivensV2Geom fg{}, bg{};
+  std::printf("v2 warps: forward %d backward %d\n", paro::v2Geometry(gs, K, false, fg) ? fg.warps : 0,
+              paro::v2Geometry(gs, K, true, bg) ? bg.warps : 0);
   std::vector<uint8_t> y1(x.size());
-  for (const char* version : {"v1", "v2", "v2x2"}) {
+  for (const char* version : {"v1", "v2"}) {
     setenv("PARO_GIVENS_KERNEL", version, 1);
     std::vector<uint8_t> y(x.size(), 0xff), dx(x.size(), 0xff);
     std::vector<float> dtheta((size_t)K * I / 2, NAN);
