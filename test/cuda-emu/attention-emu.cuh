@@ -180,32 +180,8 @@ inline void cpAsyncWait() {
 // kernel<<<grid, block, smem, stream()>>>(args) → emuLaunch3(kernel, grid, block, smem)(args): grid x, y and z.
 template <typename K>
 auto emuLaunch3(K kernel, dim3 grid, dim3 block, size_t smem) {
-  return [=](auto... args) {
-    if (smem + 4096 > sizeof(g_smem)) throw std::runtime_error("emu: shared memory " + std::to_string(smem));
-    gridDim = grid;
-    blockDim = block;
-    for (unsigned bz = 0; bz < grid.z; bz++) {
-      for (unsigned by = 0; by < grid.y; by++) {
-        for (unsigned bx = 0; bx < grid.x; bx++) {
-          std::memset(g_smem, 0xff, sizeof(g_smem));  // garbage (bf16 NaN), as on the device
-          BlockSync s;
-          s.block = std::make_unique<std::barrier<>>(block.x);
-          for (unsigned w = 0; w < (block.x + 31) / 32; w++) s.warps.push_back(std::make_unique<std::barrier<>>(32));
-          s.xchg.assign(block.x, 0.0);
-          g_sync = &s;
-          std::vector<std::thread> ts;
-          for (unsigned t = 0; t < block.x; t++) {
-            ts.emplace_back([=]() {
-              threadIdx = dim3(t, 0, 0);
-              blockIdx = dim3(bx, by, bz);
-              kernel(args...);
-              if (!t_groups.empty() || !t_open.empty()) throw std::runtime_error("emu: cp.async left pending");
-            });
-          }
-          for (auto& th : ts) th.join();
-        }
-      }
-    }
-  };
+  return emuLaunch(kernel, grid, block, smem, 4096, [] {
+    if (!t_groups.empty() || !t_open.empty()) throw std::runtime_error("emu: cp.async left pending");
+  });
 }
 }  // namespace paro

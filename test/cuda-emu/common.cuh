@@ -92,30 +92,36 @@ inline float warpMax(float v) { for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __
 inline float warpMin(float v) { for (int o = 16; o > 0; o >>= 1) v = fminf(v, __shfl_xor_sync(0xffffffffu, v, o)); return v; }
 inline void fillK(void* dst, int dt, size_t n, float value) { for (size_t i = 0; i < n; i++) stf(dst, dt, i, value); }
 
-// kernel<<<grid, block, smem, stream>>>(args) → emuLaunch(kernel, grid, block, smem)(args)
+// kernel<<<grid, block, smem, stream>>>(args) → emuLaunch(kernel, grid, block, smem)(args): the blocks of the grid
+// (x, y, z) one after another. reserve: bytes g_smem must hold beyond smem (a caller's margin); afterThread runs in
+// each thread once the kernel returned (attention-emu.cuh checks that no cp.async was left pending).
 template <typename K>
-auto emuLaunch(K kernel, dim3 grid, dim3 block, size_t smem) {
+auto emuLaunch(K kernel, dim3 grid, dim3 block, size_t smem, size_t reserve = 0,
+               std::function<void()> afterThread = {}) {
   return [=](auto... args) {
-    if (smem > sizeof(g_smem)) throw std::runtime_error("emu: shared memory " + std::to_string(smem));
+    if (smem + reserve > sizeof(g_smem)) throw std::runtime_error("emu: shared memory " + std::to_string(smem));
     gridDim = grid;
     blockDim = block;
-    for (unsigned by = 0; by < grid.y; by++) {
-      for (unsigned bx = 0; bx < grid.x; bx++) {
-        std::memset(g_smem, 0xff, smem);  // garbage, as on the device
-        BlockSync s;
-        s.block = std::make_unique<std::barrier<>>(block.x);
-        for (unsigned w = 0; w < (block.x + 31) / 32; w++) s.warps.push_back(std::make_unique<std::barrier<>>(32));
-        s.xchg.assign(block.x, 0.0);
-        g_sync = &s;
-        std::vector<std::thread> ts;
-        for (unsigned t = 0; t < block.x; t++) {
-          ts.emplace_back([=]() {
-            threadIdx = dim3(t);
-            blockIdx = dim3(bx, by);
-            kernel(args...);
-          });
+    for (unsigned bz = 0; bz < grid.z; bz++) {
+      for (unsigned by = 0; by < grid.y; by++) {
+        for (unsigned bx = 0; bx < grid.x; bx++) {
+          std::memset(g_smem, 0xff, sizeof(g_smem));  // garbage (bf16 NaN), as on the device
+          BlockSync s;
+          s.block = std::make_unique<std::barrier<>>(block.x);
+          for (unsigned w = 0; w < (block.x + 31) / 32; w++) s.warps.push_back(std::make_unique<std::barrier<>>(32));
+          s.xchg.assign(block.x, 0.0);
+          g_sync = &s;
+          std::vector<std::thread> ts;
+          for (unsigned t = 0; t < block.x; t++) {
+            ts.emplace_back([=]() {
+              threadIdx = dim3(t);
+              blockIdx = dim3(bx, by, bz);
+              kernel(args...);
+              if (afterThread) afterThread();
+            });
+          }
+          for (auto& th : ts) th.join();
         }
-        for (auto& th : ts) th.join();
       }
     }
   };

@@ -6,19 +6,7 @@
 #include "common.cuh"
 #include "ops.h"
 
-template <typename T>
-std::vector<T> readFile(const std::string& path, size_t n) {
-  std::vector<T> v(n);
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot read " + path);
-  f.read((char*)v.data(), n * sizeof(T));
-  return v;
-}
-template <typename T>
-void writeFile(const std::string& path, const std::vector<T>& v) {
-  std::ofstream f(path, std::ios::binary);
-  f.write((const char*)v.data(), v.size() * sizeof(T));
-}
+#include "files.h"
 
 int main(int argc, char** argv) {
   std::string dir = argv[1];

@@ -38,19 +38,7 @@ inline void castK(const void* src, int sdt, void* dst, int ddt, size_t n) {
 
 #include "k_paro_emu.cc"
 
-template <typename T>
-std::vector<T> readFile(const std::string& path, size_t n) {
-  std::vector<T> v(n);
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot read " + path);
-  f.read((char*)v.data(), n * sizeof(T));
-  return v;
-}
-template <typename T>
-void writeFile(const std::string& path, const std::vector<T>& v) {
-  std::ofstream f(path, std::ios::binary);
-  f.write((const char*)v.data(), v.size() * sizeof(T));
-}
+#include "files.h"
 
 // f32 values stored in dtype dt (bf16: rounded to nearest even), as raw bytes.
 std::vector<uint8_t> store(const std::vector<float>& v, int dt) {
