@@ -28,7 +28,7 @@ const banner = [
   'const __dirname = __paroDirname(__filename);',
 ].join('\n');
 const entries = [['scripts/gpu-check.ts', 'gpu-check.mjs'], ['scripts/cli-entry.ts', 'cli.mjs'], ['scripts/gpu-bench-entry.ts', 'bench-gpu.mjs'],
-  ['scripts/synth-checkpoint.ts', 'synth-checkpoint.mjs'], ['bench/dflash-8b.ts', 'bench-dflash-8b.mjs']];
+  ['scripts/synth-checkpoint.ts', 'synth-checkpoint.mjs'], ['bench/dflash-8b.ts', 'bench-dflash-8b.mjs'], ['scripts/kernel-probe.ts', 'kernel-probe.mjs']];
 // The several-GPU NCCL check (issue 12).
 entries.push(['scripts/nccl-check.ts', 'nccl-check.mjs']);
 for (const [entry, file] of entries) {

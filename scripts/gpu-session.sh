@@ -68,6 +68,12 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
       step race 120 $CS --tool racecheck --print-limit 10 node $G/gpu-check.mjs --no-time --quick --group attention --only tiny ;;
     kbench) # the kernel timing rows of gpu-check (GEMM peak, attention and Givens versions side by side, ...)
       step kbench 200 node $G/gpu-check.mjs --bench --no-check ;;
+    ncu) # hardware counters (Nsight Compute) of the block step's slow kernels, scripts/kernel-probe.ts; the second
+      # launch of each kernel; PROBE_ARGS="--only attention|givens|transform"
+      NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+      step ncu 300 $NCU --clock-control none --target-processes all --kernel-id ::regex:.:2 --section SpeedOfLight \
+        --section WarpStateStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
+        --section SchedulerStats --section InstructionStats node $G/kernel-probe.mjs ${PROBE_ARGS:-} ;;
     bench) step bench 240 node $G/bench-gpu.mjs --json $BENCH_ARGS ;;
     synth-8b) # a random-weight Qwen3-8B (36 layers, 16.4 GB in 5 shards) on this machine's disk
       step synth-8b 240 node $G/synth-checkpoint.mjs --arch ${SYNTH_ARCH:-qwen3-8b} --out /tmp/q8 --force --json ;;
