@@ -396,6 +396,16 @@ function groupNorm(): void {
           be.free(y, rstd);
           return [r.dx, r.dw];
         });
+      // weightGrad false (the ParoQuant block's frozen norms): dx alone, no dw formed.
+      caseRun(g, 'rmsnormBackward dx only', s, dt, ['dx'], [tolFor(dt)],
+        () => [inp(randn(R * C), [R, C], dt), inp(randn(R * C, 2), [R, C], dt), inp(uniform(C, 0.5, 1.5), [C], dt)],
+        (be, [dy, x, w]) => {
+          const { rstd, y } = be.rmsnorm(x, w, 1e-6);
+          const r = be.rmsnormBackward(dy, x, w, rstd, false);
+          be.free(y, rstd);
+          if ('dw' in r) throw new Error('rmsnormBackward(…, false) returned dw');
+          return [r.dx];
+        });
     }
   }
 }

@@ -322,8 +322,8 @@ void rmsnormBwdK(const void* dy, int dydt, const void* x, int xdt, const void* w
       rmsnormBwdKernel<1><<<grid, warps * 32, 0, stream()>>>(dy, dydt, x, xdt, w, wdt, rstd, dx, dxdt, rows, C);
     checkLaunch("rmsnormBackward");
   }
-  // dw[c] = Σ_r dy[r,c]·x[r,c]·rstd[r]
-  colReduceK(dy, dydt, x, xdt, rstd, rows, C, dw);
+  // dw[c] = Σ_r dy[r,c]·x[r,c]·rstd[r]; a null dw: the caller discards it (a whole second pass over dy and x saved)
+  if (dw) colReduceK(dy, dydt, x, xdt, rstd, rows, C, dw);
 }
 
 void crossEntropyK(const void* logits, int ldt, size_t rows, size_t V, const int* labels, const float* weights,

@@ -342,7 +342,7 @@ export function trainBackward(be: Backend, c: DrafterConfig, w: DrafterWeights, 
     be.free(dx1, dxn);
     const g = mlp.grads;
     layerGrads[l] = {
-      inputNorm: dIn, postNorm: g.postNorm, qNorm: dq.dnorm!, kNorm: dk.dnorm!, q: dQ, k: dK, v: dV, o: dO,
+      inputNorm: dIn, postNorm: g.postNorm!, qNorm: dq.dnorm!, kNorm: dk.dnorm!, q: dQ, k: dK, v: dV, o: dO,
       gate: g.gate, up: g.up, down: g.down,
     };
   }

@@ -152,7 +152,12 @@ export interface Backend {
   // ---- transformer layers ----------------------------------------------------------------------------
   /** RMSNorm over the last dimension of a [R, C] tensor (R may be tokens·heads for per-head norms). */
   rmsnorm(x: Tensor, w: Tensor, eps: number): { y: Tensor; rstd: Tensor };
+  /**
+   * dx and, unless weightGrad is false, dw [C] (f32). Callers that discard dw (the ParoQuant block's frozen norms)
+   * pass false: on the GPU dw is a second pass over dy and x.
+   */
   rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor };
+  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, weightGrad: false): { dx: Tensor };
   /**
    * Rotary embedding (rotate-half layout) on [R, heads·headDim]. Row r has position positions[r]; invFreq has
    * headDim/2 entries. inverse = true rotates by −angle (the backward of the forward rotation).

@@ -97,8 +97,7 @@ export function blockBackward(
   be: Backend, cfg: ModelConfig, p: BlockParams, s: BlockSaved, dy: Tensor, geo: BlockGeometry,
 ): Record<LinearKey, Tensor> {
   const w = layerWeights(p);
-  const { dx1, grads: mlp } = mlpBackward(be, w, s.mlp, dy);
-  be.free(mlp.postNorm);
+  const { dx1, grads: mlp } = mlpBackward(be, w, s.mlp, dy, 'f32', false); // the norms are frozen: no norm gradients
   const { dW: dWo, dattn } = attentionOutputBackward(be, p.weights.o, s.attn, dx1);
   be.free(dx1);
   const { dq, dk, dv } = causalAttentionBackward(be, cfg, dattn, s.qr, s.kr, s.v, s.attn, s.lse, geo.nSeq, geo.seqLen);

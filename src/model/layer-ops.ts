@@ -140,10 +140,16 @@ export function headNormForward(be: Backend, x: Tensor, w: Tensor, D: number, ep
   return { y: be.reshape(y, [rows, width]), rstd };
 }
 
-export function headNormBackward(be: Backend, dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, D: number): { dx: Tensor; dw: Tensor } {
+/** dx and, with weightGrad (default), the norm weight's gradient dw. */
+export function headNormBackward(
+  be: Backend, dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, D: number, weightGrad = true,
+): { dx: Tensor; dw?: Tensor } {
   const [rows, width] = x.shape;
   const flat = [(rows * width) / D, D];
-  const { dx, dw } = be.rmsnormBackward(be.reshape(dy, flat), be.reshape(x, flat), w, rstd);
+  const dyf = be.reshape(dy, flat);
+  const xf = be.reshape(x, flat);
+  if (!weightGrad) return { dx: be.reshape(be.rmsnormBackward(dyf, xf, w, rstd, false).dx, [rows, width]) };
+  const { dx, dw } = be.rmsnormBackward(dyf, xf, w, rstd);
   return { dx: be.reshape(dx, [rows, width]), dw };
 }
 
@@ -168,13 +174,17 @@ export function headsForward(
   return { y, saved: { pre, rstd: n.rstd } };
 }
 
-/** From the gradient of the roped heads to the gradient of the projection output (and of the head norm weight). */
+/**
+ * From the gradient of the roped heads to the gradient of the projection output and, with normGrad (default), of the
+ * head norm weight.
+ */
 export function headsBackward(
   be: Backend, dy: Tensor, s: HeadsSaved, norm: Tensor | undefined, positions: Int32Array, invFreq: Float32Array, d: LayerDims,
+  normGrad = true,
 ): { dpre: Tensor; dnorm?: Tensor } {
   const dn = be.rope(dy, positions, invFreq, d.headDim, true);
   if (!norm || !s.rstd) return { dpre: dn };
-  const { dx, dw } = headNormBackward(be, dn, s.pre, norm, s.rstd, d.headDim);
+  const { dx, dw } = headNormBackward(be, dn, s.pre, norm, s.rstd, d.headDim, normGrad);
   be.free(dn);
   return { dpre: dx, dnorm: dw };
 }
@@ -225,7 +235,8 @@ export function attentionInputs(
 
 /**
  * Backward of attentionInputs (dense q/k/v) from the gradients of qr, kr, v to the projection weight gradients.
- * The input gradient is not formed (the ParoQuant block keeps its input fixed); head-norm weight gradients are dropped.
+ * The input gradient is not formed (the ParoQuant block keeps its input fixed); head-norm weight gradients are not
+ * formed either (the block's norms are frozen).
  */
 export function attentionInputsWeightGrads(
   be: Backend, d: LayerDims, w: AttentionInputWeights, s: AttentionInputsSaved, dqr: Tensor, dkr: Tensor, dv: Tensor,
@@ -233,9 +244,8 @@ export function attentionInputsWeightGrads(
 ): { q: Tensor; k: Tensor; v: Tensor } {
   const { qNorm, kNorm } = headNorms(w);
   const cd = dtypeOf(d);
-  const dq = headsBackward(be, dqr, s.q, qNorm, positions, invFreq, d);
-  const dk = headsBackward(be, dkr, s.k, kNorm, positions, invFreq, d);
-  be.free(dq.dnorm, dk.dnorm);
+  const dq = headsBackward(be, dqr, s.q, qNorm, positions, invFreq, d, false);
+  const dk = headsBackward(be, dkr, s.k, kNorm, positions, invFreq, d, false);
   const grads = { q: linearWeightGrad(be, dq.dpre, s.h, cd), k: linearWeightGrad(be, dk.dpre, s.h, cd), v: linearWeightGrad(be, dv, s.h, cd) };
   be.free(dq.dpre, dk.dpre);
   return grads;
@@ -335,11 +345,11 @@ export function mlpForward(be: Backend, d: LayerDims, w: MlpWeights, x1: Tensor,
 
 /**
  * Backward of mlpForward (dense weights) from dy: the gradient w.r.t. x1 (residual included) and the weight
- * gradients. dy stays the caller's.
+ * gradients (the post-norm weight's only with normGrad, the default). dy stays the caller's.
  */
 export function mlpBackward(
-  be: Backend, w: MlpWeights, s: MlpSaved, dy: Tensor, cd: ComputeDtype = 'f32',
-): { dx1: Tensor; grads: { postNorm: Tensor; gate: Tensor; up: Tensor; down: Tensor } } {
+  be: Backend, w: MlpWeights, s: MlpSaved, dy: Tensor, cd: ComputeDtype = 'f32', normGrad = true,
+): { dx1: Tensor; grads: { postNorm?: Tensor; gate: Tensor; up: Tensor; down: Tensor } } {
   const dyIn = gemmInput(be, dy, cd); // dy stays the caller's (the residual below adds it)
   const down = linearWeightGrad(be, dyIn, s.m, cd);
   const dm = linearInputGrad(be, dyIn, w.down.weight, undefined, cd);
@@ -353,7 +363,9 @@ export function mlpBackward(
   const dh2 = linearInputGrad(be, dgate, w.gate.weight, undefined, cd);
   linearInputGrad(be, dup, w.up.weight, dh2, cd);
   be.free(dgate, dup);
-  const { dx: dx1n, dw: postNorm } = be.rmsnormBackward(dh2, s.x1, w.postNorm, s.rstd);
+  const { dx: dx1n, dw: postNorm } = normGrad
+    ? be.rmsnormBackward(dh2, s.x1, w.postNorm, s.rstd)
+    : { ...be.rmsnormBackward(dh2, s.x1, w.postNorm, s.rstd, false), dw: undefined };
   be.free(dh2);
   const dx1 = be.add(dy, dx1n);
   be.free(dx1n);

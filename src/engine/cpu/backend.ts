@@ -332,11 +332,14 @@ export class CpuBackend implements Backend {
     return { y: f32(x.shape, r.y), rstd: f32([rows], r.rstd) };
   }
 
-  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor } {
+  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor };
+  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, weightGrad: false): { dx: Tensor };
+  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, weightGrad = true): { dx: Tensor; dw?: Tensor } {
     checkRmsnormBackward(dy, x, w, rstd);
     const [rows, C] = rowsCols(x);
     const r = rmsnormBackward(F(dy), F(x), F(w), F(rstd), rows, C, alloc(rows * C));
-    return { dx: f32(x.shape, r.dx), dw: f32([C], r.dw) };
+    const dx = f32(x.shape, r.dx);
+    return weightGrad ? { dx, dw: f32([C], r.dw) } : { dx };
   }
 
   rope(x: Tensor, positions: Int32Array, invFreq: Float32Array, headDim: number, inverse = false): Tensor {

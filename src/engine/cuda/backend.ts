@@ -359,7 +359,9 @@ export class CudaBackend implements Backend {
     return { y, rstd };
   }
 
-  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor } {
+  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor): { dx: Tensor; dw: Tensor };
+  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, weightGrad: false): { dx: Tensor };
+  rmsnormBackward(dy: Tensor, x: Tensor, w: Tensor, rstd: Tensor, weightGrad = true): { dx: Tensor; dw?: Tensor } {
     const DY = this.F(dy, 'rmsnormBackward');
     const X = this.F(x, 'rmsnormBackward');
     const W = this.F(w, 'rmsnormBackward');
@@ -367,10 +369,11 @@ export class CudaBackend implements Backend {
     const [rows, C] = rowsCols(X);
     const R = this.as(this.F(rstd, 'rmsnormBackward'), 'f32');
     const dx = this.alloc(X.shape, promote(DY.dtype, X.dtype));
-    const dw = this.alloc([C], 'f32');
-    this.a.rmsnormBwd(DY.ptr, code(DY), X.ptr, code(X), W.ptr, code(W), R.ptr, dx.ptr, code(dx), dw.ptr, rows, C);
+    const dw = weightGrad ? this.alloc([C], 'f32') : undefined;
+    // A null dw pointer: the addon skips the column reduction.
+    this.a.rmsnormBwd(DY.ptr, code(DY), X.ptr, code(X), W.ptr, code(W), R.ptr, dx.ptr, code(dx), dw ? dw.ptr : 0, rows, C);
     this.dropTemp(R, rstd);
-    return { dx, dw };
+    return dw ? { dx, dw } : { dx };
   }
 
   rope(x: Tensor, positions: Int32Array, invFreq: Float32Array, headDim: number, inverse = false): Tensor {
