@@ -677,6 +677,16 @@ function groupParo(): void {
             be.free(y);
             return [r.dx, r.dtheta];
           });
+        // wantTheta false (ParoQuant stage 2): dx alone (the cuda backend: the opposite direction's forward pass).
+        caseRun(g, `givensBackward ${dir} dx only`, s, dt, ['dx'], [tolFor(dt)],
+          () => [inp(randn(R * I), [R, I], dt), inp(randn(R * I), [R, I], dt), inp(pairs, [K, I], 'i32'), inp(theta, [K, I / 2])],
+          (be, [x, dy, p, th]) => {
+            const y = be.givens(x, p, th, gs, dir);
+            const r = be.givensBackward(dy, y, p, th, gs, dir, false);
+            be.free(y);
+            if ('dtheta' in r) throw new Error('givensBackward(…, false) returned dθ');
+            return [r.dx];
+          });
         givensVersions(g, s, dt, dir, R, I, K, gs, pairs, theta);
       }
     }

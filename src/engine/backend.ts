@@ -192,11 +192,16 @@ export interface Backend {
   givens(x: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse'): Tensor;
   /**
    * Backward of givens() given its output y and output gradient dy: input gradient and the exact angle gradient
-   * dθ [K, I/2] (summed over rows; for 'inverse' it is the gradient w.r.t. the same θ tensor).
+   * dθ [K, I/2] (summed over rows; for 'inverse' it is the gradient w.r.t. the same θ tensor). With wantTheta false
+   * (ParoQuant stage 2: θ is frozen) only dx = the opposite direction's rotation of dy is formed, which a backend may
+   * compute as a plain givens() pass (the cuda backend does: no layer outputs walked back, no angle sums).
    */
   givensBackward(
     dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
   ): { dx: Tensor; dtheta: Tensor };
+  givensBackward(
+    dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse', wantTheta: false,
+  ): { dx: Tensor };
   /**
    * Fake quantization of r [O, I] with per-group min/max grid (ParoQuant stage 1 / RTN). Returns r̂ and the grid
    * (scale, zero-point float zpf = min/scale) per flat group o·G + g, each f32 [O·G].

@@ -114,26 +114,24 @@ export function transformBackward(
   if (!s.R || !s.U) throw new Error('transformBackward: the forward did not save R and U');
   const gs = grid.groupSize;
   const dU = be.divCols(dWhat, lin.alpha);
+  if (s.stage === 2) {
+    // θ is frozen in stage 2: only the input gradients of the two rotations, without angle sums.
+    const { dx: drq2 } = be.givensBackward(dU, s.U, lin.pairs, lin.theta, gs, 'inverse', false);
+    be.free(dU);
+    const { dr, dscale } = be.fakeQuantParamsBackward(drq2, s.R, s.scale, s.zpf, grid);
+    be.free(drq2);
+    const { dx: dWs2 } = be.givensBackward(dr, s.R, lin.pairs, lin.theta, gs, 'forward', false);
+    be.free(dr);
+    const dW = be.mulCols(dWs2, lin.alpha);
+    be.free(dWs2);
+    return { dW, dscale };
+  }
   const { dx: drq, dtheta: dthetaInv } = be.givensBackward(dU, s.U, lin.pairs, lin.theta, gs, 'inverse');
   be.free(dU);
-  let dR: Tensor;
-  let dscale: Tensor | undefined;
-  if (s.stage === 1) {
-    dR = be.fakeQuantMinMaxBackward(drq, s.R, s.scale, s.zpf, grid);
-  } else {
-    const r = be.fakeQuantParamsBackward(drq, s.R, s.scale, s.zpf, grid);
-    dR = r.dr;
-    dscale = r.dscale;
-  }
+  const dR = be.fakeQuantMinMaxBackward(drq, s.R, s.scale, s.zpf, grid);
   be.free(drq);
   const { dx: dWs, dtheta: dthetaFwd } = be.givensBackward(dR, s.R, lin.pairs, lin.theta, gs, 'forward');
   be.free(dR);
-  if (s.stage === 2) {
-    be.free(dthetaInv, dthetaFwd);
-    const dW = be.mulCols(dWs, lin.alpha);
-    be.free(dWs);
-    return { dW, dscale };
-  }
   // dθ: forward-layer and inverse-layer contributions, dummy slots masked.
   be.axpy(dthetaFwd, dthetaInv, 1);
   be.free(dthetaInv);

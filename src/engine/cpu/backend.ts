@@ -396,11 +396,19 @@ export class CpuBackend implements Backend {
 
   givensBackward(
     dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
-  ): { dx: Tensor; dtheta: Tensor } {
+  ): { dx: Tensor; dtheta: Tensor };
+  givensBackward(
+    dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse', wantTheta: false,
+  ): { dx: Tensor };
+  givensBackward(
+    dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse', wantTheta = true,
+  ): { dx: Tensor; dtheta?: Tensor } {
     checkSameSize('givensBackward', dy, y);
     const { rows, I: cols, K } = checkGivens('givensBackward', y, pairs, theta, groupSize);
+    // dx alone is the same f64 walk (the cpu numerics do not depend on wantTheta).
     const r = givensBackward(F(dy), F(y), rows, cols, I(pairs), F(theta), K, groupSize, direction, { dx: alloc(rows * cols) });
-    return { dx: f32(y.shape, r.dx), dtheta: f32(theta.shape, r.dtheta) };
+    const dx = f32(y.shape, r.dx);
+    return wantTheta ? { dx, dtheta: f32(theta.shape, r.dtheta) } : { dx };
   }
 
   fakeQuantMinMax(r: Tensor, grid: QuantGrid): { rq: Tensor; scale: Tensor; zpf: Tensor } {

@@ -20,7 +20,7 @@ import { CudaTensor, StoragePool } from './tensor.js';
 const CUDA_MAX_GROUP_SIZE = 1024;
 
 /** Shapes the fused transform kernels take (native/src/ops.h kParoFused*): others run the composition. */
-const FUSED_GROUP_SIZES = { min: 32, max: 128 } as const;
+const FUSED_GROUP_SIZES = { min: 2, max: 128 } as const;
 const FUSED_MAX_K = 16;
 
 function code(t: Tensor): number {
@@ -511,10 +511,18 @@ export class CudaBackend implements Backend {
 
   givensBackward(
     dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse',
-  ): { dx: Tensor; dtheta: Tensor } {
+  ): { dx: Tensor; dtheta: Tensor };
+  givensBackward(
+    dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse', wantTheta: false,
+  ): { dx: Tensor };
+  givensBackward(
+    dy: Tensor, y: Tensor, pairs: Tensor, theta: Tensor, groupSize: number, direction: 'forward' | 'inverse', wantTheta = true,
+  ): { dx: Tensor; dtheta?: Tensor } {
     const Y = this.F(y, 'givensBackward');
     const DY = this.F(dy, 'givensBackward');
     checkSameSize('givensBackward', DY, Y);
+    // dx = dy·Mᵀ for the layers' product M: the opposite direction's pass (the forward kernel; half the backward's time).
+    if (!wantTheta) return { dx: this.givens(DY, pairs, theta, groupSize, direction === 'forward' ? 'inverse' : 'forward') };
     const { rows, I, K, P, TH } = this.givensArgs(Y, pairs, theta, groupSize, 'givensBackward');
     const dx = this.alloc(Y.shape, DY.dtype);
     const dtheta = this.alloc(theta.shape, 'f32');
