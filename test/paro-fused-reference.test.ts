@@ -442,40 +442,53 @@ describe('transform.ts with a backend that has the fused ops', async () => {
 const ROOT = path.join(import.meta.dirname, '..');
 const hasGpp = spawnSync('g++', ['--version']).status === 0;
 
-/** The emulation binary (built once per test run), or null with the compiler's message. */
+/** A kernel file rewritten for the host emulation: shared memory is common.cuh's g_smem, launches go through emuLaunch. */
+function emulationSource(file: string): string {
+  const src = readFileSync(path.join(ROOT, 'native/src', file), 'utf8')
+    .replace(/extern __shared__ float smem\[\];/g, 'float* smem = g_smem;')
+    .replace(/(\w+(?:<[\w, ]+>)?)<<<(.*?), stream\(\)>>>\(/g, 'emuLaunch($1, $2)(');
+  expect(src).not.toContain('<<<');
+  return src;
+}
+
+/**
+ * The emulation binary (built once per test run): the fused kernels (fused-main.cc) and, in their own translation unit,
+ * k_paro.cu's unfused kernels (paro-composition.cc), whose composition the program runs too.
+ */
 let emuBinary: string | null | undefined;
 function buildEmulation(): string {
   if (emuBinary) return emuBinary;
   const dir = scratchDir('paro-fused-emu-');
-  const src = readFileSync(path.join(ROOT, 'native/src/k_paro_fused.cu'), 'utf8')
-    .replace(/extern __shared__ float smem\[\];/g, 'float* smem = g_smem;')
-    .replace(/(\w+)<<<(.*?), stream\(\)>>>\(/g, 'emuLaunch($1, $2)(');
-  expect(src).not.toContain('<<<');
-  writeFileSync(path.join(dir, 'k_paro_fused_emu.cc'), src);
+  writeFileSync(path.join(dir, 'k_paro_fused_emu.cc'), emulationSource('k_paro_fused.cu'));
+  writeFileSync(path.join(dir, 'k_paro_emu.cc'), emulationSource('k_paro.cu'));
   const bin = path.join(dir, 'emu');
   const emu = path.join(ROOT, 'test/cuda-emu');
-  const r = spawnSync('g++', ['-std=c++20', '-O1', '-pthread', `-I${emu}`, `-I${path.join(ROOT, 'native/src')}`, '-include',
-    path.join(emu, 'common.cuh'), '-x', 'c++', path.join(dir, 'k_paro_fused_emu.cc'), path.join(emu, 'fused-main.cc'), '-o', bin],
-  { encoding: 'utf8' });
+  const r = spawnSync('g++', ['-std=c++20', '-O1', '-pthread', `-I${emu}`, `-I${path.join(ROOT, 'native/src')}`, `-I${dir}`,
+    path.join(emu, 'fused-main.cc'), path.join(emu, 'paro-composition.cc'), '-o', bin], { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`g++ failed: ${r.stderr}`);
   emuBinary = bin;
   return bin;
 }
 
-function runEmulation(p: Problem, stage: 1 | 2, dWhat: Float32Array, outDtype: 'f32' | 'bf16'): Record<string, Float32Array> {
+/** The fused kernels' outputs (fused.<name>) and the emulated composition's (comp.<name>). */
+function runEmulation(p: Problem, stage: 1 | 2, dWhat: Float32Array, outDtype: 'f32' | 'bf16'): {
+  fused: Record<string, Float32Array>; comp: Record<string, Float32Array>;
+} {
   const bin = buildEmulation();
   const dir = scratchDir('paro-fused-run-');
   const files: Record<string, Float32Array | Int32Array> = { W: p.W, alpha: p.alpha, pairs: p.pairs, theta: p.theta, scale: p.scale, zpf: p.zpf, dWhat };
   for (const [n, a] of Object.entries(files)) writeFileSync(path.join(dir, n), new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   const r = spawnSync(bin, [dir, p.O, p.I, p.K, p.grid.groupSize, stage, outDtype === 'bf16' ? 1 : 0].map(String), { encoding: 'utf8' });
   if (r.status !== 0) throw new Error(`emulation failed (${r.status}): ${r.stderr}`);
-  const names = stage === 1 ? ['What', 'scale', 'zpf', 'dtheta', 'dalpha'] : ['What', 'dW', 'dscale'];
-  const out: Record<string, Float32Array> = {};
-  for (const n of names) {
-    const b = readFileSync(path.join(dir, `out.${n}`));
-    out[n] = new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
-  }
-  return out;
+  const read = (name: string) => {
+    const b = readFileSync(path.join(dir, name));
+    return new Float32Array(b.buffer.slice(b.byteOffset, b.byteOffset + b.length));
+  };
+  const fused: Record<string, Float32Array> = {};
+  const comp: Record<string, Float32Array> = {};
+  for (const n of stage === 1 ? ['What', 'scale', 'zpf', 'dtheta', 'dalpha'] : ['What', 'dW', 'dscale']) fused[n] = read(`out.${n}`);
+  for (const n of stage === 1 ? ['What', 'scale', 'zpf'] : ['What', 'dW', 'dscale']) comp[n] = read(`comp.${n}`);
+  return { fused, comp };
 }
 
 /** bf16 values (as f32) more than one bf16 ulp apart. */
@@ -489,14 +502,30 @@ function beyondOneUlp(a: Float32Array, b: Float32Array): number {
   return n;
 }
 
+/** Elements where a and b differ (bit patterns, so NaN = NaN and 0 ≠ −0). */
+function differing(a: Float32Array, b: Float32Array): number {
+  const ua = new Uint32Array(a.buffer, a.byteOffset, a.length), ub = new Uint32Array(b.buffer, b.byteOffset, b.length);
+  let n = 0;
+  for (let i = 0; i < ua.length; i++) if (ua[i] !== ub[i]) n++;
+  return n;
+}
+
 describe.skipIf(!hasGpp)('k_paro_fused.cu under a host emulation vs the cpu composition (needs g++)', async () => {
   const cpu = await CpuBackend.create();
-  // Row counts that leave partial warps, blocks and reduction chunks (the stage-1 backward splits O into chunks of ≥ 32).
+  // Row counts that leave a ragged last strip (32 rows per warp) and partial blocks; O 300 (g128) and 1100 (g16) give
+  // warps two strips in turn (the forward's prefetch, the backward's per-warp sums) and the stage-1 sums two row
+  // chunks; groups of 128 down to 8 (Givens tables padded to 32 slots per layer), K 1 to 8.
   const cases: { O: number; I: number; K: number; gs: number; stage: 1 | 2; out: 'f32' | 'bf16' }[] = [
-    { O: 70, I: 256, K: 8, gs: 128, stage: 1, out: 'bf16' },
+    { O: 300, I: 128, K: 8, gs: 128, stage: 1, out: 'bf16' },
+    { O: 300, I: 128, K: 4, gs: 128, stage: 2, out: 'f32' },
     { O: 70, I: 256, K: 8, gs: 128, stage: 2, out: 'f32' },
+    { O: 33, I: 256, K: 1, gs: 128, stage: 1, out: 'f32' },
     { O: 41, I: 192, K: 3, gs: 64, stage: 1, out: 'f32' },
     { O: 41, I: 192, K: 1, gs: 32, stage: 2, out: 'bf16' },
+    { O: 37, I: 64, K: 8, gs: 16, stage: 1, out: 'f32' },
+    { O: 45, I: 48, K: 8, gs: 8, stage: 2, out: 'f32' },
+    { O: 45, I: 48, K: 8, gs: 8, stage: 1, out: 'bf16' },
+    { O: 1100, I: 32, K: 2, gs: 16, stage: 1, out: 'f32' },
   ];
   for (const c of cases) {
     it(`O${c.O} I${c.I} K${c.K} g${c.gs} stage ${c.stage}, Ŵ ${c.out}`, () => {
@@ -504,7 +533,12 @@ describe.skipIf(!hasGpp)('k_paro_fused.cu under a host emulation vs the cpu comp
       const rng = new Rng(11);
       const dWhat = Float32Array.from({ length: p.O * p.I }, () => rng.normal());
       const comp = composition(cpu, p, c.stage, dWhat);
-      const emu = runEmulation(p, c.stage, dWhat, c.out);
+      const { fused: emu, comp: unfused } = runEmulation(p, c.stage, dWhat, c.out);
+      // Ŵ, the stage-1 grid, dW and dscale: bit for bit the emulated composition of k_paro.cu's kernels (same
+      // arithmetic; the host has no FMA contraction, so the device's contraction is gpu-check's to compare).
+      for (const n of Object.keys(unfused)) expect(differing(unfused[n], emu[n]), n).toBe(0);
+      // Against the cpu backend's composition (f64 rotations rounded once, its own cos/sin): close, and dθ/dα, sums
+      // over rows in another order, within gpu-check's tolerances.
       if (c.out === 'bf16') {
         const compBf16 = cpu.toHost(cpu.fromHost(comp.What, [p.O, p.I], 'bf16'));
         expect(beyondOneUlp(compBf16, emu.What)).toBe(0);

@@ -1,14 +1,27 @@
 // The ParoQuant transform of one linear in one pass (Backend.paroTransform / paroTransformBackward; paroquant-spec
-// §2.2, §4, §5.3): rotation groups and quantizer groups coincide, so one warp takes one row's group through
-// W ⊙ α → K Givens layers → fake quantizer → K inverse layers → ÷ α in shared memory, reading W once and writing Ŵ
-// once. The backward recomputes that forward keeping every layer's state, then walks transformBackward's chain
-// (src/paroquant/transform.ts) on it; dθ and dα, sums over rows, go through per-block partial sums and a second
-// kernel that adds them in a fixed order (no float atomics: reruns are bit-identical).
+// §2.2, §4, §5.3): rotation groups and quantizer groups coincide, so W ⊙ α → K Givens layers → fake quantizer → K
+// inverse layers → ÷ α runs on one tile in shared memory, reading W once and writing Ŵ once. The backward recomputes
+// that forward, then walks transformBackward's chain (src/paroquant/transform.ts) on the tile; dθ and dα, sums over
+// rows, go through per-block partial sums and a second kernel that adds them in a fixed order (no float atomics:
+// reruns are bit-identical).
 //
-// Layout: block = (group g, a range of rows); warp w of the block takes rows w, w + warps, ...; lane l owns the
-// elements e ≡ l (mod 32) of the group and the pair slots t ≡ l (mod 32) of every layer. The rotation and quantizer
-// expressions are those of k_paro.cu (givensFwdKernel, givensBwdKernel, fq*Kernel), written the same way so the
-// compiler forms the same products: the fused Ŵ equals the composition's where the arithmetic is the same.
+// Layout (that of k_paro.cu's Givens v2 kernels): one warp owns a strip of 32 rows of one channel group, lane = row.
+// The strip sits row-major in shared memory with the odd row stride gs + 1, so when all lanes apply the same pair slot
+// (i, j) to their own rows the 32 accesses row[i] hit 32 distinct banks; the layer table entry {cos, +sin, −sin, i|j}
+// is one 16-byte broadcast; a lane only ever touches its own row, so the 2K layers and the quantizer (whose group is
+// the lane's own row: min/max and sums without shuffles) need no barrier at all. Global traffic runs column-major over
+// the strip (lane = channel, 32 rows in flight per lane): every warp access is one row's 32 consecutive channels, and
+// the dα column sums over the strip's rows are per-lane register sums in row order. The forward prefetches the first
+// 32-channel column block of the warp's next strip into registers before it rotates the current one, so that load
+// overlaps the rotations (for gs ≤ 32 that is the whole next strip).
+// Per element the arithmetic is the composition's (mulCols, givens v1/v2, fqMinMax / fqParams and their backwards,
+// divCols), written the same way, and the quantizer backward's group sum S is formed in fqMinMaxBwdKernel's order
+// (lane-strided partial sums, then warpSum's butterfly), so Ŵ, the grid, stage 2's dW and dscale equal the
+// composition's bit for bit; dθ and dα are sums over rows in another (fixed) order.
+//
+// Shared memory per warp: forward one f32 plane [32][gs + 1] (16.5 KiB at gs 128); backward stage 1 three planes
+// (A: the forward states, R at the end; B: the inverse states, U at the end; C: the gradient) and the warp's dθ sums
+// [K][Ppad], stage 2 two planes (A, C). Per block the table K·Ppad·16 bytes.
 #include <algorithm>
 
 #include "common.cuh"
@@ -17,13 +30,14 @@
 namespace paro {
 namespace {
 
-#include "givens_tables.cuh"
-
-constexpr int kFwdWarps = 8;
-constexpr int kFwdRowsPerBlock = 64;
-constexpr int kBwdWarps = 4;
-constexpr int kBwdMaxChunks = 64;  // row chunks per group (stage 1): a shape-only choice, so the sum order is fixed
-constexpr int kStage2RowsPerBlock = 32;
+constexpr int kRows = 32;        // rows per warp strip: one per lane
+constexpr int kSlotAlign = 32;   // pair slots per layer padded to a multiple (the backward reduces 32 slots at once)
+constexpr int kBatch = 8;        // pair slots whose shared-memory loads are issued together
+constexpr int kMaxWarps = 16;    // warps per block
+constexpr int kMaxResidentWarps = 32;
+constexpr int kMaxChunksPerGroup = 64;
+constexpr int kStripsPerWarp = 2;  // strips a warp takes in turn (fewer where the shape has fewer)
+constexpr int kMaxColBlocks = kParoFusedMaxGroup / 32;
 
 __device__ __forceinline__ float fClampScale(float s) { return fminf(fmaxf(s, 1e-5f), 1e5f); }
 
@@ -33,245 +47,468 @@ __device__ __forceinline__ float fQuantLevel(float r, float sc, float z, int qma
   return fminf(fmaxf(rintf(r / sc) + z, 0.0f), (float)qmax);
 }
 
-// One Givens layer in place on the warp's group vector v; sn: the applied sines (+sin θ forward, −sin θ inverse).
-__device__ __forceinline__ void rotateLayer(float* v, const float* cs, const float* sn, const int* pi, const int* pj,
-                                            int l, int P, int lane) {
-  for (int t = lane; t < P; t += 32) {
-    int e = l * P + t;
-    float c = cs[e], s = sn[e];
-    int i = pi[e], j = pj[e];
-    float a = v[i], b = v[j];
-    v[i] = c * a + s * b;
-    v[j] = -s * a + c * b;
+// One layer table entry: cos θ, the applied sines of a forward (+sin θ) and an inverse (−sin θ) layer, the pair's
+// channels i | j << 16 (padding slots: c = 1, s = 0 on the row's pad column gs, which no global access touches).
+struct __align__(16) RotEntry {
+  float c, s, sNeg;
+  int ij;
+};
+
+// Table of group g, K·Ppad entries; the sines as loadGivensTables (givens_tables.cuh) forms them.
+__device__ void buildTable(RotEntry* tab, const int* pairs, const float* theta, int K, int I, int gs, int g, int Ppad) {
+  int P = gs / 2;
+  for (int e = threadIdx.x; e < K * Ppad; e += blockDim.x) {
+    int l = e / Ppad, t = e % Ppad;
+    RotEntry q;
+    if (t < P) {
+      float s, c;
+      sincosf(theta[(size_t)l * (I / 2) + (size_t)g * P + t], &s, &c);
+      size_t pb = (size_t)l * I + (size_t)g * gs + 2 * t;
+      int i = min(max(pairs[pb], 0), gs - 1), j = min(max(pairs[pb + 1], 0), gs - 1);
+      q.c = c;
+      q.s = s;
+      q.sNeg = -s;
+      q.ij = i | (j << 16);
+    } else {
+      q.c = 1.0f;
+      q.s = 0.0f;
+      q.sNeg = 0.0f;
+      q.ij = gs | (gs << 16);
+    }
+    tab[e] = q;
   }
+}
+
+__device__ __forceinline__ int pairI(int ij) { return ij & 0xffff; }
+__device__ __forceinline__ int pairJ(int ij) { return ij >> 16; }
+
+// One batch of kBatch pair slots on the lane's row: loads first, then stores (the slots' pairs are disjoint), the
+// expressions of givensFwdV2Kernel's rotateBatch; INV: the inverse layer's applied sine.
+template <bool INV>
+__device__ __forceinline__ void rotateBatch(float* row, const RotEntry* tl) {
+  RotEntry q[kBatch];
+#pragma unroll
+  for (int k = 0; k < kBatch; k++) q[k] = tl[k];
+  float a[kBatch], b[kBatch];
+#pragma unroll
+  for (int k = 0; k < kBatch; k++) {
+    a[k] = row[pairI(q[k].ij)];
+    b[k] = row[pairJ(q[k].ij)];
+  }
+#pragma unroll
+  for (int k = 0; k < kBatch; k++) {
+    float c = q[k].c, s = INV ? q[k].sNeg : q[k].s;
+    row[pairI(q[k].ij)] = c * a[k] + s * b[k];
+    row[pairJ(q[k].ij)] = -s * a[k] + c * b[k];
+  }
+}
+
+// The K forward layers (0 first) or the K inverse layers (K − 1 first) on the lane's row; Pb: slots per layer rounded
+// up to kBatch.
+template <bool INV>
+__device__ __forceinline__ void rotateLayers(float* row, const RotEntry* tab, int K, int Ppad, int Pb) {
+  for (int step = 0; step < K; step++) {
+    const RotEntry* tl = tab + (INV ? K - 1 - step : step) * Ppad;
+    for (int t0 = 0; t0 < Pb; t0 += kBatch) rotateBatch<INV>(row, tl + t0);
+  }
+}
+
+// Column i of the strip (rows 0..nr−1 from base): the 32 global loads issued together.
+__device__ __forceinline__ void loadColumn(float v[kRows], const void* p, int dt, size_t base, int I, int nr, int i,
+                                           bool on) {
+#pragma unroll
+  for (int r = 0; r < kRows; r++) v[r] = on && r < nr ? ldf(p, dt, base + (size_t)r * I + i) : 0.0f;
+}
+
+// tile[r][i] = W·α (mulCols' product).
+__device__ __forceinline__ void putColumn(float* tile, int stride, const float v[kRows], int nr, int i, bool on,
+                                          float a) {
+#pragma unroll
+  for (int r = 0; r < kRows; r++)
+    if (on && r < nr) tile[r * stride + i] = v[r] * a;
+}
+
+// c ? a : b through selp: written as a ternary on array elements, the compiler turns it into a load from a selected
+// address, which puts the 32 partial sums in local memory instead of registers.
+__device__ __forceinline__ float pickF(bool c, float a, float b) {
+#ifdef __CUDA_ARCH__
+  float r;
+  asm("{\n .reg .pred p;\n setp.ne.s32 p, %3, 0;\n selp.f32 %0, %1, %2, p;\n}" : "=f"(r) : "f"(a), "f"(b), "r"((int)c));
+  return r;
+#else
+  return c ? a : b;
+#endif
+}
+
+// One butterfly stage over term[0, 2·O): lanes with bit O set keep the upper half, the others the lower, each adding
+// the partner's copy of the half it keeps; after the stages 16, 8, 4, 2, 1 term[0] of lane L is the sum of slot L.
+template <int O>
+__device__ __forceinline__ void reduceScatterStage(float* term, int lane) {
+  bool up = (lane & O) != 0;
+#pragma unroll
+  for (int k = 0; k < O; k++) {
+    float send = pickF(up, term[k], term[k + O]);
+    float keep = pickF(up, term[k + O], term[k]);
+    term[k] = keep + __shfl_xor_sync(0xffffffffu, send, O);
+  }
+}
+
+// p[l] += p[l + O] for l < O: lane 0's step O of warpSum's butterfly (register indices fixed at compile time).
+template <int O>
+__device__ __forceinline__ void foldHalf(float* p) {
+#pragma unroll
+  for (int l = 0; l < O; l++) p[l] = p[l] + p[l + O];
+}
+
+// The group sum of fq*BwdKernel, Σ_e γ_e·((q_e − z) − R_e/sc), for the lane's row in that kernel's order: lane l of
+// its warp sums e = l, l + 32, ... in order, then warpSum adds the 32 partials by the xor butterfly 16, 8, 4, 2, 1
+// (every lane ends with lane 0's tree). Stage 1 also counts the row's maxima and minima.
+__device__ __forceinline__ float groupSum(const float* R, const float* gam, int gs, float sc, float z, int qmax,
+                                          float mx, float mn, float& nmx, float& nmn) {
+  float p[32];
+#pragma unroll
+  for (int l = 0; l < 32; l++) p[l] = 0.0f;
+  nmx = 0.0f;
+  nmn = 0.0f;
+  for (int e0 = 0; e0 < gs; e0 += 32) {
+#pragma unroll
+    for (int l = 0; l < 32; l++) {
+      int e = e0 + l;
+      if (e < gs) {
+        float v = R[e];
+        float q = fQuantLevel(v, sc, z, qmax);
+        p[l] += gam[e] * ((q - z) - v / sc);
+        nmx += v == mx ? 1.0f : 0.0f;
+        nmn += v == mn ? 1.0f : 0.0f;
+      }
+    }
+  }
+  foldHalf<16>(p);
+  foldHalf<8>(p);
+  foldHalf<4>(p);
+  foldHalf<2>(p);
+  foldHalf<1>(p);
+  return p[0];
 }
 
 // ---- forward ----
 // pScale/pZpf: stage-2 parameters (null: stage 1, the grid from the group's min/max, written to gScale/gZpf).
 __global__ void paroFusedFwdKernel(const void* W, int wdt, const float* alpha, const int* pairs, const float* theta,
                                    const float* pScale, const float* pZpf, void* out, int odt, float* gScale,
-                                   float* gZpf, int O, int I, int K, int gs, int qmax) {
+                                   float* gZpf, int O, int I, int K, int gs, int qmax, int Ppad) {
   extern __shared__ float smem[];
-  int P = gs / 2;
-  float* cs = smem;
-  float* sn = cs + K * P;
-  float* snNeg = sn + K * P;
-  int* pi = (int*)(snNeg + K * P);
-  int* pj = pi + K * P;
-  int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  float* v = (float*)(pj + K * P) + warp * gs;
+  int stride = gs + 1;
+  RotEntry* tab = (RotEntry*)smem;
+  float* tiles = (float*)(tab + K * Ppad);
   int g = blockIdx.x;
   int G = I / gs;
-  loadGivensTables(cs, sn, snNeg, pi, pj, pairs, theta, K, I, gs, g, false);  // +sin θ, and −sin θ for the inverse layers
+  buildTable(tab, pairs, theta, K, I, gs, g, Ppad);
   __syncthreads();
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  float* tile = tiles + (size_t)warp * kRows * stride;
+  float* row = tile + lane * stride;
+  int Pb = (gs / 2 + kBatch - 1) / kBatch * kBatch;
   const float* al = alpha + (size_t)g * gs;
-  int r1 = min(O, (int)(blockIdx.y + 1) * kFwdRowsPerBlock);
-  for (int o = blockIdx.y * kFwdRowsPerBlock + warp; o < r1; o += warps) {
-    size_t base = (size_t)o * I + (size_t)g * gs;
-    size_t grp = (size_t)o * G + g;
-    for (int e = lane; e < gs; e += 32) v[e] = ldf(W, wdt, base + e) * al[e];
-    __syncwarp();
-    for (int l = 0; l < K; l++) {
-      rotateLayer(v, cs, sn, pi, pj, l, P, lane);
-      __syncwarp();
+  int strips = (O + kRows - 1) / kRows;
+  int step = gridDim.y * warps;
+  int strip = blockIdx.y * warps + warp;
+  // Column block 0 of the first strip; later ones are prefetched during the previous strip's rotations.
+  float pre[kRows];
+  if (strip < strips)
+    loadColumn(pre, W, wdt, (size_t)strip * kRows * I + (size_t)g * gs, I, min(kRows, O - strip * kRows), lane,
+               lane < gs);
+  for (; strip < strips; strip += step) {
+    int row0 = strip * kRows;
+    int nr = min(kRows, O - row0);
+    size_t base = (size_t)row0 * I + (size_t)g * gs;
+    putColumn(tile, stride, pre, nr, lane, lane < gs, lane < gs ? al[lane] : 0.0f);
+    for (int i = 32 + lane; i - lane < gs; i += 32) {
+      float v[kRows];
+      loadColumn(v, W, wdt, base, I, nr, i, i < gs);
+      putColumn(tile, stride, v, nr, i, i < gs, i < gs ? al[i] : 0.0f);
     }
+    __syncwarp();
+    int next = strip + step;
+    if (next < strips)
+      loadColumn(pre, W, wdt, (size_t)next * kRows * I + (size_t)g * gs, I, min(kRows, O - next * kRows), lane,
+                 lane < gs);
+    // Lanes past the last row work on stale rows that are never stored.
+    rotateLayers<false>(row, tab, K, Ppad, Pb);
     float sc, z;
+    size_t grp = (size_t)(row0 + lane) * G + g;
     if (pScale) {
-      sc = fClampScale(pScale[grp]);
-      z = fZeroPoint(pZpf[grp], qmax);
+      sc = lane < nr ? fClampScale(pScale[grp]) : 1.0f;
+      z = lane < nr ? fZeroPoint(pZpf[grp], qmax) : 0.0f;
     } else {
       float mx = -INFINITY, mn = INFINITY;
-      for (int e = lane; e < gs; e += 32) {
-        mx = fmaxf(mx, v[e]);
-        mn = fminf(mn, v[e]);
+      for (int e = 0; e < gs; e++) {
+        mx = fmaxf(mx, row[e]);
+        mn = fminf(mn, row[e]);
       }
-      mx = warpMax(mx);
-      mn = warpMin(mn);
       float s = fmaxf(mx - mn, 1e-5f) / (float)qmax;
       float zf = mn / s;
-      if (lane == 0) {
+      if (lane < nr) {
         gScale[grp] = s;
         gZpf[grp] = zf;
       }
       sc = fClampScale(s);
       z = fZeroPoint(zf, qmax);
     }
-    for (int e = lane; e < gs; e += 32) {
-      float q = fQuantLevel(v[e], sc, z, qmax);
-      v[e] = (q - z) * sc;
+    for (int e = 0; e < gs; e++) {
+      float q = fQuantLevel(row[e], sc, z, qmax);
+      row[e] = (q - z) * sc;
     }
+    rotateLayers<true>(row, tab, K, Ppad, Pb);
     __syncwarp();
-    for (int l = K - 1; l >= 0; l--) {
-      rotateLayer(v, cs, snNeg, pi, pj, l, P, lane);
-      __syncwarp();
+    for (int i = lane; i - lane < gs; i += 32) {
+      if (i >= gs) continue;
+      float a = al[i];
+#pragma unroll 8
+      for (int r = 0; r < nr; r++) stf(out, odt, base + (size_t)r * I + i, tile[r * stride + i] / a);
     }
-    for (int e = lane; e < gs; e += 32) stf(out, odt, base + e, v[e] / al[e]);
-    __syncwarp();  // every lane has read v before the next row overwrites it
+    __syncwarp();  // every lane has read the tile before the next strip overwrites it
   }
 }
 
 // ---- backward ----
-// Shared memory: the tables, then per warp X[K+1][gs] (forward-layer states, X[0] = W⊙α, X[K] = R), Y[K+1][gs]
-// (inverse-layer states, Y[0] = Q(R), Y[K] = U), the gradient gam[gs], and (stage 1) the warp's sums over its rows:
-// accT[K·P] (dθ), a1[gs] (Σ W·d(W⊙α)), a2[gs] (Σ U·dŴ).
-__host__ __device__ inline size_t bwdWarpFloats(int K, int gs) {
-  return (size_t)(2 * (K + 1) + 3) * gs + (size_t)K * (gs / 2);
-}
-
-// v_{l+1} = layer l applied to a copy of v_l (copy first, then in place: exactly the in-place kernels' arithmetic).
-__device__ __forceinline__ void rotateInto(float* dst, const float* src, const float* cs, const float* sn, const int* pi,
-                                           const int* pj, int l, int gs, int P, int lane) {
-  for (int e = lane; e < gs; e += 32) dst[e] = src[e];
-  __syncwarp();
-  rotateLayer(dst, cs, sn, pi, pj, l, P, lane);
-  __syncwarp();
-}
-
-// Backward of one layer on the warp's gradient gam (output gradient in, input gradient out), u the layer's output,
-// sn the applied sines; stage 1 adds sign·Σ(γ_i·u_j − γ_j·u_i) to the angle sums (sign −1 for an inverse layer: its
-// applied angle is −θ).
-__device__ __forceinline__ void layerBackward(float* gam, const float* u, float* accT, const float* cs, const float* sn,
-                                              const int* pi, const int* pj, int l, int P, int lane, bool inverse,
-                                              bool wantTheta) {
-  for (int t = lane; t < P; t += 32) {
-    int e = l * P + t;
-    float c = cs[e], s = sn[e];
-    int i = pi[e], j = pj[e];
-    float ui = u[i], uj = u[j];
-    float gi = gam[i], gj = gam[j];
-    float gin = c * gi - s * gj, gjn = s * gi + c * gj;  // input gradient
-    if (wantTheta) {
-      float d = gi * uj - gj * ui;
-      accT[e] += inverse ? -d : d;
+// Backward of one batch of pair slots of a layer on the lane's row: γ (output gradient in, input gradient out) in gam,
+// and with THETA the layer's output u in uRow, turned back into its input (givensBwdV2Kernel's expressions), and the
+// angle terms γ_i·u_j − γ_j·u_i in term. INV: the inverse layer's applied sine.
+template <bool INV, bool THETA>
+__device__ __forceinline__ void layerBackwardBatch(float* uRow, float* gam, const RotEntry* tl, float* term) {
+  RotEntry q[kBatch];
+#pragma unroll
+  for (int k = 0; k < kBatch; k++) q[k] = tl[k];
+  float ui[kBatch], uj[kBatch], gi[kBatch], gj[kBatch];
+#pragma unroll
+  for (int k = 0; k < kBatch; k++) {
+    gi[k] = gam[pairI(q[k].ij)];
+    gj[k] = gam[pairJ(q[k].ij)];
+    if (THETA) {
+      ui[k] = uRow[pairI(q[k].ij)];
+      uj[k] = uRow[pairJ(q[k].ij)];
     }
-    gam[i] = gin;
-    gam[j] = gjn;
   }
-  __syncwarp();
+#pragma unroll
+  for (int k = 0; k < kBatch; k++) {
+    float c = q[k].c, s = INV ? q[k].sNeg : q[k].s;
+    float gin = c * gi[k] - s * gj[k], gjn = s * gi[k] + c * gj[k];  // input gradient
+    if (THETA) {
+      term[k] = gi[k] * uj[k] - gj[k] * ui[k];
+      uRow[pairI(q[k].ij)] = c * ui[k] - s * uj[k];
+      uRow[pairJ(q[k].ij)] = s * ui[k] + c * uj[k];
+    }
+    gam[pairI(q[k].ij)] = gin;
+    gam[pairJ(q[k].ij)] = gjn;
+  }
 }
 
-__global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, int wdt, const float* alpha,
-                                   const int* pairs, const float* theta, const float* scale, const float* zpf,
-                                   int stage, void* dW, int dwdt, float* dscale, float* partTheta, float* partA1,
-                                   float* partA2, int O, int I, int K, int gs, int qmax, int rowsPerBlock) {
-  extern __shared__ float smem[];
-  int P = gs / 2;
-  float* cs = smem;
-  float* sn = cs + K * P;
-  float* snNeg = sn + K * P;
-  int* pi = (int*)(snNeg + K * P);
-  int* pj = pi + K * P;
-  float* warpBase = (float*)(pj + K * P);
-  int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  size_t wf = bwdWarpFloats(K, gs);
-  float* X = warpBase + warp * wf;      // [K+1][gs]
-  float* Y = X + (size_t)(K + 1) * gs;  // [K+1][gs]
-  float* gam = Y + (size_t)(K + 1) * gs;
-  float* a1 = gam + gs;
-  float* a2 = a1 + gs;
-  float* accT = a2 + gs;  // [K][P]
-  bool s1 = stage == 1;
-  int g = blockIdx.x;
-  int G = I / gs;
-  loadGivensTables(cs, sn, snNeg, pi, pj, pairs, theta, K, I, gs, g, false);  // +sin θ, and −sin θ for the inverse layers
-  for (int e = lane; e < gs; e += 32) a1[e] = a2[e] = 0.0f;
-  for (int e = lane; e < K * P; e += 32) accT[e] = 0.0f;
-  __syncthreads();
-  const float* al = alpha + (size_t)g * gs;
-  int r1 = min(O, (int)(blockIdx.y + 1) * rowsPerBlock);
-  for (int o = blockIdx.y * rowsPerBlock + warp; o < r1; o += warps) {
-    size_t base = (size_t)o * I + (size_t)g * gs;
-    size_t grp = (size_t)o * G + g;
-    // Forward, every state kept.
-    for (int e = lane; e < gs; e += 32) X[e] = ldf(W, wdt, base + e) * al[e];
-    __syncwarp();
-    for (int l = 0; l < K; l++) rotateInto(X + (size_t)(l + 1) * gs, X + (size_t)l * gs, cs, sn, pi, pj, l, gs, P, lane);
-    const float* R = X + (size_t)K * gs;
-    float sc = fClampScale(scale[grp]), z = fZeroPoint(zpf[grp], qmax);
-    for (int e = lane; e < gs; e += 32) {
-      float q = fQuantLevel(R[e], sc, z, qmax);
-      Y[e] = (q - z) * sc;
+// One layer's backward with the angle terms: per 32 slots, reduced over the warp's rows (rows ≥ nr hold stale data:
+// their terms are 0) and added to the warp's sums gl [Ppad] of the layer with the sign of the applied angle.
+template <bool INV>
+__device__ __forceinline__ void layersBackwardTheta(float* uRow, float* gam, const RotEntry* tl, float* gl, int Ppad,
+                                                    int lane, int nr) {
+  for (int t0 = 0; t0 < Ppad; t0 += 32) {
+    float term[32];
+#pragma unroll
+    for (int k0 = 0; k0 < 32; k0 += kBatch) layerBackwardBatch<INV, true>(uRow, gam, tl + t0 + k0, term + k0);
+    if (lane >= nr) {
+#pragma unroll
+      for (int k = 0; k < 32; k++) term[k] = 0.0f;
     }
-    __syncwarp();
-    for (int k = 0; k < K; k++) {
-      int l = K - 1 - k;  // the inverse applies layer K−1 first
-      rotateInto(Y + (size_t)(k + 1) * gs, Y + (size_t)k * gs, cs, snNeg, pi, pj, l, gs, P, lane);
-    }
-    const float* U = Y + (size_t)K * gs;
-    // Ŵ = U ⊘ α: dU = dŴ ⊘ α; Σ U·dŴ for dα.
-    for (int e = lane; e < gs; e += 32) {
-      float d = ldf(dWhat, ddt, base + e);
-      gam[e] = d / al[e];
-      if (s1) a2[e] += U[e] * d;
-    }
-    __syncwarp();
-    // Inverse layers, from the last applied (layer 0, output Y[K]) back to the first (layer K−1, output Y[1]).
-    for (int l = 0; l < K; l++) layerBackward(gam, Y + (size_t)(K - l) * gs, accT, cs, snNeg, pi, pj, l, P, lane, true, s1);
-    // STE quantizer: dR = dQ plus the scale path (stage 1 through the max/min, ties share; stage 2: dscale).
-    float S = 0.0f;
-    for (int e = lane; e < gs; e += 32) {
-      float v = R[e];
-      float q = fQuantLevel(v, sc, z, qmax);
-      S += gam[e] * ((q - z) - v / sc);
-    }
-    S = warpSum(S);
-    if (s1) {
-      float mx = -INFINITY, mn = INFINITY;
-      for (int e = lane; e < gs; e += 32) {
-        mx = fmaxf(mx, R[e]);
-        mn = fminf(mn, R[e]);
-      }
-      mx = warpMax(mx);
-      mn = warpMin(mn);
-      float nmx = 0.0f, nmn = 0.0f;
-      for (int e = lane; e < gs; e += 32) {
-        nmx += R[e] == mx ? 1.0f : 0.0f;
-        nmn += R[e] == mn ? 1.0f : 0.0f;
-      }
-      nmx = warpSum(nmx);
-      nmn = warpSum(nmn);
-      float gMax = S / ((float)qmax * nmx), gMin = S / ((float)qmax * nmn);
-      for (int e = lane; e < gs; e += 32) {
-        float d = gam[e];
-        if (R[e] == mx) d += gMax;
-        if (R[e] == mn) d -= gMin;
-        gam[e] = d;
-      }
-    } else if (lane == 0) {
-      dscale[grp] = S;
-    }
-    __syncwarp();
-    // Forward layers, K−1 down to 0 (output X[l+1]).
-    for (int l = K - 1; l >= 0; l--) layerBackward(gam, X + (size_t)(l + 1) * gs, accT, cs, sn, pi, pj, l, P, lane, false, s1);
-    // W ⊙ α: dα += W·d(W⊙α) (stage 1); dW = d(W⊙α)·α (stage 2).
-    for (int e = lane; e < gs; e += 32) {
-      if (s1) a1[e] += ldf(W, wdt, base + e) * gam[e];
-      else stf(dW, dwdt, base + e, gam[e] * al[e]);
-    }
-    __syncwarp();  // every lane is done with X, Y and gam before the next row overwrites them
+    reduceScatterStage<16>(term, lane);
+    reduceScatterStage<8>(term, lane);
+    reduceScatterStage<4>(term, lane);
+    reduceScatterStage<2>(term, lane);
+    reduceScatterStage<1>(term, lane);
+    // The applied angle of an inverse layer is −θ, so its θ-gradient changes sign.
+    if (INV) gl[t0 + lane] -= term[0];
+    else gl[t0 + lane] += term[0];
   }
-  if (!s1) return;
-  // This block's sums: the warps' in warp order.
+}
+
+// Backward of the K forward layers (K − 1 first) or of the K inverse layers (the last applied, layer 0, first); with
+// THETA the angle terms go to the warp's sums gsum [K][Ppad].
+template <bool INV, bool THETA>
+__device__ __forceinline__ void layersBackward(float* uRow, float* gam, const RotEntry* tab, float* gsum, int K,
+                                               int Ppad, int Pb, int lane, int nr) {
+  for (int step = 0; step < K; step++) {
+    int l = INV ? step : K - 1 - step;
+    const RotEntry* tl = tab + l * Ppad;
+    if (!THETA) {
+      for (int t0 = 0; t0 < Pb; t0 += kBatch) layerBackwardBatch<INV, false>(uRow, gam, tl + t0, nullptr);
+    } else {
+      layersBackwardTheta<INV>(uRow, gam, tl, gsum + l * Ppad, Ppad, lane, nr);
+    }
+  }
+}
+
+// The end of the stage-1 backward: this block's sums, the warps' in warp order (a1, a2 through each warp's plane A,
+// free now), to row chunk blockIdx.y of the partial sums.
+__device__ __forceinline__ void blockSums(const float* a1, const float* a2, float* A, const float* all,
+                                          size_t warpFloats, float* partTheta, float* partA1, float* partA2, int I,
+                                          int K, int gs, int g, int Ppad, int lane, int warps) {
+#pragma unroll
+  for (int cb = 0; cb < kMaxColBlocks; cb++) {
+    int i = cb * 32 + lane;
+    if (i < gs) {
+      A[i] = a1[cb];
+      A[gs + i] = a2[cb];
+    }
+  }
   __syncthreads();
   size_t chunk = blockIdx.y;
   size_t half = (size_t)I / 2;
   size_t nTheta = (size_t)K * half;
+  int P = gs / 2;
   for (int e = threadIdx.x; e < K * P; e += blockDim.x) {
-    float s = 0.0f;
-    for (int w = 0; w < warps; w++) s += (warpBase + w * wf + (size_t)(2 * (K + 1) + 3) * gs)[e];
     int l = e / P, t = e % P;
+    float s = 0.0f;
+    for (int w = 0; w < warps; w++) s += all[(size_t)w * warpFloats + l * Ppad + t];
     partTheta[chunk * nTheta + (size_t)l * half + (size_t)g * P + t] = s;
   }
+  size_t aOff = (size_t)K * Ppad;  // plane A of each warp
   for (int e = threadIdx.x; e < gs; e += blockDim.x) {
     float s1v = 0.0f, s2v = 0.0f;
     for (int w = 0; w < warps; w++) {
-      const float* wb = warpBase + w * wf + (size_t)2 * (K + 1) * gs;  // gam, then a1, a2
-      s1v += wb[gs + e];
-      s2v += wb[2 * gs + e];
+      const float* wa = all + (size_t)w * warpFloats + aOff;
+      s1v += wa[e];
+      s2v += wa[gs + e];
     }
     partA1[chunk * I + (size_t)g * gs + e] = s1v;
     partA2[chunk * I + (size_t)g * gs + e] = s2v;
   }
+}
+
+// Stage 1 (THETA): planes A, B, C per warp and the warp's dθ sums; partTheta/partA1/partA2 per row chunk (blockIdx.y).
+// Stage 2: planes A, C; dW and dscale.
+template <bool S1>
+__global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, int wdt, const float* alpha,
+                                   const int* pairs, const float* theta, const float* scale, const float* zpf, void* dW,
+                                   int dwdt, float* dscale, float* partTheta, float* partA1, float* partA2, int O,
+                                   int I, int K, int gs, int qmax, int Ppad, int stripsPerChunk) {
+  extern __shared__ float smem[];
+  int stride = gs + 1;
+  int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
+  RotEntry* tab = (RotEntry*)smem;
+  size_t plane = (size_t)kRows * stride;
+  size_t warpFloats = (S1 ? 3 : 2) * plane + (S1 ? (size_t)K * Ppad : 0);
+  float* wbase = (float*)(tab + K * Ppad) + warp * warpFloats;
+  float* gsum = wbase;  // stage 1: [K][Ppad]
+  float* A = wbase + (S1 ? (size_t)K * Ppad : 0);
+  float* B = A + plane;  // stage 1 only
+  float* C = S1 ? B + plane : A + plane;
+  float* aRow = A + lane * stride;
+  float* bRow = B + lane * stride;
+  float* cRow = C + lane * stride;
+  int g = blockIdx.x;
+  int G = I / gs;
+  buildTable(tab, pairs, theta, K, I, gs, g, Ppad);
+  if (S1)
+    for (int e = lane; e < K * Ppad; e += 32) gsum[e] = 0.0f;
+  __syncthreads();
+  int Pb = (gs / 2 + kBatch - 1) / kBatch * kBatch;
+  const float* al = alpha + (size_t)g * gs;
+  float a1[kMaxColBlocks], a2[kMaxColBlocks];  // stage 1: this lane's channels' Σ W·d(W⊙α) and Σ U·dŴ
+#pragma unroll
+  for (int cb = 0; cb < kMaxColBlocks; cb++) a1[cb] = a2[cb] = 0.0f;
+  int strips = (O + kRows - 1) / kRows;
+  int s0 = blockIdx.y * stripsPerChunk, s1 = min(strips, s0 + stripsPerChunk);
+  for (int strip = s0 + warp; strip < s1; strip += warps) {
+    int row0 = strip * kRows;
+    int nr = min(kRows, O - row0);
+    size_t base = (size_t)row0 * I + (size_t)g * gs;
+    size_t grp = (size_t)(row0 + lane) * G + g;
+    // Forward: A = W ⊙ α, the K forward layers (A = R); stage 1: B = Q(R), the K inverse layers (B = U).
+    for (int i = lane; i - lane < gs; i += 32) {
+      float v[kRows];
+      loadColumn(v, W, wdt, base, I, nr, i, i < gs);
+      putColumn(A, stride, v, nr, i, i < gs, i < gs ? al[i] : 0.0f);
+    }
+    __syncwarp();
+    rotateLayers<false>(aRow, tab, K, Ppad, Pb);
+    float sc = lane < nr ? fClampScale(scale[grp]) : 1.0f;
+    float z = lane < nr ? fZeroPoint(zpf[grp], qmax) : 0.0f;
+    float mx = -INFINITY, mn = INFINITY;
+    if (S1) {
+      for (int e = 0; e < gs; e++) {
+        float v = aRow[e];
+        mx = fmaxf(mx, v);
+        mn = fminf(mn, v);
+        float q = fQuantLevel(v, sc, z, qmax);
+        bRow[e] = (q - z) * sc;
+      }
+      rotateLayers<true>(bRow, tab, K, Ppad, Pb);
+    }
+    __syncwarp();
+    // Ŵ = U ⊘ α: C = dŴ ⊘ α; stage 1: Σ U·dŴ per channel, over the strip's rows in order.
+#pragma unroll
+    for (int cb = 0; cb < kMaxColBlocks; cb++) {
+      int i = cb * 32 + lane;
+      if (cb * 32 >= gs) break;
+      float d[kRows];
+      loadColumn(d, dWhat, ddt, base, I, nr, i, i < gs);
+      if (i < gs) {
+        float a = al[i];
+        float acc = a2[cb];
+#pragma unroll
+        for (int r = 0; r < kRows; r++) {
+          if (r < nr) {
+            C[r * stride + i] = d[r] / a;
+            if (S1) acc += B[r * stride + i] * d[r];
+          }
+        }
+        a2[cb] = acc;
+      }
+    }
+    __syncwarp();
+    // Inverse layers (stage 1 rebuilds their states from U as givensBackward does; stage 2 needs γ only).
+    layersBackward<true, S1>(bRow, cRow, tab, gsum, K, Ppad, Pb, lane, nr);
+    // STE quantizer: dR = dQ plus the scale path (stage 1 through the max/min, ties share; stage 2: dscale).
+    float nmx, nmn;
+    float S = groupSum(aRow, cRow, gs, sc, z, qmax, mx, mn, nmx, nmn);
+    if (S1) {
+      float gMax = S / ((float)qmax * nmx), gMin = S / ((float)qmax * nmn);
+      for (int e = 0; e < gs; e++) {
+        float v = aRow[e];
+        if (v == mx || v == mn) {
+          float d = cRow[e];
+          if (v == mx) d += gMax;
+          if (v == mn) d -= gMin;
+          cRow[e] = d;
+        }
+      }
+    } else if (lane < nr) {
+      dscale[grp] = S;
+    }
+    // Forward layers, K − 1 down to 0 (their states rebuilt from R).
+    layersBackward<false, S1>(aRow, cRow, tab, gsum, K, Ppad, Pb, lane, nr);
+    __syncwarp();
+    // W ⊙ α: stage 1 Σ W·d(W⊙α) per channel; stage 2 dW = d(W⊙α)·α.
+#pragma unroll
+    for (int cb = 0; cb < kMaxColBlocks; cb++) {
+      int i = cb * 32 + lane;
+      if (cb * 32 >= gs) break;
+      if (S1) {
+        float w[kRows];
+        loadColumn(w, W, wdt, base, I, nr, i, i < gs);
+        if (i < gs) {
+          float acc = a1[cb];
+#pragma unroll
+          for (int r = 0; r < kRows; r++)
+            if (r < nr) acc += w[r] * C[r * stride + i];
+          a1[cb] = acc;
+        }
+      } else if (i < gs) {
+        float a = al[i];
+#pragma unroll 8
+        for (int r = 0; r < nr; r++) stf(dW, dwdt, base + (size_t)r * I + i, C[r * stride + i] * a);
+      }
+    }
+    __syncwarp();  // every lane is done with the planes before the next strip overwrites them
+  }
+  if (S1) blockSums(a1, a2, A, (float*)(tab + K * Ppad), warpFloats, partTheta, partA1, partA2, I, K, gs, g, Ppad,
+                    lane, warps);
 }
 
 // dθ = Σ_chunks partTheta; dα = Σ W·d(W⊙α) − (Σ U·dŴ)/α/α (the composition's order: two divisions, then the difference).
@@ -305,7 +542,36 @@ void setFusedSmem(const void* kernel, size_t bytes) {
               "cudaFuncSetAttribute(shared memory)");
 }
 
-size_t tableBytes(int K, int gs) { return (size_t)K * (gs / 2) * 20; }  // cos, sin, −sin, i, j per slot
+struct StripGeom {
+  int Ppad = 0, warps = 0;
+  size_t smem = 0;
+};
+
+// Warps per block that keep the most warps resident per SM within the device's shared memory (1 KiB reserved per
+// block); warpFloats: a warp's floats beyond the table. warps = 0 where not even one warp fits.
+StripGeom stripGeometry(int K, int gs, size_t warpFloats) {
+  int dev = 0, perSm = 0, perBlock = 0;
+  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
+  checkCuda(cudaDeviceGetAttribute(&perSm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev), "cudaDeviceGetAttribute");
+  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+  StripGeom geo;
+  geo.Ppad = (gs / 2 + kSlotAlign - 1) / kSlotAlign * kSlotAlign;
+  size_t tab = (size_t)K * geo.Ppad * sizeof(RotEntry);
+  int best = 0;
+  for (int w = 1; w <= kMaxWarps; w++) {
+    size_t smem = tab + (size_t)w * warpFloats * 4;
+    if (smem > (size_t)perBlock) break;
+    int blocks = std::min((int)((size_t)perSm / (smem + 1024)), kMaxResidentWarps / w);
+    if (blocks * w > best) {
+      best = blocks * w;
+      geo.warps = w;
+      geo.smem = smem;
+    }
+  }
+  return geo;
+}
+
+size_t planeFloats(int gs) { return (size_t)kRows * (gs + 1); }
 
 }  // namespace
 
@@ -317,22 +583,27 @@ bool paroFusedSupported(int I, int K, int gs) {
 void paroTransformK(const void* W, int wdt, const float* alpha, const int* pairs, const float* theta,
                     const float* pScale, const float* pZpf, void* out, int odt, float* gScale, float* gZpf, int O,
                     int I, int K, int gs, int qmax) {
-  if (!paroFusedSupported(I, K, gs)) throw ArgError("paroTransform: unsupported groupSize or K (32..128, 1..16)");
+  if (!paroFusedSupported(I, K, gs)) throw ArgError("paroTransform: unsupported groupSize or K (2..128 even, 1..16)");
   if (!pScale != !pZpf) throw ArgError("paroTransform: scale and zpf go together");
   if (!pScale && (!gScale || !gZpf)) throw ArgError("paroTransform: stage 1 needs the grid outputs");
   if (O <= 0) return;
-  size_t smem = tableBytes(K, gs) + (size_t)kFwdWarps * gs * 4;
-  setFusedSmem((const void*)paroFusedFwdKernel, smem);
-  dim3 grid((unsigned)(I / gs), (unsigned)((O + kFwdRowsPerBlock - 1) / kFwdRowsPerBlock));
-  paroFusedFwdKernel<<<grid, kFwdWarps * 32, smem, stream()>>>(W, wdt, alpha, pairs, theta, pScale, pZpf, out, odt,
-                                                               gScale, gZpf, O, I, K, gs, qmax);
+  StripGeom geo = stripGeometry(K, gs, planeFloats(gs));
+  if (geo.warps == 0) throw ArgError("paroTransform: the group does not fit in shared memory");
+  setFusedSmem((const void*)paroFusedFwdKernel, geo.smem);
+  // kStripsPerWarp strips per warp, so that a warp's prefetch of its next strip has one to fetch.
+  int strips = (O + kRows - 1) / kRows;
+  int perBlock = geo.warps * kStripsPerWarp;
+  dim3 grid((unsigned)(I / gs), (unsigned)std::min((strips + perBlock - 1) / perBlock, 65535));
+  paroFusedFwdKernel<<<grid, geo.warps * 32, geo.smem, stream()>>>(W, wdt, alpha, pairs, theta, pScale, pZpf, out, odt,
+                                                                   gScale, gZpf, O, I, K, gs, qmax, geo.Ppad);
   checkLaunch("paroTransform");
 }
 
 void paroTransformBwdK(const void* dWhat, int ddt, const void* W, int wdt, const float* alpha, const int* pairs,
                        const float* theta, const float* scale, const float* zpf, int stage, float* dtheta,
                        float* dalpha, void* dW, int dwdt, float* dscale, int O, int I, int K, int gs, int qmax) {
-  if (!paroFusedSupported(I, K, gs)) throw ArgError("paroTransformBackward: unsupported groupSize or K (32..128, 1..16)");
+  if (!paroFusedSupported(I, K, gs))
+    throw ArgError("paroTransformBackward: unsupported groupSize or K (2..128 even, 1..16)");
   if (stage != 1 && stage != 2) throw ArgError("paroTransformBackward: stage must be 1 or 2");
   if (stage == 1 && (!dtheta || !dalpha)) throw ArgError("paroTransformBackward: stage 1 needs dtheta and dalpha");
   if (stage == 2 && (!dW || !dscale)) throw ArgError("paroTransformBackward: stage 2 needs dW and dscale");
@@ -344,29 +615,36 @@ void paroTransformBwdK(const void* dWhat, int ddt, const void* W, int wdt, const
     }
     return;
   }
-  size_t smem = tableBytes(K, gs) + (size_t)kBwdWarps * bwdWarpFloats(K, gs) * 4;
-  setFusedSmem((const void*)paroFusedBwdKernel, smem);
+  int Ppad = (gs / 2 + kSlotAlign - 1) / kSlotAlign * kSlotAlign;
+  size_t warpFloats = stage == 1 ? 3 * planeFloats(gs) + (size_t)K * Ppad : 2 * planeFloats(gs);
+  StripGeom geo = stripGeometry(K, gs, warpFloats);
+  if (geo.warps == 0) throw ArgError("paroTransformBackward: the group does not fit in shared memory");
   int G = I / gs;
+  int strips = (O + kRows - 1) / kRows;
   if (stage == 2) {
-    dim3 grid((unsigned)G, (unsigned)((O + kStage2RowsPerBlock - 1) / kStage2RowsPerBlock));
-    paroFusedBwdKernel<<<grid, kBwdWarps * 32, smem, stream()>>>(dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, 2,
-                                                                 dW, dwdt, dscale, nullptr, nullptr, nullptr, O, I, K,
-                                                                 gs, qmax, kStage2RowsPerBlock);
+    int stripsPerBlock = geo.warps * kStripsPerWarp;
+    dim3 grid((unsigned)G, (unsigned)((strips + stripsPerBlock - 1) / stripsPerBlock));
+    setFusedSmem((const void*)paroFusedBwdKernel<false>, geo.smem);
+    paroFusedBwdKernel<false><<<grid, geo.warps * 32, geo.smem, stream()>>>(
+        dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, dW, dwdt, dscale, nullptr, nullptr, nullptr, O, I, K, gs,
+        qmax, geo.Ppad, stripsPerBlock);
     checkLaunch("paroTransformBackward(stage 2)");
     return;
   }
-  // Row chunks of at least 32 rows, at most kBwdMaxChunks per group (fixed by O: the sum order does not vary).
-  int chunks = std::min(kBwdMaxChunks, (O + 31) / 32);
-  int rowsPerChunk = (O + chunks - 1) / chunks;
-  chunks = (O + rowsPerChunk - 1) / rowsPerChunk;
+  // Row chunks per group: at most kMaxChunksPerGroup, whole strips per warp and at least kStripsPerWarp each; a
+  // shape-only choice, so the sum order is fixed.
+  int stripsPerChunk = (strips + kMaxChunksPerGroup - 1) / kMaxChunksPerGroup;
+  stripsPerChunk = std::max((stripsPerChunk + geo.warps - 1) / geo.warps, kStripsPerWarp) * geo.warps;
+  int chunks = (strips + stripsPerChunk - 1) / stripsPerChunk;
   Scratch partTheta((size_t)chunks * nTheta * sizeof(float));
   Scratch partA((size_t)chunks * 2 * I * sizeof(float));
   float* partA1 = partA.as<float>();
   float* partA2 = partA1 + (size_t)chunks * I;
   dim3 grid((unsigned)G, (unsigned)chunks);
-  paroFusedBwdKernel<<<grid, kBwdWarps * 32, smem, stream()>>>(dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, 1,
-                                                               nullptr, dwdt, nullptr, partTheta.as<float>(), partA1,
-                                                               partA2, O, I, K, gs, qmax, rowsPerChunk);
+  setFusedSmem((const void*)paroFusedBwdKernel<true>, geo.smem);
+  paroFusedBwdKernel<true><<<grid, geo.warps * 32, geo.smem, stream()>>>(
+      dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, nullptr, dwdt, nullptr, partTheta.as<float>(), partA1,
+      partA2, O, I, K, gs, qmax, geo.Ppad, stripsPerChunk);
   checkLaunch("paroTransformBackward(stage 1)");
   size_t n = nTheta + (size_t)I;
   paroFusedReduceKernel<<<gridFor(n, 256), 256, 0, stream()>>>(partTheta.as<float>(), partA1, partA2, alpha,

@@ -73,10 +73,10 @@ void dequantizePackedK(const int* words, const int* zeros, const float* scale, f
                        unsigned nibbleOrder);
 
 // ---- the fused ParoQuant transform (k_paro_fused.cu; Backend.paroTransform / paroTransformBackward) ----
-constexpr int kParoFusedMinGroup = 32;
+constexpr int kParoFusedMinGroup = 2;
 constexpr int kParoFusedMaxGroup = 128;
 constexpr int kParoFusedMaxK = 16;
-/** Shapes the fused kernels take: 32 ≤ gs ≤ 128 even, I % gs = 0, 1 ≤ K ≤ 16. */
+/** Shapes the fused kernels take: 2 ≤ gs ≤ 128 even, I % gs = 0, 1 ≤ K ≤ 16. */
 bool paroFusedSupported(int I, int K, int gs);
 /** Ŵ [O, I] (odt) of W [O, I] (wdt); stage 2 with pScale/pZpf [O·G], stage 1 (both null) writes gScale/gZpf [O·G]. */
 void paroTransformK(const void* W, int wdt, const float* alpha, const int* pairs, const float* theta,

@@ -1,0 +1,32 @@
+// What native/src/k_paro.cu and k_paro_fused.cu need beyond test/cuda-emu/common.cuh under the host emulation
+// (included after common.cuh by fused-main.cc and paro-composition.cc).
+#pragma once
+#include <cmath>
+
+#define __align__(n) alignas(n)
+using std::isnan;
+
+struct float2 {
+  float x, y;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
+
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+
+enum { cudaDevAttrMaxSharedMemoryPerMultiprocessor = 1, cudaDevAttrMaxSharedMemoryPerBlockOptin = 2 };
+inline int cudaGetDevice(int* d) {
+  *d = 0;
+  return 0;
+}
+// An H100's limits (228 KiB per SM, 227 KiB per block), so the emulation picks the device's geometry.
+inline int cudaDeviceGetAttribute(int* v, int attr, int) {
+  *v = attr == cudaDevAttrMaxSharedMemoryPerMultiprocessor ? 233472 : 232448;
+  return 0;
+}
+
+namespace paro {
+inline void castK(const void* src, int sdt, void* dst, int ddt, size_t n) {
+  for (size_t i = 0; i < n; i++) stf(dst, ddt, i, ldf(src, sdt, i));
+}
+}  // namespace paro
