@@ -547,21 +547,29 @@ struct StripGeom {
   size_t smem = 0;
 };
 
-// Warps per block that keep the most warps resident per SM within the device's shared memory (1 KiB reserved per
-// block); warpFloats: a warp's floats beyond the table. warps = 0 where not even one warp fits.
-StripGeom stripGeometry(int K, int gs, size_t warpFloats) {
-  int dev = 0, perSm = 0, perBlock = 0;
+// Warps per block that keep the most warps of kernel resident per SM within the device's shared memory (1 KiB
+// reserved per block) and registers; warpFloats: a warp's floats beyond the table. warps = 0 where not even one warp
+// fits.
+StripGeom stripGeometry(const void* kernel, int K, int gs, size_t warpFloats) {
+  int dev = 0, perSm = 0, perBlock = 0, regsPerSm = 0;
   checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
   checkCuda(cudaDeviceGetAttribute(&perSm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev), "cudaDeviceGetAttribute");
   checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+  checkCuda(cudaDeviceGetAttribute(&regsPerSm, cudaDevAttrMaxRegistersPerMultiprocessor, dev), "cudaDeviceGetAttribute");
+  cudaFuncAttributes fa;
+  checkCuda(cudaFuncGetAttributes(&fa, kernel), "cudaFuncGetAttributes");
+  // Registers are allocated per warp in units of 256.
+  int regsPerWarp = std::max(256, (fa.numRegs * 32 + 255) / 256 * 256);
+  int cap = std::min(kMaxResidentWarps, regsPerSm / regsPerWarp);
+  int maxWarps = std::min({kMaxWarps, cap, fa.maxThreadsPerBlock / 32});
   StripGeom geo;
   geo.Ppad = (gs / 2 + kSlotAlign - 1) / kSlotAlign * kSlotAlign;
   size_t tab = (size_t)K * geo.Ppad * sizeof(RotEntry);
   int best = 0;
-  for (int w = 1; w <= kMaxWarps; w++) {
+  for (int w = 1; w <= maxWarps; w++) {
     size_t smem = tab + (size_t)w * warpFloats * 4;
     if (smem > (size_t)perBlock) break;
-    int blocks = std::min((int)((size_t)perSm / (smem + 1024)), kMaxResidentWarps / w);
+    int blocks = std::min((int)((size_t)perSm / (smem + 1024)), cap / w);
     if (blocks * w > best) {
       best = blocks * w;
       geo.warps = w;
@@ -587,7 +595,7 @@ void paroTransformK(const void* W, int wdt, const float* alpha, const int* pairs
   if (!pScale != !pZpf) throw ArgError("paroTransform: scale and zpf go together");
   if (!pScale && (!gScale || !gZpf)) throw ArgError("paroTransform: stage 1 needs the grid outputs");
   if (O <= 0) return;
-  StripGeom geo = stripGeometry(K, gs, planeFloats(gs));
+  StripGeom geo = stripGeometry((const void*)paroFusedFwdKernel, K, gs, planeFloats(gs));
   if (geo.warps == 0) throw ArgError("paroTransform: the group does not fit in shared memory");
   setFusedSmem((const void*)paroFusedFwdKernel, geo.smem);
   // kStripsPerWarp strips per warp, so that a warp's prefetch of its next strip has one to fetch.
@@ -617,7 +625,8 @@ void paroTransformBwdK(const void* dWhat, int ddt, const void* W, int wdt, const
   }
   int Ppad = (gs / 2 + kSlotAlign - 1) / kSlotAlign * kSlotAlign;
   size_t warpFloats = stage == 1 ? 3 * planeFloats(gs) + (size_t)K * Ppad : 2 * planeFloats(gs);
-  StripGeom geo = stripGeometry(K, gs, warpFloats);
+  const void* kernel = stage == 1 ? (const void*)paroFusedBwdKernel<true> : (const void*)paroFusedBwdKernel<false>;
+  StripGeom geo = stripGeometry(kernel, K, gs, warpFloats);
   if (geo.warps == 0) throw ArgError("paroTransformBackward: the group does not fit in shared memory");
   int G = I / gs;
   int strips = (O + kRows - 1) / kRows;

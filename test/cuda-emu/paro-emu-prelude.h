@@ -14,14 +14,30 @@ inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float __fdiv_rn(float a, float b) { return a / b; }
 inline float __fmul_rn(float a, float b) { return a * b; }
 
-enum { cudaDevAttrMaxSharedMemoryPerMultiprocessor = 1, cudaDevAttrMaxSharedMemoryPerBlockOptin = 2 };
+enum {
+  cudaDevAttrMaxSharedMemoryPerMultiprocessor = 1,
+  cudaDevAttrMaxSharedMemoryPerBlockOptin = 2,
+  cudaDevAttrMaxRegistersPerMultiprocessor = 3
+};
 inline int cudaGetDevice(int* d) {
   *d = 0;
   return 0;
 }
-// An H100's limits (228 KiB per SM, 227 KiB per block), so the emulation picks the device's geometry.
+// An H100's limits (228 KiB per SM, 227 KiB per block, 64 Ki registers per SM), so the emulation picks the device's
+// geometry.
 inline int cudaDeviceGetAttribute(int* v, int attr, int) {
-  *v = attr == cudaDevAttrMaxSharedMemoryPerMultiprocessor ? 233472 : 232448;
+  *v = attr == cudaDevAttrMaxSharedMemoryPerMultiprocessor ? 233472
+       : attr == cudaDevAttrMaxSharedMemoryPerBlockOptin   ? 232448
+                                                           : 65536;
+  return 0;
+}
+// Every kernel as one of 128 registers per thread (the fused kernels use 124 to 168 on sm_90).
+struct cudaFuncAttributes {
+  int numRegs, maxThreadsPerBlock;
+};
+inline int cudaFuncGetAttributes(cudaFuncAttributes* a, const void*) {
+  a->numRegs = 128;
+  a->maxThreadsPerBlock = 512;
   return 0;
 }
 
