@@ -7,13 +7,19 @@
 //
 // Layout (that of k_paro.cu's Givens v2 kernels): one warp owns a strip of 32 rows of one channel group, lane = row.
 // The strip sits row-major in shared memory with the odd row stride gs + 1, so when all lanes apply the same pair slot
-// (i, j) to their own rows the 32 accesses row[i] hit 32 distinct banks; the layer table entry {cos, +sin, −sin, i|j}
-// is one 16-byte broadcast; a lane only ever touches its own row, so the 2K layers and the quantizer (whose group is
-// the lane's own row: min/max and sums without shuffles) need no barrier at all. Global traffic runs column-major over
-// the strip (lane = channel, 32 rows in flight per lane): every warp access is one row's 32 consecutive channels, and
-// the dα column sums over the strip's rows are per-lane register sums in row order. The forward prefetches the first
-// 32-channel column block of the warp's next strip into registers before it rotates the current one, so that load
-// overlaps the rotations (for gs ≤ 32 that is the whole next strip).
+// (i, j) to their own rows the 32 accesses row[i] hit 32 distinct banks; the layer tables are read as broadcasts (per
+// slot 10 bytes: {cos, applied sine} and the channels i | j << 8, see Tables); a lane only ever touches its own row,
+// so the 2K layers and the quantizer (whose group is the lane's own row: min/max and sums without shuffles) need no
+// barrier at all. Global traffic runs column-major over the strip (lane = channel, rows in flight per lane): every
+// warp access is one row's 32 consecutive channels, and the dα column sums over the strip's rows are per-lane register
+// sums in row order.
+// Global latency against the rotations: shared memory, not DRAM, bounds these kernels (the forward makes ≈ 45
+// shared-memory wavefronts per element against 6–8 bytes of DRAM traffic, the stage-1 backward ≈ 125 against 12), so
+// the aim is that a warp's loads never leave the SM's shared-memory pipe idle: the forward keeps up to 12 warps per SM
+// (three blocks of four at gs 128, 142 registers), each taking two strips in turn and loading the first 32-channel
+// column block of its next strip into registers before it rotates the current one; the backward (4 warps per SM in
+// stage 1 at gs 128: its three planes fill shared memory) issues all loads of a strip's W and dŴ at once (128 per
+// lane), so each of its three global phases costs one latency.
 // Per element the arithmetic is the composition's (mulCols, givens v1/v2, fqMinMax / fqParams and their backwards,
 // divCols), written the same way, and the quantizer backward's group sum S is formed in fqMinMaxBwdKernel's order
 // (lane-strided partial sums, then warpSum's butterfly), so Ŵ, the grid, stage 2's dW and dscale equal the
@@ -21,7 +27,7 @@
 //
 // Shared memory per warp: forward one f32 plane [32][gs + 1] (16.5 KiB at gs 128); backward stage 1 three planes
 // (A: the forward states, R at the end; B: the inverse states, U at the end; C: the gradient) and the warp's dθ sums
-// [K][Ppad], stage 2 two planes (A, C). Per block the table K·Ppad·16 bytes.
+// [K][Ppad], stage 2 two planes (A, C). Per block the tables, K·Ppad·18 bytes (Ppad: slots per layer padded to 32).
 #include <algorithm>
 
 #include "common.cuh"
@@ -32,7 +38,9 @@ namespace {
 
 constexpr int kRows = 32;        // rows per warp strip: one per lane
 constexpr int kSlotAlign = 32;   // pair slots per layer padded to a multiple (the backward reduces 32 slots at once)
-constexpr int kBatch = 8;        // pair slots whose shared-memory loads are issued together
+constexpr int kBatch = 8;        // pair slots whose shared-memory loads are issued together (channels: 16 bytes)
+static_assert(kBatch == 8, "a batch's channel entries are one 16-byte load");
+static_assert(kParoFusedMaxGroup < 256, "channel indices (and the pad column) fit 8 bits");
 constexpr int kMaxWarps = 16;    // warps per block
 constexpr int kMaxResidentWarps = 32;
 constexpr int kMaxChunksPerGroup = 64;
@@ -47,69 +55,98 @@ __device__ __forceinline__ float fQuantLevel(float r, float sc, float z, int qma
   return fminf(fmaxf(rintf(r / sc) + z, 0.0f), (float)qmax);
 }
 
-// One layer table entry: cos θ, the applied sines of a forward (+sin θ) and an inverse (−sin θ) layer, the pair's
-// channels i | j << 16 (padding slots: c = 1, s = 0 on the row's pad column gs, which no global access touches).
-struct __align__(16) RotEntry {
-  float c, s, sNeg;
-  int ij;
+// The layer tables of a group, entry e = l·Ppad + t: cs[e] = {cos θ, +sin θ, cos θ, −sin θ} (a forward layer reads the
+// first half, an inverse layer the second: one 8-byte broadcast), ij[e] = i | j << 8 (a batch of 8 slots' channels in
+// one 16-byte broadcast). Padding slots: c = 1, s = 0 on the row's pad column gs, which no global access touches.
+// Shared memory returns 4 bytes per lane and cycle even for a broadcast, so the 10 bytes a slot needs cost less than
+// one 16-byte entry {c, s, i, j}.
+struct __align__(16) RotCS {
+  float c, s, cInv, sInv;
 };
 
-// Table of group g, K·Ppad entries; the sines as loadGivensTables (givens_tables.cuh) forms them.
-__device__ void buildTable(RotEntry* tab, const int* pairs, const float* theta, int K, int I, int gs, int g, int Ppad) {
+struct Tables {
+  RotCS* cs;
+  unsigned short* ij;
+};
+
+// The tables in shared memory at p (16-byte aligned); their bytes.
+__host__ __device__ inline size_t tableBytes(int K, int Ppad) { return (size_t)K * Ppad * (sizeof(RotCS) + 2); }
+__device__ inline Tables tablesAt(void* p, int K, int Ppad) {
+  Tables t;
+  t.cs = (RotCS*)p;
+  t.ij = (unsigned short*)(t.cs + K * Ppad);
+  return t;
+}
+
+// Tables of group g; the sines as loadGivensTables (givens_tables.cuh) forms them.
+__device__ void buildTable(Tables tab, const int* pairs, const float* theta, int K, int I, int gs, int g, int Ppad) {
   int P = gs / 2;
   for (int e = threadIdx.x; e < K * Ppad; e += blockDim.x) {
     int l = e / Ppad, t = e % Ppad;
-    RotEntry q;
+    RotCS q;
+    int i = gs, j = gs;
     if (t < P) {
       float s, c;
       sincosf(theta[(size_t)l * (I / 2) + (size_t)g * P + t], &s, &c);
       size_t pb = (size_t)l * I + (size_t)g * gs + 2 * t;
-      int i = min(max(pairs[pb], 0), gs - 1), j = min(max(pairs[pb + 1], 0), gs - 1);
-      q.c = c;
+      i = min(max(pairs[pb], 0), gs - 1);
+      j = min(max(pairs[pb + 1], 0), gs - 1);
+      q.c = q.cInv = c;
       q.s = s;
-      q.sNeg = -s;
-      q.ij = i | (j << 16);
+      q.sInv = -s;
     } else {
-      q.c = 1.0f;
-      q.s = 0.0f;
-      q.sNeg = 0.0f;
-      q.ij = gs | (gs << 16);
+      q.c = q.cInv = 1.0f;
+      q.s = q.sInv = 0.0f;
     }
-    tab[e] = q;
+    tab.cs[e] = q;
+    tab.ij[e] = (unsigned short)(i | (j << 8));
   }
 }
 
-__device__ __forceinline__ int pairI(int ij) { return ij & 0xffff; }
-__device__ __forceinline__ int pairJ(int ij) { return ij >> 16; }
+// A batch of kBatch slots' table entries (from entry e, a multiple of kBatch): cos and applied sine, channels.
+template <bool INV>
+__device__ __forceinline__ void batchEntries(Tables tab, int e, float2 q[kBatch], int ii[kBatch], int jj[kBatch]) {
+  const float2* h = reinterpret_cast<const float2*>(tab.cs + e) + (INV ? 1 : 0);
+#pragma unroll
+  for (int k = 0; k < kBatch; k++) q[k] = h[2 * k];
+  uint4 pk = *reinterpret_cast<const uint4*>(tab.ij + e);
+  unsigned w[4] = {pk.x, pk.y, pk.z, pk.w};
+#pragma unroll
+  for (int k = 0; k < kBatch; k++) {
+    unsigned v = w[k / 2] >> (16 * (k % 2));
+    ii[k] = v & 0xff;
+    jj[k] = (v >> 8) & 0xff;
+  }
+}
 
 // One batch of kBatch pair slots on the lane's row: loads first, then stores (the slots' pairs are disjoint), the
 // expressions of givensFwdV2Kernel's rotateBatch; INV: the inverse layer's applied sine.
 template <bool INV>
-__device__ __forceinline__ void rotateBatch(float* row, const RotEntry* tl) {
-  RotEntry q[kBatch];
-#pragma unroll
-  for (int k = 0; k < kBatch; k++) q[k] = tl[k];
+__device__ __forceinline__ void rotateBatch(float* row, Tables tab, int e) {
+  float2 q[kBatch];
+  int ii[kBatch], jj[kBatch];
+  batchEntries<INV>(tab, e, q, ii, jj);
   float a[kBatch], b[kBatch];
 #pragma unroll
   for (int k = 0; k < kBatch; k++) {
-    a[k] = row[pairI(q[k].ij)];
-    b[k] = row[pairJ(q[k].ij)];
+    a[k] = row[ii[k]];
+    b[k] = row[jj[k]];
   }
 #pragma unroll
   for (int k = 0; k < kBatch; k++) {
-    float c = q[k].c, s = INV ? q[k].sNeg : q[k].s;
-    row[pairI(q[k].ij)] = c * a[k] + s * b[k];
-    row[pairJ(q[k].ij)] = -s * a[k] + c * b[k];
+    float c = q[k].x, s = q[k].y;
+    row[ii[k]] = c * a[k] + s * b[k];
+    row[jj[k]] = -s * a[k] + c * b[k];
   }
 }
 
 // The K forward layers (0 first) or the K inverse layers (K − 1 first) on the lane's row; Pb: slots per layer rounded
 // up to kBatch.
 template <bool INV>
-__device__ __forceinline__ void rotateLayers(float* row, const RotEntry* tab, int K, int Ppad, int Pb) {
+__device__ __forceinline__ void rotateLayers(float* row, Tables tab, int K, int Ppad, int Pb) {
   for (int step = 0; step < K; step++) {
-    const RotEntry* tl = tab + (INV ? K - 1 - step : step) * Ppad;
-    for (int t0 = 0; t0 < Pb; t0 += kBatch) rotateBatch<INV>(row, tl + t0);
+    int e0 = (INV ? K - 1 - step : step) * Ppad;
+    for (int t0 = 0; t0 < Pb; t0 += kBatch) rotateBatch<INV>(row, tab, e0 + t0);
   }
 }
 
@@ -198,8 +235,8 @@ __global__ void paroFusedFwdKernel(const void* W, int wdt, const float* alpha, c
                                    float* gZpf, int O, int I, int K, int gs, int qmax, int Ppad) {
   extern __shared__ float smem[];
   int stride = gs + 1;
-  RotEntry* tab = (RotEntry*)smem;
-  float* tiles = (float*)(tab + K * Ppad);
+  Tables tab = tablesAt(smem, K, Ppad);
+  float* tiles = (float*)((char*)smem + tableBytes(K, Ppad));
   int g = blockIdx.x;
   int G = I / gs;
   buildTable(tab, pairs, theta, K, I, gs, g, Ppad);
@@ -275,43 +312,43 @@ __global__ void paroFusedFwdKernel(const void* W, int wdt, const float* alpha, c
 // and with THETA the layer's output u in uRow, turned back into its input (givensBwdV2Kernel's expressions), and the
 // angle terms γ_i·u_j − γ_j·u_i in term. INV: the inverse layer's applied sine.
 template <bool INV, bool THETA>
-__device__ __forceinline__ void layerBackwardBatch(float* uRow, float* gam, const RotEntry* tl, float* term) {
-  RotEntry q[kBatch];
-#pragma unroll
-  for (int k = 0; k < kBatch; k++) q[k] = tl[k];
+__device__ __forceinline__ void layerBackwardBatch(float* uRow, float* gam, Tables tab, int e, float* term) {
+  float2 q[kBatch];
+  int ii[kBatch], jj[kBatch];
+  batchEntries<INV>(tab, e, q, ii, jj);
   float ui[kBatch], uj[kBatch], gi[kBatch], gj[kBatch];
 #pragma unroll
   for (int k = 0; k < kBatch; k++) {
-    gi[k] = gam[pairI(q[k].ij)];
-    gj[k] = gam[pairJ(q[k].ij)];
+    gi[k] = gam[ii[k]];
+    gj[k] = gam[jj[k]];
     if (THETA) {
-      ui[k] = uRow[pairI(q[k].ij)];
-      uj[k] = uRow[pairJ(q[k].ij)];
+      ui[k] = uRow[ii[k]];
+      uj[k] = uRow[jj[k]];
     }
   }
 #pragma unroll
   for (int k = 0; k < kBatch; k++) {
-    float c = q[k].c, s = INV ? q[k].sNeg : q[k].s;
+    float c = q[k].x, s = q[k].y;
     float gin = c * gi[k] - s * gj[k], gjn = s * gi[k] + c * gj[k];  // input gradient
     if (THETA) {
       term[k] = gi[k] * uj[k] - gj[k] * ui[k];
-      uRow[pairI(q[k].ij)] = c * ui[k] - s * uj[k];
-      uRow[pairJ(q[k].ij)] = s * ui[k] + c * uj[k];
+      uRow[ii[k]] = c * ui[k] - s * uj[k];
+      uRow[jj[k]] = s * ui[k] + c * uj[k];
     }
-    gam[pairI(q[k].ij)] = gin;
-    gam[pairJ(q[k].ij)] = gjn;
+    gam[ii[k]] = gin;
+    gam[jj[k]] = gjn;
   }
 }
 
 // One layer's backward with the angle terms: per 32 slots, reduced over the warp's rows (rows ≥ nr hold stale data:
 // their terms are 0) and added to the warp's sums gl [Ppad] of the layer with the sign of the applied angle.
 template <bool INV>
-__device__ __forceinline__ void layersBackwardTheta(float* uRow, float* gam, const RotEntry* tl, float* gl, int Ppad,
+__device__ __forceinline__ void layersBackwardTheta(float* uRow, float* gam, Tables tab, int e0, float* gl, int Ppad,
                                                     int lane, int nr) {
   for (int t0 = 0; t0 < Ppad; t0 += 32) {
     float term[32];
 #pragma unroll
-    for (int k0 = 0; k0 < 32; k0 += kBatch) layerBackwardBatch<INV, true>(uRow, gam, tl + t0 + k0, term + k0);
+    for (int k0 = 0; k0 < 32; k0 += kBatch) layerBackwardBatch<INV, true>(uRow, gam, tab, e0 + t0 + k0, term + k0);
     if (lane >= nr) {
 #pragma unroll
       for (int k = 0; k < 32; k++) term[k] = 0.0f;
@@ -330,15 +367,14 @@ __device__ __forceinline__ void layersBackwardTheta(float* uRow, float* gam, con
 // Backward of the K forward layers (K − 1 first) or of the K inverse layers (the last applied, layer 0, first); with
 // THETA the angle terms go to the warp's sums gsum [K][Ppad].
 template <bool INV, bool THETA>
-__device__ __forceinline__ void layersBackward(float* uRow, float* gam, const RotEntry* tab, float* gsum, int K,
+__device__ __forceinline__ void layersBackward(float* uRow, float* gam, Tables tab, float* gsum, int K,
                                                int Ppad, int Pb, int lane, int nr) {
   for (int step = 0; step < K; step++) {
     int l = INV ? step : K - 1 - step;
-    const RotEntry* tl = tab + l * Ppad;
     if (!THETA) {
-      for (int t0 = 0; t0 < Pb; t0 += kBatch) layerBackwardBatch<INV, false>(uRow, gam, tl + t0, nullptr);
+      for (int t0 = 0; t0 < Pb; t0 += kBatch) layerBackwardBatch<INV, false>(uRow, gam, tab, l * Ppad + t0, nullptr);
     } else {
-      layersBackwardTheta<INV>(uRow, gam, tl, gsum + l * Ppad, Ppad, lane, nr);
+      layersBackwardTheta<INV>(uRow, gam, tab, l * Ppad, gsum + l * Ppad, Ppad, lane, nr);
     }
   }
 }
@@ -390,10 +426,11 @@ __global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, in
   extern __shared__ float smem[];
   int stride = gs + 1;
   int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  RotEntry* tab = (RotEntry*)smem;
+  Tables tab = tablesAt(smem, K, Ppad);
+  float* all = (float*)((char*)smem + tableBytes(K, Ppad));  // the warps' areas
   size_t plane = (size_t)kRows * stride;
   size_t warpFloats = (S1 ? 3 : 2) * plane + (S1 ? (size_t)K * Ppad : 0);
-  float* wbase = (float*)(tab + K * Ppad) + warp * warpFloats;
+  float* wbase = all + warp * warpFloats;
   float* gsum = wbase;  // stage 1: [K][Ppad]
   float* A = wbase + (S1 ? (size_t)K * Ppad : 0);
   float* B = A + plane;  // stage 1 only
@@ -420,10 +457,15 @@ __global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, in
     size_t base = (size_t)row0 * I + (size_t)g * gs;
     size_t grp = (size_t)(row0 + lane) * G + g;
     // Forward: A = W ⊙ α, the K forward layers (A = R); stage 1: B = Q(R), the K inverse layers (B = U).
-    for (int i = lane; i - lane < gs; i += 32) {
-      float v[kRows];
-      loadColumn(v, W, wdt, base, I, nr, i, i < gs);
-      putColumn(A, stride, v, nr, i, i < gs, i < gs ? al[i] : 0.0f);
+    {
+      float v[kMaxColBlocks][kRows];  // all loads of the strip in flight together
+#pragma unroll
+      for (int c = 0; c < kMaxColBlocks; c++) loadColumn(v[c], W, wdt, base, I, nr, c * 32 + lane, c * 32 + lane < gs);
+#pragma unroll
+      for (int c = 0; c < kMaxColBlocks; c++) {
+        int i = c * 32 + lane;
+        putColumn(A, stride, v[c], nr, i, i < gs, i < gs ? al[i] : 0.0f);
+      }
     }
     __syncwarp();
     rotateLayers<false>(aRow, tab, K, Ppad, Pb);
@@ -442,20 +484,21 @@ __global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, in
     }
     __syncwarp();
     // Ŵ = U ⊘ α: C = dŴ ⊘ α; stage 1: Σ U·dŴ per channel, over the strip's rows in order.
+    float d[kMaxColBlocks][kRows];  // all loads of the strip in flight together
+#pragma unroll
+    for (int cb = 0; cb < kMaxColBlocks; cb++)
+      loadColumn(d[cb], dWhat, ddt, base, I, nr, cb * 32 + lane, cb * 32 + lane < gs);
 #pragma unroll
     for (int cb = 0; cb < kMaxColBlocks; cb++) {
       int i = cb * 32 + lane;
-      if (cb * 32 >= gs) break;
-      float d[kRows];
-      loadColumn(d, dWhat, ddt, base, I, nr, i, i < gs);
       if (i < gs) {
         float a = al[i];
         float acc = a2[cb];
 #pragma unroll
         for (int r = 0; r < kRows; r++) {
           if (r < nr) {
-            C[r * stride + i] = d[r] / a;
-            if (S1) acc += B[r * stride + i] * d[r];
+            C[r * stride + i] = d[cb][r] / a;
+            if (S1) acc += B[r * stride + i] * d[cb][r];
           }
         }
         a2[cb] = acc;
@@ -485,21 +528,25 @@ __global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, in
     layersBackward<false, S1>(aRow, cRow, tab, gsum, K, Ppad, Pb, lane, nr);
     __syncwarp();
     // W ⊙ α: stage 1 Σ W·d(W⊙α) per channel; stage 2 dW = d(W⊙α)·α.
+    if (S1) {
+      float w[kMaxColBlocks][kRows];  // all loads of the strip in flight together
 #pragma unroll
-    for (int cb = 0; cb < kMaxColBlocks; cb++) {
-      int i = cb * 32 + lane;
-      if (cb * 32 >= gs) break;
-      if (S1) {
-        float w[kRows];
-        loadColumn(w, W, wdt, base, I, nr, i, i < gs);
+      for (int cb = 0; cb < kMaxColBlocks; cb++)
+        loadColumn(w[cb], W, wdt, base, I, nr, cb * 32 + lane, cb * 32 + lane < gs);
+#pragma unroll
+      for (int cb = 0; cb < kMaxColBlocks; cb++) {
+        int i = cb * 32 + lane;
         if (i < gs) {
           float acc = a1[cb];
 #pragma unroll
           for (int r = 0; r < kRows; r++)
-            if (r < nr) acc += w[r] * C[r * stride + i];
+            if (r < nr) acc += w[cb][r] * C[r * stride + i];
           a1[cb] = acc;
         }
-      } else if (i < gs) {
+      }
+    } else {
+      for (int i = lane; i - lane < gs; i += 32) {
+        if (i >= gs) continue;
         float a = al[i];
 #pragma unroll 8
         for (int r = 0; r < nr; r++) stf(dW, dwdt, base + (size_t)r * I + i, C[r * stride + i] * a);
@@ -507,7 +554,7 @@ __global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, in
     }
     __syncwarp();  // every lane is done with the planes before the next strip overwrites them
   }
-  if (S1) blockSums(a1, a2, A, (float*)(tab + K * Ppad), warpFloats, partTheta, partA1, partA2, I, K, gs, g, Ppad,
+  if (S1) blockSums(a1, a2, A, all, warpFloats, partTheta, partA1, partA2, I, K, gs, g, Ppad,
                     lane, warps);
 }
 
@@ -564,7 +611,7 @@ StripGeom stripGeometry(const void* kernel, int K, int gs, size_t warpFloats) {
   int maxWarps = std::min({kMaxWarps, cap, fa.maxThreadsPerBlock / 32});
   StripGeom geo;
   geo.Ppad = (gs / 2 + kSlotAlign - 1) / kSlotAlign * kSlotAlign;
-  size_t tab = (size_t)K * geo.Ppad * sizeof(RotEntry);
+  size_t tab = tableBytes(K, geo.Ppad);
   int best = 0;
   for (int w = 1; w <= maxWarps; w++) {
     size_t smem = tab + (size_t)w * warpFloats * 4;
