@@ -1,7 +1,7 @@
 // Runs each kernel of the ParoQuant block step's slow parts once, at the 8B block's sizes, for a hardware profiler
 // (scripts/gpu-session.sh step `ncu`): attention forward and backward (causal, batch 16, T 2048, h 32/8, d 128), the
 // Givens forward and backward on a gate_proj-sized f32 weight, and one stage-1 transform forward + backward of that
-// linear through transform.ts (the composition, and the fused ops when PARO_FUSED_TRANSFORM=1). Each op runs twice;
+// linear through transform.ts (the composition of the unfused ops, then the fused ones). Each op runs twice;
 // the profiler is told to skip the first launch of each kernel (warm caches and allocator).
 //   node .gpu/kernel-probe.mjs [--only attention|givens|transform]
 import type { AttentionMask, AttentionShape, QuantGrid } from '../src/engine/backend.js';
@@ -70,12 +70,18 @@ if (want('transform')) {
   };
   const dWhat = gpu.zeros([O, I], 'f32');
   gpu.fillRandom(dWhat, 32);
-  for (let rep = 0; rep < 2; rep++) {
-    const { What, saved } = transformForward(gpu, lin, grid, 1, true, 'bf16');
-    const g = transformBackward(gpu, lin, grid, saved!, dWhat);
-    freeTransformSaved(gpu, saved!);
-    gpu.free(What, g.dtheta, g.dalpha, g.dW, g.dscale);
+  // The composition of the unfused ops, then the fused kernels (Backend.paroTransform), each twice.
+  const before = gpu.fusedTransform;
+  for (const fused of [false, true]) {
+    gpu.fusedTransform = fused;
+    for (let rep = 0; rep < 2; rep++) {
+      const { What, saved } = transformForward(gpu, lin, grid, 1, true, 'bf16');
+      const g = transformBackward(gpu, lin, grid, saved!, dWhat);
+      freeTransformSaved(gpu, saved!);
+      gpu.free(What, g.dtheta, g.dalpha, g.dW, g.dscale);
+    }
   }
+  gpu.fusedTransform = before;
   gpu.synchronize();
   gpu.free(W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, dWhat);
   console.log('transform done');
