@@ -41,7 +41,7 @@ constexpr int kSlotAlign = 32;   // pair slots per layer padded to a multiple (t
 constexpr int kBatch = 8;        // pair slots whose shared-memory loads are issued together (channels: 16 bytes)
 static_assert(kBatch == 8, "a batch's channel entries are one 16-byte load");
 static_assert(kParoFusedMaxGroup < 256, "channel indices (and the pad column) fit 8 bits");
-constexpr int kMaxWarps = 16;    // warps per block
+constexpr int kMaxWarps = 8;     // warps per block (several blocks per SM drift apart: their load phases overlap)
 constexpr int kMaxResidentWarps = 32;
 constexpr int kMaxChunksPerGroup = 64;
 constexpr int kStripsPerWarp = 2;  // strips a warp takes in turn (fewer where the shape has fewer)
