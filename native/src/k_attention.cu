@@ -5,9 +5,10 @@
 // Two versions of the tensor-core kernels (attnVersion picks; PARO_ATTN_KERNEL=v1|v2 forces): version 1, 16 query
 // rows per warp, and version 2, 32 rows per warp (half the shared-memory and L2 traffic per FLOP) with dK/dV per query
 // head. PARO_ATTN_KERNEL=v2r runs version 2 with the dK/dV kernel's kHeldKv variant (each warp's K and V fragments
-// held in registers for the CTA's life, one barrier per item: 2 mma per ldmatrix.x4 instead of 1.6); its results equal
-// v2's bit for bit. test/attention-emu.test.ts runs all three under a host emulation of ldmatrix/mma/cp.async against
-// a reference. A variant with separate dK and dV kernels was measured slower on an H100 on 2026-12-07 and removed.
+// held in registers for the CTA's life, one barrier per item: 2 mma per ldmatrix.x4 instead of 1.6), the same
+// arithmetic in the same order as v2 (equal up to the compiler's fused multiply-adds). test/attention-emu.test.ts runs
+// all three under a host emulation of ldmatrix/mma/cp.async against a reference, and v2r against v2 bit for bit.
+// A variant with separate dK and dV kernels was measured slower on an H100 on 2026-12-07 and removed.
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
