@@ -376,6 +376,16 @@ __device__ __forceinline__ float probOf(float s, float sl2, float l2, const Vis&
   return (l2 != -INFINITY && isVisible(v, j)) ? exp2f(s * sl2 - l2) : 0.0f;
 }
 
+// The dK/dV kernel's probOf for query column qc and key j of a work item: on a full item (every row sees every key
+// of the CTA, every lse finite) the value without the tests, so the column's visibility is never read from shared
+// memory; otherwise probOf's tests. Either way exp2(s·scale·log2e − lse·log2e) or 0, as probOf.
+__device__ __forceinline__ float itemProb(float s, float sl2, float l2, bool full, const int* e1, const int* s2,
+                                          const int* e2, int qc, int j) {
+  bool ok = full;
+  if (!ok) ok = l2 != -INFINITY && isVisible(Vis{e1[qc], s2[qc], e2[qc]}, j);
+  return ok ? exp2f(s * sl2 - l2) : 0.0f;
+}
+
 // Version 1's output rows A and B (accumulator halves) times fA, fB, at (rowBase + row)·stride + col0 + n·8 + 2·tig
 // (+1), as dtype dt; rows at or past nRows are not stored.
 template <int DT>
@@ -910,6 +920,7 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
   int* sList = reinterpret_cast<int*>(sOb + 2 * BRQ * ST);  // visible query tiles, ascending
   __shared__ float sL2[2][BRQ], sD[2][BRQ];
   __shared__ int sE1[2][BRQ], sS2[2][BRQ], sE2[2][BRQ];
+  __shared__ int sFull[2];  // per item: every row sees every key of the CTA and has a finite lse (no masking needed)
   __shared__ int sCount;
 
   const int kt = blockIdx.x, b = blockIdx.z;
@@ -955,7 +966,12 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
   // item.
   Vis pVis{0, 0, 0};
   float pL = -INFINITY, pD = 0.0f;
+  // Called by all 32 lanes of warp 0 together (BRQ = 32 rows, one per lane).
   auto publish = [&](int buf) {
+    if constexpr (!kHeldKv) {  // (the held variant does not use it: see itemProb)
+      const bool all = __all_sync(0xffffffffu, pL != -INFINITY && allVisible(pVis, j0, j1));
+      if (threadIdx.x == 0) sFull[buf] = all;
+    }
     sE1[buf][threadIdx.x] = pVis.e1;
     sS2[buf][threadIdx.x] = pVis.s2;
     sE2[buf][threadIdx.x] = pVis.e2;
@@ -999,6 +1015,9 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
     else issueNextAndWait(issue, w, nItems);
     const bf16* sQ = sQb + buf * BRQ * ST;
     const bf16* sO = sOb + buf * BRQ * ST;
+    // Most items of a long causal row range are fully visible: their softmax terms need no masking (≈ 3× fewer
+    // instructions per element; Nsight Compute showed this kernel issue-bound, its per-element work the largest part).
+    const bool full = !kHeldKv && sFull[buf] != 0;
 
     if constexpr (kHeldKv) {
       // 16 query columns at a time: Sᵀ and dPᵀ over D from the held fragments, Pᵀ and dSᵀ, then their share of dV
@@ -1024,6 +1043,8 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
 #pragma unroll
           for (int e = 0; e < 4; e++) {
             const int qc = (2 * kk + n) * 8 + tig * 2 + (e & 1);
+            // probOf's tests on every item: the full-item shortcut (itemProb) costs this variant, at the 255-register
+            // limit, 120 bytes of spills at D 128 (sm_90).
             const int j = e < 2 ? keyA : keyB;
             const Vis vi{sE1[buf][qc], sS2[buf][qc], sE2[buf][qc]};
             const float p = probOf(st[n][e], sl2, sL2[buf][qc], vi, j);
@@ -1056,9 +1077,8 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         const int qc = n * 8 + tig * 2 + (e & 1);
-        const int j = e < 2 ? keyA : keyB;
-        const Vis vi{sE1[buf][qc], sS2[buf][qc], sE2[buf][qc]};
-        const float p = probOf(st[n][e], sl2, sL2[buf][qc], vi, j);
+        const float p = itemProb(st[n][e], sl2, sL2[buf][qc], full, sE1[buf], sS2[buf], sE2[buf], qc,
+                                 e < 2 ? keyA : keyB);
         st[n][e] = p;
         dpt[n][e] = p * (dpt[n][e] - sD[buf][qc]);
       }
