@@ -14,9 +14,9 @@
 // 5. The fused ParoQuant transform (Backend.paroTransform/paroTransformBackward) against the composition of the
 //    unfused ops, both in this run: forward + backward of each of the block's 7 linears per stage (ms, effective GB/s
 //    of the fused kernels' own traffic), and block steps of both stages with each path (--fused-steps, default 6
-//    steps, the first dropped). --fused-transform-only runs 1 and 5 only; --no-fused skips 5. The fused ops are off
-//    by default (slower than the composition in their first measurement); PARO_FUSED_TRANSFORM=1 turns them on for the
-//    whole run (sections 2–4 then time the fused path). Section 5 switches them itself.
+//    steps, the first dropped). --fused-transform-only runs 1 and 5 only; --no-fused skips 5. The fused ops are on
+//    by default (faster since their Givens-v2-layout rewrite); PARO_FUSED_TRANSFORM=0 turns them off for the whole run
+//    (sections 2–4 then time the composition). Section 5 switches them itself.
 import type { BenchContext } from './report.js';
 import { intOption, machine, round, table, flag } from './report.js';
 import { loadCudaBackend, type CudaBackend } from '../src/engine/cuda/index.js';

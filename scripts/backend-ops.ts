@@ -977,8 +977,8 @@ function fusedDeterminism(O: number, I: number, stage: 1 | 2): void {
 }
 
 function paroFusedCases(): void {
-  // The cuda backend keeps the fused ops off unless asked (PARO_FUSED_TRANSFORM=1): these cases switch them on, and
-  // back off for the cases after them.
+  // The cuda backend runs the fused ops unless PARO_FUSED_TRANSFORM=0: these cases switch them on explicitly and
+  // restore the setting for the cases after them.
   const sw = gpu as Backend & { fusedTransform?: boolean };
   const was = sw.fusedTransform;
   if (was === false) sw.fusedTransform = true;

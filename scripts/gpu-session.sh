@@ -76,8 +76,8 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
       step ncu 300 $NCU --clock-control none --target-processes all --kernel-id ::regex:.:2 --section SpeedOfLight \
         --section WarpStateStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
         --section SchedulerStats --section InstructionStats node $G/kernel-probe.mjs ${PROBE_ARGS:-} ;;
-    bench-fused) # the block epoch with the fused ParoQuant transform on (PARO_FUSED_TRANSFORM=1), for the same-session ratio
-      PARO_FUSED_TRANSFORM=1 step bench-fused 240 node $G/bench-gpu.mjs --json --no-70b --no-fused --no-profile ;;
+    bench-fused) # the block epoch with the fused ParoQuant transform off (PARO_FUSED_TRANSFORM=0: the composition), for the same-session ratio
+      PARO_FUSED_TRANSFORM=0 step bench-fused 240 node $G/bench-gpu.mjs --json --no-70b --no-fused --no-profile ;;
     bench) step bench 240 node $G/bench-gpu.mjs --json $BENCH_ARGS ;;
     synth-8b) # a random-weight Qwen3-8B (36 layers, 16.4 GB in 5 shards) on this machine's disk
       step synth-8b 240 node $G/synth-checkpoint.mjs --arch ${SYNTH_ARCH:-qwen3-8b} --out /tmp/q8 --force --json ;;

@@ -39,12 +39,13 @@ export class CudaBackend implements Backend {
   attentionKernel: 'auto' | 'scalar' = 'auto';
   readonly maxGivensGroupSize = CUDA_MAX_GROUP_SIZE;
   /**
-   * Whether paroTransform/paroTransformBackward run: only when the environment sets PARO_FUSED_TRANSFORM=1. Off by
-   * default because the first measurement (H100, 2026-12-07, docs/gpu-validation.md run 9) found the fused kernels
-   * 0.86–1.03× the speed of the composition (a stage-1 block step 102 vs 92 ms); false makes them decline, so
-   * src/paroquant/transform.ts runs the composition of the unfused ops (benches set it to compare both paths).
+   * Whether paroTransform/paroTransformBackward run: on unless the environment sets PARO_FUSED_TRANSFORM=0. The
+   * kernels in the Givens v2 layout measured 1.04× (stage 1) and 1.19× (stage 2) the composition's speed over the 8B
+   * block's seven linears on an H100 (docs/gpu-validation.md run 18; the first fused kernels, run 9, were slower), with
+   * Ŵ bit-identical and no R/U kept (1.5 GB less at 8B); false makes them decline, so src/paroquant/transform.ts runs
+   * the composition of the unfused ops (benches set it to compare both paths).
    */
-  fusedTransform = process.env.PARO_FUSED_TRANSFORM === '1';
+  fusedTransform = process.env.PARO_FUSED_TRANSFORM !== '0';
   /** Exact-f32 mode (Backend.setExactF32): f32 attention runs on the scalar f32 kernels. */
   private exactF32 = false;
   private readonly pool: StoragePool;
