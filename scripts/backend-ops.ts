@@ -440,10 +440,9 @@ interface AttnCase {
   kernel?: 'auto' | 'scalar';
   /**
    * The CUDA tensor-core kernel version (PARO_ATTN_KERNEL, read by native/src/k_attention.cu at each call): 'v1' the
-   * 16-rows-per-warp kernels, 'v2' the 32-rows-per-warp ones (the default above 64 queries), 'v2r' v2 with the dK/dV
-   * kernel's K/V fragments held in registers (same forward as v2). Unset: the default.
+   * 16-rows-per-warp kernels, 'v2' the 32-rows-per-warp ones (the default above 64 queries). Unset: the default.
    */
-  version?: 'v1' | 'v2' | 'v2r';
+  version?: 'v1' | 'v2';
   /** Run with Backend.setExactF32(true) (f32 arithmetic throughout). */
   exactF32?: boolean;
   tol?: number;
@@ -503,10 +502,10 @@ function usesMma(ac: AttnCase): boolean {
   return (ac.shape.headDim === 64 || ac.shape.headDim === 128) && ac.kernel !== 'scalar' && !(ac.exactF32 && ac.dtype === 'f32');
 }
 
-/** Every tensor-core case once per kernel version (labels end in [v1] / [v2] / [v2r]); the others once. */
+/** Every tensor-core case once per kernel version (labels end in [v1] / [v2]); the others once. */
 function attnCasesBothVersions(): AttnCase[] {
   return attnCases().flatMap((ac) => (usesMma(ac)
-    ? (['v1', 'v2', 'v2r'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
+    ? (['v1', 'v2'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
     : [ac]));
 }
 
@@ -530,8 +529,7 @@ function groupAttention(): void {
     };
     const mkInputs = () => [inp(randn(qn), [batch * tq, heads * D], ac.dtype), inp(randn(kn), [batch * stride, kvHeads * D], ac.dtype),
       inp(randn(kn), [batch * stride, kvHeads * D], ac.dtype), inp(randn(qn), [batch * tq, heads * D], ac.dtype)];
-    // v2r's forward is v2's: only its backward is checked.
-    if (ac.version !== 'v2r') caseRun(g, `attention ${ac.label}`, s, ac.dtype, ['out', 'lse'], [tol, tol], mkInputs, (be, [q, k, v]) => {
+    caseRun(g, `attention ${ac.label}`, s, ac.dtype, ['out', 'lse'], [tol, tol], mkInputs, (be, [q, k, v]) => {
       setKernel(be);
       const r = be.attention(q, k, v, ac.shape, ac.mask);
       return [r.out, r.lse];

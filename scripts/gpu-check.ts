@@ -83,11 +83,10 @@ function benchmarks(gpu: CudaBackend): void {
     const fl = (B * 4 * T * T * 32 * 128) / 2; // causal: half the score matrix
     const bt = B > 1 ? ` b${B}` : '';
     // Both tensor-core kernel versions in the same run (PARO_ATTN_KERNEL, read by the addon at each call): v2 is the
-    // default at these sizes, v1 the previous kernels; the ratio is the speed-up. v2r: v2 with dK/dV's K/V fragments
-    // held in registers (its forward is v2's).
+    // default at these sizes, v1 the previous kernels; the ratio is the speed-up.
     const envBefore = process.env.PARO_ATTN_KERNEL;
-    const ms: Record<'v1' | 'v2' | 'v2r', { fwd: number; bwd: number }> = { v1: { fwd: 0, bwd: 0 }, v2: { fwd: 0, bwd: 0 }, v2r: { fwd: 0, bwd: 0 } };
-    for (const version of ['v1', 'v2', 'v2r'] as const) {
+    const ms: Record<'v1' | 'v2', { fwd: number; bwd: number }> = { v1: { fwd: 0, bwd: 0 }, v2: { fwd: 0, bwd: 0 } };
+    for (const version of ['v1', 'v2'] as const) {
       process.env.PARO_ATTN_KERNEL = version;
       const fwdMs = timeGpu(() => { const r = gpu.attention(q, k, v, shape, mask); gpu.free(r.out, r.lse); });
       const f = gpu.attention(q, k, v, shape, mask);
@@ -101,8 +100,7 @@ function benchmarks(gpu: CudaBackend): void {
     }
     if (envBefore === undefined) delete process.env.PARO_ATTN_KERNEL;
     else process.env.PARO_ATTN_KERNEL = envBefore;
-    console.log(`attention causal T=${T}${bt}: v2 / v1 speed-up fwd ${(ms.v1.fwd / ms.v2.fwd).toFixed(2)}×, bwd ${(ms.v1.bwd / ms.v2.bwd).toFixed(2)}×; ` +
-      `v2r / v2 bwd ${(ms.v2.bwd / ms.v2r.bwd).toFixed(2)}×`);
+    console.log(`attention causal T=${T}${bt}: v2 / v1 speed-up fwd ${(ms.v1.fwd / ms.v2.fwd).toFixed(2)}×, bwd ${(ms.v1.bwd / ms.v2.bwd).toFixed(2)}×`);
     gpu.free(q, k, v, dout);
   }
   const m = gpu.memStats();

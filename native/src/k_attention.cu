@@ -4,11 +4,10 @@
 // registers in a fixed order (deterministic, no atomics). A scalar f32 kernel covers other head sizes.
 // Two versions of the tensor-core kernels (attnVersion picks; PARO_ATTN_KERNEL=v1|v2 forces): version 1, 16 query
 // rows per warp, and version 2, 32 rows per warp (half the shared-memory and L2 traffic per FLOP) with dK/dV per query
-// head. PARO_ATTN_KERNEL=v2r runs version 2 with the dK/dV kernel's kHeldKv variant (each warp's K and V fragments
-// held in registers for the CTA's life, one barrier per item: 2 mma per ldmatrix.x4 instead of 1.6), the same
-// arithmetic in the same order as v2 (equal up to the compiler's fused multiply-adds). test/attention-emu.test.ts runs
-// all three under a host emulation of ldmatrix/mma/cp.async against a reference, and v2r against v2 bit for bit.
-// A variant with separate dK and dV kernels was measured slower on an H100 on 2026-12-07 and removed.
+// head. test/attention-emu.test.ts runs both under a host emulation of ldmatrix/mma/cp.async against a reference.
+// Measured slower on an H100 on 2026-12-07 and removed: a variant with separate dK and dV kernels (run 15), and one
+// whose dK/dV kernel held each warp's K and V fragments in registers (v2r, run 18: 0.83–0.86× of v2; at the
+// 255-register limit it could not also take the full-item shortcut of itemProb).
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
@@ -898,14 +897,7 @@ __global__ void __launch_bounds__(128, 2) attnBwdDqMma2(const bf16* __restrict__
 // KV heads at T 2048 the per-KV-head grid is 256 CTAs for 264 CTA slots of an H100, the first (causal) key tiles
 // doing ~2× the average work, so half the machine idles while they finish; per query head there are group× more,
 // shorter CTAs to balance.
-// kHeldKv (PARO_ATTN_KERNEL=v2r): per item (32 query rows) the warp's Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ take their A
-// operands from K and V fragments loaded once per CTA (32 registers each at D 128) instead of 2 ldmatrix.x4 per k16
-// step: at D 128 an item is 64 ldmatrix.x4 for 128 mma instead of 80 (shared memory, 128 B/clk per SM, bounds this
-// kernel). To make room (the dK/dV accumulators are 128 registers), the item runs 16 query columns at a time (Sᵀ,
-// dPᵀ, then their dV/dK share: 16 score registers live instead of 32), the next item's row data is published after
-// the products (as kPerHead does), and one barrier per item suffices (waitAndIssueNext). Each accumulator element sees
-// the same mma in the same order as without it, so the results are the same.
-template <int D, bool kPerHead = false, bool kHeldKv = false>
+template <int D, bool kPerHead = false>
 __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ dout, const bf16* __restrict__ q,
                                                      const bf16* __restrict__ k, const bf16* __restrict__ v,
                                                      const float* __restrict__ lse, const float* __restrict__ Dv,
@@ -950,28 +942,16 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
   __syncthreads();
   const int nList = sCount;
   const int nItems = nHeads * nList;
-  // kHeldKv: the warp's K and V fragments (the A operands of Sᵀ and dPᵀ), loaded once after the barriers above.
-  uint32_t kf[kHeldKv ? D / 16 : 1][4], vf[kHeldKv ? D / 16 : 1][4];
-  if constexpr (kHeldKv) {
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) {
-      ldA(kf[kk], sK, ST, warp * 16, kk * 16);
-      ldA(vf[kk], sV, ST, warp * 16, kk * 16);
-    }
-  }
 
   // Row data of the next item, loaded by threads 0..31 at issue and stored to shared memory by publish: at once
-  // (version 1), or, per query head (version 2) and with kHeldKv, only after the current item's products, so that the
-  // global loads' latency hides behind them instead of stalling warp 0 (and the barrier, hence every warp) before each
-  // item.
+  // (version 1), or, per query head (version 2), only after the current item's products, so that the global loads'
+  // latency hides behind them instead of stalling warp 0 (and the barrier, hence every warp) before each item.
   Vis pVis{0, 0, 0};
   float pL = -INFINITY, pD = 0.0f;
   // Called by all 32 lanes of warp 0 together (BRQ = 32 rows, one per lane).
   auto publish = [&](int buf) {
-    if constexpr (!kHeldKv) {  // (the held variant does not use it: see itemProb)
-      const bool all = __all_sync(0xffffffffu, pL != -INFINITY && allVisible(pVis, j0, j1));
-      if (threadIdx.x == 0) sFull[buf] = all;
-    }
+    const bool all = __all_sync(0xffffffffu, pL != -INFINITY && allVisible(pVis, j0, j1));
+    if (threadIdx.x == 0) sFull[buf] = all;
     sE1[buf][threadIdx.x] = pVis.e1;
     sS2[buf][threadIdx.x] = pVis.s2;
     sE2[buf][threadIdx.x] = pVis.e2;
@@ -994,7 +974,7 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
       pVis = rowVis(m, b, i, d.tq, d.tk);
       pL = i < d.tq ? lse[lrow + i] : -INFINITY;
       pD = i < d.tq ? Dv[lrow + i] : 0.0f;
-      if (!kPerHead && !kHeldKv) publish(buf);
+      if (!kPerHead) publish(buf);
     }
   };
 
@@ -1005,70 +985,17 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
 
   if (nItems > 0) {
     issue(0);
-    if ((kPerHead || kHeldKv) && threadIdx.x < BRQ) publish(0);
+    if (kPerHead && threadIdx.x < BRQ) publish(0);
   }
   for (int w = 0; w < nItems; w++) {
     const int buf = w & 1;
-    // kHeldKv: one barrier per item (as version 2's forward and dQ): item w is visible and every warp is done with
-    // item w - 1, whose buffers (tiles and row data) then take item w + 1.
-    if constexpr (kHeldKv) waitAndIssueNext(issue, w, nItems);
-    else issueNextAndWait(issue, w, nItems);
+    issueNextAndWait(issue, w, nItems);
     const bf16* sQ = sQb + buf * BRQ * ST;
     const bf16* sO = sOb + buf * BRQ * ST;
     // Most items of a long causal row range are fully visible: their softmax terms need no masking (≈ 3× fewer
     // instructions per element; Nsight Compute showed this kernel issue-bound, its per-element work the largest part).
-    const bool full = !kHeldKv && sFull[buf] != 0;
+    const bool full = sFull[buf] != 0;
 
-    if constexpr (kHeldKv) {
-      // 16 query columns at a time: Sᵀ and dPᵀ over D from the held fragments, Pᵀ and dSᵀ, then their share of dV
-      // and dK, so that only 16 score registers are live beside the 64 of K and V. Every accumulator element sees
-      // the same mma in the same order as below (Sᵀ, dPᵀ: k16 steps ascending; dK, dV: query steps ascending).
-#pragma unroll
-      for (int kk = 0; kk < BRQ / 16; kk++) {
-        float st[2][4], dpt[2][4];
-        zeroAcc(st);
-        zeroAcc(dpt);
-#pragma unroll
-        for (int dk16 = 0; dk16 < D / 16; dk16++) {
-          uint32_t sb[4], tb[4];
-          ldB_nt(sb, sQ, ST, kk * 16, dk16 * 16);
-          ldB_nt(tb, sO, ST, kk * 16, dk16 * 16);
-          mma(st[0], kf[dk16], sb[0], sb[1]);
-          mma(st[1], kf[dk16], sb[2], sb[3]);
-          mma(dpt[0], vf[dk16], tb[0], tb[1]);
-          mma(dpt[1], vf[dk16], tb[2], tb[3]);
-        }
-#pragma unroll
-        for (int n = 0; n < 2; n++) {
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const int qc = (2 * kk + n) * 8 + tig * 2 + (e & 1);
-            // probOf's tests on every item: the full-item shortcut (itemProb) costs this variant, at the 255-register
-            // limit, 120 bytes of spills at D 128 (sm_90).
-            const int j = e < 2 ? keyA : keyB;
-            const Vis vi{sE1[buf][qc], sS2[buf][qc], sE2[buf][qc]};
-            const float p = probOf(st[n][e], sl2, sL2[buf][qc], vi, j);
-            st[n][e] = p;
-            dpt[n][e] = p * (dpt[n][e] - sD[buf][qc]);
-          }
-        }
-        uint32_t pa[4], da[4];
-        accToA(pa, st[0], st[1]);
-        accToA(da, dpt[0], dpt[1]);
-#pragma unroll
-        for (int dn = 0; dn < DT / 2; dn++) {
-          uint32_t ob[4], qb[4];
-          ldB_nn(ob, sO, ST, kk * 16, dn * 16);
-          ldB_nn(qb, sQ, ST, kk * 16, dn * 16);
-          mma(av[2 * dn], pa, ob[0], ob[1]);
-          mma(av[2 * dn + 1], pa, ob[2], ob[3]);
-          mma(ak[2 * dn], da, qb[0], qb[1]);
-          mma(ak[2 * dn + 1], da, qb[2], qb[3]);
-        }
-      }
-      if (threadIdx.x < BRQ && w + 1 < nItems) publish((w + 1) & 1);
-      continue;
-    }
     float st[NQ][4], dpt[NQ][4];
     productsNtPair<D>(st, dpt, sK, sV, warp * 16, sQ, sO);
     // Element (key row, query column): Pᵀ into st, dSᵀ into dpt.
@@ -1393,16 +1320,15 @@ void fwdMma2(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, fl
   checkLaunch("attention.forward(mma v2)");
 }
 
-// dK, dV by key tiles (one version); held: attnBwdDkvMma's kHeldKv variant (PARO_ATTN_KERNEL=v2r).
-template <int D, bool held = false>
+// dK, dV by key tiles (one version).
+template <int D>
 void launchDkv(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv,
                void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
   const int nQt = (d.tq + 31) / 32;
   size_t smemK = (size_t)(64 + 64 + 4 * 32) * (D + 8) * 2 + (size_t)nQt * 4;  // K, V + double-buffered Q, dO + list
-  allowSmem(attnBwdDkvMma<D, false, held>, smemK);
+  allowSmem(attnBwdDkvMma<D>, smemK);
   dim3 gk((unsigned)((d.tk + 63) / 64), (unsigned)d.kvHeads, (unsigned)d.batch);
-  attnBwdDkvMma<D, false, held><<<gk, 128, smemK, stream()>>>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m,
-                                                                nullptr, nullptr);
+  attnBwdDkvMma<D><<<gk, 128, smemK, stream()>>>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m, nullptr, nullptr);
   checkLaunch("attention.backward.dkv(mma)");
 }
 
@@ -1428,8 +1354,8 @@ bool dkvSplit(const AttnDims& d, int keysPerCta) {
   return ctas < (size_t)8 * smCount();
 }
 
-// dQ by version 2, dK/dV by version 2 (per query head or per KV head: dkvSplit; held: see launchDkv).
-template <int D, bool held = false>
+// dQ by version 2, dK/dV by version 2 (per query head or per KV head: dkvSplit).
+template <int D>
 void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv,
              void* dq, int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
   const size_t smemQ = dq2Smem(D);
@@ -1439,7 +1365,7 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
   checkLaunch("attention.backward.dq(mma v2)");
   const size_t total = (size_t)d.batch * d.tk * d.kvHeads * D;
   if (!dkvSplit(d, 64)) {
-    launchDkv<D, held>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
+    launchDkv<D>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m);
     return;
   }
   // One CTA per query head (see attnBwdDkvMma's kPerHead), then the group sums in head order.
@@ -1447,10 +1373,10 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
   Scratch pk(nPart * sizeof(float)), pv(nPart * sizeof(float));
   const int nQt = (d.tq + 31) / 32;
   const size_t smemK = (size_t)(64 + 64 + 4 * 32) * (D + 8) * 2 + (size_t)nQt * 4;  // as launchDkv
-  allowSmem(attnBwdDkvMma<D, true, held>, smemK);
+  allowSmem(attnBwdDkvMma<D, true>, smemK);
   dim3 gk((unsigned)((d.tk + 63) / 64), (unsigned)d.heads, (unsigned)d.batch);
-  attnBwdDkvMma<D, true, held><<<gk, 128, smemK, stream()>>>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m,
-                                                              pk.as<float>(), pv.as<float>());
+  attnBwdDkvMma<D, true><<<gk, 128, smemK, stream()>>>(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m,
+                                                        pk.as<float>(), pv.as<float>());
   checkLaunch("attention.backward.dkv(mma v2, per head)");
   if (total == 0) return;
   attnDkvReduce<<<gridFor(total, 256), 256, 0, stream()>>>(pk.as<float>(), pv.as<float>(), dk, dkdt, dv, dvdt, d);
@@ -1463,7 +1389,7 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
 // CTA takes 128 query rows, so at tq ≤ 64 (decode, draft steps) three of its warps (or more) would compute masked
 // rows, twice as long as version 1's. Read at each call (one getenv, well under a microsecond beside a launch) rather
 // than once, so that one process can time and check both versions by setting process.env.PARO_ATTN_KERNEL
-// (scripts/gpu-check.ts --bench, scripts/backend-ops.ts). =v2r: version 2 with dK/dV's kHeldKv (dkvHeldKv).
+// (scripts/gpu-check.ts --bench, scripts/backend-ops.ts).
 // Version 1 also runs where the device cannot give a block version 2's shared memory (smem2: dynamic bytes; 2 KiB
 // more for the static arrays).
 int attnVersion(const AttnDims& d, size_t smem2) {
@@ -1473,15 +1399,8 @@ int attnVersion(const AttnDims& d, size_t smem2) {
   if (smem2 + 2048 > (size_t)perBlock) return 1;
   const char* e = std::getenv("PARO_ATTN_KERNEL");
   if (e != nullptr && std::strcmp(e, "v1") == 0) return 1;
-  if (e != nullptr && (std::strcmp(e, "v2") == 0 || std::strcmp(e, "v2r") == 0)) return 2;
+  if (e != nullptr && std::strcmp(e, "v2") == 0) return 2;
   return d.tq > 64 ? 2 : 1;
-}
-
-// Whether version 2's dK/dV holds the warp's K and V fragments in registers (attnBwdDkvMma's kHeldKv):
-// PARO_ATTN_KERNEL=v2r, read at each call as attnVersion.
-bool dkvHeldKv() {
-  const char* e = std::getenv("PARO_ATTN_KERNEL");
-  return e != nullptr && std::strcmp(e, "v2r") == 0;
 }
 
 }  // namespace
@@ -1524,10 +1443,8 @@ void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const voi
     const float* Dp = Dv.as<float>();
     if (ver == 1 && d.headDim == 64) bwdMma<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (ver == 1) bwdMma<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
-    else if (d.headDim == 64) (dkvHeldKv() ? bwdMma2<64, true> : bwdMma2<64>)(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt,
-                                                                                dk, dkdt, dv, dvdt, d, m);
-    else (dkvHeldKv() ? bwdMma2<128, true> : bwdMma2<128>)(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt,
-                                                           d, m);
+    else if (d.headDim == 64) bwdMma2<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
+    else bwdMma2<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     return;
   }
   attnBwdDqScalar<<<(unsigned)((rows + 3) / 4), 128, 0, stream()>>>(dout, dodt, q, qdt, k, kdt, v, vdt, lse,
