@@ -267,6 +267,8 @@ export interface FusedLinearTiming {
   msFused: number;
   gbpsFused: number;
   gbpsComposition: number;
+  /** Stage 1: the fused path with the backward's version v2 (PARO_FUSED_BWD=v2, native/src/k_paro_fused.cu), ms. */
+  msFusedBwdV2?: number;
 }
 
 /**
@@ -311,6 +313,17 @@ export function benchFusedTransform(be: FusedSwitchBackend, cfg: ModelConfig, re
         const msFused = meanMs(be, cycle, reps);
         const bytes = fusedBytes(O, I, stage);
         out.push({ linear: k, O, I, stage, msComposition, msFused, gbpsFused: bytes / msFused / 1e6, gbpsComposition: bytes / msComposition / 1e6 });
+        if (stage === 1) {
+          // The stage-1 backward's version v2, read by the addon at each call.
+          const envBefore = process.env.PARO_FUSED_BWD;
+          process.env.PARO_FUSED_BWD = 'v2';
+          try {
+            out[out.length - 1].msFusedBwdV2 = meanMs(be, cycle, reps);
+          } finally {
+            if (envBefore === undefined) delete process.env.PARO_FUSED_BWD;
+            else process.env.PARO_FUSED_BWD = envBefore;
+          }
+        }
       }
       be.free(lin.W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, lin.scale, lin.zpf, dWhat);
     }

@@ -952,6 +952,16 @@ function fusedCase(O: number, I: number, K: number, gs: number, stage: 1 | 2, ou
       if (!ra || !rb) throw new Error(`${n} missing (composition ${!!ra}, fused ${!!rb})`);
       report(g, `${op}.${n}`, shape, 'f32', ra, rb, tol[n], msFused);
     }
+    if (stage === 1) {
+      // The stage-1 backward's version v2 (PARO_FUSED_BWD=v2): the same checks and its time (fwd + bwd), and against
+      // v1 (the same per-element arithmetic; only the grouping of the sums over rows differs).
+      const b2 = withFusedBwd('v2', () => runTransform(gpu, lin, grid, stage, outDtype, dW));
+      const ms2 = NO_TIME ? 0 : withFusedBwd('v2', () => timeGpu(transformCycle(gpu, lin, grid, stage, outDtype, dW)));
+      for (const n of ['dtheta', 'dalpha'] as const) {
+        report(g, `${op}.${n} bwd v2`, shape, 'f32', a[n]!, b2[n]!, tol[n], ms2, `(v1 ${msFused.toFixed(3)} ms, fwd+bwd)`);
+        report(g, `${op}.${n} bwd v2 vs v1`, shape, 'f32', b[n]!, b2[n]!, 1e-5, ms2);
+      }
+    }
     if (host) reportVsF64(`${op}.What vs float64`, shape, fusedForwardF64(p, stage), b.What!, outDtype);
     gpu.free(dW, lin.W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, lin.scale, lin.zpf);
   } catch (e) {
@@ -959,12 +969,26 @@ function fusedCase(O: number, I: number, K: number, gs: number, stage: 1 | 2, ou
   }
 }
 
+type FusedBwd = 'v1' | 'v2';
+
+/** Run fn with the stage-1 fused backward version v: PARO_FUSED_BWD, which native/src/k_paro_fused.cu reads at each call. */
+function withFusedBwd<T>(v: FusedBwd, fn: () => T): T {
+  const before = process.env.PARO_FUSED_BWD;
+  process.env.PARO_FUSED_BWD = v;
+  try {
+    return fn();
+  } finally {
+    if (before === undefined) delete process.env.PARO_FUSED_BWD;
+    else process.env.PARO_FUSED_BWD = before;
+  }
+}
+
 /** The fused backward twice on the same inputs: bit-identical outputs (the sums over rows have a fixed order). */
-function fusedDeterminism(O: number, I: number, stage: 1 | 2): void {
+function fusedDeterminism(O: number, I: number, stage: 1 | 2, label = ''): void {
   if (!gpu.paroTransform || !gpu.paroTransformBackward) return;
   const p = fusedProblem(O, I, 8, 128);
   const grid = { bits: 4, groupSize: 128 };
-  twice('paroquant', `paroFused s${stage} backward`, `[${O}, ${I}] K8 g128`, 'f32',
+  twice('paroquant', `paroFused s${stage} backward${label}`, `[${O}, ${I}] K8 g128`, 'f32',
     [inp(p.dWhat, [O, I]), inp(p.W, [O, I]), inp(p.alpha, [I]), inp(p.pairs, [8, I], 'i32'), inp(p.theta, [8, I / 2]),
       inp(p.scale, [p.scale.length]), inp(p.zpf, [p.zpf.length])],
     (be, [d, W, al, pr, th, sc, z]) => {
@@ -1002,6 +1026,7 @@ function paroFusedCasesOn(): void {
     if (!QUICK) fusedCase(4096, 4096, 8, 128, stage, 'bf16', false);
     if (!QUICK) fusedCase(4096, 12288, 8, 128, stage, 'bf16', false);
     fusedDeterminism(1024, 4096, stage);
+    if (stage === 1) withFusedBwd('v2', () => fusedDeterminism(1024, 4096, stage, ' v2'));
   }
 }
 

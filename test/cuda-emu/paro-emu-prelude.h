@@ -34,13 +34,16 @@ inline int cudaDeviceGetAttribute(int* v, int attr, int) {
                                                            : 65536;
   return 0;
 }
-// Every kernel as one of 128 registers per thread (the fused kernels use 124 to 168 on sm_90).
+// Every kernel as one of 128 registers per thread (the fused kernels use 124 to 243 on sm_90) and at most
+// g_emuMaxThreadsPerBlock threads a block (fused-main.cc sets 32 to give every kernel blocks of one warp, so that two
+// versions of a kernel get the same launch geometry and their sums the same order).
+inline int g_emuMaxThreadsPerBlock = 512;
 struct cudaFuncAttributes {
   int numRegs, maxThreadsPerBlock;
 };
 inline int cudaFuncGetAttributes(cudaFuncAttributes* a, const void*) {
   a->numRegs = 128;
-  a->maxThreadsPerBlock = 512;
+  a->maxThreadsPerBlock = g_emuMaxThreadsPerBlock;
   return 0;
 }
 
