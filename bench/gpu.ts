@@ -267,8 +267,9 @@ export interface FusedLinearTiming {
   msFused: number;
   gbpsFused: number;
   gbpsComposition: number;
-  /** Stage 1: the fused path with the backward's version v2 (PARO_FUSED_BWD=v2, native/src/k_paro_fused.cu), ms. */
+  /** Stage 1: the fused path with the backward's versions v2 and v3 (PARO_FUSED_BWD, native/src/k_paro_fused.cu), ms. */
   msFusedBwdV2?: number;
+  msFusedBwdV3?: number;
 }
 
 /**
@@ -314,11 +315,13 @@ export function benchFusedTransform(be: FusedSwitchBackend, cfg: ModelConfig, re
         const bytes = fusedBytes(O, I, stage);
         out.push({ linear: k, O, I, stage, msComposition, msFused, gbpsFused: bytes / msFused / 1e6, gbpsComposition: bytes / msComposition / 1e6 });
         if (stage === 1) {
-          // The stage-1 backward's version v2, read by the addon at each call.
+          // The stage-1 backward's versions v2 and v3, read by the addon at each call.
           const envBefore = process.env.PARO_FUSED_BWD;
-          process.env.PARO_FUSED_BWD = 'v2';
           try {
+            process.env.PARO_FUSED_BWD = 'v2';
             out[out.length - 1].msFusedBwdV2 = meanMs(be, cycle, reps);
+            process.env.PARO_FUSED_BWD = 'v3';
+            out[out.length - 1].msFusedBwdV3 = meanMs(be, cycle, reps);
           } finally {
             if (envBefore === undefined) delete process.env.PARO_FUSED_BWD;
             else process.env.PARO_FUSED_BWD = envBefore;

@@ -471,8 +471,8 @@ function buildEmulation(): string {
 }
 
 /**
- * The fused kernels' outputs (fused.<name>; stage 1 also dtheta2/dalpha2 of the backward's version v2,
- * PARO_FUSED_BWD=v2) and the emulated composition's (comp.<name>). oneWarp: every kernel launched with blocks of one
+ * The fused kernels' outputs (fused.<name>; stage 1 also dtheta2/dalpha2 and dtheta3/dalpha3 of the backward's
+ * versions v2 and v3, PARO_FUSED_BWD) and the emulated composition's (comp.<name>). oneWarp: every kernel launched with blocks of one
  * warp (both backward versions then sum over rows in the same order).
  */
 function runEmulation(p: Problem, stage: 1 | 2, dWhat: Float32Array, outDtype: 'f32' | 'bf16', oneWarp = false): {
@@ -491,7 +491,7 @@ function runEmulation(p: Problem, stage: 1 | 2, dWhat: Float32Array, outDtype: '
   const fused: Record<string, Float32Array> = {};
   const comp: Record<string, Float32Array> = {};
   for (const n of stage === 1 ? ['What', 'scale', 'zpf', 'dtheta', 'dalpha'] : ['What', 'dW', 'dscale']) fused[n] = read(`out.${n}`);
-  if (stage === 1) for (const n of ['dtheta', 'dalpha']) fused[`${n}2`] = read(`out2.${n}`);
+  if (stage === 1) for (const n of ['dtheta', 'dalpha']) for (const v of [2, 3]) fused[`${n}${v}`] = read(`out${v}.${n}`);
   for (const n of stage === 1 ? ['What', 'scale', 'zpf'] : ['What', 'dW', 'dscale']) comp[n] = read(`comp.${n}`);
   return { fused, comp };
 }
@@ -565,6 +565,9 @@ describe.skipIf(!hasGpp)('k_paro_fused.cu under a host emulation vs the cpu comp
         expect(relFro(comp.grads.dalpha, emu.dalpha2)).toBeLessThan(2e-5);
         expect(relFro(emu.dtheta, emu.dtheta2)).toBeLessThan(2e-6);
         expect(relFro(emu.dalpha, emu.dalpha2)).toBeLessThan(2e-6);
+        // v3 (v2 with the walks' loads of the next batch before this batch's stores): v2's geometry and arithmetic.
+        expect(differing(emu.dtheta2, emu.dtheta3)).toBe(0);
+        expect(differing(emu.dalpha2, emu.dalpha3)).toBe(0);
       } else {
         expect(relFro(comp.grads.dW, emu.dW)).toBeLessThan(2e-5);
         expect(relFro(comp.grads.dscale, emu.dscale)).toBeLessThan(2e-5);
@@ -573,9 +576,10 @@ describe.skipIf(!hasGpp)('k_paro_fused.cu under a host emulation vs the cpu comp
   }
 });
 
-describe.skipIf(!hasGpp)('k_paro_fused.cu stage-1 backward v2 vs v1 under the host emulation, blocks of one warp (needs g++)', () => {
-  // With one warp a block both versions split the rows into the same chunks and add them in the same order, so v2
-  // (two planes, R computed a second time by the same operations) must give v1's dθ and dα bit for bit.
+describe.skipIf(!hasGpp)('k_paro_fused.cu stage-1 backward v2 and v3 vs v1 under the host emulation, blocks of one warp (needs g++)', () => {
+  // With one warp a block all versions split the rows into the same chunks and add them in the same order, so v2
+  // (two planes, R computed a second time by the same operations) and v3 (v2 with pipelined walks) must give v1's dθ
+  // and dα bit for bit.
   const cases: { O: number; I: number; K: number; gs: number }[] = [
     { O: 100, I: 256, K: 8, gs: 128 },
     { O: 33, I: 128, K: 1, gs: 128 },
@@ -592,8 +596,10 @@ describe.skipIf(!hasGpp)('k_paro_fused.cu stage-1 backward v2 vs v1 under the ho
       const dWhat = Float32Array.from({ length: p.O * p.I }, () => rng.normal());
       const { fused } = runEmulation(p, 1, dWhat, 'f32', true);
       expect(fused.dtheta.some((v) => v !== 0)).toBe(true);
-      expect(differing(fused.dtheta, fused.dtheta2)).toBe(0);
-      expect(differing(fused.dalpha, fused.dalpha2)).toBe(0);
+      for (const v of [2, 3]) {
+        expect(differing(fused.dtheta, fused[`dtheta${v}`]), `v${v}`).toBe(0);
+        expect(differing(fused.dalpha, fused[`dalpha${v}`]), `v${v}`).toBe(0);
+      }
     }, 120_000);
   }
 });

@@ -44,6 +44,13 @@
 // column blocks of loads in flight, not four: four took 255 registers and spilled on sm_90). Estimate: at 1.5 warps
 // per scheduler ≈ 1.5× the latency is covered, against ≈ 1.17× the work: ≈ 2.5 ms for that linear (≈ 1.3×), ≈ 3 ms
 // less of the 8B block's 89 ms step.
+// v3 (PARO_FUSED_BWD=v3, paroFusedBwdS1V2Kernel<true>): v2 whose walks issue the next batch's table entries and row
+// loads before this batch's stores (within a layer, whose pairs are disjoint), so a batch no longer waits on two
+// dependent shared-memory latencies (table broadcast → row loads) but the layer only on its first; same arithmetic
+// and store order, so bit for bit v2. 255 registers on sm_90, no spills (still 6 warps per SM: shared memory binds);
+// on sm_80 its backward walks stayed v2's (piped, they spilled 20 bytes), its rotations are piped. Floors for that
+// linear: issue ≈ 1.04 G warp instructions / (528 schedulers × 1.755 GHz) ≈ 1.1 ms, shared memory ≈ 145 × 50.3 M / 32
+// wavefronts / 132 SMs at one a cycle ≈ 1.0 ms; v1 sits at 3× them. Estimate (a guess until measured): v3 ≈ 1.6–2 ms.
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
@@ -603,10 +610,136 @@ __device__ __forceinline__ void loadScaledStrip(float* P, int stride, const void
   }
 }
 
+// v3's walks (PIPE): within a layer the next batch's table entries and row loads are issued before this batch's
+// stores (the pairs of one layer are disjoint, so they read what v2 reads), so a batch waits on one shared-memory
+// latency per layer instead of two per batch. Same expressions, same order of every store: bit for bit v2.
+// The K forward layers (0 first) or inverse layers (K − 1 first) on the lane's row.
+template <bool INV>
+__device__ __forceinline__ void rotateLayersPiped(float* row, Tables tab, int K, int Ppad, int Pb) {
+  for (int step = 0; step < K; step++) {
+    int e0 = (INV ? K - 1 - step : step) * Ppad;
+    float2 q[kBatch];
+    int ii[kBatch], jj[kBatch];
+    float a[kBatch], b[kBatch];
+    batchEntries<INV>(tab, e0, q, ii, jj);
+#pragma unroll
+    for (int k = 0; k < kBatch; k++) {
+      a[k] = row[ii[k]];
+      b[k] = row[jj[k]];
+    }
+    for (int t0 = 0; t0 < Pb; t0 += kBatch) {
+      // The next batch of the layer (the last batch reloads its own entries and rows, unused).
+      int tn = t0 + kBatch < Pb ? t0 + kBatch : t0;
+      float2 qn[kBatch];
+      int in[kBatch], jn[kBatch];
+      float an[kBatch], bn[kBatch];
+      batchEntries<INV>(tab, e0 + tn, qn, in, jn);
+#pragma unroll
+      for (int k = 0; k < kBatch; k++) {
+        an[k] = row[in[k]];
+        bn[k] = row[jn[k]];
+      }
+#pragma unroll
+      for (int k = 0; k < kBatch; k++) {
+        float c = q[k].x, s = q[k].y;
+        row[ii[k]] = c * a[k] + s * b[k];
+        row[jj[k]] = -s * a[k] + c * b[k];
+      }
+#pragma unroll
+      for (int k = 0; k < kBatch; k++) {
+        q[k] = qn[k];
+        ii[k] = in[k];
+        jj[k] = jn[k];
+        a[k] = an[k];
+        b[k] = bn[k];
+      }
+    }
+  }
+}
+
+// One batch's operands for the backward walk: entries, γ and the layer output u at the pairs' channels.
+struct BwdOperands {
+  float2 q[kBatch];
+  int ii[kBatch], jj[kBatch];
+  float gi[kBatch], gj[kBatch], ui[kBatch], uj[kBatch];
+};
+
+template <bool INV>
+__device__ __forceinline__ void loadBwdOperands(BwdOperands& o, const float* uRow, const float* gam, Tables tab, int e) {
+  batchEntries<INV>(tab, e, o.q, o.ii, o.jj);
+#pragma unroll
+  for (int k = 0; k < kBatch; k++) {
+    o.gi[k] = gam[o.ii[k]];
+    o.gj[k] = gam[o.jj[k]];
+    o.ui[k] = uRow[o.ii[k]];
+    o.uj[k] = uRow[o.jj[k]];
+  }
+}
+
+// layerBackwardBatch<INV, true>'s expressions and stores on loaded operands.
+__device__ __forceinline__ void applyBwdOperands(const BwdOperands& o, float* uRow, float* gam, float* term) {
+#pragma unroll
+  for (int k = 0; k < kBatch; k++) {
+    float c = o.q[k].x, s = o.q[k].y;
+    float gin = c * o.gi[k] - s * o.gj[k], gjn = s * o.gi[k] + c * o.gj[k];  // input gradient
+    term[k] = o.gi[k] * o.uj[k] - o.gj[k] * o.ui[k];
+    uRow[o.ii[k]] = c * o.ui[k] - s * o.uj[k];
+    uRow[o.jj[k]] = s * o.ui[k] + c * o.uj[k];
+    gam[o.ii[k]] = gin;
+    gam[o.jj[k]] = gjn;
+  }
+}
+
+// layersBackward<INV, true> with the next batch's operands loaded before this batch's stores (within a layer; the
+// reduce-scatter of 32 slots' terms then runs while the next 32 slots' first loads are in flight).
+template <bool INV>
+__device__ __forceinline__ void layersBackwardPiped(float* uRow, float* gam, Tables tab, float* gsum, int K, int Ppad,
+                                                    int lane, int nr) {
+  for (int step = 0; step < K; step++) {
+    int l = INV ? step : K - 1 - step;
+    int e0 = l * Ppad;
+    float* gl = gsum + l * Ppad;
+    BwdOperands cur;
+    loadBwdOperands<INV>(cur, uRow, gam, tab, e0);
+    for (int t0 = 0; t0 < Ppad; t0 += 32) {
+      float term[32];
+#pragma unroll
+      for (int k0 = 0; k0 < 32; k0 += kBatch) {
+        int tn = t0 + k0 + kBatch < Ppad ? t0 + k0 + kBatch : t0 + k0;  // the last batch reloads its own, unused
+        BwdOperands nxt;
+        loadBwdOperands<INV>(nxt, uRow, gam, tab, e0 + tn);
+        applyBwdOperands(cur, uRow, gam, term + k0);
+        cur = nxt;
+      }
+      if (lane >= nr) {
+#pragma unroll
+        for (int k = 0; k < 32; k++) term[k] = 0.0f;
+      }
+      reduceScatterStage<16>(term, lane);
+      reduceScatterStage<8>(term, lane);
+      reduceScatterStage<4>(term, lane);
+      reduceScatterStage<2>(term, lane);
+      reduceScatterStage<1>(term, lane);
+      // The applied angle of an inverse layer is −θ, so its θ-gradient changes sign.
+      if (INV) gl[t0 + lane] -= term[0];
+      else gl[t0 + lane] += term[0];
+    }
+  }
+}
+
 // paroFusedBwdKernel<true> with planes A (states) and C (gradient) only: A holds R, then Q(R) → U in place, walks
 // back through the inverse layers, and is then refilled with W ⊙ α and rotated to R again (the same operations as
 // the first time, so bit for bit the same R) for the quantizer backward and the forward layers' walk. One more
 // forward rotation pass and one more load of W than v1, for a third less shared memory per warp (see the header).
+// v3's pipelined backward walks need the registers of two batches' operands next to 32 slots' terms: 255 registers on
+// sm_90 without spills, but 20 bytes of spills on sm_80, where v3 keeps v2's backward walks (its rotations piped).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+constexpr bool kPipeBwdWalks = false;
+#else
+constexpr bool kPipeBwdWalks = true;
+#endif
+
+template <bool PIPE>
 __global__ void paroFusedBwdS1V2Kernel(const void* dWhat, int ddt, const void* W, int wdt, const float* alpha,
                                        const int* pairs, const float* theta, const float* scale, const float* zpf,
                                        float* partTheta, float* partA1, float* partA2, int O, int I, int K, int gs,
@@ -644,7 +777,8 @@ __global__ void paroFusedBwdS1V2Kernel(const void* dWhat, int ddt, const void* W
     // Forward: A = W ⊙ α, the K forward layers (A = R), A = Q(R) in place, the K inverse layers (A = U).
     loadScaledStrip<kMaxColBlocks>(A, stride, W, wdt, base, I, nr, gs, al, lane);
     __syncwarp();
-    rotateLayers<false>(aRow, tab, K, Ppad, Pb);
+    if (PIPE) rotateLayersPiped<false>(aRow, tab, K, Ppad, Pb);
+    else rotateLayers<false>(aRow, tab, K, Ppad, Pb);
     float sc = lane < nr ? fClampScale(scale[grp]) : 1.0f;
     float z = lane < nr ? fZeroPoint(zpf[grp], qmax) : 0.0f;
     float mx = -INFINITY, mn = INFINITY;
@@ -655,7 +789,8 @@ __global__ void paroFusedBwdS1V2Kernel(const void* dWhat, int ddt, const void* W
       float q = fQuantLevel(v, sc, z, qmax);
       aRow[e] = (q - z) * sc;
     }
-    rotateLayers<true>(aRow, tab, K, Ppad, Pb);
+    if (PIPE) rotateLayersPiped<true>(aRow, tab, K, Ppad, Pb);
+    else rotateLayers<true>(aRow, tab, K, Ppad, Pb);
     __syncwarp();
     // Ŵ = U ⊘ α: C = dŴ ⊘ α; Σ U·dŴ per channel, over the strip's rows in order.
     {
@@ -682,12 +817,14 @@ __global__ void paroFusedBwdS1V2Kernel(const void* dWhat, int ddt, const void* W
     }
     __syncwarp();
     // Inverse layers (their states rebuilt from U).
-    layersBackward<true, true>(aRow, cRow, tab, gsum, K, Ppad, Pb, lane, nr);
+    if (PIPE && kPipeBwdWalks) layersBackwardPiped<true>(aRow, cRow, tab, gsum, K, Ppad, lane, nr);
+    else layersBackward<true, true>(aRow, cRow, tab, gsum, K, Ppad, Pb, lane, nr);
     __syncwarp();  // every lane is done with its row of A before the column-major refill
     // R again: W ⊙ α and the K forward layers, as above.
     loadScaledStrip<kV2RefillBlocks>(A, stride, W, wdt, base, I, nr, gs, al, lane);
     __syncwarp();
-    rotateLayers<false>(aRow, tab, K, Ppad, Pb);
+    if (PIPE) rotateLayersPiped<false>(aRow, tab, K, Ppad, Pb);
+    else rotateLayers<false>(aRow, tab, K, Ppad, Pb);
     // STE quantizer: dR = dQ plus the scale path through the max/min (ties share).
     float nmx, nmn;
     float S = groupSum(aRow, cRow, gs, sc, z, qmax, mx, mn, nmx, nmn);
@@ -702,7 +839,8 @@ __global__ void paroFusedBwdS1V2Kernel(const void* dWhat, int ddt, const void* W
       }
     }
     // Forward layers, K − 1 down to 0 (their states rebuilt from R).
-    layersBackward<false, true>(aRow, cRow, tab, gsum, K, Ppad, Pb, lane, nr);
+    if (PIPE && kPipeBwdWalks) layersBackwardPiped<false>(aRow, cRow, tab, gsum, K, Ppad, lane, nr);
+    else layersBackward<false, true>(aRow, cRow, tab, gsum, K, Ppad, Pb, lane, nr);
     __syncwarp();
     // W ⊙ α: Σ W·d(W⊙α) per channel.
     {
@@ -798,10 +936,13 @@ StripGeom stripGeometry(const void* kernel, int K, int gs, size_t warpFloats) {
 size_t planeFloats(int gs) { return (size_t)kRows * (gs + 1); }
 
 // PARO_FUSED_BWD (read at every call, so one process can time and compare the versions): v2 the two-plane stage-1
-// backward (paroFusedBwdS1V2Kernel); unset or anything else: v1 (paroFusedBwdKernel<true>). Stage 2 has one kernel.
-bool fusedBwdV2Selected() {
+// backward (paroFusedBwdS1V2Kernel<false>), v3 that with the pipelined walks (paroFusedBwdS1V2Kernel<true>); unset or
+// anything else: v1 (paroFusedBwdKernel<true>). Stage 2 has one kernel.
+int fusedBwdVersionSelected() {
   const char* v = std::getenv("PARO_FUSED_BWD");
-  return v && std::strcmp(v, "v2") == 0;
+  if (v && std::strcmp(v, "v2") == 0) return 2;
+  if (v && std::strcmp(v, "v3") == 0) return 3;
+  return 1;
 }
 
 }  // namespace
@@ -847,11 +988,12 @@ void paroTransformBwdK(const void* dWhat, int ddt, const void* W, int wdt, const
     return;
   }
   int Ppad = (gs / 2 + kSlotAlign - 1) / kSlotAlign * kSlotAlign;
-  bool v2 = stage == 1 && fusedBwdV2Selected();
-  size_t warpFloats = stage == 1 ? (v2 ? 2 : 3) * planeFloats(gs) + (size_t)K * Ppad : 2 * planeFloats(gs);
-  const void* kernel = stage == 2 ? (const void*)paroFusedBwdKernel<false>
-                       : v2       ? (const void*)paroFusedBwdS1V2Kernel
-                                  : (const void*)paroFusedBwdKernel<true>;
+  int version = stage == 1 ? fusedBwdVersionSelected() : 1;
+  size_t warpFloats = stage == 1 ? (version > 1 ? 2 : 3) * planeFloats(gs) + (size_t)K * Ppad : 2 * planeFloats(gs);
+  const void* kernel = stage == 2      ? (const void*)paroFusedBwdKernel<false>
+                       : version == 2 ? (const void*)paroFusedBwdS1V2Kernel<false>
+                       : version == 3 ? (const void*)paroFusedBwdS1V2Kernel<true>
+                                      : (const void*)paroFusedBwdKernel<true>;
   StripGeom geo = stripGeometry(kernel, K, gs, warpFloats);
   if (geo.warps == 0) throw ArgError("paroTransformBackward: the group does not fit in shared memory");
   int G = I / gs;
@@ -877,8 +1019,12 @@ void paroTransformBwdK(const void* dWhat, int ddt, const void* W, int wdt, const
   float* partA2 = partA1 + (size_t)chunks * I;
   dim3 grid((unsigned)G, (unsigned)chunks);
   setFusedSmem(kernel, geo.smem);
-  if (v2) {
-    paroFusedBwdS1V2Kernel<<<grid, geo.warps * 32, geo.smem, stream()>>>(
+  if (version == 2) {
+    paroFusedBwdS1V2Kernel<false><<<grid, geo.warps * 32, geo.smem, stream()>>>(
+        dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, partTheta.as<float>(), partA1, partA2, O, I, K, gs, qmax,
+        geo.Ppad, stripsPerChunk);
+  } else if (version == 3) {
+    paroFusedBwdS1V2Kernel<true><<<grid, geo.warps * 32, geo.smem, stream()>>>(
         dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, partTheta.as<float>(), partA1, partA2, O, I, K, gs, qmax,
         geo.Ppad, stripsPerChunk);
   } else {

@@ -2,8 +2,8 @@
 // unfused kernels (native/src/k_paro.cu, compiled in paro-composition.cc) that transform.ts runs without them. The test
 // rewrites the kernel files into k_paro_fused_emu.cc / k_paro_emu.cc (shared memory and launches); this program reads
 // the inputs the test writes (raw f32/i32 files in a folder), runs paroTransformK and paroTransformBwdK, and the
-// composition, and writes the outputs as f32 files: out.<name> fused, comp.<name> the composition, out2.<name> the
-// stage-1 backward's version v2 (PARO_FUSED_BWD=v2).
+// composition, and writes the outputs as f32 files: out.<name> fused, comp.<name> the composition, out2.<name> and
+// out3.<name> the stage-1 backward's versions v2 and v3 (PARO_FUSED_BWD).
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -62,14 +62,14 @@ int main(int argc, char** argv) {
   if (stage == 1) {
     writeFile(dir + "/out.scale", gScale);
     writeFile(dir + "/out.zpf", gZpf);
-    // Both stage-1 backward versions (PARO_FUSED_BWD, read at each call): out.* v1, out2.* v2.
-    for (int v = 1; v <= 2; v++) {
-      if (v == 2) setenv("PARO_FUSED_BWD", "v2", 1);
+    // Every stage-1 backward version (PARO_FUSED_BWD, read at each call): out.* v1, out2.* v2, out3.* v3.
+    for (int v = 1; v <= 3; v++) {
+      if (v > 1) setenv("PARO_FUSED_BWD", v == 2 ? "v2" : "v3", 1);
       else unsetenv("PARO_FUSED_BWD");
       std::vector<float> dtheta((size_t)K * I / 2, NAN), dalpha(I, NAN);
       paro::paroTransformBwdK(dWhat.data(), DT_F32, W.data(), DT_F32, alpha.data(), pairs.data(), theta.data(), bScale,
                               bZpf, 1, dtheta.data(), dalpha.data(), nullptr, DT_F32, nullptr, O, I, K, gs, qmax);
-      std::string pre = v == 1 ? "/out." : "/out2.";
+      std::string pre = v == 1 ? "/out." : v == 2 ? "/out2." : "/out3.";
       writeFile(dir + pre + "dtheta", dtheta);
       writeFile(dir + pre + "dalpha", dalpha);
     }
