@@ -38,7 +38,7 @@
 // and v2's outputs are v1's wherever both group the sums over rows alike: the emulation test checks that with blocks
 // of one warp). Per warp 34.3 KiB at g128 K 8 (two planes and the dθ sums): 6 warps per SM (two blocks of three,
 // tables 9 KiB each), 1.5 per scheduler; 215 registers on sm_90 (254 on sm_80), no spills — registers alone would
-// allow 9 warps on sm_90. Its price: shared-memory wavefronts per element ≈ 145 instead of ≈ 123 (one more store of
+// allow 9 warps on sm_90 (an A100's 164 KiB: 4 warps per SM instead of v1's 3). Its price: shared-memory wavefronts per element ≈ 145 instead of ≈ 123 (one more store of
 // W ⊙ α and the K forward layers again: 2 accesses a layer and 9 table broadcasts per 16 elements, ≈ 20.5 at K 8),
 // roughly +15 % instructions, and one more read of W (4 bytes an element, 12 → 16, L2-warm; the refill keeps two
 // column blocks of loads in flight, not four: four took 255 registers and spilled on sm_90). Estimate: at 1.5 warps
