@@ -375,14 +375,17 @@ export function compareFusedSteps(be: FusedSwitchBackend, b: BlockBench, steps: 
 }
 
 function logFused(ctx: BenchContext, lin: FusedLinearTiming[], steps: FusedStepTiming[] | null): void {
-  const rows: (string | number)[][] = [['linear O×I', 'stage', 'composition ms', 'fused ms', 'speed-up', 'fused GB/s', 'composition GB/s']];
+  // Stage-1 rows also time the fused path with the backward variants PARO_FUSED_BWD=v2, v3 (forward + backward).
+  const opt = (ms: number | undefined) => (ms === undefined ? '' : round(ms, 3));
+  const rows: (string | number)[][] = [['linear O×I', 'stage', 'composition ms', 'fused ms', 'speed-up', 'fused GB/s', 'composition GB/s', 'fused, bwd v2 ms', 'fused, bwd v3 ms']];
   for (const r of lin) {
-    rows.push([`${r.linear} ${r.O}×${r.I}`, r.stage, round(r.msComposition, 3), round(r.msFused, 3), round(r.msComposition / r.msFused, 2), round(r.gbpsFused, 0), round(r.gbpsComposition, 0)]);
+    rows.push([`${r.linear} ${r.O}×${r.I}`, r.stage, round(r.msComposition, 3), round(r.msFused, 3), round(r.msComposition / r.msFused, 2), round(r.gbpsFused, 0), round(r.gbpsComposition, 0), opt(r.msFusedBwdV2), opt(r.msFusedBwdV3)]);
   }
   for (const stage of [1, 2] as const) {
     const s = lin.filter((r) => r.stage === stage);
     const c = s.reduce((a, r) => a + r.msComposition, 0), f = s.reduce((a, r) => a + r.msFused, 0);
-    rows.push([`block (7 linears)`, stage, round(c, 3), round(f, 3), round(c / f, 2), '', '']);
+    const sum = (k: 'msFusedBwdV2' | 'msFusedBwdV3') => (s.every((r) => r[k] !== undefined) ? round(s.reduce((a, r) => a + (r[k] ?? 0), 0), 3) : '');
+    rows.push([`block (7 linears)`, stage, round(c, 3), round(f, 3), round(c / f, 2), '', '', sum('msFusedBwdV2'), sum('msFusedBwdV3')]);
   }
   ctx.log('fused transform (forward, Ŵ in bf16, + backward) vs the composition of the unfused ops, same run; GB/s: the fused kernels\' own traffic / time:');
   ctx.log(table(rows));
