@@ -13,6 +13,7 @@ namespace paro {
 namespace {
 
 #include "givens_tables.cuh"
+#include "slot_reduce.cuh"
 
 constexpr int kThreads = 256;
 constexpr int kTileFloats = 4096;  // rows per tile = 4096 / groupSize (16 KiB of f32 per tile)
@@ -198,31 +199,6 @@ __device__ __forceinline__ void stripStep(int& r, int& i, int gs) {
   while (i >= gs) {
     i -= gs;
     r++;
-  }
-}
-
-// c ? a : b through selp: written as a ternary on array elements, the compiler turns it into a load from a selected
-// address, which puts the backward's 32 partial sums in local memory instead of registers.
-__device__ __forceinline__ float pickF(bool c, float a, float b) {
-#ifdef __CUDA_ARCH__
-  float r;
-  asm("{\n .reg .pred p;\n setp.ne.s32 p, %3, 0;\n selp.f32 %0, %1, %2, p;\n}" : "=f"(r) : "f"(a), "f"(b), "r"((int)c));
-  return r;
-#else
-  return c ? a : b;
-#endif
-}
-
-// One butterfly stage over term[0, 2·O): lanes with bit O set keep the upper half, the others the lower, each adding
-// the partner's copy of the half it keeps; after the stages 16, 8, 4, 2, 1 term[0] of lane L is the sum of slot L.
-template <int O>
-__device__ __forceinline__ void reduceScatterStage(float* term, int lane) {
-  bool up = (lane & O) != 0;
-#pragma unroll
-  for (int k = 0; k < O; k++) {
-    float send = pickF(up, term[k], term[k + O]);
-    float keep = pickF(up, term[k + O], term[k]);
-    term[k] = keep + __shfl_xor_sync(0xffffffffu, send, O);
   }
 }
 
