@@ -381,8 +381,8 @@ function Ft(be: Backend, x: number | Int32Array): Tensor {
 
 function groupNorm(): void {
   const g = 'norm';
-  const shapes: [number, number, string][] = [[256, 256, 'tiny hidden'], [512, 4096, '8B hidden'], [512 * 32, 128, '8B per-head q_norm'], [9, 100, 'width not a multiple of 8']];
-  if (SMALL) shapes.splice(1, 2);
+  const shapes: [number, number, string][] = [[256, 256, 'tiny hidden'], [512, 4096, '8B hidden'], [512 * 32, 128, '8B per-head q_norm'], [1001, 64, 'head_dim 64: 4 rows per warp, the last warp part-filled'], [9, 100, 'width not a multiple of 8']];
+  if (SMALL) shapes.splice(1, 3);
   for (const [R, C, label] of shapes) {
     for (const dt of ['f32', 'bf16'] as DType[]) {
       const s = `[${R}, ${C}] ${label}`;
@@ -418,7 +418,7 @@ function ropeFreqs(D: number, base: number): Float32Array {
 
 function groupRope(): void {
   const g = 'rope';
-  const cases: [number, number, number, number, string][] = [[256, 4, 64, 1e6, 'tiny q'], [512, 32, 128, 1e6, '8B q'], [512, 8, 128, 1e6, '8B k']];
+  const cases: [number, number, number, number, string][] = [[256, 4, 64, 1e6, 'tiny q'], [512, 32, 128, 1e6, '8B q'], [512, 8, 128, 1e6, '8B k'], [33, 3, 20, 1e4, 'head_dim 20: the scalar path']];
   if (SMALL) cases.length = 1;
   for (const [R, H, D, base, label] of cases) {
     for (const dt of ['f32', 'bf16'] as DType[]) {

@@ -184,26 +184,41 @@ __global__ void cast2DKernel(const void* src, int sdt, size_t sPitch, void* dst,
   }
 }
 
-// One thread per (row, head, m < headDim/2): the rotate-half pair (m, m + headDim/2).
+// One thread per (row, run of W consecutive m < headDim/2): the run's W angles are computed once and applied to the
+// rotate-half pairs (m, m + headDim/2) of every head of the row (the angle depends on position and m only; one
+// sincosf per element made the kernel compute-bound). The arithmetic per element is unchanged. In place is safe: each
+// thread reads its elements before it writes them and no other thread touches them.
+template <int W>
 __global__ void ropeKernel(const void* x, int xdt, void* out, int odt, size_t rows, int width, const int* pos,
                            const float* invFreq, int headDim, bool inverse) {
   int half = headDim / 2;
+  int runs = half / W;
   int heads = width / headDim;
-  size_t n = rows * heads * (size_t)half;
-  GRID_LOOP(i, n) {
-    int m = (int)(i % half);
-    size_t rh = i / half;
-    size_t r = rh / heads;
-    int h = (int)(rh % heads);
-    // φ = pos·invFreq rounded to f32, as PyTorch computes it.
-    float phi = (float)pos[r] * invFreq[m];
-    float s, c;
-    sincosf(phi, &s, &c);
-    if (inverse) s = -s;
-    size_t o = r * width + (size_t)h * headDim;
-    float a = ldf(x, xdt, o + m), b = ldf(x, xdt, o + m + half);
-    stf(out, odt, o + m, a * c - b * s);
-    stf(out, odt, o + m + half, b * c + a * s);
+  GRID_LOOP(i, rows * (size_t)runs) {
+    int m0 = (int)(i % runs) * W;
+    size_t r = i / runs;
+    float s[W], c[W];
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+      // φ = pos·invFreq rounded to f32, as PyTorch computes it.
+      float phi = (float)pos[r] * invFreq[m0 + k];
+      sincosf(phi, &s[k], &c[k]);
+      if (inverse) s[k] = -s[k];
+    }
+    size_t o = r * width + m0;
+#pragma unroll 4
+    for (int h = 0; h < heads; h++, o += headDim) {
+      float a[W], b[W], ya[W], yb[W];
+      ldw<W>(x, xdt, o, a);
+      ldw<W>(x, xdt, o + half, b);
+#pragma unroll
+      for (int k = 0; k < W; k++) {
+        ya[k] = a[k] * c[k] - b[k] * s[k];
+        yb[k] = b[k] * c[k] + a[k] * s[k];
+      }
+      stw<W>(out, odt, o, ya);
+      stw<W>(out, odt, o + half, yb);
+    }
   }
 }
 
@@ -330,10 +345,15 @@ void cast2DK(const void* src, int sdt, size_t sPitch, void* dst, int ddt, size_t
 
 void ropeK(const void* x, int xdt, void* out, int odt, size_t rows, int width, const int* pos, const float* invFreq,
            int headDim, bool inverse) {
-  size_t n = rows * (size_t)(width / headDim) * (headDim / 2);
-  if (n == 0) return;
-  ropeKernel<<<gridFor(n, kBlock), kBlock, 0, stream()>>>(x, xdt, out, odt, rows, width, pos, invFreq, headDim,
-                                                          inverse);
+  int half = headDim / 2;
+  if (rows == 0 || width < headDim || half == 0) return;
+  if (vec8Ok((size_t)half, {x, out}) && width % 8 == 0) {
+    ropeKernel<8><<<gridFor(rows * (half / 8), kBlock), kBlock, 0, stream()>>>(x, xdt, out, odt, rows, width, pos,
+                                                                             invFreq, headDim, inverse);
+  } else {
+    ropeKernel<1><<<gridFor(rows * half, kBlock), kBlock, 0, stream()>>>(x, xdt, out, odt, rows, width, pos, invFreq,
+                                                                       headDim, inverse);
+  }
   checkLaunch("rope");
 }
 

@@ -101,26 +101,40 @@ double hostSum(const Scratch& partial, size_t blocks) {
   return s;
 }
 
-// ---- RMSNorm: one warp per row; each lane takes W consecutive channels per step (W = 8: 16-byte accesses where
-// C % 8 == 0 and the operands are aligned; the lanes' partial sums then add in another order than with W = 1) ----
-template <int W>
+// ---- RMSNorm: L lanes per row (32: one warp; 16 or 8 for rows of at most L·W channels, such as Qwen3's per-head
+// q/k norms of 128, which would leave half a warp idle); each lane takes W consecutive channels per step (W = 8:
+// 16-byte accesses where C % 8 == 0 and the operands are aligned; the lanes' partial sums then add in another order
+// than with W = 1). With L < 32 the row's lanes reduce by the last steps of warpSum's butterfly, whose first steps
+// would only have added the idle lanes' zeros: the same sums. ----
+
+/** Sum over the L-lane group of this lane (xor butterfly; L = 32 is warpSum). */
+template <int L>
+__device__ __forceinline__ float groupSum(float v) {
+#pragma unroll
+  for (int o = L / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+template <int W, int L>
 __global__ void rmsnormKernel(const void* x, int xdt, const void* w, int wdt, void* y, int ydt, float* rstd, size_t rows,
                               int C, float eps) {
-  size_t row = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
-  int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  size_t o = row * C;
+  size_t row = (blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32) * (32 / L) + (threadIdx.x % 32) / L;
+  int lane = threadIdx.x % L;
+  // Lanes of a row past the end take part in the shuffles with zeros (no early return inside a warp).
+  bool valid = row < rows;
+  size_t o = valid ? row * C : 0;
+  int end = valid ? C : 0;
   float ss = 0;
-  for (int c = lane * W; c < C; c += 32 * W) {
+  for (int c = lane * W; c < end; c += L * W) {
     float v[W];
     ldw<W>(x, xdt, o + c, v);
 #pragma unroll
     for (int k = 0; k < W; k++) ss += v[k] * v[k];
   }
-  ss = warpSum(ss);
+  ss = groupSum<L>(ss);
   float rs = 1.0f / sqrtf(ss / (float)C + eps);
-  if (lane == 0) rstd[row] = rs;
-  for (int c = lane * W; c < C; c += 32 * W) {
+  if (valid && lane == 0) rstd[row] = rs;
+  for (int c = lane * W; c < end; c += L * W) {
     float v[W], g[W];
     ldw<W>(x, xdt, o + c, v);
     ldw<W>(w, wdt, c, g);
@@ -130,16 +144,17 @@ __global__ void rmsnormKernel(const void* x, int xdt, const void* w, int wdt, vo
   }
 }
 
-template <int W>
+template <int W, int L>
 __global__ void rmsnormBwdKernel(const void* dy, int dydt, const void* x, int xdt, const void* w, int wdt,
                                  const float* rstd, void* dx, int dxdt, size_t rows, int C) {
-  size_t row = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
-  int lane = threadIdx.x % 32;
-  if (row >= rows) return;
-  size_t o = row * C;
-  float rs = rstd[row];
+  size_t row = (blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32) * (32 / L) + (threadIdx.x % 32) / L;
+  int lane = threadIdx.x % L;
+  bool valid = row < rows;
+  size_t o = valid ? row * C : 0;
+  int end = valid ? C : 0;
+  float rs = valid ? rstd[row] : 0.0f;
   float dot = 0;
-  for (int c = lane * W; c < C; c += 32 * W) {
+  for (int c = lane * W; c < end; c += L * W) {
     float d[W], g[W], v[W];
     ldw<W>(dy, dydt, o + c, d);
     ldw<W>(w, wdt, c, g);
@@ -147,8 +162,8 @@ __global__ void rmsnormBwdKernel(const void* dy, int dydt, const void* x, int xd
 #pragma unroll
     for (int k = 0; k < W; k++) dot += d[k] * g[k] * (v[k] * rs);
   }
-  float m = warpSum(dot) / (float)C;
-  for (int c = lane * W; c < C; c += 32 * W) {
+  float m = groupSum<L>(dot) / (float)C;
+  for (int c = lane * W; c < end; c += L * W) {
     float d[W], g[W], v[W];
     ldw<W>(dy, dydt, o + c, d);
     ldw<W>(w, wdt, c, g);
@@ -161,6 +176,32 @@ __global__ void rmsnormBwdKernel(const void* dy, int dydt, const void* x, int xd
     stw<W>(dx, dxdt, o + c, d);
   }
 }
+
+/** Launch an RMSNorm kernel family member for C channels: the widest access the operands allow (W), and the fewest
+ *  lanes per row (L) that still give each lane at most one step, for short rows. */
+template <template <int, int> class Launch, typename... A>
+void rmsnormDispatch(bool vec8, int C, size_t rows, A... args) {
+  const int warps = 8;
+  auto grid = [&](int L) { size_t perBlock = (size_t)warps * (32 / L); return (unsigned)((rows + perBlock - 1) / perBlock); };
+  if (vec8) {
+    if (C <= 8 * 8) Launch<8, 8>::run(grid(8), warps * 32, args...);
+    else if (C <= 16 * 8) Launch<8, 16>::run(grid(16), warps * 32, args...);
+    else Launch<8, 32>::run(grid(32), warps * 32, args...);
+  } else {
+    Launch<1, 32>::run(grid(32), warps * 32, args...);
+  }
+}
+
+template <int W, int L>
+struct RmsnormFwd {
+  template <typename... A>
+  static void run(unsigned grid, int block, A... args) { rmsnormKernel<W, L><<<grid, block, 0, stream()>>>(args...); }
+};
+template <int W, int L>
+struct RmsnormBwd {
+  template <typename... A>
+  static void run(unsigned grid, int block, A... args) { rmsnormBwdKernel<W, L><<<grid, block, 0, stream()>>>(args...); }
+};
 
 // ---- block-wide reductions for one row per block ----
 __device__ float blockMax(float v, float* sh) {
@@ -304,22 +345,15 @@ double smoothL1K(const void* pred, int pdt, const void* target, int tdt, size_t 
 void rmsnormK(const void* x, int xdt, const void* w, int wdt, void* y, int ydt, float* rstd, size_t rows, int C,
               float eps) {
   if (rows == 0) return;
-  const int warps = 8;
-  const unsigned grid = (unsigned)((rows + warps - 1) / warps);
-  if (vec8Ok((size_t)C, {x, w, y})) rmsnormKernel<8><<<grid, warps * 32, 0, stream()>>>(x, xdt, w, wdt, y, ydt, rstd, rows, C, eps);
-  else rmsnormKernel<1><<<grid, warps * 32, 0, stream()>>>(x, xdt, w, wdt, y, ydt, rstd, rows, C, eps);
+  rmsnormDispatch<RmsnormFwd>(vec8Ok((size_t)C, {x, w, y}), C, rows, x, xdt, w, wdt, y, ydt, rstd, rows, C, eps);
   checkLaunch("rmsnorm");
 }
 
 void rmsnormBwdK(const void* dy, int dydt, const void* x, int xdt, const void* w, int wdt, const float* rstd, void* dx,
                  int dxdt, float* dw, size_t rows, int C) {
-  const int warps = 8;
   if (rows > 0) {
-    const unsigned grid = (unsigned)((rows + warps - 1) / warps);
-    if (vec8Ok((size_t)C, {dy, x, w, dx}))
-      rmsnormBwdKernel<8><<<grid, warps * 32, 0, stream()>>>(dy, dydt, x, xdt, w, wdt, rstd, dx, dxdt, rows, C);
-    else
-      rmsnormBwdKernel<1><<<grid, warps * 32, 0, stream()>>>(dy, dydt, x, xdt, w, wdt, rstd, dx, dxdt, rows, C);
+    rmsnormDispatch<RmsnormBwd>(vec8Ok((size_t)C, {dy, x, w, dx}), C, rows, dy, dydt, x, xdt, w, wdt, rstd, dx, dxdt,
+                                rows, C);
     checkLaunch("rmsnormBackward");
   }
   // dw[c] = Σ_r dy[r,c]·x[r,c]·rstd[r]; a null dw: the caller discards it (a whole second pass over dy and x saved)
