@@ -70,15 +70,25 @@ __global__ void sumSquaresKernel(const void* x, int dt, size_t n, double* partia
   blockPartial(acc, partial);
 }
 
+// W elements per thread and step (W = 8: 16-byte accesses where vec8Ok; the per-element values are the same, the
+// f64 partial sums add in another order).
+template <int W>
 __global__ void smoothL1Kernel(const void* pred, int pdt, const void* target, int tdt, size_t n, void* dpred, int ddt,
                                double* partial) {
   double acc = 0;
   float invN = 1.0f / (float)n;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-    float d = ldf(pred, pdt, i) - ldf(target, tdt, i);
-    float ad = fabsf(d);
-    acc += ad < 1.0f ? 0.5 * (double)d * d : (double)ad - 0.5;
-    if (dpred) stf(dpred, ddt, i, (ad < 1.0f ? d : copysignf(1.0f, d)) * invN);
+  for (size_t c = blockIdx.x * (size_t)blockDim.x + threadIdx.x; c < n / W; c += (size_t)gridDim.x * blockDim.x) {
+    float p[W], t[W], g[W];
+    ldw<W>(pred, pdt, c * W, p);
+    ldw<W>(target, tdt, c * W, t);
+#pragma unroll
+    for (int k = 0; k < W; k++) {
+      float d = p[k] - t[k];
+      float ad = fabsf(d);
+      acc += ad < 1.0f ? 0.5 * (double)d * d : (double)ad - 0.5;
+      g[k] = (ad < 1.0f ? d : copysignf(1.0f, d)) * invN;
+    }
+    if (dpred) stw<W>(dpred, ddt, c * W, g);
   }
   blockPartial(acc, partial);
 }
@@ -336,8 +346,10 @@ double smoothL1K(const void* pred, int pdt, const void* target, int tdt, size_t 
   if (n == 0) return 0;
   size_t blocks = partialBlocks(n);
   Scratch partial(blocks * sizeof(double));
-  smoothL1Kernel<<<(unsigned)blocks, kBlock, 0, stream()>>>(pred, pdt, target, tdt, n, dpred, ddt,
-                                                            partial.as<double>());
+  if (vec8Ok(n, {pred, target, dpred}))
+    smoothL1Kernel<8><<<(unsigned)blocks, kBlock, 0, stream()>>>(pred, pdt, target, tdt, n, dpred, ddt, partial.as<double>());
+  else
+    smoothL1Kernel<1><<<(unsigned)blocks, kBlock, 0, stream()>>>(pred, pdt, target, tdt, n, dpred, ddt, partial.as<double>());
   checkLaunch("smoothL1");
   return hostSum(partial, blocks);
 }

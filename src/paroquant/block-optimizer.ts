@@ -228,10 +228,8 @@ export class BlockOptimizer {
     be.free(x, dpred, ...Object.values(weights));
     const grads = new Map<string, Tensor>();
     for (const k of LINEAR_KEYS) {
-      const dWk = dW[k].dtype === 'f32' ? dW[k] : be.cast(dW[k], 'f32');
-      if (dWk !== dW[k]) be.free(dW[k]);
-      dW[k] = dWk;
-      const g = transformBackward(be, this.block.linears[k], this.s.grid, saved[k], dWk);
+      // dŴ in the compute dtype as it is (transformBackward takes any float dtype; the fused kernel reads bf16).
+      const g = transformBackward(be, this.block.linears[k], this.s.grid, saved[k], dW[k]);
       freeTransformSaved(be, saved[k]);
       be.free(dW[k]);
       if (g.dtheta) grads.set(`${k}.theta`, g.dtheta);

@@ -106,11 +106,21 @@ export interface TransformGrads {
  *   Q(R) (STE)            → dR (+ grid path: min/max in stage 1, ds in stage 2)
  *   R = givens(W ⊙ α)     → d(W⊙α), dθ (forward layers)
  *   W ⊙ α                 → dα += Σ_o W·d(W⊙α),  dW = d(W⊙α) ⊙ α
+ * dŴ may come in any float dtype (the block's bf16 weight gradients): the fused backward reads it as it is (the same
+ * values as after a cast, without the cast's pass over O·I elements); the composition works on an f32 copy.
  */
 export function transformBackward(
   be: Backend, lin: ParoLinear, grid: QuantGrid, s: TransformSaved, dWhat: Tensor,
 ): TransformGrads {
   if (s.fused) return fusedBackward(be, lin, grid, s, dWhat);
+  if (dWhat.dtype !== 'f32') {
+    const d32 = be.cast(dWhat, 'f32');
+    try {
+      return transformBackward(be, lin, grid, s, d32);
+    } finally {
+      be.free(d32);
+    }
+  }
   if (!s.R || !s.U) throw new Error('transformBackward: the forward did not save R and U');
   const gs = grid.groupSize;
   const dU = be.divCols(dWhat, lin.alpha);
