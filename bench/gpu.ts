@@ -267,9 +267,6 @@ export interface FusedLinearTiming {
   msFused: number;
   gbpsFused: number;
   gbpsComposition: number;
-  /** Stage 1: the fused path with the backward's versions v2 and v3 (PARO_FUSED_BWD, native/src/k_paro_fused.cu), ms. */
-  msFusedBwdV2?: number;
-  msFusedBwdV3?: number;
 }
 
 /**
@@ -314,19 +311,6 @@ export function benchFusedTransform(be: FusedSwitchBackend, cfg: ModelConfig, re
         const msFused = meanMs(be, cycle, reps);
         const bytes = fusedBytes(O, I, stage);
         out.push({ linear: k, O, I, stage, msComposition, msFused, gbpsFused: bytes / msFused / 1e6, gbpsComposition: bytes / msComposition / 1e6 });
-        if (stage === 1) {
-          // The stage-1 backward's versions v2 and v3, read by the addon at each call.
-          const envBefore = process.env.PARO_FUSED_BWD;
-          try {
-            process.env.PARO_FUSED_BWD = 'v2';
-            out[out.length - 1].msFusedBwdV2 = meanMs(be, cycle, reps);
-            process.env.PARO_FUSED_BWD = 'v3';
-            out[out.length - 1].msFusedBwdV3 = meanMs(be, cycle, reps);
-          } finally {
-            if (envBefore === undefined) delete process.env.PARO_FUSED_BWD;
-            else process.env.PARO_FUSED_BWD = envBefore;
-          }
-        }
       }
       be.free(lin.W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, lin.scale, lin.zpf, dWhat);
     }
@@ -375,17 +359,14 @@ export function compareFusedSteps(be: FusedSwitchBackend, b: BlockBench, steps: 
 }
 
 function logFused(ctx: BenchContext, lin: FusedLinearTiming[], steps: FusedStepTiming[] | null): void {
-  // Stage-1 rows also time the fused path with the backward variants PARO_FUSED_BWD=v2, v3 (forward + backward).
-  const opt = (ms: number | undefined) => (ms === undefined ? '' : round(ms, 3));
-  const rows: (string | number)[][] = [['linear O×I', 'stage', 'composition ms', 'fused ms', 'speed-up', 'fused GB/s', 'composition GB/s', 'fused, bwd v2 ms', 'fused, bwd v3 ms']];
+  const rows: (string | number)[][] = [['linear O×I', 'stage', 'composition ms', 'fused ms', 'speed-up', 'fused GB/s', 'composition GB/s']];
   for (const r of lin) {
-    rows.push([`${r.linear} ${r.O}×${r.I}`, r.stage, round(r.msComposition, 3), round(r.msFused, 3), round(r.msComposition / r.msFused, 2), round(r.gbpsFused, 0), round(r.gbpsComposition, 0), opt(r.msFusedBwdV2), opt(r.msFusedBwdV3)]);
+    rows.push([`${r.linear} ${r.O}×${r.I}`, r.stage, round(r.msComposition, 3), round(r.msFused, 3), round(r.msComposition / r.msFused, 2), round(r.gbpsFused, 0), round(r.gbpsComposition, 0)]);
   }
   for (const stage of [1, 2] as const) {
     const s = lin.filter((r) => r.stage === stage);
     const c = s.reduce((a, r) => a + r.msComposition, 0), f = s.reduce((a, r) => a + r.msFused, 0);
-    const sum = (k: 'msFusedBwdV2' | 'msFusedBwdV3') => (s.every((r) => r[k] !== undefined) ? round(s.reduce((a, r) => a + (r[k] ?? 0), 0), 3) : '');
-    rows.push([`block (7 linears)`, stage, round(c, 3), round(f, 3), round(c / f, 2), '', '', sum('msFusedBwdV2'), sum('msFusedBwdV3')]);
+    rows.push([`block (7 linears)`, stage, round(c, 3), round(f, 3), round(c / f, 2), '', '']);
   }
   ctx.log('fused transform (forward, Ŵ in bf16, + backward) vs the composition of the unfused ops, same run; GB/s: the fused kernels\' own traffic / time:');
   ctx.log(table(rows));

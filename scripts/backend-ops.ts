@@ -952,36 +952,10 @@ function fusedCase(O: number, I: number, K: number, gs: number, stage: 1 | 2, ou
       if (!ra || !rb) throw new Error(`${n} missing (composition ${!!ra}, fused ${!!rb})`);
       report(g, `${op}.${n}`, shape, 'f32', ra, rb, tol[n], msFused);
     }
-    if (stage === 1) {
-      // The stage-1 backward's versions v2 and v3 (PARO_FUSED_BWD): the same checks and their time (fwd + bwd), and
-      // against v1 (the same per-element arithmetic; only the grouping of the sums over rows differs).
-      for (const v of ['v2', 'v3'] as const) {
-        const b2 = withFusedBwd(v, () => runTransform(gpu, lin, grid, stage, outDtype, dW));
-        const ms2 = NO_TIME ? 0 : withFusedBwd(v, () => timeGpu(transformCycle(gpu, lin, grid, stage, outDtype, dW)));
-        for (const n of ['dtheta', 'dalpha'] as const) {
-          report(g, `${op}.${n} bwd ${v}`, shape, 'f32', a[n]!, b2[n]!, tol[n], ms2, `(v1 ${msFused.toFixed(3)} ms, fwd+bwd)`);
-          report(g, `${op}.${n} bwd ${v} vs v1`, shape, 'f32', b[n]!, b2[n]!, 1e-5, ms2);
-        }
-      }
-    }
     if (host) reportVsF64(`${op}.What vs float64`, shape, fusedForwardF64(p, stage), b.What!, outDtype);
     gpu.free(dW, lin.W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, lin.scale, lin.zpf);
   } catch (e) {
     fail(g, op, shape, e);
-  }
-}
-
-type FusedBwd = 'v1' | 'v2' | 'v3';
-
-/** Run fn with the stage-1 fused backward version v: PARO_FUSED_BWD, which native/src/k_paro_fused.cu reads at each call. */
-function withFusedBwd<T>(v: FusedBwd, fn: () => T): T {
-  const before = process.env.PARO_FUSED_BWD;
-  process.env.PARO_FUSED_BWD = v;
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env.PARO_FUSED_BWD;
-    else process.env.PARO_FUSED_BWD = before;
   }
 }
 
@@ -1028,7 +1002,6 @@ function paroFusedCasesOn(): void {
     if (!QUICK) fusedCase(4096, 4096, 8, 128, stage, 'bf16', false);
     if (!QUICK) fusedCase(4096, 12288, 8, 128, stage, 'bf16', false);
     fusedDeterminism(1024, 4096, stage);
-    if (stage === 1) for (const v of ['v2', 'v3'] as const) withFusedBwd(v, () => fusedDeterminism(1024, 4096, stage, ` ${v}`));
   }
 }
 

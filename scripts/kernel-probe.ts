@@ -70,13 +70,10 @@ if (want('transform')) {
   };
   const dWhat = gpu.zeros([O, I], 'f32');
   gpu.fillRandom(dWhat, 32);
-  // The composition of the unfused ops, then the fused kernels (Backend.paroTransform) with each stage-1 backward
-  // version (PARO_FUSED_BWD, read by the addon at each call), each twice.
+  // The composition of the unfused ops, then the fused kernels (Backend.paroTransform), each twice.
   const before = gpu.fusedTransform;
-  const bwdBefore = process.env.PARO_FUSED_BWD;
-  for (const [fused, bwd] of [[false, 'v1'], [true, 'v1'], [true, 'v2'], [true, 'v3']] as const) {
+  for (const fused of [false, true]) {
     gpu.fusedTransform = fused;
-    process.env.PARO_FUSED_BWD = bwd;
     for (let rep = 0; rep < 2; rep++) {
       const { What, saved } = transformForward(gpu, lin, grid, 1, true, 'bf16');
       const g = transformBackward(gpu, lin, grid, saved!, dWhat);
@@ -85,8 +82,6 @@ if (want('transform')) {
     }
   }
   gpu.fusedTransform = before;
-  if (bwdBefore === undefined) delete process.env.PARO_FUSED_BWD;
-  else process.env.PARO_FUSED_BWD = bwdBefore;
   gpu.synchronize();
   gpu.free(W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, dWhat);
   console.log('transform done');

@@ -29,31 +29,13 @@
 // (A: the forward states, R at the end; B: the inverse states, U at the end; C: the gradient) and the warp's dθ sums
 // [K][Ppad], stage 2 two planes (A, C). Per block the tables, K·Ppad·18 bytes (Ppad: slots per layer padded to 32).
 //
-// Stage-1 backward v2 (paroFusedBwdS1V2Kernel, PARO_FUSED_BWD=v2 read at each call; v1 stays the default until a GPU
-// run times v2). v1 is bound by latency, not by the shared-memory pipe: on an H100 (gate_proj 12288×4096, K 8, g128,
-// Nsight Compute, docs/gpu-validation.md runs 18–19) it took 3.22 ms at 243 registers with three planes, 50.4 KiB a
-// warp, so 4 warps per SM (one per scheduler), 0.28 eligible warps per cycle and ≈ 30 % of the issue slots used
-// (904 M warp instructions). v2 keeps two planes (A, C): A goes W ⊙ α → R → Q(R) → U in place, walks back through the
-// inverse layers, then is refilled with W ⊙ α and rotated to R again (the same operations, so the same R bit for bit,
-// and v2's outputs are v1's wherever both group the sums over rows alike: the emulation test checks that with blocks
-// of one warp). Per warp 34.3 KiB at g128 K 8 (two planes and the dθ sums): 6 warps per SM (two blocks of three,
-// tables 9 KiB each), 1.5 per scheduler; 215 registers on sm_90 (254 on sm_80), no spills — registers alone would
-// allow 9 warps on sm_90 (an A100's 164 KiB: 4 warps per SM instead of v1's 3). Its price: shared-memory wavefronts per element ≈ 145 instead of ≈ 123 (one more store of
-// W ⊙ α and the K forward layers again: 2 accesses a layer and 9 table broadcasts per 16 elements, ≈ 20.5 at K 8),
-// roughly +15 % instructions, and one more read of W (4 bytes an element, 12 → 16, L2-warm; the refill keeps two
-// column blocks of loads in flight, not four: four took 255 registers and spilled on sm_90). Estimate: at 1.5 warps
-// per scheduler ≈ 1.5× the latency is covered, against ≈ 1.17× the work: ≈ 2.5 ms for that linear (≈ 1.3×), ≈ 3 ms
-// less of the 8B block's 89 ms step.
-// v3 (PARO_FUSED_BWD=v3, paroFusedBwdS1V2Kernel<true>): v2 whose walks issue the next batch's table entries and row
-// loads before this batch's stores (within a layer, whose pairs are disjoint), so a batch no longer waits on two
-// dependent shared-memory latencies (table broadcast → row loads) but the layer only on its first; same arithmetic
-// and store order, so bit for bit v2. 255 registers on sm_90, no spills (still 6 warps per SM: shared memory binds);
-// on sm_80 its backward walks stayed v2's (piped, they spilled 20 bytes), its rotations are piped. Floors for that
-// linear: issue ≈ 1.04 G warp instructions / (528 schedulers × 1.755 GHz) ≈ 1.1 ms, shared memory ≈ 145 × 50.3 M / 32
-// wavefronts / 132 SMs at one a cycle ≈ 1.0 ms; v1 sits at 3× them. Estimate (a guess until measured): v3 ≈ 1.6–2 ms.
+// Tried and removed (H100, docs/gpu-validation.md run 20): a stage-1 backward with two planes per warp (R recomputed
+// from W ⊙ α after the inverse walk: 215 registers, 6 warps per SM instead of 4) and that with pipelined walks. Qwen3-8B
+// block of 7 linears, stage 1 fwd + bwd: this kernel 14.781 ms, two planes 14.794, pipelined 15.628; Nsight on gate_proj
+// (12288×4096, K 8, g128): this backward 3.24 ms (243 registers, 0.28 issued warps per scheduler, 904 M instructions),
+// two planes 3.17 ms (0.42 of 1.49 warps eligible, 1.05 G instructions). More resident warps did not help: the kernel
+// is not simply latency-bound, and the recomputation's extra work cancels the gain.
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "common.cuh"
 #include "ops.h"
@@ -560,288 +542,6 @@ __global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, in
                     lane, warps);
 }
 
-// ---- stage-1 backward v2 (PARO_FUSED_BWD=v2): two planes per warp ----
-// Column blocks of the refill of W ⊙ α in flight together: all four there (while sc, z, mx, mn, the dα sums live)
-// took 255 registers and spilled on sm_90; two: 215 registers, no spills, and one more latency per strip.
-constexpr int kV2RefillBlocks = 2;
-// A strip's W ⊙ α from global memory into plane P (column-major: lane = channel), CB column blocks' loads in flight
-// together.
-template <int CB>
-__device__ __forceinline__ void loadScaledStrip(float* P, int stride, const void* W, int wdt, size_t base, int I, int nr,
-                                                int gs, const float* al, int lane) {
-  static_assert(kMaxColBlocks % CB == 0, "whole batches of column blocks");
-#pragma unroll
-  for (int c0 = 0; c0 < kMaxColBlocks; c0 += CB) {
-    if (c0 * 32 >= gs) break;
-    float v[CB][kRows];
-#pragma unroll
-    for (int c = 0; c < CB; c++) {
-      int i = (c0 + c) * 32 + lane;
-      loadColumn(v[c], W, wdt, base, I, nr, i, i < gs);
-    }
-#pragma unroll
-    for (int c = 0; c < CB; c++) {
-      int i = (c0 + c) * 32 + lane;
-      putColumn(P, stride, v[c], nr, i, i < gs, i < gs ? al[i] : 0.0f);
-    }
-  }
-}
-
-// v3's walks (PIPE): within a layer the next batch's table entries and row loads are issued before this batch's
-// stores (the pairs of one layer are disjoint, so they read what v2 reads), so a batch waits on one shared-memory
-// latency per layer instead of two per batch. Same expressions, same order of every store: bit for bit v2.
-// The K forward layers (0 first) or inverse layers (K − 1 first) on the lane's row.
-template <bool INV>
-__device__ __forceinline__ void rotateLayersPiped(float* row, Tables tab, int K, int Ppad, int Pb) {
-  for (int step = 0; step < K; step++) {
-    int e0 = (INV ? K - 1 - step : step) * Ppad;
-    float2 q[kBatch];
-    int ii[kBatch], jj[kBatch];
-    float a[kBatch], b[kBatch];
-    batchEntries<INV>(tab, e0, q, ii, jj);
-#pragma unroll
-    for (int k = 0; k < kBatch; k++) {
-      a[k] = row[ii[k]];
-      b[k] = row[jj[k]];
-    }
-    for (int t0 = 0; t0 < Pb; t0 += kBatch) {
-      // The next batch of the layer (the last batch reloads its own entries and rows, unused).
-      int tn = t0 + kBatch < Pb ? t0 + kBatch : t0;
-      float2 qn[kBatch];
-      int in[kBatch], jn[kBatch];
-      float an[kBatch], bn[kBatch];
-      batchEntries<INV>(tab, e0 + tn, qn, in, jn);
-#pragma unroll
-      for (int k = 0; k < kBatch; k++) {
-        an[k] = row[in[k]];
-        bn[k] = row[jn[k]];
-      }
-#pragma unroll
-      for (int k = 0; k < kBatch; k++) {
-        float c = q[k].x, s = q[k].y;
-        row[ii[k]] = c * a[k] + s * b[k];
-        row[jj[k]] = -s * a[k] + c * b[k];
-      }
-#pragma unroll
-      for (int k = 0; k < kBatch; k++) {
-        q[k] = qn[k];
-        ii[k] = in[k];
-        jj[k] = jn[k];
-        a[k] = an[k];
-        b[k] = bn[k];
-      }
-    }
-  }
-}
-
-// One batch's operands for the backward walk: entries, γ and the layer output u at the pairs' channels.
-struct BwdOperands {
-  float2 q[kBatch];
-  int ii[kBatch], jj[kBatch];
-  float gi[kBatch], gj[kBatch], ui[kBatch], uj[kBatch];
-};
-
-template <bool INV>
-__device__ __forceinline__ void loadBwdOperands(BwdOperands& o, const float* uRow, const float* gam, Tables tab, int e) {
-  batchEntries<INV>(tab, e, o.q, o.ii, o.jj);
-#pragma unroll
-  for (int k = 0; k < kBatch; k++) {
-    o.gi[k] = gam[o.ii[k]];
-    o.gj[k] = gam[o.jj[k]];
-    o.ui[k] = uRow[o.ii[k]];
-    o.uj[k] = uRow[o.jj[k]];
-  }
-}
-
-// layerBackwardBatch<INV, true>'s expressions and stores on loaded operands.
-__device__ __forceinline__ void applyBwdOperands(const BwdOperands& o, float* uRow, float* gam, float* term) {
-#pragma unroll
-  for (int k = 0; k < kBatch; k++) {
-    float c = o.q[k].x, s = o.q[k].y;
-    float gin = c * o.gi[k] - s * o.gj[k], gjn = s * o.gi[k] + c * o.gj[k];  // input gradient
-    term[k] = o.gi[k] * o.uj[k] - o.gj[k] * o.ui[k];
-    uRow[o.ii[k]] = c * o.ui[k] - s * o.uj[k];
-    uRow[o.jj[k]] = s * o.ui[k] + c * o.uj[k];
-    gam[o.ii[k]] = gin;
-    gam[o.jj[k]] = gjn;
-  }
-}
-
-// layersBackward<INV, true> with the next batch's operands loaded before this batch's stores (within a layer; the
-// reduce-scatter of 32 slots' terms then runs while the next 32 slots' first loads are in flight).
-template <bool INV>
-__device__ __forceinline__ void layersBackwardPiped(float* uRow, float* gam, Tables tab, float* gsum, int K, int Ppad,
-                                                    int lane, int nr) {
-  for (int step = 0; step < K; step++) {
-    int l = INV ? step : K - 1 - step;
-    int e0 = l * Ppad;
-    float* gl = gsum + l * Ppad;
-    BwdOperands cur;
-    loadBwdOperands<INV>(cur, uRow, gam, tab, e0);
-    for (int t0 = 0; t0 < Ppad; t0 += 32) {
-      float term[32];
-#pragma unroll
-      for (int k0 = 0; k0 < 32; k0 += kBatch) {
-        int tn = t0 + k0 + kBatch < Ppad ? t0 + k0 + kBatch : t0 + k0;  // the last batch reloads its own, unused
-        BwdOperands nxt;
-        loadBwdOperands<INV>(nxt, uRow, gam, tab, e0 + tn);
-        applyBwdOperands(cur, uRow, gam, term + k0);
-        cur = nxt;
-      }
-      if (lane >= nr) {
-#pragma unroll
-        for (int k = 0; k < 32; k++) term[k] = 0.0f;
-      }
-      reduceScatterStage<16>(term, lane);
-      reduceScatterStage<8>(term, lane);
-      reduceScatterStage<4>(term, lane);
-      reduceScatterStage<2>(term, lane);
-      reduceScatterStage<1>(term, lane);
-      // The applied angle of an inverse layer is −θ, so its θ-gradient changes sign.
-      if (INV) gl[t0 + lane] -= term[0];
-      else gl[t0 + lane] += term[0];
-    }
-  }
-}
-
-// paroFusedBwdKernel<true> with planes A (states) and C (gradient) only: A holds R, then Q(R) → U in place, walks
-// back through the inverse layers, and is then refilled with W ⊙ α and rotated to R again (the same operations as
-// the first time, so bit for bit the same R) for the quantizer backward and the forward layers' walk. One more
-// forward rotation pass and one more load of W than v1, for a third less shared memory per warp (see the header).
-// v3's pipelined backward walks need the registers of two batches' operands next to 32 slots' terms: 255 registers on
-// sm_90 without spills, but 20 bytes of spills on sm_80, where v3 keeps v2's backward walks (its rotations piped).
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
-constexpr bool kPipeBwdWalks = false;
-#else
-constexpr bool kPipeBwdWalks = true;
-#endif
-
-template <bool PIPE>
-__global__ void paroFusedBwdS1V2Kernel(const void* dWhat, int ddt, const void* W, int wdt, const float* alpha,
-                                       const int* pairs, const float* theta, const float* scale, const float* zpf,
-                                       float* partTheta, float* partA1, float* partA2, int O, int I, int K, int gs,
-                                       int qmax, int Ppad, int stripsPerChunk) {
-  extern __shared__ float smem[];
-  int stride = gs + 1;
-  int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
-  Tables tab = tablesAt(smem, K, Ppad);
-  float* all = (float*)((char*)smem + tableBytes(K, Ppad));  // the warps' areas
-  size_t plane = (size_t)kRows * stride;
-  size_t warpFloats = 2 * plane + (size_t)K * Ppad;
-  float* wbase = all + warp * warpFloats;
-  float* gsum = wbase;  // [K][Ppad]
-  float* A = wbase + (size_t)K * Ppad;
-  float* C = A + plane;
-  float* aRow = A + lane * stride;
-  float* cRow = C + lane * stride;
-  int g = blockIdx.x;
-  int G = I / gs;
-  buildTable(tab, pairs, theta, K, I, gs, g, Ppad);
-  for (int e = lane; e < K * Ppad; e += 32) gsum[e] = 0.0f;
-  __syncthreads();
-  int Pb = (gs / 2 + kBatch - 1) / kBatch * kBatch;
-  const float* al = alpha + (size_t)g * gs;
-  float a1[kMaxColBlocks], a2[kMaxColBlocks];  // this lane's channels' Σ W·d(W⊙α) and Σ U·dŴ
-#pragma unroll
-  for (int cb = 0; cb < kMaxColBlocks; cb++) a1[cb] = a2[cb] = 0.0f;
-  int strips = (O + kRows - 1) / kRows;
-  int s0 = blockIdx.y * stripsPerChunk, s1 = min(strips, s0 + stripsPerChunk);
-  for (int strip = s0 + warp; strip < s1; strip += warps) {
-    int row0 = strip * kRows;
-    int nr = min(kRows, O - row0);
-    size_t base = (size_t)row0 * I + (size_t)g * gs;
-    size_t grp = (size_t)(row0 + lane) * G + g;
-    // Forward: A = W ⊙ α, the K forward layers (A = R), A = Q(R) in place, the K inverse layers (A = U).
-    loadScaledStrip<kMaxColBlocks>(A, stride, W, wdt, base, I, nr, gs, al, lane);
-    __syncwarp();
-    if (PIPE) rotateLayersPiped<false>(aRow, tab, K, Ppad, Pb);
-    else rotateLayers<false>(aRow, tab, K, Ppad, Pb);
-    float sc = lane < nr ? fClampScale(scale[grp]) : 1.0f;
-    float z = lane < nr ? fZeroPoint(zpf[grp], qmax) : 0.0f;
-    float mx = -INFINITY, mn = INFINITY;
-    for (int e = 0; e < gs; e++) {
-      float v = aRow[e];
-      mx = fmaxf(mx, v);
-      mn = fminf(mn, v);
-      float q = fQuantLevel(v, sc, z, qmax);
-      aRow[e] = (q - z) * sc;
-    }
-    if (PIPE) rotateLayersPiped<true>(aRow, tab, K, Ppad, Pb);
-    else rotateLayers<true>(aRow, tab, K, Ppad, Pb);
-    __syncwarp();
-    // Ŵ = U ⊘ α: C = dŴ ⊘ α; Σ U·dŴ per channel, over the strip's rows in order.
-    {
-      float d[kMaxColBlocks][kRows];  // all loads of the strip in flight together
-#pragma unroll
-      for (int cb = 0; cb < kMaxColBlocks; cb++)
-        loadColumn(d[cb], dWhat, ddt, base, I, nr, cb * 32 + lane, cb * 32 + lane < gs);
-#pragma unroll
-      for (int cb = 0; cb < kMaxColBlocks; cb++) {
-        int i = cb * 32 + lane;
-        if (i < gs) {
-          float a = al[i];
-          float acc = a2[cb];
-#pragma unroll
-          for (int r = 0; r < kRows; r++) {
-            if (r < nr) {
-              C[r * stride + i] = d[cb][r] / a;
-              acc += A[r * stride + i] * d[cb][r];
-            }
-          }
-          a2[cb] = acc;
-        }
-      }
-    }
-    __syncwarp();
-    // Inverse layers (their states rebuilt from U).
-    if (PIPE && kPipeBwdWalks) layersBackwardPiped<true>(aRow, cRow, tab, gsum, K, Ppad, lane, nr);
-    else layersBackward<true, true>(aRow, cRow, tab, gsum, K, Ppad, Pb, lane, nr);
-    __syncwarp();  // every lane is done with its row of A before the column-major refill
-    // R again: W ⊙ α and the K forward layers, as above.
-    loadScaledStrip<kV2RefillBlocks>(A, stride, W, wdt, base, I, nr, gs, al, lane);
-    __syncwarp();
-    if (PIPE) rotateLayersPiped<false>(aRow, tab, K, Ppad, Pb);
-    else rotateLayers<false>(aRow, tab, K, Ppad, Pb);
-    // STE quantizer: dR = dQ plus the scale path through the max/min (ties share).
-    float nmx, nmn;
-    float S = groupSum(aRow, cRow, gs, sc, z, qmax, mx, mn, nmx, nmn);
-    float gMax = S / ((float)qmax * nmx), gMin = S / ((float)qmax * nmn);
-    for (int e = 0; e < gs; e++) {
-      float v = aRow[e];
-      if (v == mx || v == mn) {
-        float d = cRow[e];
-        if (v == mx) d += gMax;
-        if (v == mn) d -= gMin;
-        cRow[e] = d;
-      }
-    }
-    // Forward layers, K − 1 down to 0 (their states rebuilt from R).
-    if (PIPE && kPipeBwdWalks) layersBackwardPiped<false>(aRow, cRow, tab, gsum, K, Ppad, lane, nr);
-    else layersBackward<false, true>(aRow, cRow, tab, gsum, K, Ppad, Pb, lane, nr);
-    __syncwarp();
-    // W ⊙ α: Σ W·d(W⊙α) per channel.
-    {
-      float w[kMaxColBlocks][kRows];  // all loads of the strip in flight together
-#pragma unroll
-      for (int cb = 0; cb < kMaxColBlocks; cb++)
-        loadColumn(w[cb], W, wdt, base, I, nr, cb * 32 + lane, cb * 32 + lane < gs);
-#pragma unroll
-      for (int cb = 0; cb < kMaxColBlocks; cb++) {
-        int i = cb * 32 + lane;
-        if (i < gs) {
-          float acc = a1[cb];
-#pragma unroll
-          for (int r = 0; r < kRows; r++)
-            if (r < nr) acc += w[cb][r] * C[r * stride + i];
-          a1[cb] = acc;
-        }
-      }
-    }
-    __syncwarp();  // every lane is done with the planes before the next strip overwrites them
-  }
-  blockSums(a1, a2, A, all, warpFloats, partTheta, partA1, partA2, I, K, gs, g, Ppad, lane, warps);
-}
-
 // dθ = Σ_chunks partTheta; dα = Σ W·d(W⊙α) − (Σ U·dŴ)/α/α (the composition's order: two divisions, then the difference).
 __global__ void paroFusedReduceKernel(const float* partTheta, const float* partA1, const float* partA2,
                                       const float* alpha, size_t chunks, size_t nTheta, size_t I, float* dtheta,
@@ -912,16 +612,6 @@ StripGeom stripGeometry(const void* kernel, int K, int gs, size_t warpFloats) {
 
 size_t planeFloats(int gs) { return (size_t)kRows * (gs + 1); }
 
-// PARO_FUSED_BWD (read at every call, so one process can time and compare the versions): v2 the two-plane stage-1
-// backward (paroFusedBwdS1V2Kernel<false>), v3 that with the pipelined walks (paroFusedBwdS1V2Kernel<true>); unset or
-// anything else: v1 (paroFusedBwdKernel<true>). Stage 2 has one kernel.
-int fusedBwdVersionSelected() {
-  const char* v = std::getenv("PARO_FUSED_BWD");
-  if (v && std::strcmp(v, "v2") == 0) return 2;
-  if (v && std::strcmp(v, "v3") == 0) return 3;
-  return 1;
-}
-
 }  // namespace
 
 bool paroFusedSupported(int I, int K, int gs) {
@@ -965,12 +655,8 @@ void paroTransformBwdK(const void* dWhat, int ddt, const void* W, int wdt, const
     return;
   }
   int Ppad = (gs / 2 + kSlotAlign - 1) / kSlotAlign * kSlotAlign;
-  int version = stage == 1 ? fusedBwdVersionSelected() : 1;
-  size_t warpFloats = stage == 1 ? (version > 1 ? 2 : 3) * planeFloats(gs) + (size_t)K * Ppad : 2 * planeFloats(gs);
-  const void* kernel = stage == 2      ? (const void*)paroFusedBwdKernel<false>
-                       : version == 2 ? (const void*)paroFusedBwdS1V2Kernel<false>
-                       : version == 3 ? (const void*)paroFusedBwdS1V2Kernel<true>
-                                      : (const void*)paroFusedBwdKernel<true>;
+  size_t warpFloats = stage == 1 ? 3 * planeFloats(gs) + (size_t)K * Ppad : 2 * planeFloats(gs);
+  const void* kernel = stage == 1 ? (const void*)paroFusedBwdKernel<true> : (const void*)paroFusedBwdKernel<false>;
   StripGeom geo = stripGeometry(kernel, K, gs, warpFloats);
   if (geo.warps == 0) throw ArgError("paroTransformBackward: the group does not fit in shared memory");
   int G = I / gs;
@@ -995,20 +681,10 @@ void paroTransformBwdK(const void* dWhat, int ddt, const void* W, int wdt, const
   float* partA1 = partA.as<float>();
   float* partA2 = partA1 + (size_t)chunks * I;
   dim3 grid((unsigned)G, (unsigned)chunks);
-  setFusedSmem(kernel, geo.smem);
-  if (version == 2) {
-    paroFusedBwdS1V2Kernel<false><<<grid, geo.warps * 32, geo.smem, stream()>>>(
-        dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, partTheta.as<float>(), partA1, partA2, O, I, K, gs, qmax,
-        geo.Ppad, stripsPerChunk);
-  } else if (version == 3) {
-    paroFusedBwdS1V2Kernel<true><<<grid, geo.warps * 32, geo.smem, stream()>>>(
-        dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, partTheta.as<float>(), partA1, partA2, O, I, K, gs, qmax,
-        geo.Ppad, stripsPerChunk);
-  } else {
-    paroFusedBwdKernel<true><<<grid, geo.warps * 32, geo.smem, stream()>>>(
-        dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, nullptr, dwdt, nullptr, partTheta.as<float>(), partA1,
-        partA2, O, I, K, gs, qmax, geo.Ppad, stripsPerChunk);
-  }
+  setFusedSmem((const void*)paroFusedBwdKernel<true>, geo.smem);
+  paroFusedBwdKernel<true><<<grid, geo.warps * 32, geo.smem, stream()>>>(
+      dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, nullptr, dwdt, nullptr, partTheta.as<float>(), partA1,
+      partA2, O, I, K, gs, qmax, geo.Ppad, stripsPerChunk);
   checkLaunch("paroTransformBackward(stage 1)");
   size_t n = nTheta + (size_t)I;
   paroFusedReduceKernel<<<gridFor(n, 256), 256, 0, stream()>>>(partTheta.as<float>(), partA1, partA2, alpha,

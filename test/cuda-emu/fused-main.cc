@@ -2,8 +2,7 @@
 // unfused kernels (native/src/k_paro.cu, compiled in paro-composition.cc) that transform.ts runs without them. The test
 // rewrites the kernel files into k_paro_fused_emu.cc / k_paro_emu.cc (shared memory and launches); this program reads
 // the inputs the test writes (raw f32/i32 files in a folder), runs paroTransformK and paroTransformBwdK, and the
-// composition, and writes the outputs as f32 files: out.<name> fused, comp.<name> the composition, out2.<name> and
-// out3.<name> the stage-1 backward's versions v2 and v3 (PARO_FUSED_BWD).
+// composition, and writes the outputs as f32 files: out.<name> fused, comp.<name> the composition.
 #include <cstdio>
 #include <fstream>
 #include <iostream>
@@ -25,12 +24,11 @@ static std::vector<float> colOp(const std::vector<float>& x, const std::vector<f
   return y;
 }
 
-// argv: dir O I K gs stage odt (0 f32, 1 bf16) [oneWarp: 1 → every block one warp]
+// argv: dir O I K gs stage odt (0 f32, 1 bf16)
 int main(int argc, char** argv) {
-  if (argc != 8 && argc != 9) throw std::runtime_error("usage: dir O I K gs stage odt [oneWarp]");
+  if (argc != 8) throw std::runtime_error("usage: dir O I K gs stage odt");
   std::string dir = argv[1];
   int O = atoi(argv[2]), I = atoi(argv[3]), K = atoi(argv[4]), gs = atoi(argv[5]), stage = atoi(argv[6]), odt = atoi(argv[7]);
-  if (argc == 9 && atoi(argv[8]) == 1) g_emuMaxThreadsPerBlock = 32;
   int qmax = 15;
   size_t n = (size_t)O * I, nG = n / gs;
   auto W = readFile<float>(dir + "/W", n);
@@ -62,18 +60,11 @@ int main(int argc, char** argv) {
   if (stage == 1) {
     writeFile(dir + "/out.scale", gScale);
     writeFile(dir + "/out.zpf", gZpf);
-    // Every stage-1 backward version (PARO_FUSED_BWD, read at each call): out.* v1, out2.* v2, out3.* v3.
-    for (int v = 1; v <= 3; v++) {
-      if (v > 1) setenv("PARO_FUSED_BWD", v == 2 ? "v2" : "v3", 1);
-      else unsetenv("PARO_FUSED_BWD");
-      std::vector<float> dtheta((size_t)K * I / 2, NAN), dalpha(I, NAN);
-      paro::paroTransformBwdK(dWhat.data(), DT_F32, W.data(), DT_F32, alpha.data(), pairs.data(), theta.data(), bScale,
-                              bZpf, 1, dtheta.data(), dalpha.data(), nullptr, DT_F32, nullptr, O, I, K, gs, qmax);
-      std::string pre = v == 1 ? "/out." : v == 2 ? "/out2." : "/out3.";
-      writeFile(dir + pre + "dtheta", dtheta);
-      writeFile(dir + pre + "dalpha", dalpha);
-    }
-    unsetenv("PARO_FUSED_BWD");
+    std::vector<float> dtheta((size_t)K * I / 2, NAN), dalpha(I, NAN);
+    paro::paroTransformBwdK(dWhat.data(), DT_F32, W.data(), DT_F32, alpha.data(), pairs.data(), theta.data(), bScale,
+                            bZpf, 1, dtheta.data(), dalpha.data(), nullptr, DT_F32, nullptr, O, I, K, gs, qmax);
+    writeFile(dir + "/out.dtheta", dtheta);
+    writeFile(dir + "/out.dalpha", dalpha);
   } else {
     std::vector<float> dW(n, NAN), dscale(nG, NAN);
     paro::paroTransformBwdK(dWhat.data(), DT_F32, W.data(), DT_F32, alpha.data(), pairs.data(), theta.data(), bScale,
