@@ -960,11 +960,11 @@ function fusedCase(O: number, I: number, K: number, gs: number, stage: 1 | 2, ou
 }
 
 /** The fused backward twice on the same inputs: bit-identical outputs (the sums over rows have a fixed order). */
-function fusedDeterminism(O: number, I: number, stage: 1 | 2, label = ''): void {
+function fusedDeterminism(O: number, I: number, stage: 1 | 2): void {
   if (!gpu.paroTransform || !gpu.paroTransformBackward) return;
   const p = fusedProblem(O, I, 8, 128);
   const grid = { bits: 4, groupSize: 128 };
-  twice('paroquant', `paroFused s${stage} backward${label}`, `[${O}, ${I}] K8 g128`, 'f32',
+  twice('paroquant', `paroFused s${stage} backward`, `[${O}, ${I}] K8 g128`, 'f32',
     [inp(p.dWhat, [O, I]), inp(p.W, [O, I]), inp(p.alpha, [I]), inp(p.pairs, [8, I], 'i32'), inp(p.theta, [8, I / 2]),
       inp(p.scale, [p.scale.length]), inp(p.zpf, [p.zpf.length])],
     (be, [d, W, al, pr, th, sc, z]) => {
@@ -987,10 +987,41 @@ function paroFusedCases(): void {
   }
 }
 
+/**
+ * paroTransformBackward given dŴ in bf16 (the block's weight gradients, read by the kernel as they are) against the
+ * same values cast to f32 first: every output bit-identical (bf16 → f32 is exact; the kernel converts on load).
+ */
+function fusedBf16Grad(O: number, I: number, stage: 1 | 2): void {
+  const g = 'paroquant', op = `paroFused s${stage} backward, dŴ bf16 = f32`, shape = `[${O}, ${I}] K8 g128`;
+  if (ONLY && !`${g} ${op} ${shape}`.includes(ONLY)) return;
+  if (!gpu.paroTransformBackward) return;
+  try {
+    const p = fusedProblem(O, I, 8, 128);
+    const grid = { bits: 4, groupSize: 128 };
+    const dB = gpu.fromHost(p.dWhat, [O, I], 'bf16');
+    const dF = gpu.cast(dB, 'f32');
+    const ins = [gpu.fromHost(p.W, [O, I]), gpu.fromHost(p.alpha, [I]), gpu.fromHost(p.pairs, [8, I], 'i32'),
+      gpu.fromHost(p.theta, [8, I / 2]), gpu.fromHost(p.scale, [p.scale.length]), gpu.fromHost(p.zpf, [p.zpf.length])];
+    const [W, al, pr, th, sc, z] = ins;
+    const outs = (d: Tensor): Tensor[] => {
+      const r = gpu.paroTransformBackward!(d, W, al, pr, th, grid, sc, z, stage);
+      if (!r) throw new Error('paroTransformBackward declined');
+      return stage === 1 ? [r.dtheta!, r.dalpha!] : [r.dW!, r.dscale!];
+    };
+    const a = outs(dF), b = outs(dB);
+    const names = stage === 1 ? ['dtheta', 'dalpha'] : ['dW', 'dscale'];
+    a.forEach((t, k) => reportExact(g, `${op} ${names[k]}`, shape, 'f32', gpu.toHost(t), gpu.toHost(b[k]), 0));
+    gpu.free(...a, ...b, dB, dF, ...ins);
+  } catch (e) {
+    fail(g, op, shape, e);
+  }
+}
+
 function paroFusedCasesOn(): void {
   // Stage 1 and 2, K 8 and 1, groups of 128 and 64, Ŵ in bf16 (the GEMMs' dtype) and f32.
   fusedCase(64, 256, 8, 128, 1, 'bf16', true);
   fusedCase(64, 256, 8, 128, 2, 'f32', true);
+  for (const stage of [1, 2] as const) fusedBf16Grad(256, 1024, stage);
   if (SMALL) return;
   for (const stage of [1, 2] as const) {
     fusedCase(256, 1024, 8, 128, stage, 'bf16', true);
@@ -1110,7 +1141,8 @@ function dequantCodesCase(O: number, I: number, gs: number): void {
 
 function groupOptim(): void {
   const g = 'optim';
-  for (const n of SMALL ? [1000] : [1000, 1 << 22]) {
+  // 1001: not a multiple of 8, so smoothL1's element-wise path (the others take the 16-byte one).
+  for (const n of SMALL ? [1000] : [1000, 1001, 1 << 22]) {
     for (const dt of ['f32', 'bf16'] as DType[]) {
       caseRun(g, 'smoothL1', `[${n}]`, dt, ['loss', 'dpred'], [1e-6, tolFor(dt, 1e-6)], () => [inp(randn(n, 1.5), [n], dt), inp(randn(n), [n], dt)], (be, [p, t]) => {
         const r = be.smoothL1(p, t, true);
