@@ -7,7 +7,7 @@
 //    windows are cycled through a smaller resident activation set (--resident, default 128 training + 16 validation
 //    windows): the step's compute does not depend on which window it reads, and the real stores (2048 × 2048 ×
 //    4096 × 2 B = 34 GB each) do not all fit one H100.
-// 3. A per-operation profile of one stage-1 step (where the time goes).
+// 3. A per-operation profile of one step of each stage (where the time goes).
 // 4. The same stage-1 epoch on one Llama-3.1-70B-shaped block (hidden 8192, intermediate 28672, 64/8 heads):
 //    --windows-70b steps timed (default 512) and scaled to 2048 windows (steps are alike), and the 80-block projection.
 //    --no-70b skips it.
@@ -452,18 +452,24 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     report.fusedTransform = { linears: lin, steps, seqLen: T, batch };
   }
 
-  // 3. Where the time goes: one step under a synchronising profiler.
+  // 3. Where the time goes: one step of each stage under a synchronising profiler (stage 2 after stage 1: its
+  // quantizers start from the grid of the transform stage 1 left).
   if (!flag(ctx.args, 'no-profile')) {
-    const prof = new ProfiledBackend(be);
     const small: BlockData = { ...b8.data, nTrain: batch };
-    const popt = new BlockOptimizer(prof.backend as Backend, b8.cfg, { norms: b8.norms, linears: b8.linears }, small, { ...b8.settings, epochs: [1, 0] }, b8.geoFor);
-    const tp = performance.now();
-    popt.runStage(1);
-    const profMs = performance.now() - tp;
-    const rows = prof.table().slice(0, 24);
-    ctx.log(`profile of one stage-1 pass (1 step + 2 validations), ${round(profMs, 0)} ms with a sync after every op:`);
-    ctx.log(table([['op', 'calls', 'ms', 'share'], ...rows.map(([n, c, ms, s]) => [n, c, round(ms, 1), round(s, 3)] as (string | number)[])]));
-    report.profile = rows.map(([op, calls, ms, share]) => ({ op, calls, ms, share }));
+    const profile: { stage: number; op: string; calls: number; ms: number; share: number }[] = [];
+    report.profile = profile;
+    for (const stage of [1, 2] as const) {
+      const prof = new ProfiledBackend(be);
+      const popt = new BlockOptimizer(prof.backend as Backend, b8.cfg, { norms: b8.norms, linears: b8.linears }, small,
+        { ...b8.settings, epochs: stage === 1 ? [1, 0] : [0, 1] }, b8.geoFor);
+      const tp = performance.now();
+      popt.runStage(stage);
+      const profMs = performance.now() - tp;
+      const rows = prof.table().slice(0, 28);
+      ctx.log(`profile of one stage-${stage} pass (1 step + 2 validations), ${round(profMs, 0)} ms with a sync after every op:`);
+      ctx.log(table([['op', 'calls', 'ms', 'share'], ...rows.map(([n, c, ms, s]) => [n, c, round(ms, 1), round(s, 3)] as (string | number)[])]));
+      profile.push(...rows.map(([op, calls, ms, share]) => ({ stage, op, calls, ms, share })));
+    }
   }
   freeBlock(be, b8);
 
