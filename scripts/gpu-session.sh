@@ -63,6 +63,8 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
       step check-some 300 node $G/gpu-check.mjs --isolate --parallel --no-time --groups ${CHECK_GROUPS:-attention} ${CHECK_ARGS:-} ;;
     check-more) # a second selection in the same session: CHECK2_GROUPS=rope,norm CHECK2_ARGS=...
       step check-more 300 node $G/gpu-check.mjs --isolate --parallel --no-time --groups ${CHECK2_GROUPS:-norm} ${CHECK2_ARGS:-} ;;
+    check-third) # a third selection: CHECK3_GROUPS, CHECK3_ARGS
+      step check-third 300 node $G/gpu-check.mjs --isolate --parallel --no-time --groups ${CHECK3_GROUPS:-optim} ${CHECK3_ARGS:-} ;;
     check-attn) # the attention group alone (every kernel version on every tensor-core case)
       step check-attn 300 node $G/gpu-check.mjs --isolate --no-time --groups attention ;;
     check-givens) # the Givens cases of the paroquant group (both kernel versions), without the long fused-transform ones
