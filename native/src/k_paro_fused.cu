@@ -34,7 +34,10 @@
 // block of 7 linears, stage 1 fwd + bwd: this kernel 14.781 ms, two planes 14.794, pipelined 15.628; Nsight on gate_proj
 // (12288×4096, K 8, g128): this backward 3.24 ms (243 registers, 0.28 issued warps per scheduler, 904 M instructions),
 // two planes 3.17 ms (0.42 of 1.49 warps eligible, 1.05 G instructions). More resident warps did not help: the kernel
-// is not simply latency-bound, and the recomputation's extra work cancels the gain.
+// is not simply latency-bound, and the recomputation's extra work cancels the gain. Also tried (run 22): the backward
+// specialised for the operand dtypes at compile time (bf16 or f32 dŴ, f32 W), which cut the stage-1 machine code from
+// 474 to 341 KB (Nsight: ≈ 16 % of the warps' cycles wait on instruction fetch) but used 255 registers with 76 bytes
+// of spills: the block step's seven backwards 15.0 → 18.1 ms (stage 2 7.6 → 9.5). The run-time dtype stays.
 #include <algorithm>
 
 #include "common.cuh"
@@ -159,20 +162,11 @@ __device__ __forceinline__ void rotateLayers(float* row, Tables tab, int K, int 
   }
 }
 
-// Element i of p as f32 (ldf): DT a dtype known at compile time, whose constant lets the compiler drop ldf's dtype
-// branches, or kAnyDt for the run-time dt.
-constexpr int kAnyDt = -1;
-template <int DT>
-__device__ __forceinline__ float ldAs(const void* p, int dt, size_t i) {
-  return ldf(p, DT == kAnyDt ? dt : DT, i);
-}
-
 // Column i of the strip (rows 0..nr−1 from base): the 32 global loads issued together.
-template <int DT = kAnyDt>
 __device__ __forceinline__ void loadColumn(float v[kRows], const void* p, int dt, size_t base, int I, int nr, int i,
                                            bool on) {
 #pragma unroll
-  for (int r = 0; r < kRows; r++) v[r] = on && r < nr ? ldAs<DT>(p, dt, base + (size_t)r * I + i) : 0.0f;
+  for (int r = 0; r < kRows; r++) v[r] = on && r < nr ? ldf(p, dt, base + (size_t)r * I + i) : 0.0f;
 }
 
 // tile[r][i] = W·α (mulCols' product).
@@ -410,11 +404,8 @@ __device__ __forceinline__ void blockSums(const float* a1, const float* a2, floa
 }
 
 // Stage 1 (THETA): planes A, B, C per warp and the warp's dθ sums; partTheta/partA1/partA2 per row chunk (blockIdx.y).
-// Stage 2: planes A, C; dW and dscale. DDT / WDT: dŴ's and W's dtypes fixed at compile time (the block step's bf16 dŴ
-// and f32 W, or f32 and f32), or kAnyDt (read as the run-time ddt / wdt say): ldf's per-element dtype branches across
-// the 128 unrolled loads of each strip phase made the machine code 474 KB and Nsight showed ≈ 16 % of the warps'
-// cycles waiting on instruction fetch (run 21).
-template <bool S1, int DDT = kAnyDt, int WDT = kAnyDt>
+// Stage 2: planes A, C; dW and dscale.
+template <bool S1>
 __global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, int wdt, const float* alpha,
                                    const int* pairs, const float* theta, const float* scale, const float* zpf, void* dW,
                                    int dwdt, float* dscale, float* partTheta, float* partA1, float* partA2, int O,
@@ -456,7 +447,7 @@ __global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, in
     {
       float v[kMaxColBlocks][kRows];  // all loads of the strip in flight together
 #pragma unroll
-      for (int c = 0; c < kMaxColBlocks; c++) loadColumn<WDT>(v[c], W, wdt, base, I, nr, c * 32 + lane, c * 32 + lane < gs);
+      for (int c = 0; c < kMaxColBlocks; c++) loadColumn(v[c], W, wdt, base, I, nr, c * 32 + lane, c * 32 + lane < gs);
 #pragma unroll
       for (int c = 0; c < kMaxColBlocks; c++) {
         int i = c * 32 + lane;
@@ -483,7 +474,7 @@ __global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, in
     float d[kMaxColBlocks][kRows];  // all loads of the strip in flight together
 #pragma unroll
     for (int cb = 0; cb < kMaxColBlocks; cb++)
-      loadColumn<DDT>(d[cb], dWhat, ddt, base, I, nr, cb * 32 + lane, cb * 32 + lane < gs);
+      loadColumn(d[cb], dWhat, ddt, base, I, nr, cb * 32 + lane, cb * 32 + lane < gs);
 #pragma unroll
     for (int cb = 0; cb < kMaxColBlocks; cb++) {
       int i = cb * 32 + lane;
@@ -528,7 +519,7 @@ __global__ void paroFusedBwdKernel(const void* dWhat, int ddt, const void* W, in
       float w[kMaxColBlocks][kRows];  // all loads of the strip in flight together
 #pragma unroll
       for (int cb = 0; cb < kMaxColBlocks; cb++)
-        loadColumn<WDT>(w[cb], W, wdt, base, I, nr, cb * 32 + lane, cb * 32 + lane < gs);
+        loadColumn(w[cb], W, wdt, base, I, nr, cb * 32 + lane, cb * 32 + lane < gs);
 #pragma unroll
       for (int cb = 0; cb < kMaxColBlocks; cb++) {
         int i = cb * 32 + lane;
@@ -624,15 +615,6 @@ StripGeom stripGeometry(const void* kernel, int K, int gs, size_t warpFloats) {
 
 size_t planeFloats(int gs) { return (size_t)kRows * (gs + 1); }
 
-// The backward kernel for these operand dtypes: specialised for the pairs the block step passes, else the generic one.
-using BwdKernel = decltype(&paroFusedBwdKernel<true>);
-template <bool S1>
-BwdKernel bwdKernelFor(int ddt, int wdt) {
-  if (wdt == DT_F32 && ddt == DT_BF16) return paroFusedBwdKernel<S1, DT_BF16, DT_F32>;
-  if (wdt == DT_F32 && ddt == DT_F32) return paroFusedBwdKernel<S1, DT_F32, DT_F32>;
-  return paroFusedBwdKernel<S1>;
-}
-
 }  // namespace
 
 bool paroFusedSupported(int I, int K, int gs) {
@@ -677,16 +659,16 @@ void paroTransformBwdK(const void* dWhat, int ddt, const void* W, int wdt, const
   }
   int Ppad = (gs / 2 + kSlotAlign - 1) / kSlotAlign * kSlotAlign;
   size_t warpFloats = stage == 1 ? 3 * planeFloats(gs) + (size_t)K * Ppad : 2 * planeFloats(gs);
-  BwdKernel k = stage == 1 ? bwdKernelFor<true>(ddt, wdt) : bwdKernelFor<false>(ddt, wdt);
-  StripGeom geo = stripGeometry((const void*)k, K, gs, warpFloats);
+  const void* kernel = stage == 1 ? (const void*)paroFusedBwdKernel<true> : (const void*)paroFusedBwdKernel<false>;
+  StripGeom geo = stripGeometry(kernel, K, gs, warpFloats);
   if (geo.warps == 0) throw ArgError("paroTransformBackward: the group does not fit in shared memory");
   int G = I / gs;
   int strips = (O + kRows - 1) / kRows;
   if (stage == 2) {
     int stripsPerBlock = geo.warps * kStripsPerWarp;
     dim3 grid((unsigned)G, (unsigned)((strips + stripsPerBlock - 1) / stripsPerBlock));
-    setFusedSmem((const void*)k, geo.smem);
-    k<<<grid, geo.warps * 32, geo.smem, stream()>>>(
+    setFusedSmem((const void*)paroFusedBwdKernel<false>, geo.smem);
+    paroFusedBwdKernel<false><<<grid, geo.warps * 32, geo.smem, stream()>>>(
         dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, dW, dwdt, dscale, nullptr, nullptr, nullptr, O, I, K, gs,
         qmax, geo.Ppad, stripsPerBlock);
     checkLaunch("paroTransformBackward(stage 2)");
@@ -702,8 +684,8 @@ void paroTransformBwdK(const void* dWhat, int ddt, const void* W, int wdt, const
   float* partA1 = partA.as<float>();
   float* partA2 = partA1 + (size_t)chunks * I;
   dim3 grid((unsigned)G, (unsigned)chunks);
-  setFusedSmem((const void*)k, geo.smem);
-  k<<<grid, geo.warps * 32, geo.smem, stream()>>>(
+  setFusedSmem((const void*)paroFusedBwdKernel<true>, geo.smem);
+  paroFusedBwdKernel<true><<<grid, geo.warps * 32, geo.smem, stream()>>>(
       dWhat, ddt, W, wdt, alpha, pairs, theta, scale, zpf, nullptr, dwdt, nullptr, partTheta.as<float>(), partA1,
       partA2, O, I, K, gs, qmax, geo.Ppad, stripsPerChunk);
   checkLaunch("paroTransformBackward(stage 1)");
