@@ -581,6 +581,22 @@ function groupCrossEntropy(): void {
   }
 }
 
+/**
+ * The ParoQuant block step's attention call at a Qwen3-8B shape (32 query / 8 KV heads, head_dim 128, causal) on
+ * device-random bf16 inputs: what the GPU benchmarks and the Nsight probe time. The caller frees q, k, v, dout.
+ */
+export function blockAttentionInputs(be: Backend & { fillRandom(t: Tensor, seed: number): void }, B: number, T: number): {
+  shape: AttentionShape; mask: AttentionMask; q: Tensor; k: Tensor; v: Tensor; dout: Tensor;
+} {
+  const shape: AttentionShape = { batch: B, tq: T, tk: T, heads: 32, kvHeads: 8, headDim: 128 };
+  const q = be.zeros([B * T, 32 * 128], 'bf16');
+  const k = be.zeros([B * T, 8 * 128], 'bf16');
+  const v = be.zeros([B * T, 8 * 128], 'bf16');
+  const dout = be.zeros([B * T, 32 * 128], 'bf16');
+  [q, k, v, dout].forEach((t, i) => be.fillRandom(t, 10 + i));
+  return { shape, mask: { kind: 'causal', qOffset: 0 }, q, k, v, dout };
+}
+
 /** Random pairs per spec §3: per layer and group a random perfect matching of the group's channels (from r). */
 export function randomPairs(K: number, I: number, gs: number, r: Rng = rng): Int32Array {
   const p = new Int32Array(K * I);

@@ -16,11 +16,11 @@
 // when named, since it needs libnccl.so.2.
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
-import type { AttentionMask, AttentionShape, Backend } from '../src/engine/backend.js';
+import type { Backend } from '../src/engine/backend.js';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { CudaBackend } from '../src/engine/cuda/backend.js';
 import { cudaAvailability, loadCudaBackend } from '../src/engine/cuda/availability.js';
-import { GROUPS, randomPairs, runChecks, timeOn, type Row } from './backend-ops.js';
+import { GROUPS, blockAttentionInputs, randomPairs, runChecks, timeOn, type Row } from './backend-ops.js';
 import { collectiveChecks } from './collective-check.js';
 import { applyLinear, denseLinear } from '../src/model/layer-ops.js';
 
@@ -73,13 +73,7 @@ function benchmarks(gpu: CudaBackend): void {
   rows.push({ group: 'bench', op: 'gemm 8192³ cuBLAS direct', shape: '', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: direct, note: `${(flops / direct / 1e9).toFixed(0)} TFLOP/s` });
   // Batch 1 (the grid alone is short of an H100 at T 2048) and batch 16, the ParoQuant block step's attention call.
   for (const [B, T] of [[1, 2048], [1, 4096], [16, 2048]]) {
-    const shape: AttentionShape = { batch: B, tq: T, tk: T, heads: 32, kvHeads: 8, headDim: 128 };
-    const q = gpu.zeros([B * T, 32 * 128], 'bf16');
-    const k = gpu.zeros([B * T, 8 * 128], 'bf16');
-    const v = gpu.zeros([B * T, 8 * 128], 'bf16');
-    const dout = gpu.zeros([B * T, 32 * 128], 'bf16');
-    [q, k, v, dout].forEach((t, i) => gpu.fillRandom(t, 10 + i));
-    const mask: AttentionMask = { kind: 'causal', qOffset: 0 };
+    const { shape, mask, q, k, v, dout } = blockAttentionInputs(gpu, B, T);
     const fl = (B * 4 * T * T * 32 * 128) / 2; // causal: half the score matrix
     const bt = B > 1 ? ` b${B}` : '';
     // Both tensor-core kernel versions in the same run (PARO_ATTN_KERNEL, read by the addon at each call): v2 is the

@@ -4,9 +4,9 @@
 // linear through transform.ts (the composition of the unfused ops, then the fused ones). Each op runs twice;
 // the profiler is told to skip the first launch of each kernel (warm caches and allocator).
 //   node .gpu/kernel-probe.mjs [--only attention|givens|transform]
-import type { AttentionMask, AttentionShape, QuantGrid } from '../src/engine/backend.js';
+import type { QuantGrid } from '../src/engine/backend.js';
 import { loadCudaBackend } from '../src/engine/cuda/availability.js';
-import { randomPairs } from './backend-ops.js';
+import { blockAttentionInputs, randomPairs } from './backend-ops.js';
 import { selectPairs } from '../src/paroquant/pairs.js';
 import { freeTransformSaved, transformBackward, transformForward, type ParoLinear } from '../src/paroquant/transform.js';
 
@@ -19,14 +19,7 @@ const gpu = loadCudaBackend(0);
 console.log(`kernel probe on ${gpu.device}`);
 
 if (want('attention')) {
-  const [B, T] = [16, 2048];
-  const shape: AttentionShape = { batch: B, tq: T, tk: T, heads: 32, kvHeads: 8, headDim: 128 };
-  const q = gpu.zeros([B * T, 32 * 128], 'bf16');
-  const k = gpu.zeros([B * T, 8 * 128], 'bf16');
-  const v = gpu.zeros([B * T, 8 * 128], 'bf16');
-  const dout = gpu.zeros([B * T, 32 * 128], 'bf16');
-  [q, k, v, dout].forEach((t, i) => gpu.fillRandom(t, 10 + i));
-  const mask: AttentionMask = { kind: 'causal', qOffset: 0 };
+  const { shape, mask, q, k, v, dout } = blockAttentionInputs(gpu, 16, 2048);
   for (let rep = 0; rep < 2; rep++) {
     const f = gpu.attention(q, k, v, shape, mask);
     const g = gpu.attentionBackward(dout, q, k, v, f.out, f.lse, shape, mask);
