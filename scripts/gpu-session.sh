@@ -81,10 +81,10 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
         --section WarpStateStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
         --section SchedulerStats --section InstructionStats node $G/kernel-probe.mjs ${PROBE_ARGS:-} ;;
     ncu-stalls) # where the warps of the slow kernels wait: Nsight Compute's warp-state breakdown (stall reasons per
-      # issued instruction) and the instruction mix; STALL_KERNELS: a regex of kernel names, PROBE_ARGS as for ncu
+      # issued instruction), the instruction mix and the top stall locations (source lines: the addon has -lineinfo); STALL_KERNELS: a regex of kernel names, PROBE_ARGS as for ncu
       NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
       step ncu-stalls 300 $NCU --clock-control none --target-processes all --kernel-id "::regex:^(${STALL_KERNELS:-paroFusedBwdKernel|attnFwdMma2|attnBwdDqMma2|attnBwdDkvMma})\$:2" \
-        --section WarpStateStats --section InstructionStats --print-details all \
+        --section WarpStateStats --section InstructionStats --section SourceCounters --print-details all \
         node $G/kernel-probe.mjs ${PROBE_ARGS:-} ;;
     bench-fused) # the block epoch with the fused ParoQuant transform off (PARO_FUSED_TRANSFORM=0: the composition), for the same-session ratio
       PARO_FUSED_TRANSFORM=0 step bench-fused 240 node $G/bench-gpu.mjs --json --no-70b --no-fused --no-profile ;;
