@@ -52,6 +52,9 @@ step() { # name timeout command...  (stdout → $OUT/name.json, stderr → $OUT/
   peaks "$name" "$s0"
 }
 TIMEV=$(command -v /usr/bin/time >/dev/null && echo "/usr/bin/time -v" || echo "")
+NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+# checkSelection name groups [gpu-check args...]: one selection of gpu-check groups, each group in its own process
+checkSelection() { local name=$1 groups=$2; shift 2; step "$name" 300 node $G/gpu-check.mjs --isolate --parallel --no-time --groups "$groups" "$@"; }
 BENCH_ARGS=${BENCH_ARGS:-}
 DFLASH_8B_ARGS=${DFLASH_8B_ARGS:-}
 for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
@@ -60,11 +63,11 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
     collective) # NCCL at world size 1 (issue 12 item 5): the machine's libnccl.so.2 through our addon
       step collective 120 node $G/gpu-check.mjs --group collective --no-time ;;
     check-some) # chosen groups only: CHECK_GROUPS=attention,norm CHECK_ARGS="--only givens"
-      step check-some 300 node $G/gpu-check.mjs --isolate --parallel --no-time --groups ${CHECK_GROUPS:-attention} ${CHECK_ARGS:-} ;;
+      checkSelection check-some "${CHECK_GROUPS:-attention}" ${CHECK_ARGS:-} ;;
     check-more) # a second selection in the same session: CHECK2_GROUPS=rope,norm CHECK2_ARGS=...
-      step check-more 300 node $G/gpu-check.mjs --isolate --parallel --no-time --groups ${CHECK2_GROUPS:-norm} ${CHECK2_ARGS:-} ;;
+      checkSelection check-more "${CHECK2_GROUPS:-norm}" ${CHECK2_ARGS:-} ;;
     check-third) # a third selection: CHECK3_GROUPS, CHECK3_ARGS
-      step check-third 300 node $G/gpu-check.mjs --isolate --parallel --no-time --groups ${CHECK3_GROUPS:-optim} ${CHECK3_ARGS:-} ;;
+      checkSelection check-third "${CHECK3_GROUPS:-optim}" ${CHECK3_ARGS:-} ;;
     check-attn) # the attention group alone (every kernel version on every tensor-core case)
       step check-attn 300 node $G/gpu-check.mjs --isolate --no-time --groups attention ;;
     check-givens) # the Givens cases of the paroquant group (both kernel versions), without the long fused-transform ones
@@ -76,13 +79,11 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
       step kbench 200 node $G/gpu-check.mjs --bench --no-check ;;
     ncu) # hardware counters (Nsight Compute) of the block step's slow kernels, scripts/kernel-probe.ts; the second
       # launch of each kernel; PROBE_ARGS="--only attention|givens|transform"
-      NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
       step ncu 300 $NCU --clock-control none --target-processes all --kernel-id ::regex:.:2 --section SpeedOfLight \
         --section WarpStateStats --section Occupancy --section LaunchStats --section MemoryWorkloadAnalysis \
         --section SchedulerStats --section InstructionStats node $G/kernel-probe.mjs ${PROBE_ARGS:-} ;;
     ncu-stalls) # where the warps of the slow kernels wait: Nsight Compute's warp-state breakdown (stall reasons per
       # issued instruction), the instruction mix and the top stall locations (source lines: the addon has -lineinfo); STALL_KERNELS: a regex of kernel names, PROBE_ARGS as for ncu
-      NCU=$(command -v ncu || ls /usr/local/cuda/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
       step ncu-stalls 300 $NCU --clock-control none --target-processes all --kernel-id "::regex:^(${STALL_KERNELS:-paroFusedBwdKernel|attnFwdMma2|attnBwdDqMma2|attnBwdDkvMma})\$:2" \
         --section WarpStateStats --section InstructionStats --section SourceCounters --print-details all \
         node $G/kernel-probe.mjs ${PROBE_ARGS:-} ;;
