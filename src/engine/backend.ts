@@ -241,8 +241,39 @@ export interface Backend {
    */
   paroTransform?(
     W: Tensor, alpha: Tensor, pairs: Tensor, theta: Tensor, grid: QuantGrid, params: { scale: Tensor; zpf: Tensor } | null,
-    outDtype: DType,
-  ): { What: Tensor; scale?: Tensor; zpf?: Tensor } | undefined;
+    outDtype: DType, residual?: DType,
+  ): { What: Tensor; scale?: Tensor; zpf?: Tensor; E?: Tensor; extremes?: Tensor } | undefined;
+  /**
+   * Set (to the dtype of E) where this backend wants the Gram backward of the transform (src/paroquant/transform-gram.ts):
+   * transformForward then asks paroTransform for the residual outputs (the `residual` argument), which are:
+   *  - E [O, I] in that dtype: Ŵ − W, both in f32 before the one rounding (Ŵ as stored in What, but unrounded);
+   *  - stage 1 only, extremes i32 [O·G, 2·⌈gs/32⌉]: per flat group o·G + g, bit b of word w (w < ⌈gs/32⌉) is set where
+   *    element 32w + b of the group's rotated row R (the fake quantizer's input) equals the group's maximum, and bit b
+   *    of word ⌈gs/32⌉ + w where it equals the minimum (ties all set; a constant group sets both).
+   * The three ops below then replace paroTransformBackward. Undefined: the backward recomputes (paroTransformBackward)
+   * or runs the composition.
+   */
+  paroResidualDtype?: DType;
+  /**
+   * Optional (with paroResidualDtype): the fake quantizer's scale gradient per flat group from the residual,
+   * S[o·G + g] = Σ_e dŴ[o, g·gs + e]·E[o, g·gs + e] / s, s = scale[o·G + g] clamped to [1e-5, 1e5] (the quantizer's
+   * scale as fakeQuantParams clamps it). Equal in exact arithmetic to fakeQuantParamsBackward's dscale and to the ds of
+   * fakeQuantMinMaxBackward, because the rotations are orthogonal and the quantizer's STE passes dr̂ unchanged. f32 [O·G].
+   */
+  paroScaleGrad?(dWhat: Tensor, E: Tensor, scale: Tensor, grid: QuantGrid): Tensor;
+  /**
+   * Optional: the min/max path of the stage-1 quantizer as a Gram matrix in "virtual rows". Per flat group o·G + g,
+   * c[o, g·gs + i] = (bit i of the max words ? S/qmax/nMax : 0) + (bit i of the min words ? −S/qmax/nMin : 0), with S
+   * from paroScaleGrad and nMax, nMin the groups' popcounts (fakeQuantMinMaxBackward's gMax, gMin); returns f32 [gs, I]
+   * out[k][g·gs + i] = α[g·gs + k] · Σ_o c[o, g·gs + i]·W[o, g·gs + k].
+   */
+  paroMinMaxGram?(S: Tensor, extremes: Tensor, W: Tensor, alpha: Tensor, grid: QuantGrid): Tensor;
+  /**
+   * Optional: per-group Gram matrices of a, b [O, I] (any float dtypes) in "virtual rows": f32 [gs, I],
+   * out[k][g·gs + i] = (Σ_o a[o, g·gs + i]·b[o, g·gs + k])·α[g·gs + k]/α[g·gs + i] (alpha omitted: the plain sum).
+   * Sums over o in a fixed order (reruns bit-identical); products of 16-bit inputs are exact.
+   */
+  groupGram?(a: Tensor, b: Tensor, groupSize: number, alpha?: Tensor): Tensor;
   /**
    * Optional: backward of paroTransform from dŴ [O, I] (transformBackward's composition in one pass per row and
    * group, the forward recomputed): stage 1 (scale/zpf: the forward's min/max grid) gives dtheta f32 [K, I/2], the sum

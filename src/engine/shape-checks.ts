@@ -207,3 +207,40 @@ export function checkSmoothL1(pred: Tensor, target: Tensor): void {
   if (pred.size !== target.size) throw new Error(`smoothL1: pred has ${pred.size} elements, target ${target.size}`);
   if (pred.size === 0) throw new Error('smoothL1: empty input');
 }
+
+/** groupGram: a, b [O, I] of the same shape, I a multiple of groupSize, alpha (if given) [I]. */
+export function checkGroupGram(a: Tensor, b: Tensor, groupSize: number, alpha?: Tensor): { O: number; I: number; G: number } {
+  const [O, I] = rowsCols(a);
+  const [Ob, Ib] = rowsCols(b);
+  if (O !== Ob || I !== Ib) throw new Error(`groupGram: shapes ${shapeString(a.shape)} and ${shapeString(b.shape)} differ`);
+  if (!(Number.isInteger(groupSize) && groupSize >= 1) || I % groupSize !== 0) throw new Error(`groupGram: cols ${I} is not a multiple of groupSize ${groupSize}`);
+  if (alpha) checkColumnVector('groupGram', a, alpha);
+  return { O, I, G: I / groupSize };
+}
+
+/** paroScaleGrad: dWhat and E [O, I] alike, scale one entry per group. */
+export function checkScaleGrad(dWhat: Tensor, E: Tensor, scale: Tensor, grid: QuantGrid): { O: number; I: number; nGroups: number } {
+  const [O, I] = rowsCols(dWhat);
+  const [Oe, Ie] = rowsCols(E);
+  if (O !== Oe || I !== Ie) throw new Error(`paroScaleGrad: shapes ${shapeString(dWhat.shape)} and ${shapeString(E.shape)} differ`);
+  const { nGroups } = checkGrid('paroScaleGrad', dWhat, grid);
+  if (scale.size !== nGroups) throw new Error(`paroScaleGrad: scale needs ${nGroups} elements`);
+  return { O, I, nGroups };
+}
+
+/** Words per min or max mask of one group in paroTransform's extremes (bit e%32 of word e/32). */
+export function extremeWords(groupSize: number): number {
+  return Math.ceil(groupSize / 32);
+}
+
+/** paroMinMaxGram: S one entry per group, extremes i32 [O·G, 2·words], W [O, I], alpha [I]. */
+export function checkMinMaxGram(S: Tensor, extremes: Tensor, W: Tensor, alpha: Tensor, grid: QuantGrid): { O: number; I: number; nGroups: number; qmax: number; words: number } {
+  const [O, I] = rowsCols(W);
+  const { nGroups, qmax } = checkGrid('paroMinMaxGram', W, grid);
+  if (S.size !== nGroups) throw new Error(`paroMinMaxGram: S needs ${nGroups} elements`);
+  if (extremes.dtype !== 'i32') throw new Error('paroMinMaxGram: extremes must be i32');
+  const words = extremeWords(grid.groupSize);
+  if (extremes.size !== nGroups * 2 * words) throw new Error(`paroMinMaxGram: extremes need ${nGroups}·${2 * words} words`);
+  checkColumnVector('paroMinMaxGram', W, alpha);
+  return { O, I, nGroups, qmax, words };
+}
