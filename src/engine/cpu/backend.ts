@@ -10,6 +10,7 @@ import {
   checkAdamW, checkAttention, checkAttentionBackward, checkBroadcast, checkColumnVector, checkConcatCols, checkCopyRows,
   checkCrossEntropy, checkGatherRows, checkGivens, checkGrid, checkGridParams, checkRmsnorm, checkRmsnormBackward, checkRope,
   checkDequantizePacked, checkQuantizePacked, checkSameSize, checkScatterRows, checkSmoothL1, matmulDims, rowsCols,
+  checkGroupGram, checkMinMaxGram, checkScaleGrad,
 } from '../shape-checks.js';
 import { bf16ToF32, f16ToF32, roundToBf16InPlace, roundToF16InPlace } from '../../numerics/half.js';
 import { gemm, initMatmul, view } from './matmul.js';
@@ -25,6 +26,7 @@ import {
   fakeQuantMinMax, fakeQuantMinMaxBackward, fakeQuantParams, fakeQuantParamsBackward, quantizePacked, dequantizePacked,
 } from './fakequant.js';
 import { adamwStep, smoothL1 } from './optim.js';
+import { groupGram, paroMinMaxGram, paroScaleGrad } from './gram.js';
 
 /** Storage shared by a tensor and its reshaped views; free() of any of them releases it. */
 class Storage {
@@ -449,6 +451,25 @@ export class CpuBackend implements Backend {
   dequantizePacked(words: Tensor, zeros: Tensor, scale: Tensor, groupSize: number, nibbleOrder: readonly number[]): Tensor {
     const { O, I: cols } = checkDequantizePacked(words, zeros, scale, groupSize, nibbleOrder);
     return f32([O, cols], dequantizePacked(I(words), I(zeros), F(scale), O, cols, groupSize, nibbleOrder));
+  }
+
+  // The Gram backward's ops (gram.ts). No paroResidualDtype here: without paroTransform the cpu backend keeps the
+  // composition backward; these serve tests and the reference of other backends.
+  paroScaleGrad(dWhat: Tensor, E: Tensor, scale: Tensor, grid: QuantGrid): Tensor {
+    const { nGroups } = checkScaleGrad(dWhat, E, scale, grid);
+    return f32([nGroups], paroScaleGrad(F(dWhat), F(E), F(scale), nGroups, grid.groupSize, alloc(nGroups)));
+  }
+
+  paroMinMaxGram(S: Tensor, extremes: Tensor, W: Tensor, alpha: Tensor, grid: QuantGrid): Tensor {
+    const { O, I: cols } = checkMinMaxGram(S, extremes, W, alpha, grid);
+    const gs = grid.groupSize;
+    return f32([gs, cols], paroMinMaxGram(F(S), I(extremes), F(W), F(alpha), O, cols, grid.bits, gs, alloc(gs * cols)));
+  }
+
+  groupGram(a: Tensor, b: Tensor, groupSize: number, alpha?: Tensor): Tensor {
+    const { O, I: cols } = checkGroupGram(a, b, groupSize, alpha);
+    const out = alloc(groupSize * cols);
+    return f32([groupSize, cols], groupGram(F(a), F(b), O, cols, groupSize, alpha ? F(alpha) : undefined, out));
   }
 
   smoothL1(pred: Tensor, target: Tensor, withGrad: boolean): { loss: number; dpred?: Tensor } {
