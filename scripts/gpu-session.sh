@@ -104,6 +104,9 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
     quantize)
       step quantize 180 $CLI paro quantize $M --out /tmp/q-bf16 --calib $F/train.jsonl --device cuda --force --json
       step quantize-eval 120 $CLI paro eval /tmp/q-bf16 --data $F/val.jsonl --device cuda --json ;;
+    quantize-recompute) # the fixture protocol with the transform's recompute backward (PARO_GRAM_BACKWARD=0): quality A/B with quantize
+      PARO_GRAM_BACKWARD=0 step quantize-recompute 180 $CLI paro quantize $M --out /tmp/q-rec --calib $F/train.jsonl --device cuda --force --json
+      step quantize-recompute-eval 120 $CLI paro eval /tmp/q-rec --data $F/val.jsonl --device cuda --json ;;
     quantize-f32)
       step quantize-f32 180 $CLI paro quantize $M --out /tmp/q-f32 --calib $F/train.jsonl --device cuda --compute-dtype f32 --force --json
       step quantize-f32-eval 120 $CLI paro eval /tmp/q-f32 --data $F/val.jsonl --device cuda --json ;;

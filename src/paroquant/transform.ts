@@ -1,6 +1,7 @@
 // The ParoQuant transform of one linear layer (spec §2, §4, §5): the pseudo-quantized weight
 // Ŵ = F⁻¹(Q(F(W))) with F(v) = (v ⊙ α)·G, and its hand-written backward to θ, α (stage 1) or W, s (stage 2).
 import type { Backend, DType, QuantGrid, Tensor } from '../engine/backend.js';
+import { gramBackwardStage1, gramBackwardStage2, hasGramBackward } from './transform-gram.js';
 
 /** Trainable and fixed state of one linear under optimization. */
 export interface ParoLinear {
@@ -25,11 +26,14 @@ export interface ParoLinear {
 
 /**
  * What the backward needs from the forward. The composition keeps R and U; the fused path (Backend.paroTransform)
- * keeps only the grid, because its backward recomputes the transform per row and group.
+ * keeps the grid, and either nothing more (its backward recomputes the transform per row and group) or, where the
+ * backend runs the Gram backward (transform-gram.ts), the residual E = Ŵ − W and in stage 1 the max/min masks.
  */
 export interface TransformSaved {
   R?: Tensor; // F(W) = givens(W ⊙ α) (composition only)
   U?: Tensor; // Q(R)·Gᵀ, before the division by α (composition only)
+  E?: Tensor; // Ŵ − W (Gram backward only)
+  extremes?: Tensor; // stage 1: max/min masks of R per group (Gram backward only)
   scale: Tensor; // quantizer grid used (stage 1: from min/max; stage 2: the parameters)
   zpf: Tensor;
   stage: 1 | 2;
@@ -46,8 +50,9 @@ export function transformForward(
   be: Backend, lin: ParoLinear, grid: QuantGrid, stage: 1 | 2, save: boolean, outDtype?: DType,
 ): { What: Tensor; saved?: TransformSaved } {
   if (stage === 2 && (!lin.scale || !lin.zpf)) throw new Error('stage 2 needs quantizer parameters');
+  const residual = save && hasGramBackward(be) ? be.paroResidualDtype : undefined;
   const fused = be.paroTransform?.(lin.W, lin.alpha, lin.pairs, lin.theta, grid,
-    stage === 2 ? { scale: lin.scale!, zpf: lin.zpf! } : null, outDtype ?? lin.W.dtype);
+    stage === 2 ? { scale: lin.scale!, zpf: lin.zpf! } : null, outDtype ?? lin.W.dtype, residual);
   if (fused) {
     const scale = stage === 2 ? lin.scale! : fused.scale;
     const zpf = stage === 2 ? lin.zpf! : fused.zpf;
@@ -56,7 +61,10 @@ export function transformForward(
       if (stage === 1) be.free(scale, zpf);
       return { What: fused.What };
     }
-    return { What: fused.What, saved: { scale, zpf, stage, fused: true } };
+    if (residual !== undefined && (!fused.E || (stage === 1 && !fused.extremes))) {
+      throw new Error('paroTransform returned no residual for the Gram backward');
+    }
+    return { What: fused.What, saved: { scale, zpf, E: fused.E, extremes: fused.extremes, stage, fused: true } };
   }
   const Ws = be.mulCols(lin.W, lin.alpha);
   const R = be.givens(Ws, lin.pairs, lin.theta, grid.groupSize, 'forward');
@@ -88,7 +96,7 @@ export function transformForward(
 }
 
 export function freeTransformSaved(be: Backend, s: TransformSaved): void {
-  be.free(s.R, s.U);
+  be.free(s.R, s.U, s.E, s.extremes);
   if (s.stage === 1) be.free(s.scale, s.zpf);
 }
 
@@ -166,6 +174,11 @@ function maskDummySlots(be: Backend, lin: ParoLinear, dthetaRaw: Tensor): Tensor
 
 /** The backward of the fused forward: one Backend.paroTransformBackward call (it recomputes R and U itself). */
 function fusedBackward(be: Backend, lin: ParoLinear, grid: QuantGrid, s: TransformSaved, dWhat: Tensor): TransformGrads {
+  if (s.E) {
+    if (s.stage === 2) return gramBackwardStage2(be, grid, s.scale, { E: s.E }, dWhat);
+    const g = gramBackwardStage1(be, lin, grid, s.scale, { E: s.E, extremes: s.extremes }, dWhat);
+    return { dtheta: maskDummySlots(be, lin, g.dtheta), dalpha: g.dalpha };
+  }
   const g = be.paroTransformBackward?.(dWhat, lin.W, lin.alpha, lin.pairs, lin.theta, grid, s.scale, s.zpf, s.stage);
   if (!g) throw new Error('transformBackward: the backend ran the fused forward but has no fused backward for this shape');
   if (s.stage === 2) {
