@@ -461,12 +461,30 @@ FN(jsFqParamsBwd) {
     return undef(env);
   });
 }
-// paroTransform(W,wdt, alpha, pairs, theta, pScale|0, pZpf|0, out,odt, gScale|0, gZpf|0, O, I, K, gs, qmax)
+// paroTransform(W,wdt, alpha, pairs, theta, pScale|0, pZpf|0, out,odt, gScale|0, gZpf|0, O, I, K, gs, qmax
+//               [, resid|0, rdt, extremes|0])
 FN(jsParoTransform) {
   BODY({
+    bool resid = !a.isNullish(16);
     paroTransformK(a.ptr(0), a.i32(1), (const float*)a.ptr(2), (const int*)a.ptr(3), (const float*)a.ptr(4),
                    (const float*)a.ptr(5), (const float*)a.ptr(6), a.ptr(7), a.i32(8), (float*)a.ptr(9),
-                   (float*)a.ptr(10), a.i32(11), a.i32(12), a.i32(13), a.i32(14), a.i32(15));
+                   (float*)a.ptr(10), a.i32(11), a.i32(12), a.i32(13), a.i32(14), a.i32(15),
+                   resid ? a.ptr(16) : nullptr, resid ? a.i32(17) : 0, resid ? (int*)a.ptr(18) : nullptr);
+    return undef(env);
+  });
+}
+// paroScaleGrad(dWhat,ddt, E,edt, scale, S, nGroups, gs)
+FN(jsParoScaleGrad) {
+  BODY({
+    paroScaleGradK(a.ptr(0), a.i32(1), a.ptr(2), a.i32(3), (const float*)a.ptr(4), (float*)a.ptr(5), a.sz(6), a.i32(7));
+    return undef(env);
+  });
+}
+// paroMinMaxGram(S, extremes, W,wdt, alpha, out, O, I, gs, qmax)
+FN(jsParoMinMaxGram) {
+  BODY({
+    paroMinMaxGramK((const float*)a.ptr(0), (const int*)a.ptr(1), a.ptr(2), a.i32(3), (const float*)a.ptr(4),
+                    (float*)a.ptr(5), a.i32(6), a.i32(7), a.i32(8), a.i32(9));
     return undef(env);
   });
 }
@@ -577,6 +595,7 @@ const Entry kEntries[] = {
     {"givens", jsGivens}, {"givensBwd", jsGivensBwd}, {"fqMinMax", jsFqMinMax}, {"fqMinMaxBwd", jsFqMinMaxBwd},
     {"fqParams", jsFqParams}, {"fqParamsBwd", jsFqParamsBwd}, {"quantizePacked", jsQuantizePacked},
     {"dequantizePacked", jsDequantizePacked}, {"paroTransform", jsParoTransform}, {"paroTransformBwd", jsParoTransformBwd},
+    {"paroScaleGrad", jsParoScaleGrad}, {"paroMinMaxGram", jsParoMinMaxGram},
     {"attention", jsAttention},
     {"attentionBwd", jsAttentionBwd}, {"gemm", jsGemm}, {"benchCublas", jsBenchCublas},
 };

@@ -215,11 +215,39 @@ __device__ __forceinline__ float groupSum(const float* R, const float* gam, int 
   return p[0];
 }
 
+// Masks of the lane's row R against its max and min (stage 1 with RESID): bit b of word w where R[32w + b] equals mx
+// (words 0..words−1 at ext) or mn (words words..2·words−1), the same values the grid was formed from.
+__device__ __forceinline__ void writeExtremes(const float* row, int gs, float mx, float mn, int* ext) {
+  int words = (gs + 31) / 32;
+  for (int w = 0; w < words; w++) {
+    unsigned bMax = 0, bMin = 0;
+#pragma unroll
+    for (int b = 0; b < 32; b++) {
+      int e = 32 * w + b;
+      if (e < gs) {
+        float v = row[e];
+        bMax |= (v == mx ? 1u : 0u) << b;
+        bMin |= (v == mn ? 1u : 0u) << b;
+      }
+    }
+    ext[w] = (int)bMax;
+    ext[words + w] = (int)bMin;
+  }
+}
+
+// Rows of a column the RESID store loop handles at once: their W loads issued together (W re-read, L2-hot).
+constexpr int kResidBatch = 8;
+
 // ---- forward ----
 // pScale/pZpf: stage-2 parameters (null: stage 1, the grid from the group's min/max, written to gScale/gZpf).
+// RESID (Backend.paroResidualDtype): also E = Ŵ − W in f32 (Ŵ before its rounding to odt), stored in rdt at resid, and
+// in stage 1, where extremes is not null, the max/min masks of each row's R (i32 [O·G, 2·⌈gs/32⌉]). A template, so the
+// kernel without them stays the machine code it was.
+template <bool RESID>
 __global__ void paroFusedFwdKernel(const void* W, int wdt, const float* alpha, const int* pairs, const float* theta,
                                    const float* pScale, const float* pZpf, void* out, int odt, float* gScale,
-                                   float* gZpf, int O, int I, int K, int gs, int qmax, int Ppad) {
+                                   float* gZpf, int O, int I, int K, int gs, int qmax, int Ppad, void* resid, int rdt,
+                                   int* extremes) {
   extern __shared__ float smem[];
   int stride = gs + 1;
   Tables tab = tablesAt(smem, K, Ppad);
@@ -274,6 +302,7 @@ __global__ void paroFusedFwdKernel(const void* W, int wdt, const float* alpha, c
       if (lane < nr) {
         gScale[grp] = s;
         gZpf[grp] = zf;
+        if (RESID && extremes) writeExtremes(row, gs, mx, mn, extremes + grp * 2 * ((gs + 31) / 32));
       }
       sc = fClampScale(s);
       z = fZeroPoint(zf, qmax);
@@ -287,8 +316,27 @@ __global__ void paroFusedFwdKernel(const void* W, int wdt, const float* alpha, c
     for (int i = lane; i - lane < gs; i += 32) {
       if (i >= gs) continue;
       float a = al[i];
+      if (RESID) {
+        for (int r0 = 0; r0 < nr; r0 += kResidBatch) {
+          float w[kResidBatch];
+#pragma unroll
+          for (int k = 0; k < kResidBatch; k++)
+            w[k] = r0 + k < nr ? ldf(W, wdt, base + (size_t)(r0 + k) * I + i) : 0.0f;
+#pragma unroll
+          for (int k = 0; k < kResidBatch; k++) {
+            int r = r0 + k;
+            if (r < nr) {
+              size_t idx = base + (size_t)r * I + i;
+              float v = tile[r * stride + i] / a;
+              stf(out, odt, idx, v);
+              stf(resid, rdt, idx, v - w[k]);
+            }
+          }
+        }
+      } else {
 #pragma unroll 8
-      for (int r = 0; r < nr; r++) stf(out, odt, base + (size_t)r * I + i, tile[r * stride + i] / a);
+        for (int r = 0; r < nr; r++) stf(out, odt, base + (size_t)r * I + i, tile[r * stride + i] / a);
+      }
     }
     __syncwarp();  // every lane has read the tile before the next strip overwrites it
   }
@@ -624,20 +672,29 @@ bool paroFusedSupported(int I, int K, int gs) {
 
 void paroTransformK(const void* W, int wdt, const float* alpha, const int* pairs, const float* theta,
                     const float* pScale, const float* pZpf, void* out, int odt, float* gScale, float* gZpf, int O,
-                    int I, int K, int gs, int qmax) {
+                    int I, int K, int gs, int qmax, void* resid, int rdt, int* extremes) {
   if (!paroFusedSupported(I, K, gs)) throw ArgError("paroTransform: unsupported groupSize or K (2..128 even, 1..16)");
   if (!pScale != !pZpf) throw ArgError("paroTransform: scale and zpf go together");
   if (!pScale && (!gScale || !gZpf)) throw ArgError("paroTransform: stage 1 needs the grid outputs");
+  if (extremes && (pScale || !resid)) throw ArgError("paroTransform: extremes come with the residual, in stage 1");
   if (O <= 0) return;
-  StripGeom geo = stripGeometry((const void*)paroFusedFwdKernel, K, gs, planeFloats(gs));
+  bool withResid = resid != nullptr;
+  const void* kernel = withResid ? (const void*)paroFusedFwdKernel<true> : (const void*)paroFusedFwdKernel<false>;
+  StripGeom geo = stripGeometry(kernel, K, gs, planeFloats(gs));
   if (geo.warps == 0) throw ArgError("paroTransform: the group does not fit in shared memory");
-  setFusedSmem((const void*)paroFusedFwdKernel, geo.smem);
+  setFusedSmem(kernel, geo.smem);
   // kStripsPerWarp strips per warp, so that a warp's prefetch of its next strip has one to fetch.
   int strips = (O + kRows - 1) / kRows;
   int perBlock = geo.warps * kStripsPerWarp;
   dim3 grid((unsigned)(I / gs), (unsigned)std::min((strips + perBlock - 1) / perBlock, 65535));
-  paroFusedFwdKernel<<<grid, geo.warps * 32, geo.smem, stream()>>>(W, wdt, alpha, pairs, theta, pScale, pZpf, out, odt,
-                                                                   gScale, gZpf, O, I, K, gs, qmax, geo.Ppad);
+  if (withResid)
+    paroFusedFwdKernel<true><<<grid, geo.warps * 32, geo.smem, stream()>>>(
+        W, wdt, alpha, pairs, theta, pScale, pZpf, out, odt, gScale, gZpf, O, I, K, gs, qmax, geo.Ppad, resid, rdt,
+        extremes);
+  else
+    paroFusedFwdKernel<false><<<grid, geo.warps * 32, geo.smem, stream()>>>(
+        W, wdt, alpha, pairs, theta, pScale, pZpf, out, odt, gScale, gZpf, O, I, K, gs, qmax, geo.Ppad, nullptr, 0,
+        nullptr);
   checkLaunch("paroTransform");
 }
 

@@ -78,14 +78,36 @@ constexpr int kParoFusedMaxGroup = 128;
 constexpr int kParoFusedMaxK = 16;
 /** Shapes the fused kernels take: 2 ≤ gs ≤ 128 even, I % gs = 0, 1 ≤ K ≤ 16. */
 bool paroFusedSupported(int I, int K, int gs);
-/** Ŵ [O, I] (odt) of W [O, I] (wdt); stage 2 with pScale/pZpf [O·G], stage 1 (both null) writes gScale/gZpf [O·G]. */
+/** Ŵ [O, I] (odt) of W [O, I] (wdt); stage 2 with pScale/pZpf [O·G], stage 1 (both null) writes gScale/gZpf [O·G].
+ *  resid (not null): also E = Ŵ − W [O, I] (rdt, f32 before the rounding); extremes (stage 1, with resid): the max/min
+ *  masks of each group's R, i32 [O·G, 2·⌈gs/32⌉] (Backend.paroResidualDtype). */
 void paroTransformK(const void* W, int wdt, const float* alpha, const int* pairs, const float* theta,
                     const float* pScale, const float* pZpf, void* out, int odt, float* gScale, float* gZpf, int O,
-                    int I, int K, int gs, int qmax);
+                    int I, int K, int gs, int qmax, void* resid = nullptr, int rdt = 0, int* extremes = nullptr);
 /** Backward from dŴ: stage 1 dtheta f32 [K, I/2] (unmasked) and dalpha f32 [I]; stage 2 dW [O, I] (dwdt) and dscale [O·G]. */
 void paroTransformBwdK(const void* dWhat, int ddt, const void* W, int wdt, const float* alpha, const int* pairs,
                        const float* theta, const float* scale, const float* zpf, int stage, float* dtheta,
                        float* dalpha, void* dW, int dwdt, float* dscale, int O, int I, int K, int gs, int qmax);
+
+// ---- the Gram backward's residual ops (k_paro_resid.cu; Backend.paroScaleGrad / paroMinMaxGram) ----
+constexpr int kParoMinMaxGramMaxGroup = 128;
+/** S[grp] = (Σ_e dWhat·E over flat group grp of gs elements) / clamp(scale[grp], 1e-5, 1e5), f32 [nGroups]. */
+void paroScaleGradK(const void* dWhat, int ddt, const void* E, int edt, const float* scale, float* S, size_t nGroups,
+                    int gs);
+/** out f32 [gs, I]: out[k][g·gs + i] = α[g·gs + k]·Σ_o c[o, g·gs + i]·W[o, g·gs + k], c from S and the extremes masks
+ *  (Backend.paroMinMaxGram); 1 ≤ gs ≤ 128; sums over rows in a fixed order. */
+void paroMinMaxGramK(const float* S, const int* extremes, const void* W, int wdt, const float* alpha, float* out, int O,
+                     int I, int gs, int qmax);
+
+// ---- per-group Gram matrices (k_gram.cu; Backend.groupGram) ----
+/** out f32 [gs, I]: out[k][g·gs + i] = (Σ_o a[o, g·gs + i]·b[o, g·gs + k])·α[g·gs + k]/α[g·gs + i] (alpha null: the
+ *  sum); a, b [O, I] f32/bf16/f16; gs ∈ {32, 64, 96, 128}; TF32 tensor cores, sums over rows in a fixed order. */
+void groupGramK(const void* a, int adt, const void* b, int bdt, const float* alpha, float* out, int O, int I, int gs);
+/** The row chunking groupGramK picks from the shape (rows per partial sum, a multiple of 32). */
+int gramRowsPerChunk(int O, int I, int gs);
+/** groupGramK with the rows per chunk given (tests exercise the multi-chunk path on small shapes). */
+void groupGramChunkedK(const void* a, int adt, const void* b, int bdt, const float* alpha, float* out, int O, int I,
+                       int gs, int rowsPerChunk);
 
 // ---- attention (k_attention.cu) ----
 enum MaskKind : int { MASK_CAUSAL = 0, MASK_FULL = 1, MASK_DFLASH = 2 };

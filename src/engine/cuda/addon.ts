@@ -112,7 +112,13 @@ export interface NativeAddon {
     nGroups: number, gs: number, qmax: number): void;
   /** The fused transform (k_paro_fused.cu): stage 2 with pScale/pZpf, stage 1 (both 0) writing gScale/gZpf. */
   paroTransform(W: Ptr, wdt: number, alpha: Ptr, pairs: Ptr, theta: Ptr, pScale: Ptr, pZpf: Ptr, out: Ptr, odt: number,
-    gScale: Ptr, gZpf: Ptr, O: number, I: number, K: number, gs: number, qmax: number): void;
+    gScale: Ptr, gZpf: Ptr, O: number, I: number, K: number, gs: number, qmax: number, resid?: Ptr, rdt?: number,
+    extremes?: Ptr): void;
+  /** The Gram backward's scale gradient per flat group (k_paro_resid.cu). */
+  paroScaleGrad(dWhat: Ptr, ddt: number, E: Ptr, edt: number, scale: Ptr, S: Ptr, nGroups: number, gs: number): void;
+  /** The min/max path as a per-group Gram matrix f32 [gs, I] (k_paro_resid.cu). */
+  paroMinMaxGram(S: Ptr, extremes: Ptr, W: Ptr, wdt: number, alpha: Ptr, out: Ptr, O: number, I: number, gs: number,
+    qmax: number): void;
   /** Its backward: stage 1 writes dtheta/dalpha, stage 2 dW/dscale (the other pair 0). */
   paroTransformBwd(dWhat: Ptr, ddt: number, W: Ptr, wdt: number, alpha: Ptr, pairs: Ptr, theta: Ptr, scale: Ptr, zpf: Ptr,
     stage: number, dtheta: Ptr, dalpha: Ptr, dW: Ptr, dwdt: number, dscale: Ptr, O: number, I: number, K: number, gs: number,

@@ -10,6 +10,7 @@ import {
   checkAdamW, checkAttention, checkAttentionBackward, checkBroadcast, checkColumnVector, checkConcatCols, checkCopyRows,
   checkCrossEntropy, checkGatherRows, checkGivens, checkGrid, checkGridParams, checkRmsnorm, checkRmsnormBackward, checkRope,
   checkDequantizePacked, checkQuantizePacked, checkSameSize, checkScatterRows, checkSmoothL1, matmulDims, rowsCols,
+  checkMinMaxGram, checkScaleGrad, extremeWords,
 } from '../shape-checks.js';
 import { bf16ToF32, f16ToF32 } from '../../numerics/half.js';
 import type { NativeAddon, NativeAttnDims, NativeAttnMask, NativeDevice, NativeMemStats } from './addon.js';
@@ -22,6 +23,8 @@ const CUDA_MAX_GROUP_SIZE = 1024;
 /** Shapes the fused transform kernels take (native/src/ops.h kParoFused*): others run the composition. */
 const FUSED_GROUP_SIZES = { min: 2, max: 128 } as const;
 const FUSED_MAX_K = 16;
+/** Largest group paroMinMaxGram takes (native/src/ops.h kParoMinMaxGramMaxGroup: one thread per column of a group). */
+const MIN_MAX_GRAM_MAX_GROUP = 128;
 
 function code(t: Tensor): number {
   return DT_CODE[t.dtype];
@@ -46,6 +49,18 @@ export class CudaBackend implements Backend {
    * the composition of the unfused ops (benches set it to compare both paths).
    */
   fusedTransform = process.env.PARO_FUSED_TRANSFORM !== '0';
+  /**
+   * Backend.paroResidualDtype: bf16 E (and the stage-1 extremes) from paroTransform, for the Gram backward
+   * (src/paroquant/transform-gram.ts), unless the environment sets PARO_GRAM_BACKWARD=0; undefined (the backward
+   * recomputes) while fusedTransform is off. Benches set it to undefined to compare both backwards.
+   */
+  get paroResidualDtype(): DType | undefined {
+    return this.fusedTransform ? this.gramResidual : undefined;
+  }
+  set paroResidualDtype(dt: DType | undefined) {
+    this.gramResidual = dt;
+  }
+  private gramResidual: DType | undefined = process.env.PARO_GRAM_BACKWARD !== '0' ? 'bf16' : undefined;
   /** Exact-f32 mode (Backend.setExactF32): f32 attention runs on the scalar f32 kernels. */
   private exactF32 = false;
   private readonly pool: StoragePool;
@@ -604,12 +619,12 @@ export class CudaBackend implements Backend {
 
   paroTransform(
     W: Tensor, alpha: Tensor, pairs: Tensor, theta: Tensor, grid: QuantGrid, params: { scale: Tensor; zpf: Tensor } | null,
-    outDtype: DType,
-  ): { What: Tensor; scale?: Tensor; zpf?: Tensor } | undefined {
+    outDtype: DType, residual?: DType,
+  ): { What: Tensor; scale?: Tensor; zpf?: Tensor; E?: Tensor; extremes?: Tensor } | undefined {
     const op = 'paroTransform';
     const Wt = this.F(W, op);
     const args = this.fusedArgs(op, Wt, alpha, pairs, theta, grid);
-    if (!args || !isFloat(outDtype)) return undefined;
+    if (!args || !isFloat(outDtype) || (residual !== undefined && !isFloat(residual))) return undefined;
     const { O, I, K, nGroups, qmax } = args;
     if (params) checkGridParams(op, params.scale, params.zpf, nGroups);
     const P = this.T(pairs);
@@ -620,16 +635,47 @@ export class CudaBackend implements Backend {
     const What = this.alloc(Wt.shape, outDtype);
     const scale = params ? null : this.alloc([nGroups], 'f32');
     const zpf = params ? null : this.alloc([nGroups], 'f32');
+    const E = residual ? this.alloc(Wt.shape, residual) : null;
+    const extremes = residual && !params ? this.alloc([nGroups, 2 * extremeWords(grid.groupSize)], 'i32') : null;
     this.a.paroTransform(Wt.ptr, code(Wt), A.ptr, P.ptr, TH.ptr, S?.ptr ?? 0, Z?.ptr ?? 0, What.ptr, code(What),
-      scale?.ptr ?? 0, zpf?.ptr ?? 0, O, I, K, grid.groupSize, qmax);
+      scale?.ptr ?? 0, zpf?.ptr ?? 0, O, I, K, grid.groupSize, qmax, E?.ptr ?? 0, E ? code(E) : 0, extremes?.ptr ?? 0);
     this.dropTemp(A, alpha);
     this.dropTemp(TH, theta);
+    const resid = E ? (extremes ? { E, extremes } : { E }) : {};
     if (params) {
       this.dropTemp(S!, params.scale);
       this.dropTemp(Z!, params.zpf);
-      return { What };
+      return { What, ...resid };
     }
-    return { What, scale: scale!, zpf: zpf! };
+    return { What, scale: scale!, zpf: zpf!, ...resid };
+  }
+
+  paroScaleGrad(dWhat: Tensor, E: Tensor, scale: Tensor, grid: QuantGrid): Tensor {
+    const op = 'paroScaleGrad';
+    const D = this.F(dWhat, op);
+    const Et = this.F(E, op);
+    const { nGroups } = checkScaleGrad(D, Et, scale, grid);
+    const Sc = this.as(this.F(scale, op), 'f32');
+    const S = this.alloc([nGroups], 'f32');
+    this.a.paroScaleGrad(D.ptr, code(D), Et.ptr, code(Et), Sc.ptr, S.ptr, nGroups, grid.groupSize);
+    this.dropTemp(Sc, scale);
+    return S;
+  }
+
+  paroMinMaxGram(S: Tensor, extremes: Tensor, W: Tensor, alpha: Tensor, grid: QuantGrid): Tensor {
+    const op = 'paroMinMaxGram';
+    const Wt = this.F(W, op);
+    const X = this.T(extremes);
+    const { O, I, qmax } = checkMinMaxGram(S, X, Wt, alpha, grid);
+    const gs = grid.groupSize;
+    if (gs > MIN_MAX_GRAM_MAX_GROUP) throw new Error(`${op}: groupSize ${gs} is above ${MIN_MAX_GRAM_MAX_GROUP}`);
+    const St = this.as(this.F(S, op), 'f32');
+    const A = this.as(this.F(alpha, op), 'f32');
+    const out = this.alloc([gs, I], 'f32');
+    this.a.paroMinMaxGram(St.ptr, X.ptr, Wt.ptr, code(Wt), A.ptr, out.ptr, O, I, gs, qmax);
+    this.dropTemp(St, S);
+    this.dropTemp(A, alpha);
+    return out;
   }
 
   paroTransformBackward(
