@@ -16,7 +16,7 @@ constexpr int kGramRowBatch = 16;         // rows whose loads paroMinMaxGramKern
 constexpr int kGramMinRowsPerChunk = 64;  // row chunks of paroMinMaxGram: at least this many rows ...
 constexpr int kGramTargetBlocks = 1024;   // ... and about this many blocks over all groups
 
-__device__ __forceinline__ float fClampScale(float s) { return fminf(fmaxf(s, 1e-5f), 1e5f); }
+__device__ __forceinline__ float clampQuantScale(float s) { return fminf(fmaxf(s, 1e-5f), 1e5f); }
 
 // ---- paroScaleGrad ----
 // L lanes per group (a power of two, L·8 ≥ gs up to 32 lanes), 32/L groups per warp. Lane l of its segment sums the
@@ -54,7 +54,7 @@ __global__ void paroScaleGradKernel(const void* dWhat, int ddt, const void* E, i
       }
     }
     for (int o = L / 2; o > 0; o >>= 1) p += __shfl_xor_sync(0xffffffffu, p, o);
-    if (on && sl == 0) S[grp] = p / fClampScale(scale[grp]);
+    if (on && sl == 0) S[grp] = p / clampQuantScale(scale[grp]);
   }
 }
 
