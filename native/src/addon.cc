@@ -488,6 +488,14 @@ FN(jsParoMinMaxGram) {
     return undef(env);
   });
 }
+// groupGram(a,adt, b,bdt, alpha|0, out, O, I, gs)
+FN(jsGroupGram) {
+  BODY({
+    groupGramK(a.ptr(0), a.i32(1), a.ptr(2), a.i32(3), (const float*)a.ptr(4), (float*)a.ptr(5), a.i32(6), a.i32(7),
+               a.i32(8));
+    return undef(env);
+  });
+}
 // paroTransformBwd(dWhat,ddt, W,wdt, alpha, pairs, theta, scale, zpf, stage, dtheta|0, dalpha|0, dW|0,dwdt,
 //                  dscale|0, O, I, K, gs, qmax)
 FN(jsParoTransformBwd) {
@@ -595,7 +603,7 @@ const Entry kEntries[] = {
     {"givens", jsGivens}, {"givensBwd", jsGivensBwd}, {"fqMinMax", jsFqMinMax}, {"fqMinMaxBwd", jsFqMinMaxBwd},
     {"fqParams", jsFqParams}, {"fqParamsBwd", jsFqParamsBwd}, {"quantizePacked", jsQuantizePacked},
     {"dequantizePacked", jsDequantizePacked}, {"paroTransform", jsParoTransform}, {"paroTransformBwd", jsParoTransformBwd},
-    {"paroScaleGrad", jsParoScaleGrad}, {"paroMinMaxGram", jsParoMinMaxGram},
+    {"paroScaleGrad", jsParoScaleGrad}, {"paroMinMaxGram", jsParoMinMaxGram}, {"groupGram", jsGroupGram},
     {"attention", jsAttention},
     {"attentionBwd", jsAttentionBwd}, {"gemm", jsGemm}, {"benchCublas", jsBenchCublas},
 };

@@ -119,6 +119,8 @@ export interface NativeAddon {
   /** The min/max path as a per-group Gram matrix f32 [gs, I] (k_paro_resid.cu). */
   paroMinMaxGram(S: Ptr, extremes: Ptr, W: Ptr, wdt: number, alpha: Ptr, out: Ptr, O: number, I: number, gs: number,
     qmax: number): void;
+  /** Per-group Gram matrices f32 [gs, I] of a, b [O, I] (k_gram.cu), scaled by α[k]/α[i] unless alpha is 0. */
+  groupGram(a: Ptr, adt: number, b: Ptr, bdt: number, alpha: Ptr, out: Ptr, O: number, I: number, gs: number): void;
   /** Its backward: stage 1 writes dtheta/dalpha, stage 2 dW/dscale (the other pair 0). */
   paroTransformBwd(dWhat: Ptr, ddt: number, W: Ptr, wdt: number, alpha: Ptr, pairs: Ptr, theta: Ptr, scale: Ptr, zpf: Ptr,
     stage: number, dtheta: Ptr, dalpha: Ptr, dW: Ptr, dwdt: number, dscale: Ptr, O: number, I: number, K: number, gs: number,

@@ -10,7 +10,7 @@ import {
   checkAdamW, checkAttention, checkAttentionBackward, checkBroadcast, checkColumnVector, checkConcatCols, checkCopyRows,
   checkCrossEntropy, checkGatherRows, checkGivens, checkGrid, checkGridParams, checkRmsnorm, checkRmsnormBackward, checkRope,
   checkDequantizePacked, checkQuantizePacked, checkSameSize, checkScatterRows, checkSmoothL1, matmulDims, rowsCols,
-  checkMinMaxGram, checkScaleGrad, extremeWords,
+  checkGroupGram, checkMinMaxGram, checkScaleGrad, extremeWords,
 } from '../shape-checks.js';
 import { bf16ToF32, f16ToF32 } from '../../numerics/half.js';
 import type { NativeAddon, NativeAttnDims, NativeAttnMask, NativeDevice, NativeMemStats } from './addon.js';
@@ -25,6 +25,8 @@ const FUSED_GROUP_SIZES = { min: 2, max: 128 } as const;
 const FUSED_MAX_K = 16;
 /** Largest group paroMinMaxGram takes (native/src/ops.h kParoMinMaxGramMaxGroup: one thread per column of a group). */
 const MIN_MAX_GRAM_MAX_GROUP = 128;
+/** Group sizes groupGram takes (native/src/k_gram.cu: warps of 16 output rows, tiles of 8 columns). */
+const GROUP_GRAM_SIZES: readonly number[] = [32, 64, 96, 128];
 
 function code(t: Tensor): number {
   return DT_CODE[t.dtype];
@@ -675,6 +677,19 @@ export class CudaBackend implements Backend {
     this.a.paroMinMaxGram(St.ptr, X.ptr, Wt.ptr, code(Wt), A.ptr, out.ptr, O, I, gs, qmax);
     this.dropTemp(St, S);
     this.dropTemp(A, alpha);
+    return out;
+  }
+
+  groupGram(a: Tensor, b: Tensor, groupSize: number, alpha?: Tensor): Tensor {
+    const op = 'groupGram';
+    const At = this.F(a, op);
+    const Bt = this.F(b, op);
+    const { O, I } = checkGroupGram(At, Bt, groupSize, alpha);
+    if (!GROUP_GRAM_SIZES.includes(groupSize)) throw new Error(`${op}: groupSize ${groupSize} is not one of ${GROUP_GRAM_SIZES.join(', ')}`);
+    const Al = alpha ? this.as(this.F(alpha, op), 'f32') : null;
+    const out = this.alloc([groupSize, I], 'f32');
+    this.a.groupGram(At.ptr, code(At), Bt.ptr, code(Bt), Al?.ptr ?? 0, out.ptr, O, I, groupSize);
+    if (Al) this.dropTemp(Al, alpha!);
     return out;
   }
 
