@@ -10,14 +10,20 @@
 // Fragment layout (g = lane/4, t = lane%4): A a0 = A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4];
 // B b0 = B[t][g], b1 = B[t+4][g]; C c0 = C[g][2t], c1 = C[g][2t+1], c2 = C[g+8][2t], c3 = C[g+8][2t+1].
 //
-// Grid (G groups, row chunks); a block of gs/16 warps, warp w owns the output rows i ∈ [16w, 16w + 16) × all gs
-// columns k (gs/8 n-tiles: 4·gs/8 f32 accumulators per lane, 64 at gs 128). Per iteration a tile of 32 rows o of the
-// group's gs columns of a and of b sits in shared memory as TF32 bit patterns, row-major with the row stride gs + 8
-// ≡ 8 (mod 32) words: a fragment load reads word t·stride + g (+ const), 32 distinct banks. While the tensor cores work
-// on a tile, the raw bits of the next one are already loading into registers (each thread: rows lr and lr + 16 of
-// its 8-column chunk of a and b, 16-byte loads). The stores to shared memory go 16 bytes at a time: 4 consecutive
-// lanes hold 4 consecutive chunks of a row, and lanes 4..7 of every 8 write their two 4-word halves in the swapped
-// order, so each quarter warp covers the 32 banks once.
+// Grid (G groups, row chunks); a block of gs/16 warps in a (gs/32) × 2 grid: warp (wm, wn) owns the output rows
+// i ∈ [32·wm, 32·wm + 32) (two m-tiles) × the columns k ∈ [wn·gs/2, (wn + 1)·gs/2) (gs/16 n-tiles), 2·4·gs/16 f32
+// accumulators per lane (64 at gs 128). Per iteration a tile of 32 rows o of the group's gs columns of a and of b sits
+// in shared memory as TF32 bit patterns, row-major with the row stride gs + 8 ≡ 8 (mod 32) words: a fragment load
+// reads word t·stride + g (+ const), 32 distinct banks. While the tensor cores work on a tile, the raw bits of the
+// next one are already loading into registers (each thread: rows lr and lr + 16 of its 8-column chunk of a and b,
+// 16-byte loads). The stores to shared memory go 16 bytes at a time: 4 consecutive lanes hold 4 consecutive chunks
+// of a row, and lanes 4..7 of every 8 write their two 4-word halves in the swapped order, so each quarter warp covers
+// the 32 banks once.
+// Why the 32 × gs/2 warp tile: shared memory, not DRAM, is the tighter limit for bf16 inputs. At gs 128 a 32-row
+// tile (16 KiB of bf16 a and b) costs 256 store wavefronts and, per warp and k-step, 8 A + 16 B fragment words for 16
+// mma (768 wavefronts for the block): ≈ 1024 shared-memory cycles, ≈ 16 B/clk per SM, ≈ 3.7 TB/s on 132 SMs at
+// 1.75 GHz, just above HBM bandwidth. A warp owning 16 rows × all gs columns would load 4 + 32 words per 16 mma
+// (every warp all of B's fragments): 1408 cycles per tile, ≈ 2.7 TB/s.
 //
 // Rows past O are zeros. The row chunks are chosen from the shape alone (gramRowsPerChunk), so the summation order
 // is fixed: each block writes its chunk's partial sums [chunk][gs][I] (the output orientation) to a scratch buffer,
@@ -121,7 +127,8 @@ template <int GS, bool VEC>
 __global__ void __launch_bounds__(GS * 2, 256 / GS) groupGramKernel(const void* a, int adt, const void* b, int bdt, float* part,
                                                           int O, int I, int rowsPerChunk) {
   constexpr int kStride = GS + 8;      // ≡ 8 (mod 32) words: conflict-free fragment loads
-  constexpr int kNTiles = GS / 8;      // n-tiles of a warp (all gs columns k)
+  constexpr int kWarpsM = GS / 32;     // warps along i (32 rows each); 2 along k (gs/2 columns each)
+  constexpr int kNTiles = GS / 16;     // n-tiles of 8 columns k per warp
   constexpr int kRowChunks = GS / 8;   // 8-column chunks of a tile row
   constexpr int kThreads = GS * 2;     // gs/16 warps
   static_assert(kThreads / kRowChunks * 2 == kTileRows, "each thread loads two rows of one chunk");
@@ -137,9 +144,12 @@ __global__ void __launch_bounds__(GS * 2, 256 / GS) groupGramKernel(const void* 
   const bool swap = (lane / 4) % 2 == 1;
   const size_t col = (size_t)g * GS + (size_t)lc * 8;
   uint32_t ra[2][8], rb[2][8];
-  float acc[kNTiles][4];
+  const int wm = warp % kWarpsM, wn = warp / kWarpsM;
+  float acc[2][kNTiles][4];
 #pragma unroll
-  for (int j = 0; j < kNTiles; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.0f;
+  for (int m = 0; m < 2; m++)
+#pragma unroll
+    for (int j = 0; j < kNTiles; j++) acc[m][j][0] = acc[m][j][1] = acc[m][j][2] = acc[m][j][3] = 0.0f;
 #pragma unroll
   for (int h = 0; h < 2; h++) {
     int r = r0 + lr + 16 * h;
@@ -166,25 +176,38 @@ __global__ void __launch_bounds__(GS * 2, 256 / GS) groupGramKernel(const void* 
         loadRaw<VEC>(b, bdt, (size_t)r * I + col, r < r1, rb[h]);
       }
     }
-#pragma unroll 1  // unrolled, the hoisted fragment loads spill at gs 128
-    for (int ks = 0; ks < kTileRows / 8; ks++) {
-      const uint32_t* pa = sA + (ks * 8 + tq) * kStride + warp * 16 + gq;
-      const uint32_t af[4] = {pa[0], pa[8], pa[4 * kStride], pa[4 * kStride + 8]};
-      const uint32_t* pb = sB + (ks * 8 + tq) * kStride + gq;
 #pragma unroll
-      for (int j = 0; j < kNTiles; j++) mmaTf32(acc[j], af, pb[8 * j], pb[4 * kStride + 8 * j]);
+    for (int ks = 0; ks < kTileRows / 8; ks++) {
+      const uint32_t* pa = sA + (ks * 8 + tq) * kStride + wm * 32 + gq;
+      uint32_t af[2][4];
+#pragma unroll
+      for (int m = 0; m < 2; m++) {
+        af[m][0] = pa[16 * m];
+        af[m][1] = pa[16 * m + 8];
+        af[m][2] = pa[16 * m + 4 * kStride];
+        af[m][3] = pa[16 * m + 4 * kStride + 8];
+      }
+      const uint32_t* pb = sB + (ks * 8 + tq) * kStride + wn * (GS / 2) + gq;
+#pragma unroll
+      for (int j = 0; j < kNTiles; j++) {
+        uint32_t b0 = pb[8 * j], b1 = pb[4 * kStride + 8 * j];
+        mmaTf32(acc[0][j], af[0], b0, b1);
+        mmaTf32(acc[1][j], af[1], b0, b1);
+      }
     }
   }
   // C[i][k] to part[chunk][k][g·GS + i]: per store, 4 rows k of 8 consecutive i.
-  float* p = part + (size_t)chunk * GS * I + (size_t)g * GS + warp * 16 + gq;
+  float* p = part + (size_t)chunk * GS * I + (size_t)g * GS + wm * 32 + gq;
 #pragma unroll
-  for (int j = 0; j < kNTiles; j++) {
-    size_t k = (size_t)(8 * j + 2 * tq);
-    p[k * I] = acc[j][0];
-    p[(k + 1) * I] = acc[j][1];
-    p[k * I + 8] = acc[j][2];
-    p[(k + 1) * I + 8] = acc[j][3];
-  }
+  for (int m = 0; m < 2; m++)
+#pragma unroll
+    for (int j = 0; j < kNTiles; j++) {
+      size_t k = (size_t)(wn * (GS / 2) + 8 * j + 2 * tq);
+      p[k * I + 16 * m] = acc[m][j][0];
+      p[(k + 1) * I + 16 * m] = acc[m][j][1];
+      p[k * I + 16 * m + 8] = acc[m][j][2];
+      p[(k + 1) * I + 16 * m + 8] = acc[m][j][3];
+    }
 }
 
 // out[k][c] = f32(Σ_chunk part[chunk][k][c]) (double sum in chunk order), then ·α[g·gs + k], then /α[c].
