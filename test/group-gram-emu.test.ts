@@ -86,11 +86,11 @@ interface GramCase {
 }
 
 const CASES: GramCase[] = [
-  { label: 'gs 32, O 77 (3 tiles, the last part-filled), 3 groups, bf16 × f32, alpha', O: 77, I: 96, gs: 32, adt: 'bf16', bdt: 'f32', alpha: true, rows: 0, shift: 0, chunks: 1 },
+  { label: 'gs 32, O 77 (3 tiles, the last part-filled; the chunking\'s own choice: a chunk per tile), 3 groups, bf16 × f32, alpha', O: 77, I: 96, gs: 32, adt: 'bf16', bdt: 'f32', alpha: true, rows: 0, shift: 0, chunks: 3 },
   { label: 'gs 64, O 300 in 5 chunks of 64 rows, 2 groups, bf16 × bf16, no alpha', O: 300, I: 128, gs: 64, adt: 'bf16', bdt: 'bf16', alpha: false, rows: 64, shift: 0, chunks: 5 },
-  { label: 'gs 128, O 300 (10 tiles, one chunk: the prefetch), 3 groups, f32 × f32, alpha', O: 300, I: 384, gs: 128, adt: 'f32', bdt: 'f32', alpha: true, rows: 0, shift: 0, chunks: 1 },
+  { label: 'gs 128, O 300 (10 tiles in one chunk: the prefetch), 3 groups, f32 × f32, alpha', O: 300, I: 384, gs: 128, adt: 'f32', bdt: 'f32', alpha: true, rows: 320, shift: 0, chunks: 1 },
   { label: 'gs 128, O 77 in 3 chunks of 32, 2 groups, bf16 × bf16 misaligned (scalar loads), alpha', O: 77, I: 256, gs: 128, adt: 'bf16', bdt: 'bf16', alpha: true, rows: 32, shift: 1, chunks: 3 },
-  { label: 'gs 96, O 45, 2 groups, f16 × bf16, no alpha', O: 45, I: 192, gs: 96, adt: 'f16', bdt: 'bf16', alpha: false, rows: 0, shift: 0, chunks: 1 },
+  { label: 'gs 96, O 45 (own chunking: 2), 2 groups, f16 × bf16, no alpha', O: 45, I: 192, gs: 96, adt: 'f16', bdt: 'bf16', alpha: false, rows: 0, shift: 0, chunks: 2 },
   { label: 'gs 32, O 300 in 4 chunks of 96, 2 groups, f32 × bf16 misaligned, alpha', O: 300, I: 64, gs: 32, adt: 'f32', bdt: 'bf16', alpha: true, rows: 96, shift: 3, chunks: 4 },
 ];
 

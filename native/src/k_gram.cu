@@ -29,8 +29,11 @@
 // is fixed: each block writes its chunk's partial sums [chunk][gs][I] (the output orientation) to a scratch buffer,
 // then groupGramReduceKernel adds the chunks in order in double, rounds once to f32 and applies α. No float atomics:
 // reruns are bit-identical. The chunking trades parallelism against the partials' traffic (per chunk 2·gs·4 bytes
-// written and read per column, against chunkRows·(bytes of an a and a b element) read): at least 4·gs rows per
-// chunk keep it within half the input traffic of bf16 inputs.
+// written and read per column, against chunkRows·(bytes of an a and a b element) read): at least 4·gs rows per chunk
+// keep it within half the input traffic of bf16 inputs, except where so few chunks would leave SMs idle (small O), and
+// the block count is chosen near whole waves (gramRowsPerChunk). Qwen3-8B's linears at gs 128: 8 chunks of 512 rows
+// (q, o: 256 blocks), 24 (gate, up: 768), 8 (down: 768), k and v 8 chunks of 128 rows (256 blocks; partials twice
+// the input, mostly in L2).
 #include <algorithm>
 
 #include "common.cuh"
@@ -40,10 +43,14 @@ namespace paro {
 namespace {
 
 constexpr int kTileRows = 32;  // rows o per shared-memory tile: 4 k-steps of 8
-// About two waves of 16 warps per SM on an H100's 132 SMs: the warps a launch aims at (a constant: the chunking, and
-// so the summation order, depends on the shape only, never on the device).
-constexpr int kTargetWarps = 2 * 132 * 16;
-constexpr int kMinChunkRowsPerGroupCol = 4;  // rows per chunk ≥ 4·gs: the partials' traffic stays small
+// The chunking assumes an H100 (132 SMs) and this build's residency (constants: the chunking, and so the summation
+// order, depends on the shape only, never on the device): blocks per SM at gs 128, 96, 64, 32 from ptxas's 127, 142,
+// 118 and 94 registers per thread.
+constexpr int kSms = 132;
+constexpr int kMaxWaves = 4;
+constexpr int kMinChunkRowsPerGroupCol = 4;  // rows per chunk ≥ 4·gs (unless that leaves SMs idle): small partials
+
+int residentBlocks(int gs) { return gs == 128 || gs == 96 ? 2 : gs == 64 ? 4 : 10; }
 
 // cvt.rna: f32 to TF32 (round to nearest, ties away from zero; the low 13 bits zero), as the mma operand's bits.
 __device__ __forceinline__ uint32_t tf32Bits(float x) {
@@ -240,12 +247,27 @@ void launchGram(const void* a, int adt, const void* b, int bdt, float* part, int
 
 }  // namespace
 
+// Blocks of equal work finish together, so a launch of blocks ≈ k whole waves (k ≤ kMaxWaves) wastes least: of the
+// chunk counts ⌊k·wave/G⌋ the one whose last wave is fullest (more waves where as full), at most one per 4·gs rows
+// (the partials' traffic) unless even one wave needs more, and at most one per tile.
 int gramRowsPerChunk(int O, int I, int gs) {
   int G = std::max(1, I / std::max(gs, 1));
   int tiles = std::max(1, (O + kTileRows - 1) / kTileRows);
-  int targetBlocks = std::max(1, kTargetWarps / std::max(1, gs / 16));
-  int chunks = std::max(1, (targetBlocks + G - 1) / G);
-  int tilesPerChunk = std::max((tiles + chunks - 1) / chunks, kMinChunkRowsPerGroupCol * gs / kTileRows);
+  int wave = kSms * residentBlocks(gs);
+  int minTiles = std::max(1, kMinChunkRowsPerGroupCol * gs / kTileRows);
+  int cap = std::min(tiles, std::max({1, wave / G, tiles / minTiles}));
+  int chunks = 1;
+  double bestFill = -1;
+  for (int k = 1; k <= kMaxWaves; k++) {
+    int c = std::min(cap, std::max(1, k * wave / G));
+    long blocks = (long)G * c;
+    double fill = (double)blocks / ((double)((blocks + wave - 1) / wave) * wave);
+    if (fill >= bestFill - 0.02) {
+      bestFill = std::max(bestFill, fill);
+      chunks = c;
+    }
+  }
+  int tilesPerChunk = (tiles + chunks - 1) / chunks;
   return tilesPerChunk * kTileRows;
 }
 
