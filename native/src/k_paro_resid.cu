@@ -62,9 +62,9 @@ __global__ void paroScaleGradKernel(const void* dWhat, int ddt, const void* E, i
 // Grid (G, row chunks), block of gs threads: thread k owns column k of its group. acc[i][k] (stride gs + 1) sums
 // c[o, i]·W[o, k] over the chunk's rows in order; thread k only ever touches column k, so there are no races and the
 // order is fixed. c[o, i] = (max bit i ? gMax : 0) + (min bit i ? gMin : 0), the same for every thread of the row.
-// Per batch of kGramRowBatch rows the block stages S and the mask words in shared memory (one load latency per
-// batch) while each thread's W loads are in flight. Partial sums go to part [chunk][k][g·gs + i] (the +1 stride
-// makes that transposed read conflict-free).
+// Per batch of kGramRowBatch rows the block stages the rows' masks and coefficients in shared memory (one load
+// latency per batch, a thread per row) while each thread's W loads are in flight. Partial sums go to part
+// [chunk][k][g·gs + i] (the +1 stride makes that transposed read conflict-free).
 __global__ void paroMinMaxGramKernel(const float* S, const int* extremes, const void* W, int wdt, float* part, int O,
                                      int I, int gs, int qmax, int rowsPerChunk) {
   extern __shared__ float smem[];
@@ -75,38 +75,41 @@ __global__ void paroMinMaxGramKernel(const float* S, const int* extremes, const 
   int words = (gs + 31) / 32, rowWords = 2 * words;
   unsigned lastMask = gs % 32 == 0 ? 0xffffffffu : (1u << (gs % 32)) - 1;  // bits past gs are ignored
   float* acc = smem;
-  float* sS = acc + (size_t)gs * stride;
-  unsigned* sE = reinterpret_cast<unsigned*>(sS + kGramRowBatch);
+  float* sG = acc + (size_t)gs * stride;  // [batch][2]: gMax, gMin
+  unsigned* sE = reinterpret_cast<unsigned*>(sG + 2 * kGramRowBatch);
   const unsigned* ext = reinterpret_cast<const unsigned*>(extremes);
   for (int i = 0; i < gs; i++) acc[i * stride + k] = 0.0f;
   int o0 = blockIdx.y * rowsPerChunk, o1 = min(O, o0 + rowsPerChunk);
   for (int r0 = o0; r0 < o1; r0 += kGramRowBatch) {
     int nb = min(kGramRowBatch, o1 - r0);
-    for (int t = k; t < nb * (1 + rowWords); t += blockDim.x) {
-      if (t < nb) {
-        sS[t] = S[(size_t)(r0 + t) * G + g];
-      } else {
-        int u = t - nb, b = u / rowWords, q = u % rowWords;
-        unsigned v = ext[((size_t)(r0 + b) * G + g) * rowWords + q];
-        sE[b * rowWords + q] = q % words == words - 1 ? v & lastMask : v;
-      }
-    }
-    float w[kGramRowBatch];
+    float w[kGramRowBatch];  // issued first: in flight while the stage waits for its loads
 #pragma unroll
     for (int b = 0; b < kGramRowBatch; b++) w[b] = b < nb ? ldf(W, wdt, (size_t)(r0 + b) * I + (size_t)g * gs + k) : 0.0f;
+    // Thread b stages row r0 + b: its masks and the coefficients gMax, gMin (fakeQuantMinMaxBackward's: S/qmax/n,
+    // in that order).
+    for (int b = k; b < nb; b += blockDim.x) {
+      size_t grp = (size_t)(r0 + b) * G + g;
+      const unsigned* src = ext + grp * rowWords;
+      unsigned* e = sE + b * rowWords;
+      int nMax = 0, nMin = 0;
+      for (int q = 0; q < words; q++) {
+        unsigned m = q == words - 1 ? lastMask : 0xffffffffu;
+        unsigned mx = src[q] & m, mn = src[words + q] & m;
+        e[q] = mx;
+        e[words + q] = mn;
+        nMax += __popc(mx);
+        nMin += __popc(mn);
+      }
+      float sv = S[grp];
+      sG[2 * b] = sv / (float)qmax / (float)nMax;
+      sG[2 * b + 1] = -sv / (float)qmax / (float)nMin;
+    }
     __syncthreads();
 #pragma unroll
     for (int b = 0; b < kGramRowBatch; b++) {
       if (b < nb) {
         const unsigned* e = sE + b * rowWords;
-        int nMax = 0, nMin = 0;
-        for (int q = 0; q < words; q++) {
-          nMax += __popc(e[q]);
-          nMin += __popc(e[words + q]);
-        }
-        // fakeQuantMinMaxBackward's gMax and gMin: S/qmax/n, in that order.
-        float gMax = sS[b] / (float)qmax / (float)nMax;
-        float gMin = -sS[b] / (float)qmax / (float)nMin;
+        float gMax = sG[2 * b], gMin = sG[2 * b + 1];
         for (int q = 0; q < words; q++) {
           unsigned mx = e[q], mn = e[words + q];
           unsigned u = mx | mn;
@@ -174,8 +177,8 @@ void paroMinMaxGramK(const float* S, const int* extremes, const void* W, int wdt
   int rowsPerChunk = std::max(kGramMinRowsPerChunk, (O + want - 1) / want);
   rowsPerChunk = (rowsPerChunk + kGramRowBatch - 1) / kGramRowBatch * kGramRowBatch;
   int chunks = (O + rowsPerChunk - 1) / rowsPerChunk;
-  // acc [gs][gs + 1], then a batch's S and mask words.
-  size_t smem = ((size_t)gs * (gs + 1) + kGramRowBatch) * sizeof(float) +
+  // acc [gs][gs + 1], then a batch's coefficients and mask words.
+  size_t smem = ((size_t)gs * (gs + 1) + 2 * kGramRowBatch) * sizeof(float) +
                 (size_t)kGramRowBatch * 2 * ((gs + 31) / 32) * sizeof(unsigned);
   if (smem > 48 * 1024)
     checkCuda(cudaFuncSetAttribute((const void*)paroMinMaxGramKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
