@@ -4,9 +4,9 @@
 // every linear of every training step, so it aims at HBM bandwidth: each element of a and b is read once.
 //
 // Per group g the product is M = aᵀb over the rows o (M[i][k], i, k < gs), on the tensor cores as
-// mma.sync m16n8k8 TF32 (A[m = i][k = o] = a[o, g·gs + i], B[k = o][n = k] = b[o, g·gs + k]). Inputs are rounded to
-// TF32 by cvt.rna, which is exact for bf16 and f16 values (7 and 10 mantissa bits), so their products are exact in f32
-// and only the f32 accumulation rounds; f32 inputs lose their low 13 mantissa bits (relative error ≤ 2⁻¹¹ per factor).
+// mma.sync m16n8k8 TF32 (A[m = i][k = o] = a[o, g·gs + i], B[k = o][n = k] = b[o, g·gs + k]). bf16 and f16 values
+// are TF32 values already (7 and 10 mantissa bits), so their products are exact in f32 and only the f32 accumulation
+// rounds; f32 inputs are rounded by cvt.rna to 10 mantissa bits (relative error ≤ 2⁻¹¹ per factor).
 // Fragment layout (g = lane/4, t = lane%4): A a0 = A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4];
 // B b0 = B[t][g], b1 = B[t+4][g]; C c0 = C[g][2t], c1 = C[g][2t+1], c2 = C[g+8][2t], c3 = C[g+8][2t+1].
 //
@@ -102,7 +102,8 @@ __device__ __forceinline__ float decode16(uint32_t h, int dt) {
   return __half2float(__ushort_as_half((unsigned short)(h & 0xffffu)));
 }
 
-// loadRaw's bits as the 8 elements' TF32 patterns.
+// loadRaw's bits as the 8 elements' TF32 patterns. A bf16 or f16 value's f32 pattern already is one (its low 13
+// bits are zero), so only f32 inputs are rounded.
 template <bool VEC>
 __device__ __forceinline__ void toTf32(const uint32_t r[8], int dt, uint32_t u[8]) {
   if (dt == DT_F32) {
@@ -111,12 +112,12 @@ __device__ __forceinline__ void toTf32(const uint32_t r[8], int dt, uint32_t u[8
   } else if (VEC) {
 #pragma unroll
     for (int e = 0; e < 4; e++) {
-      u[2 * e] = tf32Bits(decode16(r[e], dt));
-      u[2 * e + 1] = tf32Bits(decode16(r[e] >> 16, dt));
+      u[2 * e] = __float_as_uint(decode16(r[e], dt));
+      u[2 * e + 1] = __float_as_uint(decode16(r[e] >> 16, dt));
     }
   } else {
 #pragma unroll
-    for (int e = 0; e < 8; e++) u[e] = tf32Bits(decode16(r[e], dt));
+    for (int e = 0; e < 8; e++) u[e] = __float_as_uint(decode16(r[e], dt));
   }
 }
 
