@@ -3,7 +3,9 @@
 // inverse layers → ÷ α runs on one tile in shared memory, reading W once and writing Ŵ once. The backward recomputes
 // that forward, then walks transformBackward's chain (src/paroquant/transform.ts) on the tile; dθ and dα, sums over
 // rows, go through per-block partial sums and a second kernel that adds them in a fixed order (no float atomics:
-// reruns are bit-identical).
+// reruns are bit-identical). For the Gram backward (k_paro_resid.cu) a second instance of the forward (RESID) also
+// stores the residual E = Ŵ − W and, in stage 1, the max/min masks of each row's R; the plain instance's PTX is the
+// same as before it (142 registers on sm_90; RESID 140).
 //
 // Layout (that of k_paro.cu's Givens v2 kernels): one warp owns a strip of 32 rows of one channel group, lane = row.
 // The strip sits row-major in shared memory with the odd row stride gs + 1, so when all lanes apply the same pair slot
