@@ -25,7 +25,7 @@ const FUSED_GROUP_SIZES = { min: 2, max: 128 } as const;
 const FUSED_MAX_K = 16;
 /** Largest group paroMinMaxGram takes (native/src/ops.h kParoMinMaxGramMaxGroup: one thread per column of a group). */
 const MIN_MAX_GRAM_MAX_GROUP = 128;
-/** Group sizes groupGram takes (native/src/k_gram.cu: warps of 16 output rows, tiles of 8 columns). */
+/** Group sizes groupGram takes (native/src/k_gram.cu: warp tiles of 32 rows × gs/2 columns, 8-column n-tiles). */
 const GROUP_GRAM_SIZES: readonly number[] = [32, 64, 96, 128];
 
 function code(t: Tensor): number {
