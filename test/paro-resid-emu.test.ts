@@ -9,6 +9,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { roundToBf16InPlace } from '../src/numerics/half.js';
+import { roundHalfEven } from '../src/numerics/rounding.js';
 import { Rng } from '../src/numerics/rng.js';
 import { randomPairs } from '../scripts/backend-ops.js';
 import { scratchDir } from './scratch.js';
@@ -125,6 +126,57 @@ const popcount = (v: number) => {
   return n;
 };
 
+/**
+ * What the residual outputs stand in for (stage 1): paroScaleGrad(dŴ, E, grid scale) against the quantizer backward's
+ * S = Σ dQ·((q − z) − R/s) from the emulated composition (dQ = G·(dŴ ⊘ α)), and paroMinMaxGram(S, masks, W, α)
+ * against Σ_o c[o, i]·X[o, k] (X = W ⊙ α) with c from that S, both in float64. E in bf16 carries its rounding (2⁻⁹).
+ */
+function checkGramPieces(c: FwdCase, inputs: Record<string, Float32Array | Int32Array>, out: ReturnType<typeof runEmulation>): void {
+  const { O, I, gs } = c;
+  const G = I / gs, qmax = 15;
+  const W = inputs.W as Float32Array, alpha = inputs.alpha as Float32Array;
+  const R = out.f32('comp.R'), dQ = out.f32('comp.dQ'), scale = out.f32('comp.scale'), zpf = out.f32('comp.zpf');
+  const ext = refExtremes(R, gs);
+  const words = Math.ceil(gs / 32);
+  const bit = (grp: number, side: number, i: number) => (ext[grp * 2 * words + side * words + (i >> 5)] >>> (i & 31)) & 1;
+  const S = out.f32('out.S'), gram = out.f32('out.gram');
+  const tol = c.resid === 'f32' ? 1e-5 : 5e-3;
+  const ref = new Float64Array(gs * I), bound = new Float64Array(gs * I);
+  for (let grp = 0; grp < O * G; grp++) {
+    const sc = clampScale(scale[grp]);
+    const z = Math.min(Math.max(-roundHalfEven(zpf[grp]), 0), qmax);
+    let sum = 0, abs = 0;
+    for (let e = grp * gs; e < (grp + 1) * gs; e++) {
+      const q = Math.min(Math.max(roundHalfEven(Math.fround(R[e] / sc)) + z, 0), qmax);
+      const t = dQ[e] * ((q - z) - R[e] / sc);
+      sum += t;
+      abs += Math.abs(t);
+    }
+    expect(Math.abs(S[grp] - sum), `S of group ${grp}`).toBeLessThanOrEqual(tol * abs + 1e-30);
+    const o = Math.floor(grp / G), g = grp % G;
+    let nMax = 0, nMin = 0;
+    for (let i = 0; i < gs; i++) {
+      nMax += bit(grp, 0, i);
+      nMin += bit(grp, 1, i);
+    }
+    for (let i = 0; i < gs; i++) {
+      const mx = bit(grp, 0, i), mn = bit(grp, 1, i);
+      if (!mx && !mn) continue;
+      const cv = (mx ? sum / qmax / nMax : 0) - (mn ? sum / qmax / nMin : 0);
+      const ca = (mx ? abs / qmax / nMax : 0) + (mn ? abs / qmax / nMin : 0);
+      for (let k = 0; k < gs; k++) {
+        const x = W[o * I + g * gs + k] * alpha[g * gs + k];
+        ref[k * I + g * gs + i] += cv * x;
+        bound[k * I + g * gs + i] += Math.abs(ca * x);
+      }
+    }
+  }
+  let bad = 0;
+  for (let t = 0; t < gram.length; t++) if (!(Math.abs(gram[t] - ref[t]) <= tol * bound[t] + 1e-30)) bad++;
+  expect(bad).toBe(0);
+  expect(gram.some((v) => v !== 0)).toBe(true);
+}
+
 describe.skipIf(!hasGpp)('paroTransform with its residual outputs under the host emulation (needs g++)', () => {
   // A ragged last strip (O not a multiple of 32), groups of 128, 64, 48 (a part-full second word) and 16 (< 32).
   const cases: FwdCase[] = [
@@ -136,6 +188,8 @@ describe.skipIf(!hasGpp)('paroTransform with its residual outputs under the host
   for (const c of cases) {
     it(`O${c.O} I${c.I} K${c.K} g${c.gs} stage ${c.stage}, Ŵ ${c.out}, E ${c.resid}`, () => {
       const inputs = fwdInputs(c, 40 + c.gs + c.stage);
+      const drng = new Rng(5);
+      inputs.dWhat = Float32Array.from({ length: c.O * c.I }, () => drng.normal());
       const out = runEmulation(['fwd', c.O, c.I, c.K, c.gs, c.stage, DT[c.out], DT[c.resid]], inputs);
       // Ŵ (and the grid) as without the residual, bit for bit; reruns identical.
       const What = out.f32('plain.What');
@@ -169,6 +223,7 @@ describe.skipIf(!hasGpp)('paroTransform with its residual outputs under the host
         expect([counts(o * G, 0), counts(o * G, 1)]).toEqual([2, 3]); // group 0: R = W, the planted ties
       }
       for (let g = 0; g < G; g++) expect([counts(G + g, 0), counts(G + g, 1)]).toEqual([c.gs, c.gs]); // the zero row
+      checkGramPieces(c, inputs, out);
     }, 60_000);
   }
 });

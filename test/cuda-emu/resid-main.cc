@@ -92,6 +92,26 @@ static void forward(const std::string& dir, int O, int I, int K, int gs, int sta
   paro::givensK(rq.data(), DT_F32, U.data(), DT_F32, O, I, pairs.data(), theta.data(), K, gs, true);
   writeFile(dir + "/comp.R", R);
   writeFile(dir + "/comp.Whatf", colOp(U, alpha, true));
+  if (stage != 1) return;
+  // The Gram backward's stage-1 pieces on the fused outputs (E of run 1, the masks, the grid), and the composition's
+  // dQ = G·(dŴ ⊘ α) (the inverse layers' backward) that they stand in for.
+  auto dWhat = readFile<float>(dir + "/dWhat", n);
+  auto E = readFile<float>(dir + "/out.E", n);
+  auto ext = readFile<int>(dir + "/out.ext", nG * 2 * words);
+  auto gScale = readFile<float>(dir + "/out.scale", nG);
+  Buf Eb(n, rdt);
+  Eb.fill(E);
+  std::vector<float> S(nG, NAN), gram((size_t)gs * I, NAN);
+  paro::paroScaleGradK(dWhat.data(), DT_F32, Eb.ptr(), rdt, gScale.data(), S.data(), nG, gs);
+  paro::paroMinMaxGramK(S.data(), ext.data(), W.data(), DT_F32, alpha.data(), gram.data(), O, I, gs, qmax);
+  writeFile(dir + "/out.S", S);
+  writeFile(dir + "/out.gram", gram);
+  std::vector<float> dU = colOp(dWhat, alpha, true), dQ(n, NAN), dthI((size_t)K * I / 2, NAN);
+  paro::givensBwdK(dU.data(), DT_F32, U.data(), DT_F32, dQ.data(), DT_F32, dthI.data(), O, I, pairs.data(), theta.data(),
+                   K, gs, true);
+  writeFile(dir + "/comp.dQ", dQ);
+  writeFile(dir + "/comp.scale", cScale);
+  writeFile(dir + "/comp.zpf", cZpf);
 }
 
 // sgrad dir nGroups gs ddt edt offset: dWhat, E, scale from files (f32), stored in ddt/edt `offset` elements into
