@@ -16,7 +16,9 @@
 //    of the fused kernels' own traffic), and block steps of both stages with each path (--fused-steps, default 6
 //    steps, the first dropped). --fused-transform-only runs 1 and 5 only; --no-fused skips 5. The fused ops are on
 //    by default (faster since their Givens-v2-layout rewrite); PARO_FUSED_TRANSFORM=0 turns them off for the whole run
-//    (sections 2–4 then time the composition). Section 5 switches them itself.
+//    (sections 2–4 then time the composition). Section 5 switches them itself, and also times the Gram backward
+//    (src/paroquant/transform-gram.ts), the cuda default: section 2 runs with it and then (2b) repeats the epochs
+//    with the backward that recomputes each row, the same-run baseline (--no-baseline-epoch skips that).
 import type { BenchContext } from './report.js';
 import { intOption, machine, round, table, flag } from './report.js';
 import { loadCudaBackend, type CudaBackend } from '../src/engine/cuda/index.js';
@@ -65,8 +67,21 @@ export function stepFlops(cfg: ModelConfig, nTok: number, T: number): { gemm: nu
 
 /** What the benches need beyond the Backend interface (the cuda backend has it; a cpu stand-in can for dry runs). */
 export type BenchBackend = Backend & Pick<CudaBackend, 'fillRandom' | 'memStats' | 'emptyCache'>;
-/** A bench backend whose fused transform can be switched off (the cuda backend: fusedTransform). */
-export type FusedSwitchBackend = BenchBackend & Pick<CudaBackend, 'fusedTransform'>;
+/**
+ * A bench backend whose transform paths can be switched (the cuda backend): fusedTransform off runs the composition;
+ * on, paroResidualDtype set runs the Gram backward (transform-gram.ts), unset the fused backward that recomputes.
+ */
+export type FusedSwitchBackend = BenchBackend & Pick<CudaBackend, 'fusedTransform' | 'paroResidualDtype'>;
+
+/** The transform's three paths: the composition of the unfused ops, the fused backward that recomputes, the Gram backward. */
+export type TransformPath = 'composition' | 'recompute' | 'gram';
+const PATHS: readonly TransformPath[] = ['composition', 'recompute', 'gram'];
+
+/** Switch be to a path (the Gram backward with a bf16 residual, the cuda default). */
+function setPath(be: FusedSwitchBackend, path: TransformPath): void {
+  be.fusedTransform = path !== 'composition';
+  be.paroResidualDtype = path === 'gram' ? 'bf16' : undefined;
+}
 
 function randn(be: BenchBackend, shape: number[], scale: number, seed: number, dtype: 'f32' | 'bf16'): Tensor {
   const t = be.zeros(shape, dtype);
@@ -264,7 +279,10 @@ export interface FusedLinearTiming {
   I: number;
   stage: 1 | 2;
   msComposition: number;
+  /** The fused backward that recomputes the transform per row. */
   msFused: number;
+  /** The Gram backward. */
+  msGram: number;
   gbpsFused: number;
   gbpsComposition: number;
 }
@@ -278,7 +296,7 @@ export function benchFusedTransform(be: FusedSwitchBackend, cfg: ModelConfig, re
   const sh = linearShapes(cfg);
   const grid: QuantGrid = { bits: DEFAULT_QUANTIZE_SETTINGS.bits, groupSize: DEFAULT_QUANTIZE_SETTINGS.groupSize };
   const K = 8;
-  const orig = be.fusedTransform;
+  const orig = { fused: be.fusedTransform, residual: be.paroResidualDtype };
   const out: FusedLinearTiming[] = [];
   let seed = 500;
   try {
@@ -305,17 +323,20 @@ export function benchFusedTransform(be: FusedSwitchBackend, cfg: ModelConfig, re
           freeTransformSaved(be, saved!);
           be.free(What, g.dtheta, g.dalpha, g.dW, g.dscale);
         };
-        be.fusedTransform = false;
-        const msComposition = meanMs(be, cycle, reps);
-        be.fusedTransform = true;
-        const msFused = meanMs(be, cycle, reps);
+        const ms: Record<TransformPath, number> = { composition: 0, recompute: 0, gram: 0 };
+        for (const path of PATHS) {
+          setPath(be, path);
+          ms[path] = meanMs(be, cycle, reps);
+        }
         const bytes = fusedBytes(O, I, stage);
-        out.push({ linear: k, O, I, stage, msComposition, msFused, gbpsFused: bytes / msFused / 1e6, gbpsComposition: bytes / msComposition / 1e6 });
+        out.push({ linear: k, O, I, stage, msComposition: ms.composition, msFused: ms.recompute, msGram: ms.gram,
+          gbpsFused: bytes / ms.recompute / 1e6, gbpsComposition: bytes / ms.composition / 1e6 });
       }
       be.free(lin.W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, lin.scale, lin.zpf, dWhat);
     }
   } finally {
-    be.fusedTransform = orig;
+    be.fusedTransform = orig.fused;
+    be.paroResidualDtype = orig.residual;
   }
   return out;
 }
@@ -324,17 +345,18 @@ export interface FusedStepTiming {
   stage: 1 | 2;
   msPerStepComposition: number;
   msPerStepFused: number;
+  msPerStepGram: number;
 }
 
-/** ms per block step (the first step, which holds the stage's initial validation, dropped) with the fused ops off and on. */
+/** ms per block step (the first step, which holds the stage's initial validation, dropped) on each transform path. */
 export function compareFusedSteps(be: FusedSwitchBackend, b: BlockBench, steps: number): FusedStepTiming[] {
-  const orig = be.fusedTransform;
+  const orig = { fused: be.fusedTransform, residual: be.paroResidualDtype };
   const out: FusedStepTiming[] = [];
   try {
     for (const stage of [1, 2] as const) {
-      const ms: Record<'on' | 'off', number> = { on: 0, off: 0 };
-      for (const fused of [false, true]) {
-        be.fusedTransform = fused;
+      const ms: Record<TransformPath, number> = { composition: 0, recompute: 0, gram: 0 };
+      for (const path of PATHS) {
+        setPath(be, path);
         const times: number[] = [];
         let last = 0;
         const data: BlockData = { ...b.data, nTrain: b.batch * steps };
@@ -348,31 +370,33 @@ export function compareFusedSteps(be: FusedSwitchBackend, b: BlockBench, steps: 
         opt.runStage(stage);
         be.synchronize();
         const rest = times.slice(1);
-        ms[fused ? 'on' : 'off'] = rest.length ? rest.reduce((x, y) => x + y, 0) / rest.length : times[0];
+        ms[path] = rest.length ? rest.reduce((x, y) => x + y, 0) / rest.length : times[0];
       }
-      out.push({ stage, msPerStepComposition: ms.off, msPerStepFused: ms.on });
+      out.push({ stage, msPerStepComposition: ms.composition, msPerStepFused: ms.recompute, msPerStepGram: ms.gram });
     }
   } finally {
-    be.fusedTransform = orig;
+    be.fusedTransform = orig.fused;
+    be.paroResidualDtype = orig.residual;
   }
   return out;
 }
 
 function logFused(ctx: BenchContext, lin: FusedLinearTiming[], steps: FusedStepTiming[] | null): void {
-  const rows: (string | number)[][] = [['linear O×I', 'stage', 'composition ms', 'fused ms', 'speed-up', 'fused GB/s', 'composition GB/s']];
+  const rows: (string | number)[][] = [['linear O×I', 'stage', 'composition ms', 'recompute ms', 'gram ms', 'gram / recompute', 'recompute GB/s']];
   for (const r of lin) {
-    rows.push([`${r.linear} ${r.O}×${r.I}`, r.stage, round(r.msComposition, 3), round(r.msFused, 3), round(r.msComposition / r.msFused, 2), round(r.gbpsFused, 0), round(r.gbpsComposition, 0)]);
+    rows.push([`${r.linear} ${r.O}×${r.I}`, r.stage, round(r.msComposition, 3), round(r.msFused, 3), round(r.msGram, 3), round(r.msFused / r.msGram, 2), round(r.gbpsFused, 0)]);
   }
   for (const stage of [1, 2] as const) {
     const s = lin.filter((r) => r.stage === stage);
-    const c = s.reduce((a, r) => a + r.msComposition, 0), f = s.reduce((a, r) => a + r.msFused, 0);
-    rows.push([`block (7 linears)`, stage, round(c, 3), round(f, 3), round(c / f, 2), '', '']);
+    const sum = (f: (r: FusedLinearTiming) => number) => s.reduce((a, r) => a + f(r), 0);
+    const c = sum((r) => r.msComposition), f = sum((r) => r.msFused), g = sum((r) => r.msGram);
+    rows.push([`block (7 linears)`, stage, round(c, 3), round(f, 3), round(g, 3), round(f / g, 2), '']);
   }
-  ctx.log('fused transform (forward, Ŵ in bf16, + backward) vs the composition of the unfused ops, same run; GB/s: the fused kernels\' own traffic / time:');
+  ctx.log('transform forward (Ŵ in bf16) + backward per linear, same run: the composition of the unfused ops, the fused backward that recomputes each row, the Gram backward (speed-up column: recompute ms / gram ms):');
   ctx.log(table(rows));
   if (steps) {
-    ctx.log(table([['block step, ms', 'composition', 'fused', 'speed-up'],
-      ...steps.map((s) => [`stage ${s.stage}`, round(s.msPerStepComposition, 1), round(s.msPerStepFused, 1), round(s.msPerStepComposition / s.msPerStepFused, 3)])]));
+    ctx.log(table([['block step, ms', 'composition', 'recompute', 'gram', 'gram speed-up vs recompute'],
+      ...steps.map((s) => [`stage ${s.stage}`, round(s.msPerStepComposition, 1), round(s.msPerStepFused, 1), round(s.msPerStepGram, 1), round(s.msPerStepFused / s.msPerStepGram, 3)])]));
   }
 }
 
@@ -472,6 +496,23 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
     }
   }
   freeBlock(be, b8);
+
+  // 2b. The same epochs with the fused backward that recomputes each row (the path before the Gram backward): the
+  // same-run baseline of the epoch figures above. --no-baseline-epoch skips it.
+  if (be.paroResidualDtype !== undefined && be.fusedTransform && !flag(ctx.args, 'no-baseline-epoch')) {
+    const residual = be.paroResidualDtype;
+    be.paroResidualDtype = undefined;
+    try {
+      const bb = benchBlock(be, QWEN3_8B_BLOCK, { windows, trainResident, T, batch, stages: [1, 2], peak, seed: 10 });
+      logBlock('Qwen3-8B block, one epoch, recompute backward (same-run baseline)', bb, trainResident);
+      const pb = project(bb, 36, [10, 10], valWindows);
+      ctx.log(`projected with the recompute backward: ${round(pb.hours, 3)} GPU-hours; Gram backward: ${round(p8.hours, 3)}`);
+      report.qwen3_8b_recompute = { stages: bb.stages, projection: pb };
+      freeBlock(be, bb);
+    } finally {
+      be.paroResidualDtype = residual;
+    }
+  }
 
   // 4. One Llama-3.1-70B-shaped block, stage 1.
   if (!flag(ctx.args, 'no-70b')) {

@@ -1076,6 +1076,13 @@ function gramDeterminism(O: number, I: number, stage: 1 | 2): void {
     }));
 }
 
+/** x rounded to bf16 values (nearest even), kept as f32. */
+function bf16Values(x: Float32Array): Float32Array {
+  const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
+  for (let i = 0; i < u.length; i++) u[i] = ((u[i] + 0x7fff + ((u[i] >>> 16) & 1)) >>> 16) << 16 >>> 0;
+  return x;
+}
+
 /** Max/min masks for paroMinMaxGram: one bit each in most groups, several (ties) in every 5th, all ones in every 11th. */
 function randomExtremes(nGroups: number, gs: number): Int32Array {
   const words = Math.ceil(gs / 32);
@@ -1100,7 +1107,8 @@ function gramOpCases(): void {
     const s = `[${O}, ${I}] g${gs}`;
     const nG = (O * I) / gs;
     const grid = { bits: 4, groupSize: gs };
-    caseRun(g, 'groupGram bf16·f32, α', s, 'mixed', [''], [1e-5], () => [inp(randn(O * I), [O, I], 'bf16'), inp(randn(O * I, 0.02), [O, I]), inp(uniform(I, 0.5, 1.5), [I])],
+    // f32 b holding bf16 values (the stage-1 W: a checkpoint's 16-bit weights): exact products on TF32 tensor cores.
+    caseRun(g, 'groupGram bf16·f32, α', s, 'mixed', [''], [1e-5], () => [inp(randn(O * I), [O, I], 'bf16'), inp(bf16Values(randn(O * I, 0.02)), [O, I]), inp(uniform(I, 0.5, 1.5), [I])],
       (be, [a, b, al]) => [be.groupGram!(a, b, gs, al)]);
     caseRun(g, 'groupGram bf16·bf16', s, 'bf16', [''], [1e-5], () => [inp(randn(O * I), [O, I], 'bf16'), inp(randn(O * I, 1e-3), [O, I], 'bf16')],
       (be, [a, b]) => [be.groupGram!(a, b, gs)]);

@@ -250,8 +250,9 @@ export interface Backend {
    *  - stage 1 only, extremes i32 [O·G, 2·⌈gs/32⌉]: per flat group o·G + g, bit b of word w (w < ⌈gs/32⌉) is set where
    *    element 32w + b of the group's rotated row R (the fake quantizer's input) equals the group's maximum, and bit b
    *    of word ⌈gs/32⌉ + w where it equals the minimum (ties all set; a constant group sets both).
-   * The three ops below then replace paroTransformBackward. Undefined: the backward recomputes (paroTransformBackward)
-   * or runs the composition.
+   * The three ops below then replace paroTransformBackward. A backend may return no residual for a shape its Gram ops
+   * do not take (transformForward then keeps the recomputing backward for that linear). Undefined: the backward
+   * recomputes (paroTransformBackward) or runs the composition.
    */
   paroResidualDtype?: DType;
   /**

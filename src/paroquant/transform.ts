@@ -61,10 +61,10 @@ export function transformForward(
       if (stage === 1) be.free(scale, zpf);
       return { What: fused.What };
     }
-    if (residual !== undefined && (!fused.E || (stage === 1 && !fused.extremes))) {
-      throw new Error('paroTransform returned no residual for the Gram backward');
-    }
-    return { What: fused.What, saved: { scale, zpf, E: fused.E, extremes: fused.extremes, stage, fused: true } };
+    // A backend returns the residual only where its Gram ops take the shape; otherwise its fused backward recomputes.
+    const gram = fused.E !== undefined && (stage === 2 || fused.extremes !== undefined);
+    if (!gram) be.free(fused.E, fused.extremes);
+    return { What: fused.What, saved: { scale, zpf, E: gram ? fused.E : undefined, extremes: gram ? fused.extremes : undefined, stage, fused: true } };
   }
   const Ws = be.mulCols(lin.W, lin.alpha);
   const R = be.givens(Ws, lin.pairs, lin.theta, grid.groupSize, 'forward');

@@ -637,19 +637,21 @@ export class CudaBackend implements Backend {
     const What = this.alloc(Wt.shape, outDtype);
     const scale = params ? null : this.alloc([nGroups], 'f32');
     const zpf = params ? null : this.alloc([nGroups], 'f32');
-    const E = residual ? this.alloc(Wt.shape, residual) : null;
-    const extremes = residual && !params ? this.alloc([nGroups, 2 * extremeWords(grid.groupSize)], 'i32') : null;
+    // The residual only where the Gram ops take the group size (otherwise transformForward keeps the recomputing backward).
+    const resid = residual !== undefined && GROUP_GRAM_SIZES.includes(grid.groupSize) ? residual : undefined;
+    const E = resid ? this.alloc(Wt.shape, resid) : null;
+    const extremes = resid && !params ? this.alloc([nGroups, 2 * extremeWords(grid.groupSize)], 'i32') : null;
     this.a.paroTransform(Wt.ptr, code(Wt), A.ptr, P.ptr, TH.ptr, S?.ptr ?? 0, Z?.ptr ?? 0, What.ptr, code(What),
       scale?.ptr ?? 0, zpf?.ptr ?? 0, O, I, K, grid.groupSize, qmax, E?.ptr ?? 0, E ? code(E) : 0, extremes?.ptr ?? 0);
     this.dropTemp(A, alpha);
     this.dropTemp(TH, theta);
-    const resid = E ? (extremes ? { E, extremes } : { E }) : {};
+    const kept = E ? (extremes ? { E, extremes } : { E }) : {};
     if (params) {
       this.dropTemp(S!, params.scale);
       this.dropTemp(Z!, params.zpf);
-      return { What, ...resid };
+      return { What, ...kept };
     }
-    return { What, scale: scale!, zpf: zpf!, ...resid };
+    return { What, scale: scale!, zpf: zpf!, ...kept };
   }
 
   paroScaleGrad(dWhat: Tensor, E: Tensor, scale: Tensor, grid: QuantGrid): Tensor {
