@@ -950,8 +950,9 @@ function onPath<T>(path: 'recompute' | 'gram', fn: () => T): T {
  * flips (≤ 1 in 10⁵ elements), the stage-1 grid within 1e-6, dθ and dα within 1e-4 (relative Frobenius), dW 2e-5,
  * dscale 1e-4; timings of both (forward + backward). With `host`, also against the float64 recomputation. path 'gram'
  * runs the Gram backward instead ('paroGram' lines): its residual E = Ŵ − W is stored in bf16, whose rounding (2⁻⁹ of
- * each element of E) enters the scale gradient and the α terms, so dscale and dα are held to 3e-3 and dθ to 5e-4; dW
- * is dŴ itself (2e-5 as before).
+ * each element of E) enters the scale gradient, the α terms and the inverse layers' Gram matrix: dscale, dα and dθ
+ * are held to 3e-3 (run 23, H100: 1.6–2.0e-3 on every shape; the same algorithm with an f32 residual agrees to 1e-5 on
+ * the cpu, test/transform-gram.test.ts); dW is dŴ itself (2e-5 as before).
  */
 function fusedCase(O: number, I: number, K: number, gs: number, stage: 1 | 2, outDtype: DType, host: boolean, path: 'recompute' | 'gram' = 'recompute'): void {
   const g = 'paroquant';
@@ -984,7 +985,7 @@ function fusedCaseOn(g: string, op: string, shape: string, O: number, I: number,
     if (outDtype === 'bf16') reportUlps(`${op}.What`, shape, a.What!, b.What!, 1, Math.floor((O * I) / 1e5), msFused, note);
     else report(g, `${op}.What`, shape, outDtype, a.What!, b.What!, 1e-5, msFused, note);
     const tol: Record<string, number> = path === 'gram'
-      ? { scale: 1e-6, zpf: 1e-6, dtheta: 5e-4, dalpha: 3e-3, dW: 2e-5, dscale: 3e-3 }
+      ? { scale: 1e-6, zpf: 1e-6, dtheta: 3e-3, dalpha: 3e-3, dW: 2e-5, dscale: 3e-3 }
       : { scale: 1e-6, zpf: 1e-6, dtheta: 1e-4, dalpha: 1e-4, dW: 2e-5, dscale: 1e-4 };
     const names = stage === 1 ? ['scale', 'zpf', 'dtheta', 'dalpha'] : ['dW', 'dscale'];
     for (const n of names) {

@@ -178,6 +178,37 @@ describe('the Gram backward of the transform vs the composition (cpu)', async ()
     expect(relFro(ref.dalpha!, got.dalpha!)).toBeLessThan(1e-5);
   });
 
+  it('takeDWhat: stage 2 hands dŴ itself back as dW (no copy); stage 1 gives the same gradients as without it', () => {
+    const c = cases[0];
+    const grid = { bits: 4, groupSize: c.gs };
+    const rng = new Rng(11);
+    const dWhat = Float32Array.from({ length: c.O * c.I }, () => rng.normal());
+    const { be } = withResidualForward(cpu);
+    for (const stage of [1, 2] as const) {
+      const lin = linear(be, c, stage);
+      const run = (take: boolean) => {
+        const { What, saved } = transformForward(be, lin, grid, stage, true, 'f32');
+        const d = be.fromHost(dWhat, [c.O, c.I]);
+        const g = transformBackward(be, lin, grid, saved!, d, { takeDWhat: take });
+        freeTransformSaved(be, saved!);
+        be.free(What);
+        return { d, g };
+      };
+      const a = run(false);
+      const b = run(true);
+      if (stage === 2) {
+        expect(b.g.dW).toBe(b.d);
+        expect(a.g.dW).not.toBe(a.d);
+        expect(Array.from(be.toHost(b.g.dW!))).toEqual(Array.from(be.toHost(a.g.dW!)));
+        expect(Array.from(be.toHost(b.g.dscale!))).toEqual(Array.from(be.toHost(a.g.dscale!)));
+      } else {
+        expect(Array.from(be.toHost(b.g.dtheta!))).toEqual(Array.from(be.toHost(a.g.dtheta!)));
+        expect(Array.from(be.toHost(b.g.dalpha!))).toEqual(Array.from(be.toHost(a.g.dalpha!)));
+      }
+      be.free(a.d, a.g.dtheta, a.g.dalpha, a.g.dW, a.g.dscale, b.g.dtheta, b.g.dalpha, b.g.dW, b.g.dscale);
+    }
+  });
+
   it('the min/max path matters: dropping the masks changes dθ and dα (so the test above sees it)', () => {
     const c = cases[1];
     const grid = { bits: 4, groupSize: c.gs };

@@ -12,7 +12,7 @@ namespace paro {
 namespace {
 
 constexpr int kScaleGradWarps = 8;        // warps per block of paroScaleGradKernel
-constexpr int kGramRowBatch = 16;         // rows whose loads paroMinMaxGramKernel issues together
+constexpr int kGramRowBatch = 64;         // rows whose loads paroMinMaxGramKernel issues together (16: latency-bound, run 23)
 constexpr int kGramMinRowsPerChunk = 64;  // row chunks of paroMinMaxGram: at least this many rows ...
 constexpr int kGramTargetBlocks = 1024;   // ... and about this many blocks over all groups
 

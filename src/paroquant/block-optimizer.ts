@@ -179,6 +179,12 @@ export class BlockOptimizer {
       if (!g) throw new Error(`no gradient for ${key}`);
       local.grads?.delete(key);
       if (comm.worldSize > 1) {
+        // Summed over ranks in f32 (stage 2's weight gradient may be the GEMMs' bf16 dŴ itself).
+        if (g.dtype !== 'f32') {
+          const g32 = be.cast(g, 'f32');
+          be.free(g);
+          g = g32;
+        }
         // Σ over ranks of (n_r / n)·∇(mean over the rank's rows) = ∇(mean over the batch).
         if (b.count > 0 && b.count < b.n) {
           const scaled = be.scale(g, b.count / b.n);
@@ -229,9 +235,8 @@ export class BlockOptimizer {
     const grads = new Map<string, Tensor>();
     for (const k of LINEAR_KEYS) {
       // dŴ in the compute dtype as it is (transformBackward takes any float dtype; the fused kernel reads bf16).
-      const g = transformBackward(be, this.block.linears[k], this.s.grid, saved[k], dW[k]);
+      const g = transformBackward(be, this.block.linears[k], this.s.grid, saved[k], dW[k], { takeDWhat: true });
       freeTransformSaved(be, saved[k]);
-      be.free(dW[k]);
       if (g.dtheta) grads.set(`${k}.theta`, g.dtheta);
       if (g.dalpha) grads.set(`${k}.alpha`, g.dalpha);
       if (g.dW) grads.set(`${k}.W`, g.dW);

@@ -85,21 +85,24 @@ export function gramBackwardStage1(
   // dα_i = ((Gᵀ·C_X)_ii − Σ_o dŴ_oi·E_oi) / α_i; the diagonals are the virtual rows' own channels.
   const T = be.givens(Cx, lin.pairs, lin.theta, gs, 'inverse');
   be.free(Cx);
-  const diagT = be.dotCols(T, id);
-  const diagE = be.dotCols(Ge, id);
-  be.free(T, Ge);
-  be.axpy(diagT, diagE, -1);
-  be.free(diagE);
-  const dalpha = be.divCols(be.reshape(diagT, [1, I]), lin.alpha);
-  be.free(diagT);
+  be.axpy(T, Ge, -1);
+  be.free(Ge);
+  const diag = be.dotCols(T, id);
+  be.free(T);
+  const dalpha = be.divCols(be.reshape(diag, [1, I]), lin.alpha);
+  be.free(diag);
   return { dtheta: fwd.dtheta, dalpha: be.reshape(dalpha, [I]) };
 }
 
-/** Stage 2: dW [O, I] f32 (= dŴ) and dscale [O·G] from dŴ, the quantizer's scale parameters and the residual. */
+/**
+ * Stage 2: dW [O, I] (= dŴ) and dscale [O·G] from dŴ, the quantizer's scale parameters and the residual. dW is an f32
+ * copy of dŴ, or with takeDWhat dŴ itself (the caller gave it up; its dtype).
+ */
 export function gramBackwardStage2(
-  be: Backend, grid: QuantGrid, scale: Tensor, res: GramResidual, dWhat: Tensor,
+  be: Backend, grid: QuantGrid, scale: Tensor, res: GramResidual, dWhat: Tensor, takeDWhat = false,
 ): { dW: Tensor; dscale: Tensor } {
   const dscale = ops(be).paroScaleGrad(dWhat, res.E, scale, grid);
+  if (takeDWhat) return { dW: dWhat, dscale };
   const dW = dWhat.dtype === 'f32' ? be.copy(dWhat) : be.cast(dWhat, 'f32');
   return { dW, dscale };
 }

@@ -115,11 +115,22 @@ export interface TransformGrads {
  *   R = givens(W ⊙ α)     → d(W⊙α), dθ (forward layers)
  *   W ⊙ α                 → dα += Σ_o W·d(W⊙α),  dW = d(W⊙α) ⊙ α
  * dŴ may come in any float dtype (the block's bf16 weight gradients): the fused backward reads it as it is (the same
- * values as after a cast, without the cast's pass over O·I elements); the composition works on an f32 copy.
+ * values as after a cast, without the cast's pass over O·I elements); the composition works on an f32 copy. dW is f32,
+ * except with takeDWhat (the caller gives dŴ up: it is freed here or returned as dW): then the Gram backward's stage 2
+ * returns dŴ itself as dW, in dŴ's dtype (AdamW reads any float gradient; the values are the f32 cast's).
  */
 export function transformBackward(
-  be: Backend, lin: ParoLinear, grid: QuantGrid, s: TransformSaved, dWhat: Tensor,
+  be: Backend, lin: ParoLinear, grid: QuantGrid, s: TransformSaved, dWhat: Tensor, opts: { takeDWhat?: boolean } = {},
 ): TransformGrads {
+  if (opts.takeDWhat) {
+    // The caller hands dŴ over: freed here, or returned as dW itself (the Gram backward's stage 2: dW = dŴ, no copy).
+    if (s.fused && s.E && s.stage === 2) return gramBackwardStage2(be, grid, s.scale, { E: s.E }, dWhat, true);
+    try {
+      return transformBackward(be, lin, grid, s, dWhat);
+    } finally {
+      be.free(dWhat);
+    }
+  }
   if (s.fused) return fusedBackward(be, lin, grid, s, dWhat);
   if (dWhat.dtype !== 'f32') {
     const d32 = be.cast(dWhat, 'f32');
