@@ -12,8 +12,7 @@ namespace paro {
 namespace {
 
 constexpr int kScaleGradWarps = 8;        // warps per block of paroScaleGradKernel
-constexpr int kGramRowBatch = 64;         // rows whose loads paroMinMaxGramKernel issues together
-constexpr int kGramListLen = 4;           // a row's non-zero c entries staged as a list (more: the bit loop)
+constexpr int kGramRowBatch = 64;         // rows whose loads paroMinMaxGramKernel issues together (16: latency-bound, run 23)
 constexpr int kGramMinRowsPerChunk = 64;  // row chunks of paroMinMaxGram: at least this many rows ...
 constexpr int kGramTargetBlocks = 1024;   // ... and about this many blocks over all groups
 
@@ -63,8 +62,8 @@ __global__ void paroScaleGradKernel(const void* dWhat, int ddt, const void* E, i
 // Grid (G, row chunks), block of gs threads: thread k owns column k of its group. acc[i][k] (stride gs + 1) sums
 // c[o, i]·W[o, k] over the chunk's rows in order; thread k only ever touches column k, so there are no races and the
 // order is fixed. c[o, i] = (max bit i ? gMax : 0) + (min bit i ? gMin : 0), the same for every thread of the row.
-// Per batch of kGramRowBatch rows the block stages each row's non-zero c entries in shared memory (one load latency
-// per batch, a thread per row) while each thread's W loads are in flight. Partial sums go to part
+// Per batch of kGramRowBatch rows the block stages the rows' masks and coefficients in shared memory (one load
+// latency per batch, a thread per row) while each thread's W loads are in flight. Partial sums go to part
 // [chunk][k][g·gs + i] (the +1 stride makes that transposed read conflict-free).
 __global__ void paroMinMaxGramKernel(const float* S, const int* extremes, const void* W, int wdt, float* part, int O,
                                      int I, int gs, int qmax, int rowsPerChunk) {
@@ -76,11 +75,8 @@ __global__ void paroMinMaxGramKernel(const float* S, const int* extremes, const 
   int words = (gs + 31) / 32, rowWords = 2 * words;
   unsigned lastMask = gs % 32 == 0 ? 0xffffffffu : (1u << (gs % 32)) - 1;  // bits past gs are ignored
   float* acc = smem;
-  float* sG = acc + (size_t)gs * stride;                                     // [batch][2]: gMax, gMin
-  float* sCoef = sG + 2 * kGramRowBatch;                                     // [batch][kGramListLen]
-  int* sPos = reinterpret_cast<int*>(sCoef + kGramRowBatch * kGramListLen);  // [batch][kGramListLen]
-  int* sCnt = sPos + kGramRowBatch * kGramListLen;                           // [batch]: entries, −1: the bit loop
-  unsigned* sE = reinterpret_cast<unsigned*>(sCnt + kGramRowBatch);          // [batch][rowWords]
+  float* sG = acc + (size_t)gs * stride;  // [batch][2]: gMax, gMin
+  unsigned* sE = reinterpret_cast<unsigned*>(sG + 2 * kGramRowBatch);
   const unsigned* ext = reinterpret_cast<const unsigned*>(extremes);
   for (int i = 0; i < gs; i++) acc[i * stride + k] = 0.0f;
   int o0 = blockIdx.y * rowsPerChunk, o1 = min(O, o0 + rowsPerChunk);
@@ -89,10 +85,8 @@ __global__ void paroMinMaxGramKernel(const float* S, const int* extremes, const 
     float w[kGramRowBatch];  // issued first: in flight while the stage waits for its loads
 #pragma unroll
     for (int b = 0; b < kGramRowBatch; b++) w[b] = b < nb ? ldf(W, wdt, (size_t)(r0 + b) * I + (size_t)g * gs + k) : 0.0f;
-    // Thread b stages row r0 + b: the coefficients gMax, gMin (fakeQuantMinMaxBackward's: S/qmax/n, in that order) and
-    // the row's non-zero c entries as a list (position, c) where there are at most kGramListLen of them (one max and
-    // one min: 2), else its masks for the bit loop (ties). Decoding the masks once per row instead of once per thread
-    // is most of this kernel's instructions saved (run 24: 2.5 ms of a stage-1 step with every thread decoding).
+    // Thread b stages row r0 + b: its masks and the coefficients gMax, gMin (fakeQuantMinMaxBackward's: S/qmax/n,
+    // in that order).
     for (int b = k; b < nb; b += blockDim.x) {
       size_t grp = (size_t)(r0 + b) * G + g;
       const unsigned* src = ext + grp * rowWords;
@@ -107,48 +101,24 @@ __global__ void paroMinMaxGramKernel(const float* S, const int* extremes, const 
         nMin += __popc(mn);
       }
       float sv = S[grp];
-      float gMax = sv / (float)qmax / (float)nMax, gMin = -sv / (float)qmax / (float)nMin;
-      sG[2 * b] = gMax;
-      sG[2 * b + 1] = gMin;
-      int cnt = 0;
-      for (int q = 0; q < words; q++) {
-        unsigned mx = e[q], mn = e[words + q];
-        unsigned u = mx | mn;
-        while (u) {
-          int bit = __ffs(u) - 1;
-          u &= u - 1;
-          if (cnt < kGramListLen) {
-            sPos[b * kGramListLen + cnt] = 32 * q + bit;
-            sCoef[b * kGramListLen + cnt] = ((mx >> bit) & 1u ? gMax : 0.0f) + ((mn >> bit) & 1u ? gMin : 0.0f);
-          }
-          cnt++;
-        }
-      }
-      sCnt[b] = cnt <= kGramListLen ? cnt : -1;
+      sG[2 * b] = sv / (float)qmax / (float)nMax;
+      sG[2 * b + 1] = -sv / (float)qmax / (float)nMin;
     }
     __syncthreads();
 #pragma unroll
     for (int b = 0; b < kGramRowBatch; b++) {
       if (b < nb) {
-        int cnt = sCnt[b];
-        if (cnt >= 0) {
-          for (int j = 0; j < cnt; j++) {
-            float* a = acc + sPos[b * kGramListLen + j] * stride + k;
-            *a = *a + sCoef[b * kGramListLen + j] * w[b];
-          }
-        } else {
-          const unsigned* e = sE + b * rowWords;
-          float gMax = sG[2 * b], gMin = sG[2 * b + 1];
-          for (int q = 0; q < words; q++) {
-            unsigned mx = e[q], mn = e[words + q];
-            unsigned u = mx | mn;
-            while (u) {
-              int bit = __ffs(u) - 1;
-              u &= u - 1;
-              float c = ((mx >> bit) & 1u ? gMax : 0.0f) + ((mn >> bit) & 1u ? gMin : 0.0f);
-              float* a = acc + (32 * q + bit) * stride + k;
-              *a = *a + c * w[b];
-            }
+        const unsigned* e = sE + b * rowWords;
+        float gMax = sG[2 * b], gMin = sG[2 * b + 1];
+        for (int q = 0; q < words; q++) {
+          unsigned mx = e[q], mn = e[words + q];
+          unsigned u = mx | mn;
+          while (u) {
+            int bit = __ffs(u) - 1;
+            u &= u - 1;
+            float c = ((mx >> bit) & 1u ? gMax : 0.0f) + ((mn >> bit) & 1u ? gMin : 0.0f);
+            float* a = acc + (32 * q + bit) * stride + k;
+            *a = *a + c * w[b];
           }
         }
       }
@@ -207,9 +177,8 @@ void paroMinMaxGramK(const float* S, const int* extremes, const void* W, int wdt
   int rowsPerChunk = std::max(kGramMinRowsPerChunk, (O + want - 1) / want);
   rowsPerChunk = (rowsPerChunk + kGramRowBatch - 1) / kGramRowBatch * kGramRowBatch;
   int chunks = (O + rowsPerChunk - 1) / rowsPerChunk;
-  // acc [gs][gs + 1], then a batch's coefficients, entry lists, counts and mask words.
-  size_t smem = ((size_t)gs * (gs + 1) + 2 * kGramRowBatch + kGramRowBatch * kGramListLen) * sizeof(float) +
-                ((size_t)kGramRowBatch * kGramListLen + kGramRowBatch) * sizeof(int) +
+  // acc [gs][gs + 1], then a batch's coefficients and mask words.
+  size_t smem = ((size_t)gs * (gs + 1) + 2 * kGramRowBatch) * sizeof(float) +
                 (size_t)kGramRowBatch * 2 * ((gs + 31) / 32) * sizeof(unsigned);
   if (smem > 48 * 1024)
     checkCuda(cudaFuncSetAttribute((const void*)paroMinMaxGramKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
