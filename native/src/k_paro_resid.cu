@@ -12,7 +12,7 @@ namespace paro {
 namespace {
 
 constexpr int kScaleGradWarps = 8;        // warps per block of paroScaleGradKernel
-constexpr int kGramRowBatch = 64;         // rows whose loads paroMinMaxGramKernel issues together (16: latency-bound, run 23)
+constexpr int kGramRowBatch = 64;         // rows whose loads paroMinMaxGramKernel issues together (run 24; 16: run 23, as fast)
 constexpr int kGramMinRowsPerChunk = 64;  // row chunks of paroMinMaxGram: at least this many rows ...
 constexpr int kGramTargetBlocks = 1024;   // ... and about this many blocks over all groups
 
@@ -65,6 +65,9 @@ __global__ void paroScaleGradKernel(const void* dWhat, int ddt, const void* E, i
 // Per batch of kGramRowBatch rows the block stages the rows' masks and coefficients in shared memory (one load
 // latency per batch, a thread per row) while each thread's W loads are in flight. Partial sums go to part
 // [chunk][k][g·gs + i] (the +1 stride makes that transposed read conflict-free).
+// H100 (docs/gpu-validation.md runs 23–25): ≈ 0.35 ms per call in a profile with a sync after every op, the same with
+// 16 or 64 rows per batch; decoding each row's masks once into a staged (position, c) list instead of in every
+// thread measured slower (3.2 vs 2.5 ms for a step's seven calls) and was removed.
 __global__ void paroMinMaxGramKernel(const float* S, const int* extremes, const void* W, int wdt, float* part, int O,
                                      int I, int gs, int qmax, int rowsPerChunk) {
   extern __shared__ float smem[];
