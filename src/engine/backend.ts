@@ -251,7 +251,8 @@ export interface Backend {
    *    element 32w + b of the group's rotated row R (the fake quantizer's input) equals the group's maximum, and bit b
    *    of word ⌈gs/32⌉ + w where it equals the minimum (ties all set; a constant group sets both).
    * The three ops below then replace paroTransformBackward. A backend may return no residual for a shape its Gram ops
-   * do not take (transformForward then keeps the recomputing backward for that linear). Undefined: the backward
+   * do not take, or for an outDtype it keeps exact (the cuda backend: f32), and transformForward then keeps the
+   * recomputing backward for that linear. Undefined: the backward
    * recomputes (paroTransformBackward) or runs the composition.
    */
   paroResidualDtype?: DType;

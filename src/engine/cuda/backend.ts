@@ -637,8 +637,10 @@ export class CudaBackend implements Backend {
     const What = this.alloc(Wt.shape, outDtype);
     const scale = params ? null : this.alloc([nGroups], 'f32');
     const zpf = params ? null : this.alloc([nGroups], 'f32');
-    // The residual only where the Gram ops take the group size (otherwise transformForward keeps the recomputing backward).
-    const resid = residual !== undefined && GROUP_GRAM_SIZES.includes(grid.groupSize) ? residual : undefined;
+    // The residual only where the Gram ops take the group size, and for a 16-bit Ŵ (the GEMMs' compute dtype): an f32
+    // compute dtype asks for f32 arithmetic, which the recomputing backward keeps throughout (the Gram backward's bf16
+    // residual and TF32 products differ from it by ≈ 1e-3). Otherwise transformForward keeps the recomputing backward.
+    const resid = residual !== undefined && GROUP_GRAM_SIZES.includes(grid.groupSize) && outDtype !== 'f32' ? residual : undefined;
     const E = resid ? this.alloc(Wt.shape, resid) : null;
     const extremes = resid && !params ? this.alloc([nGroups, 2 * extremeWords(grid.groupSize)], 'i32') : null;
     this.a.paroTransform(Wt.ptr, code(Wt), A.ptr, P.ptr, TH.ptr, S?.ptr ?? 0, Z?.ptr ?? 0, What.ptr, code(What),
