@@ -1,7 +1,8 @@
 // Runs each kernel of the ParoQuant block step's slow parts once, at the 8B block's sizes, for a hardware profiler
 // (scripts/gpu-session.sh step `ncu`): attention forward and backward (causal, batch 16, T 2048, h 32/8, d 128), the
 // Givens forward and backward on a gate_proj-sized f32 weight, and one stage-1 transform forward + backward of that
-// linear through transform.ts (the composition of the unfused ops, then the fused ones). Each op runs twice;
+// linear through transform.ts (the composition of the unfused ops, the fused forward with the backward that
+// recomputes each row, then with the Gram backward: paroScaleGrad, paroMinMaxGram, groupGram). Each op runs twice;
 // the profiler is told to skip the first launch of each kernel (warm caches and allocator).
 //   node .gpu/kernel-probe.mjs [--only attention|givens|transform]
 import type { QuantGrid } from '../src/engine/backend.js';
@@ -61,12 +62,14 @@ if (want('transform')) {
     pairs: gpu.fromHost(sel.pairs, [K, I], 'i32'),
     thetaKeep: gpu.fromHost(Float32Array.from(sel.mask, (m) => 1 - m), [sel.mask.length]), krot: K,
   };
-  const dWhat = gpu.zeros([O, I], 'f32');
+  // dŴ in bf16, as the block's GEMMs give it.
+  const dWhat = gpu.zeros([O, I], 'bf16');
   gpu.fillRandom(dWhat, 32);
-  // The composition of the unfused ops, then the fused kernels (Backend.paroTransform), each twice.
-  const before = gpu.fusedTransform;
-  for (const fused of [false, true]) {
-    gpu.fusedTransform = fused;
+  // The composition of the unfused ops, the fused kernels with the recomputing backward, with the Gram backward.
+  const before = { fused: gpu.fusedTransform, residual: gpu.paroResidualDtype };
+  for (const path of ['composition', 'recompute', 'gram'] as const) {
+    gpu.fusedTransform = path !== 'composition';
+    gpu.paroResidualDtype = path === 'gram' ? 'bf16' : undefined;
     for (let rep = 0; rep < 2; rep++) {
       const { What, saved } = transformForward(gpu, lin, grid, 1, true, 'bf16');
       const g = transformBackward(gpu, lin, grid, saved!, dWhat);
@@ -74,7 +77,8 @@ if (want('transform')) {
       gpu.free(What, g.dtheta, g.dalpha, g.dW, g.dscale);
     }
   }
-  gpu.fusedTransform = before;
+  gpu.fusedTransform = before.fused;
+  gpu.paroResidualDtype = before.residual;
   gpu.synchronize();
   gpu.free(W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, dWhat);
   console.log('transform done');
