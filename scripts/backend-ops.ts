@@ -1077,6 +1077,18 @@ function gramDeterminism(O: number, I: number, stage: 1 | 2): void {
     }));
 }
 
+/** Run fn with an environment variable set (kernel versions the addon reads at each call), then restore it. */
+function withEnv<T>(name: string, value: string, fn: () => T): T {
+  const before = process.env[name];
+  process.env[name] = value;
+  try {
+    return fn();
+  } finally {
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
+  }
+}
+
 /** x rounded to bf16 values (nearest even), kept as f32. */
 function bf16Values(x: Float32Array): Float32Array {
   const u = new Uint32Array(x.buffer, x.byteOffset, x.length);
@@ -1117,8 +1129,12 @@ function gramOpCases(): void {
       (be, [a, b]) => [be.groupGram!(a, b, gs)]);
     caseRun(g, 'paroScaleGrad', s, 'bf16', [''], [1e-5], () => [inp(randn(O * I), [O, I], 'bf16'), inp(randn(O * I, 1e-3), [O, I], 'bf16'), inp(uniform(nG, 0.004, 0.008), [nG])],
       (be, [d, e, sc]) => [be.paroScaleGrad!(d, e, sc, grid)]);
-    caseRun(g, 'paroMinMaxGram', s, 'f32', [''], [1e-5], () => [inp(randn(nG), [nG]), inp(randomExtremes(nG, gs), [nG, 2 * Math.ceil(gs / 32)], 'i32'), inp(randn(O * I, 0.02), [O, I]), inp(uniform(I, 0.5, 1.5), [I])],
-      (be, [S, ex, W, al]) => [be.paroMinMaxGram!(S, ex, W, al, grid)]);
+    const minMaxInputs = () => [inp(randn(nG), [nG]), inp(randomExtremes(nG, gs), [nG, 2 * Math.ceil(gs / 32)], 'i32'), inp(bf16Values(randn(O * I, 0.02)), [O, I]), inp(uniform(I, 0.5, 1.5), [I])];
+    caseRun(g, 'paroMinMaxGram', s, 'f32', [''], [1e-5], minMaxInputs, (be, [S, ex, W, al]) => [be.paroMinMaxGram!(S, ex, W, al, grid)]);
+    // Version 2 (PARO_MINMAX_GRAM=v2: dense rows through groupGram's TF32 tensor cores; the rows' coefficients lose
+    // their low 13 mantissa bits, W holds bf16 values as a checkpoint's do).
+    caseRun(g, 'paroMinMaxGram v2', s, 'f32', [''], [2e-3], minMaxInputs,
+      (be, [S, ex, W, al]) => [withEnv('PARO_MINMAX_GRAM', 'v2', () => be.paroMinMaxGram!(S, ex, W, al, grid))]);
   }
 }
 

@@ -379,3 +379,45 @@ describe.skipIf(!hasGpp)('paroMinMaxGram under the host emulation (needs g++)', 
     }, 60_000);
   }
 });
+
+describe.skipIf(!hasGpp)('paroMinMaxGram version 2: its dense rows under the host emulation (needs g++)', () => {
+  // PARO_MINMAX_GRAM=v2 runs groupGram (test/group-gram-emu.test.ts) on these rows: c'[o, g·gs + i] = α·c with c
+  // exactly as version 1 forms it, so the test holds them bit for bit against the same f32 expressions.
+  const cases: GramCase[] = [
+    { O: 45, I: 256, gs: 128, bits: 4, w: 'f32' },
+    { O: 33, I: 96, gs: 48, bits: 3, w: 'f32', junk: true },
+    { O: 20, I: 64, gs: 16, bits: 2, w: 'f32' },
+  ];
+  for (const c of cases) {
+    it(`O${c.O} I${c.I} g${c.gs} bits ${c.bits}${c.junk ? ', bits past gs set' : ''}: c' bit for bit`, () => {
+      const rng = new Rng(c.O * 7 + c.gs);
+      const nG = (c.O * c.I) / c.gs;
+      const qmax = 2 ** c.bits - 1;
+      const words = Math.ceil(c.gs / 32);
+      const G = c.I / c.gs;
+      const S = Float32Array.from({ length: nG }, () => rng.normal());
+      const alpha = Float32Array.from({ length: c.I }, () => 0.5 + rng.nextFloat());
+      const ext = randomMasks(rng, nG, c.gs, c.junk ?? false);
+      const got = runEmulation(['rows', c.O, c.I, c.gs, qmax], { S, ext, alpha }).f32('out.rows');
+      const bit = (grp: number, side: number, i: number) => (ext[grp * 2 * words + side * words + (i >> 5)] >>> (i & 31)) & 1;
+      let bad = 0, nonZero = 0;
+      for (let grp = 0; grp < nG; grp++) {
+        let nMax = 0, nMin = 0;
+        for (let i = 0; i < c.gs; i++) {
+          nMax += bit(grp, 0, i);
+          nMin += bit(grp, 1, i);
+        }
+        const gMax = Math.fround(Math.fround(S[grp] / qmax) / nMax);
+        const gMin = Math.fround(Math.fround(-S[grp] / qmax) / nMin);
+        for (let i = 0; i < c.gs; i++) {
+          const v = Math.fround((bit(grp, 0, i) ? gMax : 0) + (bit(grp, 1, i) ? gMin : 0));
+          const want = Math.fround(v * alpha[(grp % G) * c.gs + i]);
+          if (!Object.is(got[grp * c.gs + i], want) && !(want === 0 && got[grp * c.gs + i] === 0)) bad++;
+          if (want !== 0) nonZero++;
+        }
+      }
+      expect(bad).toBe(0);
+      expect(nonZero).toBeGreaterThan(nG);
+    }, 60_000);
+  }
+});

@@ -4,6 +4,8 @@
 // the stage-1 quantizer becomes a sparse per-group Gram matrix in "virtual rows" f32 [gs, I].
 // Both sums run in a fixed order that depends on the shape only (no float atomics): reruns are bit-identical.
 #include <algorithm>
+#include <cstdlib>
+#include <cstring>
 
 #include "common.cuh"
 #include "ops.h"
@@ -145,6 +147,44 @@ __global__ void paroMinMaxGramReduceKernel(const float* part, const float* alpha
   }
 }
 
+// ---- paroMinMaxGram, version 2: the min/max path as dense rows, then groupGram's tensor cores ----
+// c'[o, g·gs + i] = α[g·gs + i]·c[o, g·gs + i] with c as paroMinMaxGramKernel forms it (gMax, gMin in the same f32
+// order), so that groupGram(c', W, α) = α_k·Σ_o c'_i·W_k/α_i gives the same Gram matrix (to the TF32 rounding of c').
+// One warp per flat group (warp-stride loop): every lane reads the group's mask words (a broadcast) and counts them,
+// then lane l writes elements l, l + 32, ... (coalesced).
+__global__ void paroMinMaxRowsKernel(const float* S, const int* extremes, const float* alpha, float* c, size_t nGroups,
+                                     int G, int gs, int qmax) {
+  const unsigned* ext = reinterpret_cast<const unsigned*>(extremes);
+  int lane = threadIdx.x % 32;
+  int words = (gs + 31) / 32, rowWords = 2 * words;
+  unsigned lastMask = gs % 32 == 0 ? 0xffffffffu : (1u << (gs % 32)) - 1;  // bits past gs are ignored
+  size_t warps = (size_t)gridDim.x * blockDim.x / 32;
+  for (size_t grp = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32; grp < nGroups; grp += warps) {
+    const unsigned* src = ext + grp * rowWords;
+    int nMax = 0, nMin = 0;
+    for (int q = 0; q < words; q++) {
+      unsigned m = q == words - 1 ? lastMask : 0xffffffffu;
+      nMax += __popc(src[q] & m);
+      nMin += __popc(src[words + q] & m);
+    }
+    float sv = S[grp];
+    float gMax = sv / (float)qmax / (float)nMax, gMin = -sv / (float)qmax / (float)nMin;
+    const float* al = alpha + (grp % G) * gs;
+    for (int e = lane; e < gs; e += 32) {
+      unsigned mx = src[e / 32], mn = src[words + e / 32];
+      float v = ((mx >> (e % 32)) & 1u ? gMax : 0.0f) + ((mn >> (e % 32)) & 1u ? gMin : 0.0f);
+      c[grp * gs + e] = v * al[e];
+    }
+  }
+}
+
+// PARO_MINMAX_GRAM=v2 (read at each call) runs version 2 for the group sizes groupGram takes; v1 (the shared-memory
+// scatter above) is the default until a GPU run has timed both (docs/gpu-validation.md "Pending").
+bool minMaxGramV2(int gs) {
+  const char* e = std::getenv("PARO_MINMAX_GRAM");
+  return e && std::strcmp(e, "v2") == 0 && (gs == 32 || gs == 64 || gs == 96 || gs == 128);
+}
+
 }  // namespace
 
 void paroScaleGradK(const void* dWhat, int ddt, const void* E, int edt, const float* scale, float* S, size_t nGroups,
@@ -164,6 +204,16 @@ void paroScaleGradK(const void* dWhat, int ddt, const void* E, int edt, const fl
   checkLaunch("paroScaleGrad");
 }
 
+void paroMinMaxRowsK(const float* S, const int* extremes, const float* alpha, float* c, int O, int I, int gs, int qmax) {
+  if (gs < 1 || gs > kParoMinMaxGramMaxGroup || I % gs != 0)
+    throw ArgError("paroMinMaxRows: groupSize must be in [1, 128] and divide the columns");
+  size_t nGroups = (size_t)std::max(O, 0) * (I / gs);
+  if (nGroups == 0) return;
+  paroMinMaxRowsKernel<<<gridFor(nGroups * 32, 256), 256, 0, stream()>>>(S, extremes, alpha, c, nGroups, I / gs, gs,
+                                                                         qmax);
+  checkLaunch("paroMinMaxRows");
+}
+
 void paroMinMaxGramK(const float* S, const int* extremes, const void* W, int wdt, const float* alpha, float* out, int O,
                      int I, int gs, int qmax) {
   if (gs < 1 || gs > kParoMinMaxGramMaxGroup || I % gs != 0)
@@ -175,6 +225,12 @@ void paroMinMaxGramK(const float* S, const int* extremes, const void* W, int wdt
     return;
   }
   int G = I / gs;
+  if (minMaxGramV2(gs)) {
+    Scratch rows((size_t)O * I * sizeof(float));
+    paroMinMaxRowsK(S, extremes, alpha, rows.as<float>(), O, I, gs, qmax);
+    groupGramK(rows.as<float>(), DT_F32, W, wdt, alpha, out, O, I, gs);
+    return;
+  }
   // Row chunks from the shape only (so the sum order is fixed): about kGramTargetBlocks blocks, whole row batches.
   int want = std::max(1, (kGramTargetBlocks + G - 1) / G);
   int rowsPerChunk = std::max(kGramMinRowsPerChunk, (O + want - 1) / want);

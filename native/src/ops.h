@@ -96,6 +96,8 @@ void paroScaleGradK(const void* dWhat, int ddt, const void* E, int edt, const fl
                     int gs);
 /** out f32 [gs, I]: out[k][g·gs + i] = α[g·gs + k]·Σ_o c[o, g·gs + i]·W[o, g·gs + k], c from S and the extremes masks
  *  (Backend.paroMinMaxGram); 1 ≤ gs ≤ 128; sums over rows in a fixed order. */
+// The dense rows of paroMinMaxGram's version 2: c'[o, g·gs + i] = α[g·gs + i]·c[o, g·gs + i] (k_paro_resid.cu).
+void paroMinMaxRowsK(const float* S, const int* extremes, const float* alpha, float* c, int O, int I, int gs, int qmax);
 void paroMinMaxGramK(const float* S, const int* extremes, const void* W, int wdt, const float* alpha, float* out, int O,
                      int I, int gs, int qmax);
 

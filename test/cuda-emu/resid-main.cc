@@ -147,6 +147,23 @@ static void minMaxGram(const std::string& dir, int O, int I, int gs, int qmax, i
   }
 }
 
+// paroMinMaxGramK's version 2 (PARO_MINMAX_GRAM=v2) hands its rows to groupGramK, which k_gram.cu defines and
+// test/group-gram-emu.test.ts emulates; this harness checks the rows (mode rows) and links a stand-in.
+void paro::groupGramK(const void*, int, const void*, int, const float*, float*, int, int, int) {
+  throw std::runtime_error("groupGramK is not linked into this harness");
+}
+
+// rows dir O I gs qmax: S, extremes (i32), alpha from files; paroMinMaxGram version 2's dense rows c' (f32 [O, I]).
+static void minMaxRows(const std::string& dir, int O, int I, int gs, int qmax) {
+  size_t n = (size_t)O * I, nG = n / gs, words = (gs + 31) / 32;
+  auto S = readFile<float>(dir + "/S", nG);
+  auto ext = readFile<int>(dir + "/ext", nG * 2 * words);
+  auto alpha = readFile<float>(dir + "/alpha", I);
+  std::vector<float> c(n, NAN);
+  paro::paroMinMaxRowsK(S.data(), ext.data(), alpha.data(), c.data(), O, I, gs, qmax);
+  writeFile(dir + "/out.rows", c);
+}
+
 int main(int argc, char** argv) {
   try {
     std::string mode = argc > 2 ? argv[1] : "", dir = argc > 2 ? argv[2] : "";
@@ -154,7 +171,8 @@ int main(int argc, char** argv) {
     if (mode == "fwd" && argc == 10) forward(dir, arg(3), arg(4), arg(5), arg(6), arg(7), arg(8), arg(9));
     else if (mode == "sgrad" && argc == 8) scaleGrad(dir, (size_t)arg(3), arg(4), arg(5), arg(6), (size_t)arg(7));
     else if (mode == "gram" && argc == 8) minMaxGram(dir, arg(3), arg(4), arg(5), arg(6), arg(7));
-    else throw std::runtime_error("usage: fwd dir O I K gs stage odt rdt | sgrad dir nGroups gs ddt edt offset | gram dir O I gs qmax wdt");
+    else if (mode == "rows" && argc == 7) minMaxRows(dir, arg(3), arg(4), arg(5), arg(6));
+    else throw std::runtime_error("usage: fwd dir O I K gs stage odt rdt | sgrad dir nGroups gs ddt edt offset | gram dir O I gs qmax wdt | rows dir O I gs qmax");
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 2;
