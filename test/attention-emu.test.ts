@@ -6,20 +6,16 @@
 // the fragment layouts, tiling, masking and pipeline order of the kernels (cp.async copies are done once at issue and
 // once only at the wait that must complete them), not the device's arithmetic, timing or limits.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { scratchDir } from './scratch.js';
+import { buildEmulation, emulatedLaunches, hasGpp, kernelSource } from './cuda-emu-build.js';
 
-const ROOT = path.join(import.meta.dirname, '..');
-const hasGpp = spawnSync('g++', ['--version']).status === 0;
 
 /** The inline-PTX helpers of k_attention.cu, supplied by attention-emu.cuh instead. */
 const PTX_HELPERS = ['smemAddr', 'ldsm4', 'ldsm4t', 'mma', 'opaque', 'ldsm4a', 'ldsm4ta', 'cpAsync16', 'cpAsyncCommit', 'cpAsyncWait'];
 
 /** k_attention.cu with its inline-PTX helpers removed, dynamic shared memory on g_smem and launches emulated. */
 function emulationSource(): string {
-  const lines = readFileSync(path.join(ROOT, 'native/src/k_attention.cu'), 'utf8').split('\n');
+  const lines = kernelSource('k_attention.cu').split('\n');
   const out: string[] = [];
   for (let i = 0; i < lines.length; i++) {
     const m = /^__device__ __forceinline__ \w+ (\w+)\(/.exec(lines[i]);
@@ -32,26 +28,17 @@ function emulationSource(): string {
   }
   const src = out.join('\n')
     .replace('cudaFuncSetAttribute(kernel,', 'cudaFuncSetAttribute((const void*)kernel,')
-    .replace(/extern __shared__ __align__\(16\) unsigned char smRaw\[\];/g, 'unsigned char* smRaw = reinterpret_cast<unsigned char*>(g_smem);')
-    .replace(/(\w+(?:<[^<>]*>)?)<<<(.*?), stream\(\)>>>\(/g, 'emuLaunch3($1, $2)(');
-  expect(src).not.toContain('<<<');
-  expect(src).not.toMatch(/\basm\b/);
-  return src;
+    .replace(/extern __shared__ __align__\(16\) unsigned char smRaw\[\];/g, 'unsigned char* smRaw = reinterpret_cast<unsigned char*>(g_smem);');
+  const launched = emulatedLaunches(src, 'k_attention.cu', 'emuLaunch3');
+  expect(launched).not.toMatch(/\basm\b/);
+  return launched;
 }
 
-let emuBinary: string | undefined;
-function buildEmulation(): string {
-  if (emuBinary) return emuBinary;
-  const dir = scratchDir('paro-attn-emu-');
-  writeFileSync(path.join(dir, 'k_attention_emu.cc'), emulationSource());
-  const bin = path.join(dir, 'emu');
-  const emu = path.join(ROOT, 'test/cuda-emu');
-  const r = spawnSync('g++', ['-std=c++20', '-O1', '-pthread', `-I${emu}`, `-I${path.join(ROOT, 'native/src')}`,
-    '-include', path.join(emu, 'common.cuh'), '-include', path.join(emu, 'attention-emu.cuh'), '-x', 'c++',
-    path.join(dir, 'k_attention_emu.cc'), path.join(emu, 'attention-main.cc'), '-o', bin], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`g++ failed: ${r.stderr}`);
-  emuBinary = bin;
-  return bin;
+function buildAttentionEmulation(): string {
+  return buildEmulation({
+    name: 'paro-attn-emu', generated: { 'k_attention_emu.cc': emulationSource() },
+    sources: ['k_attention_emu.cc', 'attention-main.cc'], includes: ['common.cuh', 'attention-emu.cuh'], asCxx: true,
+  });
 }
 
 interface EmuCase {
@@ -86,11 +73,11 @@ const CASES: EmuCase[] = [
 describe.skipIf(!hasGpp)('k_attention.cu tensor-core kernels under a host emulation vs a double reference (needs g++)', () => {
   // The g++ build of the whole kernel file takes a while on a loaded machine: once, before the cases.
   beforeAll(() => {
-    buildEmulation();
+    buildAttentionEmulation();
   }, 600_000);
   for (const [n, c] of CASES.entries()) {
     it(c.label, () => {
-      const bin = buildEmulation();
+      const bin = buildAttentionEmulation();
       const f = c.dflash ?? { ctxLen: 0, blockSize: 1, nBlocks: 0 };
       const args = [c.D, c.batch, c.tq, c.tk, c.kvStride, c.heads, c.kvHeads, c.mask, c.qOffset ?? 0, f.ctxLen, f.blockSize,
         f.nBlocks, c.odt, 100 + n, '12'].map(String);

@@ -14,32 +14,19 @@ import { describe, expect, it } from 'vitest';
 import { bf16BitsToNumber, numberToBf16Bits, roundToBf16InPlace } from '../src/numerics/half.js';
 import { Rng } from '../src/numerics/rng.js';
 import { scratchDir } from './scratch.js';
+import { buildEmulation, emulatedLaunches, hasGpp, kernelSource } from './cuda-emu-build.js';
 
-const ROOT = path.join(import.meta.dirname, '..');
-const hasGpp = spawnSync('g++', ['--version']).status === 0;
 const F = Math.fround;
 
 type Dt = 'f32' | 'bf16';
 const code = (dt: Dt) => (dt === 'bf16' ? 1 : 0);
 
-let emuBinary: string | undefined;
-function buildEmulation(): string {
-  if (emuBinary) return emuBinary;
-  const dir = scratchDir('elementwise-emu-');
-  for (const name of ['k_elementwise', 'k_reduce']) {
-    const src = readFileSync(path.join(ROOT, `native/src/${name}.cu`), 'utf8')
-      .replace(/(\w+(?:<[\w, ]+>)?)<<<(.*?), stream\(\)>>>\(/g, 'emuLaunch($1, $2)(');
-    expect(src).not.toContain('<<<');
-    writeFileSync(path.join(dir, `${name}_emu.cc`), src);
-  }
-  const bin = path.join(dir, 'emu');
-  const emu = path.join(ROOT, 'test/cuda-emu');
-  const sources = ['elementwise-main.cc', 'emu-k_elementwise.cc', 'emu-k_reduce.cc'].map((f) => path.join(emu, f));
-  const r = spawnSync('g++', ['-std=c++20', '-O1', '-ffp-contract=off', '-pthread', `-I${emu}`,
-    `-I${path.join(ROOT, 'native/src')}`, `-I${dir}`, ...sources, '-o', bin], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`g++ failed: ${r.stderr}`);
-  emuBinary = bin;
-  return bin;
+function buildElementwiseEmulation(): string {
+  const generated: Record<string, string> = {};
+  for (const name of ['k_elementwise', 'k_reduce']) generated[`${name}_emu.cc`] = emulatedLaunches(kernelSource(`${name}.cu`), `${name}.cu`);
+  return buildEmulation({
+    name: 'elementwise-emu', generated, sources: ['elementwise-main.cc', 'emu-k_elementwise.cc', 'emu-k_reduce.cc'], noContract: true,
+  });
 }
 
 interface Launch {
@@ -55,7 +42,7 @@ interface EmuRun {
 
 /** Writes the inputs, runs one op of elementwise-main.cc, parses its report lines. */
 function runEmu(op: string, inputs: Record<string, Float32Array | Int32Array>, args: (string | number)[]): EmuRun {
-  const bin = buildEmulation();
+  const bin = buildElementwiseEmulation();
   const dir = scratchDir(`elementwise-emu-${op}-`);
   for (const [name, a] of Object.entries(inputs)) writeFileSync(path.join(dir, name), new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   // A time limit: a lane that left a warp early would leave the emulated barriers waiting for ever.

@@ -12,26 +12,13 @@ import { describe, expect, it } from 'vitest';
 import { Rng } from '../src/numerics/rng.js';
 import { scratchDir } from './scratch.js';
 import { randomPairs } from '../scripts/backend-ops.js';
+import { buildEmulation, floatSmemEmulation, hasGpp } from './cuda-emu-build.js';
 
-const ROOT = path.join(import.meta.dirname, '..');
-const hasGpp = spawnSync('g++', ['--version']).status === 0;
 
-let emuBinary: string | undefined;
-function buildEmulation(): string {
-  if (emuBinary) return emuBinary;
-  const dir = scratchDir('givens-emu-');
-  const src = readFileSync(path.join(ROOT, 'native/src/k_paro.cu'), 'utf8')
-    .replace(/extern __shared__ float smem\[\];/g, 'float* smem = g_smem;')
-    .replace(/(\w+(?:<[\w, ]+>)?)<<<(.*?), stream\(\)>>>\(/g, 'emuLaunch($1, $2)(');
-  expect(src).not.toContain('<<<');
-  writeFileSync(path.join(dir, 'k_paro_emu.cc'), src);
-  const bin = path.join(dir, 'emu');
-  const emu = path.join(ROOT, 'test/cuda-emu');
-  const r = spawnSync('g++', ['-std=c++20', '-O1', '-pthread', `-I${emu}`, `-I${path.join(ROOT, 'native/src')}`, `-I${dir}`,
-    '-x', 'c++', path.join(emu, 'givens-main.cc'), '-o', bin], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`g++ failed: ${r.stderr}`);
-  emuBinary = bin;
-  return bin;
+function buildGivensEmulation(): string {
+  return buildEmulation({
+    name: 'givens-emu', generated: { 'k_paro_emu.cc': floatSmemEmulation('k_paro.cu') }, sources: ['givens-main.cc'], asCxx: true,
+  });
 }
 
 interface Case {
@@ -44,7 +31,7 @@ interface Case {
 }
 
 function run(c: Case, seed: number): Record<string, Float32Array> {
-  const bin = buildEmulation();
+  const bin = buildGivensEmulation();
   const dir = scratchDir('givens-emu-run-');
   const rng = new Rng(seed);
   const n = c.rows * c.I;

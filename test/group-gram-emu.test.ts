@@ -13,9 +13,8 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../src/numerics/half.js';
 import { Rng } from '../src/numerics/rng.js';
 import { scratchDir } from './scratch.js';
+import { buildEmulation, emulatedLaunches, hasGpp, kernelSource } from './cuda-emu-build.js';
 
-const ROOT = path.join(import.meta.dirname, '..');
-const hasGpp = spawnSync('g++', ['--version']).status === 0;
 if (!hasGpp) console.log('group-gram-emu.test: g++ not found, the k_gram.cu emulation tests are skipped');
 
 /** k_gram.cu's inline-PTX helpers, supplied by gram-emu.h instead. */
@@ -23,7 +22,7 @@ const PTX_HELPERS = ['tf32Bits', 'mmaTf32'];
 
 /** k_gram.cu with its inline-PTX helpers removed and its launches emulated. */
 function emulationSource(): string {
-  const lines = readFileSync(path.join(ROOT, 'native/src/k_gram.cu'), 'utf8').split('\n');
+  const lines = kernelSource('k_gram.cu').split('\n');
   const out: string[] = [];
   let removed = 0;
   for (let i = 0; i < lines.length; i++) {
@@ -36,25 +35,16 @@ function emulationSource(): string {
     out.push(lines[i]);
   }
   expect(removed).toBe(PTX_HELPERS.length);
-  const src = out.join('\n').replace(/(\w+(?:<[\w, ]+>)?)<<<(.*?), stream\(\)>>>\(/g, 'emuLaunch($1, $2)(');
-  expect(src).not.toContain('<<<');
+  const src = emulatedLaunches(out.join('\n'), 'k_gram.cu');
   expect(src).not.toMatch(/\basm\b/);
   return src;
 }
 
-let emuBinary: string | undefined;
-function buildEmulation(): string {
-  if (emuBinary) return emuBinary;
-  const dir = scratchDir('gram-emu-');
-  writeFileSync(path.join(dir, 'k_gram_emu.cc'), emulationSource());
-  const bin = path.join(dir, 'emu');
-  const emu = path.join(ROOT, 'test/cuda-emu');
-  const r = spawnSync('g++', ['-std=c++20', '-O1', '-ffp-contract=off', '-pthread', `-I${emu}`, `-I${path.join(ROOT, 'native/src')}`,
-    '-include', path.join(emu, 'common.cuh'), '-include', path.join(emu, 'gram-emu.h'), '-x', 'c++',
-    path.join(dir, 'k_gram_emu.cc'), path.join(emu, 'gram-main.cc'), '-o', bin], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`g++ failed: ${r.stderr}`);
-  emuBinary = bin;
-  return bin;
+function buildGramEmulation(): string {
+  return buildEmulation({
+    name: 'gram-emu', generated: { 'k_gram_emu.cc': emulationSource() }, sources: ['k_gram_emu.cc', 'gram-main.cc'],
+    includes: ['common.cuh', 'gram-emu.h'], asCxx: true, noContract: true,
+  });
 }
 
 type Dt = 'f32' | 'bf16' | 'f16';
@@ -103,7 +93,7 @@ interface EmuResult {
 }
 
 function runEmu(c: GramCase, a: Uint8Array, b: Uint8Array, alpha: Float32Array | null): EmuResult {
-  const bin = buildEmulation();
+  const bin = buildGramEmulation();
   const dir = scratchDir('gram-emu-run-');
   writeFileSync(path.join(dir, 'a.bin'), a);
   writeFileSync(path.join(dir, 'b.bin'), b);
@@ -123,7 +113,7 @@ function runEmu(c: GramCase, a: Uint8Array, b: Uint8Array, alpha: Float32Array |
 
 describe.skipIf(!hasGpp)('k_gram.cu (groupGram) under a host emulation vs a float64 reference (needs g++)', () => {
   beforeAll(() => {
-    buildEmulation();
+    buildGramEmulation();
   }, 300_000);
 
   for (const [n, c] of CASES.entries()) {
@@ -181,7 +171,7 @@ describe.skipIf(!hasGpp)('k_gram.cu (groupGram) under a host emulation vs a floa
     const z = runEmu({ label: '', O: 0, I: 64, gs: 32, adt: 'bf16', bdt: 'bf16', alpha: false, rows: 0, shift: 0, chunks: 0 },
       new Uint8Array(0), new Uint8Array(0), null);
     expect(Array.from(z.out1)).toEqual(new Array(32 * 64).fill(0));
-    const bin = buildEmulation();
+    const bin = buildGramEmulation();
     const dir = scratchDir('gram-emu-bad-');
     writeFileSync(path.join(dir, 'a.bin'), new Uint8Array(2 * 48 * 96));
     writeFileSync(path.join(dir, 'b.bin'), new Uint8Array(2 * 48 * 96));

@@ -16,6 +16,7 @@ import { roundHalfEven } from '../src/numerics/rounding.js';
 import { freeTransformSaved, transformBackward, transformForward, type ParoLinear } from '../src/paroquant/transform.js';
 import { scratchDir } from './scratch.js';
 import { randomPairs } from '../scripts/backend-ops.js';
+import { buildEmulation, floatSmemEmulation, hasGpp } from './cuda-emu-build.js';
 
 type Round = (x: number) => number;
 const F32: Round = Math.fround;
@@ -439,42 +440,24 @@ describe('transform.ts with a backend that has the fused ops', async () => {
 // outputs against the cpu composition. This checks the kernels' indexing, shared-memory layout, warp/lane split,
 // chunked reduction and launch geometry, not the device's own arithmetic (sincosf, FMA contraction) or its limits.
 
-const ROOT = path.join(import.meta.dirname, '..');
-const hasGpp = spawnSync('g++', ['--version']).status === 0;
-
-/** A kernel file rewritten for the host emulation: shared memory is common.cuh's g_smem, launches go through emuLaunch. */
-function emulationSource(file: string): string {
-  const src = readFileSync(path.join(ROOT, 'native/src', file), 'utf8')
-    .replace(/extern __shared__ float smem\[\];/g, 'float* smem = g_smem;')
-    .replace(/(\w+(?:<[\w, ]+>)?)<<<(.*?), stream\(\)>>>\(/g, 'emuLaunch($1, $2)(');
-  expect(src).not.toContain('<<<');
-  return src;
-}
 
 /**
  * The emulation binary (built once per test run): the fused kernels (fused-main.cc) and, in their own translation unit,
  * k_paro.cu's unfused kernels (paro-composition.cc), whose composition the program runs too.
  */
-let emuBinary: string | null | undefined;
-function buildEmulation(): string {
-  if (emuBinary) return emuBinary;
-  const dir = scratchDir('paro-fused-emu-');
-  writeFileSync(path.join(dir, 'k_paro_fused_emu.cc'), emulationSource('k_paro_fused.cu'));
-  writeFileSync(path.join(dir, 'k_paro_emu.cc'), emulationSource('k_paro.cu'));
-  const bin = path.join(dir, 'emu');
-  const emu = path.join(ROOT, 'test/cuda-emu');
-  const r = spawnSync('g++', ['-std=c++20', '-O1', '-pthread', `-I${emu}`, `-I${path.join(ROOT, 'native/src')}`, `-I${dir}`,
-    path.join(emu, 'fused-main.cc'), path.join(emu, 'paro-composition.cc'), '-o', bin], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`g++ failed: ${r.stderr}`);
-  emuBinary = bin;
-  return bin;
+function buildFusedEmulation(): string {
+  return buildEmulation({
+    name: 'paro-fused-emu',
+    generated: { 'k_paro_fused_emu.cc': floatSmemEmulation('k_paro_fused.cu'), 'k_paro_emu.cc': floatSmemEmulation('k_paro.cu') },
+    sources: ['fused-main.cc', 'paro-composition.cc'],
+  });
 }
 
 /** The fused kernels' outputs (fused.<name>) and the emulated composition's (comp.<name>). */
 function runEmulation(p: Problem, stage: 1 | 2, dWhat: Float32Array, outDtype: 'f32' | 'bf16'): {
   fused: Record<string, Float32Array>; comp: Record<string, Float32Array>;
 } {
-  const bin = buildEmulation();
+  const bin = buildFusedEmulation();
   const dir = scratchDir('paro-fused-run-');
   const files: Record<string, Float32Array | Int32Array> = { W: p.W, alpha: p.alpha, pairs: p.pairs, theta: p.theta, scale: p.scale, zpf: p.zpf, dWhat };
   for (const [n, a] of Object.entries(files)) writeFileSync(path.join(dir, n), new Uint8Array(a.buffer, a.byteOffset, a.byteLength));

@@ -13,40 +13,22 @@ import { roundHalfEven } from '../src/numerics/rounding.js';
 import { Rng } from '../src/numerics/rng.js';
 import { randomPairs } from '../scripts/backend-ops.js';
 import { scratchDir } from './scratch.js';
+import { buildEmulation, floatSmemEmulation, hasGpp } from './cuda-emu-build.js';
 
-const ROOT = path.join(import.meta.dirname, '..');
-const hasGpp = spawnSync('g++', ['--version']).status === 0;
 if (!hasGpp) console.warn('paro-resid-emu: g++ not found, the host emulation of the residual kernels is skipped');
 
 type Dt = 'f32' | 'bf16';
 const DT: Record<Dt, number> = { f32: 0, bf16: 1 };
 
-/** A kernel file rewritten for the host emulation: shared memory is common.cuh's g_smem, launches go through emuLaunch. */
-function emulationSource(file: string): string {
-  const src = readFileSync(path.join(ROOT, 'native/src', file), 'utf8')
-    .replace(/extern __shared__ float smem\[\];/g, 'float* smem = g_smem;')
-    .replace(/(\w+(?:<[\w, ]+>)?)<<<(.*?), stream\(\)>>>\(/g, 'emuLaunch($1, $2)(');
-  if (src.includes('<<<')) throw new Error(`${file}: a launch the rewrite missed`);
-  return src;
-}
-
-let emuBinary: string | undefined;
-function buildEmulation(): string {
-  if (emuBinary) return emuBinary;
-  const dir = scratchDir('paro-resid-emu-');
-  for (const f of ['k_paro_fused', 'k_paro_resid', 'k_paro']) writeFileSync(path.join(dir, `${f}_emu.cc`), emulationSource(`${f}.cu`));
-  const bin = path.join(dir, 'emu');
-  const emu = path.join(ROOT, 'test/cuda-emu');
-  const r = spawnSync('g++', ['-std=c++20', '-O1', '-pthread', `-I${emu}`, `-I${path.join(ROOT, 'native/src')}`, `-I${dir}`,
-    path.join(emu, 'resid-main.cc'), path.join(emu, 'paro-composition.cc'), '-o', bin], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`g++ failed: ${r.stderr}`);
-  emuBinary = bin;
-  return bin;
+function buildResidEmulation(): string {
+  const generated: Record<string, string> = {};
+  for (const f of ['k_paro_fused', 'k_paro_resid', 'k_paro']) generated[`${f}_emu.cc`] = floatSmemEmulation(`${f}.cu`);
+  return buildEmulation({ name: 'paro-resid-emu', generated, sources: ['resid-main.cc', 'paro-composition.cc'] });
 }
 
 /** Runs the emulation in a fresh folder holding `files`; returns a reader of its outputs and its stdout. */
 function runEmulation(args: (string | number)[], files: Record<string, Float32Array | Int32Array>) {
-  const bin = buildEmulation();
+  const bin = buildResidEmulation();
   const dir = scratchDir('paro-resid-run-');
   for (const [n, a] of Object.entries(files)) writeFileSync(path.join(dir, n), new Uint8Array(a.buffer, a.byteOffset, a.byteLength));
   const r = spawnSync(bin, [String(args[0]), dir, ...args.slice(1).map(String)], { encoding: 'utf8' });
