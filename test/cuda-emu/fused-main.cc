@@ -12,17 +12,11 @@
 #include "paro-emu-prelude.h"
 
 #include "files.h"
+#include "paro-linear-inputs.h"
 #include "k_paro_fused_emu.cc"
 
 using paro::DT_BF16;
 using paro::DT_F32;
-
-// mulCols / divCols (k_elementwise.cu colOpKernel): one f32 product or quotient per element.
-static std::vector<float> colOp(const std::vector<float>& x, const std::vector<float>& v, bool div) {
-  std::vector<float> y(x.size());
-  for (size_t k = 0; k < x.size(); k++) y[k] = div ? x[k] / v[k % v.size()] : x[k] * v[k % v.size()];
-  return y;
-}
 
 // argv: dir O I K gs stage odt (0 f32, 1 bf16)
 int main(int argc, char** argv) {
@@ -31,12 +25,7 @@ int main(int argc, char** argv) {
   int O = atoi(argv[2]), I = atoi(argv[3]), K = atoi(argv[4]), gs = atoi(argv[5]), stage = atoi(argv[6]), odt = atoi(argv[7]);
   int qmax = 15;
   size_t n = (size_t)O * I, nG = n / gs;
-  auto W = readFile<float>(dir + "/W", n);
-  auto alpha = readFile<float>(dir + "/alpha", I);
-  auto pairs = readFile<int>(dir + "/pairs", (size_t)K * I);
-  auto theta = readFile<float>(dir + "/theta", (size_t)K * I / 2);
-  auto scale = readFile<float>(dir + "/scale", nG);
-  auto zpf = readFile<float>(dir + "/zpf", nG);
+  auto [W, alpha, pairs, theta, scale, zpf] = readParoLinear(dir, O, I, K, gs);
   auto dWhat = readFile<float>(dir + "/dWhat", n);
   auto asOut = [&](std::vector<float> v) {  // Ŵ as stored in odt, read back as f32
     if (odt == DT_BF16)

@@ -13,6 +13,7 @@
 #include "elementwise-emu.h"
 
 #include "files.h"
+#include "paro-linear-inputs.h"
 
 // The device intrinsics k_paro_resid.cu uses.
 inline int __popc(unsigned v) { return std::popcount(v); }
@@ -48,22 +49,11 @@ struct Buf {
   }
 };
 
-static std::vector<float> colOp(const std::vector<float>& x, const std::vector<float>& v, bool div) {
-  std::vector<float> y(x.size());
-  for (size_t k = 0; k < x.size(); k++) y[k] = div ? x[k] / v[k % v.size()] : x[k] * v[k % v.size()];
-  return y;
-}
-
 // fwd dir O I K gs stage odt rdt
 static void forward(const std::string& dir, int O, int I, int K, int gs, int stage, int odt, int rdt) {
   int qmax = 15;
   size_t n = (size_t)O * I, nG = n / gs, words = (gs + 31) / 32;
-  auto W = readFile<float>(dir + "/W", n);
-  auto alpha = readFile<float>(dir + "/alpha", I);
-  auto pairs = readFile<int>(dir + "/pairs", (size_t)K * I);
-  auto theta = readFile<float>(dir + "/theta", (size_t)K * I / 2);
-  auto scale = readFile<float>(dir + "/scale", nG);
-  auto zpf = readFile<float>(dir + "/zpf", nG);
+  auto [W, alpha, pairs, theta, scale, zpf] = readParoLinear(dir, O, I, K, gs);
   const float* pS = stage == 2 ? scale.data() : nullptr;
   const float* pZ = stage == 2 ? zpf.data() : nullptr;
   for (int run = 0; run < 3; run++) {
