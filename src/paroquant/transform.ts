@@ -122,9 +122,10 @@ export interface TransformGrads {
 export function transformBackward(
   be: Backend, lin: ParoLinear, grid: QuantGrid, s: TransformSaved, dWhat: Tensor, opts: { takeDWhat?: boolean } = {},
 ): TransformGrads {
+  // The Gram backward's stage 2: dW = dŴ (dŴ itself when the caller hands it over, else an f32 copy).
+  if (s.fused && s.E && s.stage === 2) return gramBackwardStage2(be, grid, s.scale, { E: s.E }, dWhat, opts.takeDWhat);
   if (opts.takeDWhat) {
-    // The caller hands dŴ over: freed here, or returned as dW itself (the Gram backward's stage 2: dW = dŴ, no copy).
-    if (s.fused && s.E && s.stage === 2) return gramBackwardStage2(be, grid, s.scale, { E: s.E }, dWhat, true);
+    // The caller hands dŴ over: freed here once the gradients are formed.
     try {
       return transformBackward(be, lin, grid, s, dWhat);
     } finally {
@@ -186,7 +187,7 @@ function maskDummySlots(be: Backend, lin: ParoLinear, dthetaRaw: Tensor): Tensor
 /** The backward of the fused forward: one Backend.paroTransformBackward call (it recomputes R and U itself). */
 function fusedBackward(be: Backend, lin: ParoLinear, grid: QuantGrid, s: TransformSaved, dWhat: Tensor): TransformGrads {
   if (s.E) {
-    if (s.stage === 2) return gramBackwardStage2(be, grid, s.scale, { E: s.E }, dWhat);
+    // Stage 1 (transformBackward takes the Gram backward's stage 2 itself).
     const g = gramBackwardStage1(be, lin, grid, s.scale, { E: s.E, extremes: s.extremes }, dWhat);
     return { dtheta: maskDummySlots(be, lin, g.dtheta), dalpha: g.dalpha };
   }
