@@ -30,6 +30,7 @@ import { DEFAULT_QUANTIZE_SETTINGS, optimizerSettings } from '../src/jobs/quanti
 import { freeTransformSaved, transformBackward, transformForward, type ParoLinear } from '../src/paroquant/transform.js';
 import { LINEAR_KEYS, linearShapes, type LinearKey } from '../src/model/weights.js';
 import { blockForward, positionsFor, type BlockGeometry } from '../src/model/block.js';
+import { withEnv } from '../scripts/backend-ops.js';
 import { ropeInvFreq } from '../src/model/rope-freq.js';
 import { ProfiledBackend } from '../src/engine/profile.js';
 import { storeOf, type ActivationStore } from '../src/paroquant/activation-store.js';
@@ -330,11 +331,7 @@ export function benchFusedTransform(be: FusedSwitchBackend, cfg: ModelConfig, re
           setPath(be, path);
           ms[path] = meanMs(be, cycle, reps);
         }
-        const v2Before = process.env.PARO_MINMAX_GRAM;
-        process.env.PARO_MINMAX_GRAM = 'v2';
-        const msGramV2 = meanMs(be, cycle, reps);
-        if (v2Before === undefined) delete process.env.PARO_MINMAX_GRAM;
-        else process.env.PARO_MINMAX_GRAM = v2Before;
+        const msGramV2 = withEnv('PARO_MINMAX_GRAM', 'v2', () => meanMs(be, cycle, reps));
         const bytes = fusedBytes(O, I, stage);
         out.push({ linear: k, O, I, stage, msComposition: ms.composition, msFused: ms.recompute, msGram: ms.gram, msGramV2,
           gbpsFused: bytes / ms.recompute / 1e6, gbpsComposition: bytes / ms.composition / 1e6 });

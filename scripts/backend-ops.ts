@@ -613,16 +613,21 @@ export function randomPairs(K: number, I: number, gs: number, r: Rng = rng): Int
 
 type GivensKernel = 'v1' | 'v2';
 
-/** Run fn with the Givens kernel version v: PARO_GIVENS_KERNEL, which native/src/k_paro.cu reads at each call. */
-function withGivensKernel<T>(v: GivensKernel, fn: () => T): T {
-  const before = process.env.PARO_GIVENS_KERNEL;
-  process.env.PARO_GIVENS_KERNEL = v;
+/** Run fn with an environment variable set (kernel versions the addon reads at each call), then restore it. */
+export function withEnv<T>(name: string, value: string, fn: () => T): T {
+  const before = process.env[name];
+  process.env[name] = value;
   try {
     return fn();
   } finally {
-    if (before === undefined) delete process.env.PARO_GIVENS_KERNEL;
-    else process.env.PARO_GIVENS_KERNEL = before;
+    if (before === undefined) delete process.env[name];
+    else process.env[name] = before;
   }
+}
+
+/** Run fn with the Givens kernel version v: PARO_GIVENS_KERNEL, which native/src/k_paro.cu reads at each call. */
+function withGivensKernel<T>(v: GivensKernel, fn: () => T): T {
+  return withEnv('PARO_GIVENS_KERNEL', v, fn);
 }
 
 /**
@@ -1075,18 +1080,6 @@ function gramDeterminism(O: number, I: number, stage: 1 | 2): void {
       be.free(What, lin.W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, lin.scale, lin.zpf);
       return stage === 1 ? [gr.dtheta!, gr.dalpha!] : [gr.dW!, gr.dscale!];
     }));
-}
-
-/** Run fn with an environment variable set (kernel versions the addon reads at each call), then restore it. */
-function withEnv<T>(name: string, value: string, fn: () => T): T {
-  const before = process.env[name];
-  process.env[name] = value;
-  try {
-    return fn();
-  } finally {
-    if (before === undefined) delete process.env[name];
-    else process.env[name] = before;
-  }
 }
 
 /** x rounded to bf16 values (nearest even), kept as f32. */
