@@ -79,7 +79,7 @@ export type TransformPath = 'composition' | 'recompute' | 'gram';
 const PATHS: readonly TransformPath[] = ['composition', 'recompute', 'gram'];
 
 /** Switch be to a path (the Gram backward with a bf16 residual, the cuda default). */
-function setPath(be: FusedSwitchBackend, path: TransformPath): void {
+export function setPath(be: Pick<CudaBackend, 'fusedTransform' | 'paroResidualDtype'>, path: TransformPath): void {
   be.fusedTransform = path !== 'composition';
   be.paroResidualDtype = path === 'gram' ? 'bf16' : undefined;
 }

@@ -10,6 +10,7 @@ import { loadCudaBackend } from '../src/engine/cuda/availability.js';
 import { blockAttentionInputs, randomPairs } from './backend-ops.js';
 import { selectPairs } from '../src/paroquant/pairs.js';
 import { freeTransformSaved, transformBackward, transformForward, type ParoLinear } from '../src/paroquant/transform.js';
+import { setPath } from '../bench/gpu.js';
 
 const argv = process.argv.slice(2);
 const onlyAt = argv.indexOf('--only');
@@ -68,8 +69,7 @@ if (want('transform')) {
   // The composition of the unfused ops, the fused kernels with the recomputing backward, with the Gram backward.
   const before = { fused: gpu.fusedTransform, residual: gpu.paroResidualDtype };
   for (const path of ['composition', 'recompute', 'gram'] as const) {
-    gpu.fusedTransform = path !== 'composition';
-    gpu.paroResidualDtype = path === 'gram' ? 'bf16' : undefined;
+    setPath(gpu, path);
     for (let rep = 0; rep < 2; rep++) {
       const { What, saved } = transformForward(gpu, lin, grid, 1, true, 'bf16');
       const g = transformBackward(gpu, lin, grid, saved!, dWhat);
