@@ -17,10 +17,13 @@
 //    steps, the first dropped). --fused-transform-only runs 1 and 5 only; --no-fused skips 5. The fused ops are on
 //    by default (faster since their Givens-v2-layout rewrite); PARO_FUSED_TRANSFORM=0 turns them off for the whole run
 //    (sections 2–4 then time the composition). Section 5 switches them itself, and also times the Gram backward
-//    (src/paroquant/transform-gram.ts), the cuda default: section 2 runs with it and then (2b) repeats the epochs
-//    with the backward that recomputes each row, the same-run baseline (--no-baseline-epoch skips that).
+//    (src/paroquant/transform-gram.ts), the cuda default.
+// 2b. The epochs of section 2 again with the previous default of one piece, the same-run baseline of the figures:
+//    --baseline attention-v2 (default: the mma.sync attention forward instead of the wgmma one, PARO_ATTN_KERNEL=v2),
+//    recompute (the transform backward that recomputes each row instead of the Gram backward) or none
+//    (--no-baseline-epoch too).
 import type { BenchContext } from './report.js';
-import { intOption, machine, round, table, flag } from './report.js';
+import { intOption, machine, option, round, table, flag } from './report.js';
 import { loadCudaBackend, type CudaBackend } from '../src/engine/cuda/index.js';
 import type { Backend, QuantGrid, Tensor } from '../src/engine/backend.js';
 import type { ModelConfig } from '../src/io/config.js';
@@ -501,18 +504,23 @@ export async function run(ctx: BenchContext): Promise<Record<string, unknown>> {
   }
   freeBlock(be, b8);
 
-  // 2b. The same epochs with the fused backward that recomputes each row (the path before the Gram backward): the
-  // same-run baseline of the epoch figures above. --no-baseline-epoch skips it.
-  if (be.paroResidualDtype !== undefined && be.fusedTransform && !flag(ctx.args, 'no-baseline-epoch')) {
+  // 2b. The same epochs with one piece as it was before (see the header): the same-run baseline.
+  const baseline = flag(ctx.args, 'no-baseline-epoch') ? 'none' : option(ctx.args, 'baseline') ?? 'attention-v2';
+  if (!['attention-v2', 'recompute', 'none'].includes(baseline)) throw new Error(`--baseline must be attention-v2, recompute or none, got "${baseline}"`);
+  const baselineEpochs = () => {
+    const bb = benchBlock(be, QWEN3_8B_BLOCK, { windows, trainResident, T, batch, stages: [1, 2], peak, seed: 10 });
+    logBlock(`Qwen3-8B block, one epoch, baseline ${baseline} (same run)`, bb, trainResident);
+    const pb = project(bb, 36, [10, 10], valWindows);
+    ctx.log(`projected with baseline ${baseline}: ${round(pb.hours, 3)} GPU-hours; defaults: ${round(p8.hours, 3)}`);
+    report.qwen3_8b_baseline = { baseline, stages: bb.stages, projection: pb };
+    freeBlock(be, bb);
+  };
+  if (baseline === 'attention-v2') withEnv('PARO_ATTN_KERNEL', 'v2', baselineEpochs);
+  if (baseline === 'recompute' && be.paroResidualDtype !== undefined && be.fusedTransform) {
     const residual = be.paroResidualDtype;
     be.paroResidualDtype = undefined;
     try {
-      const bb = benchBlock(be, QWEN3_8B_BLOCK, { windows, trainResident, T, batch, stages: [1, 2], peak, seed: 10 });
-      logBlock('Qwen3-8B block, one epoch, recompute backward (same-run baseline)', bb, trainResident);
-      const pb = project(bb, 36, [10, 10], valWindows);
-      ctx.log(`projected with the recompute backward: ${round(pb.hours, 3)} GPU-hours; Gram backward: ${round(p8.hours, 3)}`);
-      report.qwen3_8b_recompute = { stages: bb.stages, projection: pb };
-      freeBlock(be, bb);
+      baselineEpochs();
     } finally {
       be.paroResidualDtype = residual;
     }

@@ -95,10 +95,20 @@ function gencodeFlags(archs) {
   const sorted = [...archs].sort((a, b) => Number(a) - Number(b));
   const flags = [];
   sorted.forEach((a, i) => {
+    const newest = i === sorted.length - 1;
+    if (a === '90') {
+      // H100/H200 machine code with sm_90a's warpgroup MMA (the attention forward of k_attention.cu); sm_90a code runs
+      // on compute capability 9.0 only, so a later GPU gets the plain compute_90 PTX, where those kernels are empty.
+      flags.push('-gencode=arch=compute_90a,code=sm_90a');
+      if (newest) flags.push('-gencode=arch=compute_90,code=compute_90');
+      return;
+    }
     // PTX of the newest target too, so a later GPU can still run the addon.
-    const code = i === sorted.length - 1 ? `[sm_${a},compute_${a}]` : `sm_${a}`;
+    const code = newest ? `[sm_${a},compute_${a}]` : `sm_${a}`;
     flags.push(`-gencode=arch=compute_${a},code=${code}`);
   });
+  // The host side launches the sm_90a kernels only where they were built (and the device is 9.0).
+  if (sorted.includes('90')) flags.push('-DPARO_HAVE_SM90A');
   return flags;
 }
 

@@ -440,9 +440,10 @@ interface AttnCase {
   kernel?: 'auto' | 'scalar';
   /**
    * The CUDA tensor-core kernel version (PARO_ATTN_KERNEL, read by native/src/k_attention.cu at each call): 'v1' the
-   * 16-rows-per-warp kernels, 'v2' the 32-rows-per-warp ones (the default above 64 queries). Unset: the default.
+   * 16-rows-per-warp kernels, 'v2' the 32-rows-per-warp ones, 'v3' the wgmma forward (sm_90a, head dim 128; v2
+   * elsewhere) with v2's backward (the default above 64 queries). Unset: the default.
    */
-  version?: 'v1' | 'v2';
+  version?: 'v1' | 'v2' | 'v3';
   /** Run with Backend.setExactF32(true) (f32 arithmetic throughout). */
   exactF32?: boolean;
   tol?: number;
@@ -502,17 +503,17 @@ function usesMma(ac: AttnCase): boolean {
   return (ac.shape.headDim === 64 || ac.shape.headDim === 128) && ac.kernel !== 'scalar' && !(ac.exactF32 && ac.dtype === 'f32');
 }
 
-/** Every tensor-core case once per kernel version (labels end in [v1] / [v2]); the others once. */
-function attnCasesBothVersions(): AttnCase[] {
+/** Every tensor-core case once per kernel version (labels end in [v1] / [v2] / [v3]); the others once. */
+function attnCasesEveryVersion(): AttnCase[] {
   return attnCases().flatMap((ac) => (usesMma(ac)
-    ? (['v1', 'v2'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
+    ? (['v1', 'v2', 'v3'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
     : [ac]));
 }
 
 function groupAttention(): void {
   const g = 'attention';
   const envBefore = process.env.PARO_ATTN_KERNEL;
-  for (const ac of attnCasesBothVersions()) {
+  for (const ac of attnCasesEveryVersion()) {
     const { batch, tq, tk, heads, kvHeads, headDim: D } = ac.shape;
     const stride = ac.shape.kvStride ?? tk;
     const qn = batch * tq * heads * D;

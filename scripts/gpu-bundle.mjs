@@ -56,6 +56,8 @@ for (const f of fs.readdirSync(path.join(root, 'native')).filter((n) => n.endsWi
 for (const f of fs.readdirSync(path.join(root, 'native', 'src'))) {
   fs.copyFileSync(path.join(root, 'native', 'src', f), path.join(nativeOut, 'src', f));
 }
+// Device probes compiled apart from the addon (native/tools: the wgmma layout probe of gpu-session.sh's wgprobe step).
+fs.cpSync(path.join(root, 'native', 'tools'), path.join(nativeOut, 'tools'), { recursive: true });
 const napiSrc = path.join(path.dirname(require.resolve('node-api-headers/package.json')), 'include');
 fs.cpSync(napiSrc, path.join(nativeOut, 'napi-include'), { recursive: true });
 

@@ -72,6 +72,8 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
       step check-attn 300 node $G/gpu-check.mjs --isolate --no-time --groups attention ;;
     check-givens) # the Givens cases of the paroquant group (both kernel versions), without the long fused-transform ones
       step check-givens 200 node $G/gpu-check.mjs --group paroquant --only "paroquant givens" --no-time ;;
+    wgprobe) # the shared-memory descriptor and register layouts native/src/wgmma.cuh assumes, on this device (sm_90a)
+      step wgprobe 120 bash -c "nvcc -std=c++17 -arch=sm_90a -o /tmp/wgmma-probe $G/native/tools/wgmma-probe.cu && /tmp/wgmma-probe" ;;
     race) # compute-sanitizer racecheck on the tiny attention cases (every kernel version): barriers the emulation cannot see
       CS=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
       step race 120 $CS --tool racecheck --print-limit 10 node $G/gpu-check.mjs --no-time --quick --group attention --only tiny ;;

@@ -16,6 +16,7 @@
 #include "common.cuh"
 #include "ops.h"
 #include "runtime.h"
+#include "wgmma.cuh"
 
 namespace paro {
 namespace {
@@ -686,6 +687,184 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
   }
 }
 
+// ---- forward, version 3: Hopper warpgroup MMA (sm_90a, head dim 128) ----
+// Two warpgroups per CTA, 64 query rows each (128 per CTA), 128 keys per tile: S = Q·Kᵀ (64 × 128 per warpgroup) and
+// O += P·V as wgmma.mma_async, 8 steps of k16 each, with the online softmax of version 2 on the accumulators in
+// between. Q, K and Vᵀ live in shared memory as K-major core matrices (wgmma.cuh): row r, 8-element chunk c of a
+// 128-row tile at byte (r/8)·2048 + c·128 + (r%8)·16, so every 16-byte copy of a tile (cp.async, double-buffered K
+// and Vᵀ tiles) lands next to its neighbour. V enters transposed (attnTransposeV: Vᵀ [batch, kvHeads, 128, ldT], keys
+// contiguous, zeros past tk) so that P·V's B operand is K-major too. A warpgroup none of whose rows sees a tile (hull
+// of its rows' visible ranges) skips its products; rows and masking as version 2 (rowVis, the same lse).
+constexpr int kWgRows = 128, kWgKeys = 128, kWgD = 128;
+constexpr uint32_t kWgTileBytes = 128 * kWgD * 2;         // one 128-row tile: 32 KB
+constexpr uint32_t kWgLbo = 128, kWgSbo = 16 * 128;        // core matrices: next 8 elements of K, next 8 rows
+constexpr size_t kWgSmem = (size_t)5 * kWgTileBytes;       // Q + double-buffered K and Vᵀ: 160 KB
+
+// 128 rows × 128 elements (16-byte chunks) from src (row r at src + r·rowStride) into the core-matrix layout at dst;
+// rows at or past nValid are zeros. Chunk i of the tile is byte 16·i of dst: lanes write consecutive 16 bytes.
+__device__ __forceinline__ void loadTileWg(bf16* dst, const bf16* src, size_t rowStride, int nValid) {
+#pragma unroll
+  for (int i = 0; i < 2048 / 256; i++) {
+    const int idx = threadIdx.x + 256 * i;
+    const int row = (idx >> 7) * 8 + (idx & 7), chunk = (idx >> 3) & 15;
+    const bool ok = row < nValid;
+    cpAsync16(dst + idx * 8, src + (size_t)(ok ? row : 0) * rowStride + chunk * 8, ok);
+  }
+}
+
+// Vᵀ [batch, kvHeads, D, ldT] from V [batch·kvStride, kvHeads·D]: keys tk..ldT get zeros (a zero probability times
+// a NaN of a spare cache row would poison the output). One 32 × 32 tile of (keys, channels) per block of 256 threads.
+__global__ void attnTransposeV(const bf16* __restrict__ v, bf16* __restrict__ vt, AttnDims d, int ldT) {
+  __shared__ bf16 t[32][33];
+  const int D = d.headDim, tx = threadIdx.x % 32, ty = threadIdx.x / 32;
+  const int j0 = blockIdx.x * 32, c0 = (blockIdx.y % (D / 32)) * 32, hk = blockIdx.y / (D / 32), b = blockIdx.z;
+  const size_t kStride = (size_t)d.kvHeads * D;
+  for (int r = ty; r < 32; r += 8) {
+    const int j = j0 + r;
+    t[r][tx] = j < d.tk ? v[((size_t)b * d.kvStride + j) * kStride + (size_t)hk * D + c0 + tx] : bf16{};
+  }
+  __syncthreads();
+  for (int r = ty; r < 32; r += 8) vt[(((size_t)b * d.kvHeads + hk) * D + c0 + r) * ldT + j0 + tx] = t[tx][r];
+}
+
+__global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, const bf16* __restrict__ k,
+                                                    const bf16* __restrict__ vt, int ldT, void* out, int odt,
+                                                    float* lse, AttnDims d, AttnMask m) {
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int D = kWgD, BC = kWgKeys;
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smRaw);
+  bf16* sK = sQ + kWgTileBytes / 2;      // two K tiles
+  bf16* sV = sK + kWgTileBytes;          // two Vᵀ tiles (rows: channels; K: keys)
+  __shared__ int sRange[3];
+  __shared__ int sHull[2][3];            // per warpgroup: max e1, min s2, max e2 of its rows
+
+  const int h = blockIdx.x, qt = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;  // last query tiles first (see v2)
+  const int hk = h / (d.heads / d.kvHeads);
+  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4,
+            tig = lane % 4;
+  const int i0 = qt * kWgRows;
+  const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
+  const bf16* qBase = q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D;
+  const bf16* kBase = k + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
+  const bf16* vBase = vt + ((size_t)b * d.kvHeads + hk) * D * ldT;
+
+  // This thread's rows: A (accumulator elements 0, 1) and B = A + 8 (elements 2, 3).
+  const int rowA = i0 + wg * 64 + warp * 16 + g;
+  Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
+  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
+  const TileRange tr = blockTileRange(sRange, vis, 2, BC);  // its first barrier orders the sHull initialisation
+  for (int r = 0; r < 2; r++) {
+    atomicMax(&sHull[wg][0], vis[r].e1);
+    if (vis[r].e2 > vis[r].s2) {
+      atomicMin(&sHull[wg][1], vis[r].s2);
+      atomicMax(&sHull[wg][2], vis[r].e2);
+    }
+  }
+  __syncthreads();
+  const int hullE1 = sHull[wg][0], hullS2 = sHull[wg][1], hullE2 = sHull[wg][2];
+
+  float o[16][4];
+  zeroAcc(o);
+  float mr[2] = {-INFINITY, -INFINITY}, lr[2] = {0.0f, 0.0f};
+  const float sl2 = d.scale * kLog2e;
+  const uint32_t qAddr = smemAddr(sQ) + wg * 8 * kWgSbo;  // this warpgroup's 64 rows
+  const uint32_t kAddr = smemAddr(sK), vAddr = smemAddr(sV);
+
+  const int nTiles = tr.count();
+  auto issue = [&](int it) {
+    const int j = tr.tile(it) * BC, buf = it & 1;
+    loadTileWg(sK + buf * (kWgTileBytes / 2), kBase + (size_t)j * kStride, kStride, d.tk - j);
+    loadTileWg(sV + buf * (kWgTileBytes / 2), vBase + j, ldT, D);
+    cpAsyncCommit();
+  };
+  if (nTiles > 0) {
+    loadTileWg(sQ, qBase, qStride, d.tq - i0);
+    issue(0);
+  }
+  for (int it = 0; it < nTiles; it++) {
+    const int j0 = tr.tile(it) * BC, buf = it & 1;
+    // After the barrier tile it is in shared memory for both warpgroups (the proxy fence hands each thread's copies
+    // to wgmma's async proxy), and both are done with tile it − 1, whose buffers the next copies refill.
+    cpAsyncWait<0>();
+    fenceProxyAsync();
+    __syncthreads();
+    if (it + 1 < nTiles) issue(it + 1);
+    if (!(j0 < hullE1 || max(j0, hullS2) < min(j0 + BC, hullE2))) continue;  // uniform over the warpgroup
+
+    // S = Q·Kᵀ: 8 k16 steps over the head dimension (2 chunks = 256 bytes each).
+    float s[16][4];
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      wgmmaSS(s, wgDesc(qAddr + kk * 256, kWgLbo, kWgSbo), wgDesc(kAddr + buf * kWgTileBytes + kk * 256, kWgLbo, kWgSbo),
+              kk);
+    wgCommit();
+    wgWait<0>();
+    wgFenceAcc(s);
+
+    // Scale into the exp2 domain and mask, per row (masking skipped where the row sees the whole tile).
+    float mx[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const bool full = allVisible(vis[r], j0, j0 + BC);
+      mx[r] = -INFINITY;
+#pragma unroll
+      for (int n = 0; n < 16; n++) {
+#pragma unroll
+        for (int e = 2 * r; e < 2 * r + 2; e++) {
+          float val = s[n][e] * sl2;
+          if (!full && !isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1))) val = -INFINITY;
+          s[n][e] = val;
+        }
+        mx[r] = fmaxf(mx[r], fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+      }
+    }
+    float u[2], c[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) u[r] = softmaxStep(mx[r], mr[r], lr[r], c[r]);
+    if (c[0] != 1.0f || c[1] != 1.0f) {
+#pragma unroll
+      for (int n = 0; n < 16; n++) {
+        o[n][0] *= c[0];
+        o[n][1] *= c[0];
+        o[n][2] *= c[1];
+        o[n][3] *= c[1];
+      }
+    }
+    expRows(s, u[0], u[1], lr[0], lr[1]);
+    uint32_t pa[8][4];
+#pragma unroll
+    for (int kk = 0; kk < 8; kk++) accToA(pa[kk], s[2 * kk], s[2 * kk + 1]);
+
+    // O += P·V: 8 k16 steps over the tile's keys; B = Vᵀ rows (channels) × keys.
+    wgFenceAcc(o);
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(o, pa[kk], wgDesc(vAddr + buf * kWgTileBytes + kk * 256, kWgLbo, kWgSbo));
+    wgCommit();
+    wgWait<0>();
+    wgFenceAcc(o);
+  }
+
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    lr[r] += __shfl_xor_sync(0xffffffffu, lr[r], 1);
+    lr[r] += __shfl_xor_sync(0xffffffffu, lr[r], 2);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int row = rowA + 8 * r;
+    if (row >= d.tq) continue;
+    const float inv = lr[r] != 0.0f ? 1.0f / lr[r] : 0.0f;  // as version 2
+    const size_t rowOff = ((size_t)b * d.tq + row) * qStride + (size_t)h * D + tig * 2;
+    storeRow2(out, odt, o, r, rowOff, inv);
+    if (tig == 0)
+      lse[((size_t)b * d.heads + h) * d.tq + row] = lr[r] != 0.0f ? (mr[r] + log2f(lr[r])) * kLn2 : -INFINITY;
+  }
+#endif
+}
+
 // ---- backward: D_i = Σ_d dO·O per (row, head) ----
 __global__ void attnRowDotKernel(const void* dout, int dodt, const void* out, int odt, float* Dv, AttnDims d) {
   size_t w = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
@@ -1320,6 +1499,20 @@ void fwdMma2(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, fl
   checkLaunch("attention.forward(mma v2)");
 }
 
+// Version 3 (attnFwdWg): Vᵀ in scratch memory, then the warpgroup kernel; grid as version 2's.
+void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, float* lse, const AttnDims& d,
+           const AttnMask& m) {
+  const int ldT = (d.tk + kWgKeys - 1) / kWgKeys * kWgKeys;  // whole key tiles: the kernel reads them unguarded
+  Scratch vt((size_t)d.batch * d.kvHeads * kWgD * ldT * sizeof(bf16));
+  dim3 tg((unsigned)(ldT / 32), (unsigned)(d.kvHeads * (kWgD / 32)), (unsigned)d.batch);
+  attnTransposeV<<<tg, 256, 0, stream()>>>(v, vt.as<bf16>(), d, ldT);
+  checkLaunch("attention.forward(transpose V)");
+  allowSmem(attnFwdWg, kWgSmem);
+  dim3 grid((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
+  attnFwdWg<<<grid, 256, kWgSmem, stream()>>>(q, k, vt.as<bf16>(), ldT, out, odt, lse, d, m);
+  checkLaunch("attention.forward(wgmma v3)");
+}
+
 // dK, dV by key tiles (one version).
 template <int D>
 void launchDkv(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv,
@@ -1385,10 +1578,11 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
 
 // Which tensor-core kernels run: PARO_ATTN_KERNEL=v1 the first versions (attnFwdMma; attnBwdDqMma and attnBwdDkvMma
 // per KV head), =v2 version 2 (attnFwdMma2; attnBwdDqMma2 and, with GQA, attnBwdDkvMma per query head +
-// attnDkvReduce), unset or anything else: version 2 when the query count is above 64, else version 1. A version-2
+// attnDkvReduce), =v3 version 3's forward (attnFwdWg, where wgmmaForward allows it, else version 2's) with version 2's
+// backward; unset or anything else: version 3 when the query count is above 64, else version 1. A version-2 or -3
 // CTA takes 128 query rows, so at tq ≤ 64 (decode, draft steps) three of its warps (or more) would compute masked
 // rows, twice as long as version 1's. Read at each call (one getenv, well under a microsecond beside a launch) rather
-// than once, so that one process can time and check both versions by setting process.env.PARO_ATTN_KERNEL
+// than once, so that one process can time and check every version by setting process.env.PARO_ATTN_KERNEL
 // (scripts/gpu-check.ts --bench, scripts/backend-ops.ts).
 // Version 1 also runs where the device cannot give a block version 2's shared memory (smem2: dynamic bytes; 2 KiB
 // more for the static arrays).
@@ -1400,7 +1594,26 @@ int attnVersion(const AttnDims& d, size_t smem2) {
   const char* e = std::getenv("PARO_ATTN_KERNEL");
   if (e != nullptr && std::strcmp(e, "v1") == 0) return 1;
   if (e != nullptr && std::strcmp(e, "v2") == 0) return 2;
-  return d.tq > 64 ? 2 : 1;
+  if (e != nullptr && std::strcmp(e, "v3") == 0) return 3;
+  return d.tq > 64 ? 3 : 1;
+}
+
+// Whether the version-3 forward can run: head dim 128, the addon built with sm_90a machine code (PARO_HAVE_SM90A,
+// native/build.mjs), a device of compute capability 9.0 (H100, H200: the only one sm_90a code runs on) and its
+// shared memory.
+bool wgmmaForward(const AttnDims& d) {
+#ifdef PARO_HAVE_SM90A
+  if (d.headDim != kWgD) return false;
+  int dev = 0, major = 0, minor = 0, perBlock = 0;
+  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
+  checkCuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
+  checkCuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "cudaDeviceGetAttribute");
+  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+  return major == 9 && minor == 0 && kWgSmem + 2048 <= (size_t)perBlock;
+#else
+  (void)d;
+  return false;
+#endif
 }
 
 }  // namespace
@@ -1413,7 +1626,12 @@ void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v
     size_t nq = (size_t)d.batch * d.tq * d.heads * d.headDim;
     size_t nk = (size_t)d.batch * d.kvStride * d.kvHeads * d.headDim;
     Bf16View Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
-    const bool v2 = attnVersion(d, fwd2Smem(d.headDim)) >= 2;
+    const int ver = attnVersion(d, fwd2Smem(d.headDim));
+    if (ver == 3 && wgmmaForward(d)) {
+      fwdWg(Q.p, Kv.p, V.p, out, odt, lse, d, m);
+      return;
+    }
+    const bool v2 = ver >= 2;
     if (d.headDim == 64) (v2 ? fwdMma2<64> : fwdMma<64>)(Q.p, Kv.p, V.p, out, odt, lse, d, m);
     else (v2 ? fwdMma2<128> : fwdMma<128>)(Q.p, Kv.p, V.p, out, odt, lse, d, m);
     return;

@@ -28,15 +28,18 @@ struct __nv_bfloat162 {
 };
 inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return {{paro::fToBf16(a)}, {paro::fToBf16(b)}}; }
 
-enum { cudaDevAttrMaxSharedMemoryPerBlockOptin = 1 };
+enum { cudaDevAttrMaxSharedMemoryPerBlockOptin = 1, cudaDevAttrComputeCapabilityMajor, cudaDevAttrComputeCapabilityMinor };
 inline int cudaGetDevice(int* d) {
   *d = 0;
   return 0;
 }
-inline int cudaDeviceGetAttribute(int* v, int, int) {
-  *v = 227 * 1024;  // an H100's opt-in maximum per block
+// An H100: compute capability 9.0, 227 KB of shared memory per block (opt-in maximum).
+inline int cudaDeviceGetAttribute(int* v, int attr, int) {
+  *v = attr == cudaDevAttrComputeCapabilityMajor ? 9 : attr == cudaDevAttrComputeCapabilityMinor ? 0 : 227 * 1024;
   return 0;
 }
+// The addon as built for sm_90a (native/build.mjs): the version-3 forward (wgmma, emulated by wgmma.cuh) can run.
+#define PARO_HAVE_SM90A 1
 
 // Per-thread exchange slots (blocks run one after another, at most 1024 threads).
 inline uint32_t g_x[1024][8];

@@ -1,0 +1,87 @@
+// The layouts native/src/wgmma.cuh assumes, tested on the device itself (nvcc -arch=sm_90a, H100/H200): one
+// m64n128k16 product with both operands in shared memory (K-major core matrices: LBO between chunks of K, SBO between
+// groups of 8 rows), the same descriptors with LBO and SBO exchanged (which convention the hardware reads), and A from
+// registers in mma.sync's A layout; each against a host product, with the accumulator layout of wgmma.cuh.
+// Prints one line per form: "wgmma <form>: maxAbs=<e> <ok|BAD>". Exit code 1 if the assumed forms are wrong.
+//   nvcc -std=c++17 -arch=sm_90a -o /tmp/wgmma-probe native/tools/wgmma-probe.cu && /tmp/wgmma-probe
+#include <cuda_bf16.h>
+#include <cmath>
+#include <cstdio>
+#include <vector>
+#include "../src/wgmma.cuh"
+
+using namespace paro;
+
+// Element (r, k) of a K-major tile with K = 16 (two chunks): byte (r/8)·sbo + (k/8)·lbo + (r%8)·16 + (k%8)·2.
+__device__ __host__ inline int elemOffset(int r, int k, int lbo, int sbo) {
+  return ((r / 8) * sbo + (k / 8) * lbo + (r % 8) * 16 + (k % 8) * 2) / 2;
+}
+
+// form 0: SS with the assumed descriptor; 1: SS with LBO and SBO exchanged in the descriptors; 2: A from registers.
+__global__ void probe(const __nv_bfloat16* a, const __nv_bfloat16* b, float* out, int form) {
+  constexpr int LBO = 128, SBO = 256;  // chunks of K adjacent, then 8-row groups
+  __shared__ __align__(128) __nv_bfloat16 sA[64 * 16], sB[128 * 16];
+  for (int i = threadIdx.x; i < 64 * 16; i += 128) sA[elemOffset(i / 16, i % 16, LBO, SBO)] = a[i];
+  for (int i = threadIdx.x; i < 128 * 16; i += 128) sB[elemOffset(i / 16, i % 16, LBO, SBO)] = b[i];
+  fenceProxyAsync();
+  __syncthreads();
+  const uint32_t aAddr = (uint32_t)__cvta_generic_to_shared(sA), bAddr = (uint32_t)__cvta_generic_to_shared(sB);
+  const int w = threadIdx.x / 32, lane = threadIdx.x % 32, g = lane / 4, t = lane % 4;
+  float d[16][4];
+  for (int j = 0; j < 16; j++) d[j][0] = d[j][1] = d[j][2] = d[j][3] = 0.0f;
+  wgFenceAcc(d);
+  wgFence();
+  if (form == 0) wgmmaSS(d, wgDesc(aAddr, LBO, SBO), wgDesc(bAddr, LBO, SBO), 1);
+  if (form == 1) wgmmaSS(d, wgDesc(aAddr, SBO, LBO), wgDesc(bAddr, SBO, LBO), 1);
+  if (form == 2) {
+    auto pk = [&](int r, int k) {
+      __nv_bfloat162 v;
+      v.x = a[r * 16 + k];
+      v.y = a[r * 16 + k + 1];
+      return *reinterpret_cast<uint32_t*>(&v);
+    };
+    const int r0 = 16 * w + g;
+    const uint32_t fr[4] = {pk(r0, 2 * t), pk(r0 + 8, 2 * t), pk(r0, 2 * t + 8), pk(r0 + 8, 2 * t + 8)};
+    wgmmaRS(d, fr, wgDesc(bAddr, LBO, SBO));
+  }
+  wgCommit();
+  wgWait<0>();
+  wgFenceAcc(d);
+  for (int j = 0; j < 16; j++)
+    for (int e = 0; e < 4; e++) out[(16 * w + g + 8 * (e / 2)) * 128 + 8 * j + 2 * t + e % 2] = d[j][e];
+}
+
+int main() {
+  std::vector<__nv_bfloat16> a(64 * 16), b(128 * 16);
+  std::vector<float> af(a.size()), bf(b.size());
+  unsigned s = 12345;
+  auto rnd = [&]() { s = s * 1664525u + 1013904223u; return ((s >> 8) & 0xffff) / 32768.0f - 1.0f; };
+  for (size_t i = 0; i < a.size(); i++) { a[i] = __float2bfloat16(rnd()); af[i] = __bfloat162float(a[i]); }
+  for (size_t i = 0; i < b.size(); i++) { b[i] = __float2bfloat16(rnd()); bf[i] = __bfloat162float(b[i]); }
+  std::vector<double> ref(64 * 128, 0.0);
+  for (int r = 0; r < 64; r++)
+    for (int c = 0; c < 128; c++)
+      for (int k = 0; k < 16; k++) ref[r * 128 + c] += (double)af[r * 16 + k] * bf[c * 16 + k];
+  __nv_bfloat16 *da, *db;
+  float* dout;
+  cudaMalloc(&da, a.size() * 2);
+  cudaMalloc(&db, b.size() * 2);
+  cudaMalloc(&dout, ref.size() * 4);
+  cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice);
+  cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice);
+  const char* names[3] = {"SS assumed LBO/SBO", "SS LBO and SBO exchanged", "RS (A from registers)"};
+  bool assumedOk = true;
+  for (int form = 0; form < 3; form++) {
+    cudaMemset(dout, 0xff, ref.size() * 4);
+    probe<<<1, 128>>>(da, db, dout, form);
+    cudaError_t err = cudaDeviceSynchronize();
+    std::vector<float> got(ref.size());
+    cudaMemcpy(got.data(), dout, ref.size() * 4, cudaMemcpyDeviceToHost);
+    double maxAbs = 0;
+    for (size_t i = 0; i < ref.size(); i++) maxAbs = std::fmax(maxAbs, std::isnan(got[i]) ? INFINITY : std::fabs(got[i] - ref[i]));
+    const bool ok = err == cudaSuccess && maxAbs < 1e-3;
+    std::printf("wgmma %s: %s maxAbs=%.3e %s\n", names[form], cudaGetErrorString(err), maxAbs, ok ? "ok" : "BAD");
+    if (form != 1 && !ok) assumedOk = false;
+  }
+  return assumedOk ? 0 : 1;
+}

@@ -1,0 +1,72 @@
+// Host emulation of native/src/wgmma.cuh (same names; found first on the emulation's include path): the warpgroup
+// MMA m64n128k16 bf16 → f32 with operands read from g_smem through K-major unswizzled matrix descriptors (element
+// (r, k) at start + (r/8)·SBO + (k/8)·LBO + (r%8)·16 + (k%8)·2 bytes, PTX ISA "Matrix Descriptor Format") or, for A,
+// from the registers of the warp's lanes in mma.sync's A layout. Products are summed in double and computed at issue
+// (the kernels leave operands and accumulators alone until wgWait); the fences are no-ops here.
+#pragma once
+#include <cstdint>
+#include <stdexcept>
+
+namespace paro {
+namespace {
+
+inline uint64_t wgDesc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+  return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
+         ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32);
+}
+inline void wgFence() {}
+inline void wgCommit() {}
+template <int N>
+inline void wgWait() {}
+inline void fenceProxyAsync() {}
+inline void wgFenceAcc(float (&)[16][4]) {}
+
+// Element (r, k) of a K-major operand whose descriptor is desc.
+inline float emuDescElem(uint64_t desc, int r, int k) {
+  if ((desc >> 62) != 0) throw std::runtime_error("emu: wgmma descriptor with a swizzle mode");
+  const uint32_t addr = (uint32_t)(desc & 0x3FFF) << 4, lbo = (uint32_t)((desc >> 16) & 0x3FFF) << 4,
+                 sbo = (uint32_t)((desc >> 32) & 0x3FFF) << 4;
+  const uint32_t byte = addr + (r / 8) * sbo + (k / 8) * lbo + (r % 8) * 16 + (k % 8) * 2;
+  if (byte + 2 > sizeof(g_smem)) throw std::runtime_error("emu: wgmma operand outside shared memory");
+  return bf16ToF(reinterpret_cast<const uint16_t*>(reinterpret_cast<const char*>(g_smem) + byte)[0]);
+}
+
+// This thread's accumulators: d[j][e] at row 16·w + lane/4 + 8·(e/2) of the warpgroup's 64 (w: warp in the group),
+// column 8j + 2·(lane%4) + e%2; A(row, k) and B(col, k) give the operands.
+template <typename FA, typename FB>
+inline void emuWgmma(float (&d)[16][4], bool accumulate, const FA& A, const FB& B) {
+  const int w = (int)(threadIdx.x / 32) % 4, lane = (int)threadIdx.x % 32, g = lane / 4, q = lane % 4;
+  for (int j = 0; j < 16; j++) {
+    for (int e = 0; e < 4; e++) {
+      const int row = 16 * w + g + 8 * (e / 2), col = 8 * j + 2 * q + e % 2;
+      double s = accumulate ? (double)d[j][e] : 0.0;
+      for (int k = 0; k < 16; k++) s += (double)A(row, k) * (double)B(col, k);
+      d[j][e] = (float)s;
+    }
+  }
+}
+
+inline void wgmmaSS(float (&d)[16][4], uint64_t da, uint64_t db, int accumulate) {
+  emuWgmma(d, accumulate != 0, [&](int r, int k) { return emuDescElem(da, r, k); },
+           [&](int c, int k) { return emuDescElem(db, c, k); });
+}
+
+// A from the registers of the warp's 32 lanes: lane 4·(r%8) + (k%8)/2 holds row r (of the warp's 16) and column k in
+// register (r ≥ 8) + 2·(k ≥ 8), low half for even k.
+inline void wgmmaRS(float (&d)[16][4], const uint32_t (&a)[4], uint64_t db) {
+  const int t = (int)threadIdx.x, w0 = t - t % 32, w = (t / 32) % 4;
+  for (int i = 0; i < 4; i++) g_x[t][i] = a[i];
+  __syncwarp();
+  float A[16][16];
+  for (int r = 0; r < 16; r++) {
+    for (int k = 0; k < 16; k++) {
+      const uint32_t v = g_x[w0 + 4 * (r % 8) + (k % 8) / 2][(r >= 8 ? 1 : 0) + (k >= 8 ? 2 : 0)];
+      A[r][k] = bf16ToF((uint16_t)(k % 2 == 0 ? v & 0xffff : v >> 16));
+    }
+  }
+  __syncwarp();
+  emuWgmma(d, true, [&](int r, int k) { return A[r - 16 * w][k]; }, [&](int c, int k) { return emuDescElem(db, c, k); });
+}
+
+}  // namespace
+}  // namespace paro
