@@ -690,25 +690,42 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
 // ---- forward, version 3: Hopper warpgroup MMA (sm_90a, head dim 128) ----
 // Two warpgroups per CTA, 64 query rows each (128 per CTA), 128 keys per tile: S = Q·Kᵀ (64 × 128 per warpgroup) and
 // O += P·V as wgmma.mma_async, 8 steps of k16 each, with the online softmax of version 2 on the accumulators in
-// between. Q, K and Vᵀ live in shared memory as K-major core matrices (wgmma.cuh): row r, 8-element chunk c of a
-// 128-row tile at byte (r/8)·2048 + c·128 + (r%8)·16, so every 16-byte copy of a tile (cp.async, double-buffered K
-// and Vᵀ tiles) lands next to its neighbour. V enters transposed (attnTransposeV: Vᵀ [batch, kvHeads, 128, ldT], keys
+// between. Q, K and Vᵀ tiles (128 rows × 128 elements, double-buffered K and Vᵀ through cp.async) are K-major wgmma
+// operands in shared memory (wgmma.cuh), in one of two layouts (kSw): the 128-byte swizzle — two columns of 16 atoms
+// of 8 rows × 64 elements, chunk c of row r at (c/8)·16384 + (r/8)·1024 + (r%8)·128 + ((c%8) ^ (r%8))·16 — or
+// unswizzled core matrices — row r, chunk c at (r/8)·2048 + c·128 + (r%8)·16. Either way 8 consecutive 16-byte
+// copies fill one 128-byte row of banks. V enters transposed (attnTransposeV: Vᵀ [batch, kvHeads, 128, ldT], keys
 // contiguous, zeros past tk) so that P·V's B operand is K-major too. A warpgroup none of whose rows sees a tile (hull
 // of its rows' visible ranges) skips its products; rows and masking as version 2 (rowVis, the same lse).
 constexpr int kWgRows = 128, kWgKeys = 128, kWgD = 128;
-constexpr uint32_t kWgTileBytes = 128 * kWgD * 2;         // one 128-row tile: 32 KB
-constexpr uint32_t kWgLbo = 128, kWgSbo = 16 * 128;        // core matrices: next 8 elements of K, next 8 rows
-constexpr size_t kWgSmem = (size_t)5 * kWgTileBytes;       // Q + double-buffered K and Vᵀ: 160 KB
+constexpr uint32_t kWgTileBytes = 128 * kWgD * 2;  // one 128-row tile: 32 KB
+// Q + double-buffered K and Vᵀ: 160 KB, and 1 KB to align the tiles to the swizzle atoms.
+constexpr size_t kWgSmem = (size_t)5 * kWgTileBytes + 1024;
 
-// 128 rows × 128 elements (16-byte chunks) from src (row r at src + r·rowStride) into the core-matrix layout at dst;
-// rows at or past nValid are zeros. Chunk i of the tile is byte 16·i of dst: lanes write consecutive 16 bytes.
+// Byte offset of chunk c (8 elements) of row r in a tile (see above).
+template <bool kSw>
+__device__ __forceinline__ uint32_t wgChunkOffset(int r, int c) {
+  if (kSw) return (c >> 3) * 16384 + (r >> 3) * 1024 + (r & 7) * 128 + (((c & 7) ^ (r & 7)) << 4);
+  return (r >> 3) * 2048 + c * 128 + (r & 7) * 16;
+}
+
+// The descriptor of k16 step kk (elements 16·kk..) of the rows of a tile from byte address rows0 (a multiple of 8 rows).
+template <bool kSw>
+__device__ __forceinline__ uint64_t wgStepDesc(uint32_t rows0, int kk) {
+  if (kSw) return wgDesc(rows0 + (kk >> 2) * 16384 + (kk & 3) * 32, 16, 1024, kWgSwizzle128);
+  return wgDesc(rows0 + kk * 256, 128, 2048);
+}
+
+// 128 rows × 128 elements (16-byte chunks) from src (row r at src + r·rowStride) into a tile at dst; rows at or past
+// nValid are zeros. Thread t copies chunks t, t + 256, ...: 16 consecutive threads read one 256-byte row.
+template <bool kSw>
 __device__ __forceinline__ void loadTileWg(bf16* dst, const bf16* src, size_t rowStride, int nValid) {
 #pragma unroll
   for (int i = 0; i < 2048 / 256; i++) {
     const int idx = threadIdx.x + 256 * i;
-    const int row = (idx >> 7) * 8 + (idx & 7), chunk = (idx >> 3) & 15;
+    const int row = idx >> 4, chunk = idx & 15;
     const bool ok = row < nValid;
-    cpAsync16(dst + idx * 8, src + (size_t)(ok ? row : 0) * rowStride + chunk * 8, ok);
+    cpAsync16(dst + wgChunkOffset<kSw>(row, chunk) / 2, src + (size_t)(ok ? row : 0) * rowStride + chunk * 8, ok);
   }
 }
 
@@ -727,13 +744,15 @@ __global__ void attnTransposeV(const bf16* __restrict__ v, bf16* __restrict__ vt
   for (int r = ty; r < 32; r += 8) vt[(((size_t)b * d.kvHeads + hk) * D + c0 + r) * ldT + j0 + tx] = t[tx][r];
 }
 
+template <bool kSw>
 __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, const bf16* __restrict__ k,
                                                     const bf16* __restrict__ vt, int ldT, void* out, int odt,
                                                     float* lse, AttnDims d, AttnMask m) {
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int D = kWgD, BC = kWgKeys;
   extern __shared__ __align__(16) unsigned char smRaw[];
-  bf16* sQ = reinterpret_cast<bf16*>(smRaw);
+  // The swizzle XORs absolute address bits: tiles start on 1024-byte boundaries.
+  bf16* sQ = reinterpret_cast<bf16*>(smRaw + ((1024 - smemAddr(smRaw) % 1024) % 1024));
   bf16* sK = sQ + kWgTileBytes / 2;      // two K tiles
   bf16* sV = sK + kWgTileBytes;          // two Vᵀ tiles (rows: channels; K: keys)
   __shared__ int sRange[3];
@@ -768,18 +787,18 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
   zeroAcc(o);
   float mr[2] = {-INFINITY, -INFINITY}, lr[2] = {0.0f, 0.0f};
   const float sl2 = d.scale * kLog2e;
-  const uint32_t qAddr = smemAddr(sQ) + wg * 8 * kWgSbo;  // this warpgroup's 64 rows
+  const uint32_t qAddr = smemAddr(sQ) + wgChunkOffset<kSw>(wg * 64, 0);  // this warpgroup's 64 rows
   const uint32_t kAddr = smemAddr(sK), vAddr = smemAddr(sV);
 
   const int nTiles = tr.count();
   auto issue = [&](int it) {
     const int j = tr.tile(it) * BC, buf = it & 1;
-    loadTileWg(sK + buf * (kWgTileBytes / 2), kBase + (size_t)j * kStride, kStride, d.tk - j);
-    loadTileWg(sV + buf * (kWgTileBytes / 2), vBase + j, ldT, D);
+    loadTileWg<kSw>(sK + buf * (kWgTileBytes / 2), kBase + (size_t)j * kStride, kStride, d.tk - j);
+    loadTileWg<kSw>(sV + buf * (kWgTileBytes / 2), vBase + j, ldT, D);
     cpAsyncCommit();
   };
   if (nTiles > 0) {
-    loadTileWg(sQ, qBase, qStride, d.tq - i0);
+    loadTileWg<kSw>(sQ, qBase, qStride, d.tq - i0);
     issue(0);
   }
   for (int it = 0; it < nTiles; it++) {
@@ -792,13 +811,12 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
     if (it + 1 < nTiles) issue(it + 1);
     if (!(j0 < hullE1 || max(j0, hullS2) < min(j0 + BC, hullE2))) continue;  // uniform over the warpgroup
 
-    // S = Q·Kᵀ: 8 k16 steps over the head dimension (2 chunks = 256 bytes each).
+    // S = Q·Kᵀ: 8 k16 steps over the head dimension.
     float s[16][4];
     wgFence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-      wgmmaSS(s, wgDesc(qAddr + kk * 256, kWgLbo, kWgSbo), wgDesc(kAddr + buf * kWgTileBytes + kk * 256, kWgLbo, kWgSbo),
-              kk);
+      wgmmaSS(s, wgStepDesc<kSw>(qAddr, kk), wgStepDesc<kSw>(kAddr + buf * kWgTileBytes, kk), kk);
     wgCommit();
     wgWait<0>();
     wgFenceAcc(s);
@@ -841,7 +859,7 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
     wgFenceAcc(o);
     wgFence();
 #pragma unroll
-    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(o, pa[kk], wgDesc(vAddr + buf * kWgTileBytes + kk * 256, kWgLbo, kWgSbo));
+    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(o, pa[kk], wgStepDesc<kSw>(vAddr + buf * kWgTileBytes, kk));
     wgCommit();
     wgWait<0>();
     wgFenceAcc(o);
@@ -1500,6 +1518,7 @@ void fwdMma2(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, fl
 }
 
 // Version 3 (attnFwdWg): Vᵀ in scratch memory, then the warpgroup kernel; grid as version 2's.
+template <bool kSw>
 void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, float* lse, const AttnDims& d,
            const AttnMask& m) {
   const int ldT = (d.tk + kWgKeys - 1) / kWgKeys * kWgKeys;  // whole key tiles: the kernel reads them unguarded
@@ -1507,9 +1526,9 @@ void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, floa
   dim3 tg((unsigned)(ldT / 32), (unsigned)(d.kvHeads * (kWgD / 32)), (unsigned)d.batch);
   attnTransposeV<<<tg, 256, 0, stream()>>>(v, vt.as<bf16>(), d, ldT);
   checkLaunch("attention.forward(transpose V)");
-  allowSmem(attnFwdWg, kWgSmem);
+  allowSmem(attnFwdWg<kSw>, kWgSmem);
   dim3 grid((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
-  attnFwdWg<<<grid, 256, kWgSmem, stream()>>>(q, k, vt.as<bf16>(), ldT, out, odt, lse, d, m);
+  attnFwdWg<kSw><<<grid, 256, kWgSmem, stream()>>>(q, k, vt.as<bf16>(), ldT, out, odt, lse, d, m);
   checkLaunch("attention.forward(wgmma v3)");
 }
 
@@ -1595,6 +1614,7 @@ int attnVersion(const AttnDims& d, size_t smem2) {
   if (e != nullptr && std::strcmp(e, "v1") == 0) return 1;
   if (e != nullptr && std::strcmp(e, "v2") == 0) return 2;
   if (e != nullptr && std::strcmp(e, "v3") == 0) return 3;
+  if (e != nullptr && std::strcmp(e, "v3n") == 0) return 4;  // version 3 with unswizzled operands (experiment)
   return d.tq > 64 ? 3 : 1;
 }
 
@@ -1627,8 +1647,8 @@ void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v
     size_t nk = (size_t)d.batch * d.kvStride * d.kvHeads * d.headDim;
     Bf16View Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
     const int ver = attnVersion(d, fwd2Smem(d.headDim));
-    if (ver == 3 && wgmmaForward(d)) {
-      fwdWg(Q.p, Kv.p, V.p, out, odt, lse, d, m);
+    if (ver >= 3 && wgmmaForward(d)) {
+      (ver == 3 ? fwdWg<true> : fwdWg<false>)(Q.p, Kv.p, V.p, out, odt, lse, d, m);
       return;
     }
     const bool v2 = ver >= 2;

@@ -1,9 +1,10 @@
 // Hopper warpgroup matrix multiply (wgmma.mma_async, sm_90a only): the few forms the attention forward of
 // k_attention.cu uses — D (64 × 128, f32) = or += A (64 × 16, bf16) · Bᵀ (128 × 16, bf16) with B, and A too or A
 // from registers, read from shared memory through matrix descriptors — plus the fences around them.
-// Shared-memory operands are "K-major without swizzle": 8 rows × 16 bytes (8 elements of K) form a 128-byte core
-// matrix; a descriptor names the first core matrix, LBO (bytes between core matrices adjacent in K) and SBO (bytes
-// between core matrices adjacent in M or N) — PTX ISA, "Matrix Descriptor Format".
+// Shared-memory operands are K-major, unswizzled or with the 128-byte swizzle (wgDesc). Unswizzled, 8 rows × 16 bytes
+// (8 elements of K) form a 128-byte core matrix; a descriptor names the first core matrix, LBO (bytes between core
+// matrices adjacent in K) and SBO (bytes between core matrices adjacent in M or N) — PTX ISA, "Matrix Descriptor
+// Format"; native/tools/wgmma-probe.cu checks both forms on a device.
 // Register fragments are those of mma.sync m16n8k16 per warp of the warpgroup (warp w of the group: rows 16w..16w+15):
 // accumulator d[j][e] is row 16w + lane/4 + 8·(e/2), column 8j + 2·(lane%4) + e%2; A from registers as mma.sync's A.
 // test/cuda-emu/wgmma.cuh emulates these functions (same names) for the host emulation test of the kernels.
@@ -21,10 +22,17 @@
 namespace paro {
 namespace {
 
-// A K-major, unswizzled shared-memory matrix descriptor: start byte address, LBO, SBO (bytes, multiples of 16).
-__device__ __forceinline__ uint64_t wgDesc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+// Swizzle modes of a descriptor (bits 62–63).
+constexpr uint32_t kWgNoSwizzle = 0, kWgSwizzle128 = 1;
+
+// A K-major shared-memory matrix descriptor: start byte address, LBO, SBO (bytes, multiples of 16), swizzle mode.
+// With kWgSwizzle128 the operand is stored in 1024-byte atoms of 8 rows × 128 bytes (64 elements of K) whose 16-byte
+// chunk c of row r sits at chunk position c ^ (r % 8) — the hardware XORs address bits 4–6 with bits 7–9, so atoms
+// must be 1024-byte aligned; SBO is then the step between 8-row atoms, LBO unused, and a k16 step within an atom
+// advances the start address by 32 bytes.
+__device__ __forceinline__ uint64_t wgDesc(uint32_t addr, uint32_t lbo, uint32_t sbo, uint32_t swizzle = kWgNoSwizzle) {
   return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
-         ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32);
+         ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | ((uint64_t)swizzle << 62);
 }
 
 // Orders this thread's register writes (accumulators, A fragments) before the next wgmma reads them.

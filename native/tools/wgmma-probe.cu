@@ -1,7 +1,9 @@
 // The layouts native/src/wgmma.cuh assumes, tested on the device itself (nvcc -arch=sm_90a, H100/H200): one
 // m64n128k16 product with both operands in shared memory (K-major core matrices: LBO between chunks of K, SBO between
-// groups of 8 rows), the same descriptors with LBO and SBO exchanged (which convention the hardware reads), and A from
-// registers in mma.sync's A layout; each against a host product, with the accumulator layout of wgmma.cuh.
+// groups of 8 rows), the same descriptors with LBO and SBO exchanged (which convention the hardware reads), A from
+// registers in mma.sync's A layout, and both operands in the 128-byte swizzle layout at the second k16 step of an atom
+// (start address + 32 bytes) with A from shared memory and from registers; each against a host product, with the
+// accumulator layout of wgmma.cuh.
 // Prints one line per form: "wgmma <form>: maxAbs=<e> <ok|BAD>". Exit code 1 if the assumed forms are wrong.
 //   nvcc -std=c++17 -arch=sm_90a -o /tmp/wgmma-probe native/tools/wgmma-probe.cu && /tmp/wgmma-probe
 #include <cuda_bf16.h>
@@ -17,12 +19,24 @@ __device__ __host__ inline int elemOffset(int r, int k, int lbo, int sbo) {
   return ((r / 8) * sbo + (k / 8) * lbo + (r % 8) * 16 + (k % 8) * 2) / 2;
 }
 
-// form 0: SS with the assumed descriptor; 1: SS with LBO and SBO exchanged in the descriptors; 2: A from registers.
+// Element (r, k) of a K-major tile with K = 64 in 128-byte swizzle atoms (8 rows × 128 bytes, 1024 bytes each).
+__device__ __host__ inline int swizzledOffset(int r, int k) {
+  return ((r / 8) * 1024 + (r % 8) * 128 + (((k / 8) ^ (r % 8)) * 16) + (k % 8) * 2) / 2;
+}
+
+// form 0: SS with the assumed descriptor; 1: SS with LBO and SBO exchanged in the descriptors; 2: A from registers;
+// 3: SS, 128-byte swizzle, k16 step 1 (a and b hold columns 16..31 of 64-wide rows); 4: as 3 with A from registers.
 __global__ void probe(const __nv_bfloat16* a, const __nv_bfloat16* b, float* out, int form) {
   constexpr int LBO = 128, SBO = 256;  // chunks of K adjacent, then 8-row groups
-  __shared__ __align__(128) __nv_bfloat16 sA[64 * 16], sB[128 * 16];
-  for (int i = threadIdx.x; i < 64 * 16; i += 128) sA[elemOffset(i / 16, i % 16, LBO, SBO)] = a[i];
-  for (int i = threadIdx.x; i < 128 * 16; i += 128) sB[elemOffset(i / 16, i % 16, LBO, SBO)] = b[i];
+  __shared__ __align__(1024) __nv_bfloat16 sA[64 * 64], sB[128 * 64];
+  const bool sw = form >= 3;
+  for (int i = threadIdx.x; i < 64 * 64; i += 128) sA[i] = __float2bfloat16(100.0f);  // wrong reads show
+  for (int i = threadIdx.x; i < 128 * 64; i += 128) sB[i] = __float2bfloat16(100.0f);
+  __syncthreads();
+  for (int i = threadIdx.x; i < 64 * 16; i += 128)
+    sA[sw ? swizzledOffset(i / 16, 16 + i % 16) : elemOffset(i / 16, i % 16, LBO, SBO)] = a[i];
+  for (int i = threadIdx.x; i < 128 * 16; i += 128)
+    sB[sw ? swizzledOffset(i / 16, 16 + i % 16) : elemOffset(i / 16, i % 16, LBO, SBO)] = b[i];
   fenceProxyAsync();
   __syncthreads();
   const uint32_t aAddr = (uint32_t)__cvta_generic_to_shared(sA), bAddr = (uint32_t)__cvta_generic_to_shared(sB);
@@ -33,7 +47,8 @@ __global__ void probe(const __nv_bfloat16* a, const __nv_bfloat16* b, float* out
   wgFence();
   if (form == 0) wgmmaSS(d, wgDesc(aAddr, LBO, SBO), wgDesc(bAddr, LBO, SBO), 1);
   if (form == 1) wgmmaSS(d, wgDesc(aAddr, SBO, LBO), wgDesc(bAddr, SBO, LBO), 1);
-  if (form == 2) {
+  if (form == 3) wgmmaSS(d, wgDesc(aAddr + 32, 16, 1024, kWgSwizzle128), wgDesc(bAddr + 32, 16, 1024, kWgSwizzle128), 1);
+  if (form == 2 || form == 4) {
     auto pk = [&](int r, int k) {
       __nv_bfloat162 v;
       v.x = a[r * 16 + k];
@@ -42,7 +57,7 @@ __global__ void probe(const __nv_bfloat16* a, const __nv_bfloat16* b, float* out
     };
     const int r0 = 16 * w + g;
     const uint32_t fr[4] = {pk(r0, 2 * t), pk(r0 + 8, 2 * t), pk(r0, 2 * t + 8), pk(r0 + 8, 2 * t + 8)};
-    wgmmaRS(d, fr, wgDesc(bAddr, LBO, SBO));
+    wgmmaRS(d, fr, form == 2 ? wgDesc(bAddr, LBO, SBO) : wgDesc(bAddr + 32, 16, 1024, kWgSwizzle128));
   }
   wgCommit();
   wgWait<0>();
@@ -69,9 +84,10 @@ int main() {
   cudaMalloc(&dout, ref.size() * 4);
   cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice);
   cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice);
-  const char* names[3] = {"SS assumed LBO/SBO", "SS LBO and SBO exchanged", "RS (A from registers)"};
+  const char* names[5] = {"SS assumed LBO/SBO", "SS LBO and SBO exchanged", "RS (A from registers)",
+                          "SS 128-byte swizzle, k16 step 1", "RS 128-byte swizzle, k16 step 1"};
   bool assumedOk = true;
-  for (int form = 0; form < 3; form++) {
+  for (int form = 0; form < 5; form++) {
     cudaMemset(dout, 0xff, ref.size() * 4);
     probe<<<1, 128>>>(da, db, dout, form);
     cudaError_t err = cudaDeviceSynchronize();

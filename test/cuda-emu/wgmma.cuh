@@ -10,9 +10,10 @@
 namespace paro {
 namespace {
 
-inline uint64_t wgDesc(uint32_t addr, uint32_t lbo, uint32_t sbo) {
+constexpr uint32_t kWgNoSwizzle = 0, kWgSwizzle128 = 1;
+inline uint64_t wgDesc(uint32_t addr, uint32_t lbo, uint32_t sbo, uint32_t swizzle = kWgNoSwizzle) {
   return (uint64_t)((addr & 0x3FFFF) >> 4) | ((uint64_t)((lbo & 0x3FFFF) >> 4) << 16) |
-         ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32);
+         ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | ((uint64_t)swizzle << 62);
 }
 inline void wgFence() {}
 inline void wgCommit() {}
@@ -21,12 +22,20 @@ inline void wgWait() {}
 inline void fenceProxyAsync() {}
 inline void wgFenceAcc(float (&)[16][4]) {}
 
-// Element (r, k) of a K-major operand whose descriptor is desc.
+// Element (r, k) of a K-major operand whose descriptor is desc. 128-byte swizzle: the unswizzled address of 8-row
+// atoms (rows 128 bytes apart, atoms SBO apart) with address bits 4–6 XORed with bits 7–9.
 inline float emuDescElem(uint64_t desc, int r, int k) {
-  if ((desc >> 62) != 0) throw std::runtime_error("emu: wgmma descriptor with a swizzle mode");
+  const uint32_t mode = (uint32_t)(desc >> 62);
+  if (mode != kWgNoSwizzle && mode != kWgSwizzle128) throw std::runtime_error("emu: wgmma swizzle mode not emulated");
   const uint32_t addr = (uint32_t)(desc & 0x3FFF) << 4, lbo = (uint32_t)((desc >> 16) & 0x3FFF) << 4,
                  sbo = (uint32_t)((desc >> 32) & 0x3FFF) << 4;
-  const uint32_t byte = addr + (r / 8) * sbo + (k / 8) * lbo + (r % 8) * 16 + (k % 8) * 2;
+  uint32_t byte = addr + (r / 8) * sbo + (k / 8) * lbo + (r % 8) * 16 + (k % 8) * 2;
+  if (mode == kWgSwizzle128) {
+    // The XOR takes absolute address bits: a start past the first row of a 1024-byte aligned atom reads other rows.
+    if ((addr & 0x380) != 0) throw std::runtime_error("emu: swizzled operand start not in the first row of an atom");
+    byte = addr + (r / 8) * sbo + (r % 8) * 128 + k * 2;
+    byte ^= ((byte >> 7) & 7) << 4;
+  }
   if (byte + 2 > sizeof(g_smem)) throw std::runtime_error("emu: wgmma operand outside shared memory");
   return bf16ToF(reinterpret_cast<const uint16_t*>(reinterpret_cast<const char*>(g_smem) + byte)[0]);
 }
