@@ -287,8 +287,6 @@ export interface FusedLinearTiming {
   msFused: number;
   /** The Gram backward. */
   msGram: number;
-  /** The Gram backward with paroMinMaxGram's version 2 (PARO_MINMAX_GRAM=v2). */
-  msGramV2: number;
   gbpsFused: number;
   gbpsComposition: number;
 }
@@ -334,9 +332,8 @@ export function benchFusedTransform(be: FusedSwitchBackend, cfg: ModelConfig, re
           setPath(be, path);
           ms[path] = meanMs(be, cycle, reps);
         }
-        const msGramV2 = withEnv('PARO_MINMAX_GRAM', 'v2', () => meanMs(be, cycle, reps));
         const bytes = fusedBytes(O, I, stage);
-        out.push({ linear: k, O, I, stage, msComposition: ms.composition, msFused: ms.recompute, msGram: ms.gram, msGramV2,
+        out.push({ linear: k, O, I, stage, msComposition: ms.composition, msFused: ms.recompute, msGram: ms.gram,
           gbpsFused: bytes / ms.recompute / 1e6, gbpsComposition: bytes / ms.composition / 1e6 });
       }
       be.free(lin.W, lin.alpha, lin.theta, lin.pairs, lin.thetaKeep, lin.scale, lin.zpf, dWhat);
@@ -389,15 +386,15 @@ export function compareFusedSteps(be: FusedSwitchBackend, b: BlockBench, steps: 
 }
 
 function logFused(ctx: BenchContext, lin: FusedLinearTiming[], steps: FusedStepTiming[] | null): void {
-  const rows: (string | number)[][] = [['linear O×I', 'stage', 'composition ms', 'recompute ms', 'gram ms', 'gram / recompute', 'gram minmax-v2 ms', 'recompute GB/s']];
+  const rows: (string | number)[][] = [['linear O×I', 'stage', 'composition ms', 'recompute ms', 'gram ms', 'gram / recompute', 'recompute GB/s']];
   for (const r of lin) {
-    rows.push([`${r.linear} ${r.O}×${r.I}`, r.stage, round(r.msComposition, 3), round(r.msFused, 3), round(r.msGram, 3), round(r.msFused / r.msGram, 2), round(r.msGramV2, 3), round(r.gbpsFused, 0)]);
+    rows.push([`${r.linear} ${r.O}×${r.I}`, r.stage, round(r.msComposition, 3), round(r.msFused, 3), round(r.msGram, 3), round(r.msFused / r.msGram, 2), round(r.gbpsFused, 0)]);
   }
   for (const stage of [1, 2] as const) {
     const s = lin.filter((r) => r.stage === stage);
     const sum = (f: (r: FusedLinearTiming) => number) => s.reduce((a, r) => a + f(r), 0);
-    const c = sum((r) => r.msComposition), f = sum((r) => r.msFused), g = sum((r) => r.msGram), g2 = sum((r) => r.msGramV2);
-    rows.push([`block (7 linears)`, stage, round(c, 3), round(f, 3), round(g, 3), round(f / g, 2), round(g2, 3), '']);
+    const c = sum((r) => r.msComposition), f = sum((r) => r.msFused), g = sum((r) => r.msGram);
+    rows.push([`block (7 linears)`, stage, round(c, 3), round(f, 3), round(g, 3), round(f / g, 2), '']);
   }
   ctx.log('transform forward (Ŵ in bf16) + backward per linear, same run: the composition of the unfused ops, the fused backward that recomputes each row, the Gram backward (speed-up column: recompute ms / gram ms):');
   ctx.log(table(rows));

@@ -3,9 +3,13 @@
 // the quantizer's scale gradient is a dot product per group (the rotations are orthogonal) and the min/max path of
 // the stage-1 quantizer becomes a sparse per-group Gram matrix in "virtual rows" f32 [gs, I].
 // Both sums run in a fixed order that depends on the shape only (no float atomics): reruns are bit-identical.
+// paroMinMaxGram writes the path's coefficients as dense rows α·c and hands them to groupGram's TF32 tensor-core
+// product (k_gram.cu), so it takes groupGram's group sizes only (32, 64, 96, 128: the only ones the cuda backend
+// asks a residual for). It replaced a shared-memory scatter (a thread per column adding c·W into a gs × gs block),
+// which measured slower on an H100 (2026-12-07, one process, bench/gpu.ts per-linear table): stage-1 transform
+// forward + backward of a step's seven linears 8.175 → 7.668 ms (q 0.911 → 0.824, k 0.484 → 0.452, gate 1.799 →
+// 1.685, down 1.824 → 1.716 ms); the price is TF32 rounding of α·c and of f32 W (2e-3 in gpu-check).
 #include <algorithm>
-#include <cstdlib>
-#include <cstring>
 
 #include "common.cuh"
 #include "ops.h"
@@ -13,10 +17,7 @@
 namespace paro {
 namespace {
 
-constexpr int kScaleGradWarps = 8;        // warps per block of paroScaleGradKernel
-constexpr int kGramRowBatch = 64;         // rows whose loads paroMinMaxGramKernel issues together (run 24; 16: run 23, as fast)
-constexpr int kGramMinRowsPerChunk = 64;  // row chunks of paroMinMaxGram: at least this many rows ...
-constexpr int kGramTargetBlocks = 1024;   // ... and about this many blocks over all groups
+constexpr int kScaleGradWarps = 8;  // warps per block of paroScaleGradKernel
 
 __device__ __forceinline__ float clampQuantScale(float s) { return fminf(fmaxf(s, 1e-5f), 1e5f); }
 
@@ -60,96 +61,10 @@ __global__ void paroScaleGradKernel(const void* dWhat, int ddt, const void* E, i
   }
 }
 
-// ---- paroMinMaxGram ----
-// Grid (G, row chunks), block of gs threads: thread k owns column k of its group. acc[i][k] (stride gs + 1) sums
-// c[o, i]·W[o, k] over the chunk's rows in order; thread k only ever touches column k, so there are no races and the
-// order is fixed. c[o, i] = (max bit i ? gMax : 0) + (min bit i ? gMin : 0), the same for every thread of the row.
-// Per batch of kGramRowBatch rows the block stages the rows' masks and coefficients in shared memory (one load
-// latency per batch, a thread per row) while each thread's W loads are in flight. Partial sums go to part
-// [chunk][k][g·gs + i] (the +1 stride makes that transposed read conflict-free).
-// H100 (docs/gpu-validation.md runs 23–25): ≈ 0.35 ms per call in a profile with a sync after every op, the same with
-// 16 or 64 rows per batch; decoding each row's masks once into a staged (position, c) list instead of in every
-// thread measured slower (3.2 vs 2.5 ms for a step's seven calls) and was removed.
-__global__ void paroMinMaxGramKernel(const float* S, const int* extremes, const void* W, int wdt, float* part, int O,
-                                     int I, int gs, int qmax, int rowsPerChunk) {
-  extern __shared__ float smem[];
-  int stride = gs + 1;
-  int k = threadIdx.x;
-  int g = blockIdx.x;
-  int G = I / gs;
-  int words = (gs + 31) / 32, rowWords = 2 * words;
-  unsigned lastMask = gs % 32 == 0 ? 0xffffffffu : (1u << (gs % 32)) - 1;  // bits past gs are ignored
-  float* acc = smem;
-  float* sG = acc + (size_t)gs * stride;  // [batch][2]: gMax, gMin
-  unsigned* sE = reinterpret_cast<unsigned*>(sG + 2 * kGramRowBatch);
-  const unsigned* ext = reinterpret_cast<const unsigned*>(extremes);
-  for (int i = 0; i < gs; i++) acc[i * stride + k] = 0.0f;
-  int o0 = blockIdx.y * rowsPerChunk, o1 = min(O, o0 + rowsPerChunk);
-  for (int r0 = o0; r0 < o1; r0 += kGramRowBatch) {
-    int nb = min(kGramRowBatch, o1 - r0);
-    float w[kGramRowBatch];  // issued first: in flight while the stage waits for its loads
-#pragma unroll
-    for (int b = 0; b < kGramRowBatch; b++) w[b] = b < nb ? ldf(W, wdt, (size_t)(r0 + b) * I + (size_t)g * gs + k) : 0.0f;
-    // Thread b stages row r0 + b: its masks and the coefficients gMax, gMin (fakeQuantMinMaxBackward's: S/qmax/n,
-    // in that order).
-    for (int b = k; b < nb; b += blockDim.x) {
-      size_t grp = (size_t)(r0 + b) * G + g;
-      const unsigned* src = ext + grp * rowWords;
-      unsigned* e = sE + b * rowWords;
-      int nMax = 0, nMin = 0;
-      for (int q = 0; q < words; q++) {
-        unsigned m = q == words - 1 ? lastMask : 0xffffffffu;
-        unsigned mx = src[q] & m, mn = src[words + q] & m;
-        e[q] = mx;
-        e[words + q] = mn;
-        nMax += __popc(mx);
-        nMin += __popc(mn);
-      }
-      float sv = S[grp];
-      sG[2 * b] = sv / (float)qmax / (float)nMax;
-      sG[2 * b + 1] = -sv / (float)qmax / (float)nMin;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int b = 0; b < kGramRowBatch; b++) {
-      if (b < nb) {
-        const unsigned* e = sE + b * rowWords;
-        float gMax = sG[2 * b], gMin = sG[2 * b + 1];
-        for (int q = 0; q < words; q++) {
-          unsigned mx = e[q], mn = e[words + q];
-          unsigned u = mx | mn;
-          while (u) {
-            int bit = __ffs(u) - 1;
-            u &= u - 1;
-            float c = ((mx >> bit) & 1u ? gMax : 0.0f) + ((mn >> bit) & 1u ? gMin : 0.0f);
-            float* a = acc + (32 * q + bit) * stride + k;
-            *a = *a + c * w[b];
-          }
-        }
-      }
-    }
-    __syncthreads();  // the stage is read before the next batch overwrites it
-  }
-  // part[chunk][kk][g·gs + k] = acc[k][kk]: thread k writes column g·gs + k of every row kk (coalesced).
-  float* dst = part + (size_t)blockIdx.y * gs * I + (size_t)g * gs + k;
-  for (int kk = 0; kk < gs; kk++) dst[(size_t)kk * I] = acc[k * stride + kk];
-}
-
-// out[k][j] = α[(j/gs)·gs + k]·Σ_chunks part[c][k][j], the chunks added in order in f64.
-__global__ void paroMinMaxGramReduceKernel(const float* part, const float* alpha, float* out, int chunks, int I,
-                                           int gs) {
-  size_t n = (size_t)gs * I;
-  for (size_t t = blockIdx.x * (size_t)blockDim.x + threadIdx.x; t < n; t += (size_t)gridDim.x * blockDim.x) {
-    double s = 0;
-    for (int c = 0; c < chunks; c++) s += part[(size_t)c * n + t];
-    size_t k = t / I, j = t % I;
-    out[t] = (float)s * alpha[j / gs * gs + k];
-  }
-}
-
-// ---- paroMinMaxGram, version 2: the min/max path as dense rows, then groupGram's tensor cores ----
-// c'[o, g·gs + i] = α[g·gs + i]·c[o, g·gs + i] with c as paroMinMaxGramKernel forms it (gMax, gMin in the same f32
-// order), so that groupGram(c', W, α) = α_k·Σ_o c'_i·W_k/α_i gives the same Gram matrix (to the TF32 rounding of c').
+// ---- paroMinMaxGram: the min/max path as dense rows, then groupGram's tensor cores ----
+// c'[o, g·gs + i] = α[g·gs + i]·c[o, g·gs + i] with c[o, i] = (max bit i ? gMax : 0) + (min bit i ? gMin : 0) and
+// gMax = S/qmax/nMax, gMin = −S/qmax/nMin (fakeQuantMinMaxBackward's order), so that groupGram(c', W, α) =
+// α_k·Σ_o c'_i·W_k/α_i = α_k·Σ_o c_i·W_k (to the TF32 rounding of c' and of an f32 W).
 // One warp per flat group (warp-stride loop): every lane reads the group's mask words (a broadcast) and counts them,
 // then lane l writes elements l, l + 32, ... (coalesced).
 __global__ void paroMinMaxRowsKernel(const float* S, const int* extremes, const float* alpha, float* c, size_t nGroups,
@@ -176,13 +91,6 @@ __global__ void paroMinMaxRowsKernel(const float* S, const int* extremes, const 
       c[grp * gs + e] = v * al[e];
     }
   }
-}
-
-// PARO_MINMAX_GRAM=v2 (read at each call) runs version 2 for the group sizes groupGram takes; v1 (the shared-memory
-// scatter above) is the default until a GPU run has timed both (docs/gpu-validation.md "Pending").
-bool minMaxGramV2(int gs) {
-  const char* e = std::getenv("PARO_MINMAX_GRAM");
-  return e && std::strcmp(e, "v2") == 0 && (gs == 32 || gs == 64 || gs == 96 || gs == 128);
 }
 
 }  // namespace
@@ -216,40 +124,18 @@ void paroMinMaxRowsK(const float* S, const int* extremes, const float* alpha, fl
 
 void paroMinMaxGramK(const float* S, const int* extremes, const void* W, int wdt, const float* alpha, float* out, int O,
                      int I, int gs, int qmax) {
-  if (gs < 1 || gs > kParoMinMaxGramMaxGroup || I % gs != 0)
-    throw ArgError("paroMinMaxGram: groupSize must be in [1, 128] and divide the columns");
+  if (gs != 32 && gs != 64 && gs != 96 && gs != 128)
+    throw ArgError("paroMinMaxGram: groupSize must be 32, 64, 96 or 128 (those groupGram takes)");
+  if (I < 0 || I % gs != 0) throw ArgError("paroMinMaxGram: cols must be a multiple of groupSize");
   size_t n = (size_t)gs * I;
   if (n == 0) return;
   if (O <= 0) {
     fillK(out, DT_F32, n, 0.0f);
     return;
   }
-  int G = I / gs;
-  if (minMaxGramV2(gs)) {
-    Scratch rows((size_t)O * I * sizeof(float));
-    paroMinMaxRowsK(S, extremes, alpha, rows.as<float>(), O, I, gs, qmax);
-    groupGramK(rows.as<float>(), DT_F32, W, wdt, alpha, out, O, I, gs);
-    return;
-  }
-  // Row chunks from the shape only (so the sum order is fixed): about kGramTargetBlocks blocks, whole row batches.
-  int want = std::max(1, (kGramTargetBlocks + G - 1) / G);
-  int rowsPerChunk = std::max(kGramMinRowsPerChunk, (O + want - 1) / want);
-  rowsPerChunk = (rowsPerChunk + kGramRowBatch - 1) / kGramRowBatch * kGramRowBatch;
-  int chunks = (O + rowsPerChunk - 1) / rowsPerChunk;
-  // acc [gs][gs + 1], then a batch's coefficients and mask words.
-  size_t smem = ((size_t)gs * (gs + 1) + 2 * kGramRowBatch) * sizeof(float) +
-                (size_t)kGramRowBatch * 2 * ((gs + 31) / 32) * sizeof(unsigned);
-  if (smem > 48 * 1024)
-    checkCuda(cudaFuncSetAttribute((const void*)paroMinMaxGramKernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                   (int)smem),
-              "cudaFuncSetAttribute(shared memory)");
-  Scratch part((size_t)chunks * n * sizeof(float));
-  dim3 grid((unsigned)G, (unsigned)chunks);
-  paroMinMaxGramKernel<<<grid, gs, smem, stream()>>>(S, extremes, W, wdt, part.as<float>(), O, I, gs, qmax,
-                                                     rowsPerChunk);
-  checkLaunch("paroMinMaxGram");
-  paroMinMaxGramReduceKernel<<<gridFor(n, 256), 256, 0, stream()>>>(part.as<float>(), alpha, out, chunks, I, gs);
-  checkLaunch("paroMinMaxGram.reduce");
+  Scratch rows((size_t)O * I * sizeof(float));
+  paroMinMaxRowsK(S, extremes, alpha, rows.as<float>(), O, I, gs, qmax);
+  groupGramK(rows.as<float>(), DT_F32, W, wdt, alpha, out, O, I, gs);
 }
 
 }  // namespace paro

@@ -94,10 +94,11 @@ constexpr int kParoMinMaxGramMaxGroup = 128;
 /** S[grp] = (Σ_e dWhat·E over flat group grp of gs elements) / clamp(scale[grp], 1e-5, 1e5), f32 [nGroups]. */
 void paroScaleGradK(const void* dWhat, int ddt, const void* E, int edt, const float* scale, float* S, size_t nGroups,
                     int gs);
-/** out f32 [gs, I]: out[k][g·gs + i] = α[g·gs + k]·Σ_o c[o, g·gs + i]·W[o, g·gs + k], c from S and the extremes masks
- *  (Backend.paroMinMaxGram); 1 ≤ gs ≤ 128; sums over rows in a fixed order. */
-// The dense rows of paroMinMaxGram's version 2: c'[o, g·gs + i] = α[g·gs + i]·c[o, g·gs + i] (k_paro_resid.cu).
+/** paroMinMaxGram's dense rows f32 [O, I]: c'[o, g·gs + i] = α[g·gs + i]·c[o, g·gs + i] (k_paro_resid.cu); 1 ≤ gs ≤ 128. */
 void paroMinMaxRowsK(const float* S, const int* extremes, const float* alpha, float* c, int O, int I, int gs, int qmax);
+/** out f32 [gs, I]: out[k][g·gs + i] = α[g·gs + k]·Σ_o c[o, g·gs + i]·W[o, g·gs + k], c from S and the extremes masks
+ *  (Backend.paroMinMaxGram): groupGramK (TF32) on paroMinMaxRowsK's rows, so gs 32, 64, 96 or 128; sums over rows
+ *  in a fixed order. */
 void paroMinMaxGramK(const float* S, const int* extremes, const void* W, int wdt, const float* alpha, float* out, int O,
                      int I, int gs, int qmax);
 

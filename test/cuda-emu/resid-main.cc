@@ -1,8 +1,9 @@
 // The Gram backward's residual side under the host emulation (test/paro-resid-emu.test.ts): paroTransformK with and
 // without its residual outputs (native/src/k_paro_fused.cu, rewritten into k_paro_fused_emu.cc), next to the
 // composition of k_paro.cu's unfused kernels (paro-composition.cc) for R and the unrounded Ŵ, and paroScaleGradK /
-// paroMinMaxGramK (native/src/k_paro_resid.cu → k_paro_resid_emu.cc). Inputs and outputs are raw files in a folder;
-// every op runs twice (out.<name> and out2.<name>) so the test sees that reruns are bit-identical.
+// paroMinMaxGramK (native/src/k_paro_resid.cu → k_paro_resid_emu.cc; the groupGramK it calls is k_gram.cu's, a
+// translation unit of its own with gram-emu.h's TF32 mma). Inputs and outputs are raw files in a folder; every op
+// runs twice (out.<name> and out2.<name>) so the test sees that reruns are bit-identical.
 #include <bit>
 #include <cstdio>
 #include <iostream>
@@ -93,9 +94,11 @@ static void forward(const std::string& dir, int O, int I, int K, int gs, int sta
   Eb.fill(E);
   std::vector<float> S(nG, NAN), gram((size_t)gs * I, NAN);
   paro::paroScaleGradK(dWhat.data(), DT_F32, Eb.ptr(), rdt, gScale.data(), S.data(), nG, gs);
-  paro::paroMinMaxGramK(S.data(), ext.data(), W.data(), DT_F32, alpha.data(), gram.data(), O, I, gs, qmax);
   writeFile(dir + "/out.S", S);
-  writeFile(dir + "/out.gram", gram);
+  if (gs % 32 == 0 && gs <= 128) {  // the group sizes paroMinMaxGramK takes (groupGramK's)
+    paro::paroMinMaxGramK(S.data(), ext.data(), W.data(), DT_F32, alpha.data(), gram.data(), O, I, gs, qmax);
+    writeFile(dir + "/out.gram", gram);
+  }
   std::vector<float> dU = colOp(dWhat, alpha, true), dQ(n, NAN), dthI((size_t)K * I / 2, NAN);
   paro::givensBwdK(dU.data(), DT_F32, U.data(), DT_F32, dQ.data(), DT_F32, dthI.data(), O, I, pairs.data(), theta.data(),
                    K, gs, true);
@@ -137,13 +140,8 @@ static void minMaxGram(const std::string& dir, int O, int I, int gs, int qmax, i
   }
 }
 
-// paroMinMaxGramK's version 2 (PARO_MINMAX_GRAM=v2) hands its rows to groupGramK, which k_gram.cu defines and
-// test/group-gram-emu.test.ts emulates; this harness checks the rows (mode rows) and links a stand-in.
-void paro::groupGramK(const void*, int, const void*, int, const float*, float*, int, int, int) {
-  throw std::runtime_error("groupGramK is not linked into this harness");
-}
-
-// rows dir O I gs qmax: S, extremes (i32), alpha from files; paroMinMaxGram version 2's dense rows c' (f32 [O, I]).
+// rows dir O I gs qmax: S, extremes (i32), alpha from files; the dense rows c' (f32 [O, I]) that paroMinMaxGramK
+// hands to groupGramK.
 static void minMaxRows(const std::string& dir, int O, int I, int gs, int qmax) {
   size_t n = (size_t)O * I, nG = n / gs, words = (gs + 31) / 32;
   auto S = readFile<float>(dir + "/S", nG);
