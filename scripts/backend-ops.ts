@@ -443,7 +443,7 @@ interface AttnCase {
    * 16-rows-per-warp kernels, 'v2' the 32-rows-per-warp ones, 'v3' the wgmma forward (sm_90a, head dim 128; v2
    * elsewhere) with v2's backward (the default above 64 queries). Unset: the default.
    */
-  version?: 'v1' | 'v2' | 'v3';
+  version?: 'v1' | 'v2' | 'v3' | 'v3p';
   /** Run with Backend.setExactF32(true) (f32 arithmetic throughout). */
   exactF32?: boolean;
   tol?: number;
@@ -506,7 +506,7 @@ function usesMma(ac: AttnCase): boolean {
 /** Every tensor-core case once per kernel version (labels end in [v1] / [v2] / [v3]); the others once. */
 function attnCasesEveryVersion(): AttnCase[] {
   return attnCases().flatMap((ac) => (usesMma(ac)
-    ? (['v1', 'v2', 'v3'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
+    ? (['v1', 'v2', 'v3', 'v3p'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
     : [ac]));
 }
 

@@ -699,8 +699,9 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
 // of its rows' visible ranges) skips its products; rows and masking as version 2 (rowVis, the same lse).
 constexpr int kWgRows = 128, kWgKeys = 128, kWgD = 128;
 constexpr uint32_t kWgTileBytes = 128 * kWgD * 2;  // one 128-row tile: 32 KB
-// Q + double-buffered K and Vᵀ: 160 KB, and 1 KB to align the tiles to the swizzle atoms.
-constexpr size_t kWgSmem = (size_t)5 * kWgTileBytes + 1024;
+// Q, two K tiles and two (three: the asynchronous schedule) Vᵀ tiles: 160 (192) KB, and 1 KB to align the tiles to
+// the swizzle atoms.
+constexpr size_t wgSmem(bool pipe) { return (size_t)(pipe ? 6 : 5) * kWgTileBytes + 1024; }
 
 // Byte offset of chunk c (8 elements) of row r in a tile (see above).
 template <bool kSw>
@@ -744,19 +745,67 @@ __global__ void attnTransposeV(const bf16* __restrict__ v, bf16* __restrict__ vt
   for (int r = ty; r < 32; r += 8) vt[(((size_t)b * d.kvHeads + hk) * D + c0 + r) * ldT + j0 + tx] = t[tx][r];
 }
 
-template <bool kSw>
+// Version 3's softmax step on one tile's scores s (the warpgroup accumulator of S = Q·Kᵀ for keys j0..j0+127):
+// scale into the exp2 domain, mask (skipped where a row sees the whole tile), fold the row maxima into mr (lr rescaled),
+// P = exp2(S − max) in place with lr adding it; c gets the factors the outputs must be rescaled by.
+__device__ __forceinline__ void wgSoftmax(float (&s)[16][4], const Vis (&vis)[2], int j0, float sl2, int tig,
+                                          float (&mr)[2], float (&lr)[2], float (&c)[2]) {
+  float mx[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const bool full = allVisible(vis[r], j0, j0 + kWgKeys);
+    mx[r] = -INFINITY;
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+#pragma unroll
+      for (int e = 2 * r; e < 2 * r + 2; e++) {
+        float val = s[n][e] * sl2;
+        if (!full && !isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1))) val = -INFINITY;
+        s[n][e] = val;
+      }
+      mx[r] = fmaxf(mx[r], fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+    }
+  }
+  float u[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) u[r] = softmaxStep(mx[r], mr[r], lr[r], c[r]);
+  expRows(s, u[0], u[1], lr[0], lr[1]);
+}
+
+// O rows A, B times c (skipped once the maxima settle: factors of exactly 1), then P as bf16 A fragments.
+__device__ __forceinline__ void wgRescaleAndPack(float (&o)[16][4], const float (&c)[2], uint32_t (&pa)[8][4],
+                                                 const float (&s)[16][4]) {
+  if (c[0] != 1.0f || c[1] != 1.0f) {
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+      o[n][0] *= c[0];
+      o[n][1] *= c[0];
+      o[n][2] *= c[1];
+      o[n][3] *= c[1];
+    }
+  }
+#pragma unroll
+  for (int kk = 0; kk < 8; kk++) accToA(pa[kk], s[2 * kk], s[2 * kk + 1]);
+}
+
+// kPipe (the asynchronous schedule): S of tile it + 1 and P·V of tile it are issued together, S first, so that the
+// softmax of tile it + 1 runs on the CUDA cores while the tensor cores still compute P·V of tile it; the outputs are
+// rescaled once that product is complete. Vᵀ tiles then live for two iterations: three Vᵀ buffers, two K buffers.
+// Without kPipe each tile's two products and softmax follow one another, tiles double-buffered.
+template <bool kSw, bool kPipe>
 __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, const bf16* __restrict__ k,
                                                     const bf16* __restrict__ vt, int ldT, void* out, int odt,
                                                     float* lse, AttnDims d, AttnMask m) {
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int D = kWgD, BC = kWgKeys;
+  constexpr int D = kWgD, BC = kWgKeys, NV = kPipe ? 3 : 2;
+  constexpr int TILE = kWgTileBytes / 2;  // elements of one tile
   extern __shared__ __align__(16) unsigned char smRaw[];
   // The swizzle XORs absolute address bits: tiles start on 1024-byte boundaries.
   bf16* sQ = reinterpret_cast<bf16*>(smRaw + ((1024 - smemAddr(smRaw) % 1024) % 1024));
-  bf16* sK = sQ + kWgTileBytes / 2;      // two K tiles
-  bf16* sV = sK + kWgTileBytes;          // two Vᵀ tiles (rows: channels; K: keys)
+  bf16* sK = sQ + TILE;      // two K tiles
+  bf16* sV = sK + 2 * TILE;  // NV Vᵀ tiles (rows: channels; K: keys)
   __shared__ int sRange[3];
-  __shared__ int sHull[2][3];            // per warpgroup: max e1, min s2, max e2 of its rows
+  __shared__ int sHull[2][3];  // per warpgroup: max e1, min s2, max e2 of its rows
 
   const int h = blockIdx.x, qt = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;  // last query tiles first (see v2)
   const int hk = h / (d.heads / d.kvHeads);
@@ -770,7 +819,7 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
 
   // This thread's rows: A (accumulator elements 0, 1) and B = A + 8 (elements 2, 3).
   const int rowA = i0 + wg * 64 + warp * 16 + g;
-  Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
+  const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
   if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
   const TileRange tr = blockTileRange(sRange, vis, 2, BC);  // its first barrier orders the sHull initialisation
   for (int r = 0; r < 2; r++) {
@@ -782,6 +831,11 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
   }
   __syncthreads();
   const int hullE1 = sHull[wg][0], hullS2 = sHull[wg][1], hullE2 = sHull[wg][2];
+  // Whether any row of this warpgroup sees a key of tile it (uniform over the warpgroup: its products are collective).
+  auto sees = [&](int it) {
+    const int j0 = tr.tile(it) * BC;
+    return j0 < hullE1 || max(j0, hullS2) < min(j0 + BC, hullE2);
+  };
 
   float o[16][4];
   zeroAcc(o);
@@ -789,80 +843,112 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
   const float sl2 = d.scale * kLog2e;
   const uint32_t qAddr = smemAddr(sQ) + wgChunkOffset<kSw>(wg * 64, 0);  // this warpgroup's 64 rows
   const uint32_t kAddr = smemAddr(sK), vAddr = smemAddr(sV);
+  auto kTile = [&](int it) { return kAddr + (it & 1) * kWgTileBytes; };
+  auto vTile = [&](int it) { return vAddr + (it % NV) * kWgTileBytes; };
+  // S = Q·Kᵀ of tile it into s: 8 k16 steps over the head dimension, committed as one group.
+  auto issueS = [&](float (&s)[16][4], int it) {
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) wgmmaSS(s, wgStepDesc<kSw>(qAddr, kk), wgStepDesc<kSw>(kTile(it), kk), kk);
+    wgCommit();
+  };
+  // O += P·V of tile it: 8 k16 steps over its keys, B = Vᵀ rows (channels) × keys, committed as one group.
+  auto issuePV = [&](const uint32_t (&pa)[8][4], int it) {
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(o, pa[kk], wgStepDesc<kSw>(vTile(it), kk));
+    wgCommit();
+  };
 
   const int nTiles = tr.count();
   auto issue = [&](int it) {
-    const int j = tr.tile(it) * BC, buf = it & 1;
-    loadTileWg<kSw>(sK + buf * (kWgTileBytes / 2), kBase + (size_t)j * kStride, kStride, d.tk - j);
-    loadTileWg<kSw>(sV + buf * (kWgTileBytes / 2), vBase + j, ldT, D);
+    const int j = tr.tile(it) * BC;
+    loadTileWg<kSw>(sK + (it & 1) * TILE, kBase + (size_t)j * kStride, kStride, d.tk - j);
+    loadTileWg<kSw>(sV + (it % NV) * TILE, vBase + j, ldT, D);
     cpAsyncCommit();
   };
   if (nTiles > 0) {
     loadTileWg<kSw>(sQ, qBase, qStride, d.tq - i0);
     issue(0);
   }
-  for (int it = 0; it < nTiles; it++) {
-    const int j0 = tr.tile(it) * BC, buf = it & 1;
-    // After the barrier tile it is in shared memory for both warpgroups (the proxy fence hands each thread's copies
-    // to wgmma's async proxy), and both are done with tile it − 1, whose buffers the next copies refill.
-    cpAsyncWait<0>();
-    fenceProxyAsync();
-    __syncthreads();
-    if (it + 1 < nTiles) issue(it + 1);
-    if (!(j0 < hullE1 || max(j0, hullS2) < min(j0 + BC, hullE2))) continue;  // uniform over the warpgroup
-
-    // S = Q·Kᵀ: 8 k16 steps over the head dimension.
-    float s[16][4];
-    wgFence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-      wgmmaSS(s, wgStepDesc<kSw>(qAddr, kk), wgStepDesc<kSw>(kAddr + buf * kWgTileBytes, kk), kk);
-    wgCommit();
-    wgWait<0>();
-    wgFenceAcc(s);
-
-    // Scale into the exp2 domain and mask, per row (masking skipped where the row sees the whole tile).
-    float mx[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      const bool full = allVisible(vis[r], j0, j0 + BC);
-      mx[r] = -INFINITY;
-#pragma unroll
-      for (int n = 0; n < 16; n++) {
-#pragma unroll
-        for (int e = 2 * r; e < 2 * r + 2; e++) {
-          float val = s[n][e] * sl2;
-          if (!full && !isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1))) val = -INFINITY;
-          s[n][e] = val;
-        }
-        mx[r] = fmaxf(mx[r], fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+  float s[16][4], c[2];
+  uint32_t pa[8][4];
+  if constexpr (!kPipe) {
+    for (int it = 0; it < nTiles; it++) {
+      // After the barrier tile it is in shared memory for both warpgroups (the proxy fence hands each thread's copies
+      // to wgmma's async proxy), and both are done with tile it − 1, whose buffers the next copies refill.
+      cpAsyncWait<0>();
+      fenceProxyAsync();
+      __syncthreads();
+      if (it + 1 < nTiles) issue(it + 1);
+      if (!sees(it)) continue;
+      issueS(s, it);
+      wgWait<0>();
+      wgFenceAcc(s);
+      wgSoftmax(s, vis, tr.tile(it) * BC, sl2, tig, mr, lr, c);
+      wgRescaleAndPack(o, c, pa, s);
+      wgFenceAcc(o);
+      issuePV(pa, it);
+      wgWait<0>();
+      wgFenceAcc(o);
+      wgFenceFrag(pa);
+    }
+  } else {
+    // Prologue: tile 0's scores and P; tile 1 in flight.
+    bool act = false;
+    if (nTiles > 0) {
+      if (nTiles > 1) {
+        issue(1);
+        cpAsyncWait<1>();
+      } else {
+        cpAsyncWait<0>();
+      }
+      fenceProxyAsync();
+      __syncthreads();
+      act = sees(0);
+      if (act) {
+        issueS(s, 0);
+        wgWait<0>();
+        wgFenceAcc(s);
+        wgSoftmax(s, vis, tr.tile(0) * BC, sl2, tig, mr, lr, c);
+        wgRescaleAndPack(o, c, pa, s);
       }
     }
-    float u[2], c[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) u[r] = softmaxStep(mx[r], mr[r], lr[r], c[r]);
-    if (c[0] != 1.0f || c[1] != 1.0f) {
-#pragma unroll
-      for (int n = 0; n < 16; n++) {
-        o[n][0] *= c[0];
-        o[n][1] *= c[0];
-        o[n][2] *= c[1];
-        o[n][3] *= c[1];
+    // Iteration it: P of tile it is in pa (if act); tile it + 1 is the copy group in flight.
+    for (int it = 0; it < nTiles; it++) {
+      bool actNext = false;
+      if (it + 1 < nTiles) {
+        // Tile it + 1 arrives; every thread is past iteration it − 1, so tile it − 1's Vᵀ buffer and tile it's K
+        // buffer (its S is done) take tile it + 2.
+        cpAsyncWait<0>();
+        fenceProxyAsync();
+        __syncthreads();
+        if (it + 2 < nTiles) issue(it + 2);
+        actNext = sees(it + 1);
       }
+      // One straight path per case: ptxas serialises the products if a path could read s before its S completed.
+      if (act && actNext) {
+        issueS(s, it + 1);
+        issuePV(pa, it);
+        wgWait<1>();  // S of tile it + 1 (the older group) is complete; P·V of tile it may still run
+        wgFenceAcc(s);
+        wgSoftmax(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
+        wgWait<0>();
+      } else if (actNext) {
+        issueS(s, it + 1);
+        wgWait<0>();
+        wgFenceAcc(s);
+        wgSoftmax(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
+      } else if (act) {
+        issuePV(pa, it);
+        wgWait<0>();
+      }
+      wgFenceAcc(o);
+      wgFenceFrag(pa);  // pa stays allocated until P·V has read it
+      if (actNext) wgRescaleAndPack(o, c, pa, s);
+      wgFenceAcc(o);  // the rescaled outputs are written before the next P·V reads them
+      act = actNext;
     }
-    expRows(s, u[0], u[1], lr[0], lr[1]);
-    uint32_t pa[8][4];
-#pragma unroll
-    for (int kk = 0; kk < 8; kk++) accToA(pa[kk], s[2 * kk], s[2 * kk + 1]);
-
-    // O += P·V: 8 k16 steps over the tile's keys; B = Vᵀ rows (channels) × keys.
-    wgFenceAcc(o);
-    wgFence();
-#pragma unroll
-    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(o, pa[kk], wgStepDesc<kSw>(vAddr + buf * kWgTileBytes, kk));
-    wgCommit();
-    wgWait<0>();
-    wgFenceAcc(o);
   }
 
 #pragma unroll
@@ -1518,7 +1604,7 @@ void fwdMma2(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, fl
 }
 
 // Version 3 (attnFwdWg): Vᵀ in scratch memory, then the warpgroup kernel; grid as version 2's.
-template <bool kSw>
+template <bool kSw, bool kPipe>
 void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, float* lse, const AttnDims& d,
            const AttnMask& m) {
   const int ldT = (d.tk + kWgKeys - 1) / kWgKeys * kWgKeys;  // whole key tiles: the kernel reads them unguarded
@@ -1526,9 +1612,10 @@ void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, floa
   dim3 tg((unsigned)(ldT / 32), (unsigned)(d.kvHeads * (kWgD / 32)), (unsigned)d.batch);
   attnTransposeV<<<tg, 256, 0, stream()>>>(v, vt.as<bf16>(), d, ldT);
   checkLaunch("attention.forward(transpose V)");
-  allowSmem(attnFwdWg<kSw>, kWgSmem);
+  const size_t smem = wgSmem(kPipe);
+  allowSmem(attnFwdWg<kSw, kPipe>, smem);
   dim3 grid((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
-  attnFwdWg<kSw><<<grid, 256, kWgSmem, stream()>>>(q, k, vt.as<bf16>(), ldT, out, odt, lse, d, m);
+  attnFwdWg<kSw, kPipe><<<grid, 256, smem, stream()>>>(q, k, vt.as<bf16>(), ldT, out, odt, lse, d, m);
   checkLaunch("attention.forward(wgmma v3)");
 }
 
@@ -1615,6 +1702,7 @@ int attnVersion(const AttnDims& d, size_t smem2) {
   if (e != nullptr && std::strcmp(e, "v2") == 0) return 2;
   if (e != nullptr && std::strcmp(e, "v3") == 0) return 3;
   if (e != nullptr && std::strcmp(e, "v3n") == 0) return 4;  // version 3 with unswizzled operands (experiment)
+  if (e != nullptr && std::strcmp(e, "v3p") == 0) return 5;  // version 3, asynchronous schedule (experiment)
   return d.tq > 64 ? 3 : 1;
 }
 
@@ -1629,7 +1717,7 @@ bool wgmmaForward(const AttnDims& d) {
   checkCuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
   checkCuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "cudaDeviceGetAttribute");
   checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
-  return major == 9 && minor == 0 && kWgSmem + 2048 <= (size_t)perBlock;
+  return major == 9 && minor == 0 && wgSmem(true) + 2048 <= (size_t)perBlock;
 #else
   (void)d;
   return false;
@@ -1648,7 +1736,7 @@ void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v
     Bf16View Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
     const int ver = attnVersion(d, fwd2Smem(d.headDim));
     if (ver >= 3 && wgmmaForward(d)) {
-      (ver == 3 ? fwdWg<true> : fwdWg<false>)(Q.p, Kv.p, V.p, out, odt, lse, d, m);
+      (ver == 3 ? fwdWg<true, false> : ver == 4 ? fwdWg<false, false> : fwdWg<true, true>)(Q.p, Kv.p, V.p, out, odt, lse, d, m);
       return;
     }
     const bool v2 = ver >= 2;

@@ -58,6 +58,12 @@ __device__ __forceinline__ void wgFenceAcc(float (&d)[16][4]) {
     asm volatile("" : "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])::"memory");
 }
 
+// Keeps A fragments allocated until here: a wgmma reads its register operands asynchronously, until wgWait.
+__device__ __forceinline__ void wgFenceFrag(uint32_t (&a)[8][4]) {
+#pragma unroll
+  for (int j = 0; j < 8; j++) asm volatile("" : "+r"(a[j][0]), "+r"(a[j][1]), "+r"(a[j][2]), "+r"(a[j][3])::"memory");
+}
+
 #define PARO_WG_ACC(j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
 #define PARO_WG_ACC_ALL                                                                                            \
   PARO_WG_ACC(0), PARO_WG_ACC(1), PARO_WG_ACC(2), PARO_WG_ACC(3), PARO_WG_ACC(4), PARO_WG_ACC(5), PARO_WG_ACC(6),   \

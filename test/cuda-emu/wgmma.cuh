@@ -22,6 +22,8 @@ inline void wgWait() {}
 inline void fenceProxyAsync() {}
 inline void wgFenceAcc(float (&)[16][4]) {}
 
+inline void wgFenceFrag(uint32_t (&)[8][4]) {}
+
 // Element (r, k) of a K-major operand whose descriptor is desc. 128-byte swizzle: the unswizzled address of 8-row
 // atoms (rows 128 bytes apart, atoms SBO apart) with address bits 4–6 XORed with bits 7–9.
 inline float emuDescElem(uint64_t desc, int r, int k) {
