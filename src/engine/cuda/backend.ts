@@ -23,8 +23,6 @@ const CUDA_MAX_GROUP_SIZE = 1024;
 /** Shapes the fused transform kernels take (native/src/ops.h kParoFused*): others run the composition. */
 const FUSED_GROUP_SIZES = { min: 2, max: 128 } as const;
 const FUSED_MAX_K = 16;
-/** Largest group paroMinMaxGram takes (native/src/ops.h kParoMinMaxGramMaxGroup: one thread per column of a group). */
-const MIN_MAX_GRAM_MAX_GROUP = 128;
 /** Group sizes groupGram takes (native/src/k_gram.cu: warp tiles of 32 rows × gs/2 columns, 8-column n-tiles). */
 const GROUP_GRAM_SIZES: readonly number[] = [32, 64, 96, 128];
 
@@ -674,7 +672,8 @@ export class CudaBackend implements Backend {
     const X = this.T(extremes);
     const { O, I, qmax } = checkMinMaxGram(S, X, Wt, alpha, grid);
     const gs = grid.groupSize;
-    if (gs > MIN_MAX_GRAM_MAX_GROUP) throw new Error(`${op}: groupSize ${gs} is above ${MIN_MAX_GRAM_MAX_GROUP}`);
+    // Its rows go through groupGram's tensor-core kernel (native/src/k_paro_resid.cu).
+    if (!GROUP_GRAM_SIZES.includes(gs)) throw new Error(`${op}: groupSize ${gs} is not one of ${GROUP_GRAM_SIZES.join(', ')}`);
     const St = this.as(this.F(S, op), 'f32');
     const A = this.as(this.F(alpha, op), 'f32');
     const out = this.alloc([gs, I], 'f32');
