@@ -694,8 +694,8 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
 // operands in shared memory (wgmma.cuh), in one of two layouts (kSw): the 128-byte swizzle — two columns of 16 atoms
 // of 8 rows × 64 elements, chunk c of row r at (c/8)·16384 + (r/8)·1024 + (r%8)·128 + ((c%8) ^ (r%8))·16 — or
 // unswizzled core matrices — row r, chunk c at (r/8)·2048 + c·128 + (r%8)·16. Either way 8 consecutive 16-byte
-// copies fill one 128-byte row of banks. V enters transposed (attnTransposeV: Vᵀ [batch, kvHeads, 128, ldT], keys
-// contiguous, zeros past tk) so that P·V's B operand is K-major too. A warpgroup none of whose rows sees a tile (hull
+// copies fill one 128-byte row of banks. V enters transposed (Vᵀ [batch, kvHeads, 128, ldT], keys
+// contiguous, zeros past tk: attnTransposeHeads) so that P·V's B operand is K-major too. A warpgroup none of whose rows sees a tile (hull
 // of its rows' visible ranges) skips its products; rows and masking as version 2 (rowVis, the same lse).
 constexpr int kWgRows = 128, kWgKeys = 128, kWgD = 128;
 constexpr uint32_t kWgTileBytes = 128 * kWgD * 2;  // one 128-row tile: 32 KB
@@ -703,46 +703,53 @@ constexpr uint32_t kWgTileBytes = 128 * kWgD * 2;  // one 128-row tile: 32 KB
 // the swizzle atoms.
 constexpr size_t wgSmem(bool pipe) { return (size_t)(pipe ? 6 : 5) * kWgTileBytes + 1024; }
 
-// Byte offset of chunk c (8 elements) of row r in a tile (see above).
-template <bool kSw>
+// Byte offset of chunk c (8 elements) of row r in a tile of ROWS rows (see above; 64-element atom columns of ROWS/8
+// atoms each).
+template <bool kSw, int ROWS = 128>
 __device__ __forceinline__ uint32_t wgChunkOffset(int r, int c) {
-  if (kSw) return (c >> 3) * 16384 + (r >> 3) * 1024 + (r & 7) * 128 + (((c & 7) ^ (r & 7)) << 4);
-  return (r >> 3) * 2048 + c * 128 + (r & 7) * 16;
+  if (kSw) return (c >> 3) * (ROWS * 128) + (r >> 3) * 1024 + (r & 7) * 128 + (((c & 7) ^ (r & 7)) << 4);
+  return (r >> 3) * (ROWS * 16) + c * 128 + (r & 7) * 16;
 }
 
-// The descriptor of k16 step kk (elements 16·kk..) of the rows of a tile from byte address rows0 (a multiple of 8 rows).
-template <bool kSw>
+// The descriptor of k16 step kk (elements 16·kk..) of the rows of a tile of ROWS rows, from byte address rows0 (that
+// of a row that is a multiple of 8).
+template <bool kSw, int ROWS = 128>
 __device__ __forceinline__ uint64_t wgStepDesc(uint32_t rows0, int kk) {
-  if (kSw) return wgDesc(rows0 + (kk >> 2) * 16384 + (kk & 3) * 32, 16, 1024, kWgSwizzle128);
-  return wgDesc(rows0 + kk * 256, 128, 2048);
+  if (kSw) return wgDesc(rows0 + (kk >> 2) * (ROWS * 128) + (kk & 3) * 32, 16, 1024, kWgSwizzle128);
+  return wgDesc(rows0 + kk * 256, 128, ROWS * 16);
 }
 
-// 128 rows × 128 elements (16-byte chunks) from src (row r at src + r·rowStride) into a tile at dst; rows at or past
-// nValid are zeros. Thread t copies chunks t, t + 256, ...: 16 consecutive threads read one 256-byte row.
-template <bool kSw>
+// ROWS rows × 8·CH elements (CH 16-byte chunks) from src (row r at src + r·rowStride) into a tile at dst; rows at or
+// past nValid are zeros. Thread t copies chunks t, t + 256, ...: CH consecutive threads read one row.
+template <bool kSw, int ROWS = 128, int CH = 16>
 __device__ __forceinline__ void loadTileWg(bf16* dst, const bf16* src, size_t rowStride, int nValid) {
 #pragma unroll
-  for (int i = 0; i < 2048 / 256; i++) {
+  for (int i = 0; i < ROWS * CH / 256; i++) {
     const int idx = threadIdx.x + 256 * i;
-    const int row = idx >> 4, chunk = idx & 15;
+    const int row = idx / CH, chunk = idx % CH;
     const bool ok = row < nValid;
-    cpAsync16(dst + wgChunkOffset<kSw>(row, chunk) / 2, src + (size_t)(ok ? row : 0) * rowStride + chunk * 8, ok);
+    cpAsync16(dst + wgChunkOffset<kSw, ROWS>(row, chunk) / 2, src + (size_t)(ok ? row : 0) * rowStride + chunk * 8,
+              ok);
   }
 }
 
-// Vᵀ [batch, kvHeads, D, ldT] from V [batch·kvStride, kvHeads·D]: keys tk..ldT get zeros (a zero probability times
-// a NaN of a spare cache row would poison the output). One 32 × 32 tile of (keys, channels) per block of 256 threads.
-__global__ void attnTransposeV(const bf16* __restrict__ v, bf16* __restrict__ vt, AttnDims d, int ldT) {
+// Per-head transpose for version 3: dst [batch, heads, 128, ldT] from src [batch·rowsPerBatch, heads·128] (rows
+// t < nValid of each batch entry; zeros for t in nValid..ldT: a zero probability times a NaN of a spare cache row
+// would poison a product). Vᵀ for the forward's P·V, Qᵀ and dOᵀ for the dK/dV products. One 32 × 32 tile of
+// (rows, channels) per block of 256 threads.
+__global__ void attnTransposeHeads(const bf16* __restrict__ src, bf16* __restrict__ dst, int rowsPerBatch, int nValid,
+                                   int heads, int ldT) {
+  constexpr int D = kWgD;
   __shared__ bf16 t[32][33];
-  const int D = d.headDim, tx = threadIdx.x % 32, ty = threadIdx.x / 32;
-  const int j0 = blockIdx.x * 32, c0 = (blockIdx.y % (D / 32)) * 32, hk = blockIdx.y / (D / 32), b = blockIdx.z;
-  const size_t kStride = (size_t)d.kvHeads * D;
+  const int tx = threadIdx.x % 32, ty = threadIdx.x / 32;
+  const int j0 = blockIdx.x * 32, c0 = (blockIdx.y % (D / 32)) * 32, hh = blockIdx.y / (D / 32), b = blockIdx.z;
+  const size_t stride = (size_t)heads * D;
   for (int r = ty; r < 32; r += 8) {
     const int j = j0 + r;
-    t[r][tx] = j < d.tk ? v[((size_t)b * d.kvStride + j) * kStride + (size_t)hk * D + c0 + tx] : bf16{};
+    t[r][tx] = j < nValid ? src[((size_t)b * rowsPerBatch + j) * stride + (size_t)hh * D + c0 + tx] : bf16{};
   }
   __syncthreads();
-  for (int r = ty; r < 32; r += 8) vt[(((size_t)b * d.kvHeads + hk) * D + c0 + r) * ldT + j0 + tx] = t[tx][r];
+  for (int r = ty; r < 32; r += 8) dst[(((size_t)b * heads + hh) * D + c0 + r) * ldT + j0 + tx] = t[tx][r];
 }
 
 // Version 3's softmax step on one tile's scores s (the warpgroup accumulator of S = Q·Kᵀ for keys j0..j0+127):
@@ -965,6 +972,170 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
     storeRow2(out, odt, o, r, rowOff, inv);
     if (tig == 0)
       lse[((size_t)b * d.heads + h) * d.tq + row] = lr[r] != 0.0f ? (mr[r] + log2f(lr[r])) * kLn2 : -INFINITY;
+  }
+#endif
+}
+
+// ---- backward dK/dV, version 3: Hopper warpgroup MMA (sm_90a, head dim 128) ----
+// One CTA per (128-key tile, KV head, batch), two warpgroups of 64 keys each; work items are (query head of the group,
+// 64-query tile that sees a key of the CTA), as version 1's dK/dV kernel lists them. Per item, with Sᵀ and dPᵀ
+// (64 keys × 64 queries per warpgroup) as wgmma accumulators:
+//   Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ          (A: the K or V rows, B: the Q or dO tile, K-major over the head dimension)
+//   Pᵀ = exp2(Sᵀ·scale·log2e − lse·log2e), dSᵀ = Pᵀ ⊙ (dPᵀ − D)   (itemProb: masking skipped on full items)
+//   dV += Pᵀ·dO, dK += dSᵀ·Q          (A: Pᵀ, dSᵀ from registers; B: dOᵀ, Qᵀ tiles, K-major over the queries)
+// Q, dO (64 rows × 128) and Qᵀ, dOᵀ (128 channels × 64 queries; attnTransposeHeads) are double-buffered through
+// cp.async, each item's row data (lse, D, visibility) published to shared memory with its copies. dK (× scale) and dV
+// go straight to the outputs: each key belongs to one CTA, whose items run in a fixed order (deterministic).
+constexpr int kWgBq = 64;  // queries per work item
+constexpr uint32_t kWgItemTile = kWgBq * kWgD * 2;  // one 64 × 128 tile: 16 KB
+// K and V (32 KB each) + two buffers of Q, dO, Qᵀ, dOᵀ (16 KB each): 192 KB, 1 KB of alignment; then the query-tile
+// list (one int per 64-query tile).
+constexpr size_t wgDkvSmem(int nQt) { return (size_t)2 * kWgTileBytes + 8 * (size_t)kWgItemTile + 1024 + (size_t)nQt * 4; }
+
+template <bool kSw>
+__global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ q, const bf16* __restrict__ qT,
+                                                       const bf16* __restrict__ dout, const bf16* __restrict__ doT,
+                                                       const bf16* __restrict__ k, const bf16* __restrict__ v,
+                                                       const float* __restrict__ lse, const float* __restrict__ Dv,
+                                                       int ldT, void* dk, int dkdt, void* dv, int dvdt, AttnDims d,
+                                                       AttnMask m) {
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int D = kWgD, BK = kWgKeys, BQ = kWgBq;
+  constexpr int TILE = kWgTileBytes / 2, ITEM = kWgItemTile / 2;  // elements
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  bf16* sK = reinterpret_cast<bf16*>(smRaw + ((1024 - smemAddr(smRaw) % 1024) % 1024));  // swizzle atoms: aligned
+  bf16* sV = sK + TILE;
+  bf16* sItem = sV + TILE;  // buffer b: Q, dO, Qᵀ, dOᵀ at sItem + (4·b + 0..3)·ITEM
+  int* sList = reinterpret_cast<int*>(sItem + 8 * ITEM);  // visible query tiles, ascending
+  __shared__ float sL2[2][BQ], sD[2][BQ];
+  __shared__ int sE1[2][BQ], sS2[2][BQ], sE2[2][BQ];
+  __shared__ int sFull[2][2];  // per buffer and half of the item's rows: every row sees every key, finite lse
+  __shared__ int sCount;
+
+  const int kt = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
+  const int group = d.heads / d.kvHeads, head0 = hk * group;
+  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4,
+            tig = lane % 4;
+  const int j0 = kt * BK, j1 = min(j0 + BK, d.tk);
+  const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
+  loadTileWg<kSw>(sK, k + ((size_t)b * d.kvStride + j0) * kStride + (size_t)hk * D, kStride, d.tk - j0);
+  loadTileWg<kSw>(sV, v + ((size_t)b * d.kvStride + j0) * kStride + (size_t)hk * D, kStride, d.tk - j0);
+  cpAsyncCommit();
+  const float sl2 = d.scale * kLog2e;
+
+  const int nQt = (d.tq + BQ - 1) / BQ;
+  for (int t = threadIdx.x; t < nQt; t += blockDim.x) {
+    int seen = 0;
+    for (int r = 0; r < BQ && !seen; r++) seen = anyVisible(rowVis(m, b, t * BQ + r, d.tq, d.tk), j0, j1);
+    sList[t] = seen;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int n = 0;
+    for (int t = 0; t < nQt; t++)
+      if (sList[t]) sList[n++] = t;
+    sCount = n;
+  }
+  __syncthreads();
+  const int nList = sCount, nItems = group * nList;
+
+  // Queue the tiles and publish the row data of item w (head head0 + w / nList, query tile sList[w % nList]) into
+  // buffer w & 1, whose previous item every thread finished before the barrier that precedes this call.
+  auto issue = [&](int w) {
+    const int buf = w & 1, h = head0 + w / nList, i0 = sList[w % nList] * BQ;
+    bf16* it = sItem + 4 * buf * ITEM;
+    loadTileWg<kSw, 64>(it, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
+    loadTileWg<kSw, 64>(it + ITEM, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
+    const size_t tOff = ((size_t)b * d.heads + h) * D * ldT + i0;
+    loadTileWg<kSw, 128, 8>(it + 2 * ITEM, qT + tOff, ldT, D);
+    loadTileWg<kSw, 128, 8>(it + 3 * ITEM, doT + tOff, ldT, D);
+    cpAsyncCommit();
+    if (threadIdx.x < BQ) {  // warps 0 and 1: one query row per lane
+      const int i = i0 + threadIdx.x;
+      const size_t lrow = ((size_t)b * d.heads + h) * d.tq;
+      const Vis vr = rowVis(m, b, i, d.tq, d.tk);
+      const float L = i < d.tq ? lse[lrow + i] : -INFINITY;
+      const bool all = __all_sync(0xffffffffu, L != -INFINITY && allVisible(vr, j0, j1));
+      if (lane == 0) sFull[buf][threadIdx.x / 32] = all;
+      sE1[buf][threadIdx.x] = vr.e1;
+      sS2[buf][threadIdx.x] = vr.s2;
+      sE2[buf][threadIdx.x] = vr.e2;
+      sL2[buf][threadIdx.x] = L == -INFINITY ? -INFINITY : L * kLog2e;
+      sD[buf][threadIdx.x] = i < d.tq ? Dv[lrow + i] : 0.0f;
+    }
+  };
+
+  float ak[16][4], av[16][4];
+  zeroAcc(ak);
+  zeroAcc(av);
+  const int keyA = j0 + wg * 64 + warp * 16 + g, keyB = keyA + 8;
+  const uint32_t kRows = smemAddr(sK) + wgChunkOffset<kSw>(wg * 64, 0), vRows = smemAddr(sV) + wgChunkOffset<kSw>(wg * 64, 0);
+  if (nItems > 0) issue(0);
+  for (int w = 0; w < nItems; w++) {
+    const int buf = w & 1;
+    cpAsyncWait<0>();
+    fenceProxyAsync();
+    __syncthreads();
+    if (w + 1 < nItems) issue(w + 1);
+    const uint32_t itemAddr = smemAddr(sItem) + 4 * buf * kWgItemTile;
+    const bool full = sFull[buf][0] != 0 && sFull[buf][1] != 0;
+
+    float st[8][4], dpt[8][4];
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) wgmmaSS64(st, wgStepDesc<kSw>(kRows, kk), wgStepDesc<kSw, 64>(itemAddr, kk), kk);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      wgmmaSS64(dpt, wgStepDesc<kSw>(vRows, kk), wgStepDesc<kSw, 64>(itemAddr + kWgItemTile, kk), kk);
+    wgCommit();
+    wgWait<0>();
+    wgFenceAcc64(st);
+    wgFenceAcc64(dpt);
+    // Element (key row, query column qc): Pᵀ into st, dSᵀ into dpt.
+#pragma unroll
+    for (int n = 0; n < 8; n++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int qc = n * 8 + tig * 2 + (e & 1);
+        const float p = itemProb(st[n][e], sl2, sL2[buf][qc], full, sE1[buf], sS2[buf], sE2[buf], qc,
+                                 e < 2 ? keyA : keyB);
+        st[n][e] = p;
+        dpt[n][e] = p * (dpt[n][e] - sD[buf][qc]);
+      }
+    }
+    uint32_t pa[4][4], da[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) {
+      accToA(pa[kk], st[2 * kk], st[2 * kk + 1]);
+      accToA(da[kk], dpt[2 * kk], dpt[2 * kk + 1]);
+    }
+    wgFenceAcc(av);
+    wgFenceAcc(ak);
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS(av, pa[kk], wgStepDesc<kSw>(itemAddr + 3 * kWgItemTile, kk));
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS(ak, da[kk], wgStepDesc<kSw>(itemAddr + 2 * kWgItemTile, kk));
+    wgCommit();
+    wgWait<0>();
+    wgFenceAcc(av);
+    wgFenceAcc(ak);
+    wgFenceFrag4(pa);
+    wgFenceFrag4(da);
+  }
+#pragma unroll
+  for (int n = 0; n < 16; n++) {
+    const int col = hk * D + n * 8 + tig * 2;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const int key = r == 0 ? keyA : keyB;
+      if (key >= d.tk) continue;
+      const size_t o0 = ((size_t)b * d.kvStride + key) * kStride + col;
+      stf(dk, dkdt, o0, ak[n][2 * r] * d.scale);
+      stf(dk, dkdt, o0 + 1, ak[n][2 * r + 1] * d.scale);
+      stf(dv, dvdt, o0, av[n][2 * r]);
+      stf(dv, dvdt, o0 + 1, av[n][2 * r + 1]);
+    }
   }
 #endif
 }
@@ -1610,13 +1781,38 @@ void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, floa
   const int ldT = (d.tk + kWgKeys - 1) / kWgKeys * kWgKeys;  // whole key tiles: the kernel reads them unguarded
   Scratch vt((size_t)d.batch * d.kvHeads * kWgD * ldT * sizeof(bf16));
   dim3 tg((unsigned)(ldT / 32), (unsigned)(d.kvHeads * (kWgD / 32)), (unsigned)d.batch);
-  attnTransposeV<<<tg, 256, 0, stream()>>>(v, vt.as<bf16>(), d, ldT);
+  attnTransposeHeads<<<tg, 256, 0, stream()>>>(v, vt.as<bf16>(), d.kvStride, d.tk, d.kvHeads, ldT);
   checkLaunch("attention.forward(transpose V)");
   const size_t smem = wgSmem(kPipe);
   allowSmem(attnFwdWg<kSw, kPipe>, smem);
   dim3 grid((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
   attnFwdWg<kSw, kPipe><<<grid, 256, smem, stream()>>>(q, k, vt.as<bf16>(), ldT, out, odt, lse, d, m);
   checkLaunch("attention.forward(wgmma v3)");
+}
+
+// Version 3's backward: dQ by version 2's kernel, dK/dV by attnBwdDkvWg on Qᵀ and dOᵀ copies in scratch memory.
+template <bool kSw>
+void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
+           int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
+  constexpr int D = kWgD;
+  const size_t smemQ = dq2Smem(D);
+  allowSmem(attnBwdDqMma2<D>, smemQ);
+  dim3 gq((unsigned)d.heads, (unsigned)((d.tq + 127) / 128), (unsigned)d.batch);
+  attnBwdDqMma2<D><<<gq, 128, smemQ, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
+  checkLaunch("attention.backward.dq(mma v2)");
+  const int ldT = (d.tq + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-query tiles: the kernel reads them unguarded
+  const size_t nT = (size_t)d.batch * d.heads * D * ldT;
+  Scratch qT(nT * sizeof(bf16)), doT(nT * sizeof(bf16));
+  dim3 tg((unsigned)(ldT / 32), (unsigned)(d.heads * (D / 32)), (unsigned)d.batch);
+  attnTransposeHeads<<<tg, 256, 0, stream()>>>(q, qT.as<bf16>(), d.tq, d.tq, d.heads, ldT);
+  attnTransposeHeads<<<tg, 256, 0, stream()>>>(dout, doT.as<bf16>(), d.tq, d.tq, d.heads, ldT);
+  checkLaunch("attention.backward(transpose Q, dO)");
+  const size_t smem = wgDkvSmem((d.tq + kWgBq - 1) / kWgBq);
+  allowSmem(attnBwdDkvWg<kSw>, smem);
+  dim3 gk((unsigned)((d.tk + kWgKeys - 1) / kWgKeys), (unsigned)d.kvHeads, (unsigned)d.batch);
+  attnBwdDkvWg<kSw><<<gk, 256, smem, stream()>>>(q, qT.as<bf16>(), dout, doT.as<bf16>(), k, v, lse, Dv, ldT, dk, dkdt,
+                                                 dv, dvdt, d, m);
+  checkLaunch("attention.backward.dkv(wgmma v3)");
 }
 
 // dK, dV by key tiles (one version).
@@ -1724,6 +1920,19 @@ bool wgmmaForward(const AttnDims& d) {
 #endif
 }
 
+// Whether version 3's dK/dV kernel runs: as wgmmaForward, its shared memory (with the query-tile list), and a grid of
+// at least 4 waves of its one-CTA-per-SM blocks (with a causal mask the first key tiles carry most of the work: on a
+// short grid version 2's per-query-head split balances better; see dkvSplit).
+bool wgmmaDkv(const AttnDims& d) {
+  if (!wgmmaForward(d)) return false;
+  int dev = 0, perBlock = 0;
+  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
+  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+  if (wgDkvSmem((d.tq + kWgBq - 1) / kWgBq) + 2048 > (size_t)perBlock) return false;
+  const size_t ctas = (size_t)d.batch * d.kvHeads * ((d.tk + kWgKeys - 1) / kWgKeys);
+  return ctas >= (size_t)4 * smCount();
+}
+
 }  // namespace
 
 void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v, int vdt, void* out, int odt,
@@ -1769,6 +1978,7 @@ void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const voi
     const float* Dp = Dv.as<float>();
     if (ver == 1 && d.headDim == 64) bwdMma<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (ver == 1) bwdMma<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
+    else if (ver >= 3 && wgmmaDkv(d)) (ver == 4 ? bwdWg<false> : bwdWg<true>)(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (d.headDim == 64) bwdMma2<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else bwdMma2<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     return;

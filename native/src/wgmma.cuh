@@ -92,6 +92,37 @@ __device__ __forceinline__ void wgmmaRS(float (&d)[16][4], const uint32_t (&a)[4
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));)
 }
 
+#define PARO_WG_ACC8                                                                                               \
+  PARO_WG_ACC(0), PARO_WG_ACC(1), PARO_WG_ACC(2), PARO_WG_ACC(3), PARO_WG_ACC(4), PARO_WG_ACC(5), PARO_WG_ACC(6),   \
+      PARO_WG_ACC(7)
+#define PARO_WG_D32                                                                                                 \
+  "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, " \
+  "%24, %25, %26, %27, %28, %29, %30, %31}"
+
+// d (64 × 64, = or += as wgmmaSS) A·Bᵀ, A 64 × 16 at da, B 64 × 16 at db (both K-major).
+__device__ __forceinline__ void wgmmaSS64(float (&d)[8][4], uint64_t da, uint64_t db, int accumulate) {
+  PARO_WGMMA_BODY(asm volatile(
+      "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " PARO_WG_D32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+      : PARO_WG_ACC8
+      : "l"(da), "l"(db), "r"(accumulate));)
+}
+
+// As wgFenceAcc, for a 64 × 64 accumulator.
+__device__ __forceinline__ void wgFenceAcc64(float (&d)[8][4]) {
+#pragma unroll
+  for (int j = 0; j < 8; j++)
+    asm volatile("" : "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])::"memory");
+}
+
+// As wgFenceFrag, for the 4 k16 steps of a 64-column A operand.
+__device__ __forceinline__ void wgFenceFrag4(uint32_t (&a)[4][4]) {
+#pragma unroll
+  for (int j = 0; j < 4; j++) asm volatile("" : "+r"(a[j][0]), "+r"(a[j][1]), "+r"(a[j][2]), "+r"(a[j][3])::"memory");
+}
+
+#undef PARO_WG_D32
+#undef PARO_WG_ACC8
 #undef PARO_WG_D
 #undef PARO_WG_ACC_ALL
 #undef PARO_WG_ACC

@@ -43,11 +43,11 @@ inline float emuDescElem(uint64_t desc, int r, int k) {
 }
 
 // This thread's accumulators: d[j][e] at row 16·w + lane/4 + 8·(e/2) of the warpgroup's 64 (w: warp in the group),
-// column 8j + 2·(lane%4) + e%2; A(row, k) and B(col, k) give the operands.
-template <typename FA, typename FB>
-inline void emuWgmma(float (&d)[16][4], bool accumulate, const FA& A, const FB& B) {
+// column 8j + 2·(lane%4) + e%2; A(row, k) and B(col, k) give the operands; N/8 = NJ column tiles.
+template <int NJ, typename FA, typename FB>
+inline void emuWgmma(float (&d)[NJ][4], bool accumulate, const FA& A, const FB& B) {
   const int w = (int)(threadIdx.x / 32) % 4, lane = (int)threadIdx.x % 32, g = lane / 4, q = lane % 4;
-  for (int j = 0; j < 16; j++) {
+  for (int j = 0; j < NJ; j++) {
     for (int e = 0; e < 4; e++) {
       const int row = 16 * w + g + 8 * (e / 2), col = 8 * j + 2 * q + e % 2;
       double s = accumulate ? (double)d[j][e] : 0.0;
@@ -61,6 +61,13 @@ inline void wgmmaSS(float (&d)[16][4], uint64_t da, uint64_t db, int accumulate)
   emuWgmma(d, accumulate != 0, [&](int r, int k) { return emuDescElem(da, r, k); },
            [&](int c, int k) { return emuDescElem(db, c, k); });
 }
+
+inline void wgmmaSS64(float (&d)[8][4], uint64_t da, uint64_t db, int accumulate) {
+  emuWgmma(d, accumulate != 0, [&](int r, int k) { return emuDescElem(da, r, k); },
+           [&](int c, int k) { return emuDescElem(db, c, k); });
+}
+inline void wgFenceAcc64(float (&)[8][4]) {}
+inline void wgFenceFrag4(uint32_t (&)[4][4]) {}
 
 // A from the registers of the warp's 32 lanes: lane 4·(r%8) + (k%8)/2 holds row r (of the warp's 16) and column k in
 // register (r ≥ 8) + 2·(k ≥ 8), low half for even k.
