@@ -487,6 +487,8 @@ function attnCases(): AttnCase[] {
     mask: { kind: 'causalPerEntry', qOffsets: Int32Array.from({ length: 32 }, (_, b) => (b === 0 ? 699 : 20 + rng.nextInt(680))) }, dtype: 'bf16',
   });
   if (!QUICK) c.push({ label: '8B causal T=2048', shape: big(1, 2048, 2048), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
+  // 4 × 8 × 17 = 544 CTAs of 128 keys: at least 4 waves on an H100, so version 3's dK/dV kernel runs (wgmmaDkv).
+  c.push({ label: '8B causal T=512 batch 17 (v3 dK/dV grid)', shape: big(17, 512, 512), mask: { kind: 'causal', qOffset: 0 }, dtype: 'bf16' });
   // Edges of the 128-row query tiles of the version-2 kernels (two m16 tiles per warp, either partly valid), key
   // counts off the 64/32-key tiles, spare cache rows (kvStride > tk), a query offset, GQA, head dims 64 and 128.
   c.push({ label: '8B causal decode tq1 qOffset', shape: big(1, 1, 77, { kvStride: 96 }), mask: { kind: 'causal', qOffset: 76 }, dtype: 'bf16' });
