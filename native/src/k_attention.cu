@@ -1140,6 +1140,135 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
 #endif
 }
 
+// ---- backward dQ, version 3: Hopper warpgroup MMA (sm_90a, head dim 128) ----
+// One CTA per (query head, 128-query tile, batch) as version 2's dQ, two warpgroups of 64 rows; key tiles of 64:
+//   S = Q·Kᵀ, dP = dO·Vᵀ (64 × 64 per warpgroup; A: the Q or dO rows, B: the K or V tile, K-major over the head dim),
+//   dS = P ⊙ (dP − D), P = exp2(S·scale·log2e − lse·log2e), dQ += dS·K (A: dS from registers, B: the Kᵀ tile,
+//   K-major over the keys; Kᵀ from attnTransposeHeads). K, V and Kᵀ tiles double-buffered through cp.async.
+// 32 KB Q + 32 KB dO + two buffers of K, V (64 × 128) and Kᵀ (128 × 64), 16 KB each: 160 KB, 1 KB of alignment.
+constexpr size_t kWgDqSmem = (size_t)2 * kWgTileBytes + 6 * (size_t)kWgItemTile + 1024;
+
+template <bool kSw>
+__global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ dout, const bf16* __restrict__ q,
+                                                      const bf16* __restrict__ k, const bf16* __restrict__ kT,
+                                                      const bf16* __restrict__ v, const float* __restrict__ lse,
+                                                      const float* __restrict__ Dv, int ldT, void* dq, int dqdt,
+                                                      AttnDims d, AttnMask m) {
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int D = kWgD, BC = kWgBq;  // 64 keys per tile
+  constexpr int TILE = kWgTileBytes / 2, ITEM = kWgItemTile / 2;  // elements
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smRaw + ((1024 - smemAddr(smRaw) % 1024) % 1024));  // swizzle atoms: aligned
+  bf16* sO = sQ + TILE;
+  bf16* sKey = sO + TILE;  // buffer b: K, V, Kᵀ at sKey + (3·b + 0..2)·ITEM
+  __shared__ int sRange[3];
+  __shared__ int sHull[2][3];
+
+  const int h = blockIdx.x, qt = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;  // the heaviest causal tiles first
+  const int hk = h / (d.heads / d.kvHeads);
+  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4,
+            tig = lane % 4;
+  const int i0 = qt * kWgRows;
+  const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
+  const bf16* kBase = k + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
+  const bf16* vBase = v + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
+  const bf16* ktBase = kT + ((size_t)b * d.kvHeads + hk) * D * ldT;
+
+  const int rowA = i0 + wg * 64 + warp * 16 + g;
+  const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
+  const size_t lrow = ((size_t)b * d.heads + h) * d.tq;
+  float l2[2], Dr[2];  // lse in the exp2 domain (−inf: a fully masked row, P = 0) and D_i = Σ dO·O
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int row = rowA + 8 * r;
+    l2[r] = row < d.tq ? lse[lrow + row] * kLog2e : -INFINITY;
+    Dr[r] = row < d.tq ? Dv[lrow + row] : 0.0f;
+  }
+  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
+  const TileRange tr = blockTileRange(sRange, vis, 2, BC);  // its first barrier orders the sHull initialisation
+  for (int r = 0; r < 2; r++) {
+    atomicMax(&sHull[wg][0], vis[r].e1);
+    if (vis[r].e2 > vis[r].s2) {
+      atomicMin(&sHull[wg][1], vis[r].s2);
+      atomicMax(&sHull[wg][2], vis[r].e2);
+    }
+  }
+  __syncthreads();
+  const int hullE1 = sHull[wg][0], hullS2 = sHull[wg][1], hullE2 = sHull[wg][2];
+  const float sl2 = d.scale * kLog2e;
+  const uint32_t qRows = smemAddr(sQ) + wgChunkOffset<kSw>(wg * 64, 0), oRows = smemAddr(sO) + wgChunkOffset<kSw>(wg * 64, 0);
+
+  float acc[16][4];
+  zeroAcc(acc);
+  const int nTiles = tr.count();
+  auto issue = [&](int it) {
+    const int j = tr.tile(it) * BC;
+    bf16* t = sKey + 3 * (it & 1) * ITEM;
+    loadTileWg<kSw, 64>(t, kBase + (size_t)j * kStride, kStride, d.tk - j);
+    loadTileWg<kSw, 64>(t + ITEM, vBase + (size_t)j * kStride, kStride, d.tk - j);
+    loadTileWg<kSw, 128, 8>(t + 2 * ITEM, ktBase + j, ldT, D);
+    cpAsyncCommit();
+  };
+  if (nTiles > 0) {
+    loadTileWg<kSw>(sQ, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
+    loadTileWg<kSw>(sO, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
+    issue(0);
+  }
+  for (int it = 0; it < nTiles; it++) {
+    const int j0 = tr.tile(it) * BC;
+    cpAsyncWait<0>();
+    fenceProxyAsync();
+    __syncthreads();
+    if (it + 1 < nTiles) issue(it + 1);
+    if (!(j0 < hullE1 || max(j0, hullS2) < min(j0 + BC, hullE2))) continue;  // uniform over the warpgroup
+    const uint32_t tAddr = smemAddr(sKey) + 3 * (it & 1) * kWgItemTile;
+
+    float s[8][4], dp[8][4];
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++) wgmmaSS64(s, wgStepDesc<kSw>(qRows, kk), wgStepDesc<kSw, 64>(tAddr, kk), kk);
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      wgmmaSS64(dp, wgStepDesc<kSw>(oRows, kk), wgStepDesc<kSw, 64>(tAddr + kWgItemTile, kk), kk);
+    wgCommit();
+    wgWait<0>();
+    wgFenceAcc64(s);
+    wgFenceAcc64(dp);
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const bool full = allVisible(vis[r], j0, j0 + BC);
+#pragma unroll
+      for (int n = 0; n < 8; n++) {
+#pragma unroll
+        for (int e = 2 * r; e < 2 * r + 2; e++) {
+          const bool seen = full || isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1));
+          const float p = (l2[r] != -INFINITY && seen) ? exp2f(s[n][e] * sl2 - l2[r]) : 0.0f;
+          dp[n][e] = p * (dp[n][e] - Dr[r]);
+        }
+      }
+    }
+    uint32_t da[4][4];
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) accToA(da[kk], dp[2 * kk], dp[2 * kk + 1]);
+    wgFenceAcc(acc);
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(acc, da[kk], wgStepDesc<kSw>(tAddr + 2 * kWgItemTile, kk));
+    wgCommit();
+    wgWait<0>();
+    wgFenceAcc(acc);
+    wgFenceFrag4(da);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int row = rowA + 8 * r;
+    if (row >= d.tq) continue;
+    const size_t rowOff = ((size_t)b * d.tq + row) * qStride + (size_t)h * D + tig * 2;
+    storeRow2(dq, dqdt, acc, r, rowOff, d.scale);
+  }
+#endif
+}
+
 // ---- backward: D_i = Σ_d dO·O per (row, head) ----
 __global__ void attnRowDotKernel(const void* dout, int dodt, const void* out, int odt, float* Dv, AttnDims d) {
   size_t w = blockIdx.x * (size_t)(blockDim.x / 32) + threadIdx.x / 32;
@@ -1790,16 +1919,28 @@ void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, floa
   checkLaunch("attention.forward(wgmma v3)");
 }
 
-// Version 3's backward: dQ by version 2's kernel, dK/dV by attnBwdDkvWg on Qᵀ and dOᵀ copies in scratch memory.
-template <bool kSw>
+// Version 3's backward: dQ by attnBwdDqWg on a Kᵀ copy (kDqWg) or by version 2's kernel, dK/dV by attnBwdDkvWg on
+// Qᵀ and dOᵀ copies in scratch memory.
+template <bool kSw, bool kDqWg>
 void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
            int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
   constexpr int D = kWgD;
-  const size_t smemQ = dq2Smem(D);
-  allowSmem(attnBwdDqMma2<D>, smemQ);
   dim3 gq((unsigned)d.heads, (unsigned)((d.tq + 127) / 128), (unsigned)d.batch);
-  attnBwdDqMma2<D><<<gq, 128, smemQ, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
-  checkLaunch("attention.backward.dq(mma v2)");
+  if constexpr (kDqWg) {
+    const int ldK = (d.tk + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-key tiles
+    Scratch kT((size_t)d.batch * d.kvHeads * D * ldK * sizeof(bf16));
+    dim3 tk((unsigned)(ldK / 32), (unsigned)(d.kvHeads * (D / 32)), (unsigned)d.batch);
+    attnTransposeHeads<<<tk, 256, 0, stream()>>>(k, kT.as<bf16>(), d.kvStride, d.tk, d.kvHeads, ldK);
+    checkLaunch("attention.backward(transpose K)");
+    allowSmem(attnBwdDqWg<kSw>, kWgDqSmem);
+    attnBwdDqWg<kSw><<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, kT.as<bf16>(), v, lse, Dv, ldK, dq, dqdt, d, m);
+    checkLaunch("attention.backward.dq(wgmma v3)");
+  } else {
+    const size_t smemQ = dq2Smem(D);
+    allowSmem(attnBwdDqMma2<D>, smemQ);
+    attnBwdDqMma2<D><<<gq, 128, smemQ, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
+    checkLaunch("attention.backward.dq(mma v2)");
+  }
   const int ldT = (d.tq + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-query tiles: the kernel reads them unguarded
   const size_t nT = (size_t)d.batch * d.heads * D * ldT;
   Scratch qT(nT * sizeof(bf16)), doT(nT * sizeof(bf16));
@@ -1978,7 +2119,9 @@ void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const voi
     const float* Dp = Dv.as<float>();
     if (ver == 1 && d.headDim == 64) bwdMma<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (ver == 1) bwdMma<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
-    else if (ver >= 3 && wgmmaDkv(d)) (ver == 4 ? bwdWg<false> : bwdWg<true>)(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
+    else if (ver >= 3 && wgmmaDkv(d))
+      (ver == 4 ? bwdWg<false, false> : ver == 5 ? bwdWg<true, true> : bwdWg<true, false>)(dO.p, Q.p, Kv.p, V.p, lse, Dp,
+                                                                                         dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (d.headDim == 64) bwdMma2<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else bwdMma2<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     return;
