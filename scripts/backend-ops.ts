@@ -440,10 +440,10 @@ interface AttnCase {
   kernel?: 'auto' | 'scalar';
   /**
    * The CUDA tensor-core kernel version (PARO_ATTN_KERNEL, read by native/src/k_attention.cu at each call): 'v1' the
-   * 16-rows-per-warp kernels, 'v2' the 32-rows-per-warp ones, 'v3' the wgmma forward (sm_90a, head dim 128; v2
-   * elsewhere) with v2's backward (the default above 64 queries). Unset: the default.
+   * 16-rows-per-warp kernels, 'v2' the 32-rows-per-warp ones, 'v3' the wgmma kernels (sm_90a, head dim 128; v2
+   * elsewhere, and v2's backward on grids of less than 4 waves; the default above 64 queries). Unset: the default.
    */
-  version?: 'v1' | 'v2' | 'v3' | 'v3p';
+  version?: 'v1' | 'v2' | 'v3';
   /** Run with Backend.setExactF32(true) (f32 arithmetic throughout). */
   exactF32?: boolean;
   tol?: number;
@@ -508,7 +508,7 @@ function usesMma(ac: AttnCase): boolean {
 /** Every tensor-core case once per kernel version (labels end in [v1] / [v2] / [v3]); the others once. */
 function attnCasesEveryVersion(): AttnCase[] {
   return attnCases().flatMap((ac) => (usesMma(ac)
-    ? (['v1', 'v2', 'v3', 'v3p'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
+    ? (['v1', 'v2', 'v3'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
     : [ac]));
 }
 

@@ -76,13 +76,11 @@ function benchmarks(gpu: CudaBackend): void {
     const { shape, mask, q, k, v, dout } = blockAttentionInputs(gpu, B, T);
     const fl = (B * 4 * T * T * 32 * 128) / 2; // causal: half the score matrix
     const bt = B > 1 ? ` b${B}` : '';
-    // Every tensor-core kernel version in the same run (PARO_ATTN_KERNEL, read by the addon at each call): v3 (the
-    // wgmma forward with v2's backward, sm_90a) is the default at these sizes, v1 and v2 the previous kernels.
+    // Every tensor-core kernel version in the same run (PARO_ATTN_KERNEL, read by the addon at each call): v3 (wgmma,
+    // sm_90a; its backward where the grid has 4 waves, else v2's) is the default at these sizes, v1 and v2 before it.
     const envBefore = process.env.PARO_ATTN_KERNEL;
-    const ms: Record<'v1' | 'v2' | 'v3' | 'v3n' | 'v3p', { fwd: number; bwd: number }> = { v1: { fwd: 0, bwd: 0 }, v2: { fwd: 0, bwd: 0 }, v3: { fwd: 0, bwd: 0 }, v3n: { fwd: 0, bwd: 0 }, v3p: { fwd: 0, bwd: 0 } };
-    // v3n: version 3 with unswizzled operands (the first layout, 0.74× v2 on an H100), v3p: its asynchronous schedule:
-    // experiments kept until timed.
-    for (const version of ['v1', 'v2', 'v3', 'v3n', 'v3p'] as const) {
+    const ms: Record<'v1' | 'v2' | 'v3', { fwd: number; bwd: number }> = { v1: { fwd: 0, bwd: 0 }, v2: { fwd: 0, bwd: 0 }, v3: { fwd: 0, bwd: 0 } };
+    for (const version of ['v1', 'v2', 'v3'] as const) {
       process.env.PARO_ATTN_KERNEL = version;
       const fwdMs = timeGpu(() => { const r = gpu.attention(q, k, v, shape, mask); gpu.free(r.out, r.lse); });
       const f = gpu.attention(q, k, v, shape, mask);
@@ -97,7 +95,7 @@ function benchmarks(gpu: CudaBackend): void {
     if (envBefore === undefined) delete process.env.PARO_ATTN_KERNEL;
     else process.env.PARO_ATTN_KERNEL = envBefore;
     console.log(`attention causal T=${T}${bt}: v2 / v1 speed-up fwd ${(ms.v1.fwd / ms.v2.fwd).toFixed(2)}×, bwd ${(ms.v1.bwd / ms.v2.bwd).toFixed(2)}×; ` +
-      `v3 (wgmma forward) / v2 fwd ${(ms.v2.fwd / ms.v3.fwd).toFixed(2)}×, v3n / v2 ${(ms.v2.fwd / ms.v3n.fwd).toFixed(2)}×, v3p / v2 ${(ms.v2.fwd / ms.v3p.fwd).toFixed(2)}×`);
+      `v3 (wgmma) / v2 fwd ${(ms.v2.fwd / ms.v3.fwd).toFixed(2)}×, bwd ${(ms.v2.bwd / ms.v3.bwd).toFixed(2)}×`);
     gpu.free(q, k, v, dout);
   }
   const m = gpu.memStats();

@@ -142,7 +142,10 @@ describe('native/build.mjs carries out the policy', () => {
     const calls = readFileSync(log, 'utf8').trim().split('\n');
     expect(calls.length).toBe(2); // one source, then the link
     for (const a of ['80', '86', '89']) expect(calls[0]).toContain(`-gencode=arch=compute_${a},code=sm_${a}`);
-    expect(calls[0]).toContain('-gencode=arch=compute_90,code=[sm_90,compute_90]');
+    // sm_90a machine code (Hopper's warpgroup MMA for attention version 3) plus compute_90 PTX for later GPUs.
+    expect(calls[0]).toContain('-gencode=arch=compute_90a,code=sm_90a');
+    expect(calls[0]).toContain('-gencode=arch=compute_90,code=compute_90');
+    expect(calls[0]).toContain('-DPARO_HAVE_SM90A');
     expect(calls[1]).toMatch(/-shared .*-cudart static/);
     expect(existsSync(path.join(c.root, 'native', 'build', 'prebuild.log'))).toBe(true); // the log stays out of prebuilds/
     expect(existsSync(path.join(c.root, prebuiltDir(), 'build.log'))).toBe(false);

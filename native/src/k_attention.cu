@@ -1,13 +1,16 @@
-// Flash-style GQA attention, forward and backward, on bf16 tensor cores (mma.sync m16n8k16, f32 accumulation):
-// no T×T matrix in device memory, online softmax, the visible keys of query i are [0, e1) ∪ [s2, e2) (causal with
-// qOffset, full/prefix, DFlash block mask). Backward: dQ by query tiles and dK/dV by key tiles, each accumulated in
-// registers in a fixed order (deterministic, no atomics). A scalar f32 kernel covers other head sizes.
-// Two versions of the tensor-core kernels (attnVersion picks; PARO_ATTN_KERNEL=v1|v2 forces): version 1, 16 query
-// rows per warp, and version 2, 32 rows per warp (half the shared-memory and L2 traffic per FLOP) with dK/dV per query
-// head. test/attention-emu.test.ts runs both under a host emulation of ldmatrix/mma/cp.async against a reference.
-// Measured slower on an H100 on 2026-12-07 and removed: a variant with separate dK and dV kernels (run 15), and one
-// whose dK/dV kernel held each warp's K and V fragments in registers (v2r, run 18: 0.83–0.86× of v2; at the
-// 255-register limit it could not also take the full-item shortcut of itemProb).
+// Flash-style GQA attention, forward and backward, on bf16 tensor cores (f32 accumulation): no T×T matrix in device
+// memory, online softmax, the visible keys of query i are [0, e1) ∪ [s2, e2) (causal with qOffset, full/prefix, DFlash
+// block mask). Backward: dQ by query tiles and dK/dV by key tiles, each accumulated in registers in a fixed order
+// (deterministic, no atomics). A scalar f32 kernel covers other head sizes.
+// Three versions of the tensor-core kernels (attnVersion picks; PARO_ATTN_KERNEL=v1|v2|v3 forces): version 1 (mma.sync
+// m16n8k16), 16 query rows per warp; version 2 (mma.sync), 32 rows per warp (half the shared-memory and L2 traffic
+// per FLOP) with dK/dV per query head; version 3 (head dim 128 on sm_90a: H100, H200), Hopper's warpgroup MMA
+// (wgmma.cuh) with operands in swizzled shared memory, the forward's softmax overlapping the tensor cores.
+// test/attention-emu.test.ts runs all three under a host emulation of ldmatrix/mma/wgmma/cp.async against a reference.
+// Measured slower on an H100 on 2026-12-07 and removed: a variant with separate dK and dV kernels (run 15), one whose
+// dK/dV kernel held each warp's K and V fragments in registers (v2r, run 18: 0.83–0.86× of v2; at the 255-register
+// limit it could not also take the full-item shortcut of itemProb), and version 3 with unswizzled operands (run 27:
+// 0.74–0.78× of v2's forward) or without the asynchronous schedule (1.0×).
 #include <algorithm>
 #include <climits>
 #include <cstdlib>
@@ -690,46 +693,44 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
 // ---- forward, version 3: Hopper warpgroup MMA (sm_90a, head dim 128) ----
 // Two warpgroups per CTA, 64 query rows each (128 per CTA), 128 keys per tile: S = Q·Kᵀ (64 × 128 per warpgroup) and
 // O += P·V as wgmma.mma_async, 8 steps of k16 each, with the online softmax of version 2 on the accumulators in
-// between. Q, K and Vᵀ tiles (128 rows × 128 elements, double-buffered K and Vᵀ through cp.async) are K-major wgmma
-// operands in shared memory (wgmma.cuh), in one of two layouts (kSw): the 128-byte swizzle — two columns of 16 atoms
-// of 8 rows × 64 elements, chunk c of row r at (c/8)·16384 + (r/8)·1024 + (r%8)·128 + ((c%8) ^ (r%8))·16 — or
-// unswizzled core matrices — row r, chunk c at (r/8)·2048 + c·128 + (r%8)·16. Either way 8 consecutive 16-byte
-// copies fill one 128-byte row of banks. V enters transposed (Vᵀ [batch, kvHeads, 128, ldT], keys
-// contiguous, zeros past tk: attnTransposeHeads) so that P·V's B operand is K-major too. A warpgroup none of whose rows sees a tile (hull
-// of its rows' visible ranges) skips its products; rows and masking as version 2 (rowVis, the same lse).
+// between. Q, K and Vᵀ tiles (128 rows × 128 elements) are K-major wgmma operands in shared memory (wgmma.cuh) in the
+// 128-byte swizzle layout: two columns of 16 atoms of 8 rows × 64 elements, chunk c of row r at (c/8)·16384 +
+// (r/8)·1024 + (r%8)·128 + ((c%8) ^ (r%8))·16. Measured on an H100 (2026-12-07, run 27): unswizzled core matrices
+// (row r, chunk c at (r/8)·2048 + c·128 + (r%8)·16) made the same kernel 0.74–0.78× of version 2, the swizzle 1.0×,
+// and the asynchronous schedule of attnFwdWg 1.14–1.24×. V enters transposed (Vᵀ [batch, kvHeads, 128, ldT], keys
+// contiguous, zeros past tk: attnTransposeHeads) so that P·V's B operand is K-major too. A warpgroup none of whose
+// rows sees a tile (hull of its rows' visible ranges) skips its products; rows and masking as version 2 (rowVis, the
+// same lse).
 constexpr int kWgRows = 128, kWgKeys = 128, kWgD = 128;
 constexpr uint32_t kWgTileBytes = 128 * kWgD * 2;  // one 128-row tile: 32 KB
-// Q, two K tiles and two (three: the asynchronous schedule) Vᵀ tiles: 160 (192) KB, and 1 KB to align the tiles to
-// the swizzle atoms.
-constexpr size_t wgSmem(bool pipe) { return (size_t)(pipe ? 6 : 5) * kWgTileBytes + 1024; }
+// Q, two K tiles and three Vᵀ tiles: 192 KB, and 1 KB to align the tiles to the swizzle atoms.
+constexpr size_t kWgSmem = (size_t)6 * kWgTileBytes + 1024;
 
-// Byte offset of chunk c (8 elements) of row r in a tile of ROWS rows (see above; 64-element atom columns of ROWS/8
+// Byte offset of chunk c (8 elements) of row r in a tile of ROWS rows (see above: 64-element atom columns of ROWS/8
 // atoms each).
-template <bool kSw, int ROWS = 128>
+template <int ROWS = 128>
 __device__ __forceinline__ uint32_t wgChunkOffset(int r, int c) {
-  if (kSw) return (c >> 3) * (ROWS * 128) + (r >> 3) * 1024 + (r & 7) * 128 + (((c & 7) ^ (r & 7)) << 4);
-  return (r >> 3) * (ROWS * 16) + c * 128 + (r & 7) * 16;
+  return (c >> 3) * (ROWS * 128) + (r >> 3) * 1024 + (r & 7) * 128 + (((c & 7) ^ (r & 7)) << 4);
 }
 
 // The descriptor of k16 step kk (elements 16·kk..) of the rows of a tile of ROWS rows, from byte address rows0 (that
-// of a row that is a multiple of 8).
-template <bool kSw, int ROWS = 128>
+// of a row that is a multiple of 8): within an atom column a step is 32 bytes, then the next column.
+template <int ROWS = 128>
 __device__ __forceinline__ uint64_t wgStepDesc(uint32_t rows0, int kk) {
-  if (kSw) return wgDesc(rows0 + (kk >> 2) * (ROWS * 128) + (kk & 3) * 32, 16, 1024, kWgSwizzle128);
-  return wgDesc(rows0 + kk * 256, 128, ROWS * 16);
+  return wgDesc(rows0 + (kk >> 2) * (ROWS * 128) + (kk & 3) * 32, 16, 1024, kWgSwizzle128);
 }
 
 // ROWS rows × 8·CH elements (CH 16-byte chunks) from src (row r at src + r·rowStride) into a tile at dst; rows at or
-// past nValid are zeros. Thread t copies chunks t, t + 256, ...: CH consecutive threads read one row.
-template <bool kSw, int ROWS = 128, int CH = 16>
+// past nValid are zeros. Thread t copies chunks t, t + 256, ...: CH consecutive threads read one row, and each 8 of
+// them fill one 128-byte row of an atom (all banks, no conflict).
+template <int ROWS = 128, int CH = 16>
 __device__ __forceinline__ void loadTileWg(bf16* dst, const bf16* src, size_t rowStride, int nValid) {
 #pragma unroll
   for (int i = 0; i < ROWS * CH / 256; i++) {
     const int idx = threadIdx.x + 256 * i;
     const int row = idx / CH, chunk = idx % CH;
     const bool ok = row < nValid;
-    cpAsync16(dst + wgChunkOffset<kSw, ROWS>(row, chunk) / 2, src + (size_t)(ok ? row : 0) * rowStride + chunk * 8,
-              ok);
+    cpAsync16(dst + wgChunkOffset<ROWS>(row, chunk) / 2, src + (size_t)(ok ? row : 0) * rowStride + chunk * 8, ok);
   }
 }
 
@@ -795,22 +796,20 @@ __device__ __forceinline__ void wgRescaleAndPack(float (&o)[16][4], const float 
   for (int kk = 0; kk < 8; kk++) accToA(pa[kk], s[2 * kk], s[2 * kk + 1]);
 }
 
-// kPipe (the asynchronous schedule): S of tile it + 1 and P·V of tile it are issued together, S first, so that the
-// softmax of tile it + 1 runs on the CUDA cores while the tensor cores still compute P·V of tile it; the outputs are
-// rescaled once that product is complete. Vᵀ tiles then live for two iterations: three Vᵀ buffers, two K buffers.
-// Without kPipe each tile's two products and softmax follow one another, tiles double-buffered.
-template <bool kSw, bool kPipe>
+// The asynchronous schedule: S of tile it + 1 and P·V of tile it are issued together, S first, so that the softmax of
+// tile it + 1 runs on the CUDA cores while the tensor cores still compute P·V of tile it; the outputs are rescaled once
+// that product is complete. Vᵀ tiles therefore live for two iterations: three Vᵀ buffers, two K buffers.
 __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, const bf16* __restrict__ k,
                                                     const bf16* __restrict__ vt, int ldT, void* out, int odt,
                                                     float* lse, AttnDims d, AttnMask m) {
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int D = kWgD, BC = kWgKeys, NV = kPipe ? 3 : 2;
+  constexpr int D = kWgD, BC = kWgKeys, NV = 3;
   constexpr int TILE = kWgTileBytes / 2;  // elements of one tile
   extern __shared__ __align__(16) unsigned char smRaw[];
   // The swizzle XORs absolute address bits: tiles start on 1024-byte boundaries.
   bf16* sQ = reinterpret_cast<bf16*>(smRaw + ((1024 - smemAddr(smRaw) % 1024) % 1024));
   bf16* sK = sQ + TILE;      // two K tiles
-  bf16* sV = sK + 2 * TILE;  // NV Vᵀ tiles (rows: channels; K: keys)
+  bf16* sV = sK + 2 * TILE;  // three Vᵀ tiles (rows: channels; K: keys)
   __shared__ int sRange[3];
   __shared__ int sHull[2][3];  // per warpgroup: max e1, min s2, max e2 of its rows
 
@@ -848,7 +847,7 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
   zeroAcc(o);
   float mr[2] = {-INFINITY, -INFINITY}, lr[2] = {0.0f, 0.0f};
   const float sl2 = d.scale * kLog2e;
-  const uint32_t qAddr = smemAddr(sQ) + wgChunkOffset<kSw>(wg * 64, 0);  // this warpgroup's 64 rows
+  const uint32_t qAddr = smemAddr(sQ) + wgChunkOffset(wg * 64, 0);  // this warpgroup's 64 rows
   const uint32_t kAddr = smemAddr(sK), vAddr = smemAddr(sV);
   auto kTile = [&](int it) { return kAddr + (it & 1) * kWgTileBytes; };
   auto vTile = [&](int it) { return vAddr + (it % NV) * kWgTileBytes; };
@@ -856,106 +855,84 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
   auto issueS = [&](float (&s)[16][4], int it) {
     wgFence();
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) wgmmaSS(s, wgStepDesc<kSw>(qAddr, kk), wgStepDesc<kSw>(kTile(it), kk), kk);
+    for (int kk = 0; kk < D / 16; kk++) wgmmaSS(s, wgStepDesc(qAddr, kk), wgStepDesc(kTile(it), kk), kk);
     wgCommit();
   };
   // O += P·V of tile it: 8 k16 steps over its keys, B = Vᵀ rows (channels) × keys, committed as one group.
   auto issuePV = [&](const uint32_t (&pa)[8][4], int it) {
     wgFence();
 #pragma unroll
-    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(o, pa[kk], wgStepDesc<kSw>(vTile(it), kk));
+    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(o, pa[kk], wgStepDesc(vTile(it), kk));
     wgCommit();
   };
 
   const int nTiles = tr.count();
   auto issue = [&](int it) {
     const int j = tr.tile(it) * BC;
-    loadTileWg<kSw>(sK + (it & 1) * TILE, kBase + (size_t)j * kStride, kStride, d.tk - j);
-    loadTileWg<kSw>(sV + (it % NV) * TILE, vBase + j, ldT, D);
+    loadTileWg(sK + (it & 1) * TILE, kBase + (size_t)j * kStride, kStride, d.tk - j);
+    loadTileWg(sV + (it % NV) * TILE, vBase + j, ldT, D);
     cpAsyncCommit();
   };
   if (nTiles > 0) {
-    loadTileWg<kSw>(sQ, qBase, qStride, d.tq - i0);
+    loadTileWg(sQ, qBase, qStride, d.tq - i0);
     issue(0);
   }
   float s[16][4], c[2];
   uint32_t pa[8][4];
-  if constexpr (!kPipe) {
-    for (int it = 0; it < nTiles; it++) {
-      // After the barrier tile it is in shared memory for both warpgroups (the proxy fence hands each thread's copies
-      // to wgmma's async proxy), and both are done with tile it − 1, whose buffers the next copies refill.
+  // Prologue: tile 0's scores and P; tile 1 in flight.
+  bool act = false;
+  if (nTiles > 0) {
+    if (nTiles > 1) {
+      issue(1);
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
+    fenceProxyAsync();
+    __syncthreads();
+    act = sees(0);
+    if (act) {
+      issueS(s, 0);
+      wgWait<0>();
+      wgFenceAcc(s);
+      wgSoftmax(s, vis, tr.tile(0) * BC, sl2, tig, mr, lr, c);
+      wgRescaleAndPack(o, c, pa, s);
+    }
+  }
+  // Iteration it: P of tile it is in pa (if act); tile it + 1 is the copy group in flight.
+  for (int it = 0; it < nTiles; it++) {
+    bool actNext = false;
+    if (it + 1 < nTiles) {
+      // Tile it + 1 arrives; every thread is past iteration it − 1, so tile it − 1's Vᵀ buffer and tile it's K
+      // buffer (its S is done) take tile it + 2.
       cpAsyncWait<0>();
       fenceProxyAsync();
       __syncthreads();
-      if (it + 1 < nTiles) issue(it + 1);
-      if (!sees(it)) continue;
-      issueS(s, it);
+      if (it + 2 < nTiles) issue(it + 2);
+      actNext = sees(it + 1);
+    }
+    // One straight path per case: ptxas serialises the products if a path could read s before its S completed.
+    if (act && actNext) {
+      issueS(s, it + 1);
+      issuePV(pa, it);
+      wgWait<1>();  // S of tile it + 1 (the older group) is complete; P·V of tile it may still run
+      wgFenceAcc(s);
+      wgSoftmax(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
+      wgWait<0>();
+    } else if (actNext) {
+      issueS(s, it + 1);
       wgWait<0>();
       wgFenceAcc(s);
-      wgSoftmax(s, vis, tr.tile(it) * BC, sl2, tig, mr, lr, c);
-      wgRescaleAndPack(o, c, pa, s);
-      wgFenceAcc(o);
+      wgSoftmax(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
+    } else if (act) {
       issuePV(pa, it);
       wgWait<0>();
-      wgFenceAcc(o);
-      wgFenceFrag(pa);
     }
-  } else {
-    // Prologue: tile 0's scores and P; tile 1 in flight.
-    bool act = false;
-    if (nTiles > 0) {
-      if (nTiles > 1) {
-        issue(1);
-        cpAsyncWait<1>();
-      } else {
-        cpAsyncWait<0>();
-      }
-      fenceProxyAsync();
-      __syncthreads();
-      act = sees(0);
-      if (act) {
-        issueS(s, 0);
-        wgWait<0>();
-        wgFenceAcc(s);
-        wgSoftmax(s, vis, tr.tile(0) * BC, sl2, tig, mr, lr, c);
-        wgRescaleAndPack(o, c, pa, s);
-      }
-    }
-    // Iteration it: P of tile it is in pa (if act); tile it + 1 is the copy group in flight.
-    for (int it = 0; it < nTiles; it++) {
-      bool actNext = false;
-      if (it + 1 < nTiles) {
-        // Tile it + 1 arrives; every thread is past iteration it − 1, so tile it − 1's Vᵀ buffer and tile it's K
-        // buffer (its S is done) take tile it + 2.
-        cpAsyncWait<0>();
-        fenceProxyAsync();
-        __syncthreads();
-        if (it + 2 < nTiles) issue(it + 2);
-        actNext = sees(it + 1);
-      }
-      // One straight path per case: ptxas serialises the products if a path could read s before its S completed.
-      if (act && actNext) {
-        issueS(s, it + 1);
-        issuePV(pa, it);
-        wgWait<1>();  // S of tile it + 1 (the older group) is complete; P·V of tile it may still run
-        wgFenceAcc(s);
-        wgSoftmax(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
-        wgWait<0>();
-      } else if (actNext) {
-        issueS(s, it + 1);
-        wgWait<0>();
-        wgFenceAcc(s);
-        wgSoftmax(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
-      } else if (act) {
-        issuePV(pa, it);
-        wgWait<0>();
-      }
-      wgFenceAcc(o);
-      wgFenceFrag(pa);  // pa stays allocated until P·V has read it
-      if (actNext) wgRescaleAndPack(o, c, pa, s);
-      wgFenceAcc(o);  // the rescaled outputs are written before the next P·V reads them
-      act = actNext;
-    }
+    wgFenceAcc(o);
+    wgFenceFrag(pa);  // pa stays allocated until P·V has read it
+    if (actNext) wgRescaleAndPack(o, c, pa, s);
+    wgFenceAcc(o);  // the rescaled outputs are written before the next P·V reads them
+    act = actNext;
   }
 
 #pragma unroll
@@ -992,7 +969,6 @@ constexpr uint32_t kWgItemTile = kWgBq * kWgD * 2;  // one 64 × 128 tile: 16 KB
 // list (one int per 64-query tile).
 constexpr size_t wgDkvSmem(int nQt) { return (size_t)2 * kWgTileBytes + 8 * (size_t)kWgItemTile + 1024 + (size_t)nQt * 4; }
 
-template <bool kSw>
 __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ q, const bf16* __restrict__ qT,
                                                        const bf16* __restrict__ dout, const bf16* __restrict__ doT,
                                                        const bf16* __restrict__ k, const bf16* __restrict__ v,
@@ -1018,8 +994,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
             tig = lane % 4;
   const int j0 = kt * BK, j1 = min(j0 + BK, d.tk);
   const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
-  loadTileWg<kSw>(sK, k + ((size_t)b * d.kvStride + j0) * kStride + (size_t)hk * D, kStride, d.tk - j0);
-  loadTileWg<kSw>(sV, v + ((size_t)b * d.kvStride + j0) * kStride + (size_t)hk * D, kStride, d.tk - j0);
+  loadTileWg(sK, k + ((size_t)b * d.kvStride + j0) * kStride + (size_t)hk * D, kStride, d.tk - j0);
+  loadTileWg(sV, v + ((size_t)b * d.kvStride + j0) * kStride + (size_t)hk * D, kStride, d.tk - j0);
   cpAsyncCommit();
   const float sl2 = d.scale * kLog2e;
 
@@ -1044,11 +1020,11 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
   auto issue = [&](int w) {
     const int buf = w & 1, h = head0 + w / nList, i0 = sList[w % nList] * BQ;
     bf16* it = sItem + 4 * buf * ITEM;
-    loadTileWg<kSw, 64>(it, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
-    loadTileWg<kSw, 64>(it + ITEM, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
+    loadTileWg<64>(it, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
+    loadTileWg<64>(it + ITEM, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
     const size_t tOff = ((size_t)b * d.heads + h) * D * ldT + i0;
-    loadTileWg<kSw, 128, 8>(it + 2 * ITEM, qT + tOff, ldT, D);
-    loadTileWg<kSw, 128, 8>(it + 3 * ITEM, doT + tOff, ldT, D);
+    loadTileWg<128, 8>(it + 2 * ITEM, qT + tOff, ldT, D);
+    loadTileWg<128, 8>(it + 3 * ITEM, doT + tOff, ldT, D);
     cpAsyncCommit();
     if (threadIdx.x < BQ) {  // warps 0 and 1: one query row per lane
       const int i = i0 + threadIdx.x;
@@ -1069,7 +1045,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
   zeroAcc(ak);
   zeroAcc(av);
   const int keyA = j0 + wg * 64 + warp * 16 + g, keyB = keyA + 8;
-  const uint32_t kRows = smemAddr(sK) + wgChunkOffset<kSw>(wg * 64, 0), vRows = smemAddr(sV) + wgChunkOffset<kSw>(wg * 64, 0);
+  const uint32_t kRows = smemAddr(sK) + wgChunkOffset(wg * 64, 0), vRows = smemAddr(sV) + wgChunkOffset(wg * 64, 0);
   if (nItems > 0) issue(0);
   for (int w = 0; w < nItems; w++) {
     const int buf = w & 1;
@@ -1083,10 +1059,10 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
     float st[8][4], dpt[8][4];
     wgFence();
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) wgmmaSS64(st, wgStepDesc<kSw>(kRows, kk), wgStepDesc<kSw, 64>(itemAddr, kk), kk);
+    for (int kk = 0; kk < D / 16; kk++) wgmmaSS64(st, wgStepDesc(kRows, kk), wgStepDesc<64>(itemAddr, kk), kk);
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-      wgmmaSS64(dpt, wgStepDesc<kSw>(vRows, kk), wgStepDesc<kSw, 64>(itemAddr + kWgItemTile, kk), kk);
+      wgmmaSS64(dpt, wgStepDesc(vRows, kk), wgStepDesc<64>(itemAddr + kWgItemTile, kk), kk);
     wgCommit();
     wgWait<0>();
     wgFenceAcc64(st);
@@ -1113,9 +1089,9 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
     wgFenceAcc(ak);
     wgFence();
 #pragma unroll
-    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS(av, pa[kk], wgStepDesc<kSw>(itemAddr + 3 * kWgItemTile, kk));
+    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS(av, pa[kk], wgStepDesc(itemAddr + 3 * kWgItemTile, kk));
 #pragma unroll
-    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS(ak, da[kk], wgStepDesc<kSw>(itemAddr + 2 * kWgItemTile, kk));
+    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS(ak, da[kk], wgStepDesc(itemAddr + 2 * kWgItemTile, kk));
     wgCommit();
     wgWait<0>();
     wgFenceAcc(av);
@@ -1148,7 +1124,6 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
 // 32 KB Q + 32 KB dO + two buffers of K, V (64 × 128) and Kᵀ (128 × 64), 16 KB each: 160 KB, 1 KB of alignment.
 constexpr size_t kWgDqSmem = (size_t)2 * kWgTileBytes + 6 * (size_t)kWgItemTile + 1024;
 
-template <bool kSw>
 __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ dout, const bf16* __restrict__ q,
                                                       const bf16* __restrict__ k, const bf16* __restrict__ kT,
                                                       const bf16* __restrict__ v, const float* __restrict__ lse,
@@ -1196,7 +1171,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
   __syncthreads();
   const int hullE1 = sHull[wg][0], hullS2 = sHull[wg][1], hullE2 = sHull[wg][2];
   const float sl2 = d.scale * kLog2e;
-  const uint32_t qRows = smemAddr(sQ) + wgChunkOffset<kSw>(wg * 64, 0), oRows = smemAddr(sO) + wgChunkOffset<kSw>(wg * 64, 0);
+  const uint32_t qRows = smemAddr(sQ) + wgChunkOffset(wg * 64, 0), oRows = smemAddr(sO) + wgChunkOffset(wg * 64, 0);
 
   float acc[16][4];
   zeroAcc(acc);
@@ -1204,14 +1179,14 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
   auto issue = [&](int it) {
     const int j = tr.tile(it) * BC;
     bf16* t = sKey + 3 * (it & 1) * ITEM;
-    loadTileWg<kSw, 64>(t, kBase + (size_t)j * kStride, kStride, d.tk - j);
-    loadTileWg<kSw, 64>(t + ITEM, vBase + (size_t)j * kStride, kStride, d.tk - j);
-    loadTileWg<kSw, 128, 8>(t + 2 * ITEM, ktBase + j, ldT, D);
+    loadTileWg<64>(t, kBase + (size_t)j * kStride, kStride, d.tk - j);
+    loadTileWg<64>(t + ITEM, vBase + (size_t)j * kStride, kStride, d.tk - j);
+    loadTileWg<128, 8>(t + 2 * ITEM, ktBase + j, ldT, D);
     cpAsyncCommit();
   };
   if (nTiles > 0) {
-    loadTileWg<kSw>(sQ, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
-    loadTileWg<kSw>(sO, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
+    loadTileWg(sQ, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
+    loadTileWg(sO, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
     issue(0);
   }
   for (int it = 0; it < nTiles; it++) {
@@ -1226,10 +1201,10 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
     float s[8][4], dp[8][4];
     wgFence();
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) wgmmaSS64(s, wgStepDesc<kSw>(qRows, kk), wgStepDesc<kSw, 64>(tAddr, kk), kk);
+    for (int kk = 0; kk < D / 16; kk++) wgmmaSS64(s, wgStepDesc(qRows, kk), wgStepDesc<64>(tAddr, kk), kk);
 #pragma unroll
     for (int kk = 0; kk < D / 16; kk++)
-      wgmmaSS64(dp, wgStepDesc<kSw>(oRows, kk), wgStepDesc<kSw, 64>(tAddr + kWgItemTile, kk), kk);
+      wgmmaSS64(dp, wgStepDesc(oRows, kk), wgStepDesc<64>(tAddr + kWgItemTile, kk), kk);
     wgCommit();
     wgWait<0>();
     wgFenceAcc64(s);
@@ -1253,7 +1228,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
     wgFenceAcc(acc);
     wgFence();
 #pragma unroll
-    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(acc, da[kk], wgStepDesc<kSw>(tAddr + 2 * kWgItemTile, kk));
+    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(acc, da[kk], wgStepDesc(tAddr + 2 * kWgItemTile, kk));
     wgCommit();
     wgWait<0>();
     wgFenceAcc(acc);
@@ -1904,7 +1879,6 @@ void fwdMma2(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, fl
 }
 
 // Version 3 (attnFwdWg): Vᵀ in scratch memory, then the warpgroup kernel; grid as version 2's.
-template <bool kSw, bool kPipe>
 void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, float* lse, const AttnDims& d,
            const AttnMask& m) {
   const int ldT = (d.tk + kWgKeys - 1) / kWgKeys * kWgKeys;  // whole key tiles: the kernel reads them unguarded
@@ -1912,35 +1886,25 @@ void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, floa
   dim3 tg((unsigned)(ldT / 32), (unsigned)(d.kvHeads * (kWgD / 32)), (unsigned)d.batch);
   attnTransposeHeads<<<tg, 256, 0, stream()>>>(v, vt.as<bf16>(), d.kvStride, d.tk, d.kvHeads, ldT);
   checkLaunch("attention.forward(transpose V)");
-  const size_t smem = wgSmem(kPipe);
-  allowSmem(attnFwdWg<kSw, kPipe>, smem);
+  allowSmem(attnFwdWg, kWgSmem);
   dim3 grid((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
-  attnFwdWg<kSw, kPipe><<<grid, 256, smem, stream()>>>(q, k, vt.as<bf16>(), ldT, out, odt, lse, d, m);
+  attnFwdWg<<<grid, 256, kWgSmem, stream()>>>(q, k, vt.as<bf16>(), ldT, out, odt, lse, d, m);
   checkLaunch("attention.forward(wgmma v3)");
 }
 
-// Version 3's backward: dQ by attnBwdDqWg on a Kᵀ copy (kDqWg) or by version 2's kernel, dK/dV by attnBwdDkvWg on
-// Qᵀ and dOᵀ copies in scratch memory.
-template <bool kSw, bool kDqWg>
+// Version 3's backward: dQ by attnBwdDqWg on a Kᵀ copy, dK/dV by attnBwdDkvWg on Qᵀ and dOᵀ copies (scratch memory).
 void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
            int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
   constexpr int D = kWgD;
-  dim3 gq((unsigned)d.heads, (unsigned)((d.tq + 127) / 128), (unsigned)d.batch);
-  if constexpr (kDqWg) {
-    const int ldK = (d.tk + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-key tiles
-    Scratch kT((size_t)d.batch * d.kvHeads * D * ldK * sizeof(bf16));
-    dim3 tk((unsigned)(ldK / 32), (unsigned)(d.kvHeads * (D / 32)), (unsigned)d.batch);
-    attnTransposeHeads<<<tk, 256, 0, stream()>>>(k, kT.as<bf16>(), d.kvStride, d.tk, d.kvHeads, ldK);
-    checkLaunch("attention.backward(transpose K)");
-    allowSmem(attnBwdDqWg<kSw>, kWgDqSmem);
-    attnBwdDqWg<kSw><<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, kT.as<bf16>(), v, lse, Dv, ldK, dq, dqdt, d, m);
-    checkLaunch("attention.backward.dq(wgmma v3)");
-  } else {
-    const size_t smemQ = dq2Smem(D);
-    allowSmem(attnBwdDqMma2<D>, smemQ);
-    attnBwdDqMma2<D><<<gq, 128, smemQ, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
-    checkLaunch("attention.backward.dq(mma v2)");
-  }
+  const int ldK = (d.tk + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-key tiles
+  Scratch kT((size_t)d.batch * d.kvHeads * D * ldK * sizeof(bf16));
+  dim3 tk((unsigned)(ldK / 32), (unsigned)(d.kvHeads * (D / 32)), (unsigned)d.batch);
+  attnTransposeHeads<<<tk, 256, 0, stream()>>>(k, kT.as<bf16>(), d.kvStride, d.tk, d.kvHeads, ldK);
+  checkLaunch("attention.backward(transpose K)");
+  allowSmem(attnBwdDqWg, kWgDqSmem);
+  dim3 gq((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
+  attnBwdDqWg<<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, kT.as<bf16>(), v, lse, Dv, ldK, dq, dqdt, d, m);
+  checkLaunch("attention.backward.dq(wgmma v3)");
   const int ldT = (d.tq + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-query tiles: the kernel reads them unguarded
   const size_t nT = (size_t)d.batch * d.heads * D * ldT;
   Scratch qT(nT * sizeof(bf16)), doT(nT * sizeof(bf16));
@@ -1949,10 +1913,10 @@ void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const 
   attnTransposeHeads<<<tg, 256, 0, stream()>>>(dout, doT.as<bf16>(), d.tq, d.tq, d.heads, ldT);
   checkLaunch("attention.backward(transpose Q, dO)");
   const size_t smem = wgDkvSmem((d.tq + kWgBq - 1) / kWgBq);
-  allowSmem(attnBwdDkvWg<kSw>, smem);
+  allowSmem(attnBwdDkvWg, smem);
   dim3 gk((unsigned)((d.tk + kWgKeys - 1) / kWgKeys), (unsigned)d.kvHeads, (unsigned)d.batch);
-  attnBwdDkvWg<kSw><<<gk, 256, smem, stream()>>>(q, qT.as<bf16>(), dout, doT.as<bf16>(), k, v, lse, Dv, ldT, dk, dkdt,
-                                                 dv, dvdt, d, m);
+  attnBwdDkvWg<<<gk, 256, smem, stream()>>>(q, qT.as<bf16>(), dout, doT.as<bf16>(), k, v, lse, Dv, ldT, dk, dkdt, dv,
+                                            dvdt, d, m);
   checkLaunch("attention.backward.dkv(wgmma v3)");
 }
 
@@ -2021,8 +1985,9 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
 
 // Which tensor-core kernels run: PARO_ATTN_KERNEL=v1 the first versions (attnFwdMma; attnBwdDqMma and attnBwdDkvMma
 // per KV head), =v2 version 2 (attnFwdMma2; attnBwdDqMma2 and, with GQA, attnBwdDkvMma per query head +
-// attnDkvReduce), =v3 version 3's forward (attnFwdWg, where wgmmaForward allows it, else version 2's) with version 2's
-// backward; unset or anything else: version 3 when the query count is above 64, else version 1. A version-2 or -3
+// attnDkvReduce), =v3 version 3 (attnFwdWg where wgmmaForward allows it, attnBwdDqWg + attnBwdDkvWg where
+// wgmmaBackward does; version 2's kernels elsewhere); unset or anything else: version 3 when the query count is above
+// 64, else version 1. A version-2 or -3
 // CTA takes 128 query rows, so at tq ≤ 64 (decode, draft steps) three of its warps (or more) would compute masked
 // rows, twice as long as version 1's. Read at each call (one getenv, well under a microsecond beside a launch) rather
 // than once, so that one process can time and check every version by setting process.env.PARO_ATTN_KERNEL
@@ -2038,8 +2003,6 @@ int attnVersion(const AttnDims& d, size_t smem2) {
   if (e != nullptr && std::strcmp(e, "v1") == 0) return 1;
   if (e != nullptr && std::strcmp(e, "v2") == 0) return 2;
   if (e != nullptr && std::strcmp(e, "v3") == 0) return 3;
-  if (e != nullptr && std::strcmp(e, "v3n") == 0) return 4;  // version 3 with unswizzled operands (experiment)
-  if (e != nullptr && std::strcmp(e, "v3p") == 0) return 5;  // version 3, asynchronous schedule (experiment)
   return d.tq > 64 ? 3 : 1;
 }
 
@@ -2054,17 +2017,17 @@ bool wgmmaForward(const AttnDims& d) {
   checkCuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
   checkCuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "cudaDeviceGetAttribute");
   checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
-  return major == 9 && minor == 0 && wgSmem(true) + 2048 <= (size_t)perBlock;
+  return major == 9 && minor == 0 && kWgSmem + 2048 <= (size_t)perBlock;
 #else
   (void)d;
   return false;
 #endif
 }
 
-// Whether version 3's dK/dV kernel runs: as wgmmaForward, its shared memory (with the query-tile list), and a grid of
-// at least 4 waves of its one-CTA-per-SM blocks (with a causal mask the first key tiles carry most of the work: on a
-// short grid version 2's per-query-head split balances better; see dkvSplit).
-bool wgmmaDkv(const AttnDims& d) {
+// Whether version 3's backward runs: as wgmmaForward, the dK/dV kernel's shared memory (with the query-tile list), and a
+// grid of at least 4 waves of its one-CTA-per-SM blocks (with a causal mask the first key tiles carry most of the
+// work: on a short grid version 2's per-query-head split balances better; see dkvSplit). Otherwise version 2's.
+bool wgmmaBackward(const AttnDims& d) {
   if (!wgmmaForward(d)) return false;
   int dev = 0, perBlock = 0;
   checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
@@ -2085,8 +2048,8 @@ void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v
     size_t nk = (size_t)d.batch * d.kvStride * d.kvHeads * d.headDim;
     Bf16View Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
     const int ver = attnVersion(d, fwd2Smem(d.headDim));
-    if (ver >= 3 && wgmmaForward(d)) {
-      (ver == 3 ? fwdWg<true, false> : ver == 4 ? fwdWg<false, false> : fwdWg<true, true>)(Q.p, Kv.p, V.p, out, odt, lse, d, m);
+    if (ver == 3 && wgmmaForward(d)) {
+      fwdWg(Q.p, Kv.p, V.p, out, odt, lse, d, m);
       return;
     }
     const bool v2 = ver >= 2;
@@ -2119,9 +2082,7 @@ void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const voi
     const float* Dp = Dv.as<float>();
     if (ver == 1 && d.headDim == 64) bwdMma<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (ver == 1) bwdMma<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
-    else if (ver >= 3 && wgmmaDkv(d))
-      (ver == 4 ? bwdWg<false, false> : ver == 5 ? bwdWg<true, true> : bwdWg<true, false>)(dO.p, Q.p, Kv.p, V.p, lse, Dp,
-                                                                                         dq, dqdt, dk, dkdt, dv, dvdt, d, m);
+    else if (ver == 3 && wgmmaBackward(d)) bwdWg(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (d.headDim == 64) bwdMma2<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else bwdMma2<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     return;

@@ -149,8 +149,7 @@ int main(int argc, char** argv) {
                 patternOk ? "ok" : "BAD");
   };
   for (char ver : versions) {
-    // n, p: PARO_ATTN_KERNEL=v3n, v3p (version 3's experimental variants)
-    const std::string vname = ver == 'n' ? std::string("v3n") : ver == 'p' ? std::string("v3p") : std::string("v") + ver;
+    const std::string vname = std::string("v") + ver;
     setenv("PARO_ATTN_KERNEL", vname.c_str(), 1);
     std::vector<uint16_t> out16(odt == DT_BF16 ? nq : 0);
     std::vector<float> out32(odt == DT_F32 ? nq : 0), lse((size_t)B * H * tq, NAN);
