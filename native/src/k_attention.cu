@@ -9,7 +9,7 @@
 // test/attention-emu.test.ts runs all three under a host emulation of ldmatrix/mma/wgmma/cp.async against a reference.
 // Measured slower on an H100 on 2026-12-07 and removed: a variant with separate dK and dV kernels (run 15), one whose
 // dK/dV kernel held each warp's K and V fragments in registers (v2r, run 18: 0.83–0.86× of v2; at the 255-register
-// limit it could not also take the full-item shortcut of itemProb), and version 3 with unswizzled operands (run 27:
+// limit it could not also take the full-item shortcut of itemProb), and version 3 with unswizzled operands (runs 27–28:
 // 0.74–0.78× of v2's forward) or without the asynchronous schedule (1.0×).
 #include <algorithm>
 #include <climits>
@@ -696,7 +696,7 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
 // between. Q, K and Vᵀ tiles (128 rows × 128 elements) are K-major wgmma operands in shared memory (wgmma.cuh) in the
 // 128-byte swizzle layout: two columns of 16 atoms of 8 rows × 64 elements, chunk c of row r at (c/8)·16384 +
 // (r/8)·1024 + (r%8)·128 + ((c%8) ^ (r%8))·16. Measured on an H100 (2026-12-07, run 27): unswizzled core matrices
-// (row r, chunk c at (r/8)·2048 + c·128 + (r%8)·16) made the same kernel 0.74–0.78× of version 2, the swizzle 1.0×,
+// (row r, chunk c at (r/8)·2048 + c·128 + (r%8)·16) made the same kernel 0.74–0.78× of version 2, the swizzle 1.0× (runs 27–28),
 // and the asynchronous schedule of attnFwdWg 1.14–1.24×. V enters transposed (Vᵀ [batch, kvHeads, 128, ldT], keys
 // contiguous, zeros past tk: attnTransposeHeads) so that P·V's B operand is K-major too. A warpgroup none of whose
 // rows sees a tile (hull of its rows' visible ranges) skips its products; rows and masking as version 2 (rowVis, the
