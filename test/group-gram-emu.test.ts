@@ -13,36 +13,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../src/numerics/half.js';
 import { Rng } from '../src/numerics/rng.js';
 import { scratchDir } from './scratch.js';
-import { buildEmulation, emulatedLaunches, hasGpp, kernelSource } from './cuda-emu-build.js';
+import { buildEmulation, hasGpp } from './cuda-emu-build.js';
+import { groupGramEmulationSource } from './gram-emu-source.js';
 
 if (!hasGpp) console.log('group-gram-emu.test: g++ not found, the k_gram.cu emulation tests are skipped');
 
-/** k_gram.cu's inline-PTX helpers, supplied by gram-emu.h instead. */
-const PTX_HELPERS = ['tf32Bits', 'mmaTf32'];
-
-/** k_gram.cu with its inline-PTX helpers removed and its launches emulated. */
-function emulationSource(): string {
-  const lines = kernelSource('k_gram.cu').split('\n');
-  const out: string[] = [];
-  let removed = 0;
-  for (let i = 0; i < lines.length; i++) {
-    const m = /^__device__ __forceinline__ \w+ (\w+)\(/.exec(lines[i]);
-    if (m && PTX_HELPERS.includes(m[1])) {
-      while (lines[i] !== '}') i++;
-      removed++;
-      continue;
-    }
-    out.push(lines[i]);
-  }
-  expect(removed).toBe(PTX_HELPERS.length);
-  const src = emulatedLaunches(out.join('\n'), 'k_gram.cu');
-  expect(src).not.toMatch(/\basm\b/);
-  return src;
-}
-
 function buildGramEmulation(): string {
   return buildEmulation({
-    name: 'gram-emu', generated: { 'k_gram_emu.cc': emulationSource() }, sources: ['k_gram_emu.cc', 'gram-main.cc'],
+    name: 'gram-emu', generated: { 'k_gram_emu.cc': groupGramEmulationSource() }, sources: ['k_gram_emu.cc', 'gram-main.cc'],
     includes: ['common.cuh', 'gram-emu.h'], asCxx: true, noContract: true,
   });
 }

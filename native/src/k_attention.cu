@@ -214,6 +214,28 @@ __device__ TileRange blockTileRange(int* sh, const Vis* rows, int nRows, int BC)
   return t;
 }
 
+// The dK/dV kernels' work list: the query tiles of BQ rows with a row that sees a key of [j0, j1), ascending, into
+// list (shared memory, one int per tile); returns their count. Every thread calls it (it holds two barriers).
+template <int BQ>
+__device__ __forceinline__ int visibleQueryTiles(int* list, int* count, const AttnMask& m, int b, int j0, int j1,
+                                                 const AttnDims& d) {
+  const int nQt = (d.tq + BQ - 1) / BQ;
+  for (int t = threadIdx.x; t < nQt; t += blockDim.x) {
+    int seen = 0;
+    for (int r = 0; r < BQ && !seen; r++) seen = anyVisible(rowVis(m, b, t * BQ + r, d.tq, d.tk), j0, j1);
+    list[t] = seen;
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int n = 0;
+    for (int t = 0; t < nQt; t++)
+      if (list[t]) list[n++] = t;
+    *count = n;
+  }
+  __syncthreads();
+  return *count;
+}
+
 // ---- pieces shared by the tensor-core kernels of versions 1 and 2 ----
 // Force-inlined, with the arithmetic in the order the kernels had it in place: ptxas reports the same registers,
 // spills and shared memory for every kernel as before they were factored out (checked on sm_80 and sm_90).
@@ -753,6 +775,29 @@ __global__ void attnTransposeHeads(const bf16* __restrict__ src, bf16* __restric
   for (int r = ty; r < 32; r += 8) dst[(((size_t)b * heads + hh) * D + c0 + r) * ldT + j0 + tx] = t[tx][r];
 }
 
+// Version 3's query-tile CTAs (two warpgroups of 64 rows, each thread 2 rows): the key-tile range of the CTA's rows
+// (blockTileRange) and, per warpgroup, the hull of its rows' visible keys — a tile outside it is seen by none of the
+// warpgroup's rows, whose collective products may then skip it. sHull: [2][3] shared ints.
+struct WgHull {
+  int e1, s2, e2;  // max e1, min s2, max e2 over the warpgroup's rows
+  __device__ bool sees(int j0, int j1) const { return j0 < e1 || max(j0, s2) < min(j1, e2); }
+};
+__device__ __forceinline__ TileRange wgTileRange(int* sRange, int (*sHull)[3], const Vis (&vis)[2], int BC, int wg,
+                                                 WgHull& hull) {
+  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
+  const TileRange tr = blockTileRange(sRange, vis, 2, BC);  // its first barrier orders the initialisation above
+  for (int r = 0; r < 2; r++) {
+    atomicMax(&sHull[wg][0], vis[r].e1);
+    if (vis[r].e2 > vis[r].s2) {
+      atomicMin(&sHull[wg][1], vis[r].s2);
+      atomicMax(&sHull[wg][2], vis[r].e2);
+    }
+  }
+  __syncthreads();
+  hull = WgHull{sHull[wg][0], sHull[wg][1], sHull[wg][2]};
+  return tr;
+}
+
 // Version 3's softmax step on one tile's scores s (the warpgroup accumulator of S = Q·Kᵀ for keys j0..j0+127):
 // scale into the exp2 domain, mask (skipped where a row sees the whole tile), fold the row maxima into mr (lr rescaled),
 // P = exp2(S − max) in place with lr adding it; c gets the factors the outputs must be rescaled by.
@@ -826,22 +871,10 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
   // This thread's rows: A (accumulator elements 0, 1) and B = A + 8 (elements 2, 3).
   const int rowA = i0 + wg * 64 + warp * 16 + g;
   const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
-  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
-  const TileRange tr = blockTileRange(sRange, vis, 2, BC);  // its first barrier orders the sHull initialisation
-  for (int r = 0; r < 2; r++) {
-    atomicMax(&sHull[wg][0], vis[r].e1);
-    if (vis[r].e2 > vis[r].s2) {
-      atomicMin(&sHull[wg][1], vis[r].s2);
-      atomicMax(&sHull[wg][2], vis[r].e2);
-    }
-  }
-  __syncthreads();
-  const int hullE1 = sHull[wg][0], hullS2 = sHull[wg][1], hullE2 = sHull[wg][2];
+  WgHull hull;
+  const TileRange tr = wgTileRange(sRange, sHull, vis, BC, wg, hull);
   // Whether any row of this warpgroup sees a key of tile it (uniform over the warpgroup: its products are collective).
-  auto sees = [&](int it) {
-    const int j0 = tr.tile(it) * BC;
-    return j0 < hullE1 || max(j0, hullS2) < min(j0 + BC, hullE2);
-  };
+  auto sees = [&](int it) { return hull.sees(tr.tile(it) * BC, tr.tile(it) * BC + BC); };
 
   float o[16][4];
   zeroAcc(o);
@@ -999,21 +1032,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
   cpAsyncCommit();
   const float sl2 = d.scale * kLog2e;
 
-  const int nQt = (d.tq + BQ - 1) / BQ;
-  for (int t = threadIdx.x; t < nQt; t += blockDim.x) {
-    int seen = 0;
-    for (int r = 0; r < BQ && !seen; r++) seen = anyVisible(rowVis(m, b, t * BQ + r, d.tq, d.tk), j0, j1);
-    sList[t] = seen;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int n = 0;
-    for (int t = 0; t < nQt; t++)
-      if (sList[t]) sList[n++] = t;
-    sCount = n;
-  }
-  __syncthreads();
-  const int nList = sCount, nItems = group * nList;
+  const int nList = visibleQueryTiles<BQ>(sList, &sCount, m, b, j0, j1, d), nItems = group * nList;
 
   // Queue the tiles and publish the row data of item w (head head0 + w / nList, query tile sList[w % nList]) into
   // buffer w & 1, whose previous item every thread finished before the barrier that precedes this call.
@@ -1065,8 +1084,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
       wgmmaSS64(dpt, wgStepDesc(vRows, kk), wgStepDesc<64>(itemAddr + kWgItemTile, kk), kk);
     wgCommit();
     wgWait<0>();
-    wgFenceAcc64(st);
-    wgFenceAcc64(dpt);
+    wgFenceAcc(st);
+    wgFenceAcc(dpt);
     // Element (key row, query column qc): Pᵀ into st, dSᵀ into dpt.
 #pragma unroll
     for (int n = 0; n < 8; n++) {
@@ -1096,8 +1115,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
     wgWait<0>();
     wgFenceAcc(av);
     wgFenceAcc(ak);
-    wgFenceFrag4(pa);
-    wgFenceFrag4(da);
+    wgFenceFrag(pa);
+    wgFenceFrag(da);
   }
 #pragma unroll
   for (int n = 0; n < 16; n++) {
@@ -1159,17 +1178,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
     l2[r] = row < d.tq ? lse[lrow + row] * kLog2e : -INFINITY;
     Dr[r] = row < d.tq ? Dv[lrow + row] : 0.0f;
   }
-  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
-  const TileRange tr = blockTileRange(sRange, vis, 2, BC);  // its first barrier orders the sHull initialisation
-  for (int r = 0; r < 2; r++) {
-    atomicMax(&sHull[wg][0], vis[r].e1);
-    if (vis[r].e2 > vis[r].s2) {
-      atomicMin(&sHull[wg][1], vis[r].s2);
-      atomicMax(&sHull[wg][2], vis[r].e2);
-    }
-  }
-  __syncthreads();
-  const int hullE1 = sHull[wg][0], hullS2 = sHull[wg][1], hullE2 = sHull[wg][2];
+  WgHull hull;
+  const TileRange tr = wgTileRange(sRange, sHull, vis, BC, wg, hull);
   const float sl2 = d.scale * kLog2e;
   const uint32_t qRows = smemAddr(sQ) + wgChunkOffset(wg * 64, 0), oRows = smemAddr(sO) + wgChunkOffset(wg * 64, 0);
 
@@ -1195,7 +1205,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
     fenceProxyAsync();
     __syncthreads();
     if (it + 1 < nTiles) issue(it + 1);
-    if (!(j0 < hullE1 || max(j0, hullS2) < min(j0 + BC, hullE2))) continue;  // uniform over the warpgroup
+    if (!hull.sees(j0, j0 + BC)) continue;  // uniform over the warpgroup
     const uint32_t tAddr = smemAddr(sKey) + 3 * (it & 1) * kWgItemTile;
 
     float s[8][4], dp[8][4];
@@ -1207,8 +1217,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
       wgmmaSS64(dp, wgStepDesc(oRows, kk), wgStepDesc<64>(tAddr + kWgItemTile, kk), kk);
     wgCommit();
     wgWait<0>();
-    wgFenceAcc64(s);
-    wgFenceAcc64(dp);
+    wgFenceAcc(s);
+    wgFenceAcc(dp);
 #pragma unroll
     for (int r = 0; r < 2; r++) {
       const bool full = allVisible(vis[r], j0, j0 + BC);
@@ -1232,7 +1242,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
     wgCommit();
     wgWait<0>();
     wgFenceAcc(acc);
-    wgFenceFrag4(da);
+    wgFenceFrag(da);
   }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -1484,21 +1494,7 @@ __global__ void __launch_bounds__(128) attnBwdDkvMma(const bf16* __restrict__ do
   loadTile<D>(sV, v + ((size_t)b * d.kvStride + j0) * kStride + (size_t)hk * D, kStride, BCK, d.tk - j0);
   const float sl2 = d.scale * kLog2e;
 
-  const int nQt = (d.tq + BRQ - 1) / BRQ;
-  for (int t = threadIdx.x; t < nQt; t += blockDim.x) {
-    int seen = 0;
-    for (int r = 0; r < BRQ && !seen; r++) seen = anyVisible(rowVis(m, b, t * BRQ + r, d.tq, d.tk), j0, j1);
-    sList[t] = seen;
-  }
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    int n = 0;
-    for (int t = 0; t < nQt; t++)
-      if (sList[t]) sList[n++] = t;
-    sCount = n;
-  }
-  __syncthreads();
-  const int nList = sCount;
+  const int nList = visibleQueryTiles<BRQ>(sList, &sCount, m, b, j0, j1, d);
   const int nItems = nHeads * nList;
 
   // Row data of the next item, loaded by threads 0..31 at issue and stored to shared memory by publish: at once

@@ -50,18 +50,21 @@ __device__ __forceinline__ void wgWait() {
 __device__ __forceinline__ void fenceProxyAsync() {
   PARO_WGMMA_BODY(asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");)
 }
-// Pins an accumulator's registers at this point: the compiler may neither read them before (a wgmma still writes
-// them until wgWait) nor keep writes to them after (a wgmma issued next reads them).
-__device__ __forceinline__ void wgFenceAcc(float (&d)[16][4]) {
+// Pins an accumulator's registers (N column tiles of 8) at this point: the compiler may neither read them before (a
+// wgmma still writes them until wgWait) nor keep writes to them after (a wgmma issued next reads them).
+template <int N>
+__device__ __forceinline__ void wgFenceAcc(float (&d)[N][4]) {
 #pragma unroll
-  for (int j = 0; j < 16; j++)
+  for (int j = 0; j < N; j++)
     asm volatile("" : "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])::"memory");
 }
 
-// Keeps A fragments allocated until here: a wgmma reads its register operands asynchronously, until wgWait.
-__device__ __forceinline__ void wgFenceFrag(uint32_t (&a)[8][4]) {
+// Keeps A fragments (N k16 steps) allocated until here: a wgmma reads its register operands asynchronously, until
+// wgWait.
+template <int N>
+__device__ __forceinline__ void wgFenceFrag(uint32_t (&a)[N][4]) {
 #pragma unroll
-  for (int j = 0; j < 8; j++) asm volatile("" : "+r"(a[j][0]), "+r"(a[j][1]), "+r"(a[j][2]), "+r"(a[j][3])::"memory");
+  for (int j = 0; j < N; j++) asm volatile("" : "+r"(a[j][0]), "+r"(a[j][1]), "+r"(a[j][2]), "+r"(a[j][3])::"memory");
 }
 
 #define PARO_WG_ACC(j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
@@ -106,19 +109,6 @@ __device__ __forceinline__ void wgmmaSS64(float (&d)[8][4], uint64_t da, uint64_
       "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " PARO_WG_D32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
       : PARO_WG_ACC8
       : "l"(da), "l"(db), "r"(accumulate));)
-}
-
-// As wgFenceAcc, for a 64 × 64 accumulator.
-__device__ __forceinline__ void wgFenceAcc64(float (&d)[8][4]) {
-#pragma unroll
-  for (int j = 0; j < 8; j++)
-    asm volatile("" : "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])::"memory");
-}
-
-// As wgFenceFrag, for the 4 k16 steps of a 64-column A operand.
-__device__ __forceinline__ void wgFenceFrag4(uint32_t (&a)[4][4]) {
-#pragma unroll
-  for (int j = 0; j < 4; j++) asm volatile("" : "+r"(a[j][0]), "+r"(a[j][1]), "+r"(a[j][2]), "+r"(a[j][3])::"memory");
 }
 
 #undef PARO_WG_D32

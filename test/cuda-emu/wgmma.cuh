@@ -20,9 +20,11 @@ inline void wgCommit() {}
 template <int N>
 inline void wgWait() {}
 inline void fenceProxyAsync() {}
-inline void wgFenceAcc(float (&)[16][4]) {}
+template <int N>
+inline void wgFenceAcc(float (&)[N][4]) {}
 
-inline void wgFenceFrag(uint32_t (&)[8][4]) {}
+template <int N>
+inline void wgFenceFrag(uint32_t (&)[N][4]) {}
 
 // Element (r, k) of a K-major operand whose descriptor is desc. 128-byte swizzle: the unswizzled address of 8-row
 // atoms (rows 128 bytes apart, atoms SBO apart) with address bits 4–6 XORed with bits 7–9.
@@ -66,8 +68,6 @@ inline void wgmmaSS64(float (&d)[8][4], uint64_t da, uint64_t db, int accumulate
   emuWgmma(d, accumulate != 0, [&](int r, int k) { return emuDescElem(da, r, k); },
            [&](int c, int k) { return emuDescElem(db, c, k); });
 }
-inline void wgFenceAcc64(float (&)[8][4]) {}
-inline void wgFenceFrag4(uint32_t (&)[4][4]) {}
 
 // A from the registers of the warp's 32 lanes: lane 4·(r%8) + (k%8)/2 holds row r (of the warp's 16) and column k in
 // register (r ≥ 8) + 2·(k ≥ 8), low half for even k.
