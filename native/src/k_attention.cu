@@ -775,29 +775,6 @@ __global__ void attnTransposeHeads(const bf16* __restrict__ src, bf16* __restric
   for (int r = ty; r < 32; r += 8) dst[(((size_t)b * heads + hh) * D + c0 + r) * ldT + j0 + tx] = t[tx][r];
 }
 
-// Version 3's query-tile CTAs (two warpgroups of 64 rows, each thread 2 rows): the key-tile range of the CTA's rows
-// (blockTileRange) and, per warpgroup, the hull of its rows' visible keys — a tile outside it is seen by none of the
-// warpgroup's rows, whose collective products may then skip it. sHull: [2][3] shared ints.
-struct WgHull {
-  int e1, s2, e2;  // max e1, min s2, max e2 over the warpgroup's rows
-  __device__ bool sees(int j0, int j1) const { return j0 < e1 || max(j0, s2) < min(j1, e2); }
-};
-__device__ __forceinline__ TileRange wgTileRange(int* sRange, int (*sHull)[3], const Vis (&vis)[2], int BC, int wg,
-                                                 WgHull& hull) {
-  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
-  const TileRange tr = blockTileRange(sRange, vis, 2, BC);  // its first barrier orders the initialisation above
-  for (int r = 0; r < 2; r++) {
-    atomicMax(&sHull[wg][0], vis[r].e1);
-    if (vis[r].e2 > vis[r].s2) {
-      atomicMin(&sHull[wg][1], vis[r].s2);
-      atomicMax(&sHull[wg][2], vis[r].e2);
-    }
-  }
-  __syncthreads();
-  hull = WgHull{sHull[wg][0], sHull[wg][1], sHull[wg][2]};
-  return tr;
-}
-
 // Version 3's softmax step on one tile's scores s (the warpgroup accumulator of S = Q·Kᵀ for keys j0..j0+127):
 // scale into the exp2 domain, mask (skipped where a row sees the whole tile), fold the row maxima into mr (lr rescaled),
 // P = exp2(S − max) in place with lr adding it; c gets the factors the outputs must be rescaled by.
@@ -871,10 +848,22 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
   // This thread's rows: A (accumulator elements 0, 1) and B = A + 8 (elements 2, 3).
   const int rowA = i0 + wg * 64 + warp * 16 + g;
   const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
-  WgHull hull;
-  const TileRange tr = wgTileRange(sRange, sHull, vis, BC, wg, hull);
+  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
+  const TileRange tr = blockTileRange(sRange, vis, 2, BC);  // its first barrier orders the sHull initialisation
+  for (int r = 0; r < 2; r++) {
+    atomicMax(&sHull[wg][0], vis[r].e1);
+    if (vis[r].e2 > vis[r].s2) {
+      atomicMin(&sHull[wg][1], vis[r].s2);
+      atomicMax(&sHull[wg][2], vis[r].e2);
+    }
+  }
+  __syncthreads();
+  const int hullE1 = sHull[wg][0], hullS2 = sHull[wg][1], hullE2 = sHull[wg][2];
   // Whether any row of this warpgroup sees a key of tile it (uniform over the warpgroup: its products are collective).
-  auto sees = [&](int it) { return hull.sees(tr.tile(it) * BC, tr.tile(it) * BC + BC); };
+  auto sees = [&](int it) {
+    const int j0 = tr.tile(it) * BC;
+    return j0 < hullE1 || max(j0, hullS2) < min(j0 + BC, hullE2);
+  };
 
   float o[16][4];
   zeroAcc(o);
@@ -1178,8 +1167,17 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
     l2[r] = row < d.tq ? lse[lrow + row] * kLog2e : -INFINITY;
     Dr[r] = row < d.tq ? Dv[lrow + row] : 0.0f;
   }
-  WgHull hull;
-  const TileRange tr = wgTileRange(sRange, sHull, vis, BC, wg, hull);
+  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
+  const TileRange tr = blockTileRange(sRange, vis, 2, BC);  // its first barrier orders the sHull initialisation
+  for (int r = 0; r < 2; r++) {
+    atomicMax(&sHull[wg][0], vis[r].e1);
+    if (vis[r].e2 > vis[r].s2) {
+      atomicMin(&sHull[wg][1], vis[r].s2);
+      atomicMax(&sHull[wg][2], vis[r].e2);
+    }
+  }
+  __syncthreads();
+  const int hullE1 = sHull[wg][0], hullS2 = sHull[wg][1], hullE2 = sHull[wg][2];
   const float sl2 = d.scale * kLog2e;
   const uint32_t qRows = smemAddr(sQ) + wgChunkOffset(wg * 64, 0), oRows = smemAddr(sO) + wgChunkOffset(wg * 64, 0);
 
@@ -1205,7 +1203,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
     fenceProxyAsync();
     __syncthreads();
     if (it + 1 < nTiles) issue(it + 1);
-    if (!hull.sees(j0, j0 + BC)) continue;  // uniform over the warpgroup
+    if (!(j0 < hullE1 || max(j0, hullS2) < min(j0 + BC, hullE2))) continue;  // uniform over the warpgroup
     const uint32_t tAddr = smemAddr(sKey) + 3 * (it & 1) * kWgItemTile;
 
     float s[8][4], dp[8][4];
