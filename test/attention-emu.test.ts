@@ -66,7 +66,8 @@ const CASES: EmuCase[] = [
   { label: 'd128 decode tq 1, qOffset, f32 out, copies at the wait', D: 128, batch: 1, tq: 1, tk: 77, kvStride: 96, heads: 4, kvHeads: 1, mask: 0, qOffset: 76, odt: 0, lateCopies: true },
   { label: 'd128 full tq 100 tk 203', D: 128, batch: 1, tq: 100, tk: 203, kvStride: 203, heads: 2, kvHeads: 1, mask: 1, odt: 1 },
   { label: 'd64 DFlash blocks (dropped blocks: fully masked rows), copies at the wait, dK/dV per KV head', D: 64, batch: 2, tq: 160, tk: 250, kvStride: 250, heads: 4, kvHeads: 2, mask: 2, dflash: { ctxLen: 90, blockSize: 32, nBlocks: 5 }, odt: 1, lateCopies: true, smCount: 1 },
-  { label: 'd128 DFlash blocks of 16, f32 out', D: 128, batch: 1, tq: 128, tk: 256, kvStride: 256, heads: 2, kvHeads: 1, mask: 2, dflash: { ctxLen: 128, blockSize: 16, nBlocks: 8 }, odt: 0 },
+  // 8 CTAs of 128 keys for 1 SM: the DFlash mask through version 3's dK/dV kernel too.
+  { label: 'd128 DFlash blocks of 16, f32 out, GQA, dK/dV by version 3', D: 128, batch: 2, tq: 128, tk: 256, kvStride: 256, heads: 4, kvHeads: 2, mask: 2, dflash: { ctxLen: 128, blockSize: 16, nBlocks: 8 }, odt: 0, smCount: 1 },
   { label: 'd64 causal tq 300 (three 128-row tiles, the last partial), no GQA', D: 64, batch: 1, tq: 300, tk: 300, kvStride: 300, heads: 2, kvHeads: 2, mask: 0, odt: 1 },
   // 12 CTAs of 128 keys for 1 SM: version 3's dK/dV kernel runs (wgmmaDkv asks for 4 waves), copies at the wait.
   { label: 'd128 causal tq 300 batch 2 GQA, dK/dV by version 3 (wgmma)', D: 128, batch: 2, tq: 300, tk: 300, kvStride: 300, heads: 4, kvHeads: 2, mask: 0, odt: 1, lateCopies: true, smCount: 1 },
