@@ -1,6 +1,6 @@
-// Hopper warpgroup matrix multiply (wgmma.mma_async, sm_90a only): the few forms the attention forward of
-// k_attention.cu uses — D (64 × 128, f32) = or += A (64 × 16, bf16) · Bᵀ (128 × 16, bf16) with B, and A too or A
-// from registers, read from shared memory through matrix descriptors — plus the fences around them.
+// Hopper warpgroup matrix multiply (wgmma.mma_async, sm_90a only): the few forms attention version 3 of
+// k_attention.cu uses — D (64 × N, f32, N 128 or 64) = or += A (64 × 16, bf16) · Bᵀ (N × 16, bf16) with B, and A too
+// or A from registers, read from shared memory through matrix descriptors — plus the fences around them.
 // Shared-memory operands are K-major, unswizzled or with the 128-byte swizzle (wgDesc). Unswizzled, 8 rows × 16 bytes
 // (8 elements of K) form a 128-byte core matrix; a descriptor names the first core matrix, LBO (bytes between core
 // matrices adjacent in K) and SBO (bytes between core matrices adjacent in M or N) — PTX ISA, "Matrix Descriptor
