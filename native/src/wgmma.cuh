@@ -35,6 +35,19 @@ __device__ __forceinline__ uint64_t wgDesc(uint32_t addr, uint32_t lbo, uint32_t
          ((uint64_t)((sbo & 0x3FFFF) >> 4) << 32) | ((uint64_t)swizzle << 62);
 }
 
+// Which descriptor field an MN-major swizzled operand's strides go in (wgDescMn): PTX ISA and CUTLASS describe LBO as
+// the step between 64-element atom columns along M/N and SBO as the step between 8-row groups along K;
+// native/tools/wgmma-probe.cu tests both on a device (test/cuda-emu/wgmma.cuh holds the same constant).
+constexpr bool kWgMnLboAlongMn = true;
+
+// A B operand stored MN-major (element (n, k) in row k, n contiguous) in 128-byte swizzle atoms of 8 rows × 64
+// elements — the atoms of a K-major tile read the other way, so one tile [rows][128] serves as the K-major operand of
+// one product and the MN-major one of another: mnStride bytes between 64-element atom columns along N, 1024 between
+// 8-row groups along K (a k16 step: start + 2048).
+__device__ __forceinline__ uint64_t wgDescMn(uint32_t addr, uint32_t mnStride) {
+  return kWgMnLboAlongMn ? wgDesc(addr, mnStride, 1024, kWgSwizzle128) : wgDesc(addr, 1024, mnStride, kWgSwizzle128);
+}
+
 // Orders this thread's register writes (accumulators, A fragments) before the next wgmma reads them.
 __device__ __forceinline__ void wgFence() { PARO_WGMMA_BODY(asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");) }
 __device__ __forceinline__ void wgCommit() {
@@ -86,13 +99,15 @@ __device__ __forceinline__ void wgmmaSS(float (&d)[16][4], uint64_t da, uint64_t
       : "l"(da), "l"(db), "r"(accumulate));)
 }
 
-// d += A·Bᵀ with A (64 × 16) from registers (a: this thread's mma.sync A fragment) and B 128 × 16 at db (K-major).
+// d += A·Bᵀ with A (64 × 16) from registers (a: this thread's mma.sync A fragment) and B 128 × 16 at db: K-major, or
+// MN-major with kTransB (a wgDescMn descriptor).
+template <int kTransB = 0>
 __device__ __forceinline__ void wgmmaRS(float (&d)[16][4], const uint32_t (&a)[4], uint64_t db) {
   PARO_WGMMA_BODY(asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " PARO_WG_D ", {%64, %65, %66, %67}, %68, p, 1, 1, 0;\n}\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " PARO_WG_D ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
       : PARO_WG_ACC_ALL
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));)
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1), "n"(kTransB));)
 }
 
 #define PARO_WG_ACC8                                                                                               \
