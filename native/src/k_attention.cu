@@ -717,12 +717,12 @@ __global__ void __launch_bounds__(128, 2) attnFwdMma2(const bf16* __restrict__ q
 // O += P·V as wgmma.mma_async, 8 steps of k16 each, with the online softmax of version 2 on the accumulators in
 // between. Q, K and Vᵀ tiles (128 rows × 128 elements) are K-major wgmma operands in shared memory (wgmma.cuh) in the
 // 128-byte swizzle layout: two columns of 16 atoms of 8 rows × 64 elements, chunk c of row r at (c/8)·16384 +
-// (r/8)·1024 + (r%8)·128 + ((c%8) ^ (r%8))·16. Measured on an H100 (2026-12-07, run 27): unswizzled core matrices
-// (row r, chunk c at (r/8)·2048 + c·128 + (r%8)·16) made the same kernel 0.74–0.78× of version 2, the swizzle 1.0× (runs 27–28),
-// and the asynchronous schedule of attnFwdWg 1.14–1.24×. V enters transposed (Vᵀ [batch, kvHeads, 128, ldT], keys
-// contiguous, zeros past tk: attnTransposeHeads) so that P·V's B operand is K-major too. A warpgroup none of whose
-// rows sees a tile (hull of its rows' visible ranges) skips its products; rows and masking as version 2 (rowVis, the
-// same lse).
+// (r/8)·1024 + (r%8)·128 + ((c%8) ^ (r%8))·16. Measured on an H100 (2026-12-07, runs 27–28): unswizzled core
+// matrices (row r, chunk c at (r/8)·2048 + c·128 + (r%8)·16) made the same kernel 0.74–0.78× of version 2, the
+// swizzle 1.0×, and the asynchronous schedule of attnFwdWg 1.14–1.24×. V enters transposed (Vᵀ [batch, kvHeads, 128,
+// ldT], keys contiguous, zeros past tk: attnTransposeHeads) so that P·V's B operand is K-major too. A warpgroup none
+// of whose rows sees a tile (hull of its rows' visible ranges) skips its products; rows and masking as version 2
+// (rowVis, the same lse).
 constexpr int kWgRows = 128, kWgKeys = 128, kWgD = 128;
 constexpr uint32_t kWgTileBytes = 128 * kWgD * 2;  // one 128-row tile: 32 KB
 // Q, two K tiles and three Vᵀ tiles: 192 KB, and 1 KB to align the tiles to the swizzle atoms.
@@ -776,8 +776,8 @@ __global__ void attnTransposeHeads(const bf16* __restrict__ src, bf16* __restric
 }
 
 // Version 3's softmax step on one tile's scores s (the warpgroup accumulator of S = Q·Kᵀ for keys j0..j0+127):
-// scale into the exp2 domain, mask (skipped where a row sees the whole tile), fold the row maxima into mr (lr rescaled),
-// P = exp2(S − max) in place with lr adding it; c gets the factors the outputs must be rescaled by.
+// scale into the exp2 domain, mask (skipped where a row sees the whole tile), fold the row maxima into mr (lr
+// rescaled), P = exp2(S − max) in place with lr adding it; c gets the factors the outputs must be rescaled by.
 __device__ __forceinline__ void wgSoftmax(float (&s)[16][4], const Vis (&vis)[2], int j0, float sl2, int tig,
                                           float (&mr)[2], float (&lr)[2], float (&c)[2]) {
   float mx[2];
@@ -977,7 +977,7 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
 
 // ---- backward dK/dV, version 3: Hopper warpgroup MMA (sm_90a, head dim 128) ----
 // One CTA per (128-key tile, KV head, batch), two warpgroups of 64 keys each; work items are (query head of the group,
-// 64-query tile that sees a key of the CTA), as version 1's dK/dV kernel lists them. Per item, with Sᵀ and dPᵀ
+// 64-query tile that sees a key of the CTA: visibleQueryTiles). Per item, with Sᵀ and dPᵀ
 // (64 keys × 64 queries per warpgroup) as wgmma accumulators:
 //   Sᵀ = K·Qᵀ, dPᵀ = V·dOᵀ          (A: the K or V rows, B: the Q or dO tile, K-major over the head dimension)
 //   Pᵀ = exp2(Sᵀ·scale·log2e − lse·log2e), dSᵀ = Pᵀ ⊙ (dPᵀ − D)   (itemProb: masking skipped on full items)
@@ -989,7 +989,9 @@ constexpr int kWgBq = 64;  // queries per work item
 constexpr uint32_t kWgItemTile = kWgBq * kWgD * 2;  // one 64 × 128 tile: 16 KB
 // K and V (32 KB each) + two buffers of Q, dO, Qᵀ, dOᵀ (16 KB each): 192 KB, 1 KB of alignment; then the query-tile
 // list (one int per 64-query tile).
-constexpr size_t wgDkvSmem(int nQt) { return (size_t)2 * kWgTileBytes + 8 * (size_t)kWgItemTile + 1024 + (size_t)nQt * 4; }
+constexpr size_t wgDkvSmem(int nQt) {
+  return (size_t)2 * kWgTileBytes + 8 * (size_t)kWgItemTile + 1024 + (size_t)nQt * 4;
+}
 
 __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ q, const bf16* __restrict__ qT,
                                                        const bf16* __restrict__ dout, const bf16* __restrict__ doT,
@@ -2018,8 +2020,8 @@ bool wgmmaForward(const AttnDims& d) {
 #endif
 }
 
-// Whether version 3's backward runs: as wgmmaForward, the dK/dV kernel's shared memory (with the query-tile list), and a
-// grid of at least 4 waves of its one-CTA-per-SM blocks (with a causal mask the first key tiles carry most of the
+// Whether version 3's backward runs: as wgmmaForward, the dK/dV kernel's shared memory (with the query-tile list), and
+// a grid of at least 4 waves of its one-CTA-per-SM blocks (with a causal mask the first key tiles carry most of the
 // work: on a short grid version 2's per-query-head split balances better; see dkvSplit). Otherwise version 2's.
 bool wgmmaBackward(const AttnDims& d) {
   if (!wgmmaForward(d)) return false;

@@ -105,7 +105,8 @@ template <int kTransB = 0>
 __device__ __forceinline__ void wgmmaRS(float (&d)[16][4], const uint32_t (&a)[4], uint64_t db) {
   PARO_WGMMA_BODY(asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " PARO_WG_D ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " PARO_WG_D
+      ", {%64, %65, %66, %67}, %68, p, 1, 1, %70;\n}\n"
       : PARO_WG_ACC_ALL
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1), "n"(kTransB));)
 }

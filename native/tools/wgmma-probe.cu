@@ -44,8 +44,10 @@ __global__ void probe(const __nv_bfloat16* a, const __nv_bfloat16* b, float* out
   __syncthreads();
   for (int i = threadIdx.x; i < 64 * 16; i += 128)
     sA[sw ? swizzledOffset(i / 16, 16 + i % 16) : elemOffset(i / 16, i % 16, LBO, SBO)] = a[i];
-  for (int i = threadIdx.x; i < 128 * 16; i += 128)
-    sB[mn ? mnOffset(i / 16, i % 16) : sw ? swizzledOffset(i / 16, 16 + i % 16) : elemOffset(i / 16, i % 16, LBO, SBO)] = b[i];
+  for (int i = threadIdx.x; i < 128 * 16; i += 128) {
+    const int n = i / 16, k = i % 16;
+    sB[mn ? mnOffset(n, k) : sw ? swizzledOffset(n, 16 + k) : elemOffset(n, k, LBO, SBO)] = b[i];
+  }
   fenceProxyAsync();
   __syncthreads();
   const uint32_t aAddr = (uint32_t)__cvta_generic_to_shared(sA), bAddr = (uint32_t)__cvta_generic_to_shared(sB);
@@ -56,7 +58,8 @@ __global__ void probe(const __nv_bfloat16* a, const __nv_bfloat16* b, float* out
   wgFence();
   if (form == 0) wgmmaSS(d, wgDesc(aAddr, LBO, SBO), wgDesc(bAddr, LBO, SBO), 1);
   if (form == 1) wgmmaSS(d, wgDesc(aAddr, SBO, LBO), wgDesc(bAddr, SBO, LBO), 1);
-  if (form == 3) wgmmaSS(d, wgDesc(aAddr + 32, 16, 1024, kWgSwizzle128), wgDesc(bAddr + 32, 16, 1024, kWgSwizzle128), 1);
+  if (form == 3)
+    wgmmaSS(d, wgDesc(aAddr + 32, 16, 1024, kWgSwizzle128), wgDesc(bAddr + 32, 16, 1024, kWgSwizzle128), 1);
   if (form == 2 || form >= 4) {
     auto pk = [&](int r, int k) {
       __nv_bfloat162 v;
@@ -111,7 +114,8 @@ int main() {
     std::vector<float> got(ref.size());
     cudaMemcpy(got.data(), dout, ref.size() * 4, cudaMemcpyDeviceToHost);
     double maxAbs = 0;
-    for (size_t i = 0; i < ref.size(); i++) maxAbs = std::fmax(maxAbs, std::isnan(got[i]) ? INFINITY : std::fabs(got[i] - ref[i]));
+    for (size_t i = 0; i < ref.size(); i++)
+      maxAbs = std::fmax(maxAbs, std::isnan(got[i]) ? INFINITY : std::fabs(got[i] - ref[i]));
     const bool ok = err == cudaSuccess && maxAbs < 1e-3;
     std::printf("wgmma %s: %s maxAbs=%.3e %s\n", names[form], cudaGetErrorString(err), maxAbs, ok ? "ok" : "BAD");
     if (form != 1 && form != 6 && !ok) assumedOk = false;

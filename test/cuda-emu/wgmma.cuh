@@ -83,7 +83,8 @@ inline void wgmmaRS(float (&d)[16][4], const uint32_t (&a)[4], uint64_t db) {
     }
   }
   __syncwarp();
-  emuWgmma(d, true, [&](int r, int k) { return A[r - 16 * w][k]; }, [&](int c, int k) { return emuDescElem(db, c, k); });
+  emuWgmma(d, true, [&](int r, int k) { return A[r - 16 * w][k]; },
+           [&](int c, int k) { return emuDescElem(db, c, k); });
 }
 
 }  // namespace
