@@ -63,12 +63,7 @@ int main(int argc, char** argv) {
   }
 
   // ---- the composition (transform.ts transformForward / transformBackward on the unfused ops, f32 states) ----
-  std::vector<float> Ws = colOp(W, alpha, false), R(n, NAN), rq(n, NAN), U(n, NAN);
-  paro::givensK(Ws.data(), DT_F32, R.data(), DT_F32, O, I, pairs.data(), theta.data(), K, gs, false);
-  std::vector<float> cScale = scale, cZpf = zpf;
-  if (stage == 1) paro::fqMinMaxK(R.data(), DT_F32, rq.data(), DT_F32, cScale.data(), cZpf.data(), nG, gs, qmax);
-  else paro::fqParamsK(R.data(), DT_F32, scale.data(), zpf.data(), rq.data(), DT_F32, nG, gs, qmax);
-  paro::givensK(rq.data(), DT_F32, U.data(), DT_F32, O, I, pairs.data(), theta.data(), K, gs, true);
+  auto [R, U, cScale, cZpf] = compositionForward({W, alpha, pairs, theta, scale, zpf}, O, I, K, gs, qmax, stage);
   writeFile(dir + "/comp.What", asOut(colOp(U, alpha, true)));
   if (stage == 1) {
     writeFile(dir + "/comp.scale", cScale);

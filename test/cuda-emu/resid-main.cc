@@ -75,12 +75,7 @@ static void forward(const std::string& dir, int O, int I, int K, int gs, int sta
     }
   }
   // The composition: R = givens(W ⊙ α), the quantizer, U = givens⁻¹, Ŵ = U ⊘ α in f32 (before any rounding).
-  std::vector<float> Ws = colOp(W, alpha, false), R(n, NAN), rq(n, NAN), U(n, NAN);
-  paro::givensK(Ws.data(), DT_F32, R.data(), DT_F32, O, I, pairs.data(), theta.data(), K, gs, false);
-  std::vector<float> cScale = scale, cZpf = zpf;
-  if (stage == 1) paro::fqMinMaxK(R.data(), DT_F32, rq.data(), DT_F32, cScale.data(), cZpf.data(), nG, gs, qmax);
-  else paro::fqParamsK(R.data(), DT_F32, scale.data(), zpf.data(), rq.data(), DT_F32, nG, gs, qmax);
-  paro::givensK(rq.data(), DT_F32, U.data(), DT_F32, O, I, pairs.data(), theta.data(), K, gs, true);
+  auto [R, U, cScale, cZpf] = compositionForward({W, alpha, pairs, theta, scale, zpf}, O, I, K, gs, qmax, stage);
   writeFile(dir + "/comp.R", R);
   writeFile(dir + "/comp.Whatf", colOp(U, alpha, true));
   if (stage != 1) return;
