@@ -7,15 +7,10 @@
 #include <mutex>
 #include <vector>
 
-#define __launch_bounds__(...)
-#define __restrict__ __restrict
-#define __align__(n)
-#define __shared__ static
+#include "kernel-shims.h"
 
-struct uint4 {
-  uint32_t x, y, z, w;
-};
-inline uint4 make_uint4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) { return {a, b, c, d}; }
+#define __restrict__ __restrict
+
 struct float2 {
   float x, y;
 };

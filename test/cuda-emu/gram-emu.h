@@ -6,15 +6,8 @@
 // set): the kernel must convert before it multiplies.
 #pragma once
 #include <initializer_list>
+#include "kernel-shims.h"
 
-#define __launch_bounds__(...)
-#define __align__(n)
-#define __shared__ static
-
-struct uint4 {
-  uint32_t x, y, z, w;
-};
-inline uint4 make_uint4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) { return {a, b, c, d}; }
 struct __half {
   uint16_t bits;
 };
