@@ -77,10 +77,13 @@ function benchmarks(gpu: CudaBackend): void {
     const fl = (B * 4 * T * T * 32 * 128) / 2; // causal: half the score matrix
     const bt = B > 1 ? ` b${B}` : '';
     // Every tensor-core kernel version in the same run (PARO_ATTN_KERNEL, read by the addon at each call): v3 (wgmma,
-    // sm_90a; its backward where the grid has 4 waves, else v2's) is the default at these sizes, v1 and v2 before it.
+    // sm_90a; its backward where the grid has 4 waves, else v2's) is the default at these sizes, v1 and v2 before it;
+    // v4 is v3 with TMA loads and a shorter softmax in the forward, v4p that with the warpgroups ping-ponging (both
+    // with v3's backward).
     const envBefore = process.env.PARO_ATTN_KERNEL;
-    const ms: Record<'v1' | 'v2' | 'v3', { fwd: number; bwd: number }> = { v1: { fwd: 0, bwd: 0 }, v2: { fwd: 0, bwd: 0 }, v3: { fwd: 0, bwd: 0 } };
-    for (const version of ['v1', 'v2', 'v3'] as const) {
+    const versions = ['v1', 'v2', 'v3', 'v4', 'v4p'] as const;
+    const ms = Object.fromEntries(versions.map((v) => [v, { fwd: 0, bwd: 0 }])) as Record<(typeof versions)[number], { fwd: number; bwd: number }>;
+    for (const version of versions) {
       process.env.PARO_ATTN_KERNEL = version;
       const fwdMs = timeGpu(() => { const r = gpu.attention(q, k, v, shape, mask); gpu.free(r.out, r.lse); });
       const f = gpu.attention(q, k, v, shape, mask);
@@ -95,7 +98,8 @@ function benchmarks(gpu: CudaBackend): void {
     if (envBefore === undefined) delete process.env.PARO_ATTN_KERNEL;
     else process.env.PARO_ATTN_KERNEL = envBefore;
     console.log(`attention causal T=${T}${bt}: v2 / v1 speed-up fwd ${(ms.v1.fwd / ms.v2.fwd).toFixed(2)}×, bwd ${(ms.v1.bwd / ms.v2.bwd).toFixed(2)}×; ` +
-      `v3 (wgmma) / v2 fwd ${(ms.v2.fwd / ms.v3.fwd).toFixed(2)}×, bwd ${(ms.v2.bwd / ms.v3.bwd).toFixed(2)}×`);
+      `v3 (wgmma) / v2 fwd ${(ms.v2.fwd / ms.v3.fwd).toFixed(2)}×, bwd ${(ms.v2.bwd / ms.v3.bwd).toFixed(2)}×; ` +
+      `v4 (TMA) / v3 fwd ${(ms.v3.fwd / ms.v4.fwd).toFixed(2)}×, v4p (ping-pong) / v3 fwd ${(ms.v3.fwd / ms.v4p.fwd).toFixed(2)}×`);
     gpu.free(q, k, v, dout);
   }
   const m = gpu.memStats();

@@ -2,11 +2,15 @@
 // memory, online softmax, the visible keys of query i are [0, e1) ∪ [s2, e2) (causal with qOffset, full/prefix, DFlash
 // block mask). Backward: dQ by query tiles and dK/dV by key tiles, each accumulated in registers in a fixed order
 // (deterministic, no atomics). A scalar f32 kernel covers other head sizes.
-// Three versions of the tensor-core kernels (attnVersion picks; PARO_ATTN_KERNEL=v1|v2|v3 forces): version 1 (mma.sync
-// m16n8k16), 16 query rows per warp; version 2 (mma.sync), 32 rows per warp (half the shared-memory and L2 traffic
-// per FLOP) with dK/dV per query head; version 3 (head dim 128 on sm_90a: H100, H200), Hopper's warpgroup MMA
-// (wgmma.cuh) with operands in swizzled shared memory, the forward's softmax overlapping the tensor cores.
-// test/attention-emu.test.ts runs all three under a host emulation of ldmatrix/mma/wgmma/cp.async against a reference.
+// Four versions of the tensor-core kernels (attnVersion picks; PARO_ATTN_KERNEL=v1|v2|v3|v4|v4p forces): version 1
+// (mma.sync m16n8k16), 16 query rows per warp; version 2 (mma.sync), 32 rows per warp (half the shared-memory and L2
+// traffic per FLOP) with dK/dV per query head; version 3 (head dim 128 on sm_90a: H100, H200), Hopper's warpgroup MMA
+// (wgmma.cuh) with operands in swizzled shared memory, the forward's softmax overlapping the tensor cores; version 4,
+// version 3 whose forward and dK/dV kernels take their tiles from the TMA unit (tma.cuh) with per-tile barriers
+// instead of a CTA-wide one, and (v4p) the forward's two warpgroups ping-ponging on the tensor cores — not yet run on
+// a GPU, so not a default.
+// test/attention-emu.test.ts runs them all under a host emulation of ldmatrix/mma/wgmma/cp.async/TMA against a
+// reference.
 // Measured slower on an H100 on 2026-12-07 and removed: a variant with separate dK and dV kernels (run 15), one whose
 // dK/dV kernel held each warp's K and V fragments in registers (v2r, run 18: 0.83–0.86× of v2; at the 255-register
 // limit it could not also take the full-item shortcut of itemProb), and version 3 with unswizzled operands (runs 27–28:
@@ -19,6 +23,7 @@
 #include "common.cuh"
 #include "ops.h"
 #include "runtime.h"
+#include "tma.cuh"
 #include "wgmma.cuh"
 
 namespace paro {
@@ -775,6 +780,36 @@ __global__ void attnTransposeHeads(const bf16* __restrict__ src, bf16* __restric
   for (int r = ty; r < 32; r += 8) dst[(((size_t)b * heads + hh) * D + c0 + r) * ldT + j0 + tx] = t[tx][r];
 }
 
+// A version-3/4 CTA's key-tile range (blockTileRange over its threads' rows) with the hull of each warpgroup's rows'
+// visible keys (largest e1, smallest s2, largest e2: sHull[wg]); sees(it, BC) tells whether any row of the warpgroup
+// sees a key of tile it (uniform over the warpgroup, whose products are collective). Every thread calls it (three
+// barriers; the first also orders sHull's initialisation).
+struct WgTiles {
+  TileRange tr;
+  int e1, s2, e2;
+  __device__ bool sees(int it, int BC) const {
+    const int j0 = tr.tile(it) * BC;
+    return j0 < e1 || max(j0, s2) < min(j0 + BC, e2);
+  }
+};
+__device__ __forceinline__ WgTiles wgTileRange(int* sRange, int (*sHull)[3], const Vis (&vis)[2], int wg, int BC) {
+  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
+  WgTiles t;
+  t.tr = blockTileRange(sRange, vis, 2, BC);
+  for (int r = 0; r < 2; r++) {
+    atomicMax(&sHull[wg][0], vis[r].e1);
+    if (vis[r].e2 > vis[r].s2) {
+      atomicMin(&sHull[wg][1], vis[r].s2);
+      atomicMax(&sHull[wg][2], vis[r].e2);
+    }
+  }
+  __syncthreads();
+  t.e1 = sHull[wg][0];
+  t.s2 = sHull[wg][1];
+  t.e2 = sHull[wg][2];
+  return t;
+}
+
 // Version 3's softmax step on one tile's scores s (the warpgroup accumulator of S = Q·Kᵀ for keys j0..j0+127):
 // scale into the exp2 domain, mask (skipped where a row sees the whole tile), fold the row maxima into mr (lr
 // rescaled), P = exp2(S − max) in place with lr adding it; c gets the factors the outputs must be rescaled by.
@@ -818,6 +853,27 @@ __device__ __forceinline__ void wgRescaleAndPack(float (&o)[16][4], const float 
   for (int kk = 0; kk < 8; kk++) accToA(pa[kk], s[2 * kk], s[2 * kk + 1]);
 }
 
+// A version-3/4 forward's outputs: this thread's rows rowA, rowA + 8 of O (divided by the quad-summed l; 0 for a
+// fully masked row, whose l is 0, as version 2) and their lse.
+__device__ __forceinline__ void wgStoreOut(const float (&o)[16][4], const float (&mr)[2], float (&lr)[2], void* out,
+                                           int odt, float* lse, const AttnDims& d, int b, int h, int rowA, int tig) {
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    lr[r] += __shfl_xor_sync(0xffffffffu, lr[r], 1);
+    lr[r] += __shfl_xor_sync(0xffffffffu, lr[r], 2);
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int row = rowA + 8 * r;
+    if (row >= d.tq) continue;
+    const float inv = lr[r] != 0.0f ? 1.0f / lr[r] : 0.0f;
+    const size_t rowOff = ((size_t)b * d.tq + row) * ((size_t)d.heads * kWgD) + (size_t)h * kWgD + tig * 2;
+    storeRow2(out, odt, o, r, rowOff, inv);
+    if (tig == 0)
+      lse[((size_t)b * d.heads + h) * d.tq + row] = lr[r] != 0.0f ? (mr[r] + log2f(lr[r])) * kLn2 : -INFINITY;
+  }
+}
+
 // The asynchronous schedule: S of tile it + 1 and P·V of tile it are issued together, S first, so that the softmax of
 // tile it + 1 runs on the CUDA cores while the tensor cores still compute P·V of tile it; the outputs are rescaled once
 // that product is complete. Vᵀ tiles therefore live for two iterations: three Vᵀ buffers, two K buffers.
@@ -848,22 +904,9 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
   // This thread's rows: A (accumulator elements 0, 1) and B = A + 8 (elements 2, 3).
   const int rowA = i0 + wg * 64 + warp * 16 + g;
   const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
-  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
-  const TileRange tr = blockTileRange(sRange, vis, 2, BC);  // its first barrier orders the sHull initialisation
-  for (int r = 0; r < 2; r++) {
-    atomicMax(&sHull[wg][0], vis[r].e1);
-    if (vis[r].e2 > vis[r].s2) {
-      atomicMin(&sHull[wg][1], vis[r].s2);
-      atomicMax(&sHull[wg][2], vis[r].e2);
-    }
-  }
-  __syncthreads();
-  const int hullE1 = sHull[wg][0], hullS2 = sHull[wg][1], hullE2 = sHull[wg][2];
-  // Whether any row of this warpgroup sees a key of tile it (uniform over the warpgroup: its products are collective).
-  auto sees = [&](int it) {
-    const int j0 = tr.tile(it) * BC;
-    return j0 < hullE1 || max(j0, hullS2) < min(j0 + BC, hullE2);
-  };
+  const WgTiles wt = wgTileRange(sRange, sHull, vis, wg, BC);
+  const TileRange tr = wt.tr;
+  auto sees = [&](int it) { return wt.sees(it, BC); };
 
   float o[16][4];
   zeroAcc(o);
@@ -957,21 +1000,235 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
     act = actNext;
   }
 
+  wgStoreOut(o, mr, lr, out, odt, lse, d, b, h, rowA, tig);
+#endif
+}
+
+// 2^x by the special-function unit, subnormal results flushed to zero (exp2f without fast math adds a range fix-up
+// around the same instruction); a softmax weight below 2^-126 of the row's maximum is 0 either way in bf16 P.
+__device__ __forceinline__ float ex2Ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// Version 4's softmax step: as wgSoftmax, with fewer instructions per score (the kernels are issue-bound: run 17's
+// Nsight): the row maxima are taken on the raw scores (sl2 > 0 commutes with the maximum) and each weight is one
+// FMA and one ex2Ftz, exp2(s·sl2 − u), instead of a scaling pass, a subtraction and exp2f.
+__device__ __forceinline__ void wgSoftmaxFma(float (&s)[16][4], const Vis (&vis)[2], int j0, float sl2, int tig,
+                                             float (&mr)[2], float (&lr)[2], float (&c)[2]) {
+  float mx[2];
 #pragma unroll
   for (int r = 0; r < 2; r++) {
-    lr[r] += __shfl_xor_sync(0xffffffffu, lr[r], 1);
-    lr[r] += __shfl_xor_sync(0xffffffffu, lr[r], 2);
-  }
+    mx[r] = -INFINITY;
+    if (!allVisible(vis[r], j0, j0 + kWgKeys)) {
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int row = rowA + 8 * r;
-    if (row >= d.tq) continue;
-    const float inv = lr[r] != 0.0f ? 1.0f / lr[r] : 0.0f;  // as version 2
-    const size_t rowOff = ((size_t)b * d.tq + row) * qStride + (size_t)h * D + tig * 2;
-    storeRow2(out, odt, o, r, rowOff, inv);
-    if (tig == 0)
-      lse[((size_t)b * d.heads + h) * d.tq + row] = lr[r] != 0.0f ? (mr[r] + log2f(lr[r])) * kLn2 : -INFINITY;
+      for (int n = 0; n < 16; n++)
+#pragma unroll
+        for (int e = 2 * r; e < 2 * r + 2; e++)
+          if (!isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1))) s[n][e] = -INFINITY;
+    }
+#pragma unroll
+    for (int n = 0; n < 16; n++) mx[r] = fmaxf(mx[r], fmaxf(s[n][2 * r], s[n][2 * r + 1]));
   }
+  float u[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) u[r] = softmaxStep(mx[r] * sl2, mr[r], lr[r], c[r]);
+#pragma unroll
+  for (int n = 0; n < 16; n++) {
+#pragma unroll
+    for (int e = 0; e < 4; e++) s[n][e] = ex2Ftz(fmaf(s[n][e], sl2, -u[e >> 1]));
+    lr[0] += s[n][0] + s[n][1];
+    lr[1] += s[n][2] + s[n][3];
+  }
+}
+
+// ---- forward, version 4: version 3's warpgroup products with tiles loaded by the TMA unit (sm_90a, head dim 128) ----
+// Version 3 has every thread copy its share of each K and Vᵀ tile (cp.async, 16 per thread per tile) and the whole CTA
+// meet at a barrier per tile, so the two warpgroups run in lockstep and their softmaxes coincide. Here one thread asks
+// the TMA unit (tma.cuh) for whole tiles, three stages deep, each stage's K and Vᵀ tile counted against its own
+// mbarrier; a warpgroup waits only for the tile it is about to read, so the two drift apart and one's softmax can run
+// beside the other's products. A buffer is refilled once all 8 warps have finished reading it: each warp's lane 0
+// counts its release on the buffer's counter, and the warp whose count completes a round issues the copy of the tile
+// NS later (no producer warp, no blocking). Every warpgroup waits for every tile, including those its rows do not
+// see, so that no warp can release a buffer a round early. Products, softmax, masking and outputs as version 3.
+constexpr int kTmaStages = 3;
+// Q, three K and three Vᵀ tiles (224 KB) and 1 KB to align them to the swizzle atoms.
+constexpr size_t kTmaSmem = (size_t)(1 + 2 * kTmaStages) * kWgTileBytes + 1024;
+
+template <bool kPingPong>
+__global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUtensorMap qMap,
+                                                     const __grid_constant__ CUtensorMap kMap,
+                                                     const __grid_constant__ CUtensorMap vMap, void* out, int odt,
+                                                     float* lse, AttnDims d, AttnMask m) {
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int D = kWgD, BC = kWgKeys, NS = kTmaStages;
+  constexpr int TILE = kWgTileBytes / 2, HALF = TILE / 2;  // elements of a tile, of one 64-column atom column
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smRaw + ((1024 - smemAddr(smRaw) % 1024) % 1024));
+  bf16* sK = sQ + TILE;        // NS K tiles
+  bf16* sV = sK + NS * TILE;   // NS Vᵀ tiles
+  __shared__ uint64_t qFull, kFull[NS], vFull[NS];  // mbarriers: a tile has landed
+  __shared__ int kDone[NS], vDone[NS];              // warps done with a buffer, counted over its rounds
+  __shared__ int sRange[3];
+  __shared__ int sHull[2][3];
+
+  const int h = blockIdx.x, qt = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;
+  const int hk = h / (d.heads / d.kvHeads);
+  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4,
+            tig = lane % 4;
+  const int i0 = qt * kWgRows;
+
+  if (threadIdx.x == 0) {
+    mbarInit(&qFull, 1);
+    for (int s = 0; s < NS; s++) {
+      mbarInit(&kFull[s], 1);
+      mbarInit(&vFull[s], 1);
+      kDone[s] = vDone[s] = 0;
+    }
+    mbarInitFence();
+    tmaPrefetch(&qMap);
+    tmaPrefetch(&kMap);
+    tmaPrefetch(&vMap);
+  }
+  const int rowA = i0 + wg * 64 + warp * 16 + g;
+  const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
+  // wgTileRange's barriers also publish the mbarriers' initialisation.
+  const WgTiles wt = wgTileRange(sRange, sHull, vis, wg, BC);
+  const TileRange tr = wt.tr;
+  auto sees = [&](int it) { return wt.sees(it, BC); };
+  const int nTiles = tr.count();
+
+  // Tile t's K rows (two boxes of 64 channels × 128 keys) and Vᵀ rows (two boxes of 128 channels × 64 keys) into
+  // buffer t % NS; one thread issues each.
+  auto loadK = [&](int t) {
+    const int s = t % NS, j = tr.tile(t) * BC;
+    mbarExpectTx(&kFull[s], kWgTileBytes);
+    tmaLoad4(sK + s * TILE, &kMap, &kFull[s], 0, hk, j, b);
+    tmaLoad4(sK + s * TILE + HALF, &kMap, &kFull[s], 64, hk, j, b);
+  };
+  auto loadV = [&](int t) {
+    const int s = t % NS, j = tr.tile(t) * BC;
+    mbarExpectTx(&vFull[s], kWgTileBytes);
+    tmaLoad4(sV + s * TILE, &vMap, &vFull[s], j, 0, hk, b);
+    tmaLoad4(sV + s * TILE + HALF, &vMap, &vFull[s], j + 64, 0, hk, b);
+  };
+  if (threadIdx.x == 0 && nTiles > 0) {
+    mbarExpectTx(&qFull, kWgTileBytes);
+    tmaLoad4(sQ, &qMap, &qFull, 0, h, i0, b);
+    tmaLoad4(sQ + HALF, &qMap, &qFull, 64, h, i0, b);
+    for (int t = 0; t < min(NS, nTiles); t++) {
+      loadK(t);
+      loadV(t);
+    }
+  }
+  // This warp is done with tile t's K (or Vᵀ) buffer: the 8th warp to say so for this round refills it.
+  auto releaseK = [&](int t) {
+    __syncwarp();
+    if (lane == 0 && atomicAdd(&kDone[t % NS], 1) == 8 * (t / NS) + 7 && t + NS < nTiles) loadK(t + NS);
+  };
+  auto releaseV = [&](int t) {
+    __syncwarp();
+    if (lane == 0 && atomicAdd(&vDone[t % NS], 1) == 8 * (t / NS) + 7 && t + NS < nTiles) loadV(t + NS);
+  };
+  auto waitK = [&](int t) { mbarWait(&kFull[t % NS], (uint32_t)(t / NS) & 1); };
+  auto waitV = [&](int t) { mbarWait(&vFull[t % NS], (uint32_t)(t / NS) & 1); };
+
+  float o[16][4];
+  zeroAcc(o);
+  float mr[2] = {-INFINITY, -INFINITY}, lr[2] = {0.0f, 0.0f};
+  const float sl2 = d.scale * kLog2e;
+  const uint32_t qAddr = smemAddr(sQ) + wgChunkOffset(wg * 64, 0);
+  const uint32_t kAddr = smemAddr(sK), vAddr = smemAddr(sV);
+  auto issueS = [&](float (&s)[16][4], int it) {
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; kk++)
+      wgmmaSS(s, wgStepDesc(qAddr, kk), wgStepDesc(kAddr + (it % NS) * kWgTileBytes, kk), kk);
+    wgCommit();
+  };
+  auto issuePV = [&](const uint32_t (&pa)[8][4], int it) {
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(o, pa[kk], wgStepDesc(vAddr + (it % NS) * kWgTileBytes, kk));
+    wgCommit();
+  };
+
+  // Ping-pong (kPingPong, FlashAttention-3's warpgroup schedule): the two warpgroups take turns issuing their
+  // products, named barrier 1 + wg marking this one's turn, so that one's softmax runs while the other's products
+  // own the tensor cores. Warpgroup 1 opens warpgroup 0's first turn; a warpgroup hands the turn over after issuing,
+  // except warpgroup 1 after the last iteration (no turn of warpgroup 0 follows: every arrival is consumed).
+  auto pingPongHandOver = [&](int it) {
+    if (kPingPong && (wg == 0 || it + 1 < nTiles)) namedBarArrive(2 - wg, 256);
+  };
+  if (kPingPong && wg == 1 && nTiles > 0) namedBarArrive(1, 256);
+  float s[16][4], c[2];
+  uint32_t pa[8][4];
+  bool act = false;
+  if (nTiles > 0) {
+    mbarWait(&qFull, 0);
+    waitK(0);
+    act = sees(0);
+    if (act) {
+      issueS(s, 0);
+      wgWait<0>();
+      wgFenceAcc(s);
+      releaseK(0);
+      wgSoftmaxFma(s, vis, tr.tile(0) * BC, sl2, tig, mr, lr, c);
+      wgRescaleAndPack(o, c, pa, s);
+    } else {
+      releaseK(0);
+    }
+  }
+  // Iteration it: P of tile it is in pa (if act); S of tile it + 1 and P·V of tile it are issued together (as v3).
+  for (int it = 0; it < nTiles; it++) {
+    const bool more = it + 1 < nTiles;
+    bool actNext = false;
+    if (more) {
+      waitK(it + 1);
+      actNext = sees(it + 1);
+    }
+    waitV(it);
+    if (kPingPong) namedBarSync(1 + wg, 256);  // this warpgroup's turn on the tensor cores
+    if (act && actNext) {
+      issueS(s, it + 1);
+      issuePV(pa, it);
+      pingPongHandOver(it);
+      wgWait<1>();
+      wgFenceAcc(s);
+      releaseK(it + 1);
+      wgSoftmaxFma(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
+      wgWait<0>();
+      wgFenceAcc(o);
+      releaseV(it);
+    } else if (actNext) {
+      releaseV(it);
+      issueS(s, it + 1);
+      pingPongHandOver(it);
+      wgWait<0>();
+      wgFenceAcc(s);
+      releaseK(it + 1);
+      wgSoftmaxFma(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
+    } else if (act) {
+      if (more) releaseK(it + 1);
+      issuePV(pa, it);
+      pingPongHandOver(it);
+      wgWait<0>();
+      wgFenceAcc(o);
+      releaseV(it);
+    } else {
+      pingPongHandOver(it);
+      if (more) releaseK(it + 1);
+      releaseV(it);
+    }
+    wgFenceAcc(o);
+    wgFenceFrag(pa);
+    if (actNext) wgRescaleAndPack(o, c, pa, s);
+    wgFenceAcc(o);
+    act = actNext;
+  }
+
+  wgStoreOut(o, mr, lr, out, odt, lse, d, b, h, rowA, tig);
 #endif
 }
 
@@ -991,6 +1248,76 @@ constexpr uint32_t kWgItemTile = kWgBq * kWgD * 2;  // one 64 × 128 tile: 16 KB
 // list (one int per 64-query tile).
 constexpr size_t wgDkvSmem(int nQt) {
   return (size_t)2 * kWgTileBytes + 8 * (size_t)kWgItemTile + 1024 + (size_t)nQt * 4;
+}
+
+// One dK/dV work item of a warpgroup (versions 3 and 4): Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ from its 64 key rows (kRows,
+// vRows) and the item's Q and dO tiles (itemAddr, + one tile), then per element (key row, query column qc)
+// Pᵀ = itemProb and dSᵀ = Pᵀ ⊙ (dPᵀ − D[qc]) from the row data (l2, D, e1, s2, e2 per query column), then
+// dV += Pᵀ·dO and dK += dSᵀ·Q against the dOᵀ and Qᵀ tiles (itemAddr + 3, 2 tiles); complete on return.
+__device__ __forceinline__ void dkvItem(float (&ak)[16][4], float (&av)[16][4], uint32_t kRows, uint32_t vRows,
+                                        uint32_t itemAddr, bool full, float sl2, const float* l2, const float* D,
+                                        const int* e1, const int* s2, const int* e2, int keyA, int keyB, int tig) {
+  float st[8][4], dpt[8][4];
+  wgFence();
+#pragma unroll
+  for (int kk = 0; kk < kWgD / 16; kk++) wgmmaSS64(st, wgStepDesc(kRows, kk), wgStepDesc<64>(itemAddr, kk), kk);
+#pragma unroll
+  for (int kk = 0; kk < kWgD / 16; kk++)
+    wgmmaSS64(dpt, wgStepDesc(vRows, kk), wgStepDesc<64>(itemAddr + kWgItemTile, kk), kk);
+  wgCommit();
+  wgWait<0>();
+  wgFenceAcc(st);
+  wgFenceAcc(dpt);
+#pragma unroll
+  for (int n = 0; n < 8; n++) {
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+      const int qc = n * 8 + tig * 2 + (e & 1);
+      const float p = itemProb(st[n][e], sl2, l2[qc], full, e1, s2, e2, qc, e < 2 ? keyA : keyB);
+      st[n][e] = p;
+      dpt[n][e] = p * (dpt[n][e] - D[qc]);
+    }
+  }
+  uint32_t pa[4][4], da[4][4];
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++) {
+    accToA(pa[kk], st[2 * kk], st[2 * kk + 1]);
+    accToA(da[kk], dpt[2 * kk], dpt[2 * kk + 1]);
+  }
+  wgFenceAcc(av);
+  wgFenceAcc(ak);
+  wgFence();
+#pragma unroll
+  for (int kk = 0; kk < kWgBq / 16; kk++) wgmmaRS(av, pa[kk], wgStepDesc(itemAddr + 3 * kWgItemTile, kk));
+#pragma unroll
+  for (int kk = 0; kk < kWgBq / 16; kk++) wgmmaRS(ak, da[kk], wgStepDesc(itemAddr + 2 * kWgItemTile, kk));
+  wgCommit();
+  wgWait<0>();
+  wgFenceAcc(av);
+  wgFenceAcc(ak);
+  wgFenceFrag(pa);
+  wgFenceFrag(da);
+}
+
+// dK (× scale) and dV of a warpgroup's key rows keyA, keyB (= keyA + 8) of KV head hk, batch entry b: the outputs.
+__device__ __forceinline__ void storeDkv(const float (&ak)[16][4], const float (&av)[16][4], void* dk, int dkdt,
+                                         void* dv, int dvdt, const AttnDims& d, int b, int hk, int keyA, int keyB,
+                                         int tig) {
+  const size_t kStride = (size_t)d.kvHeads * kWgD;
+#pragma unroll
+  for (int n = 0; n < 16; n++) {
+    const int col = hk * kWgD + n * 8 + tig * 2;
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const int key = r == 0 ? keyA : keyB;
+      if (key >= d.tk) continue;
+      const size_t o0 = ((size_t)b * d.kvStride + key) * kStride + col;
+      stf(dk, dkdt, o0, ak[n][2 * r] * d.scale);
+      stf(dk, dkdt, o0 + 1, ak[n][2 * r + 1] * d.scale);
+      stf(dv, dvdt, o0, av[n][2 * r]);
+      stf(dv, dvdt, o0 + 1, av[n][2 * r + 1]);
+    }
+  }
 }
 
 __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ q, const bf16* __restrict__ qT,
@@ -1057,6 +1384,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
   const int keyA = j0 + wg * 64 + warp * 16 + g, keyB = keyA + 8;
   const uint32_t kRows = smemAddr(sK) + wgChunkOffset(wg * 64, 0), vRows = smemAddr(sV) + wgChunkOffset(wg * 64, 0);
   if (nItems > 0) issue(0);
+  else cpAsyncWait<0>();  // no query sees these keys: the K and V copies land before the CTA leaves
   for (int w = 0; w < nItems; w++) {
     const int buf = w & 1;
     cpAsyncWait<0>();
@@ -1066,63 +1394,158 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
     const uint32_t itemAddr = smemAddr(sItem) + 4 * buf * kWgItemTile;
     const bool full = sFull[buf][0] != 0 && sFull[buf][1] != 0;
 
-    float st[8][4], dpt[8][4];
-    wgFence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) wgmmaSS64(st, wgStepDesc(kRows, kk), wgStepDesc<64>(itemAddr, kk), kk);
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-      wgmmaSS64(dpt, wgStepDesc(vRows, kk), wgStepDesc<64>(itemAddr + kWgItemTile, kk), kk);
-    wgCommit();
-    wgWait<0>();
-    wgFenceAcc(st);
-    wgFenceAcc(dpt);
-    // Element (key row, query column qc): Pᵀ into st, dSᵀ into dpt.
-#pragma unroll
-    for (int n = 0; n < 8; n++) {
-#pragma unroll
-      for (int e = 0; e < 4; e++) {
-        const int qc = n * 8 + tig * 2 + (e & 1);
-        const float p = itemProb(st[n][e], sl2, sL2[buf][qc], full, sE1[buf], sS2[buf], sE2[buf], qc,
-                                 e < 2 ? keyA : keyB);
-        st[n][e] = p;
-        dpt[n][e] = p * (dpt[n][e] - sD[buf][qc]);
-      }
-    }
-    uint32_t pa[4][4], da[4][4];
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) {
-      accToA(pa[kk], st[2 * kk], st[2 * kk + 1]);
-      accToA(da[kk], dpt[2 * kk], dpt[2 * kk + 1]);
-    }
-    wgFenceAcc(av);
-    wgFenceAcc(ak);
-    wgFence();
-#pragma unroll
-    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS(av, pa[kk], wgStepDesc(itemAddr + 3 * kWgItemTile, kk));
-#pragma unroll
-    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS(ak, da[kk], wgStepDesc(itemAddr + 2 * kWgItemTile, kk));
-    wgCommit();
-    wgWait<0>();
-    wgFenceAcc(av);
-    wgFenceAcc(ak);
-    wgFenceFrag(pa);
-    wgFenceFrag(da);
+    dkvItem(ak, av, kRows, vRows, itemAddr, full, sl2, sL2[buf], sD[buf], sE1[buf], sS2[buf], sE2[buf], keyA, keyB,
+            tig);
   }
-#pragma unroll
-  for (int n = 0; n < 16; n++) {
-    const int col = hk * D + n * 8 + tig * 2;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      const int key = r == 0 ? keyA : keyB;
-      if (key >= d.tk) continue;
-      const size_t o0 = ((size_t)b * d.kvStride + key) * kStride + col;
-      stf(dk, dkdt, o0, ak[n][2 * r] * d.scale);
-      stf(dk, dkdt, o0 + 1, ak[n][2 * r + 1] * d.scale);
-      stf(dv, dvdt, o0, av[n][2 * r]);
-      stf(dv, dvdt, o0 + 1, av[n][2 * r + 1]);
+  storeDkv(ak, av, dk, dkdt, dv, dvdt, d, b, hk, keyA, keyB, tig);
+#endif
+}
+
+// ---- backward dK/dV, version 4: version 3's products with the item tiles loaded by the TMA unit ----
+// As attnFwdTma does for the forward: version 3's dK/dV kernel has every thread copy its share of each item's four
+// tiles and publish the item's row data, then the CTA meets at a barrier, so its two warpgroups run in lockstep. Here
+// an item's Q, dO (64 × 128), Qᵀ, dOᵀ (128 × 64) tiles and its row data (lse·log2e, D, and the visibility e1, s2,
+// e2 of its 64 query rows: a table attnRowTable writes once per call) arrive by TMA, two stages deep, each stage
+// counted against one mbarrier and refilled by the last of the 8 warps to release it. Whether an item is full (every
+// row sees every key of the CTA: itemProb skips the masking) is found once, with the item list. Products, masking
+// and outputs as version 3; deterministic as it (each key belongs to one CTA, items in a fixed order).
+constexpr int kRowFields = 5;  // row table fields: l2 (f32), D (f32), e1, s2, e2 (i32)
+constexpr uint32_t kRowTableBytes = kRowFields * kWgBq * 4;
+// One stage: Q, dO, Qᵀ, dOᵀ (16 KB each) and the row data (1.25 KB, counted as such: kStageTx), padded to 1 KB so that
+// the next stage's tiles start on a swizzle atom.
+constexpr uint32_t kStageTx = 4 * kWgItemTile + kRowTableBytes, kStageBytes = 4 * kWgItemTile + 2048;
+// K and V (32 KB each), two stages, 1 KB of alignment; then the item list (one int per 64-query tile).
+constexpr size_t tmaDkvSmem(int nQt) {
+  return (size_t)2 * kWgTileBytes + 2 * (size_t)kStageBytes + 1024 + (size_t)nQt * 4;
+}
+
+// The row table of version 4's dK/dV kernel: for row i of (batch b, head h), at [(b·heads + h)·5 + field]·ldR + i,
+// lse·log2e (−inf for a fully masked row), D (Σ dO·O) and the row's visible keys [0, e1) ∪ [s2, e2) as int bits.
+__global__ void attnRowTable(const float* __restrict__ lse, const float* __restrict__ Dv, float* table, int ldR,
+                             AttnDims d, AttnMask m) {
+  const size_t r = blockIdx.x * (size_t)blockDim.x + threadIdx.x, total = (size_t)d.batch * d.heads * d.tq;
+  if (r >= total) return;
+  const int i = (int)(r % d.tq), bh = (int)(r / d.tq), b = bh / d.heads;
+  const Vis v = rowVis(m, b, i, d.tq, d.tk);
+  float* t = table + (size_t)bh * kRowFields * ldR + i;
+  t[0] = lse[r] == -INFINITY ? -INFINITY : lse[r] * kLog2e;
+  t[ldR] = Dv[r];
+  t[2 * ldR] = __int_as_float(v.e1);
+  t[3 * ldR] = __int_as_float(v.s2);
+  t[4 * ldR] = __int_as_float(v.e2);
+}
+
+// The dK/dV kernels' work list with each item's fullness: entry 2·t + full for every query tile t of BQ rows with a
+// row that sees a key of [j0, j1), full when every row of the tile sees all of them. Every thread calls it (two
+// barriers).
+template <int BQ>
+__device__ __forceinline__ int visibleQueryTilesFull(int* list, int* count, const AttnMask& m, int b, int j0, int j1,
+                                                     const AttnDims& d) {
+  const int nQt = (d.tq + BQ - 1) / BQ;
+  for (int t = threadIdx.x; t < nQt; t += blockDim.x) {
+    bool seen = false, full = true;
+    for (int r = 0; r < BQ; r++) {
+      const Vis v = rowVis(m, b, t * BQ + r, d.tq, d.tk);
+      seen = seen || anyVisible(v, j0, j1);
+      full = full && allVisible(v, j0, j1);
     }
+    list[t] = seen ? 2 + (full ? 1 : 0) : 0;
   }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    int n = 0;
+    for (int t = 0; t < nQt; t++)
+      if (list[t]) list[n++] = 2 * t + (list[t] & 1);
+    *count = n;
+  }
+  __syncthreads();
+  return *count;
+}
+
+__global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ CUtensorMap kMap,
+                                                        const __grid_constant__ CUtensorMap vMap,
+                                                        const __grid_constant__ CUtensorMap qMap,
+                                                        const __grid_constant__ CUtensorMap oMap,
+                                                        const __grid_constant__ CUtensorMap qtMap,
+                                                        const __grid_constant__ CUtensorMap otMap,
+                                                        const __grid_constant__ CUtensorMap rowMap, void* dk, int dkdt,
+                                                        void* dv, int dvdt, AttnDims d, AttnMask m) {
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int BK = kWgKeys, BQ = kWgBq;
+  constexpr int TILE = kWgTileBytes / 2;  // elements
+  constexpr uint32_t STAGE = kStageBytes;
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  unsigned char* base = smRaw + ((1024 - smemAddr(smRaw) % 1024) % 1024);  // swizzle atoms: aligned
+  bf16* sK = reinterpret_cast<bf16*>(base);
+  bf16* sV = sK + TILE;
+  unsigned char* sStage = base + 2 * kWgTileBytes;  // stage s at sStage + s·STAGE: Q, dO, Qᵀ, dOᵀ, row table
+  int* sList = reinterpret_cast<int*>(sStage + 2 * STAGE);
+  __shared__ uint64_t kvFull, itemFull[2];  // mbarriers
+  __shared__ int itemDone[2];               // warps done with a stage, counted over its rounds
+  __shared__ int sCount;
+
+  const int kt = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
+  const int group = d.heads / d.kvHeads, head0 = hk * group;
+  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4,
+            tig = lane % 4;
+  const int j0 = kt * BK, j1 = min(j0 + BK, d.tk);
+  if (threadIdx.x == 0) {
+    mbarInit(&kvFull, 1);
+    mbarInit(&itemFull[0], 1);
+    mbarInit(&itemFull[1], 1);
+    itemDone[0] = itemDone[1] = 0;
+    mbarInitFence();
+    mbarExpectTx(&kvFull, 2 * kWgTileBytes);
+    tmaLoad4(sK, &kMap, &kvFull, 0, hk, j0, b);
+    tmaLoad4(sK + TILE / 2, &kMap, &kvFull, 64, hk, j0, b);
+    tmaLoad4(sV, &vMap, &kvFull, 0, hk, j0, b);
+    tmaLoad4(sV + TILE / 2, &vMap, &kvFull, 64, hk, j0, b);
+  }
+  const float sl2 = d.scale * kLog2e;
+  // Its barriers also publish the mbarriers' initialisation.
+  const int nList = visibleQueryTilesFull<BQ>(sList, &sCount, m, b, j0, j1, d), nItems = group * nList;
+
+  // Item w (head head0 + w / nList, query tile sList[w % nList] / 2) into stage w % 2.
+  auto load = [&](int w) {
+    const int s = w & 1, h = head0 + w / nList, i0 = (sList[w % nList] >> 1) * BQ;
+    unsigned char* st = sStage + s * STAGE;
+    mbarExpectTx(&itemFull[s], kStageTx);
+    tmaLoad4(st, &qMap, &itemFull[s], 0, h, i0, b);
+    tmaLoad4(st + kWgItemTile / 2, &qMap, &itemFull[s], 64, h, i0, b);
+    tmaLoad4(st + kWgItemTile, &oMap, &itemFull[s], 0, h, i0, b);
+    tmaLoad4(st + 3 * kWgItemTile / 2, &oMap, &itemFull[s], 64, h, i0, b);
+    tmaLoad4(st + 2 * kWgItemTile, &qtMap, &itemFull[s], i0, 0, h, b);
+    tmaLoad4(st + 3 * kWgItemTile, &otMap, &itemFull[s], i0, 0, h, b);
+    tmaLoad4(st + 4 * kWgItemTile, &rowMap, &itemFull[s], i0, 0, b * d.heads + h, 0);
+  };
+  if (threadIdx.x == 0)
+    for (int w = 0; w < min(2, nItems); w++) load(w);
+  // This warp is done with item w's stage: the 8th warp to say so for this round refills it with item w + 2.
+  auto release = [&](int w) {
+    __syncwarp();
+    if (lane == 0 && atomicAdd(&itemDone[w & 1], 1) == 8 * (w >> 1) + 7 && w + 2 < nItems) load(w + 2);
+  };
+
+  float ak[16][4], av[16][4];
+  zeroAcc(ak);
+  zeroAcc(av);
+  const int keyA = j0 + wg * 64 + warp * 16 + g, keyB = keyA + 8;
+  const uint32_t kRows = smemAddr(sK) + wgChunkOffset(wg * 64, 0), vRows = smemAddr(sV) + wgChunkOffset(wg * 64, 0);
+  mbarWait(&kvFull, 0);  // also where no query sees these keys: the copies land before the CTA leaves
+  for (int w = 0; w < nItems; w++) {
+    const int s = w & 1;
+    mbarWait(&itemFull[s], (uint32_t)(w >> 1) & 1);
+    const uint32_t itemAddr = smemAddr(sStage) + s * STAGE;
+    const float* rows = reinterpret_cast<const float*>(sStage + s * STAGE + 4 * kWgItemTile);
+    const float* rL2 = rows;
+    const float* rD = rows + BQ;
+    const int* rVis = reinterpret_cast<const int*>(rows + 2 * BQ);  // e1, s2, e2: BQ each
+    const bool full = (sList[w % nList] & 1) != 0;
+
+    dkvItem(ak, av, kRows, vRows, itemAddr, full, sl2, rL2, rD, rVis, rVis + BQ, rVis + 2 * BQ, keyA, keyB, tig);
+    release(w);
+  }
+  storeDkv(ak, av, dk, dkdt, dv, dvdt, d, b, hk, keyA, keyB, tig);
 #endif
 }
 
@@ -1169,17 +1592,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
     l2[r] = row < d.tq ? lse[lrow + row] * kLog2e : -INFINITY;
     Dr[r] = row < d.tq ? Dv[lrow + row] : 0.0f;
   }
-  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
-  const TileRange tr = blockTileRange(sRange, vis, 2, BC);  // its first barrier orders the sHull initialisation
-  for (int r = 0; r < 2; r++) {
-    atomicMax(&sHull[wg][0], vis[r].e1);
-    if (vis[r].e2 > vis[r].s2) {
-      atomicMin(&sHull[wg][1], vis[r].s2);
-      atomicMax(&sHull[wg][2], vis[r].e2);
-    }
-  }
-  __syncthreads();
-  const int hullE1 = sHull[wg][0], hullS2 = sHull[wg][1], hullE2 = sHull[wg][2];
+  const WgTiles wt = wgTileRange(sRange, sHull, vis, wg, BC);
+  const TileRange tr = wt.tr;
   const float sl2 = d.scale * kLog2e;
   const uint32_t qRows = smemAddr(sQ) + wgChunkOffset(wg * 64, 0), oRows = smemAddr(sO) + wgChunkOffset(wg * 64, 0);
 
@@ -1205,7 +1619,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
     fenceProxyAsync();
     __syncthreads();
     if (it + 1 < nTiles) issue(it + 1);
-    if (!(j0 < hullE1 || max(j0, hullS2) < min(j0 + BC, hullE2))) continue;  // uniform over the warpgroup
+    if (!(j0 < wt.e1 || max(j0, wt.s2) < min(j0 + BC, wt.e2))) continue;  // wt.sees(it), uniform over the warpgroup
     const uint32_t tAddr = smemAddr(sKey) + 3 * (it & 1) * kWgItemTile;
 
     float s[8][4], dp[8][4];
@@ -1888,9 +2302,90 @@ void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, floa
   checkLaunch("attention.forward(wgmma v3)");
 }
 
-// Version 3's backward: dQ by attnBwdDqWg on a Kᵀ copy, dK/dV by attnBwdDkvWg on Qᵀ and dOᵀ copies (scratch memory).
+// Version 4 (attnFwdTma): Vᵀ as version 3's, then tensor maps of Q [batch, tq, heads, 128], K [batch, tk (rows of
+// kvStride), kvHeads, 128] and Vᵀ [batch, kvHeads, 128, ldT] (innermost last here; tma.cuh lists them innermost first)
+// whose boxes are 128 rows of 64 elements. Keys past tk and queries past tq arrive as zeros. False, before any launch,
+// where a map cannot be made (driver without cuTensorMapEncodeTiled, a base not 16-byte aligned): version 3 runs.
+bool fwdTma(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, float* lse, const AttnDims& d,
+            const AttnMask& m, bool pingPong) {
+  constexpr uint64_t D = kWgD, E = sizeof(bf16);
+  int dev = 0, perBlock = 0;
+  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
+  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+  if (kTmaSmem + 2048 > (size_t)perBlock || !(d.scale > 0.0f)) return false;  // wgSoftmaxFma needs scale > 0
+  const int ldT = (d.tk + kWgKeys - 1) / kWgKeys * kWgKeys;
+  const uint64_t B = (uint64_t)d.batch, H = (uint64_t)d.heads, Hk = (uint64_t)d.kvHeads;
+  CUtensorMap qMap, kMap, vMap;
+  const uint64_t qDims[4] = {D, H, (uint64_t)d.tq, B}, qStrides[3] = {D * E, H * D * E, (uint64_t)d.tq * H * D * E};
+  const uint64_t kDims[4] = {D, Hk, (uint64_t)d.tk, B};
+  const uint64_t kStrides[3] = {D * E, Hk * D * E, (uint64_t)d.kvStride * Hk * D * E};
+  if (!tmaMapBf16(&qMap, q, qDims, qStrides, {64, 1, 128, 1}) ||
+      !tmaMapBf16(&kMap, k, kDims, kStrides, {64, 1, 128, 1}))
+    return false;
+  Scratch vt((size_t)d.batch * d.kvHeads * kWgD * ldT * sizeof(bf16));
+  if (!tmaMapBf16(&vMap, vt.as<bf16>(), {(uint64_t)ldT, D, Hk, B},
+                  {(uint64_t)ldT * E, D * ldT * E, Hk * D * ldT * E}, {64, 128, 1, 1}))
+    return false;
+  dim3 tg((unsigned)(ldT / 32), (unsigned)(d.kvHeads * (kWgD / 32)), (unsigned)d.batch);
+  attnTransposeHeads<<<tg, 256, 0, stream()>>>(v, vt.as<bf16>(), d.kvStride, d.tk, d.kvHeads, ldT);
+  checkLaunch("attention.forward(transpose V)");
+  dim3 grid((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
+  if (pingPong) {
+    allowSmem(attnFwdTma<true>, kTmaSmem);
+    attnFwdTma<true><<<grid, 256, kTmaSmem, stream()>>>(qMap, kMap, vMap, out, odt, lse, d, m);
+  } else {
+    allowSmem(attnFwdTma<false>, kTmaSmem);
+    attnFwdTma<false><<<grid, 256, kTmaSmem, stream()>>>(qMap, kMap, vMap, out, odt, lse, d, m);
+  }
+  checkLaunch("attention.forward(tma v4)");
+  return true;
+}
+
+// Version 4's dK/dV (attnBwdDkvTma) on the Qᵀ, dOᵀ copies of bwdWg: the row table, then tensor maps of K, V
+// [batch, tk (rows of kvStride), kvHeads, 128], Q, dO [batch, tq, heads, 128], Qᵀ, dOᵀ [batch, heads, 128, ldT] and
+// the table [batch·heads, 5, ldR] (innermost last), whose boxes are 128 or 64 rows of 64 elements (the table's: 5 × 64
+// values, unswizzled). False, before any launch, where a map cannot be made: version 3's kernel runs.
+bool dkvTma(const bf16* dout, const bf16* doT, const bf16* q, const bf16* qT, const bf16* k, const bf16* v, int ldT,
+            const float* lse, const float* Dv, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d,
+            const AttnMask& m) {
+  constexpr uint64_t D = kWgD, E = sizeof(bf16);
+  const size_t smem = tmaDkvSmem((d.tq + kWgBq - 1) / kWgBq);
+  int dev = 0, perBlock = 0;
+  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
+  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+  if (smem + 2048 > (size_t)perBlock) return false;
+  const uint64_t B = (uint64_t)d.batch, H = (uint64_t)d.heads, Hk = (uint64_t)d.kvHeads, T = (uint64_t)d.tq;
+  const int ldR = (d.tq + 3) / 4 * 4;  // table rows: 16-byte strides
+  Scratch table((size_t)d.batch * d.heads * kRowFields * ldR * sizeof(float));
+  CUtensorMap kMap, vMap, qMap, oMap, qtMap, otMap, rowMap;
+  const uint64_t kDims[4] = {D, Hk, (uint64_t)d.tk, B};
+  const uint64_t kStrides[3] = {D * E, Hk * D * E, (uint64_t)d.kvStride * Hk * D * E};
+  const uint64_t qDims[4] = {D, H, T, B}, qStrides[3] = {D * E, H * D * E, T * H * D * E};
+  const uint64_t tDims[4] = {(uint64_t)ldT, D, H, B}, tStrides[3] = {(uint64_t)ldT * E, D * ldT * E, H * D * ldT * E};
+  const uint64_t rDims[4] = {T, kRowFields, B * H, 1};
+  const uint64_t rStrides[3] = {(uint64_t)ldR * 4, (uint64_t)kRowFields * ldR * 4, B * H * kRowFields * ldR * 4};
+  if (!tmaMapBf16(&kMap, k, kDims, kStrides, {64, 1, 128, 1}) ||
+      !tmaMapBf16(&vMap, v, kDims, kStrides, {64, 1, 128, 1}) ||
+      !tmaMapBf16(&qMap, q, qDims, qStrides, {64, 1, 64, 1}) ||
+      !tmaMapBf16(&oMap, dout, qDims, qStrides, {64, 1, 64, 1}) ||
+      !tmaMapBf16(&qtMap, qT, tDims, tStrides, {64, 128, 1, 1}) ||
+      !tmaMapBf16(&otMap, doT, tDims, tStrides, {64, 128, 1, 1}) ||
+      !tmaMapF32(&rowMap, table.as<float>(), rDims, rStrides, {64, kRowFields, 1, 1}))
+    return false;
+  const size_t rows = (size_t)d.batch * d.heads * d.tq;
+  attnRowTable<<<gridFor(rows, 256), 256, 0, stream()>>>(lse, Dv, table.as<float>(), ldR, d, m);
+  checkLaunch("attention.backward(row table)");
+  allowSmem(attnBwdDkvTma, smem);
+  dim3 gk((unsigned)((d.tk + kWgKeys - 1) / kWgKeys), (unsigned)d.kvHeads, (unsigned)d.batch);
+  attnBwdDkvTma<<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, qtMap, otMap, rowMap, dk, dkdt, dv, dvdt, d, m);
+  checkLaunch("attention.backward.dkv(tma v4)");
+  return true;
+}
+
+// Version 3's backward: dQ by attnBwdDqWg on a Kᵀ copy, dK/dV by attnBwdDkvWg on Qᵀ and dOᵀ copies (scratch memory);
+// with tma (version 4) dK/dV by attnBwdDkvTma where dkvTma can make its maps.
 void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
-           int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
+           int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m, bool tma) {
   constexpr int D = kWgD;
   const int ldK = (d.tk + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-key tiles
   Scratch kT((size_t)d.batch * d.kvHeads * D * ldK * sizeof(bf16));
@@ -1908,6 +2403,7 @@ void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const 
   attnTransposeHeads<<<tg, 256, 0, stream()>>>(q, qT.as<bf16>(), d.tq, d.tq, d.heads, ldT);
   attnTransposeHeads<<<tg, 256, 0, stream()>>>(dout, doT.as<bf16>(), d.tq, d.tq, d.heads, ldT);
   checkLaunch("attention.backward(transpose Q, dO)");
+  if (tma && dkvTma(dout, doT.as<bf16>(), q, qT.as<bf16>(), k, v, ldT, lse, Dv, dk, dkdt, dv, dvdt, d, m)) return;
   const size_t smem = wgDkvSmem((d.tq + kWgBq - 1) / kWgBq);
   allowSmem(attnBwdDkvWg, smem);
   dim3 gk((unsigned)((d.tk + kWgKeys - 1) / kWgKeys), (unsigned)d.kvHeads, (unsigned)d.batch);
@@ -1982,8 +2478,9 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
 // Which tensor-core kernels run: PARO_ATTN_KERNEL=v1 the first versions (attnFwdMma; attnBwdDqMma and attnBwdDkvMma
 // per KV head), =v2 version 2 (attnFwdMma2; attnBwdDqMma2 and, with GQA, attnBwdDkvMma per query head +
 // attnDkvReduce), =v3 version 3 (attnFwdWg where wgmmaForward allows it, attnBwdDqWg + attnBwdDkvWg where
-// wgmmaBackward does; version 2's kernels elsewhere); unset or anything else: version 3 when the query count is above
-// 64, else version 1. A version-2 or -3
+// wgmmaBackward does; version 2's kernels elsewhere), =v4 (attnFwdTma<false> where fwdTma can make its tensor maps,
+// else as v3; version 3's backward), =v4p (attnFwdTma<true>: ping-pong); unset or anything else: version 3 when the
+// query count is above 64, else version 1. A version-2 or -3
 // CTA takes 128 query rows, so at tq ≤ 64 (decode, draft steps) three of its warps (or more) would compute masked
 // rows, twice as long as version 1's. Read at each call (one getenv, well under a microsecond beside a launch) rather
 // than once, so that one process can time and check every version by setting process.env.PARO_ATTN_KERNEL
@@ -1999,6 +2496,8 @@ int attnVersion(const AttnDims& d, size_t smem2) {
   if (e != nullptr && std::strcmp(e, "v1") == 0) return 1;
   if (e != nullptr && std::strcmp(e, "v2") == 0) return 2;
   if (e != nullptr && std::strcmp(e, "v3") == 0) return 3;
+  if (e != nullptr && std::strcmp(e, "v4") == 0) return 4;
+  if (e != nullptr && std::strcmp(e, "v4p") == 0) return 5;
   return d.tq > 64 ? 3 : 1;
 }
 
@@ -2044,7 +2543,8 @@ void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v
     size_t nk = (size_t)d.batch * d.kvStride * d.kvHeads * d.headDim;
     Bf16View Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
     const int ver = attnVersion(d, fwd2Smem(d.headDim));
-    if (ver == 3 && wgmmaForward(d)) {
+    if (ver >= 4 && wgmmaForward(d) && fwdTma(Q.p, Kv.p, V.p, out, odt, lse, d, m, ver == 5)) return;
+    if (ver >= 3 && wgmmaForward(d)) {
       fwdWg(Q.p, Kv.p, V.p, out, odt, lse, d, m);
       return;
     }
@@ -2078,7 +2578,8 @@ void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const voi
     const float* Dp = Dv.as<float>();
     if (ver == 1 && d.headDim == 64) bwdMma<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (ver == 1) bwdMma<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
-    else if (ver == 3 && wgmmaBackward(d)) bwdWg(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
+    else if (ver >= 3 && wgmmaBackward(d))
+      bwdWg(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m, ver >= 4);
     else if (d.headDim == 64) bwdMma2<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else bwdMma2<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     return;

@@ -46,6 +46,13 @@ inline int atomicMax(int* p, int v) {
   if (v > old) *p = v;
   return old;
 }
+// Shared-memory counters (version 4's buffer releases): the old value, as the device's.
+inline int atomicAdd(int* p, int v) {
+  std::lock_guard<std::mutex> lock(g_atomicMu);
+  int old = *p;
+  *p += v;
+  return old;
+}
 inline int atomicMin(int* p, int v) {
   std::lock_guard<std::mutex> lock(g_atomicMu);
   int old = *p;
@@ -102,6 +109,13 @@ inline void ldsm4t(uint32_t r[4], const __nv_bfloat16* p) { emuLdsm(r, smemAddr(
 inline void ldsm4a(uint32_t r[4], uint32_t addr) { emuLdsm(r, addr, false); }
 inline void ldsm4ta(uint32_t r[4], uint32_t addr) { emuLdsm(r, addr, true); }
 inline uint32_t opaque(uint32_t x) { return x; }
+
+// ex2.approx.ftz.f32: 2^x with a subnormal argument or result flushed to zero (exp2f for the approximation).
+inline float ex2Ftz(float x) {
+  if (std::fpclassify(x) == FP_SUBNORMAL) x = 0.0f;
+  const float y = std::exp2(x);
+  return std::fpclassify(y) == FP_SUBNORMAL ? 0.0f : y;
+}
 
 inline float lo16(uint32_t v) { return bf16ToF((uint16_t)(v & 0xffff)); }
 inline float hi16(uint32_t v) { return bf16ToF((uint16_t)(v >> 16)); }

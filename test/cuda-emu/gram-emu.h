@@ -12,16 +12,6 @@ struct __half {
   uint16_t bits;
 };
 
-inline float __uint_as_float(uint32_t u) {
-  float f;
-  std::memcpy(&f, &u, 4);
-  return f;
-}
-inline uint32_t __float_as_uint(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, 4);
-  return u;
-}
 inline __half __ushort_as_half(unsigned short v) { return {v}; }
 // IEEE binary16 to f32 (subnormals, infinities and NaN included).
 inline float __half2float(__half h) {
