@@ -441,8 +441,9 @@ interface AttnCase {
   /**
    * The CUDA tensor-core kernel version (PARO_ATTN_KERNEL, read by native/src/k_attention.cu at each call): 'v1' the
    * 16-rows-per-warp kernels, 'v2' the 32-rows-per-warp ones, 'v3' the wgmma kernels (sm_90a, head dim 128; v2
-   * elsewhere, and v2's backward on grids of less than 4 waves; the default above 64 queries), 'v4' v3 with the
-   * forward's tiles loaded by the TMA unit, 'v4p' that with the warpgroups ping-ponging. Unset: the default.
+   * elsewhere, and v2's backward on grids of less than 4 waves), 'v4' v3 with the forward's and dK/dV kernel's tiles
+   * loaded by the TMA unit (the default above 64 queries), 'v4p' that with the warpgroups ping-ponging. Unset: the
+   * default.
    */
   version?: 'v1' | 'v2' | 'v3' | 'v4' | 'v4p';
   /** Run with Backend.setExactF32(true) (f32 arithmetic throughout). */

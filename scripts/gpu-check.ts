@@ -76,10 +76,9 @@ function benchmarks(gpu: CudaBackend): void {
     const { shape, mask, q, k, v, dout } = blockAttentionInputs(gpu, B, T);
     const fl = (B * 4 * T * T * 32 * 128) / 2; // causal: half the score matrix
     const bt = B > 1 ? ` b${B}` : '';
-    // Every tensor-core kernel version in the same run (PARO_ATTN_KERNEL, read by the addon at each call): v3 (wgmma,
-    // sm_90a; its backward where the grid has 4 waves, else v2's) is the default at these sizes, v1 and v2 before it;
-    // v4 is v3 with TMA loads and a shorter softmax in the forward, v4p that with the warpgroups ping-ponging (both
-    // with v3's backward).
+    // Every tensor-core kernel version in the same run (PARO_ATTN_KERNEL, read by the addon at each call): v4 (v3's
+    // wgmma kernels with TMA loads; sm_90a; its backward where the grid has 4 waves, else v2's) is the default at these
+    // sizes, v1 to v3 before it; v4p is v4 with the forward's warpgroups ping-ponging.
     const envBefore = process.env.PARO_ATTN_KERNEL;
     const versions = ['v1', 'v2', 'v3', 'v4', 'v4p'] as const;
     const ms = Object.fromEntries(versions.map((v) => [v, { fwd: 0, bwd: 0 }])) as Record<(typeof versions)[number], { fwd: number; bwd: number }>;

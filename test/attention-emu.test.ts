@@ -74,8 +74,8 @@ const CASES: EmuCase[] = [
   // 8 CTAs of 128 keys for 1 SM: the DFlash mask through version 3's dK/dV kernel too.
   { label: 'd128 DFlash blocks of 16, f32 out, GQA, dK/dV by version 3', D: 128, batch: 2, tq: 128, tk: 256, kvStride: 256, heads: 4, kvHeads: 2, mask: 2, dflash: { ctxLen: 128, blockSize: 16, nBlocks: 8 }, odt: 0, smCount: 1 },
   { label: 'd64 causal tq 300 (three 128-row tiles, the last partial), no GQA', D: 64, batch: 1, tq: 300, tk: 300, kvStride: 300, heads: 2, kvHeads: 2, mask: 0, odt: 1, versions: '123' },
-  // 12 CTAs of 128 keys for 1 SM: version 3's dK/dV kernel runs (wgmmaDkv asks for 4 waves), copies at the wait.
-  { label: 'd128 causal tq 300 batch 2 GQA, dK/dV by version 3 (wgmma)', D: 128, batch: 2, tq: 300, tk: 300, kvStride: 300, heads: 4, kvHeads: 2, mask: 0, odt: 1, lateCopies: true, smCount: 1, versions: '123p' },
+  // 6 CTAs of 128 keys for 1 SM: version 3's dK/dV kernel runs (wgmmaBackward asks for 4 waves), copies at the wait.
+  { label: 'd128 causal tq 300 GQA, dK/dV by version 3 (wgmma)', D: 128, batch: 1, tq: 300, tk: 300, kvStride: 300, heads: 4, kvHeads: 2, mask: 0, odt: 1, lateCopies: true, smCount: 1, versions: '123' },
   // 5 key tiles for version 4's 3 TMA stages, up to 6 items for its dK/dV kernel's 2 (5 CTAs for 1 SM: it runs):
   // buffers refilled on the warps' releases, mbarrier phases of parity 1.
   // Causal with qOffset 0 and tk > tq: no query sees the last two key tiles, whose dK/dV CTAs have no items but loaded

@@ -7,8 +7,8 @@
 // traffic per FLOP) with dK/dV per query head; version 3 (head dim 128 on sm_90a: H100, H200), Hopper's warpgroup MMA
 // (wgmma.cuh) with operands in swizzled shared memory, the forward's softmax overlapping the tensor cores; version 4,
 // version 3 whose forward and dK/dV kernels take their tiles from the TMA unit (tma.cuh) with per-tile barriers
-// instead of a CTA-wide one, and (v4p) the forward's two warpgroups ping-ponging on the tensor cores — not yet run on
-// a GPU, so not a default.
+// instead of a CTA-wide one (the default since run 29: forward 1.55–1.62× version 3, dK/dV 1.08×), and (v4p) the
+// forward's two warpgroups ping-ponging on the tensor cores (no faster than v4 in run 29).
 // test/attention-emu.test.ts runs them all under a host emulation of ldmatrix/mma/wgmma/cp.async/TMA against a
 // reference.
 // Measured slower on an H100 on 2026-12-07 and removed: a variant with separate dK and dV kernels (run 15), one whose
@@ -2479,8 +2479,8 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
 // per KV head), =v2 version 2 (attnFwdMma2; attnBwdDqMma2 and, with GQA, attnBwdDkvMma per query head +
 // attnDkvReduce), =v3 version 3 (attnFwdWg where wgmmaForward allows it, attnBwdDqWg + attnBwdDkvWg where
 // wgmmaBackward does; version 2's kernels elsewhere), =v4 (attnFwdTma<false> where fwdTma can make its tensor maps,
-// else as v3; version 3's backward), =v4p (attnFwdTma<true>: ping-pong); unset or anything else: version 3 when the
-// query count is above 64, else version 1. A version-2 or -3
+// else as v3; attnBwdDkvTma where dkvTma can make its maps), =v4p (attnFwdTma<true>: ping-pong; run 29: no faster
+// than v4); unset or anything else: version 4 when the query count is above 64, else version 1. A version-2 or -3
 // CTA takes 128 query rows, so at tq ≤ 64 (decode, draft steps) three of its warps (or more) would compute masked
 // rows, twice as long as version 1's. Read at each call (one getenv, well under a microsecond beside a launch) rather
 // than once, so that one process can time and check every version by setting process.env.PARO_ATTN_KERNEL
@@ -2498,7 +2498,7 @@ int attnVersion(const AttnDims& d, size_t smem2) {
   if (e != nullptr && std::strcmp(e, "v3") == 0) return 3;
   if (e != nullptr && std::strcmp(e, "v4") == 0) return 4;
   if (e != nullptr && std::strcmp(e, "v4p") == 0) return 5;
-  return d.tq > 64 ? 3 : 1;
+  return d.tq > 64 ? 4 : 1;
 }
 
 // Whether the version-3 forward can run: head dim 128, the addon built with sm_90a machine code (PARO_HAVE_SM90A,
