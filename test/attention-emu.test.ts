@@ -1,5 +1,5 @@
 // native/src/k_attention.cu's tensor-core attention kernels (versions 1 to 4 and 4p: PARO_ATTN_KERNEL) compiled with
-// g++ against a host emulation (test/cuda-emu/common.cuh + attention-emu.cuh: a thread per CUDA thread, ldmatrix,
+// g++ against a host emulation (test/cuda-emu/common.cuh + attention-emu.cuh: a fiber per CUDA thread, ldmatrix,
 // mma.sync m16n8k16, cp.async and warp votes emulated; wgmma.cuh: the warpgroup MMA of versions 3 and 4, head dim 128;
 // tma.cuh: version 4's TMA box copies, mbarriers and named barriers, test/tma-emu.test.ts) and compared with a
 // double-precision reference in test/cuda-emu/attention-main.cc: forward out and lse, backward dq, dk, dv, for every

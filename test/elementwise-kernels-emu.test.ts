@@ -1,5 +1,5 @@
 // RoPE and AdamW (native/src/k_elementwise.cu), RMSNorm forward/backward and SmoothL1 (native/src/k_reduce.cu) run on
-// the cpu under the host emulation of test/cuda-emu (g++, one host thread per CUDA thread, emulated shuffles), through
+// the cpu under the host emulation of test/cuda-emu (g++, one fiber per CUDA thread, emulated shuffles), through
 // their host entries, against references written here: float64 formulas (RoPE, RMSNorm, the SmoothL1 loss) or f32
 // arithmetic step by step with Math.fround (AdamW, the SmoothL1 gradient; g++ builds with -ffp-contract=off, so these
 // agree bit for bit). The point is the indexing: the 8-wide and scalar kernels (which path ran is counted by the

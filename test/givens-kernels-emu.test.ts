@@ -1,5 +1,5 @@
-// The Givens kernels of native/src/k_paro.cu run on the cpu under the host emulation of test/cuda-emu (g++, one host
-// thread per CUDA thread, barriers, emulated shuffles, shared memory filled with NaN patterns): the v2 kernels
+// The Givens kernels of native/src/k_paro.cu run on the cpu under the host emulation of test/cuda-emu (g++, one fiber
+// per CUDA thread, barriers, emulated shuffles, shared memory filled with NaN patterns): the v2 kernels
 // (the default for f32) against v1 (PARO_GIVENS_KERNEL=v1, the kernels the GPU check
 // validated against the cpu backend). The forward output and dx must be bit-identical (same arithmetic per element),
 // dθ equal up to its summation order.

@@ -1,5 +1,5 @@
 // native/src/k_gram.cu (Backend.groupGram on CUDA: TF32 mma.sync m16n8k8 tiles, per-chunk partial sums, a reduce
-// kernel applying α) compiled with g++ against the host emulation (test/cuda-emu/common.cuh + gram-emu.h: a thread per
+// kernel applying α) compiled with g++ against the host emulation (test/cuda-emu/common.cuh + gram-emu.h: a fiber per
 // CUDA thread, the mma and cvt.rna.tf32 emulated with the PTX fragment layout) and run through its host entry
 // (test/cuda-emu/gram-main.cc) on random inputs, against a float64 reference written here: out[k][g·gs + i] =
 // f32(Σ_o a[o, g·gs + i]·b[o, g·gs + k]), ·α[g·gs + k], /α[g·gs + i]. Shapes with O not a multiple of the 32-row

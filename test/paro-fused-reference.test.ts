@@ -435,7 +435,7 @@ describe('transform.ts with a backend that has the fused ops', async () => {
 });
 
 // ---- the CUDA source itself, run on the cpu ----
-// native/src/k_paro_fused.cu compiled with g++ against test/cuda-emu/common.cuh (one host thread per CUDA thread,
+// native/src/k_paro_fused.cu compiled with g++ against test/cuda-emu/common.cuh (one fiber per CUDA thread,
 // barriers for __syncthreads/__syncwarp, emulated shuffles; shared memory filled with NaN patterns first): its
 // outputs against the cpu composition. This checks the kernels' indexing, shared-memory layout, warp/lane split,
 // chunked reduction and launch geometry, not the device's own arithmetic (sincosf, FMA contraction) or its limits.

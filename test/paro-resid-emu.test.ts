@@ -1,7 +1,7 @@
 // The Gram backward's CUDA side run on the cpu (needs g++): native/src/k_paro_fused.cu's forward with its residual
 // outputs (E = Ŵ − W, the stage-1 max/min masks) and native/src/k_paro_resid.cu's paroScaleGrad / paroMinMaxGram
 // (dense rows α·c handed to k_gram.cu's groupGramK, whose TF32 mma test/cuda-emu/gram-emu.h emulates), compiled
-// against test/cuda-emu/common.cuh (one host thread per CUDA thread, barriers for __syncthreads/__syncwarp, emulated
+// against test/cuda-emu/common.cuh (one fiber per CUDA thread, barriers for __syncthreads/__syncwarp, emulated
 // shuffles) and driven by test/cuda-emu/resid-main.cc. The forward's residual is checked against the emulated
 // composition of k_paro.cu's unfused kernels (its R and its unrounded Ŵ), the two reductions against float64
 // references written here. This checks indexing, masks, launch geometry and sum order, not the device's arithmetic.

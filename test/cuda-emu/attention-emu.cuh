@@ -1,10 +1,9 @@
 // Host emulation of the tensor-core pieces native/src/k_attention.cu uses, on top of test/cuda-emu/common.cuh (one
-// std::thread per CUDA thread, blocks one after another): ldmatrix (.x4, .trans), mma.sync m16n8k16 bf16 → f32
+// fiber per CUDA thread, blocks one after another): ldmatrix (.x4, .trans), mma.sync m16n8k16 bf16 → f32
 // (products summed in double), cp.async (copied at issue or, with EMU_LATE_COPIES=1, only at the wait that must
 // complete them: a read before its wait then sees the 0xff fill), warp votes and shared-memory atomics. The test
 // (test/attention-emu.test.ts) strips the kernel file's own inline-PTX helpers and includes this instead.
 #pragma once
-#include <mutex>
 #include <vector>
 
 #include "kernel-shims.h"
@@ -38,23 +37,20 @@ inline int cudaDeviceGetAttribute(int* v, int attr, int) {
 
 // Per-thread exchange slots (blocks run one after another, at most 1024 threads).
 inline uint32_t g_x[1024][8];
-inline std::mutex g_atomicMu;
 
+// The atomics need no lock: the fibers share one OS thread and none is switched out inside one of these.
 inline int atomicMax(int* p, int v) {
-  std::lock_guard<std::mutex> lock(g_atomicMu);
   int old = *p;
   if (v > old) *p = v;
   return old;
 }
 // Shared-memory counters (version 4's buffer releases): the old value, as the device's.
 inline int atomicAdd(int* p, int v) {
-  std::lock_guard<std::mutex> lock(g_atomicMu);
   int old = *p;
   *p += v;
   return old;
 }
 inline int atomicMin(int* p, int v) {
-  std::lock_guard<std::mutex> lock(g_atomicMu);
   int old = *p;
   if (v < old) *p = v;
   return old;
@@ -161,8 +157,9 @@ struct EmuCopy {
   const void* src;
   bool valid;
 };
-inline thread_local std::vector<std::vector<EmuCopy>> t_groups;
-inline thread_local std::vector<EmuCopy> t_open;
+// Each thread's committed groups and its open group (per-thread state: common.cuh's EmuLocal).
+inline EmuLocal<std::vector<std::vector<EmuCopy>>> t_groups;
+inline EmuLocal<std::vector<EmuCopy>> t_open;
 inline bool emuLate() {
   const char* e = std::getenv("EMU_LATE_COPIES");
   return e != nullptr && e[0] == '1';
@@ -173,18 +170,19 @@ inline void emuDo(const EmuCopy& c) {
 }
 inline void cpAsync16(__nv_bfloat16* dst, const __nv_bfloat16* src, bool valid) {
   if (smemAddr(dst) % 16 != 0) throw std::runtime_error("emu: cp.async destination not 16-byte aligned");
-  if (emuLate()) t_open.push_back({dst, src, valid});
+  if (emuLate()) t_open->push_back({dst, src, valid});
   else emuDo({dst, src, valid});
 }
 inline void cpAsyncCommit() {
-  t_groups.push_back(t_open);
-  t_open.clear();
+  t_groups->push_back(*t_open);
+  t_open->clear();
 }
 template <int N>
 inline void cpAsyncWait() {
-  while (t_groups.size() > (size_t)N) {
-    for (const EmuCopy& c : t_groups.front()) emuDo(c);
-    t_groups.erase(t_groups.begin());
+  std::vector<std::vector<EmuCopy>>& groups = *t_groups;
+  while (groups.size() > (size_t)N) {
+    for (const EmuCopy& c : groups.front()) emuDo(c);
+    groups.erase(groups.begin());
   }
 }
 }  // namespace
@@ -193,7 +191,7 @@ inline void cpAsyncWait() {
 template <typename K>
 auto emuLaunch3(K kernel, dim3 grid, dim3 block, size_t smem) {
   return emuLaunch(kernel, grid, block, smem, 4096, [] {
-    if (!t_groups.empty() || !t_open.empty()) throw std::runtime_error("emu: cp.async left pending");
+    if (!t_groups->empty() || !t_open->empty()) throw std::runtime_error("emu: cp.async left pending");
   });
 }
 }  // namespace paro

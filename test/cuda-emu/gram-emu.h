@@ -44,11 +44,12 @@ inline uint32_t tf32Bits(float x) {
 // Exchange slots of the lanes' fragments, two in turn: a lane can be at most one call ahead of the slowest lane of
 // its warp (the call's barrier), so one barrier per call suffices.
 inline uint32_t g_mmaX[2][1024][6];
-inline thread_local unsigned t_mmaCalls = 0;
+// Each thread's count of its calls (per-thread state: common.cuh's EmuLocal, 0 at the start of a block).
+inline EmuLocal<unsigned> t_mmaCalls;
 
 inline void mmaTf32(float c[4], const uint32_t a[4], uint32_t b0, uint32_t b1) {
   const int t = threadIdx.x, w0 = t - t % 32, lane = t % 32;
-  uint32_t(*x)[6] = g_mmaX[t_mmaCalls++ % 2];
+  uint32_t(*x)[6] = g_mmaX[(*t_mmaCalls)++ % 2];
   const uint32_t mine[6] = {a[0], a[1], a[2], a[3], b0, b1};
   for (int r = 0; r < 6; r++) {
     if ((mine[r] & 0x1fffu) != 0) throw std::runtime_error("emu: mma operand is not a TF32 pattern");

@@ -4,9 +4,11 @@
 // against one mbarrier; every thread waits and reads its rows back through the layout formulas; then a second phase
 // (parity 1) on the same barrier. Modes (argv[1]): data (prints "ok" or "fail" with the mismatches, and whether a box
 // read before its phase completed showed data or the 0xff fill), named (two thread groups taking turns through named
-// barriers), leftover (a block leaving a named-barrier arrival unconsumed), timeout (a barrier that never completes),
-// misaligned (destinations off the 1024-byte swizzle atoms or the 128-byte plain alignment), unwaited (a block that
-// leaves its copies unwaited, seen at the next block's mbarInit).
+// barriers), leftover (a block leaving a named-barrier arrival unconsumed), timeout (a barrier that never completes:
+// every thread's wait gets the scheduler's deadlock report), stuck (a bar.sync and a __syncthreads that threads which
+// returned never reach: the deadlock report, caught in the kernel and thrown out of the launch), misaligned
+// (destinations off the 1024-byte swizzle atoms or the 128-byte plain alignment), unwaited (a block that leaves its
+// copies unwaited, seen at the next block's mbarInit).
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -198,6 +200,22 @@ __global__ void unwaitedKernel(const __grid_constant__ CUtensorMap mapA) {
   load(kBoxA, 0, &mapA, &bar);
 }
 
+// Threads 64..127 return at once: the others' bar.sync for 128 threads never completes (each catches the report).
+__global__ void stuckNamedKernel() {
+  if (threadIdx.x >= 64) return;
+  try {
+    namedBarSync(3, 128);
+  } catch (const std::exception& x) {
+    caught(x);
+  }
+}
+
+// Thread 0 returns at once: the others' __syncthreads never completes; uncaught, the report leaves the launch.
+__global__ void stuckSyncKernel() {
+  if (threadIdx.x == 0) return;
+  __syncthreads();
+}
+
 static CUtensorMap makeMap(const Box& bx) {
   CUtensorMap m;
   const uint64_t dims[4] = {bx.dims[0], bx.dims[1], bx.dims[2], bx.dims[3]};
@@ -211,7 +229,7 @@ static CUtensorMap makeMap(const Box& bx) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    std::fprintf(stderr, "usage: tma-main data|named|leftover|timeout|misaligned|unwaited\n");
+    std::fprintf(stderr, "usage: tma-main data|named|leftover|timeout|stuck|misaligned|unwaited\n");
     return 2;
   }
   const std::string mode = argv[1];
@@ -254,6 +272,16 @@ int main(int argc, char** argv) {
   } else if (mode == "timeout") {
     emuLaunch(timeoutKernel, dim3(1), dim3(128), 0)();
     std::printf("caught=%d msg=%s\n", g_caught.load(), g_msg.substr(0, g_msg.find(" | ")).c_str());
+  } else if (mode == "stuck") {
+    emuLaunch(stuckNamedKernel, dim3(1), dim3(128), 0)();
+    std::string threw = "nothing";
+    try {
+      emuLaunch(stuckSyncKernel, dim3(1), dim3(64), 0)();
+    } catch (const std::exception& x) {
+      threw = x.what();
+    }
+    std::printf("caught=%d msg=%s threw=%s\n", g_caught.load(), g_msg.substr(0, g_msg.find(" | ")).c_str(),
+                threw.c_str());
   } else if (mode == "misaligned") {
     emuLaunch(misalignedKernel, dim3(1), dim3(32), kSmem + 1024)(mapA, mapC);
     std::printf("caught=%d msg=%s\n", g_caught.load(), g_msg.c_str());

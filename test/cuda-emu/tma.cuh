@@ -1,21 +1,20 @@
 // Host emulation of native/src/tma.cuh (same names; found first on the emulation's include path), on top of
-// test/cuda-emu/common.cuh (one std::thread per CUDA thread, blocks one after another, dynamic shared memory on
-// g_smem): the driver's tensor map as a plain description (base, dims, strides, box, element size, swizzle), the TMA
-// box copy into the 128-byte swizzle layout or densely, with zeros outside the tensor, mbarriers with arrival and
-// transaction-byte counts, and named barriers (bar.sync, bar.arrive), whose waits block on a condition variable.
-// Copies land at issue or, with EMU_LATE_COPIES=1, as late as the device may land them: a phase with copies completes
-// (and its copies land) only once a thread waits for it or the barrier's next phase begins, so a read before the wait
-// sees the 0xff fill or the buffer's previous tile. A wait longer than EMU_MBAR_TIMEOUT_MS (default 20000) throws, so
-// that a deadlocked kernel fails instead of hanging. Also what the kernel file needs of <cuda.h>.
+// test/cuda-emu/common.cuh (one fiber per CUDA thread, blocks one after another, dynamic shared memory on g_smem): the
+// driver's tensor map as a plain description (base, dims, strides, box, element size, swizzle), the TMA box copy into
+// the 128-byte swizzle layout or densely, with zeros outside the tensor, mbarriers with arrival and transaction-byte
+// counts, and named barriers (bar.sync, bar.arrive), whose waits suspend the thread's fiber until the phase or round
+// changes (common.cuh's emu::waitUntil). Copies land at issue or, with EMU_LATE_COPIES=1, as late as the device may
+// land them: a phase with copies completes (and its copies land) only once a thread waits for it or the barrier's
+// next phase begins, so a read before the wait sees the 0xff fill or the buffer's previous tile. A wait that can never
+// return (the block deadlocked: every live thread waits and none can be released, common.cuh's scheduler) throws, so
+// that a deadlocked kernel fails instead of hanging. No locks: the fibers share one OS thread and none is switched
+// out inside these functions except at its wait. Also what the kernel file needs of <cuda.h>.
 #pragma once
-#include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <mutex>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -80,21 +79,15 @@ struct EmuMbar {
   uint64_t phase = 0;
   std::vector<EmuTmaBox> queued;
   int copiesThisPhase = 0;
-  int waiters = 0;              // threads blocked on the current phase
+  int waiters = 0;              // threads waiting for the current phase
   bool unwaitedCopies = false;  // the last completed phase carried copies and no thread has waited for it yet
 };
 
-inline std::mutex g_mbarMu;
-inline std::condition_variable g_mbarCv;
 inline std::map<const void*, EmuMbar> g_mbars;
 
 inline bool emuTmaLate() {
   const char* e = std::getenv("EMU_LATE_COPIES");
   return e != nullptr && e[0] == '1';
-}
-inline long emuMbarTimeoutMs() {
-  const char* e = std::getenv("EMU_MBAR_TIMEOUT_MS");
-  return e != nullptr ? std::atol(e) : 20000;
 }
 
 // The barrier's name in messages: its shared-memory offset when it lies in g_smem, else its host address (a static).
@@ -113,7 +106,7 @@ inline std::string emuMbarState(const void* bar, const EmuMbar& b) {
          std::to_string(b.tx) + ")";
 }
 
-// The state of an initialised barrier; the caller holds g_mbarMu.
+// The state of an initialised barrier.
 inline EmuMbar& emuMbarFind(const void* bar) {
   auto it = g_mbars.find(bar);
   if (it == g_mbars.end() || it->second.count == 0)
@@ -148,9 +141,9 @@ inline void emuTmaCopy(const EmuTmaBox& x) {
   }
 }
 
-// Completes the current phase if its arrivals and bytes are all in: late copies land, then the waiters go. Late copies
-// are held back until `now` (a wait for the phase, or the next phase's first operation) or a thread already blocks.
-// The caller holds g_mbarMu.
+// Completes the current phase if its arrivals and bytes are all in: late copies land, then the waiters may go (the
+// scheduler sees their phase change). Late copies are held back until `now` (a wait for the phase, or the next phase's
+// first operation) or a thread already waits.
 inline void emuMbarAdvance(const void* bar, EmuMbar& b, bool now) {
   if (b.pending != 0) return;
   if (b.tx < 0)
@@ -163,14 +156,12 @@ inline void emuMbarAdvance(const void* bar, EmuMbar& b, bool now) {
   b.copiesThisPhase = 0;
   b.phase++;
   b.pending = b.count;
-  g_mbarCv.notify_all();
 }
 
 inline void mbarInit(uint64_t* bar, int count) {
   if (reinterpret_cast<uintptr_t>(bar) % 8 != 0)
     throw std::runtime_error("emu: " + emuMbarName(bar) + " not 8-byte aligned");
   if (count < 1) throw std::runtime_error("emu: " + emuMbarName(bar) + " initialised with arrival count < 1");
-  std::lock_guard<std::mutex> lock(g_mbarMu);
   auto it = g_mbars.find(bar);
   // The statics outlive a block: a block that left copies in flight or unread would corrupt its successor's memory.
   if (it != g_mbars.end() && it->second.count != 0) {
@@ -191,7 +182,6 @@ inline void mbarInit(uint64_t* bar, int count) {
 inline void mbarInitFence() {}
 
 inline void mbarExpectTx(uint64_t* bar, uint32_t bytes) {
-  std::lock_guard<std::mutex> lock(g_mbarMu);
   EmuMbar& b = emuMbarFind(bar);
   emuMbarAdvance(bar, b, true);  // a phase held back for its late copies ends before this arrival of the next one
   if (b.pending == 0)
@@ -201,19 +191,17 @@ inline void mbarExpectTx(uint64_t* bar, uint32_t bytes) {
   emuMbarAdvance(bar, b, false);
 }
 
-// As try_wait.parity in a loop: returns once the current phase's parity differs from `parity`.
+// As try_wait.parity in a loop: returns once the current phase's parity differs from `parity`. (g_mbars's nodes stay
+// where they are while the thread waits: `b` is good until the barrier's next mbarInit.)
 inline void mbarWait(uint64_t* bar, uint32_t parity) {
-  std::unique_lock<std::mutex> lock(g_mbarMu);
   EmuMbar& b = emuMbarFind(bar);
-  const long ms = emuMbarTimeoutMs();
-  const auto until = std::chrono::steady_clock::now() + std::chrono::milliseconds(ms);
   if ((b.phase & 1) == (parity & 1)) emuMbarAdvance(bar, b, true);
   b.waiters++;
-  const bool done = g_mbarCv.wait_until(lock, until, [&] { return (b.phase & 1) != (parity & 1); });
+  const bool done = emu::waitUntil([&] { return (b.phase & 1) != (parity & 1); });
   b.waiters--;
   if (!done)
     throw std::runtime_error("emu: " + emuMbarState(bar, b) + ": a wait for parity " + std::to_string(parity & 1) +
-                             " timed out after " + std::to_string(ms) + " ms (deadlock?)");
+                             " deadlocked (every live thread of the block waits, none can be released)");
   if (b.phase > 0) b.unwaitedCopies = false;
 }
 
@@ -233,13 +221,8 @@ inline void tmaLoad4(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, i
                              std::to_string(align) + "-byte aligned" + (map->swizzle128 ? " (128-byte swizzle)" : ""));
   const EmuTmaBox x{dst, *map, {c0, c1, c2, c3}};
   const bool late = emuTmaLate();
-  {
-    std::lock_guard<std::mutex> lock(g_mbarMu);
-    emuMbarFind(bar);
-  }
-  if (!late) emuTmaCopy(x);
-  std::lock_guard<std::mutex> lock(g_mbarMu);
   EmuMbar& b = emuMbarFind(bar);
+  if (!late) emuTmaCopy(x);
   emuMbarAdvance(bar, b, true);  // a phase held back for its late copies ends before a copy of the next one
   if (late) b.queued.push_back(x);
   b.copiesThisPhase++;
@@ -250,7 +233,7 @@ inline void tmaLoad4(void* dst, const CUtensorMap* map, uint64_t* bar, int c0, i
 inline void tmaPrefetch(const CUtensorMap*) {}
 
 // Named barriers 1..15: arrivals of bar.sync and bar.arrive (one per emulated thread) count towards `threads`; the
-// last one releases the waiting bar.sync threads and starts the barrier's next round.
+// last one starts the barrier's next round, which releases the waiting bar.sync threads.
 struct EmuNamedBar {
   int count = 0, threads = 0;
   uint64_t round = 0;
@@ -263,7 +246,6 @@ inline void emuNamedBar(int id, int threads, bool wait) {
     throw std::runtime_error("emu: named barrier " + std::to_string(id) + " with " + std::to_string(threads) +
                              " threads (ids 1..15, a multiple of 32 up to the block's)");
   const long block = ((long)blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x;
-  std::unique_lock<std::mutex> lock(g_mbarMu);
   EmuNamedBar& nb = g_namedBars[id];
   if (nb.block != block) {
     // The hardware's barriers start each block empty: arrivals a block left unconsumed mean a schedule gone wrong.
@@ -281,16 +263,14 @@ inline void emuNamedBar(int id, int threads, bool wait) {
   if (++nb.count == threads) {
     nb.count = 0;
     nb.round++;
-    g_mbarCv.notify_all();
     return;
   }
   if (!wait) return;
-  const long ms = emuMbarTimeoutMs();
-  if (!g_mbarCv.wait_until(lock, std::chrono::steady_clock::now() + std::chrono::milliseconds(ms),
-                           [&] { return nb.round != round; }))
+  if (!emu::waitUntil([&] { return nb.round != round; }))
     throw std::runtime_error("emu: named barrier " + std::to_string(id) + " (block " + std::to_string(block) + ", " +
                              std::to_string(nb.count) + " of " + std::to_string(threads) +
-                             " arrived): bar.sync timed out after " + std::to_string(ms) + " ms (deadlock?)");
+                             " arrived): bar.sync deadlocked (every live thread of the block waits, none can be"
+                             " released)");
 }
 inline void namedBarSync(int id, int threads) { emuNamedBar(id, threads, true); }
 inline void namedBarArrive(int id, int threads) { emuNamedBar(id, threads, false); }
