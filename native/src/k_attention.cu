@@ -1277,21 +1277,12 @@ __device__ __forceinline__ void wgIssuePair64(float (&x)[8][4], float (&y)[8][4]
 // in place, MN-major (element (channel, row)): atom columns of 64 channels 8 KB apart, 16 rows (2048 bytes) a step.
 __device__ __forceinline__ uint64_t wgRowsMnDesc(uint32_t tile, int kk) { return wgDescMn(tile + kk * 2048, 8192); }
 
-// One dK/dV work item of a warpgroup (versions 3 and 4): Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ from its 64 key rows (kRows,
-// vRows) and the item's Q and dO tiles (itemAddr, + one tile), then per element (key row, query column qc)
-// Pᵀ = itemProb and dSᵀ = Pᵀ ⊙ (dPᵀ − D[qc]) from the row data (l2, D, e1, s2, e2 per query column), then
-// dV += Pᵀ·dO and dK += dSᵀ·Q: against the dOᵀ and Qᵀ tiles (itemAddr + 3, 2 tiles: version 3), or with kInPlace
-// (version 4) the dO and Q tiles themselves read MN-major; complete on return.
-template <bool kInPlace>
-__device__ __forceinline__ void dkvItem(float (&ak)[16][4], float (&av)[16][4], uint32_t kRows, uint32_t vRows,
-                                        uint32_t itemAddr, bool full, float sl2, const float* l2, const float* D,
-                                        const int* e1, const int* s2, const int* e2, int keyA, int keyB, int tig) {
-  float st[8][4], dpt[8][4];
-  wgIssuePair64(st, dpt, kRows, itemAddr, vRows, itemAddr + kWgItemTile);
-  wgCommit();
-  wgWait<0>();
-  wgFenceAcc(st);
-  wgFenceAcc(dpt);
+// A dK/dV work item's element step (versions 3 and 4), in place on the warpgroup's Sᵀ (st) and dPᵀ (dpt): per
+// element (key row, query column qc) Pᵀ = itemProb and dSᵀ = Pᵀ ⊙ (dPᵀ − D[qc]) from the item's row data (l2, D,
+// e1, s2, e2 per query column).
+__device__ __forceinline__ void dkvElements(float (&st)[8][4], float (&dpt)[8][4], bool full, float sl2, const float* l2,
+                                            const float* D, const int* e1, const int* s2, const int* e2, int keyA,
+                                            int keyB, int tig) {
 #pragma unroll
   for (int n = 0; n < 8; n++) {
 #pragma unroll
@@ -1302,26 +1293,40 @@ __device__ __forceinline__ void dkvItem(float (&ak)[16][4], float (&av)[16][4], 
       dpt[n][e] = p * (dpt[n][e] - D[qc]);
     }
   }
-  uint32_t pa[4][4], da[4][4];
+}
+
+// Pᵀ and dSᵀ (f32 accumulators) as the bf16 A fragments of the dV and dK products.
+__device__ __forceinline__ void dkvPack(uint32_t (&pa)[4][4], uint32_t (&da)[4][4], const float (&st)[8][4],
+                                        const float (&dpt)[8][4]) {
 #pragma unroll
   for (int kk = 0; kk < 4; kk++) {
     accToA(pa[kk], st[2 * kk], st[2 * kk + 1]);
     accToA(da[kk], dpt[2 * kk], dpt[2 * kk + 1]);
   }
+}
+
+// One dK/dV work item of a warpgroup of version 3: Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ from its 64 key rows (kRows, vRows) and
+// the item's Q and dO tiles (itemAddr, + one tile), the element step, then dV += Pᵀ·dO and dK += dSᵀ·Q against the
+// dOᵀ and Qᵀ tiles (itemAddr + 3, 2 tiles); complete on return.
+__device__ __forceinline__ void dkvItem(float (&ak)[16][4], float (&av)[16][4], uint32_t kRows, uint32_t vRows,
+                                        uint32_t itemAddr, bool full, float sl2, const float* l2, const float* D,
+                                        const int* e1, const int* s2, const int* e2, int keyA, int keyB, int tig) {
+  float st[8][4], dpt[8][4];
+  wgIssuePair64(st, dpt, kRows, itemAddr, vRows, itemAddr + kWgItemTile);
+  wgCommit();
+  wgWait<0>();
+  wgFenceAcc(st);
+  wgFenceAcc(dpt);
+  dkvElements(st, dpt, full, sl2, l2, D, e1, s2, e2, keyA, keyB, tig);
+  uint32_t pa[4][4], da[4][4];
+  dkvPack(pa, da, st, dpt);
   wgFenceAcc(av);
   wgFenceAcc(ak);
   wgFence();
-  if (kInPlace) {
 #pragma unroll
-    for (int kk = 0; kk < kWgBq / 16; kk++) wgmmaRS<1>(av, pa[kk], wgRowsMnDesc(itemAddr + kWgItemTile, kk));
+  for (int kk = 0; kk < kWgBq / 16; kk++) wgmmaRS(av, pa[kk], wgStepDesc(itemAddr + 3 * kWgItemTile, kk));
 #pragma unroll
-    for (int kk = 0; kk < kWgBq / 16; kk++) wgmmaRS<1>(ak, da[kk], wgRowsMnDesc(itemAddr, kk));
-  } else {
-#pragma unroll
-    for (int kk = 0; kk < kWgBq / 16; kk++) wgmmaRS(av, pa[kk], wgStepDesc(itemAddr + 3 * kWgItemTile, kk));
-#pragma unroll
-    for (int kk = 0; kk < kWgBq / 16; kk++) wgmmaRS(ak, da[kk], wgStepDesc(itemAddr + 2 * kWgItemTile, kk));
-  }
+  for (int kk = 0; kk < kWgBq / 16; kk++) wgmmaRS(ak, da[kk], wgStepDesc(itemAddr + 2 * kWgItemTile, kk));
   wgCommit();
   wgWait<0>();
   wgFenceAcc(av);
@@ -1425,7 +1430,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
     const uint32_t itemAddr = smemAddr(sItem) + 4 * buf * kWgItemTile;
     const bool full = sFull[buf][0] != 0 && sFull[buf][1] != 0;
 
-    dkvItem<false>(ak, av, kRows, vRows, itemAddr, full, sl2, sL2[buf], sD[buf], sE1[buf], sS2[buf], sE2[buf], keyA, keyB,
+    dkvItem(ak, av, kRows, vRows, itemAddr, full, sl2, sL2[buf], sD[buf], sE1[buf], sS2[buf], sE2[buf], keyA, keyB,
             tig);
   }
   storeDkv(ak, av, dk, dkdt, dv, dvdt, d, b, hk, keyA, keyB, tig);
@@ -1561,20 +1566,59 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
   zeroAcc(av);
   const int keyA = j0 + wg * 64 + warp * 16 + g, keyB = keyA + 8;
   const uint32_t kRows = smemAddr(sK) + wgChunkOffset(wg * 64, 0), vRows = smemAddr(sV) + wgChunkOffset(wg * 64, 0);
+  auto itemAddr = [&](int w) { return smemAddr(sStage) + (w % NS) * STAGE; };
+  // Sᵀ and dPᵀ of item w, once its stage has landed (the caller commits and waits).
+  auto issueScores = [&](float (&st)[8][4], float (&dpt)[8][4], int w) {
+    mbarWait(&itemFull[w % NS], (uint32_t)(w / NS) & 1);
+    wgIssuePair64(st, dpt, kRows, itemAddr(w), vRows, itemAddr(w) + kWgItemTile);
+  };
+  float st[8][4], dpt[8][4];  // Sᵀ, dPᵀ of item w, then Pᵀ, dSᵀ (f32)
+  uint32_t pa[4][4], da[4][4];  // Pᵀ, dSᵀ of item w − 1: read by its dV, dK products until the next wgWait<0>
   mbarWait(&kvFull, 0);  // also where no query sees these keys: the copies land before the CTA leaves
+  if (nItems > 0) {
+    issueScores(st, dpt, 0);
+    wgCommit();
+    wgWait<0>();
+    wgFenceAcc(st);
+    wgFenceAcc(dpt);
+  }
+  // Iteration w: Sᵀ, dPᵀ of item w are in st, dpt; dV, dK of item w − 1 may still run (they read its Q and dO tiles
+  // in place: its stage is released only once they are complete). The scores of item w + 1 and dV, dK of item w are
+  // issued together, so that item w + 1's element step runs beside item w's products.
   for (int w = 0; w < nItems; w++) {
-    const int s = w % NS;
-    mbarWait(&itemFull[s], (uint32_t)(w / NS) & 1);
-    const uint32_t itemAddr = smemAddr(sStage) + s * STAGE;
-    const float* rows = reinterpret_cast<const float*>(sStage + s * STAGE + 2 * kWgItemTile);
-    const float* rL2 = rows;
-    const float* rD = rows + BQ;
+    const float* rows = reinterpret_cast<const float*>(sStage + (w % NS) * STAGE + 2 * kWgItemTile);
     const int* rVis = reinterpret_cast<const int*>(rows + 2 * BQ);  // e1, s2, e2: BQ each
     const bool full = (sList[w % nList] & 1) != 0;
-
-    dkvItem<true>(ak, av, kRows, vRows, itemAddr, full, sl2, rL2, rD, rVis, rVis + BQ, rVis + 2 * BQ, keyA, keyB, tig);
-    release(w);
+    dkvElements(st, dpt, full, sl2, rows, rows + BQ, rVis, rVis + BQ, rVis + 2 * BQ, keyA, keyB, tig);
+    wgWait<0>();
+    wgFenceAcc(ak);
+    wgFenceAcc(av);
+    wgFenceFrag(pa);
+    wgFenceFrag(da);
+    if (w > 0) release(w - 1);
+    dkvPack(pa, da, st, dpt);
+    const bool more = w + 1 < nItems;
+    if (more) {
+      issueScores(st, dpt, w + 1);
+      wgCommit();
+    }
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS<1>(av, pa[kk], wgRowsMnDesc(itemAddr(w) + kWgItemTile, kk));
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS<1>(ak, da[kk], wgRowsMnDesc(itemAddr(w), kk));
+    wgCommit();
+    if (more) {
+      wgWait<1>();
+      wgFenceAcc(st);
+      wgFenceAcc(dpt);
+    }
   }
+  wgWait<0>();
+  wgFenceAcc(ak);
+  wgFenceAcc(av);
+  wgFenceFrag(pa);
+  wgFenceFrag(da);
   storeDkv(ak, av, dk, dkdt, dv, dvdt, d, b, hk, keyA, keyB, tig);
 #endif
 }
