@@ -7,8 +7,11 @@
 // traffic per FLOP) with dK/dV per query head; version 3 (head dim 128 on sm_90a: H100, H200), Hopper's warpgroup MMA
 // (wgmma.cuh) with operands in swizzled shared memory, the forward's softmax overlapping the tensor cores; version 4,
 // version 3 whose forward and dK/dV kernels take their tiles from the TMA unit (tma.cuh) with per-tile barriers
-// instead of a CTA-wide one (the default since run 29: forward 1.55–1.62× version 3, dK/dV 1.08×), and (v4p) the
-// forward's two warpgroups ping-ponging on the tensor cores (no faster than v4 in run 29).
+// instead of a CTA-wide one (the default since run 29: forward 1.55–1.62× version 3, dK/dV 1.08×), reading V, Q and
+// dO in place as MN-major operands (no transposed copies) and overlapping each dK/dV item's element step with the
+// previous item's products, and (v4p) the forward's two warpgroups ping-ponging on the tensor cores (no faster than
+// v4 in run 29). Versions 3 and 4 share the dQ kernel (K read in place; a tile's element step beside the previous
+// tile's dQ product).
 // test/attention-emu.test.ts runs them all under a host emulation of ldmatrix/mma/wgmma/cp.async/TMA against a
 // reference.
 // Measured slower on an H100 on 2026-12-07 and removed: a variant with separate dK and dV kernels (run 15), one whose
