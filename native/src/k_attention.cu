@@ -7,8 +7,11 @@
 // traffic per FLOP) with dK/dV per query head; version 3 (head dim 128 on sm_90a: H100, H200), Hopper's warpgroup MMA
 // (wgmma.cuh) with operands in swizzled shared memory, the forward's softmax overlapping the tensor cores; version 4,
 // version 3 whose forward and dK/dV kernels take their tiles from the TMA unit (tma.cuh) with per-tile barriers
-// instead of a CTA-wide one (the default since run 29: forward 1.55–1.62× version 3, dK/dV 1.08×), and (v4p) the
-// forward's two warpgroups ping-ponging on the tensor cores (no faster than v4 in run 29).
+// instead of a CTA-wide one (the default since run 29: forward 1.55–1.62× version 3, dK/dV 1.08×), reading V, Q and
+// dO in place as MN-major operands (no transposed copies) and overlapping each dK/dV item's element step with the
+// previous item's products, and (v4p) the forward's two warpgroups ping-ponging on the tensor cores (no faster than
+// v4 in run 29). Versions 3 and 4 share the dQ kernel (K read in place; a tile's element step beside the previous
+// tile's dQ product).
 // test/attention-emu.test.ts runs them all under a host emulation of ldmatrix/mma/wgmma/cp.async/TMA against a
 // reference.
 // Measured slower on an H100 on 2026-12-07 and removed: a variant with separate dK and dV kernels (run 15), one whose
@@ -1012,6 +1015,22 @@ __device__ __forceinline__ float ex2Ftz(float x) {
   return y;
 }
 
+// The maximum (kMax) or sum of this thread's 32 values of row r (0: elements 0, 1; 1: elements 2, 3) of a 64 × 128
+// tile, as a tree of depth 5 rather than a chain of 32 dependent instructions (the weights wait for the maximum).
+template <bool kMax>
+__device__ __forceinline__ float rowTree(const float (&s)[16][4], int r) {
+  float t[16];
+#pragma unroll
+  for (int n = 0; n < 16; n++) t[n] = kMax ? fmaxf(s[n][2 * r], s[n][2 * r + 1]) : s[n][2 * r] + s[n][2 * r + 1];
+#pragma unroll
+  for (int n = 0; n < 8; n++) t[n] = kMax ? fmaxf(t[n], t[n + 8]) : t[n] + t[n + 8];
+#pragma unroll
+  for (int n = 0; n < 4; n++) t[n] = kMax ? fmaxf(t[n], t[n + 4]) : t[n] + t[n + 4];
+#pragma unroll
+  for (int n = 0; n < 2; n++) t[n] = kMax ? fmaxf(t[n], t[n + 2]) : t[n] + t[n + 2];
+  return kMax ? fmaxf(t[0], t[1]) : t[0] + t[1];
+}
+
 // Version 4's softmax step: as wgSoftmax, with fewer instructions per score (the kernels are issue-bound: run 17's
 // Nsight): the row maxima are taken on the raw scores (sl2 > 0 commutes with the maximum) and each weight is one
 // FMA and one ex2Ftz, exp2(s·sl2 − u), instead of a scaling pass, a subtraction and exp2f.
@@ -1020,7 +1039,6 @@ __device__ __forceinline__ void wgSoftmaxFma(float (&s)[16][4], const Vis (&vis)
   float mx[2];
 #pragma unroll
   for (int r = 0; r < 2; r++) {
-    mx[r] = -INFINITY;
     if (!allVisible(vis[r], j0, j0 + kWgKeys)) {
 #pragma unroll
       for (int n = 0; n < 16; n++)
@@ -1028,32 +1046,31 @@ __device__ __forceinline__ void wgSoftmaxFma(float (&s)[16][4], const Vis (&vis)
         for (int e = 2 * r; e < 2 * r + 2; e++)
           if (!isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1))) s[n][e] = -INFINITY;
     }
-#pragma unroll
-    for (int n = 0; n < 16; n++) mx[r] = fmaxf(mx[r], fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+    mx[r] = rowTree<true>(s, r);
   }
   float u[2];
 #pragma unroll
   for (int r = 0; r < 2; r++) u[r] = softmaxStep(mx[r] * sl2, mr[r], lr[r], c[r]);
 #pragma unroll
-  for (int n = 0; n < 16; n++) {
+  for (int n = 0; n < 16; n++)
 #pragma unroll
     for (int e = 0; e < 4; e++) s[n][e] = ex2Ftz(fmaf(s[n][e], sl2, -u[e >> 1]));
-    lr[0] += s[n][0] + s[n][1];
-    lr[1] += s[n][2] + s[n][3];
-  }
+  lr[0] += rowTree<false>(s, 0);
+  lr[1] += rowTree<false>(s, 1);
 }
 
 // ---- forward, version 4: version 3's warpgroup products with tiles loaded by the TMA unit (sm_90a, head dim 128) ----
 // Version 3 has every thread copy its share of each K and Vᵀ tile (cp.async, 16 per thread per tile) and the whole CTA
 // meet at a barrier per tile, so the two warpgroups run in lockstep and their softmaxes coincide. Here one thread asks
-// the TMA unit (tma.cuh) for whole tiles, three stages deep, each stage's K and Vᵀ tile counted against its own
+// the TMA unit (tma.cuh) for whole tiles, three stages deep, each stage's K and V tile counted against its own
 // mbarrier; a warpgroup waits only for the tile it is about to read, so the two drift apart and one's softmax can run
 // beside the other's products. A buffer is refilled once all 8 warps have finished reading it: each warp's lane 0
 // counts its release on the buffer's counter, and the warp whose count completes a round issues the copy of the tile
 // NS later (no producer warp, no blocking). Every warpgroup waits for every tile, including those its rows do not
-// see, so that no warp can release a buffer a round early. Products, softmax, masking and outputs as version 3.
+// see, so that no warp can release a buffer a round early. V is read in place as the MN-major B operand of P·V
+// (wgDescMn; version 3 reads a transposed copy). Products, softmax, masking and outputs as version 3.
 constexpr int kTmaStages = 3;
-// Q, three K and three Vᵀ tiles (224 KB) and 1 KB to align them to the swizzle atoms.
+// Q, three K and three V tiles (224 KB) and 1 KB to align them to the swizzle atoms.
 constexpr size_t kTmaSmem = (size_t)(1 + 2 * kTmaStages) * kWgTileBytes + 1024;
 
 template <bool kPingPong>
@@ -1067,7 +1084,7 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
   extern __shared__ __align__(16) unsigned char smRaw[];
   bf16* sQ = reinterpret_cast<bf16*>(smRaw + ((1024 - smemAddr(smRaw) % 1024) % 1024));
   bf16* sK = sQ + TILE;        // NS K tiles
-  bf16* sV = sK + NS * TILE;   // NS Vᵀ tiles
+  bf16* sV = sK + NS * TILE;   // NS V tiles
   __shared__ uint64_t qFull, kFull[NS], vFull[NS];  // mbarriers: a tile has landed
   __shared__ int kDone[NS], vDone[NS];              // warps done with a buffer, counted over its rounds
   __shared__ int sRange[3];
@@ -1099,20 +1116,15 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
   auto sees = [&](int it) { return wt.sees(it, BC); };
   const int nTiles = tr.count();
 
-  // Tile t's K rows (two boxes of 64 channels × 128 keys) and Vᵀ rows (two boxes of 128 channels × 64 keys) into
-  // buffer t % NS; one thread issues each.
-  auto loadK = [&](int t) {
+  // Tile t's K or V rows (two boxes of 64 channels × 128 keys) into buffer t % NS; one thread issues each.
+  auto load = [&](bf16* buf, const CUtensorMap* map, uint64_t* full, int t) {
     const int s = t % NS, j = tr.tile(t) * BC;
-    mbarExpectTx(&kFull[s], kWgTileBytes);
-    tmaLoad4(sK + s * TILE, &kMap, &kFull[s], 0, hk, j, b);
-    tmaLoad4(sK + s * TILE + HALF, &kMap, &kFull[s], 64, hk, j, b);
+    mbarExpectTx(&full[s], kWgTileBytes);
+    tmaLoad4(buf + s * TILE, map, &full[s], 0, hk, j, b);
+    tmaLoad4(buf + s * TILE + HALF, map, &full[s], 64, hk, j, b);
   };
-  auto loadV = [&](int t) {
-    const int s = t % NS, j = tr.tile(t) * BC;
-    mbarExpectTx(&vFull[s], kWgTileBytes);
-    tmaLoad4(sV + s * TILE, &vMap, &vFull[s], j, 0, hk, b);
-    tmaLoad4(sV + s * TILE + HALF, &vMap, &vFull[s], j + 64, 0, hk, b);
-  };
+  auto loadK = [&](int t) { load(sK, &kMap, kFull, t); };
+  auto loadV = [&](int t) { load(sV, &vMap, vFull, t); };
   if (threadIdx.x == 0 && nTiles > 0) {
     mbarExpectTx(&qFull, kWgTileBytes);
     tmaLoad4(sQ, &qMap, &qFull, 0, h, i0, b);
@@ -1122,7 +1134,7 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
       loadV(t);
     }
   }
-  // This warp is done with tile t's K (or Vᵀ) buffer: the 8th warp to say so for this round refills it.
+  // This warp is done with tile t's K (or V) buffer: the 8th warp to say so for this round refills it.
   auto releaseK = [&](int t) {
     __syncwarp();
     if (lane == 0 && atomicAdd(&kDone[t % NS], 1) == 8 * (t / NS) + 7 && t + NS < nTiles) loadK(t + NS);
@@ -1147,10 +1159,12 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
       wgmmaSS(s, wgStepDesc(qAddr, kk), wgStepDesc(kAddr + (it % NS) * kWgTileBytes, kk), kk);
     wgCommit();
   };
+  // V read MN-major in place (B (n = channel, k = key) at row k): a k16 step is 16 rows (2048 bytes) on.
   auto issuePV = [&](const uint32_t (&pa)[8][4], int it) {
     wgFence();
 #pragma unroll
-    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(o, pa[kk], wgStepDesc(vAddr + (it % NS) * kWgTileBytes, kk));
+    for (int kk = 0; kk < BC / 16; kk++)
+      wgmmaRS<1>(o, pa[kk], wgDescMn(vAddr + (it % NS) * kWgTileBytes + kk * 2048, HALF * 2));
     wgCommit();
   };
 
@@ -1250,24 +1264,28 @@ constexpr size_t wgDkvSmem(int nQt) {
   return (size_t)2 * kWgTileBytes + 8 * (size_t)kWgItemTile + 1024 + (size_t)nQt * 4;
 }
 
-// One dK/dV work item of a warpgroup (versions 3 and 4): Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ from its 64 key rows (kRows,
-// vRows) and the item's Q and dO tiles (itemAddr, + one tile), then per element (key row, query column qc)
-// Pᵀ = itemProb and dSᵀ = Pᵀ ⊙ (dPᵀ − D[qc]) from the row data (l2, D, e1, s2, e2 per query column), then
-// dV += Pᵀ·dO and dK += dSᵀ·Q against the dOᵀ and Qᵀ tiles (itemAddr + 3, 2 tiles); complete on return.
-__device__ __forceinline__ void dkvItem(float (&ak)[16][4], float (&av)[16][4], uint32_t kRows, uint32_t vRows,
-                                        uint32_t itemAddr, bool full, float sl2, const float* l2, const float* D,
-                                        const int* e1, const int* s2, const int* e2, int keyA, int keyB, int tig) {
-  float st[8][4], dpt[8][4];
+// Issues the two score-like products of a warpgroup (dK/dV items and dQ tiles, versions 3 and 4): x = A·Bᵀ and
+// y = A'·Bᵀ', 64 × 64 each over the head dimension, A and A' the warpgroup's 64 rows of 128-row tiles (byte addresses
+// xa, ya), B and B' 64-row tiles (xb, yb); the caller commits and waits.
+__device__ __forceinline__ void wgIssuePair64(float (&x)[8][4], float (&y)[8][4], uint32_t xa, uint32_t xb, uint32_t ya,
+                                              uint32_t yb) {
   wgFence();
 #pragma unroll
-  for (int kk = 0; kk < kWgD / 16; kk++) wgmmaSS64(st, wgStepDesc(kRows, kk), wgStepDesc<64>(itemAddr, kk), kk);
+  for (int kk = 0; kk < kWgD / 16; kk++) wgmmaSS64(x, wgStepDesc(xa, kk), wgStepDesc<64>(xb, kk), kk);
 #pragma unroll
-  for (int kk = 0; kk < kWgD / 16; kk++)
-    wgmmaSS64(dpt, wgStepDesc(vRows, kk), wgStepDesc<64>(itemAddr + kWgItemTile, kk), kk);
-  wgCommit();
-  wgWait<0>();
-  wgFenceAcc(st);
-  wgFenceAcc(dpt);
+  for (int kk = 0; kk < kWgD / 16; kk++) wgmmaSS64(y, wgStepDesc(ya, kk), wgStepDesc<64>(yb, kk), kk);
+}
+
+// The B operand of k16 step kk of a product over the 64 rows of a 64 × 128 tile at byte address tile (Q, dO, K): read
+// in place, MN-major (element (channel, row)): atom columns of 64 channels 8 KB apart, 16 rows (2048 bytes) a step.
+__device__ __forceinline__ uint64_t wgRowsMnDesc(uint32_t tile, int kk) { return wgDescMn(tile + kk * 2048, 8192); }
+
+// A dK/dV work item's element step (versions 3 and 4), in place on the warpgroup's Sᵀ (st) and dPᵀ (dpt): per
+// element (key row, query column qc) Pᵀ = itemProb and dSᵀ = Pᵀ ⊙ (dPᵀ − D[qc]) from the item's row data (l2, D,
+// e1, s2, e2 per query column).
+__device__ __forceinline__ void dkvElements(float (&st)[8][4], float (&dpt)[8][4], bool full, float sl2, const float* l2,
+                                            const float* D, const int* e1, const int* s2, const int* e2, int keyA,
+                                            int keyB, int tig) {
 #pragma unroll
   for (int n = 0; n < 8; n++) {
 #pragma unroll
@@ -1278,12 +1296,33 @@ __device__ __forceinline__ void dkvItem(float (&ak)[16][4], float (&av)[16][4], 
       dpt[n][e] = p * (dpt[n][e] - D[qc]);
     }
   }
-  uint32_t pa[4][4], da[4][4];
+}
+
+// Pᵀ and dSᵀ (f32 accumulators) as the bf16 A fragments of the dV and dK products.
+__device__ __forceinline__ void dkvPack(uint32_t (&pa)[4][4], uint32_t (&da)[4][4], const float (&st)[8][4],
+                                        const float (&dpt)[8][4]) {
 #pragma unroll
   for (int kk = 0; kk < 4; kk++) {
     accToA(pa[kk], st[2 * kk], st[2 * kk + 1]);
     accToA(da[kk], dpt[2 * kk], dpt[2 * kk + 1]);
   }
+}
+
+// One dK/dV work item of a warpgroup of version 3: Sᵀ = K·Qᵀ and dPᵀ = V·dOᵀ from its 64 key rows (kRows, vRows) and
+// the item's Q and dO tiles (itemAddr, + one tile), the element step, then dV += Pᵀ·dO and dK += dSᵀ·Q against the
+// dOᵀ and Qᵀ tiles (itemAddr + 3, 2 tiles); complete on return.
+__device__ __forceinline__ void dkvItem(float (&ak)[16][4], float (&av)[16][4], uint32_t kRows, uint32_t vRows,
+                                        uint32_t itemAddr, bool full, float sl2, const float* l2, const float* D,
+                                        const int* e1, const int* s2, const int* e2, int keyA, int keyB, int tig) {
+  float st[8][4], dpt[8][4];
+  wgIssuePair64(st, dpt, kRows, itemAddr, vRows, itemAddr + kWgItemTile);
+  wgCommit();
+  wgWait<0>();
+  wgFenceAcc(st);
+  wgFenceAcc(dpt);
+  dkvElements(st, dpt, full, sl2, l2, D, e1, s2, e2, keyA, keyB, tig);
+  uint32_t pa[4][4], da[4][4];
+  dkvPack(pa, da, st, dpt);
   wgFenceAcc(av);
   wgFenceAcc(ak);
   wgFence();
@@ -1404,19 +1443,21 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ 
 // ---- backward dK/dV, version 4: version 3's products with the item tiles loaded by the TMA unit ----
 // As attnFwdTma does for the forward: version 3's dK/dV kernel has every thread copy its share of each item's four
 // tiles and publish the item's row data, then the CTA meets at a barrier, so its two warpgroups run in lockstep. Here
-// an item's Q, dO (64 × 128), Qᵀ, dOᵀ (128 × 64) tiles and its row data (lse·log2e, D, and the visibility e1, s2,
-// e2 of its 64 query rows: a table attnRowTable writes once per call) arrive by TMA, two stages deep, each stage
-// counted against one mbarrier and refilled by the last of the 8 warps to release it. Whether an item is full (every
-// row sees every key of the CTA: itemProb skips the masking) is found once, with the item list. Products, masking
-// and outputs as version 3; deterministic as it (each key belongs to one CTA, items in a fixed order).
+// an item's Q and dO tiles (64 × 128; read in place for dK and dV too: MN-major, no transposed copies) and its row
+// data (lse·log2e, D, and the visibility e1, s2, e2 of its 64 query rows: a table attnRowTable writes once per call)
+// arrive by TMA, three stages deep, each stage counted against one mbarrier and refilled by the last of the 8 warps
+// to release it. Whether an item is full (every row sees every key of the CTA: itemProb skips the masking) is found
+// once, with the item list. Products, masking and outputs as version 3; deterministic as it (each key belongs to one
+// CTA, items in a fixed order).
 constexpr int kRowFields = 5;  // row table fields: l2 (f32), D (f32), e1, s2, e2 (i32)
 constexpr uint32_t kRowTableBytes = kRowFields * kWgBq * 4;
-// One stage: Q, dO, Qᵀ, dOᵀ (16 KB each) and the row data (1.25 KB, counted as such: kStageTx), padded to 1 KB so that
-// the next stage's tiles start on a swizzle atom.
-constexpr uint32_t kStageTx = 4 * kWgItemTile + kRowTableBytes, kStageBytes = 4 * kWgItemTile + 2048;
-// K and V (32 KB each), two stages, 1 KB of alignment; then the item list (one int per 64-query tile).
+constexpr int kDkvStages = 3;
+// One stage: Q, dO (16 KB each) and the row data (1.25 KB, counted as such: kStageTx), padded to 1 KB so that the
+// next stage's tiles start on a swizzle atom.
+constexpr uint32_t kStageTx = 2 * kWgItemTile + kRowTableBytes, kStageBytes = 2 * kWgItemTile + 2048;
+// K and V (32 KB each), the stages, 1 KB of alignment; then the item list (one int per 64-query tile).
 constexpr size_t tmaDkvSmem(int nQt) {
-  return (size_t)2 * kWgTileBytes + 2 * (size_t)kStageBytes + 1024 + (size_t)nQt * 4;
+  return (size_t)2 * kWgTileBytes + kDkvStages * (size_t)kStageBytes + 1024 + (size_t)nQt * 4;
 }
 
 // The row table of version 4's dK/dV kernel: for row i of (batch b, head h), at [(b·heads + h)·5 + field]·ldR + i,
@@ -1466,22 +1507,20 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
                                                         const __grid_constant__ CUtensorMap vMap,
                                                         const __grid_constant__ CUtensorMap qMap,
                                                         const __grid_constant__ CUtensorMap oMap,
-                                                        const __grid_constant__ CUtensorMap qtMap,
-                                                        const __grid_constant__ CUtensorMap otMap,
                                                         const __grid_constant__ CUtensorMap rowMap, void* dk, int dkdt,
                                                         void* dv, int dvdt, AttnDims d, AttnMask m) {
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int BK = kWgKeys, BQ = kWgBq;
+  constexpr int BK = kWgKeys, BQ = kWgBq, NS = kDkvStages;
   constexpr int TILE = kWgTileBytes / 2;  // elements
   constexpr uint32_t STAGE = kStageBytes;
   extern __shared__ __align__(16) unsigned char smRaw[];
   unsigned char* base = smRaw + ((1024 - smemAddr(smRaw) % 1024) % 1024);  // swizzle atoms: aligned
   bf16* sK = reinterpret_cast<bf16*>(base);
   bf16* sV = sK + TILE;
-  unsigned char* sStage = base + 2 * kWgTileBytes;  // stage s at sStage + s·STAGE: Q, dO, Qᵀ, dOᵀ, row table
-  int* sList = reinterpret_cast<int*>(sStage + 2 * STAGE);
-  __shared__ uint64_t kvFull, itemFull[2];  // mbarriers
-  __shared__ int itemDone[2];               // warps done with a stage, counted over its rounds
+  unsigned char* sStage = base + 2 * kWgTileBytes;  // stage s at sStage + s·STAGE: Q, dO, row table
+  int* sList = reinterpret_cast<int*>(sStage + NS * STAGE);
+  __shared__ uint64_t kvFull, itemFull[NS];  // mbarriers
+  __shared__ int itemDone[NS];               // warps done with a stage, counted over its rounds
   __shared__ int sCount;
 
   const int kt = blockIdx.x, hk = blockIdx.y, b = blockIdx.z;
@@ -1491,9 +1530,10 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
   const int j0 = kt * BK, j1 = min(j0 + BK, d.tk);
   if (threadIdx.x == 0) {
     mbarInit(&kvFull, 1);
-    mbarInit(&itemFull[0], 1);
-    mbarInit(&itemFull[1], 1);
-    itemDone[0] = itemDone[1] = 0;
+    for (int s = 0; s < NS; s++) {
+      mbarInit(&itemFull[s], 1);
+      itemDone[s] = 0;
+    }
     mbarInitFence();
     mbarExpectTx(&kvFull, 2 * kWgTileBytes);
     tmaLoad4(sK, &kMap, &kvFull, 0, hk, j0, b);
@@ -1505,25 +1545,23 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
   // Its barriers also publish the mbarriers' initialisation.
   const int nList = visibleQueryTilesFull<BQ>(sList, &sCount, m, b, j0, j1, d), nItems = group * nList;
 
-  // Item w (head head0 + w / nList, query tile sList[w % nList] / 2) into stage w % 2.
+  // Item w (head head0 + w / nList, query tile sList[w % nList] / 2) into stage w % NS.
   auto load = [&](int w) {
-    const int s = w & 1, h = head0 + w / nList, i0 = (sList[w % nList] >> 1) * BQ;
+    const int s = w % NS, h = head0 + w / nList, i0 = (sList[w % nList] >> 1) * BQ;
     unsigned char* st = sStage + s * STAGE;
     mbarExpectTx(&itemFull[s], kStageTx);
     tmaLoad4(st, &qMap, &itemFull[s], 0, h, i0, b);
     tmaLoad4(st + kWgItemTile / 2, &qMap, &itemFull[s], 64, h, i0, b);
     tmaLoad4(st + kWgItemTile, &oMap, &itemFull[s], 0, h, i0, b);
     tmaLoad4(st + 3 * kWgItemTile / 2, &oMap, &itemFull[s], 64, h, i0, b);
-    tmaLoad4(st + 2 * kWgItemTile, &qtMap, &itemFull[s], i0, 0, h, b);
-    tmaLoad4(st + 3 * kWgItemTile, &otMap, &itemFull[s], i0, 0, h, b);
-    tmaLoad4(st + 4 * kWgItemTile, &rowMap, &itemFull[s], i0, 0, b * d.heads + h, 0);
+    tmaLoad4(st + 2 * kWgItemTile, &rowMap, &itemFull[s], i0, 0, b * d.heads + h, 0);
   };
   if (threadIdx.x == 0)
-    for (int w = 0; w < min(2, nItems); w++) load(w);
-  // This warp is done with item w's stage: the 8th warp to say so for this round refills it with item w + 2.
+    for (int w = 0; w < min(NS, nItems); w++) load(w);
+  // This warp is done with item w's stage: the 8th warp to say so for this round refills it with item w + NS.
   auto release = [&](int w) {
     __syncwarp();
-    if (lane == 0 && atomicAdd(&itemDone[w & 1], 1) == 8 * (w >> 1) + 7 && w + 2 < nItems) load(w + 2);
+    if (lane == 0 && atomicAdd(&itemDone[w % NS], 1) == 8 * (w / NS) + 7 && w + NS < nItems) load(w + NS);
   };
 
   float ak[16][4], av[16][4];
@@ -1531,20 +1569,59 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
   zeroAcc(av);
   const int keyA = j0 + wg * 64 + warp * 16 + g, keyB = keyA + 8;
   const uint32_t kRows = smemAddr(sK) + wgChunkOffset(wg * 64, 0), vRows = smemAddr(sV) + wgChunkOffset(wg * 64, 0);
+  auto itemAddr = [&](int w) { return smemAddr(sStage) + (w % NS) * STAGE; };
+  // Sᵀ and dPᵀ of item w, once its stage has landed (the caller commits and waits).
+  auto issueScores = [&](float (&st)[8][4], float (&dpt)[8][4], int w) {
+    mbarWait(&itemFull[w % NS], (uint32_t)(w / NS) & 1);
+    wgIssuePair64(st, dpt, kRows, itemAddr(w), vRows, itemAddr(w) + kWgItemTile);
+  };
+  float st[8][4], dpt[8][4];  // Sᵀ, dPᵀ of item w, then Pᵀ, dSᵀ (f32)
+  uint32_t pa[4][4], da[4][4];  // Pᵀ, dSᵀ of item w − 1: read by its dV, dK products until the next wgWait<0>
   mbarWait(&kvFull, 0);  // also where no query sees these keys: the copies land before the CTA leaves
+  if (nItems > 0) {
+    issueScores(st, dpt, 0);
+    wgCommit();
+    wgWait<0>();
+    wgFenceAcc(st);
+    wgFenceAcc(dpt);
+  }
+  // Iteration w: Sᵀ, dPᵀ of item w are in st, dpt; dV, dK of item w − 1 may still run (they read its Q and dO tiles
+  // in place: its stage is released only once they are complete). The scores of item w + 1 and dV, dK of item w are
+  // issued together, so that item w + 1's element step runs beside item w's products.
   for (int w = 0; w < nItems; w++) {
-    const int s = w & 1;
-    mbarWait(&itemFull[s], (uint32_t)(w >> 1) & 1);
-    const uint32_t itemAddr = smemAddr(sStage) + s * STAGE;
-    const float* rows = reinterpret_cast<const float*>(sStage + s * STAGE + 4 * kWgItemTile);
-    const float* rL2 = rows;
-    const float* rD = rows + BQ;
+    const float* rows = reinterpret_cast<const float*>(sStage + (w % NS) * STAGE + 2 * kWgItemTile);
     const int* rVis = reinterpret_cast<const int*>(rows + 2 * BQ);  // e1, s2, e2: BQ each
     const bool full = (sList[w % nList] & 1) != 0;
-
-    dkvItem(ak, av, kRows, vRows, itemAddr, full, sl2, rL2, rD, rVis, rVis + BQ, rVis + 2 * BQ, keyA, keyB, tig);
-    release(w);
+    dkvElements(st, dpt, full, sl2, rows, rows + BQ, rVis, rVis + BQ, rVis + 2 * BQ, keyA, keyB, tig);
+    wgWait<0>();
+    wgFenceAcc(ak);
+    wgFenceAcc(av);
+    wgFenceFrag(pa);
+    wgFenceFrag(da);
+    if (w > 0) release(w - 1);
+    dkvPack(pa, da, st, dpt);
+    const bool more = w + 1 < nItems;
+    if (more) {
+      issueScores(st, dpt, w + 1);
+      wgCommit();
+    }
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS<1>(av, pa[kk], wgRowsMnDesc(itemAddr(w) + kWgItemTile, kk));
+#pragma unroll
+    for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS<1>(ak, da[kk], wgRowsMnDesc(itemAddr(w), kk));
+    wgCommit();
+    if (more) {
+      wgWait<1>();
+      wgFenceAcc(st);
+      wgFenceAcc(dpt);
+    }
   }
+  wgWait<0>();
+  wgFenceAcc(ak);
+  wgFenceAcc(av);
+  wgFenceFrag(pa);
+  wgFenceFrag(da);
   storeDkv(ak, av, dk, dkdt, dv, dvdt, d, b, hk, keyA, keyB, tig);
 #endif
 }
@@ -1552,23 +1629,26 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
 // ---- backward dQ, version 3: Hopper warpgroup MMA (sm_90a, head dim 128) ----
 // One CTA per (query head, 128-query tile, batch) as version 2's dQ, two warpgroups of 64 rows; key tiles of 64:
 //   S = Q·Kᵀ, dP = dO·Vᵀ (64 × 64 per warpgroup; A: the Q or dO rows, B: the K or V tile, K-major over the head dim),
-//   dS = P ⊙ (dP − D), P = exp2(S·scale·log2e − lse·log2e), dQ += dS·K (A: dS from registers, B: the Kᵀ tile,
-//   K-major over the keys; Kᵀ from attnTransposeHeads). K, V and Kᵀ tiles double-buffered through cp.async.
-// 32 KB Q + 32 KB dO + two buffers of K, V (64 × 128) and Kᵀ (128 × 64), 16 KB each: 160 KB, 1 KB of alignment.
-constexpr size_t kWgDqSmem = (size_t)2 * kWgTileBytes + 6 * (size_t)kWgItemTile + 1024;
+//   dS = P ⊙ (dP − D), P = exp2(S·scale·log2e − lse·log2e), dQ += dS·K (A: dS from registers, B: the K tile read
+//   in place, MN-major: wgRowsMnDesc). K and V tiles in three buffers through cp.async: a tile's S and dP products
+//   are issued with the previous tile's dQ product, whose buffer the copy of the tile after next may only overwrite
+//   once every warpgroup has waited for that product.
+// 32 KB Q + 32 KB dO + three buffers of K and V (64 × 128, 16 KB each): 160 KB, 1 KB of alignment.
+constexpr int kWgDqBuffers = 3;
+constexpr size_t kWgDqSmem = (size_t)2 * kWgTileBytes + 2 * kWgDqBuffers * (size_t)kWgItemTile + 1024;
 
 __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ dout, const bf16* __restrict__ q,
-                                                      const bf16* __restrict__ k, const bf16* __restrict__ kT,
-                                                      const bf16* __restrict__ v, const float* __restrict__ lse,
-                                                      const float* __restrict__ Dv, int ldT, void* dq, int dqdt,
+                                                      const bf16* __restrict__ k, const bf16* __restrict__ v,
+                                                      const float* __restrict__ lse, const float* __restrict__ Dv,
+                                                      void* dq, int dqdt,
                                                       AttnDims d, AttnMask m) {
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int D = kWgD, BC = kWgBq;  // 64 keys per tile
+  constexpr int D = kWgD, BC = kWgBq, NB = kWgDqBuffers;  // 64 keys per tile
   constexpr int TILE = kWgTileBytes / 2, ITEM = kWgItemTile / 2;  // elements
   extern __shared__ __align__(16) unsigned char smRaw[];
   bf16* sQ = reinterpret_cast<bf16*>(smRaw + ((1024 - smemAddr(smRaw) % 1024) % 1024));  // swizzle atoms: aligned
   bf16* sO = sQ + TILE;
-  bf16* sKey = sO + TILE;  // buffer b: K, V, Kᵀ at sKey + (3·b + 0..2)·ITEM
+  bf16* sKey = sO + TILE;  // buffer b: K, V at sKey + (2·b + 0..1)·ITEM
   __shared__ int sRange[3];
   __shared__ int sHull[2][3];
 
@@ -1580,7 +1660,6 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
   const size_t qStride = (size_t)d.heads * D, kStride = (size_t)d.kvHeads * D;
   const bf16* kBase = k + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
   const bf16* vBase = v + (size_t)b * d.kvStride * kStride + (size_t)hk * D;
-  const bf16* ktBase = kT + ((size_t)b * d.kvHeads + hk) * D * ldT;
 
   const int rowA = i0 + wg * 64 + warp * 16 + g;
   const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
@@ -1600,64 +1679,95 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
   float acc[16][4];
   zeroAcc(acc);
   const int nTiles = tr.count();
-  auto issue = [&](int it) {
-    const int j = tr.tile(it) * BC;
-    bf16* t = sKey + 3 * (it & 1) * ITEM;
-    loadTileWg<64>(t, kBase + (size_t)j * kStride, kStride, d.tk - j);
-    loadTileWg<64>(t + ITEM, vBase + (size_t)j * kStride, kStride, d.tk - j);
-    loadTileWg<128, 8>(t + 2 * ITEM, ktBase + j, ldT, D);
+  // Tile t's K and V into buffer t % NB, one cp.async group.
+  auto issue = [&](int t) {
+    const int j = tr.tile(t) * BC;
+    bf16* buf = sKey + 2 * (t % NB) * ITEM;
+    loadTileWg<64>(buf, kBase + (size_t)j * kStride, kStride, d.tk - j);
+    loadTileWg<64>(buf + ITEM, vBase + (size_t)j * kStride, kStride, d.tk - j);
     cpAsyncCommit();
   };
+  auto tileAddr = [&](int t) { return smemAddr(sKey) + 2 * (t % NB) * kWgItemTile; };
+  auto sees = [&](int t) { return wt.sees(t, BC); };  // uniform over the warpgroup
+  float s[8][4], dp[8][4];  // S and dP of tile it, then dS (f32)
+  uint32_t da[4][4];        // dS of tile it − 1 as A fragments, read by its dQ product until the next wgWait<0>
   if (nTiles > 0) {
     loadTileWg(sQ, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
     loadTileWg(sO, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
     issue(0);
-  }
-  for (int it = 0; it < nTiles; it++) {
-    const int j0 = tr.tile(it) * BC;
-    cpAsyncWait<0>();
+    if (nTiles > 1) {
+      issue(1);
+      cpAsyncWait<1>();
+    } else {
+      cpAsyncWait<0>();
+    }
     fenceProxyAsync();
     __syncthreads();
-    if (it + 1 < nTiles) issue(it + 1);
-    if (!(j0 < wt.e1 || max(j0, wt.s2) < min(j0 + BC, wt.e2))) continue;  // wt.sees(it), uniform over the warpgroup
-    const uint32_t tAddr = smemAddr(sKey) + 3 * (it & 1) * kWgItemTile;
-
-    float s[8][4], dp[8][4];
-    wgFence();
+    if (sees(0)) {
+      wgIssuePair64(s, dp, qRows, tileAddr(0), oRows, tileAddr(0) + kWgItemTile);
+      wgCommit();
+      wgWait<0>();
+      wgFenceAcc(s);
+      wgFenceAcc(dp);
+    }
+  }
+  // Iteration it: S and dP of tile it are in s, dp (if the warpgroup sees it); dQ of tile it − 1 may still run. The
+  // products of tile it + 1 and dQ of tile it are issued together, so that tile it + 1's element step runs beside
+  // tile it's dQ product.
+  for (int it = 0; it < nTiles; it++) {
+    const int j0 = tr.tile(it) * BC;
+    const bool act = sees(it), more = it + 1 < nTiles;
+    if (act) {
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++) wgmmaSS64(s, wgStepDesc(qRows, kk), wgStepDesc<64>(tAddr, kk), kk);
+      for (int r = 0; r < 2; r++) {
+        const bool full = allVisible(vis[r], j0, j0 + BC);
 #pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-      wgmmaSS64(dp, wgStepDesc(oRows, kk), wgStepDesc<64>(tAddr + kWgItemTile, kk), kk);
-    wgCommit();
-    wgWait<0>();
-    wgFenceAcc(s);
-    wgFenceAcc(dp);
+        for (int n = 0; n < 8; n++) {
 #pragma unroll
-    for (int r = 0; r < 2; r++) {
-      const bool full = allVisible(vis[r], j0, j0 + BC);
-#pragma unroll
-      for (int n = 0; n < 8; n++) {
-#pragma unroll
-        for (int e = 2 * r; e < 2 * r + 2; e++) {
-          const bool seen = full || isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1));
-          const float p = (l2[r] != -INFINITY && seen) ? exp2f(s[n][e] * sl2 - l2[r]) : 0.0f;
-          dp[n][e] = p * (dp[n][e] - Dr[r]);
+          for (int e = 2 * r; e < 2 * r + 2; e++) {
+            const bool seen = full || isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1));
+            const float p = (l2[r] != -INFINITY && seen) ? exp2f(s[n][e] * sl2 - l2[r]) : 0.0f;
+            dp[n][e] = p * (dp[n][e] - Dr[r]);
+          }
         }
       }
     }
-    uint32_t da[4][4];
-#pragma unroll
-    for (int kk = 0; kk < 4; kk++) accToA(da[kk], dp[2 * kk], dp[2 * kk + 1]);
-    wgFenceAcc(acc);
-    wgFence();
-#pragma unroll
-    for (int kk = 0; kk < BC / 16; kk++) wgmmaRS(acc, da[kk], wgStepDesc(tAddr + 2 * kWgItemTile, kk));
-    wgCommit();
+    // dQ of tile it − 1 is complete: its A fragments and (once every warpgroup is past the barrier) its buffer free.
     wgWait<0>();
     wgFenceAcc(acc);
     wgFenceFrag(da);
+    if (act) {
+#pragma unroll
+      for (int kk = 0; kk < 4; kk++) accToA(da[kk], dp[2 * kk], dp[2 * kk + 1]);
+    }
+    bool actNext = false;
+    if (more) {
+      cpAsyncWait<0>();  // tile it + 1 (the only group in flight)
+      fenceProxyAsync();
+      __syncthreads();
+      if (it + 2 < nTiles) issue(it + 2);  // into tile it − 1's buffer
+      actNext = sees(it + 1);
+    }
+    if (actNext) {
+      wgIssuePair64(s, dp, qRows, tileAddr(it + 1), oRows, tileAddr(it + 1) + kWgItemTile);
+      wgCommit();
+    }
+    if (act) {
+      wgFence();
+#pragma unroll
+      for (int kk = 0; kk < BC / 16; kk++) wgmmaRS<1>(acc, da[kk], wgRowsMnDesc(tileAddr(it), kk));
+      wgCommit();
+    }
+    if (actNext) {
+      if (act) wgWait<1>();
+      else wgWait<0>();
+      wgFenceAcc(s);
+      wgFenceAcc(dp);
+    }
   }
+  wgWait<0>();
+  wgFenceAcc(acc);
+  wgFenceFrag(da);
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     const int row = rowA + 8 * r;
@@ -2235,6 +2345,15 @@ void allowSmem(K kernel, size_t bytes) {
               "cudaFuncSetAttribute(attention shared memory)");
 }
 
+// Whether a block may have `bytes` of dynamic shared memory on this device (the opt-in per-block limit), with 2 KiB to
+// spare for the kernels' static arrays.
+bool smemFits(size_t bytes) {
+  int dev = 0, perBlock = 0;
+  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
+  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
+  return bytes + 2048 <= (size_t)perBlock;
+}
+
 /** A bf16 view of a tensor: the tensor itself, or a bf16 copy in scratch memory. */
 struct Bf16View {
   const bf16* p;
@@ -2302,33 +2421,23 @@ void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, floa
   checkLaunch("attention.forward(wgmma v3)");
 }
 
-// Version 4 (attnFwdTma): Vᵀ as version 3's, then tensor maps of Q [batch, tq, heads, 128], K [batch, tk (rows of
-// kvStride), kvHeads, 128] and Vᵀ [batch, kvHeads, 128, ldT] (innermost last here; tma.cuh lists them innermost first)
-// whose boxes are 128 rows of 64 elements. Keys past tk and queries past tq arrive as zeros. False, before any launch,
-// where a map cannot be made (driver without cuTensorMapEncodeTiled, a base not 16-byte aligned): version 3 runs.
+// Version 4 (attnFwdTma): tensor maps of Q [batch, tq, heads, 128] and K, V [batch, tk (rows of kvStride), kvHeads,
+// 128] (innermost last here; tma.cuh lists them innermost first) whose boxes are 128 rows of 64 elements. Keys past
+// tk and queries past tq arrive as zeros. False, before any launch, where a map cannot be made (driver without
+// cuTensorMapEncodeTiled, a base not 16-byte aligned): version 3 runs.
 bool fwdTma(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, float* lse, const AttnDims& d,
             const AttnMask& m, bool pingPong) {
   constexpr uint64_t D = kWgD, E = sizeof(bf16);
-  int dev = 0, perBlock = 0;
-  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
-  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
-  if (kTmaSmem + 2048 > (size_t)perBlock || !(d.scale > 0.0f)) return false;  // wgSoftmaxFma needs scale > 0
-  const int ldT = (d.tk + kWgKeys - 1) / kWgKeys * kWgKeys;
+  if (!smemFits(kTmaSmem) || !(d.scale > 0.0f)) return false;  // wgSoftmaxFma needs scale > 0
   const uint64_t B = (uint64_t)d.batch, H = (uint64_t)d.heads, Hk = (uint64_t)d.kvHeads;
   CUtensorMap qMap, kMap, vMap;
   const uint64_t qDims[4] = {D, H, (uint64_t)d.tq, B}, qStrides[3] = {D * E, H * D * E, (uint64_t)d.tq * H * D * E};
   const uint64_t kDims[4] = {D, Hk, (uint64_t)d.tk, B};
   const uint64_t kStrides[3] = {D * E, Hk * D * E, (uint64_t)d.kvStride * Hk * D * E};
   if (!tmaMapBf16(&qMap, q, qDims, qStrides, {64, 1, 128, 1}) ||
-      !tmaMapBf16(&kMap, k, kDims, kStrides, {64, 1, 128, 1}))
+      !tmaMapBf16(&kMap, k, kDims, kStrides, {64, 1, 128, 1}) ||
+      !tmaMapBf16(&vMap, v, kDims, kStrides, {64, 1, 128, 1}))
     return false;
-  Scratch vt((size_t)d.batch * d.kvHeads * kWgD * ldT * sizeof(bf16));
-  if (!tmaMapBf16(&vMap, vt.as<bf16>(), {(uint64_t)ldT, D, Hk, B},
-                  {(uint64_t)ldT * E, D * ldT * E, Hk * D * ldT * E}, {64, 128, 1, 1}))
-    return false;
-  dim3 tg((unsigned)(ldT / 32), (unsigned)(d.kvHeads * (kWgD / 32)), (unsigned)d.batch);
-  attnTransposeHeads<<<tg, 256, 0, stream()>>>(v, vt.as<bf16>(), d.kvStride, d.tk, d.kvHeads, ldT);
-  checkLaunch("attention.forward(transpose V)");
   dim3 grid((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
   if (pingPong) {
     allowSmem(attnFwdTma<true>, kTmaSmem);
@@ -2341,35 +2450,28 @@ bool fwdTma(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, flo
   return true;
 }
 
-// Version 4's dK/dV (attnBwdDkvTma) on the Qᵀ, dOᵀ copies of bwdWg: the row table, then tensor maps of K, V
-// [batch, tk (rows of kvStride), kvHeads, 128], Q, dO [batch, tq, heads, 128], Qᵀ, dOᵀ [batch, heads, 128, ldT] and
-// the table [batch·heads, 5, ldR] (innermost last), whose boxes are 128 or 64 rows of 64 elements (the table's: 5 × 64
-// values, unswizzled). False, before any launch, where a map cannot be made: version 3's kernel runs.
-bool dkvTma(const bf16* dout, const bf16* doT, const bf16* q, const bf16* qT, const bf16* k, const bf16* v, int ldT,
-            const float* lse, const float* Dv, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d,
-            const AttnMask& m) {
+// Version 4's dK/dV (attnBwdDkvTma): the row table, then tensor maps of K, V [batch, tk (rows of kvStride), kvHeads,
+// 128], Q, dO [batch, tq, heads, 128] and the table [batch·heads, 5, ldR] (innermost last), whose boxes are 128 or 64
+// rows of 64 elements (the table's: 5 × 64 values, unswizzled). False, before any launch, where a map cannot be made:
+// version 3's kernel runs.
+bool dkvTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dk,
+            int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
   constexpr uint64_t D = kWgD, E = sizeof(bf16);
   const size_t smem = tmaDkvSmem((d.tq + kWgBq - 1) / kWgBq);
-  int dev = 0, perBlock = 0;
-  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
-  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
-  if (smem + 2048 > (size_t)perBlock) return false;
+  if (!smemFits(smem)) return false;
   const uint64_t B = (uint64_t)d.batch, H = (uint64_t)d.heads, Hk = (uint64_t)d.kvHeads, T = (uint64_t)d.tq;
   const int ldR = (d.tq + 3) / 4 * 4;  // table rows: 16-byte strides
   Scratch table((size_t)d.batch * d.heads * kRowFields * ldR * sizeof(float));
-  CUtensorMap kMap, vMap, qMap, oMap, qtMap, otMap, rowMap;
+  CUtensorMap kMap, vMap, qMap, oMap, rowMap;
   const uint64_t kDims[4] = {D, Hk, (uint64_t)d.tk, B};
   const uint64_t kStrides[3] = {D * E, Hk * D * E, (uint64_t)d.kvStride * Hk * D * E};
   const uint64_t qDims[4] = {D, H, T, B}, qStrides[3] = {D * E, H * D * E, T * H * D * E};
-  const uint64_t tDims[4] = {(uint64_t)ldT, D, H, B}, tStrides[3] = {(uint64_t)ldT * E, D * ldT * E, H * D * ldT * E};
   const uint64_t rDims[4] = {T, kRowFields, B * H, 1};
   const uint64_t rStrides[3] = {(uint64_t)ldR * 4, (uint64_t)kRowFields * ldR * 4, B * H * kRowFields * ldR * 4};
   if (!tmaMapBf16(&kMap, k, kDims, kStrides, {64, 1, 128, 1}) ||
       !tmaMapBf16(&vMap, v, kDims, kStrides, {64, 1, 128, 1}) ||
       !tmaMapBf16(&qMap, q, qDims, qStrides, {64, 1, 64, 1}) ||
       !tmaMapBf16(&oMap, dout, qDims, qStrides, {64, 1, 64, 1}) ||
-      !tmaMapBf16(&qtMap, qT, tDims, tStrides, {64, 128, 1, 1}) ||
-      !tmaMapBf16(&otMap, doT, tDims, tStrides, {64, 128, 1, 1}) ||
       !tmaMapF32(&rowMap, table.as<float>(), rDims, rStrides, {64, kRowFields, 1, 1}))
     return false;
   const size_t rows = (size_t)d.batch * d.heads * d.tq;
@@ -2377,25 +2479,21 @@ bool dkvTma(const bf16* dout, const bf16* doT, const bf16* q, const bf16* qT, co
   checkLaunch("attention.backward(row table)");
   allowSmem(attnBwdDkvTma, smem);
   dim3 gk((unsigned)((d.tk + kWgKeys - 1) / kWgKeys), (unsigned)d.kvHeads, (unsigned)d.batch);
-  attnBwdDkvTma<<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, qtMap, otMap, rowMap, dk, dkdt, dv, dvdt, d, m);
+  attnBwdDkvTma<<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, rowMap, dk, dkdt, dv, dvdt, d, m);
   checkLaunch("attention.backward.dkv(tma v4)");
   return true;
 }
 
-// Version 3's backward: dQ by attnBwdDqWg on a Kᵀ copy, dK/dV by attnBwdDkvWg on Qᵀ and dOᵀ copies (scratch memory);
-// with tma (version 4) dK/dV by attnBwdDkvTma where dkvTma can make its maps.
+// Version 3's backward: dQ by attnBwdDqWg, dK/dV by attnBwdDkvWg on Qᵀ and dOᵀ copies (scratch memory); with tma
+// (version 4) dK/dV by attnBwdDkvTma (no copies) where dkvTma can make its maps.
 void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
            int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m, bool tma) {
   constexpr int D = kWgD;
-  const int ldK = (d.tk + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-key tiles
-  Scratch kT((size_t)d.batch * d.kvHeads * D * ldK * sizeof(bf16));
-  dim3 tk((unsigned)(ldK / 32), (unsigned)(d.kvHeads * (D / 32)), (unsigned)d.batch);
-  attnTransposeHeads<<<tk, 256, 0, stream()>>>(k, kT.as<bf16>(), d.kvStride, d.tk, d.kvHeads, ldK);
-  checkLaunch("attention.backward(transpose K)");
   allowSmem(attnBwdDqWg, kWgDqSmem);
   dim3 gq((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
-  attnBwdDqWg<<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, kT.as<bf16>(), v, lse, Dv, ldK, dq, dqdt, d, m);
+  attnBwdDqWg<<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
   checkLaunch("attention.backward.dq(wgmma v3)");
+  if (tma && dkvTma(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m)) return;
   const int ldT = (d.tq + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-query tiles: the kernel reads them unguarded
   const size_t nT = (size_t)d.batch * d.heads * D * ldT;
   Scratch qT(nT * sizeof(bf16)), doT(nT * sizeof(bf16));
@@ -2403,7 +2501,6 @@ void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const 
   attnTransposeHeads<<<tg, 256, 0, stream()>>>(q, qT.as<bf16>(), d.tq, d.tq, d.heads, ldT);
   attnTransposeHeads<<<tg, 256, 0, stream()>>>(dout, doT.as<bf16>(), d.tq, d.tq, d.heads, ldT);
   checkLaunch("attention.backward(transpose Q, dO)");
-  if (tma && dkvTma(dout, doT.as<bf16>(), q, qT.as<bf16>(), k, v, ldT, lse, Dv, dk, dkdt, dv, dvdt, d, m)) return;
   const size_t smem = wgDkvSmem((d.tq + kWgBq - 1) / kWgBq);
   allowSmem(attnBwdDkvWg, smem);
   dim3 gk((unsigned)((d.tk + kWgKeys - 1) / kWgKeys), (unsigned)d.kvHeads, (unsigned)d.batch);
@@ -2488,10 +2585,7 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
 // Version 1 also runs where the device cannot give a block version 2's shared memory (smem2: dynamic bytes; 2 KiB
 // more for the static arrays).
 int attnVersion(const AttnDims& d, size_t smem2) {
-  int dev = 0, perBlock = 0;
-  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
-  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
-  if (smem2 + 2048 > (size_t)perBlock) return 1;
+  if (!smemFits(smem2)) return 1;
   const char* e = std::getenv("PARO_ATTN_KERNEL");
   if (e != nullptr && std::strcmp(e, "v1") == 0) return 1;
   if (e != nullptr && std::strcmp(e, "v2") == 0) return 2;
@@ -2507,12 +2601,11 @@ int attnVersion(const AttnDims& d, size_t smem2) {
 bool wgmmaForward(const AttnDims& d) {
 #ifdef PARO_HAVE_SM90A
   if (d.headDim != kWgD) return false;
-  int dev = 0, major = 0, minor = 0, perBlock = 0;
+  int dev = 0, major = 0, minor = 0;
   checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
   checkCuda(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev), "cudaDeviceGetAttribute");
   checkCuda(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev), "cudaDeviceGetAttribute");
-  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
-  return major == 9 && minor == 0 && kWgSmem + 2048 <= (size_t)perBlock;
+  return major == 9 && minor == 0 && smemFits(kWgSmem);
 #else
   (void)d;
   return false;
@@ -2524,10 +2617,7 @@ bool wgmmaForward(const AttnDims& d) {
 // work: on a short grid version 2's per-query-head split balances better; see dkvSplit). Otherwise version 2's.
 bool wgmmaBackward(const AttnDims& d) {
   if (!wgmmaForward(d)) return false;
-  int dev = 0, perBlock = 0;
-  checkCuda(cudaGetDevice(&dev), "cudaGetDevice");
-  checkCuda(cudaDeviceGetAttribute(&perBlock, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev), "cudaDeviceGetAttribute");
-  if (wgDkvSmem((d.tq + kWgBq - 1) / kWgBq) + 2048 > (size_t)perBlock) return false;
+  if (!smemFits(wgDkvSmem((d.tq + kWgBq - 1) / kWgBq))) return false;
   const size_t ctas = (size_t)d.batch * d.kvHeads * ((d.tk + kWgKeys - 1) / kWgKeys);
   return ctas >= (size_t)4 * smCount();
 }

@@ -38,7 +38,7 @@ __device__ __forceinline__ uint64_t wgDesc(uint32_t addr, uint32_t lbo, uint32_t
 // Which descriptor field an MN-major swizzled operand's strides go in (wgDescMn): PTX ISA and CUTLASS describe LBO as
 // the step between 64-element atom columns along M/N and SBO as the step between 8-row groups along K;
 // native/tools/wgmma-probe.cu tests both on a device: this reading matched on an H100, the other did not (run 29)
-// (test/cuda-emu/wgmma.cuh holds the same constant).
+// (the host emulation, test/cuda-emu/wgmma.cuh, has its own wgDescMn, written as the device reads it).
 constexpr bool kWgMnLboAlongMn = true;
 
 // A B operand stored MN-major (element (n, k) in row k, n contiguous) in 128-byte swizzle atoms of 8 rows × 64

@@ -1,7 +1,7 @@
 // Host emulation of native/src/wgmma.cuh (same names; found first on the emulation's include path): the warpgroup
-// MMA m64n128k16 bf16 → f32 with operands read from g_smem through K-major unswizzled matrix descriptors (element
-// (r, k) at start + (r/8)·SBO + (k/8)·LBO + (r%8)·16 + (k%8)·2 bytes, PTX ISA "Matrix Descriptor Format") or, for A,
-// from the registers of the warp's lanes in mma.sync's A layout. Products are summed in double and computed at issue
+// MMA m64n128k16 bf16 → f32 with operands read from g_smem through K-major matrix descriptors, unswizzled (element
+// (r, k) at start + (r/8)·SBO + (k/8)·LBO + (r%8)·16 + (k%8)·2 bytes, PTX ISA "Matrix Descriptor Format") or with the
+// 128-byte swizzle, B also MN-major (wgDescMn), A also from the registers of the warp's lanes in mma.sync's A layout. Products are summed in double and computed at issue
 // (the kernels leave operands and accumulators alone until wgWait); the fences are no-ops here.
 #pragma once
 #include <cstdint>
@@ -26,6 +26,10 @@ inline void wgFenceAcc(float (&)[N][4]) {}
 template <int N>
 inline void wgFenceFrag(uint32_t (&)[N][4]) {}
 
+// An MN-major B operand's descriptor as the device reads it (run 29's wgmma probe, form 5): LBO the step between
+// 64-element atom columns along N, SBO (1024) the step between 8-row groups along K.
+inline uint64_t wgDescMn(uint32_t addr, uint32_t mnStride) { return wgDesc(addr, mnStride, 1024, kWgSwizzle128); }
+
 // Element (r, k) of a K-major operand whose descriptor is desc. 128-byte swizzle: the unswizzled address of 8-row
 // atoms (rows 128 bytes apart, atoms SBO apart) with address bits 4–6 XORed with bits 7–9.
 inline float emuDescElem(uint64_t desc, int r, int k) {
@@ -40,6 +44,19 @@ inline float emuDescElem(uint64_t desc, int r, int k) {
     byte = addr + (r / 8) * sbo + (r % 8) * 128 + k * 2;
     byte ^= ((byte >> 7) & 7) << 4;
   }
+  if (byte + 2 > sizeof(g_smem)) throw std::runtime_error("emu: wgmma operand outside shared memory");
+  return bf16ToF(reinterpret_cast<const uint16_t*>(reinterpret_cast<const char*>(g_smem) + byte)[0]);
+}
+
+// Element (n, k) of an MN-major operand (128-byte swizzle only: row k of 64 elements n, atoms of 8 rows × 128 bytes):
+// atom column n / 64 at LBO, 8-row group k / 8 at SBO, then the same XOR of address bits 4–6 with bits 7–9.
+inline float emuDescElemMn(uint64_t desc, int n, int k) {
+  if ((uint32_t)(desc >> 62) != kWgSwizzle128) throw std::runtime_error("emu: MN-major operand without the 128-byte swizzle");
+  const uint32_t addr = (uint32_t)(desc & 0x3FFF) << 4, lbo = (uint32_t)((desc >> 16) & 0x3FFF) << 4,
+                 sbo = (uint32_t)((desc >> 32) & 0x3FFF) << 4;
+  if ((addr & 0x380) != 0) throw std::runtime_error("emu: swizzled operand start not in the first row of an atom");
+  uint32_t byte = addr + (n / 64) * lbo + (k / 8) * sbo + (k % 8) * 128 + (n % 64) * 2;
+  byte ^= ((byte >> 7) & 7) << 4;
   if (byte + 2 > sizeof(g_smem)) throw std::runtime_error("emu: wgmma operand outside shared memory");
   return bf16ToF(reinterpret_cast<const uint16_t*>(reinterpret_cast<const char*>(g_smem) + byte)[0]);
 }
@@ -70,7 +87,8 @@ inline void wgmmaSS64(float (&d)[8][4], uint64_t da, uint64_t db, int accumulate
 }
 
 // A from the registers of the warp's 32 lanes: lane 4·(r%8) + (k%8)/2 holds row r (of the warp's 16) and column k in
-// register (r ≥ 8) + 2·(k ≥ 8), low half for even k.
+// register (r ≥ 8) + 2·(k ≥ 8), low half for even k. B K-major, or MN-major with kTransB.
+template <int kTransB = 0>
 inline void wgmmaRS(float (&d)[16][4], const uint32_t (&a)[4], uint64_t db) {
   const int t = (int)threadIdx.x, w0 = t - t % 32, w = (t / 32) % 4;
   for (int i = 0; i < 4; i++) g_x[t][i] = a[i];
@@ -84,7 +102,7 @@ inline void wgmmaRS(float (&d)[16][4], const uint32_t (&a)[4], uint64_t db) {
   }
   __syncwarp();
   emuWgmma(d, true, [&](int r, int k) { return A[r - 16 * w][k]; },
-           [&](int c, int k) { return emuDescElem(db, c, k); });
+           [&](int c, int k) { return kTransB ? emuDescElemMn(db, c, k) : emuDescElem(db, c, k); });
 }
 
 }  // namespace
