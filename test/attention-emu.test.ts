@@ -68,6 +68,8 @@ interface EmuCase {
    * DFlash mask's v1/v2 paths are covered at head dim 64); the emulation costs about a minute per d128 version.
    */
   versions?: string;
+  /** Extra environment of the run (k_attention.cu's switches: PARO_ATTN_SERIAL, PARO_ATTN_BWD_WAVES). */
+  env?: Record<string, string>;
 }
 
 const CASES: EmuCase[] = [
@@ -86,6 +88,9 @@ const CASES: EmuCase[] = [
   // K and V (they must wait for those copies before leaving); 3 CTAs for 1 SM.
   { label: 'd128 causal tq 128 tk 384: dK/dV CTAs whose keys no query sees', D: 128, batch: 1, tq: 128, tk: 384, kvStride: 384, heads: 2, kvHeads: 2, mask: 0, odt: 1, smCount: 1, versions: '34' },
   { label: 'd128 causal qOffset tk 515: version 4 refills its TMA stages', D: 128, batch: 1, tq: 130, tk: 515, kvStride: 520, heads: 2, kvHeads: 1, mask: 0, qOffset: 385, odt: 1, smCount: 1, versions: '4p' },
+  // The serial A/B variants of the backward (PARO_ATTN_SERIAL), and versions 3/4's backward on a grid of under 4 waves.
+  { label: 'd128 causal qOffset tk 515, serial dQ and dK/dV steps', D: 128, batch: 1, tq: 130, tk: 515, kvStride: 520, heads: 2, kvHeads: 1, mask: 0, qOffset: 385, odt: 1, smCount: 1, versions: '34', env: { PARO_ATTN_SERIAL: 'dq,dkv' } },
+  { label: 'd128 DFlash blocks, versions 3/4 backward on a short grid (PARO_ATTN_BWD_WAVES=0)', D: 128, batch: 1, tq: 96, tk: 224, kvStride: 224, heads: 4, kvHeads: 2, mask: 2, dflash: { ctxLen: 128, blockSize: 16, nBlocks: 6 }, odt: 1, versions: '34', env: { PARO_ATTN_BWD_WAVES: '0' } },
 ];
 
 describe.skipIf(!hasGpp)('k_attention.cu tensor-core kernels under a host emulation vs a double reference (needs g++)', () => {
@@ -99,7 +104,7 @@ describe.skipIf(!hasGpp)('k_attention.cu tensor-core kernels under a host emulat
       const f = c.dflash ?? { ctxLen: 0, blockSize: 1, nBlocks: 0 };
       const args = [c.D, c.batch, c.tq, c.tk, c.kvStride, c.heads, c.kvHeads, c.mask, c.qOffset ?? 0, f.ctxLen, f.blockSize,
         f.nBlocks, c.odt, 100 + n, c.versions ?? '1234p'].map(String);
-      const r = spawnSync(bin, args, { encoding: 'utf8', env: { ...process.env, EMU_LATE_COPIES: c.lateCopies ? '1' : '0', EMU_SM_COUNT: String(c.smCount ?? 132) } });
+      const r = spawnSync(bin, args, { encoding: 'utf8', env: { ...process.env, ...c.env, EMU_LATE_COPIES: c.lateCopies ? '1' : '0', EMU_SM_COUNT: String(c.smCount ?? 132) } });
       expect(r.status, r.stderr).toBe(0);
       const lines = r.stdout.trim().split('\n');
       // Per version (PARO_ATTN_KERNEL v1 to v4): out, lse, dq, dk, dv; v4p (version 4's backward): out, lse.

@@ -1503,6 +1503,9 @@ __device__ __forceinline__ int visibleQueryTilesFull(int* list, int* count, cons
   return *count;
 }
 
+// kOverlap (the default; false under PARO_ATTN_SERIAL=dkv): item w + 1's score products are issued with item w's
+// dV/dK products; otherwise each product is waited for before the next is issued.
+template <bool kOverlap>
 __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ CUtensorMap kMap,
                                                         const __grid_constant__ CUtensorMap vMap,
                                                         const __grid_constant__ CUtensorMap qMap,
@@ -1601,7 +1604,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
     if (w > 0) release(w - 1);
     dkvPack(pa, da, st, dpt);
     const bool more = w + 1 < nItems;
-    if (more) {
+    if (kOverlap && more) {
       issueScores(st, dpt, w + 1);
       wgCommit();
     }
@@ -1611,7 +1614,21 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS<1>(ak, da[kk], wgRowsMnDesc(itemAddr(w), kk));
     wgCommit();
-    if (more) {
+    if (!kOverlap) {
+      wgWait<0>();
+      wgFenceAcc(ak);
+      wgFenceAcc(av);
+      wgFenceFrag(pa);
+      wgFenceFrag(da);
+      if (more) {
+        issueScores(st, dpt, w + 1);
+        wgCommit();
+        wgWait<0>();
+        wgFenceAcc(st);
+        wgFenceAcc(dpt);
+      }
+    }
+    if (kOverlap && more) {
       wgWait<1>();
       wgFenceAcc(st);
       wgFenceAcc(dpt);
@@ -1637,6 +1654,9 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
 constexpr int kWgDqBuffers = 3;
 constexpr size_t kWgDqSmem = (size_t)2 * kWgTileBytes + 2 * kWgDqBuffers * (size_t)kWgItemTile + 1024;
 
+// kOverlap (the default; false under PARO_ATTN_SERIAL=dq): tile it + 1's S and dP products are issued with tile it's
+// dQ product; otherwise each product is waited for before the next is issued.
+template <bool kOverlap>
 __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ dout, const bf16* __restrict__ q,
                                                       const bf16* __restrict__ k, const bf16* __restrict__ v,
                                                       const float* __restrict__ lse, const float* __restrict__ Dv,
@@ -1748,7 +1768,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
       if (it + 2 < nTiles) issue(it + 2);  // into tile it − 1's buffer
       actNext = sees(it + 1);
     }
-    if (actNext) {
+    if (kOverlap && actNext) {
       wgIssuePair64(s, dp, qRows, tileAddr(it + 1), oRows, tileAddr(it + 1) + kWgItemTile);
       wgCommit();
     }
@@ -1758,7 +1778,19 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
       for (int kk = 0; kk < BC / 16; kk++) wgmmaRS<1>(acc, da[kk], wgRowsMnDesc(tileAddr(it), kk));
       wgCommit();
     }
-    if (actNext) {
+    if (!kOverlap) {
+      wgWait<0>();
+      wgFenceAcc(acc);
+      wgFenceFrag(da);
+      if (actNext) {
+        wgIssuePair64(s, dp, qRows, tileAddr(it + 1), oRows, tileAddr(it + 1) + kWgItemTile);
+        wgCommit();
+        wgWait<0>();
+        wgFenceAcc(s);
+        wgFenceAcc(dp);
+      }
+    }
+    if (kOverlap && actNext) {
       if (act) wgWait<1>();
       else wgWait<0>();
       wgFenceAcc(s);
@@ -2345,6 +2377,23 @@ void allowSmem(K kernel, size_t bytes) {
               "cudaFuncSetAttribute(attention shared memory)");
 }
 
+// A/B switches for timing the overlapped backward steps against serial ones on a GPU (run 31 left open which part of
+// the dQ kernel's change cost ≈ 3 %): PARO_ATTN_SERIAL=dq, dkv or dq,dkv makes the dQ kernel, version 4's dK/dV
+// kernel or both wait for each product before issuing the next (same buffers, same in-place operands); bit 1 dQ,
+// bit 2 dK/dV. Read at each call, as PARO_ATTN_KERNEL.
+int attnSerial() {
+  const char* e = std::getenv("PARO_ATTN_SERIAL");
+  if (e == nullptr) return 0;
+  return (std::strstr(e, "dq") ? 1 : 0) | (std::strstr(e, "dkv") ? 2 : 0);
+}
+
+// The fewest waves of CTAs (per SM) for which versions 3 and 4 run the backward (default 4; PARO_ATTN_BWD_WAVES: to
+// time version 4's backward on short grids, where version 2's runs by default).
+int attnBwdWaves() {
+  const char* e = std::getenv("PARO_ATTN_BWD_WAVES");
+  return e ? std::max(0, std::atoi(e)) : 4;
+}
+
 // Whether a block may have `bytes` of dynamic shared memory on this device (the opt-in per-block limit), with 2 KiB to
 // spare for the kernels' static arrays.
 bool smemFits(size_t bytes) {
@@ -2477,9 +2526,14 @@ bool dkvTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const
   const size_t rows = (size_t)d.batch * d.heads * d.tq;
   attnRowTable<<<gridFor(rows, 256), 256, 0, stream()>>>(lse, Dv, table.as<float>(), ldR, d, m);
   checkLaunch("attention.backward(row table)");
-  allowSmem(attnBwdDkvTma, smem);
   dim3 gk((unsigned)((d.tk + kWgKeys - 1) / kWgKeys), (unsigned)d.kvHeads, (unsigned)d.batch);
-  attnBwdDkvTma<<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, rowMap, dk, dkdt, dv, dvdt, d, m);
+  if (attnSerial() & 2) {
+    allowSmem(attnBwdDkvTma<false>, smem);
+    attnBwdDkvTma<false><<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, rowMap, dk, dkdt, dv, dvdt, d, m);
+  } else {
+    allowSmem(attnBwdDkvTma<true>, smem);
+    attnBwdDkvTma<true><<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, rowMap, dk, dkdt, dv, dvdt, d, m);
+  }
   checkLaunch("attention.backward.dkv(tma v4)");
   return true;
 }
@@ -2489,9 +2543,14 @@ bool dkvTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const
 void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
            int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m, bool tma) {
   constexpr int D = kWgD;
-  allowSmem(attnBwdDqWg, kWgDqSmem);
   dim3 gq((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
-  attnBwdDqWg<<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
+  if (attnSerial() & 1) {
+    allowSmem(attnBwdDqWg<false>, kWgDqSmem);
+    attnBwdDqWg<false><<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
+  } else {
+    allowSmem(attnBwdDqWg<true>, kWgDqSmem);
+    attnBwdDqWg<true><<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
+  }
   checkLaunch("attention.backward.dq(wgmma v3)");
   if (tma && dkvTma(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m)) return;
   const int ldT = (d.tq + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-query tiles: the kernel reads them unguarded
@@ -2613,13 +2672,13 @@ bool wgmmaForward(const AttnDims& d) {
 }
 
 // Whether version 3's backward runs: as wgmmaForward, the dK/dV kernel's shared memory (with the query-tile list), and
-// a grid of at least 4 waves of its one-CTA-per-SM blocks (with a causal mask the first key tiles carry most of the
+// a grid of at least attnBwdWaves() (4) waves of its one-CTA-per-SM blocks (with a causal mask the first key tiles carry most of the
 // work: on a short grid version 2's per-query-head split balances better; see dkvSplit). Otherwise version 2's.
 bool wgmmaBackward(const AttnDims& d) {
   if (!wgmmaForward(d)) return false;
   if (!smemFits(wgDkvSmem((d.tq + kWgBq - 1) / kWgBq))) return false;
   const size_t ctas = (size_t)d.batch * d.kvHeads * ((d.tk + kWgKeys - 1) / kWgKeys);
-  return ctas >= (size_t)4 * smCount();
+  return ctas >= (size_t)attnBwdWaves() * smCount();
 }
 
 }  // namespace
