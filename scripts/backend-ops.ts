@@ -618,16 +618,24 @@ export function randomPairs(K: number, I: number, gs: number, r: Rng = rng): Int
 
 type GivensKernel = 'v1' | 'v2';
 
-/** Run fn with an environment variable set (kernel versions the addon reads at each call), then restore it. */
-export function withEnv<T>(name: string, value: string, fn: () => T): T {
-  const before = process.env[name];
-  process.env[name] = value;
+/** Run fn with environment variables set (kernel versions and switches the addon reads at each call), then restore them. */
+export function withEnvs<T>(env: Record<string, string>, fn: () => T): T {
+  const names = Object.keys(env);
+  const before = names.map((n) => process.env[n]);
+  for (const n of names) process.env[n] = env[n];
   try {
     return fn();
   } finally {
-    if (before === undefined) delete process.env[name];
-    else process.env[name] = before;
+    names.forEach((n, i) => {
+      if (before[i] === undefined) delete process.env[n];
+      else process.env[n] = before[i];
+    });
   }
+}
+
+/** withEnvs for one variable. */
+export function withEnv<T>(name: string, value: string, fn: () => T): T {
+  return withEnvs({ [name]: value }, fn);
 }
 
 /** Run fn with the Givens kernel version v: PARO_GIVENS_KERNEL, which native/src/k_paro.cu reads at each call. */

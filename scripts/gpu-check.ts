@@ -20,7 +20,7 @@ import type { Backend } from '../src/engine/backend.js';
 import { CpuBackend } from '../src/engine/cpu/backend.js';
 import type { CudaBackend } from '../src/engine/cuda/backend.js';
 import { cudaAvailability, loadCudaBackend } from '../src/engine/cuda/availability.js';
-import { GROUPS, blockAttentionInputs, randomPairs, runChecks, timeOn, type Row } from './backend-ops.js';
+import { GROUPS, blockAttentionInputs, randomPairs, runChecks, timeOn, withEnv, withEnvs, type Row } from './backend-ops.js';
 import { collectiveChecks } from './collective-check.js';
 import { applyLinear, denseLinear } from '../src/model/layer-ops.js';
 
@@ -79,23 +79,38 @@ function benchmarks(gpu: CudaBackend): void {
     // Every tensor-core kernel version in the same run (PARO_ATTN_KERNEL, read by the addon at each call): v4 (v3's
     // wgmma kernels with TMA loads; sm_90a; its backward where the grid has 4 waves, else v2's) is the default at these
     // sizes, v1 to v3 before it; v4p is v4 with the forward's warpgroups ping-ponging.
-    const envBefore = process.env.PARO_ATTN_KERNEL;
     const versions = ['v1', 'v2', 'v3', 'v4', 'v4p'] as const;
     const ms = Object.fromEntries(versions.map((v) => [v, { fwd: 0, bwd: 0 }])) as Record<(typeof versions)[number], { fwd: number; bwd: number }>;
-    for (const version of versions) {
-      process.env.PARO_ATTN_KERNEL = version;
-      const fwdMs = timeGpu(() => { const r = gpu.attention(q, k, v, shape, mask); gpu.free(r.out, r.lse); });
+    const timeBwd = (): number => {
       const f = gpu.attention(q, k, v, shape, mask);
-      const bwdMs = timeGpu(() => { const r = gpu.attentionBackward(dout, q, k, v, f.out, f.lse, shape, mask); gpu.free(r.dq, r.dk, r.dv); });
+      const t = timeGpu(() => { const r = gpu.attentionBackward(dout, q, k, v, f.out, f.lse, shape, mask); gpu.free(r.dq, r.dk, r.dv); });
       gpu.free(f.out, f.lse);
-      ms[version] = { fwd: fwdMs, bwd: bwdMs };
-      console.log(`attention causal T=${T}${bt} h32/8 d128 [${version}]: fwd ${fwdMs.toFixed(3)} ms = ${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s; ` +
-        `bwd ${bwdMs.toFixed(3)} ms = ${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s (2.5× fwd FLOPs)`);
-      rows.push({ group: 'bench', op: `attention fwd T=${T}${bt} [${version}]`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: fwdMs, note: `${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s` });
-      rows.push({ group: 'bench', op: `attention bwd T=${T}${bt} [${version}]`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: bwdMs, note: `${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s` });
+      return t;
+    };
+    const bwdRow = (label: string, bwdMs: number) =>
+      rows.push({ group: 'bench', op: `attention bwd T=${T}${bt} [${label}]`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: bwdMs, note: `${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s` });
+    for (const version of versions) {
+      withEnv('PARO_ATTN_KERNEL', version, () => {
+        const fwdMs = timeGpu(() => { const r = gpu.attention(q, k, v, shape, mask); gpu.free(r.out, r.lse); });
+        const bwdMs = timeBwd();
+        ms[version] = { fwd: fwdMs, bwd: bwdMs };
+        console.log(`attention causal T=${T}${bt} h32/8 d128 [${version}]: fwd ${fwdMs.toFixed(3)} ms = ${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s; ` +
+          `bwd ${bwdMs.toFixed(3)} ms = ${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s (2.5× fwd FLOPs)`);
+        rows.push({ group: 'bench', op: `attention fwd T=${T}${bt} [${version}]`, shape: 'h32/8 d128 causal', dtype: 'bf16', ok: true, maxAbs: 0, relFro: 0, tol: 0, ms: fwdMs, note: `${(fl / fwdMs / 1e9).toFixed(0)} TFLOP/s` });
+        bwdRow(version, bwdMs);
+      });
     }
-    if (envBefore === undefined) delete process.env.PARO_ATTN_KERNEL;
-    else process.env.PARO_ATTN_KERNEL = envBefore;
+    // Version 4's backward A/B forms in the same process (k_attention.cu's switches): serial dQ and/or dK/dV steps
+    // (PARO_ATTN_SERIAL) and, on the batch-1 grids, version 4's backward instead of version 2's (PARO_ATTN_BWD_WAVES=0).
+    const forms: [string, Record<string, string>][] = B > 1
+      ? [['serial dq', { PARO_ATTN_SERIAL: 'dq' }], ['serial dkv', { PARO_ATTN_SERIAL: 'dkv' }], ['serial dq,dkv', { PARO_ATTN_SERIAL: 'dq,dkv' }]]
+      : [['waves 0', { PARO_ATTN_BWD_WAVES: '0' }], ['waves 0, serial dq,dkv', { PARO_ATTN_BWD_WAVES: '0', PARO_ATTN_SERIAL: 'dq,dkv' }]];
+    for (const [label, env] of forms) {
+      const bwdMs = withEnvs({ PARO_ATTN_KERNEL: 'v4', ...env }, timeBwd);
+      console.log(`attention causal T=${T}${bt} h32/8 d128 [v4, ${label}]: bwd ${bwdMs.toFixed(3)} ms = ` +
+        `${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s (v4 as it is: ${ms.v4.bwd.toFixed(3)} ms)`);
+      bwdRow(`v4, ${label}`, bwdMs);
+    }
     console.log(`attention causal T=${T}${bt}: v2 / v1 speed-up fwd ${(ms.v1.fwd / ms.v2.fwd).toFixed(2)}×, bwd ${(ms.v1.bwd / ms.v2.bwd).toFixed(2)}×; ` +
       `v3 (wgmma) / v2 fwd ${(ms.v2.fwd / ms.v3.fwd).toFixed(2)}×, bwd ${(ms.v2.bwd / ms.v3.bwd).toFixed(2)}×; ` +
       `v4 (TMA) / v3 fwd ${(ms.v3.fwd / ms.v4.fwd).toFixed(2)}×, v4p (ping-pong) / v3 fwd ${(ms.v3.fwd / ms.v4p.fwd).toFixed(2)}×`);
@@ -133,7 +148,6 @@ function linearBench(gpu: CudaBackend): void {
  */
 function givensBench(gpu: CudaBackend): void {
   const K = 8, gs = 128;
-  const envBefore = process.env.PARO_GIVENS_KERNEL;
   for (const [R, I] of [[4096, 4096], [12288, 4096]]) {
     const pairs = gpu.fromHost(randomPairs(K, I, gs), [K, I], 'i32');
     const theta = gpu.fromHost(Float32Array.from({ length: (K * I) / 2 }, (_, k) => 0.6 * Math.sin(k)), [K, I / 2]);
@@ -146,12 +160,13 @@ function givensBench(gpu: CudaBackend): void {
       const bytes = R * I * (dt === 'f32' ? 4 : 2);
       const ms: Record<string, number> = {};
       for (const version of ['v1', 'v2'] as const) {
-        process.env.PARO_GIVENS_KERNEL = version;
-        const fwd = timeGpu(() => gpu.free(gpu.givens(x, pairs, theta, gs, 'forward')));
-        const bwd = timeGpu(() => {
-          const r = gpu.givensBackward(dy, y, pairs, theta, gs, 'forward');
-          gpu.free(r.dx, r.dtheta);
-        });
+        const [fwd, bwd] = withEnv('PARO_GIVENS_KERNEL', version, () => [
+          timeGpu(() => gpu.free(gpu.givens(x, pairs, theta, gs, 'forward'))),
+          timeGpu(() => {
+            const r = gpu.givensBackward(dy, y, pairs, theta, gs, 'forward');
+            gpu.free(r.dx, r.dtheta);
+          }),
+        ]);
         ms[`${version}.fwd`] = fwd;
         ms[`${version}.bwd`] = bwd;
         const fwdNote = `${((2 * bytes) / fwd / 1e9).toFixed(2)} TB/s`;
@@ -167,8 +182,6 @@ function givensBench(gpu: CudaBackend): void {
     }
     gpu.free(pairs, theta);
   }
-  if (envBefore === undefined) delete process.env.PARO_GIVENS_KERNEL;
-  else process.env.PARO_GIVENS_KERNEL = envBefore;
 }
 
 function summary(): number {

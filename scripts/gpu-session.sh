@@ -79,12 +79,6 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
       step race 120 $CS --tool racecheck --print-limit 10 node $G/gpu-check.mjs --no-time --quick --group attention --only tiny ;;
     kbench) # the kernel timing rows of gpu-check (GEMM peak, attention and Givens versions side by side, ...)
       step kbench 200 node $G/gpu-check.mjs --bench --no-check ;;
-    attn-ab) # run 31's open question (docs/gpu-validation.md): kbench with each PARO_ATTN_SERIAL form of the backward,
-      # then with PARO_ATTN_BWD_WAVES=0 (version 4's backward on the batch-1 grids too); ~12 s each
-      for v in none dq dkv dq,dkv; do
-        step "kbench-serial-${v/,/-}" 200 env PARO_ATTN_SERIAL=$([ $v = none ] || echo $v) node $G/gpu-check.mjs --bench --no-check
-      done
-      step kbench-waves0 200 env PARO_ATTN_BWD_WAVES=0 node $G/gpu-check.mjs --bench --no-check ;;
     ncu) # hardware counters (Nsight Compute) of the block step's slow kernels, scripts/kernel-probe.ts; the second
       # launch of each kernel; PROBE_ARGS="--only attention|givens|transform"
       step ncu 300 $NCU --clock-control none --target-processes all --kernel-id ::regex:.:2 --section SpeedOfLight \
