@@ -91,13 +91,15 @@ __device__ __forceinline__ void wgFenceFrag(uint32_t (&a)[N][4]) {
   "%24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, "  \
   "%46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}"
 
-// d (= or +=, accumulate ≠ 0) A·Bᵀ, A 64 × 16 at descriptor da, B 128 × 16 at db (both K-major).
+// d (= or +=, accumulate ≠ 0) A·Bᵀ, A 64 × 16 at descriptor da, B 128 × 16 at db: K-major, or MN-major (a wgDescMn
+// descriptor) with kTransA / kTransB.
+template <int kTransA = 0, int kTransB = 0>
 __device__ __forceinline__ void wgmmaSS(float (&d)[16][4], uint64_t da, uint64_t db, int accumulate) {
   PARO_WGMMA_BODY(asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " PARO_WG_D ", %64, %65, p, 1, 1, 0, 0;\n}\n"
+      "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 " PARO_WG_D ", %64, %65, p, 1, 1, %67, %68;\n}\n"
       : PARO_WG_ACC_ALL
-      : "l"(da), "l"(db), "r"(accumulate));)
+      : "l"(da), "l"(db), "r"(accumulate), "n"(kTransA), "n"(kTransB));)
 }
 
 // d += A·Bᵀ with A (64 × 16) from registers (a: this thread's mma.sync A fragment) and B 128 × 16 at db: K-major, or
@@ -119,13 +121,14 @@ __device__ __forceinline__ void wgmmaRS(float (&d)[16][4], const uint32_t (&a)[4
   "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, " \
   "%24, %25, %26, %27, %28, %29, %30, %31}"
 
-// d (64 × 64, = or += as wgmmaSS) A·Bᵀ, A 64 × 16 at da, B 64 × 16 at db (both K-major).
+// d (64 × 64, = or += as wgmmaSS) A·Bᵀ, A 64 × 16 at da, B 64 × 16 at db: K-major, or MN-major with kTransA / kTransB.
+template <int kTransA = 0, int kTransB = 0>
 __device__ __forceinline__ void wgmmaSS64(float (&d)[8][4], uint64_t da, uint64_t db, int accumulate) {
   PARO_WGMMA_BODY(asm volatile(
       "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " PARO_WG_D32 ", %32, %33, p, 1, 1, 0, 0;\n}\n"
+      "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 " PARO_WG_D32 ", %32, %33, p, 1, 1, %35, %36;\n}\n"
       : PARO_WG_ACC8
-      : "l"(da), "l"(db), "r"(accumulate));)
+      : "l"(da), "l"(db), "r"(accumulate), "n"(kTransA), "n"(kTransB));)
 }
 
 #undef PARO_WG_D32

@@ -25,7 +25,7 @@ __device__ __host__ inline int swizzledOffset(int r, int k) {
 }
 
 // Element (n, k) of B stored MN-major (row k, n contiguous) in 128-byte swizzle atoms of 8 rows × 64 elements: rows
-// k, n in 0..63 in the first column of atoms, n in 64..127 in the second (4096 bytes on, after the 2 atoms of K 16).
+// k, n in 0..63 in the first column of atoms, n in 64..127 in the second (2048 bytes on, after the 2 atoms of K 16).
 __device__ __host__ inline int mnOffset(int n, int k) {
   const int byte = (n / 64) * 2048 + (k / 8) * 1024 + (k % 8) * 128 + (n % 64) * 2;
   return (byte ^ (((byte >> 7) & 7) << 4)) / 2;
@@ -34,16 +34,17 @@ __device__ __host__ inline int mnOffset(int n, int k) {
 // form 0: SS with the assumed descriptor; 1: SS with LBO and SBO exchanged in the descriptors; 2: A from registers;
 // 3: SS, 128-byte swizzle, k16 step 1 (a and b hold columns 16..31 of 64-wide rows); 4: as 3 with A from registers;
 // 5: A from registers, B MN-major (transposed) in swizzle atoms through wgDescMn; 6: as 5 with the descriptor's LBO
-// and SBO exchanged (the other reading of kWgMnLboAlongMn).
+// and SBO exchanged (the other reading of kWgMnLboAlongMn); 7: A and B both MN-major in shared memory (wgmmaSS<1, 1>:
+// A element (m, k) at row k, m contiguous, as dQ = dS·K would read a dSᵀ tile).
 __global__ void probe(const __nv_bfloat16* a, const __nv_bfloat16* b, float* out, int form) {
   constexpr int LBO = 128, SBO = 256;  // chunks of K adjacent, then 8-row groups
   __shared__ __align__(1024) __nv_bfloat16 sA[64 * 64], sB[128 * 64];
-  const bool sw = form == 3 || form == 4, mn = form >= 5;
+  const bool sw = form == 3 || form == 4, mn = form >= 5, mnA = form == 7;
   for (int i = threadIdx.x; i < 64 * 64; i += 128) sA[i] = __float2bfloat16(100.0f);  // wrong reads show
   for (int i = threadIdx.x; i < 128 * 64; i += 128) sB[i] = __float2bfloat16(100.0f);
   __syncthreads();
   for (int i = threadIdx.x; i < 64 * 16; i += 128)
-    sA[sw ? swizzledOffset(i / 16, 16 + i % 16) : elemOffset(i / 16, i % 16, LBO, SBO)] = a[i];
+    sA[mnA ? mnOffset(i / 16, i % 16) : sw ? swizzledOffset(i / 16, 16 + i % 16) : elemOffset(i / 16, i % 16, LBO, SBO)] = a[i];
   for (int i = threadIdx.x; i < 128 * 16; i += 128) {
     const int n = i / 16, k = i % 16;
     sB[mn ? mnOffset(n, k) : sw ? swizzledOffset(n, 16 + k) : elemOffset(n, k, LBO, SBO)] = b[i];
@@ -60,7 +61,8 @@ __global__ void probe(const __nv_bfloat16* a, const __nv_bfloat16* b, float* out
   if (form == 1) wgmmaSS(d, wgDesc(aAddr, SBO, LBO), wgDesc(bAddr, SBO, LBO), 1);
   if (form == 3)
     wgmmaSS(d, wgDesc(aAddr + 32, 16, 1024, kWgSwizzle128), wgDesc(bAddr + 32, 16, 1024, kWgSwizzle128), 1);
-  if (form == 2 || form >= 4) {
+  if (form == 7) wgmmaSS<1, 1>(d, wgDescMn(aAddr, 2048), wgDescMn(bAddr, 2048), 1);
+  if (form == 2 || (form >= 4 && form <= 6)) {
     auto pk = [&](int r, int k) {
       __nv_bfloat162 v;
       v.x = a[r * 16 + k];
@@ -103,11 +105,12 @@ int main() {
   cudaMalloc(&dout, ref.size() * 4);
   cudaMemcpy(da, a.data(), a.size() * 2, cudaMemcpyHostToDevice);
   cudaMemcpy(db, b.data(), b.size() * 2, cudaMemcpyHostToDevice);
-  const char* names[7] = {"SS assumed LBO/SBO", "SS LBO and SBO exchanged", "RS (A from registers)",
+  const char* names[8] = {"SS assumed LBO/SBO", "SS LBO and SBO exchanged", "RS (A from registers)",
                           "SS 128-byte swizzle, k16 step 1", "RS 128-byte swizzle, k16 step 1",
-                          "RS, B MN-major swizzled (wgDescMn as assumed)", "RS, B MN-major, LBO and SBO exchanged"};
+                          "RS, B MN-major swizzled (wgDescMn as assumed)", "RS, B MN-major, LBO and SBO exchanged",
+                          "SS, A and B MN-major (wgDescMn)"};
   bool assumedOk = true;
-  for (int form = 0; form < 7; form++) {
+  for (int form = 0; form < 8; form++) {
     cudaMemset(dout, 0xff, ref.size() * 4);
     probe<<<1, 128>>>(da, db, dout, form);
     cudaError_t err = cudaDeviceSynchronize();

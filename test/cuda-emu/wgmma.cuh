@@ -1,7 +1,8 @@
 // Host emulation of native/src/wgmma.cuh (same names; found first on the emulation's include path): the warpgroup
 // MMA m64n128k16 bf16 → f32 with operands read from g_smem through K-major matrix descriptors, unswizzled (element
 // (r, k) at start + (r/8)·SBO + (k/8)·LBO + (r%8)·16 + (k%8)·2 bytes, PTX ISA "Matrix Descriptor Format") or with the
-// 128-byte swizzle, B also MN-major (wgDescMn), A also from the registers of the warp's lanes in mma.sync's A layout. Products are summed in double and computed at issue
+// 128-byte swizzle, or MN-major (wgDescMn; the transpose flags), A also from the registers of the warp's lanes in
+// mma.sync's A layout. Products are summed in double and computed at issue
 // (the kernels leave operands and accumulators alone until wgWait); the fences are no-ops here.
 #pragma once
 #include <cstdint>
@@ -76,14 +77,21 @@ inline void emuWgmma(float (&d)[NJ][4], bool accumulate, const FA& A, const FB& 
   }
 }
 
-inline void wgmmaSS(float (&d)[16][4], uint64_t da, uint64_t db, int accumulate) {
-  emuWgmma(d, accumulate != 0, [&](int r, int k) { return emuDescElem(da, r, k); },
-           [&](int c, int k) { return emuDescElem(db, c, k); });
+// Operand element (row or column i, k) of a descriptor: K-major, or MN-major with trans.
+inline float emuOperand(uint64_t desc, bool trans, int i, int k) {
+  return trans ? emuDescElemMn(desc, i, k) : emuDescElem(desc, i, k);
 }
 
+template <int kTransA = 0, int kTransB = 0>
+inline void wgmmaSS(float (&d)[16][4], uint64_t da, uint64_t db, int accumulate) {
+  emuWgmma(d, accumulate != 0, [&](int r, int k) { return emuOperand(da, kTransA, r, k); },
+           [&](int c, int k) { return emuOperand(db, kTransB, c, k); });
+}
+
+template <int kTransA = 0, int kTransB = 0>
 inline void wgmmaSS64(float (&d)[8][4], uint64_t da, uint64_t db, int accumulate) {
-  emuWgmma(d, accumulate != 0, [&](int r, int k) { return emuDescElem(da, r, k); },
-           [&](int c, int k) { return emuDescElem(db, c, k); });
+  emuWgmma(d, accumulate != 0, [&](int r, int k) { return emuOperand(da, kTransA, r, k); },
+           [&](int c, int k) { return emuOperand(db, kTransB, c, k); });
 }
 
 // A from the registers of the warp's 32 lanes: lane 4·(r%8) + (k%8)/2 holds row r (of the warp's 16) and column k in
@@ -102,7 +110,7 @@ inline void wgmmaRS(float (&d)[16][4], const uint32_t (&a)[4], uint64_t db) {
   }
   __syncwarp();
   emuWgmma(d, true, [&](int r, int k) { return A[r - 16 * w][k]; },
-           [&](int c, int k) { return kTransB ? emuDescElemMn(db, c, k) : emuDescElem(db, c, k); });
+           [&](int c, int k) { return emuOperand(db, kTransB, c, k); });
 }
 
 }  // namespace
