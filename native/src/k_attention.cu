@@ -266,8 +266,9 @@ __device__ __forceinline__ void issueKeyTile(bf16* sKb, bf16* sVb, const bf16* k
   cpAsyncCommit();
 }
 
-// Version 1's pipeline step (and dK/dV's): queue item it + 1 if there is one, then wait for item it and publish it.
-template <typename Issue>
+// Version 1's pipeline step (and dK/dV's): queue item it + 1 if there is one, then wait for item it and publish it
+// (kAsyncProxy: to the warpgroup MMA's async proxy too, for versions 3 and 4).
+template <bool kAsyncProxy = false, typename Issue>
 __device__ __forceinline__ void issueNextAndWait(const Issue& issue, int it, int n) {
   if (it + 1 < n) {
     issue(it + 1);
@@ -275,6 +276,7 @@ __device__ __forceinline__ void issueNextAndWait(const Issue& issue, int it, int
   } else {
     cpAsyncWait<0>();
   }
+  if (kAsyncProxy) fenceProxyAsync();
   __syncthreads();
 }
 
@@ -950,14 +952,7 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
   // Prologue: tile 0's scores and P; tile 1 in flight.
   bool act = false;
   if (nTiles > 0) {
-    if (nTiles > 1) {
-      issue(1);
-      cpAsyncWait<1>();
-    } else {
-      cpAsyncWait<0>();
-    }
-    fenceProxyAsync();
-    __syncthreads();
+    issueNextAndWait<true>(issue, 0, nTiles);
     act = sees(0);
     if (act) {
       issueS(s, 0);
@@ -1715,14 +1710,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
     loadTileWg(sQ, q + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
     loadTileWg(sO, dout + ((size_t)b * d.tq + i0) * qStride + (size_t)h * D, qStride, d.tq - i0);
     issue(0);
-    if (nTiles > 1) {
-      issue(1);
-      cpAsyncWait<1>();
-    } else {
-      cpAsyncWait<0>();
-    }
-    fenceProxyAsync();
-    __syncthreads();
+    issueNextAndWait<true>(issue, 0, nTiles);
     if (sees(0)) {
       wgIssuePair64(s, dp, qRows, tileAddr(0), oRows, tileAddr(0) + kWgItemTile);
       wgCommit();
