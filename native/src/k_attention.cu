@@ -157,6 +157,13 @@ __device__ __forceinline__ void accToA(uint32_t a[4], const float c0[4], const f
   a[3] = pack2(c1[2], c1[3]);
 }
 
+// dst = src for arrays of A fragments (the register copies ptxas may rename away).
+template <int N>
+__device__ __forceinline__ void copyFrags(uint32_t (&dst)[N][4], const uint32_t (&src)[N][4]) {
+#pragma unroll
+  for (int i = 0; i < N; i++) dst[i][0] = src[i][0], dst[i][1] = src[i][1], dst[i][2] = src[i][2], dst[i][3] = src[i][3];
+}
+
 // Copy `rows` rows of D bf16 (16-byte chunks) into a padded shared tile; rows at or past nValid are zeros.
 template <int D>
 __device__ __forceinline__ void loadTile(bf16* dst, const bf16* src, size_t rowStride, int rows, int nValid) {
@@ -1275,31 +1282,29 @@ __device__ __forceinline__ void wgIssuePair64(float (&x)[8][4], float (&y)[8][4]
 // in place, MN-major (element (channel, row)): atom columns of 64 channels 8 KB apart, 16 rows (2048 bytes) a step.
 __device__ __forceinline__ uint64_t wgRowsMnDesc(uint32_t tile, int kk) { return wgDescMn(tile + kk * 2048, 8192); }
 
-// A dK/dV work item's element step (versions 3 and 4), in place on the warpgroup's Sᵀ (st) and dPᵀ (dpt): per
-// element (key row, query column qc) Pᵀ = itemProb and dSᵀ = Pᵀ ⊙ (dPᵀ − D[qc]) from the item's row data (l2, D,
-// e1, s2, e2 per query column).
-__device__ __forceinline__ void dkvElements(float (&st)[8][4], float (&dpt)[8][4], bool full, float sl2, const float* l2,
-                                            const float* D, const int* e1, const int* s2, const int* e2, int keyA,
-                                            int keyB, int tig) {
-#pragma unroll
-  for (int n = 0; n < 8; n++) {
-#pragma unroll
-    for (int e = 0; e < 4; e++) {
-      const int qc = n * 8 + tig * 2 + (e & 1);
-      const float p = itemProb(st[n][e], sl2, l2[qc], full, e1, s2, e2, qc, e < 2 ? keyA : keyB);
-      st[n][e] = p;
-      dpt[n][e] = p * (dpt[n][e] - D[qc]);
-    }
-  }
-}
-
-// Pᵀ and dSᵀ (f32 accumulators) as the bf16 A fragments of the dV and dK products.
-__device__ __forceinline__ void dkvPack(uint32_t (&pa)[4][4], uint32_t (&da)[4][4], const float (&st)[8][4],
-                                        const float (&dpt)[8][4]) {
+// A dK/dV work item's element step (versions 3 and 4) from the warpgroup's Sᵀ (st) and dPᵀ (dpt): per element (key
+// row, query column qc) Pᵀ = itemProb and dSᵀ = Pᵀ ⊙ (dPᵀ − D[qc]) from the item's row data (l2, D, e1, s2, e2 per
+// query column), as the bf16 A fragments of the dV and dK products (pa, da). The accumulators are only read: a
+// non-wgmma write to the accumulator registers of a product while another product is in flight (version 4 runs this
+// step beside the previous item's dV/dK products) makes ptxas serialize every wgmma of the kernel (its C7515).
+__device__ __forceinline__ void dkvFragments(uint32_t (&pa)[4][4], uint32_t (&da)[4][4], const float (&st)[8][4],
+                                             const float (&dpt)[8][4], bool full, float sl2, const float* l2,
+                                             const float* D, const int* e1, const int* s2, const int* e2, int keyA,
+                                             int keyB, int tig) {
 #pragma unroll
   for (int kk = 0; kk < 4; kk++) {
-    accToA(pa[kk], st[2 * kk], st[2 * kk + 1]);
-    accToA(da[kk], dpt[2 * kk], dpt[2 * kk + 1]);
+    float p[2][4], ds[2][4];  // n8 tiles 2·kk and 2·kk + 1
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int n = 2 * kk + h, qc = n * 8 + tig * 2 + (e & 1);
+        p[h][e] = itemProb(st[n][e], sl2, l2[qc], full, e1, s2, e2, qc, e < 2 ? keyA : keyB);
+        ds[h][e] = p[h][e] * (dpt[n][e] - D[qc]);
+      }
+    }
+    accToA(pa[kk], p[0], p[1]);
+    accToA(da[kk], ds[0], ds[1]);
   }
 }
 
@@ -1315,9 +1320,8 @@ __device__ __forceinline__ void dkvItem(float (&ak)[16][4], float (&av)[16][4], 
   wgWait<0>();
   wgFenceAcc(st);
   wgFenceAcc(dpt);
-  dkvElements(st, dpt, full, sl2, l2, D, e1, s2, e2, keyA, keyB, tig);
   uint32_t pa[4][4], da[4][4];
-  dkvPack(pa, da, st, dpt);
+  dkvFragments(pa, da, st, dpt, full, sl2, l2, D, e1, s2, e2, keyA, keyB, tig);
   wgFenceAcc(av);
   wgFenceAcc(ak);
   wgFence();
@@ -1498,8 +1502,8 @@ __device__ __forceinline__ int visibleQueryTilesFull(int* list, int* count, cons
   return *count;
 }
 
-// kOverlap (the default; false under PARO_ATTN_SERIAL=dkv): item w + 1's score products are issued with item w's
-// dV/dK products; otherwise each product is waited for before the next is issued.
+// kOverlap (the default; false under PARO_ATTN_SERIAL=dkv): item w + 1's score products are queued with item w's
+// dV/dK products (one wait for both); otherwise each product is waited for before the next is issued.
 template <bool kOverlap>
 __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ CUtensorMap kMap,
                                                         const __grid_constant__ CUtensorMap vMap,
@@ -1573,8 +1577,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
     mbarWait(&itemFull[w % NS], (uint32_t)(w / NS) & 1);
     wgIssuePair64(st, dpt, kRows, itemAddr(w), vRows, itemAddr(w) + kWgItemTile);
   };
-  float st[8][4], dpt[8][4];  // Sᵀ, dPᵀ of item w, then Pᵀ, dSᵀ (f32)
-  uint32_t pa[4][4], da[4][4];  // Pᵀ, dSᵀ of item w − 1: read by its dV, dK products until the next wgWait<0>
+  float st[8][4], dpt[8][4];  // Sᵀ, dPᵀ of item w
+  uint32_t pa[4][4], da[4][4];  // Pᵀ, dSᵀ of item w: the A fragments of its dV, dK products
   mbarWait(&kvFull, 0);  // also where no query sees these keys: the copies land before the CTA leaves
   if (nItems > 0) {
     issueScores(st, dpt, 0);
@@ -1583,57 +1587,45 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
     wgFenceAcc(st);
     wgFenceAcc(dpt);
   }
-  // Iteration w: Sᵀ, dPᵀ of item w are in st, dpt; dV, dK of item w − 1 may still run (they read its Q and dO tiles
-  // in place: its stage is released only once they are complete). The scores of item w + 1 and dV, dK of item w are
-  // issued together, so that item w + 1's element step runs beside item w's products.
+  // Iteration w: Sᵀ, dPᵀ of item w are in st, dpt and no product is in flight. With kOverlap the scores of item w + 1
+  // are queued with dV, dK of item w, so that the tensor cores go from one to the other without draining; each path
+  // waits for all it issued before the next element step. (Running that step beside item w's products, as the dQ
+  // kernel does, needs Sᵀ, dPᵀ, both fragment sets and dK, dV live at once: ptxas then serializes every wgmma of the
+  // kernel, its warning C7515, as it also does for products still in flight where the loop exits.)
   for (int w = 0; w < nItems; w++) {
     const float* rows = reinterpret_cast<const float*>(sStage + (w % NS) * STAGE + 2 * kWgItemTile);
     const int* rVis = reinterpret_cast<const int*>(rows + 2 * BQ);  // e1, s2, e2: BQ each
     const bool full = (sList[w % nList] & 1) != 0;
-    dkvElements(st, dpt, full, sl2, rows, rows + BQ, rVis, rVis + BQ, rVis + 2 * BQ, keyA, keyB, tig);
-    wgWait<0>();
-    wgFenceAcc(ak);
-    wgFenceAcc(av);
-    wgFenceFrag(pa);
-    wgFenceFrag(da);
-    if (w > 0) release(w - 1);
-    dkvPack(pa, da, st, dpt);
+    dkvFragments(pa, da, st, dpt, full, sl2, rows, rows + BQ, rVis, rVis + BQ, rVis + 2 * BQ, keyA, keyB, tig);
     const bool more = w + 1 < nItems;
     if (kOverlap && more) {
       issueScores(st, dpt, w + 1);
       wgCommit();
     }
+    // dV += Pᵀ·dO and dK += dSᵀ·Q, reading item w's dO and Q tiles in place (MN-major).
     wgFence();
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS<1>(av, pa[kk], wgRowsMnDesc(itemAddr(w) + kWgItemTile, kk));
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS<1>(ak, da[kk], wgRowsMnDesc(itemAddr(w), kk));
     wgCommit();
-    if (!kOverlap) {
-      wgWait<0>();
-      wgFenceAcc(ak);
-      wgFenceAcc(av);
-      wgFenceFrag(pa);
-      wgFenceFrag(da);
-      if (more) {
-        issueScores(st, dpt, w + 1);
-        wgCommit();
-        wgWait<0>();
-        wgFenceAcc(st);
-        wgFenceAcc(dpt);
-      }
-    }
+    wgWait<0>();
+    wgFenceAcc(ak);
+    wgFenceAcc(av);
+    wgFenceFrag(pa);
+    wgFenceFrag(da);
+    release(w);  // every product reading item w's stage is complete
     if (kOverlap && more) {
-      wgWait<1>();
+      wgFenceAcc(st);
+      wgFenceAcc(dpt);
+    } else if (more) {
+      issueScores(st, dpt, w + 1);
+      wgCommit();
+      wgWait<0>();
       wgFenceAcc(st);
       wgFenceAcc(dpt);
     }
   }
-  wgWait<0>();
-  wgFenceAcc(ak);
-  wgFenceAcc(av);
-  wgFenceFrag(pa);
-  wgFenceFrag(da);
   storeDkv(ak, av, dk, dkdt, dv, dvdt, d, b, hk, keyA, keyB, tig);
 #endif
 }
@@ -1725,29 +1717,30 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
   for (int it = 0; it < nTiles; it++) {
     const int j0 = tr.tile(it) * BC;
     const bool act = sees(it), more = it + 1 < nTiles;
+    // dS of tile it into fresh fragments: S and dP are only read (see dkvFragments), da is still read by dQ of it − 1.
+    uint32_t dn[4][4];
     if (act) {
 #pragma unroll
-      for (int r = 0; r < 2; r++) {
-        const bool full = allVisible(vis[r], j0, j0 + BC);
+      for (int kk = 0; kk < 4; kk++) {
+        float ds[2][4];  // n8 tiles 2·kk and 2·kk + 1
 #pragma unroll
-        for (int n = 0; n < 8; n++) {
+        for (int h = 0; h < 2; h++) {
 #pragma unroll
-          for (int e = 2 * r; e < 2 * r + 2; e++) {
-            const bool seen = full || isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1));
+          for (int e = 0; e < 4; e++) {
+            const int n = 2 * kk + h, r = e / 2;
+            const bool seen = allVisible(vis[r], j0, j0 + BC) || isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1));
             const float p = (l2[r] != -INFINITY && seen) ? exp2f(s[n][e] * sl2 - l2[r]) : 0.0f;
-            dp[n][e] = p * (dp[n][e] - Dr[r]);
+            ds[h][e] = p * (dp[n][e] - Dr[r]);
           }
         }
+        accToA(dn[kk], ds[0], ds[1]);
       }
     }
     // dQ of tile it − 1 is complete: its A fragments and (once every warpgroup is past the barrier) its buffer free.
     wgWait<0>();
     wgFenceAcc(acc);
     wgFenceFrag(da);
-    if (act) {
-#pragma unroll
-      for (int kk = 0; kk < 4; kk++) accToA(da[kk], dp[2 * kk], dp[2 * kk + 1]);
-    }
+    if (act) copyFrags(da, dn);
     bool actNext = false;
     if (more) {
       cpAsyncWait<0>();  // tile it + 1 (the only group in flight)
