@@ -442,10 +442,10 @@ interface AttnCase {
    * The CUDA tensor-core kernel version (PARO_ATTN_KERNEL, read by native/src/k_attention.cu at each call): 'v1' the
    * 16-rows-per-warp kernels, 'v2' the 32-rows-per-warp ones, 'v3' the wgmma kernels (sm_90a, head dim 128; v2
    * elsewhere, and v2's backward on grids of less than 4 waves), 'v4' v3 with the forward's and dK/dV kernel's tiles
-   * loaded by the TMA unit (the default above 64 queries), 'v4p' that with the warpgroups ping-ponging. Unset: the
-   * default.
+   * loaded by the TMA unit (the default above 64 queries), 'v4p' that with the warpgroups ping-ponging, 'v5' v4 with
+   * a persistent forward (one CTA per SM). Unset: the default.
    */
-  version?: 'v1' | 'v2' | 'v3' | 'v4' | 'v4p';
+  version?: 'v1' | 'v2' | 'v3' | 'v4' | 'v4p' | 'v5';
   /** Run with Backend.setExactF32(true) (f32 arithmetic throughout). */
   exactF32?: boolean;
   tol?: number;
@@ -507,10 +507,10 @@ function usesMma(ac: AttnCase): boolean {
   return (ac.shape.headDim === 64 || ac.shape.headDim === 128) && ac.kernel !== 'scalar' && !(ac.exactF32 && ac.dtype === 'f32');
 }
 
-/** Every tensor-core case once per kernel version (labels end in [v1] … [v4p]); the others once. */
+/** Every tensor-core case once per kernel version (labels end in [v1] … [v5]); the others once. */
 function attnCasesEveryVersion(): AttnCase[] {
   return attnCases().flatMap((ac) => (usesMma(ac)
-    ? (['v1', 'v2', 'v3', 'v4', 'v4p'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
+    ? (['v1', 'v2', 'v3', 'v4', 'v4p', 'v5'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
     : [ac]));
 }
 

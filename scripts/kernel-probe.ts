@@ -28,9 +28,10 @@ if (want('attention')) {
     const g = gpu.attentionBackward(dout, q, k, v, f.out, f.lse, shape, mask);
     gpu.free(f.out, f.lse, g.dq, g.dk, g.dv);
   }
-  // The forward of each version 4 form too (attnFwdTma<false>, <true>), twice each, for the profiler's second launch.
+  // The forward of each version 4/5 form too (attnFwdTma<false>, <true>, persistent), twice each, for the profiler's
+  // second launch.
   const envBefore = process.env.PARO_ATTN_KERNEL;
-  for (const version of ['v4', 'v4p']) {
+  for (const version of ['v4', 'v4p', 'v5']) {
     process.env.PARO_ATTN_KERNEL = version;
     for (let rep = 0; rep < 2; rep++) {
       const f = gpu.attention(q, k, v, shape, mask);

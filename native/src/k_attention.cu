@@ -2,7 +2,7 @@
 // memory, online softmax, the visible keys of query i are [0, e1) ∪ [s2, e2) (causal with qOffset, full/prefix, DFlash
 // block mask). Backward: dQ by query tiles and dK/dV by key tiles, each accumulated in registers in a fixed order
 // (deterministic, no atomics). A scalar f32 kernel covers other head sizes.
-// Four versions of the tensor-core kernels (attnVersion picks; PARO_ATTN_KERNEL=v1|v2|v3|v4|v4p forces): version 1
+// Five versions of the tensor-core kernels (attnVersion picks; PARO_ATTN_KERNEL=v1|v2|v3|v4|v4p|v5 forces): version 1
 // (mma.sync m16n8k16), 16 query rows per warp; version 2 (mma.sync), 32 rows per warp (half the shared-memory and L2
 // traffic per FLOP) with dK/dV per query head; version 3 (head dim 128 on sm_90a: H100, H200), Hopper's warpgroup MMA
 // (wgmma.cuh) with operands in swizzled shared memory, the forward's softmax overlapping the tensor cores; version 4,
@@ -10,8 +10,9 @@
 // instead of a CTA-wide one (the default since run 29: forward 1.55–1.62× version 3, dK/dV 1.08×), reading V, Q and
 // dO in place as MN-major operands (no transposed copies) and overlapping each dK/dV item's element step with the
 // previous item's products, and (v4p) the forward's two warpgroups ping-ponging on the tensor cores (no faster than
-// v4 in run 29). Versions 3 and 4 share the dQ kernel (K read in place; a tile's element step beside the previous
-// tile's dQ product).
+// v4 in run 29); version 5, version 4 with a persistent forward (one CTA per SM, the next work item's tiles loading
+// under the current one's last products). Versions 3 to 5 share the dQ kernel (K read in place; a tile's element
+// step beside the previous tile's dQ product).
 // test/attention-emu.test.ts runs them all under a host emulation of ldmatrix/mma/wgmma/cp.async/TMA against a
 // reference.
 // Measured slower on an H100 on 2026-12-07 and removed: a variant with separate dK and dV kernels (run 15), one whose
@@ -1061,7 +1062,7 @@ __device__ __forceinline__ void wgSoftmaxFma(float (&s)[16][4], const Vis (&vis)
   lr[1] += rowTree<false>(s, 1);
 }
 
-// ---- forward, version 4: version 3's warpgroup products with tiles loaded by the TMA unit (sm_90a, head dim 128) ----
+// ---- forward, versions 4 and 5: version 3's warpgroup products with tiles loaded by the TMA unit (sm_90a, d 128) ----
 // Version 3 has every thread copy its share of each K and Vᵀ tile (cp.async, 16 per thread per tile) and the whole CTA
 // meet at a barrier per tile, so the two warpgroups run in lockstep and their softmaxes coincide. Here one thread asks
 // the TMA unit (tma.cuh) for whole tiles, three stages deep, each stage's K and V tile counted against its own
@@ -1071,9 +1072,83 @@ __device__ __forceinline__ void wgSoftmaxFma(float (&s)[16][4], const Vis (&vis)
 // NS later (no producer warp, no blocking). Every warpgroup waits for every tile, including those its rows do not
 // see, so that no warp can release a buffer a round early. V is read in place as the MN-major B operand of P·V
 // (wgDescMn; version 3 reads a transposed copy). Products, softmax, masking and outputs as version 3.
+// A CTA takes work items w = blockIdx.x, + gridDim.x, ... (fwdItem: heaviest causal query tiles first over the whole
+// batch): version 4 launches one CTA per item, version 5 (persistent) one per SM. The K/V stages run on over the
+// CTA's items as one stream of tiles, and the Q tile of the next item is loaded once every warp has issued its last
+// S product of the current one, so that a CTA's next item starts on tiles already in shared memory while the
+// current item's last products and output stores run (version 4: a fresh CTA's first copies wait in DRAM latency,
+// its last stores beside no product). The tile range of an item is known to any thread from the mask alone
+// (itemTileRange; no barrier), so the thread that refills a buffer can reach into the next items.
 constexpr int kTmaStages = 3;
 // Q, three K and three V tiles (224 KB) and 1 KB to align them to the swizzle atoms.
 constexpr size_t kTmaSmem = (size_t)(1 + 2 * kTmaStages) * kWgTileBytes + 1024;
+
+// Work item w of the version-4/5 forward: query head h, 128-row query tile qt, batch entry b; the query tiles with
+// the most keys under a causal mask (the last) come first, over every head and batch entry.
+struct FwdItem {
+  int h, qt, b;
+};
+__host__ __device__ __forceinline__ int fwdItemCount(const AttnDims& d) {
+  return ((d.tq + kWgRows - 1) / kWgRows) * d.heads * d.batch;
+}
+__device__ __forceinline__ FwdItem fwdItem(int w, const AttnDims& d) {
+  const int nQt = (d.tq + kWgRows - 1) / kWgRows, hb = d.heads * d.batch, rem = w % hb;
+  return {rem % d.heads, nQt - 1 - w / hb, rem / d.heads};
+}
+
+// The key tiles of BC keys that the query rows i0..i0+127 (those below tq) of batch entry b may see, from the mask
+// alone: exact for the causal and full masks (a row's e1 grows with the row), a superset for the DFlash mask (every
+// row's context ends by ctxLen; the block keys of the tile's blocks). Tiles no row of a warpgroup sees are skipped by
+// its hull (WgTiles::sees); the others are masked per element as always.
+__device__ __forceinline__ TileRange itemTileRange(const AttnMask& m, int b, int i0, const AttnDims& d, int BC) {
+  TileRange t{0, 0, 0};
+  const int last = min(i0 + kWgRows, d.tq) - 1;
+  if (last < i0) return t;
+  if (m.kind != MASK_DFLASH) {
+    t.n1 = (rowVis(m, b, last, d.tq, d.tk).e1 + BC - 1) / BC;
+    return t;
+  }
+  const int e1 = max(0, min(m.ctxLen, d.tk));
+  const int s2 = m.ctxLen + (i0 / m.blockSize) * m.blockSize;
+  const int e2 = min(d.tk, m.ctxLen + (last / m.blockSize + 1) * m.blockSize);
+  t.n1 = (e1 + BC - 1) / BC;
+  if (e2 > s2) {
+    t.t2a = max(t.n1, s2 / BC);
+    t.t2b = (e2 + BC - 1) / BC;
+  }
+  return t;
+}
+
+// The hull of a warpgroup's rows' visible keys (largest e1; smallest s2 and largest e2 over rows with a second range)
+// into t's e1, s2, e2: shuffles within each warp, then the warpgroup's 4 warps through part (this item's slot: the
+// caller alternates two) and named barrier `bar` over the warpgroup's 128 threads. No CTA-wide barrier, so that the
+// warpgroups keep drifting apart from item to item.
+__device__ __forceinline__ void wgHull(WgTiles& t, const Vis (&vis)[2], int (*part)[3], int bar) {
+  int e1 = max(vis[0].e1, vis[1].e1), s2 = INT_MAX, e2 = 0;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    if (vis[r].e2 > vis[r].s2) {
+      s2 = min(s2, vis[r].s2);
+      e2 = max(e2, vis[r].e2);
+    }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    e1 = max(e1, __shfl_xor_sync(0xffffffffu, e1, o));
+    s2 = min(s2, __shfl_xor_sync(0xffffffffu, s2, o));
+    e2 = max(e2, __shfl_xor_sync(0xffffffffu, e2, o));
+  }
+  const int warp = (threadIdx.x / 32) % 4;
+  if (threadIdx.x % 32 == 0) {
+    part[warp][0] = e1;
+    part[warp][1] = s2;
+    part[warp][2] = e2;
+  }
+  namedBarSync(bar, 128);
+  t.e1 = max(max(part[0][0], part[1][0]), max(part[2][0], part[3][0]));
+  t.s2 = min(min(part[0][1], part[1][1]), min(part[2][1], part[3][1]));
+  t.e2 = max(max(part[0][2], part[1][2]), max(part[2][2], part[3][2]));
+}
 
 template <bool kPingPong>
 __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUtensorMap qMap,
@@ -1088,16 +1163,39 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
   bf16* sK = sQ + TILE;        // NS K tiles
   bf16* sV = sK + NS * TILE;   // NS V tiles
   __shared__ uint64_t qFull, kFull[NS], vFull[NS];  // mbarriers: a tile has landed
-  __shared__ int kDone[NS], vDone[NS];              // warps done with a buffer, counted over its rounds
-  __shared__ int sRange[3];
-  __shared__ int sHull[2][3];
+  __shared__ int qDone, kDone[NS], vDone[NS];       // warps done with a buffer, counted over its rounds
+  __shared__ int sPart[2][2][4][3];                 // wgHull's per-warp values: [item parity][warpgroup][warp]
 
-  const int h = blockIdx.x, qt = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;
-  const int hk = h / (d.heads / d.kvHeads);
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4,
             tig = lane % 4;
-  const int i0 = qt * kWgRows;
+  const int nItems = fwdItemCount(d);
+  auto itemOf = [&](int n) { return fwdItem(blockIdx.x + n * gridDim.x, d); };
+  auto rangeOf = [&](const FwdItem& it) { return itemTileRange(m, it.b, it.qt * kWgRows, d, BC); };
+  auto exists = [&](int n) { return blockIdx.x + n * gridDim.x < nItems; };
 
+  // Tile gt of the CTA's stream into buffer gt % NS (two boxes of 64 channels × 128 keys), found by walking on from
+  // item n, whose first tile is tile `first` of the stream and whose range is r; nothing past the last item. One
+  // thread issues it.
+  auto load = [&](bf16* buf, const CUtensorMap* map, uint64_t* full, int gt, int n, int first, TileRange r) {
+    while (gt >= first + r.count()) {
+      first += r.count();
+      if (!exists(++n)) return;
+      r = rangeOf(itemOf(n));
+    }
+    const FwdItem it = itemOf(n);
+    const int s = gt % NS, j = r.tile(gt - first) * BC, hk = it.h / (d.heads / d.kvHeads);
+    mbarExpectTx(&full[s], kWgTileBytes);
+    tmaLoad4(buf + s * TILE, map, &full[s], 0, hk, j, it.b);
+    tmaLoad4(buf + s * TILE + HALF, map, &full[s], 64, hk, j, it.b);
+  };
+  // Item n's Q tile (128 rows; rows past tq arrive as zeros).
+  auto loadQ = [&](int n) {
+    if (!exists(n)) return;
+    const FwdItem it = itemOf(n);
+    mbarExpectTx(&qFull, kWgTileBytes);
+    tmaLoad4(sQ, &qMap, &qFull, 0, it.h, it.qt * kWgRows, it.b);
+    tmaLoad4(sQ + HALF, &qMap, &qFull, 64, it.h, it.qt * kWgRows, it.b);
+  };
   if (threadIdx.x == 0) {
     mbarInit(&qFull, 1);
     for (int s = 0; s < NS; s++) {
@@ -1105,146 +1203,154 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
       mbarInit(&vFull[s], 1);
       kDone[s] = vDone[s] = 0;
     }
+    qDone = 0;
     mbarInitFence();
     tmaPrefetch(&qMap);
     tmaPrefetch(&kMap);
     tmaPrefetch(&vMap);
-  }
-  const int rowA = i0 + wg * 64 + warp * 16 + g;
-  const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
-  // wgTileRange's barriers also publish the mbarriers' initialisation.
-  const WgTiles wt = wgTileRange(sRange, sHull, vis, wg, BC);
-  const TileRange tr = wt.tr;
-  auto sees = [&](int it) { return wt.sees(it, BC); };
-  const int nTiles = tr.count();
-
-  // Tile t's K or V rows (two boxes of 64 channels × 128 keys) into buffer t % NS; one thread issues each.
-  auto load = [&](bf16* buf, const CUtensorMap* map, uint64_t* full, int t) {
-    const int s = t % NS, j = tr.tile(t) * BC;
-    mbarExpectTx(&full[s], kWgTileBytes);
-    tmaLoad4(buf + s * TILE, map, &full[s], 0, hk, j, b);
-    tmaLoad4(buf + s * TILE + HALF, map, &full[s], 64, hk, j, b);
-  };
-  auto loadK = [&](int t) { load(sK, &kMap, kFull, t); };
-  auto loadV = [&](int t) { load(sV, &vMap, vFull, t); };
-  if (threadIdx.x == 0 && nTiles > 0) {
-    mbarExpectTx(&qFull, kWgTileBytes);
-    tmaLoad4(sQ, &qMap, &qFull, 0, h, i0, b);
-    tmaLoad4(sQ + HALF, &qMap, &qFull, 64, h, i0, b);
-    for (int t = 0; t < min(NS, nTiles); t++) {
-      loadK(t);
-      loadV(t);
+    if (exists(0)) {
+      const TileRange r0 = rangeOf(itemOf(0));
+      loadQ(0);
+      for (int t = 0; t < NS; t++) {
+        load(sK, &kMap, kFull, t, 0, 0, r0);
+        load(sV, &vMap, vFull, t, 0, 0, r0);
+      }
     }
   }
-  // This warp is done with tile t's K (or V) buffer: the 8th warp to say so for this round refills it.
-  auto releaseK = [&](int t) {
-    __syncwarp();
-    if (lane == 0 && atomicAdd(&kDone[t % NS], 1) == 8 * (t / NS) + 7 && t + NS < nTiles) loadK(t + NS);
-  };
-  auto releaseV = [&](int t) {
-    __syncwarp();
-    if (lane == 0 && atomicAdd(&vDone[t % NS], 1) == 8 * (t / NS) + 7 && t + NS < nTiles) loadV(t + NS);
-  };
-  auto waitK = [&](int t) { mbarWait(&kFull[t % NS], (uint32_t)(t / NS) & 1); };
-  auto waitV = [&](int t) { mbarWait(&vFull[t % NS], (uint32_t)(t / NS) & 1); };
+  __syncthreads();  // the mbarriers' initialisation, to every thread
 
-  float o[16][4];
-  zeroAcc(o);
-  float mr[2] = {-INFINITY, -INFINITY}, lr[2] = {0.0f, 0.0f};
   const float sl2 = d.scale * kLog2e;
   const uint32_t qAddr = smemAddr(sQ) + wgChunkOffset(wg * 64, 0);
   const uint32_t kAddr = smemAddr(sK), vAddr = smemAddr(sV);
-  auto issueS = [&](float (&s)[16][4], int it) {
-    wgFence();
-#pragma unroll
-    for (int kk = 0; kk < D / 16; kk++)
-      wgmmaSS(s, wgStepDesc(qAddr, kk), wgStepDesc(kAddr + (it % NS) * kWgTileBytes, kk), kk);
-    wgCommit();
-  };
-  // V read MN-major in place (B (n = channel, k = key) at row k): a k16 step is 16 rows (2048 bytes) on.
-  auto issuePV = [&](const uint32_t (&pa)[8][4], int it) {
-    wgFence();
-#pragma unroll
-    for (int kk = 0; kk < BC / 16; kk++)
-      wgmmaRS<1>(o, pa[kk], wgDescMn(vAddr + (it % NS) * kWgTileBytes + kk * 2048, HALF * 2));
-    wgCommit();
-  };
-
-  // Ping-pong (kPingPong, FlashAttention-3's warpgroup schedule): the two warpgroups take turns issuing their
-  // products, named barrier 1 + wg marking this one's turn, so that one's softmax runs while the other's products
-  // own the tensor cores. Warpgroup 1 opens warpgroup 0's first turn; a warpgroup hands the turn over after issuing,
-  // except warpgroup 1 after the last iteration (no turn of warpgroup 0 follows: every arrival is consumed).
-  auto pingPongHandOver = [&](int it) {
-    if (kPingPong && (wg == 0 || it + 1 < nTiles)) namedBarArrive(2 - wg, 256);
-  };
-  if (kPingPong && wg == 1 && nTiles > 0) namedBarArrive(1, 256);
-  float s[16][4], c[2];
+  float o[16][4], s[16][4], c[2];
   uint32_t pa[8][4];
-  bool act = false;
-  if (nTiles > 0) {
-    mbarWait(&qFull, 0);
-    waitK(0);
-    act = sees(0);
-    if (act) {
-      issueS(s, 0);
-      wgWait<0>();
-      wgFenceAcc(s);
-      releaseK(0);
-      wgSoftmaxFma(s, vis, tr.tile(0) * BC, sl2, tig, mr, lr, c);
-      wgRescaleAndPack(o, c, pa, s);
-    } else {
-      releaseK(0);
-    }
-  }
-  // Iteration it: P of tile it is in pa (if act); S of tile it + 1 and P·V of tile it are issued together (as v3).
-  for (int it = 0; it < nTiles; it++) {
-    const bool more = it + 1 < nTiles;
-    bool actNext = false;
-    if (more) {
-      waitK(it + 1);
-      actNext = sees(it + 1);
-    }
-    waitV(it);
-    if (kPingPong) namedBarSync(1 + wg, 256);  // this warpgroup's turn on the tensor cores
-    if (act && actNext) {
-      issueS(s, it + 1);
-      issuePV(pa, it);
-      pingPongHandOver(it);
-      wgWait<1>();
-      wgFenceAcc(s);
-      releaseK(it + 1);
-      wgSoftmaxFma(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
-      wgWait<0>();
-      wgFenceAcc(o);
-      releaseV(it);
-    } else if (actNext) {
-      releaseV(it);
-      issueS(s, it + 1);
-      pingPongHandOver(it);
-      wgWait<0>();
-      wgFenceAcc(s);
-      releaseK(it + 1);
-      wgSoftmaxFma(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
-    } else if (act) {
-      if (more) releaseK(it + 1);
-      issuePV(pa, it);
-      pingPongHandOver(it);
-      wgWait<0>();
-      wgFenceAcc(o);
-      releaseV(it);
-    } else {
-      pingPongHandOver(it);
-      if (more) releaseK(it + 1);
-      releaseV(it);
-    }
-    wgFenceAcc(o);
-    wgFenceFrag(pa);
-    if (actNext) wgRescaleAndPack(o, c, pa, s);
-    wgFenceAcc(o);
-    act = actNext;
-  }
+  int base = 0;  // the current item's first tile in the CTA's stream
+  for (int n = 0; exists(n); n++) {
+    const FwdItem item = itemOf(n);
+    const int h = item.h, b = item.b, i0 = item.qt * kWgRows;
+    const int rowA = i0 + wg * 64 + warp * 16 + g;
+    const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
+    WgTiles wt;
+    wt.tr = rangeOf(item);
+    wgHull(wt, vis, sPart[n & 1][wg], 3 + wg);
+    const TileRange tr = wt.tr;
+    auto sees = [&](int it) { return wt.sees(it, BC); };
+    const int nTiles = tr.count();
 
-  wgStoreOut(o, mr, lr, out, odt, lse, d, b, h, rowA, tig);
+    // This warp is done with item tile t's K (or V) buffer: the 8th warp to say so for this round refills it with the
+    // stream's tile NS later. Its last K tile also ends the item's reads of Q: the 8th warp done loads the next Q.
+    auto releaseQ = [&] {
+      __syncwarp();
+      if (lane == 0 && atomicAdd(&qDone, 1) == 8 * n + 7) loadQ(n + 1);
+    };
+    auto releaseK = [&](int t) {
+      const int gt = base + t;
+      __syncwarp();
+      if (lane == 0 && atomicAdd(&kDone[gt % NS], 1) == 8 * (gt / NS) + 7) load(sK, &kMap, kFull, gt + NS, n, base, tr);
+      if (t == nTiles - 1) releaseQ();
+    };
+    auto releaseV = [&](int t) {
+      const int gt = base + t;
+      __syncwarp();
+      if (lane == 0 && atomicAdd(&vDone[gt % NS], 1) == 8 * (gt / NS) + 7) load(sV, &vMap, vFull, gt + NS, n, base, tr);
+    };
+    auto waitK = [&](int t) { mbarWait(&kFull[(base + t) % NS], (uint32_t)((base + t) / NS) & 1); };
+    auto waitV = [&](int t) { mbarWait(&vFull[(base + t) % NS], (uint32_t)((base + t) / NS) & 1); };
+    auto issueS = [&](float (&sc)[16][4], int it) {
+      wgFence();
+#pragma unroll
+      for (int kk = 0; kk < D / 16; kk++)
+        wgmmaSS(sc, wgStepDesc(qAddr, kk), wgStepDesc(kAddr + ((base + it) % NS) * kWgTileBytes, kk), kk);
+      wgCommit();
+    };
+    // V read MN-major in place (B (n = channel, k = key) at row k): a k16 step is 16 rows (2048 bytes) on.
+    auto issuePV = [&](const uint32_t (&p)[8][4], int it) {
+      wgFence();
+#pragma unroll
+      for (int kk = 0; kk < BC / 16; kk++)
+        wgmmaRS<1>(o, p[kk], wgDescMn(vAddr + ((base + it) % NS) * kWgTileBytes + kk * 2048, HALF * 2));
+      wgCommit();
+    };
+
+    // Ping-pong (kPingPong, FlashAttention-3's warpgroup schedule): the two warpgroups take turns issuing their
+    // products, named barrier 1 + wg marking this one's turn, so that one's softmax runs while the other's products
+    // own the tensor cores. Warpgroup 1 opens warpgroup 0's first turn of an item; a warpgroup hands the turn over
+    // after issuing, except warpgroup 1 after the item's last iteration (every arrival is consumed within the item).
+    auto pingPongHandOver = [&](int it) {
+      if (kPingPong && (wg == 0 || it + 1 < nTiles)) namedBarArrive(2 - wg, 256);
+    };
+    if (kPingPong && wg == 1 && nTiles > 0) namedBarArrive(1, 256);
+    zeroAcc(o);
+    float mr[2] = {-INFINITY, -INFINITY}, lr[2] = {0.0f, 0.0f};
+    bool act = false;
+    mbarWait(&qFull, (uint32_t)n & 1);  // every warp, so that the next Q is loaded only after this one has landed
+    if (nTiles > 0) {
+      waitK(0);
+      act = sees(0);
+      if (act) {
+        issueS(s, 0);
+        wgWait<0>();
+        wgFenceAcc(s);
+        releaseK(0);
+        wgSoftmaxFma(s, vis, tr.tile(0) * BC, sl2, tig, mr, lr, c);
+        wgRescaleAndPack(o, c, pa, s);
+      } else {
+        releaseK(0);
+      }
+    } else {
+      releaseQ();
+    }
+    // Iteration it: P of tile it is in pa (if act); S of tile it + 1 and P·V of tile it are issued together (as v3).
+    for (int it = 0; it < nTiles; it++) {
+      const bool more = it + 1 < nTiles;
+      bool actNext = false;
+      if (more) {
+        waitK(it + 1);
+        actNext = sees(it + 1);
+      }
+      waitV(it);
+      if (kPingPong) namedBarSync(1 + wg, 256);  // this warpgroup's turn on the tensor cores
+      if (act && actNext) {
+        issueS(s, it + 1);
+        issuePV(pa, it);
+        pingPongHandOver(it);
+        wgWait<1>();
+        wgFenceAcc(s);
+        releaseK(it + 1);
+        wgSoftmaxFma(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
+        wgWait<0>();
+        wgFenceAcc(o);
+        releaseV(it);
+      } else if (actNext) {
+        releaseV(it);
+        issueS(s, it + 1);
+        pingPongHandOver(it);
+        wgWait<0>();
+        wgFenceAcc(s);
+        releaseK(it + 1);
+        wgSoftmaxFma(s, vis, tr.tile(it + 1) * BC, sl2, tig, mr, lr, c);
+      } else if (act) {
+        if (more) releaseK(it + 1);
+        issuePV(pa, it);
+        pingPongHandOver(it);
+        wgWait<0>();
+        wgFenceAcc(o);
+        releaseV(it);
+      } else {
+        pingPongHandOver(it);
+        if (more) releaseK(it + 1);
+        releaseV(it);
+      }
+      wgFenceAcc(o);
+      wgFenceFrag(pa);
+      if (actNext) wgRescaleAndPack(o, c, pa, s);
+      wgFenceAcc(o);
+      act = actNext;
+    }
+
+    wgStoreOut(o, mr, lr, out, odt, lse, d, b, h, rowA, tig);
+    base += nTiles;
+  }
 #endif
 }
 
@@ -2456,7 +2562,7 @@ void fwdWg(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, floa
 // tk and queries past tq arrive as zeros. False, before any launch, where a map cannot be made (driver without
 // cuTensorMapEncodeTiled, a base not 16-byte aligned): version 3 runs.
 bool fwdTma(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, float* lse, const AttnDims& d,
-            const AttnMask& m, bool pingPong) {
+            const AttnMask& m, bool pingPong, bool persistent) {
   constexpr uint64_t D = kWgD, E = sizeof(bf16);
   if (!smemFits(kTmaSmem) || !(d.scale > 0.0f)) return false;  // wgSoftmaxFma needs scale > 0
   const uint64_t B = (uint64_t)d.batch, H = (uint64_t)d.heads, Hk = (uint64_t)d.kvHeads;
@@ -2468,7 +2574,9 @@ bool fwdTma(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, flo
       !tmaMapBf16(&kMap, k, kDims, kStrides, {64, 1, 128, 1}) ||
       !tmaMapBf16(&vMap, v, kDims, kStrides, {64, 1, 128, 1}))
     return false;
-  dim3 grid((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
+  // Version 4: a CTA per work item; version 5: one per SM (1 CTA fits an SM), each taking every gridDim-th item.
+  const int items = fwdItemCount(d);
+  const unsigned grid = (unsigned)(persistent ? std::min(items, smCount()) : items);
   if (pingPong) {
     allowSmem(attnFwdTma<true>, kTmaSmem);
     attnFwdTma<true><<<grid, 256, kTmaSmem, stream()>>>(qMap, kMap, vMap, out, odt, lse, d, m);
@@ -2617,11 +2725,11 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
 // attnDkvReduce), =v3 version 3 (attnFwdWg where wgmmaForward allows it, attnBwdDqWg + attnBwdDkvWg where
 // wgmmaBackward does; version 2's kernels elsewhere), =v4 (attnFwdTma<false> where fwdTma can make its tensor maps,
 // else as v3; attnBwdDkvTma where dkvTma can make its maps), =v4p (attnFwdTma<true>: ping-pong; run 29: no faster
-// than v4); unset or anything else: version 4 when the query count is above 64, else version 1. A version-2 or -3
-// CTA takes 128 query rows, so at tq ≤ 64 (decode, draft steps) three of its warps (or more) would compute masked
-// rows, twice as long as version 1's. Read at each call (one getenv, well under a microsecond beside a launch) rather
-// than once, so that one process can time and check every version by setting process.env.PARO_ATTN_KERNEL
-// (scripts/gpu-check.ts --bench, scripts/backend-ops.ts).
+// than v4), =v5 (attnFwdTma<false> on one CTA per SM, backward as v4); unset or anything else: version 4 when the
+// query count is above 64, else version 1. A version-2 or -3 CTA takes 128 query rows, so at tq ≤ 64 (decode, draft
+// steps) three of its warps (or more) would compute masked rows, twice as long as version 1's. Read at each call (one
+// getenv, well under a microsecond beside a launch) rather than once, so that one process can time and check every
+// version by setting process.env.PARO_ATTN_KERNEL (scripts/gpu-check.ts --bench, scripts/backend-ops.ts).
 // Version 1 also runs where the device cannot give a block version 2's shared memory (smem2: dynamic bytes; 2 KiB
 // more for the static arrays).
 int attnVersion(const AttnDims& d, size_t smem2) {
@@ -2632,6 +2740,7 @@ int attnVersion(const AttnDims& d, size_t smem2) {
   if (e != nullptr && std::strcmp(e, "v3") == 0) return 3;
   if (e != nullptr && std::strcmp(e, "v4") == 0) return 4;
   if (e != nullptr && std::strcmp(e, "v4p") == 0) return 5;
+  if (e != nullptr && std::strcmp(e, "v5") == 0) return 6;
   return d.tq > 64 ? 4 : 1;
 }
 
@@ -2673,7 +2782,7 @@ void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v
     size_t nk = (size_t)d.batch * d.kvStride * d.kvHeads * d.headDim;
     Bf16View Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
     const int ver = attnVersion(d, fwd2Smem(d.headDim));
-    if (ver >= 4 && wgmmaForward(d) && fwdTma(Q.p, Kv.p, V.p, out, odt, lse, d, m, ver == 5)) return;
+    if (ver >= 4 && wgmmaForward(d) && fwdTma(Q.p, Kv.p, V.p, out, odt, lse, d, m, ver == 5, ver == 6)) return;
     if (ver >= 3 && wgmmaForward(d)) {
       fwdWg(Q.p, Kv.p, V.p, out, odt, lse, d, m);
       return;
