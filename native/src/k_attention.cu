@@ -1072,8 +1072,8 @@ __device__ __forceinline__ void wgSoftmaxFma(float (&s)[16][4], const Vis (&vis)
 // NS later (no producer warp, no blocking). Every warpgroup waits for every tile, including those its rows do not
 // see, so that no warp can release a buffer a round early. V is read in place as the MN-major B operand of P·V
 // (wgDescMn; version 3 reads a transposed copy). Products, softmax, masking and outputs as version 3.
-// A CTA takes work items w = blockIdx.x, + gridDim.x, ... (fwdItem: heaviest causal query tiles first over the whole
-// batch): version 4 launches one CTA per item, version 5 (persistent) one per SM. The K/V stages run on over the
+// A CTA takes one work item per round of gridDim.x items (fwdItem: heaviest causal query tiles first over the whole
+// batch; snake order over the CTAs): version 4 launches one CTA per item, version 5 (persistent) one per SM. The K/V stages run on over the
 // CTA's items as one stream of tiles, and the Q tile of the next item is loaded once every warp has issued its last
 // S product of the current one, so that a CTA's next item starts on tiles already in shared memory while the
 // current item's last products and output stores run (version 4: a fresh CTA's first copies wait in DRAM latency,
@@ -1169,9 +1169,14 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4,
             tig = lane % 4;
   const int nItems = fwdItemCount(d);
-  auto itemOf = [&](int n) { return fwdItem(blockIdx.x + n * gridDim.x, d); };
+  // The CTA's n-th item: rounds of gridDim.x items, taken in snake order (forward in even rounds, backward in odd
+  // ones) so that the CTA with the heaviest item of one round has the lightest of the next (static balance).
+  auto indexOf = [&](int n) {
+    return n * (int)gridDim.x + ((n & 1) ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x);
+  };
+  auto itemOf = [&](int n) { return fwdItem(indexOf(n), d); };
   auto rangeOf = [&](const FwdItem& it) { return itemTileRange(m, it.b, it.qt * kWgRows, d, BC); };
-  auto exists = [&](int n) { return blockIdx.x + n * gridDim.x < nItems; };
+  auto exists = [&](int n) { return indexOf(n) < nItems; };  // only the last round is partial
 
   // Tile gt of the CTA's stream into buffer gt % NS (two boxes of 64 channels × 128 keys), found by walking on from
   // item n, whose first tile is tile `first` of the stream and whose range is r; nothing past the last item. One
