@@ -1072,26 +1072,27 @@ __device__ __forceinline__ void wgSoftmaxFma(float (&s)[16][4], const Vis (&vis)
 // NS later (no producer warp, no blocking). Every warpgroup waits for every tile, including those its rows do not
 // see, so that no warp can release a buffer a round early. V is read in place as the MN-major B operand of P·V
 // (wgDescMn; version 3 reads a transposed copy). Products, softmax, masking and outputs as version 3.
-// A CTA takes one work item per round of gridDim.x items (fwdItem: heaviest causal query tiles first over the whole
-// batch; snake order over the CTAs): version 4 launches one CTA per item, version 5 (persistent) one per SM. The K/V stages run on over the
-// CTA's items as one stream of tiles, and the Q tile of the next item is loaded once every warp has issued its last
-// S product of the current one, so that a CTA's next item starts on tiles already in shared memory while the
-// current item's last products and output stores run (version 4: a fresh CTA's first copies wait in DRAM latency,
-// its last stores beside no product). The tile range of an item is known to any thread from the mask alone
-// (itemTileRange; no barrier), so the thread that refills a buffer can reach into the next items.
+// A CTA takes one work item per round of gridDim.x items (QueryItems: heaviest causal query tiles first over the whole
+// batch, snake order over the CTAs): version 4 launches one CTA per item, version 5 (persistent) one per SM. The K/V
+// stages run on over the CTA's items as one stream of tiles, and the Q tile of the next item is loaded once every
+// warp has issued its last S product of the current one, so that a CTA's next item starts on tiles already in shared
+// memory while the current item's last products and output stores run (version 4: a fresh CTA's first copies wait in
+// DRAM latency, its last stores beside no product). The tile range of an item is known to any thread from the mask
+// alone (itemTileRange; no barrier), so the thread that refills a buffer can reach into the next items.
 constexpr int kTmaStages = 3;
 // Q, three K and three V tiles (224 KB) and 1 KB to align them to the swizzle atoms.
 constexpr size_t kTmaSmem = (size_t)(1 + 2 * kTmaStages) * kWgTileBytes + 1024;
 
-// Work item w of the version-4/5 forward: query head h, 128-row query tile qt, batch entry b; the query tiles with
-// the most keys under a causal mask (the last) come first, over every head and batch entry.
-struct FwdItem {
+// Work item w of the query-tile kernels of versions 4 and 5 (forward; version 5's dQ): query head h, 128-row query
+// tile qt, batch entry b; the query tiles with the most keys under a causal mask (the last) come first, over every
+// head and batch entry.
+struct QItem {
   int h, qt, b;
 };
-__host__ __device__ __forceinline__ int fwdItemCount(const AttnDims& d) {
+__host__ __device__ __forceinline__ int queryItemCount(const AttnDims& d) {
   return ((d.tq + kWgRows - 1) / kWgRows) * d.heads * d.batch;
 }
-__device__ __forceinline__ FwdItem fwdItem(int w, const AttnDims& d) {
+__device__ __forceinline__ QItem queryItem(int w, const AttnDims& d) {
   const int nQt = (d.tq + kWgRows - 1) / kWgRows, hb = d.heads * d.batch, rem = w % hb;
   return {rem % d.heads, nQt - 1 - w / hb, rem / d.heads};
 }
@@ -1118,6 +1119,31 @@ __device__ __forceinline__ TileRange itemTileRange(const AttnMask& m, int b, int
   }
   return t;
 }
+
+// A CTA's work items: one per round of gridDim.x items, in snake order (forward in even rounds, backward in odd ones,
+// so that the CTA with the heaviest item of one round has the lightest of the next: a static balance), and their key
+// tiles of bc keys as one stream (itemTileRange), which any thread can walk without a barrier.
+struct QueryItems {
+  const AttnDims& d;
+  const AttnMask& m;
+  int bc;
+  __device__ int index(int n) const {
+    return n * (int)gridDim.x + ((n & 1) ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x);
+  }
+  __device__ bool exists(int n) const { return index(n) < queryItemCount(d); }  // only the last round is partial
+  __device__ QItem item(int n) const { return queryItem(index(n), d); }
+  __device__ TileRange range(const QItem& it) const { return itemTileRange(m, it.b, it.qt * kWgRows, d, bc); }
+  // From item n (its first tile is tile `first` of the stream, its range r) on to the item holding stream tile gt,
+  // updating n, first and r; false past the last item.
+  __device__ bool locate(int gt, int& n, int& first, TileRange& r) const {
+    while (gt >= first + r.count()) {
+      first += r.count();
+      if (!exists(++n)) return false;
+      r = range(item(n));
+    }
+    return true;
+  }
+};
 
 // The hull of a warpgroup's rows' visible keys (largest e1; smallest s2 and largest e2 over rows with a second range)
 // into t's e1, s2, e2: shuffles within each warp, then the warpgroup's 4 warps through part (this item's slot: the
@@ -1168,26 +1194,14 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
 
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4,
             tig = lane % 4;
-  const int nItems = fwdItemCount(d);
-  // The CTA's n-th item: rounds of gridDim.x items, taken in snake order (forward in even rounds, backward in odd
-  // ones) so that the CTA with the heaviest item of one round has the lightest of the next (static balance).
-  auto indexOf = [&](int n) {
-    return n * (int)gridDim.x + ((n & 1) ? (int)(gridDim.x - 1 - blockIdx.x) : (int)blockIdx.x);
-  };
-  auto itemOf = [&](int n) { return fwdItem(indexOf(n), d); };
-  auto rangeOf = [&](const FwdItem& it) { return itemTileRange(m, it.b, it.qt * kWgRows, d, BC); };
-  auto exists = [&](int n) { return indexOf(n) < nItems; };  // only the last round is partial
+  const QueryItems qi{d, m, BC};
 
   // Tile gt of the CTA's stream into buffer gt % NS (two boxes of 64 channels × 128 keys), found by walking on from
   // item n, whose first tile is tile `first` of the stream and whose range is r; nothing past the last item. One
   // thread issues it.
   auto load = [&](bf16* buf, const CUtensorMap* map, uint64_t* full, int gt, int n, int first, TileRange r) {
-    while (gt >= first + r.count()) {
-      first += r.count();
-      if (!exists(++n)) return;
-      r = rangeOf(itemOf(n));
-    }
-    const FwdItem it = itemOf(n);
+    if (!qi.locate(gt, n, first, r)) return;
+    const QItem it = qi.item(n);
     const int s = gt % NS, j = r.tile(gt - first) * BC, hk = it.h / (d.heads / d.kvHeads);
     mbarExpectTx(&full[s], kWgTileBytes);
     tmaLoad4(buf + s * TILE, map, &full[s], 0, hk, j, it.b);
@@ -1195,8 +1209,8 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
   };
   // Item n's Q tile (128 rows; rows past tq arrive as zeros).
   auto loadQ = [&](int n) {
-    if (!exists(n)) return;
-    const FwdItem it = itemOf(n);
+    if (!qi.exists(n)) return;
+    const QItem it = qi.item(n);
     mbarExpectTx(&qFull, kWgTileBytes);
     tmaLoad4(sQ, &qMap, &qFull, 0, it.h, it.qt * kWgRows, it.b);
     tmaLoad4(sQ + HALF, &qMap, &qFull, 64, it.h, it.qt * kWgRows, it.b);
@@ -1213,8 +1227,8 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
     tmaPrefetch(&qMap);
     tmaPrefetch(&kMap);
     tmaPrefetch(&vMap);
-    if (exists(0)) {
-      const TileRange r0 = rangeOf(itemOf(0));
+    if (qi.exists(0)) {
+      const TileRange r0 = qi.range(qi.item(0));
       loadQ(0);
       for (int t = 0; t < NS; t++) {
         load(sK, &kMap, kFull, t, 0, 0, r0);
@@ -1230,13 +1244,13 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
   float o[16][4], s[16][4], c[2];
   uint32_t pa[8][4];
   int base = 0;  // the current item's first tile in the CTA's stream
-  for (int n = 0; exists(n); n++) {
-    const FwdItem item = itemOf(n);
+  for (int n = 0; qi.exists(n); n++) {
+    const QItem item = qi.item(n);
     const int h = item.h, b = item.b, i0 = item.qt * kWgRows;
     const int rowA = i0 + wg * 64 + warp * 16 + g;
     const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
     WgTiles wt;
-    wt.tr = rangeOf(item);
+    wt.tr = qi.range(item);
     wgHull(wt, vis, sPart[n & 1][wg], 3 + wg);
     const TileRange tr = wt.tr;
     auto sees = [&](int it) { return wt.sees(it, BC); };
@@ -1898,6 +1912,223 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
     if (row >= d.tq) continue;
     const size_t rowOff = ((size_t)b * d.tq + row) * qStride + (size_t)h * D + tig * 2;
     storeRow2(dq, dqdt, acc, r, rowOff, d.scale);
+  }
+#endif
+}
+
+// ---- backward dQ, version 5: the dQ kernel's products with tiles loaded by the TMA unit, persistent ----
+// As the version-4/5 forward does for the forward: work items (query head, 128-query tile, batch entry) per CTA from
+// QueryItems (one CTA per SM, snake order), their K and V tiles of 64 keys as one stream through three stages (a
+// stage's K and V counted against one mbarrier, refilled by the last of the 8 warps to release it), and the next
+// item's Q and dO tiles loaded once every warp's last S and dP products of the current item are complete. A stage is
+// released once the tile's dQ product, which reads K in place, is complete too. Products, element step and outputs
+// as version 3's dQ kernel (attnBwdDqWg), whose cp.async copies and CTA-wide barrier per tile this replaces.
+constexpr int kDqStages = 3;
+// Q and dO (32 KB each), three stages of a K and a V tile of 64 keys (16 KB each): 160 KB, 1 KB of alignment.
+constexpr size_t kTmaDqSmem = (size_t)2 * kWgTileBytes + 2 * kDqStages * (size_t)kWgItemTile + 1024;
+
+// kOverlap (the default; false under PARO_ATTN_SERIAL=dq): tile it + 1's S and dP products are issued with tile it's
+// dQ product; otherwise each product is waited for before the next is issued.
+template <bool kOverlap>
+__global__ void __launch_bounds__(256, 1) attnBwdDqTma(const __grid_constant__ CUtensorMap qMap,
+                                                       const __grid_constant__ CUtensorMap oMap,
+                                                       const __grid_constant__ CUtensorMap kMap,
+                                                       const __grid_constant__ CUtensorMap vMap,
+                                                       const float* __restrict__ lse, const float* __restrict__ Dv,
+                                                       void* dq, int dqdt, AttnDims d, AttnMask m) {
+#if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
+  constexpr int D = kWgD, BC = kWgBq, NS = kDqStages;  // 64 keys per tile
+  constexpr int TILE = kWgTileBytes / 2, ITEM = kWgItemTile / 2;  // elements
+  extern __shared__ __align__(16) unsigned char smRaw[];
+  bf16* sQ = reinterpret_cast<bf16*>(smRaw + ((1024 - smemAddr(smRaw) % 1024) % 1024));  // swizzle atoms: aligned
+  bf16* sO = sQ + TILE;
+  bf16* sKey = sO + TILE;  // stage s: K, V at sKey + (2·s + 0..1)·ITEM
+  __shared__ uint64_t qFull, tFull[NS];  // mbarriers: Q and dO, a stage's K and V have landed
+  __shared__ int qDone, tDone[NS];       // warps done with Q/dO, with a stage, counted over the rounds
+  __shared__ int sPart[2][2][4][3];      // wgHull's per-warp values: [item parity][warpgroup][warp]
+
+  const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4,
+            tig = lane % 4;
+  const QueryItems qi{d, m, BC};
+  // Stream tile gt into stage gt % NS: K and V, each two boxes of 64 channels × 64 keys; found by walking on from item
+  // n (first stream tile `first`, range r); nothing past the last item. One thread issues it.
+  auto loadTile = [&](int gt, int n, int first, TileRange r) {
+    if (!qi.locate(gt, n, first, r)) return;
+    const QItem it = qi.item(n);
+    const int st = gt % NS, j = r.tile(gt - first) * BC, hk = it.h / (d.heads / d.kvHeads);
+    bf16* buf = sKey + 2 * st * ITEM;
+    mbarExpectTx(&tFull[st], 2 * kWgItemTile);
+    tmaLoad4(buf, &kMap, &tFull[st], 0, hk, j, it.b);
+    tmaLoad4(buf + ITEM / 2, &kMap, &tFull[st], 64, hk, j, it.b);
+    tmaLoad4(buf + ITEM, &vMap, &tFull[st], 0, hk, j, it.b);
+    tmaLoad4(buf + ITEM + ITEM / 2, &vMap, &tFull[st], 64, hk, j, it.b);
+  };
+  // Item n's Q and dO tiles (128 rows; rows past tq arrive as zeros).
+  auto loadQ = [&](int n) {
+    if (!qi.exists(n)) return;
+    const QItem it = qi.item(n);
+    const int i0 = it.qt * kWgRows;
+    mbarExpectTx(&qFull, 2 * kWgTileBytes);
+    tmaLoad4(sQ, &qMap, &qFull, 0, it.h, i0, it.b);
+    tmaLoad4(sQ + TILE / 2, &qMap, &qFull, 64, it.h, i0, it.b);
+    tmaLoad4(sO, &oMap, &qFull, 0, it.h, i0, it.b);
+    tmaLoad4(sO + TILE / 2, &oMap, &qFull, 64, it.h, i0, it.b);
+  };
+  if (threadIdx.x == 0) {
+    mbarInit(&qFull, 1);
+    for (int st = 0; st < NS; st++) {
+      mbarInit(&tFull[st], 1);
+      tDone[st] = 0;
+    }
+    qDone = 0;
+    mbarInitFence();
+    tmaPrefetch(&qMap);
+    tmaPrefetch(&oMap);
+    tmaPrefetch(&kMap);
+    tmaPrefetch(&vMap);
+    if (qi.exists(0)) {
+      const TileRange r0 = qi.range(qi.item(0));
+      loadQ(0);
+      for (int t = 0; t < NS; t++) loadTile(t, 0, 0, r0);
+    }
+  }
+  __syncthreads();  // the mbarriers' initialisation, to every thread
+
+  const float sl2 = d.scale * kLog2e;
+  const size_t qStride = (size_t)d.heads * D;
+  const uint32_t qRows = smemAddr(sQ) + wgChunkOffset(wg * 64, 0), oRows = smemAddr(sO) + wgChunkOffset(wg * 64, 0);
+  float acc[16][4];
+  float s[8][4], dp[8][4];  // S and dP of a tile
+  uint32_t da[4][4];        // dS of tile it − 1 as A fragments, read by its dQ product until the next wgWait<0>
+  int base = 0;             // the current item's first tile in the CTA's stream
+  for (int n = 0; qi.exists(n); n++) {
+    const QItem item = qi.item(n);
+    const int h = item.h, b = item.b;
+    const int rowA = item.qt * kWgRows + wg * 64 + warp * 16 + g;
+    const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
+    const size_t lrow = ((size_t)b * d.heads + h) * d.tq;
+    float l2[2], Dr[2];  // lse in the exp2 domain (−inf: a fully masked row, P = 0) and D_i = Σ dO·O
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const int row = rowA + 8 * r;
+      l2[r] = row < d.tq ? lse[lrow + row] * kLog2e : -INFINITY;
+      Dr[r] = row < d.tq ? Dv[lrow + row] : 0.0f;
+    }
+    WgTiles wt;
+    wt.tr = qi.range(item);
+    wgHull(wt, vis, sPart[n & 1][wg], 3 + wg);
+    const TileRange tr = wt.tr;
+    auto sees = [&](int t) { return wt.sees(t, BC); };  // uniform over the warpgroup
+    const int nTiles = tr.count();
+
+    // This warp is done with Q and dO (its last S and dP products of the item are complete): the 8th loads the next.
+    auto releaseQ = [&] {
+      __syncwarp();
+      if (lane == 0 && atomicAdd(&qDone, 1) == 8 * n + 7) loadQ(n + 1);
+    };
+    auto scoresDone = [&](int t) {
+      if (t == nTiles - 1) releaseQ();
+    };
+    // This warp is done with item tile t's stage (its dQ product is complete): the 8th refills it, NS tiles on.
+    auto releaseT = [&](int t) {
+      const int gt = base + t;
+      __syncwarp();
+      if (lane == 0 && atomicAdd(&tDone[gt % NS], 1) == 8 * (gt / NS) + 7) loadTile(gt + NS, n, base, tr);
+    };
+    auto waitT = [&](int t) { mbarWait(&tFull[(base + t) % NS], (uint32_t)((base + t) / NS) & 1); };
+    auto tileAddr = [&](int t) { return smemAddr(sKey) + 2 * ((base + t) % NS) * kWgItemTile; };
+    auto issueScores = [&](int t) {
+      wgIssuePair64(s, dp, qRows, tileAddr(t), oRows, tileAddr(t) + kWgItemTile);
+      wgCommit();
+    };
+
+    zeroAcc(acc);
+    mbarWait(&qFull, (uint32_t)n & 1);  // every warp, so that the next Q and dO load only after these have landed
+    if (nTiles > 0) {
+      waitT(0);
+      if (sees(0)) {
+        issueScores(0);
+        wgWait<0>();
+        wgFenceAcc(s);
+        wgFenceAcc(dp);
+      }
+      scoresDone(0);
+    } else {
+      releaseQ();
+    }
+    // Iteration it: S and dP of tile it are in s, dp (if the warpgroup sees it); dQ of tile it − 1 may still run. The
+    // products of tile it + 1 and dQ of tile it are issued together, so that tile it + 1's element step runs beside
+    // tile it's dQ product.
+    for (int it = 0; it < nTiles; it++) {
+      const int j0 = tr.tile(it) * BC;
+      const bool act = sees(it), more = it + 1 < nTiles;
+      // dS of tile it into fresh fragments: S and dP are only read (see dkvFragments), da is still read by dQ of it − 1.
+      uint32_t dn[4][4];
+      if (act) {
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+          float ds[2][4];  // n8 tiles 2·kk and 2·kk + 1
+#pragma unroll
+          for (int hh = 0; hh < 2; hh++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+              const int nn = 2 * kk + hh, r = e / 2;
+              const bool seen = allVisible(vis[r], j0, j0 + BC) || isVisible(vis[r], j0 + nn * 8 + tig * 2 + (e & 1));
+              const float p = (l2[r] != -INFINITY && seen) ? exp2f(s[nn][e] * sl2 - l2[r]) : 0.0f;
+              ds[hh][e] = p * (dp[nn][e] - Dr[r]);
+            }
+          }
+          accToA(dn[kk], ds[0], ds[1]);
+        }
+      }
+      wgWait<0>();  // dQ of tile it − 1: its fragments and stage are free
+      wgFenceAcc(acc);
+      wgFenceFrag(da);
+      if (it > 0) releaseT(it - 1);
+      if (act) copyFrags(da, dn);
+      bool actNext = false;
+      if (more) {
+        waitT(it + 1);
+        actNext = sees(it + 1);
+      }
+      if (kOverlap && actNext) issueScores(it + 1);
+      if (act) {
+        wgFence();
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; kk++) wgmmaRS<1>(acc, da[kk], wgRowsMnDesc(tileAddr(it), kk));
+        wgCommit();
+      }
+      if (!kOverlap) {
+        wgWait<0>();
+        wgFenceAcc(acc);
+        wgFenceFrag(da);
+        if (actNext) {
+          issueScores(it + 1);
+          wgWait<0>();
+          wgFenceAcc(s);
+          wgFenceAcc(dp);
+        }
+      }
+      if (kOverlap && actNext) {
+        if (act) wgWait<1>();
+        else wgWait<0>();
+        wgFenceAcc(s);
+        wgFenceAcc(dp);
+      }
+      if (more) scoresDone(it + 1);
+    }
+    wgWait<0>();
+    wgFenceAcc(acc);
+    wgFenceFrag(da);
+    if (nTiles > 0) releaseT(nTiles - 1);
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      const int row = rowA + 8 * r;
+      if (row >= d.tq) continue;
+      const size_t rowOff = ((size_t)b * d.tq + row) * qStride + (size_t)h * D + tig * 2;
+      storeRow2(dq, dqdt, acc, r, rowOff, d.scale);
+    }
+    base += nTiles;
   }
 #endif
 }
@@ -2580,7 +2811,7 @@ bool fwdTma(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, flo
       !tmaMapBf16(&vMap, v, kDims, kStrides, {64, 1, 128, 1}))
     return false;
   // Version 4: a CTA per work item; version 5: one per SM (1 CTA fits an SM), each taking every gridDim-th item.
-  const int items = fwdItemCount(d);
+  const int items = queryItemCount(d);
   const unsigned grid = (unsigned)(persistent ? std::min(items, smCount()) : items);
   if (pingPong) {
     allowSmem(attnFwdTma<true>, kTmaSmem);
@@ -2632,20 +2863,52 @@ bool dkvTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const
   return true;
 }
 
-// Version 3's backward: dQ by attnBwdDqWg, dK/dV by attnBwdDkvWg on Qᵀ and dOᵀ copies (scratch memory); with tma
-// (version 4) dK/dV by attnBwdDkvTma (no copies) where dkvTma can make its maps.
-void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
-           int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m, bool tma) {
-  constexpr int D = kWgD;
-  dim3 gq((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
+// Version 5's dQ (attnBwdDqTma): tensor maps of Q, dO [batch, tq, heads, 128] (boxes of 128 rows) and K, V [batch,
+// tk (rows of kvStride), kvHeads, 128] (boxes of 64 rows) of 64 elements; one CTA per SM. False, before any launch,
+// where a map cannot be made: version 3's dQ kernel runs.
+bool dqTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
+           int dqdt, const AttnDims& d, const AttnMask& m) {
+  constexpr uint64_t D = kWgD, E = sizeof(bf16);
+  if (!smemFits(kTmaDqSmem)) return false;
+  const uint64_t B = (uint64_t)d.batch, H = (uint64_t)d.heads, Hk = (uint64_t)d.kvHeads, T = (uint64_t)d.tq;
+  CUtensorMap qMap, oMap, kMap, vMap;
+  const uint64_t qDims[4] = {D, H, T, B}, qStrides[3] = {D * E, H * D * E, T * H * D * E};
+  const uint64_t kDims[4] = {D, Hk, (uint64_t)d.tk, B};
+  const uint64_t kStrides[3] = {D * E, Hk * D * E, (uint64_t)d.kvStride * Hk * D * E};
+  if (!tmaMapBf16(&qMap, q, qDims, qStrides, {64, 1, 128, 1}) ||
+      !tmaMapBf16(&oMap, dout, qDims, qStrides, {64, 1, 128, 1}) ||
+      !tmaMapBf16(&kMap, k, kDims, kStrides, {64, 1, 64, 1}) || !tmaMapBf16(&vMap, v, kDims, kStrides, {64, 1, 64, 1}))
+    return false;
+  const unsigned grid = (unsigned)std::min(queryItemCount(d), smCount());
   if (attnSerial() & 1) {
-    allowSmem(attnBwdDqWg<false>, kWgDqSmem);
-    attnBwdDqWg<false><<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
+    allowSmem(attnBwdDqTma<false>, kTmaDqSmem);
+    attnBwdDqTma<false><<<grid, 256, kTmaDqSmem, stream()>>>(qMap, oMap, kMap, vMap, lse, Dv, dq, dqdt, d, m);
   } else {
-    allowSmem(attnBwdDqWg<true>, kWgDqSmem);
-    attnBwdDqWg<true><<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
+    allowSmem(attnBwdDqTma<true>, kTmaDqSmem);
+    attnBwdDqTma<true><<<grid, 256, kTmaDqSmem, stream()>>>(qMap, oMap, kMap, vMap, lse, Dv, dq, dqdt, d, m);
   }
-  checkLaunch("attention.backward.dq(wgmma v3)");
+  checkLaunch("attention.backward.dq(tma v5)");
+  return true;
+}
+
+// Version 3's backward: dQ by attnBwdDqWg, dK/dV by attnBwdDkvWg on Qᵀ and dOᵀ copies (scratch memory); with tma
+// (version 4) dK/dV by attnBwdDkvTma (no copies) where dkvTma can make its maps; with dqPersistent (version 5) dQ by
+// attnBwdDqTma where dqTma can make its maps.
+void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
+           int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m, bool tma,
+           bool dqPersistent) {
+  constexpr int D = kWgD;
+  if (!dqPersistent || !dqTma(dout, q, k, v, lse, Dv, dq, dqdt, d, m)) {
+    dim3 gq((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
+    if (attnSerial() & 1) {
+      allowSmem(attnBwdDqWg<false>, kWgDqSmem);
+      attnBwdDqWg<false><<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
+    } else {
+      allowSmem(attnBwdDqWg<true>, kWgDqSmem);
+      attnBwdDqWg<true><<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
+    }
+    checkLaunch("attention.backward.dq(wgmma v3)");
+  }
   if (tma && dkvTma(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m)) return;
   const int ldT = (d.tq + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-query tiles: the kernel reads them unguarded
   const size_t nT = (size_t)d.batch * d.heads * D * ldT;
@@ -2730,11 +2993,12 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
 // attnDkvReduce), =v3 version 3 (attnFwdWg where wgmmaForward allows it, attnBwdDqWg + attnBwdDkvWg where
 // wgmmaBackward does; version 2's kernels elsewhere), =v4 (attnFwdTma<false> where fwdTma can make its tensor maps,
 // else as v3; attnBwdDkvTma where dkvTma can make its maps), =v4p (attnFwdTma<true>: ping-pong; run 29: no faster
-// than v4), =v5 (attnFwdTma<false> on one CTA per SM, backward as v4); unset or anything else: version 4 when the
-// query count is above 64, else version 1. A version-2 or -3 CTA takes 128 query rows, so at tq ≤ 64 (decode, draft
-// steps) three of its warps (or more) would compute masked rows, twice as long as version 1's. Read at each call (one
-// getenv, well under a microsecond beside a launch) rather than once, so that one process can time and check every
-// version by setting process.env.PARO_ATTN_KERNEL (scripts/gpu-check.ts --bench, scripts/backend-ops.ts).
+// than v4), =v5 (attnFwdTma<false> on one CTA per SM; backward as v4 with dQ by attnBwdDqTma); unset or anything
+// else: version 4 when the query count is above 64, else version 1. A version-2 or -3 CTA takes 128 query rows, so at
+// tq ≤ 64 (decode, draft steps) three of its warps (or more) would compute masked rows, twice as long as version 1's.
+// Read at each call (one getenv, well under a microsecond beside a launch) rather than once, so that one process can
+// time and check every version by setting process.env.PARO_ATTN_KERNEL (scripts/gpu-check.ts --bench,
+// scripts/backend-ops.ts).
 // Version 1 also runs where the device cannot give a block version 2's shared memory (smem2: dynamic bytes; 2 KiB
 // more for the static arrays).
 int attnVersion(const AttnDims& d, size_t smem2) {
@@ -2823,7 +3087,7 @@ void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const voi
     if (ver == 1 && d.headDim == 64) bwdMma<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (ver == 1) bwdMma<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (ver >= 3 && wgmmaBackward(d))
-      bwdWg(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m, ver >= 4);
+      bwdWg(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m, ver >= 4, ver == 6);
     else if (d.headDim == 64) bwdMma2<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else bwdMma2<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     return;
