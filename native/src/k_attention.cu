@@ -1755,6 +1755,67 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
 #endif
 }
 
+// A dQ tile's element step (versions 3 to 5) from the warpgroup's S and dP (s, dp; keys j0..j0+63): per element
+// P = exp2(S·scale·log2e − lse·log2e) (0 where the row is fully masked or the key not visible to it) and
+// dS = P ⊙ (dP − D), as the bf16 A fragments of the dQ product (dn). S and dP are only read (see dkvFragments).
+__device__ __forceinline__ void dqFragments(uint32_t (&dn)[4][4], const float (&s)[8][4], const float (&dp)[8][4],
+                                            const Vis (&vis)[2], int j0, float sl2, const float (&l2)[2],
+                                            const float (&Dr)[2], int tig) {
+#pragma unroll
+  for (int kk = 0; kk < 4; kk++) {
+    float ds[2][4];  // n8 tiles 2·kk and 2·kk + 1
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int n = 2 * kk + h, r = e / 2;
+        const bool seen = allVisible(vis[r], j0, j0 + kWgBq) || isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1));
+        const float p = (l2[r] != -INFINITY && seen) ? exp2f(s[n][e] * sl2 - l2[r]) : 0.0f;
+        ds[h][e] = p * (dp[n][e] - Dr[r]);
+      }
+    }
+    accToA(dn[kk], ds[0], ds[1]);
+  }
+}
+
+// A dQ kernel's products after tile it's element step (da holds its dS, dQ of tile it − 1 complete): dQ += dS·K of
+// tile it (if act; K read in place, MN-major, at cur) and S, dP of tile it + 1 (if actNext; K, V at next) into s, dp,
+// complete on return. kOverlap: the two are issued together (S and dP first) and only S, dP waited for, so that tile
+// it + 1's element step runs beside the dQ product (the caller's next wgWait<0> completes it); otherwise one by one.
+template <bool kOverlap>
+__device__ __forceinline__ void dqProducts(float (&acc)[16][4], float (&s)[8][4], float (&dp)[8][4],
+                                           uint32_t (&da)[4][4], bool act, bool actNext, uint32_t qRows,
+                                           uint32_t oRows, uint32_t cur, uint32_t next) {
+  if (kOverlap && actNext) {
+    wgIssuePair64(s, dp, qRows, next, oRows, next + kWgItemTile);
+    wgCommit();
+  }
+  if (act) {
+    wgFence();
+#pragma unroll
+    for (int kk = 0; kk < kWgBq / 16; kk++) wgmmaRS<1>(acc, da[kk], wgRowsMnDesc(cur, kk));
+    wgCommit();
+  }
+  if (!kOverlap) {
+    wgWait<0>();
+    wgFenceAcc(acc);
+    wgFenceFrag(da);
+    if (actNext) {
+      wgIssuePair64(s, dp, qRows, next, oRows, next + kWgItemTile);
+      wgCommit();
+      wgWait<0>();
+      wgFenceAcc(s);
+      wgFenceAcc(dp);
+    }
+  }
+  if (kOverlap && actNext) {
+    if (act) wgWait<1>();
+    else wgWait<0>();
+    wgFenceAcc(s);
+    wgFenceAcc(dp);
+  }
+}
+
 // ---- backward dQ, version 3: Hopper warpgroup MMA (sm_90a, head dim 128) ----
 // One CTA per (query head, 128-query tile, batch) as version 2's dQ, two warpgroups of 64 rows; key tiles of 64:
 //   S = Q·Kᵀ, dP = dO·Vᵀ (64 × 64 per warpgroup; A: the Q or dO rows, B: the K or V tile, K-major over the head dim),
@@ -1842,25 +1903,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
   for (int it = 0; it < nTiles; it++) {
     const int j0 = tr.tile(it) * BC;
     const bool act = sees(it), more = it + 1 < nTiles;
-    // dS of tile it into fresh fragments: S and dP are only read (see dkvFragments), da is still read by dQ of it − 1.
-    uint32_t dn[4][4];
-    if (act) {
-#pragma unroll
-      for (int kk = 0; kk < 4; kk++) {
-        float ds[2][4];  // n8 tiles 2·kk and 2·kk + 1
-#pragma unroll
-        for (int h = 0; h < 2; h++) {
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const int n = 2 * kk + h, r = e / 2;
-            const bool seen = allVisible(vis[r], j0, j0 + BC) || isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1));
-            const float p = (l2[r] != -INFINITY && seen) ? exp2f(s[n][e] * sl2 - l2[r]) : 0.0f;
-            ds[h][e] = p * (dp[n][e] - Dr[r]);
-          }
-        }
-        accToA(dn[kk], ds[0], ds[1]);
-      }
-    }
+    uint32_t dn[4][4];  // dS of tile it; da is still read by dQ of tile it − 1
+    if (act) dqFragments(dn, s, dp, vis, j0, sl2, l2, Dr, tig);
     // dQ of tile it − 1 is complete: its A fragments and (once every warpgroup is past the barrier) its buffer free.
     wgWait<0>();
     wgFenceAcc(acc);
@@ -1874,34 +1918,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
       if (it + 2 < nTiles) issue(it + 2);  // into tile it − 1's buffer
       actNext = sees(it + 1);
     }
-    if (kOverlap && actNext) {
-      wgIssuePair64(s, dp, qRows, tileAddr(it + 1), oRows, tileAddr(it + 1) + kWgItemTile);
-      wgCommit();
-    }
-    if (act) {
-      wgFence();
-#pragma unroll
-      for (int kk = 0; kk < BC / 16; kk++) wgmmaRS<1>(acc, da[kk], wgRowsMnDesc(tileAddr(it), kk));
-      wgCommit();
-    }
-    if (!kOverlap) {
-      wgWait<0>();
-      wgFenceAcc(acc);
-      wgFenceFrag(da);
-      if (actNext) {
-        wgIssuePair64(s, dp, qRows, tileAddr(it + 1), oRows, tileAddr(it + 1) + kWgItemTile);
-        wgCommit();
-        wgWait<0>();
-        wgFenceAcc(s);
-        wgFenceAcc(dp);
-      }
-    }
-    if (kOverlap && actNext) {
-      if (act) wgWait<1>();
-      else wgWait<0>();
-      wgFenceAcc(s);
-      wgFenceAcc(dp);
-    }
+    dqProducts<kOverlap>(acc, s, dp, da, act, actNext, qRows, oRows, tileAddr(it), more ? tileAddr(it + 1) : 0);
   }
   wgWait<0>();
   wgFenceAcc(acc);
@@ -2062,25 +2079,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqTma(const __grid_constant__ C
     for (int it = 0; it < nTiles; it++) {
       const int j0 = tr.tile(it) * BC;
       const bool act = sees(it), more = it + 1 < nTiles;
-      // dS of tile it into fresh fragments: S and dP are only read (see dkvFragments), da is still read by dQ of it − 1.
-      uint32_t dn[4][4];
-      if (act) {
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) {
-          float ds[2][4];  // n8 tiles 2·kk and 2·kk + 1
-#pragma unroll
-          for (int hh = 0; hh < 2; hh++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-              const int nn = 2 * kk + hh, r = e / 2;
-              const bool seen = allVisible(vis[r], j0, j0 + BC) || isVisible(vis[r], j0 + nn * 8 + tig * 2 + (e & 1));
-              const float p = (l2[r] != -INFINITY && seen) ? exp2f(s[nn][e] * sl2 - l2[r]) : 0.0f;
-              ds[hh][e] = p * (dp[nn][e] - Dr[r]);
-            }
-          }
-          accToA(dn[kk], ds[0], ds[1]);
-        }
-      }
+      uint32_t dn[4][4];  // dS of tile it; da is still read by dQ of tile it − 1
+      if (act) dqFragments(dn, s, dp, vis, j0, sl2, l2, Dr, tig);
       wgWait<0>();  // dQ of tile it − 1: its fragments and stage are free
       wgFenceAcc(acc);
       wgFenceFrag(da);
@@ -2091,30 +2091,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqTma(const __grid_constant__ C
         waitT(it + 1);
         actNext = sees(it + 1);
       }
-      if (kOverlap && actNext) issueScores(it + 1);
-      if (act) {
-        wgFence();
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; kk++) wgmmaRS<1>(acc, da[kk], wgRowsMnDesc(tileAddr(it), kk));
-        wgCommit();
-      }
-      if (!kOverlap) {
-        wgWait<0>();
-        wgFenceAcc(acc);
-        wgFenceFrag(da);
-        if (actNext) {
-          issueScores(it + 1);
-          wgWait<0>();
-          wgFenceAcc(s);
-          wgFenceAcc(dp);
-        }
-      }
-      if (kOverlap && actNext) {
-        if (act) wgWait<1>();
-        else wgWait<0>();
-        wgFenceAcc(s);
-        wgFenceAcc(dp);
-      }
+      dqProducts<kOverlap>(acc, s, dp, da, act, actNext, qRows, oRows, tileAddr(it), more ? tileAddr(it + 1) : 0);
       if (more) scoresDone(it + 1);
     }
     wgWait<0>();
