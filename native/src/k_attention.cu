@@ -1755,6 +1755,31 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
 #endif
 }
 
+// A dQ kernel's row data for this thread's rows rowA, rowA + 8 of (batch b, head h): lse in the exp2 domain (−inf for
+// a fully masked row or one past tq: P = 0) and D_i = Σ dO·O.
+__device__ __forceinline__ void dqRowData(float (&l2)[2], float (&Dr)[2], const float* lse, const float* Dv,
+                                          const AttnDims& d, int b, int h, int rowA) {
+  const size_t lrow = ((size_t)b * d.heads + h) * d.tq;
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int row = rowA + 8 * r;
+    l2[r] = row < d.tq ? lse[lrow + row] * kLog2e : -INFINITY;
+    Dr[r] = row < d.tq ? Dv[lrow + row] : 0.0f;
+  }
+}
+
+// dQ (× scale) of this thread's rows rowA, rowA + 8 of (batch b, head h) from a warpgroup accumulator: the output.
+__device__ __forceinline__ void storeDq(const float (&acc)[16][4], void* dq, int dqdt, const AttnDims& d, int b, int h,
+                                        int rowA, int tig) {
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int row = rowA + 8 * r;
+    if (row >= d.tq) continue;
+    const size_t rowOff = ((size_t)b * d.tq + row) * d.heads * kWgD + (size_t)h * kWgD + tig * 2;
+    storeRow2(dq, dqdt, acc, r, rowOff, d.scale);
+  }
+}
+
 // A dQ tile's element step (versions 3 to 5) from the warpgroup's S and dP (s, dp; keys j0..j0+63): per element
 // P = exp2(S·scale·log2e − lse·log2e) (0 where the row is fully masked or the key not visible to it) and
 // dS = P ⊙ (dP − D), as the bf16 A fragments of the dQ product (dn). S and dP are only read (see dkvFragments).
@@ -1856,14 +1881,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
 
   const int rowA = i0 + wg * 64 + warp * 16 + g;
   const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
-  const size_t lrow = ((size_t)b * d.heads + h) * d.tq;
-  float l2[2], Dr[2];  // lse in the exp2 domain (−inf: a fully masked row, P = 0) and D_i = Σ dO·O
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int row = rowA + 8 * r;
-    l2[r] = row < d.tq ? lse[lrow + row] * kLog2e : -INFINITY;
-    Dr[r] = row < d.tq ? Dv[lrow + row] : 0.0f;
-  }
+  float l2[2], Dr[2];
+  dqRowData(l2, Dr, lse, Dv, d, b, h, rowA);
   const WgTiles wt = wgTileRange(sRange, sHull, vis, wg, BC);
   const TileRange tr = wt.tr;
   const float sl2 = d.scale * kLog2e;
@@ -1923,13 +1942,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
   wgWait<0>();
   wgFenceAcc(acc);
   wgFenceFrag(da);
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    const int row = rowA + 8 * r;
-    if (row >= d.tq) continue;
-    const size_t rowOff = ((size_t)b * d.tq + row) * qStride + (size_t)h * D + tig * 2;
-    storeRow2(dq, dqdt, acc, r, rowOff, d.scale);
-  }
+  storeDq(acc, dq, dqdt, d, b, h, rowA, tig);
 #endif
 }
 
@@ -2012,7 +2025,6 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqTma(const __grid_constant__ C
   __syncthreads();  // the mbarriers' initialisation, to every thread
 
   const float sl2 = d.scale * kLog2e;
-  const size_t qStride = (size_t)d.heads * D;
   const uint32_t qRows = smemAddr(sQ) + wgChunkOffset(wg * 64, 0), oRows = smemAddr(sO) + wgChunkOffset(wg * 64, 0);
   float acc[16][4];
   float s[8][4], dp[8][4];  // S and dP of a tile
@@ -2023,14 +2035,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqTma(const __grid_constant__ C
     const int h = item.h, b = item.b;
     const int rowA = item.qt * kWgRows + wg * 64 + warp * 16 + g;
     const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
-    const size_t lrow = ((size_t)b * d.heads + h) * d.tq;
-    float l2[2], Dr[2];  // lse in the exp2 domain (−inf: a fully masked row, P = 0) and D_i = Σ dO·O
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      const int row = rowA + 8 * r;
-      l2[r] = row < d.tq ? lse[lrow + row] * kLog2e : -INFINITY;
-      Dr[r] = row < d.tq ? Dv[lrow + row] : 0.0f;
-    }
+    float l2[2], Dr[2];
+    dqRowData(l2, Dr, lse, Dv, d, b, h, rowA);
     WgTiles wt;
     wt.tr = qi.range(item);
     wgHull(wt, vis, sPart[n & 1][wg], 3 + wg);
@@ -2098,13 +2104,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqTma(const __grid_constant__ C
     wgFenceAcc(acc);
     wgFenceFrag(da);
     if (nTiles > 0) releaseT(nTiles - 1);
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      const int row = rowA + 8 * r;
-      if (row >= d.tq) continue;
-      const size_t rowOff = ((size_t)b * d.tq + row) * qStride + (size_t)h * D + tig * 2;
-      storeRow2(dq, dqdt, acc, r, rowOff, d.scale);
-    }
+    storeDq(acc, dq, dqdt, d, b, h, rowA, tig);
     base += nTiles;
   }
 #endif
