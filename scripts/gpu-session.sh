@@ -87,7 +87,7 @@ for s in ${STEPS:-bench eval quantize quantize-f32 w3}; do
     ncu-stalls) # where the warps of the slow kernels wait: Nsight Compute's warp-state breakdown (stall reasons per
       # issued instruction), the instruction mix and the top stall locations (source lines: the addon has -lineinfo); STALL_KERNELS: a regex of kernel names, PROBE_ARGS as for ncu
       # (the Gram backward's kernels: STALL_KERNELS="paroMinMaxRowsKernel|groupGramKernel|paroScaleGradKernel" PROBE_ARGS="--only transform")
-      step ncu-stalls 300 $NCU --clock-control none --target-processes all --kernel-id "::regex:^(${STALL_KERNELS:-paroFusedBwdKernel|attnFwdMma2|attnBwdDqMma2|attnBwdDkvMma})\$:2" \
+      step ncu-stalls 300 $NCU --clock-control none --target-processes all --kernel-id "::regex:^(${STALL_KERNELS:-attnFwdTma|attnBwdDqTma|attnBwdDqWg|attnBwdDkvTma})\$:2" \
         --section WarpStateStats --section InstructionStats --section SourceCounters --print-details all \
         node $G/kernel-probe.mjs ${PROBE_ARGS:-} ;;
     bench-fused) # the block epoch with the fused ParoQuant transform off (PARO_FUSED_TRANSFORM=0: the composition), for the same-session ratio
