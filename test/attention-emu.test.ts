@@ -88,8 +88,8 @@ const CASES: EmuCase[] = [
   // K and V (they must wait for those copies before leaving); 3 CTAs for 1 SM.
   { label: 'd128 causal tq 128 tk 384: dK/dV CTAs whose keys no query sees', D: 128, batch: 1, tq: 128, tk: 384, kvStride: 384, heads: 2, kvHeads: 2, mask: 0, odt: 1, smCount: 1, versions: '34' },
   { label: 'd128 causal qOffset tk 515: version 4 refills its TMA stages', D: 128, batch: 1, tq: 130, tk: 515, kvStride: 520, heads: 2, kvHeads: 1, mask: 0, qOffset: 385, odt: 1, smCount: 1, versions: '4p5' },
-  // Version 5 (persistent forward and dQ): on 1 SM one CTA streams every item's tiles, the 3 stages reaching across
-  // items of 3, 2, 1 and 0 key tiles (rows before the offset see no key: an item with none still loads and releases its
+  // Version 5 (persistent forward and dQ): on 1 SM one CTA streams every item's tiles, the stages (the forward's 3,
+  // the dQ kernel's 4) reaching across items of 3, 2, 1 and 0 key tiles (rows before the offset see no key: an item with none still loads and releases its
   // Q); on 7, 12 items in a full round and a partial one taken backwards (snake order).
   { label: 'd128 causal qOffset −200, batch 2: query tiles with no visible key, version 5', D: 128, batch: 2, tq: 300, tk: 300, kvStride: 300, heads: 2, kvHeads: 1, mask: 0, qOffset: -200, odt: 1, smCount: 1, versions: '5' },
   { label: 'd128 causal qOffset −200, batch 2, version 5 on 7 SMs (snake order)', D: 128, batch: 2, tq: 300, tk: 300, kvStride: 300, heads: 2, kvHeads: 1, mask: 0, qOffset: -200, odt: 1, smCount: 7, versions: '5', env: { PARO_ATTN_BWD_WAVES: '0' } },

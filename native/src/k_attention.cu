@@ -1948,13 +1948,15 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
 
 // ---- backward dQ, version 5: the dQ kernel's products with tiles loaded by the TMA unit, persistent ----
 // As the version-4/5 forward does for the forward: work items (query head, 128-query tile, batch entry) per CTA from
-// QueryItems (one CTA per SM, snake order), their K and V tiles of 64 keys as one stream through three stages (a
+// QueryItems (one CTA per SM, snake order), their K and V tiles of 64 keys as one stream through four stages (a
 // stage's K and V counted against one mbarrier, refilled by the last of the 8 warps to release it), and the next
 // item's Q and dO tiles loaded once every warp's last S and dP products of the current item are complete. A stage is
 // released once the tile's dQ product, which reads K in place, is complete too. Products, element step and outputs
 // as version 3's dQ kernel (attnBwdDqWg), whose cp.async copies and CTA-wide barrier per tile this replaces.
-constexpr int kDqStages = 3;
-// Q and dO (32 KB each), three stages of a K and a V tile of 64 keys (16 KB each): 160 KB, 1 KB of alignment.
+// A stage is released one iteration after its tile's products are issued (once its dQ product is complete), so with
+// four stages the copy of a tile starts two iterations before its products (about 1 µs each at the 8B shape).
+constexpr int kDqStages = 4;
+// Q and dO (32 KB each), four stages of a K and a V tile of 64 keys (16 KB each): 192 KB, 1 KB of alignment.
 constexpr size_t kTmaDqSmem = (size_t)2 * kWgTileBytes + 2 * kDqStages * (size_t)kWgItemTile + 1024;
 
 // kOverlap (the default; false under PARO_ATTN_SERIAL=dq): tile it + 1's S and dP products are issued with tile it's
