@@ -1,7 +1,8 @@
 // What ptxas makes of the Hopper attention kernels (native/src/k_attention.cu, sm_90a), checked wherever nvcc is
-// installed (no GPU needed): no kernel spills, and none has its warpgroup MMAs serialized. ptxas reports the latter
-// only as an info line under -v (C7515: "wgmma.mma_async instructions are serialized ..."): it made the overlapped
-// backward kernels of session 11 wait for every wgmma (run 31: ≈ 3 % slower instead of faster) and nothing failed.
+// installed (no GPU needed): no kernel spills or keeps a stack frame, and none has its warpgroup MMAs serialized.
+// ptxas reports the latter only as an info line under -v (C7515: "wgmma.mma_async instructions are serialized ..."):
+// it made the overlapped backward kernels of session 11 wait for every wgmma (run 31: ≈ 3 % slower instead of
+// faster) and nothing failed.
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import path from 'node:path';
@@ -21,22 +22,25 @@ interface KernelReport {
   name: string;
   registers: number;
   spillBytes: number;
+  stackBytes: number;
 }
 
-/** ptxas -v's per-kernel lines: registers and spill stores + loads of each entry function. */
+/** ptxas -v's per-kernel lines: registers, stack frame and spill stores + loads of each entry function. */
 function parseReport(log: string): KernelReport[] {
   const out: KernelReport[] = [];
   let cur: KernelReport | null = null;
   for (const line of log.split('\n')) {
     const entry = /Compiling entry function '([^']+)'/.exec(line);
     if (entry) {
-      cur = { name: entry[1], registers: -1, spillBytes: 0 };
+      cur = { name: entry[1], registers: -1, spillBytes: 0, stackBytes: 0 };
       out.push(cur);
       continue;
     }
     if (!cur) continue;
     const spill = /(\d+) bytes spill stores, (\d+) bytes spill loads/.exec(line);
     if (spill) cur.spillBytes = Number(spill[1]) + Number(spill[2]);
+    const stack = /(\d+) bytes stack frame/.exec(line);
+    if (stack) cur.stackBytes = Number(stack[1]);
     const regs = /Used (\d+) registers/.exec(line);
     if (regs) cur.registers = Number(regs[1]);
   }
@@ -47,7 +51,7 @@ const nvcc = findNvcc();
 if (!nvcc) console.warn('wgmma-ptxas: skipped, nvcc not found (CUDA_HOME, CUDA_PATH, PATH)');
 
 describe.skipIf(!nvcc)('ptxas on the sm_90a attention kernels', () => {
-  it('spills nothing and serializes no warpgroup MMA', () => {
+  it('spills nothing, keeps no stack frame and serializes no warpgroup MMA', () => {
     const dir = scratchDir('paro-ptxas-');
     const src = path.join(ROOT, 'native/src');
     const r = spawnSync(
@@ -68,6 +72,9 @@ describe.skipIf(!nvcc)('ptxas on the sm_90a attention kernels', () => {
     }
     const spilling = kernels.filter((k) => k.spillBytes > 0).map((k) => `${k.name}: ${k.spillBytes} bytes`);
     expect(spilling, 'kernels that spill').toEqual([]);
+    // Local memory without a spill: an array indexed at run time, or a kernel parameter whose address escapes.
+    const stacked = kernels.filter((k) => k.stackBytes > 0).map((k) => `${k.name}: ${k.stackBytes} bytes`);
+    expect(stacked, 'kernels with a stack frame').toEqual([]);
     for (const k of kernels) expect(k.registers, k.name).toBeGreaterThan(0);
   }, 360_000);
 });
