@@ -10,9 +10,10 @@
 // instead of a CTA-wide one (the default since run 29: forward 1.55–1.62× version 3, dK/dV 1.08×), reading V, Q and
 // dO in place as MN-major operands (no transposed copies) and overlapping each dK/dV item's element step with the
 // previous item's products, and (v4p) the forward's two warpgroups ping-ponging on the tensor cores (no faster than
-// v4 in run 29); version 5, version 4 with a persistent forward (one CTA per SM, the next work item's tiles loading
-// under the current one's last products). Versions 3 to 5 share the dQ kernel (K read in place; a tile's element
-// step beside the previous tile's dQ product).
+// v4 in run 29); version 5, version 4 with a persistent forward and dQ kernel (one CTA per SM, the next work item's
+// tiles loading under the current one's last products; the dQ kernel's tiles by TMA). Versions 3 and 4 share the
+// cp.async dQ kernel; every dQ kernel reads K in place and runs a tile's element step beside the previous tile's dQ
+// product.
 // test/attention-emu.test.ts runs them all under a host emulation of ldmatrix/mma/wgmma/cp.async/TMA against a
 // reference.
 // Measured slower on an H100 on 2026-12-07 and removed: a variant with separate dK and dV kernels (run 15), one whose
