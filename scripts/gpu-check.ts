@@ -101,21 +101,24 @@ function benchmarks(gpu: CudaBackend): void {
         bwdRow(version, bwdMs);
       });
     }
-    // Version 4's backward A/B forms in the same process (k_attention.cu's switches): serial dQ and/or dK/dV steps
-    // (PARO_ATTN_SERIAL) and, on the batch-1 grids, version 4's backward instead of version 2's (PARO_ATTN_BWD_WAVES=0).
-    const forms: [string, Record<string, string>][] = B > 1
-      ? [['serial dq', { PARO_ATTN_SERIAL: 'dq' }], ['serial dkv', { PARO_ATTN_SERIAL: 'dkv' }], ['serial dq,dkv', { PARO_ATTN_SERIAL: 'dq,dkv' }]]
-      : [['waves 0', { PARO_ATTN_BWD_WAVES: '0' }], ['waves 0, serial dq,dkv', { PARO_ATTN_BWD_WAVES: '0', PARO_ATTN_SERIAL: 'dq,dkv' }]];
-    for (const [label, env] of forms) {
-      const bwdMs = withEnvs({ PARO_ATTN_KERNEL: 'v4', ...env }, timeBwd);
-      console.log(`attention causal T=${T}${bt} h32/8 d128 [v4, ${label}]: bwd ${bwdMs.toFixed(3)} ms = ` +
-        `${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s (v4 as it is: ${ms.v4.bwd.toFixed(3)} ms)`);
-      bwdRow(`v4, ${label}`, bwdMs);
+    // Versions 4 and 5's backward A/B forms in the same process (k_attention.cu's switches): serial dQ and/or dK/dV
+    // steps (PARO_ATTN_SERIAL; version 5 has its own dQ kernel) and, on the batch-1 grids, the wgmma backward instead
+    // of version 2's (PARO_ATTN_BWD_WAVES=0).
+    const forms: ['v4' | 'v5', string, Record<string, string>][] = B > 1
+      ? [['v4', 'serial dq', { PARO_ATTN_SERIAL: 'dq' }], ['v4', 'serial dkv', { PARO_ATTN_SERIAL: 'dkv' }],
+        ['v4', 'serial dq,dkv', { PARO_ATTN_SERIAL: 'dq,dkv' }], ['v5', 'serial dq', { PARO_ATTN_SERIAL: 'dq' }]]
+      : [['v4', 'waves 0', { PARO_ATTN_BWD_WAVES: '0' }], ['v4', 'waves 0, serial dq,dkv', { PARO_ATTN_BWD_WAVES: '0', PARO_ATTN_SERIAL: 'dq,dkv' }],
+        ['v5', 'waves 0', { PARO_ATTN_BWD_WAVES: '0' }]];
+    for (const [version, label, env] of forms) {
+      const bwdMs = withEnvs({ PARO_ATTN_KERNEL: version, ...env }, timeBwd);
+      console.log(`attention causal T=${T}${bt} h32/8 d128 [${version}, ${label}]: bwd ${bwdMs.toFixed(3)} ms = ` +
+        `${((2.5 * fl) / bwdMs / 1e9).toFixed(0)} TFLOP/s (${version} as it is: ${ms[version].bwd.toFixed(3)} ms)`);
+      bwdRow(`${version}, ${label}`, bwdMs);
     }
     console.log(`attention causal T=${T}${bt}: v2 / v1 speed-up fwd ${(ms.v1.fwd / ms.v2.fwd).toFixed(2)}×, bwd ${(ms.v1.bwd / ms.v2.bwd).toFixed(2)}×; ` +
       `v3 (wgmma) / v2 fwd ${(ms.v2.fwd / ms.v3.fwd).toFixed(2)}×, bwd ${(ms.v2.bwd / ms.v3.bwd).toFixed(2)}×; ` +
       `v4 (TMA) / v3 fwd ${(ms.v3.fwd / ms.v4.fwd).toFixed(2)}×, v4p (ping-pong) / v3 fwd ${(ms.v3.fwd / ms.v4p.fwd).toFixed(2)}×; ` +
-      `v5 (persistent) / v4 fwd ${(ms.v4.fwd / ms.v5.fwd).toFixed(2)}×`);
+      `v5 (persistent) / v4 fwd ${(ms.v4.fwd / ms.v5.fwd).toFixed(2)}×, bwd ${(ms.v4.bwd / ms.v5.bwd).toFixed(2)}×`);
     gpu.free(q, k, v, dout);
   }
   const m = gpu.memStats();
