@@ -103,12 +103,13 @@ function benchmarks(gpu: CudaBackend): void {
     }
     // Versions 4 and 5's backward A/B forms in the same process (k_attention.cu's switches): serial dQ and/or dK/dV
     // steps (PARO_ATTN_SERIAL; version 5 has its own dQ kernel) and, on the batch-1 grids, the wgmma backward instead
-    // of version 2's (PARO_ATTN_BWD_WAVES=0).
+    // of version 2's (PARO_ATTN_BWD_WAVES=0: per KV head; for version 5 at T 2048 =3: per query head, 512 CTAs, which
+    // it takes by default at T 4096).
     const forms: ['v4' | 'v5', string, Record<string, string>][] = B > 1
       ? [['v4', 'serial dq', { PARO_ATTN_SERIAL: 'dq' }], ['v4', 'serial dkv', { PARO_ATTN_SERIAL: 'dkv' }],
         ['v4', 'serial dq,dkv', { PARO_ATTN_SERIAL: 'dq,dkv' }], ['v5', 'serial dq', { PARO_ATTN_SERIAL: 'dq' }]]
       : [['v4', 'waves 0', { PARO_ATTN_BWD_WAVES: '0' }], ['v4', 'waves 0, serial dq,dkv', { PARO_ATTN_BWD_WAVES: '0', PARO_ATTN_SERIAL: 'dq,dkv' }],
-        ['v5', 'waves 0', { PARO_ATTN_BWD_WAVES: '0' }]];
+        ['v5', 'waves 0', { PARO_ATTN_BWD_WAVES: '0' }], ['v5', 'waves 3', { PARO_ATTN_BWD_WAVES: '3' }]];
     for (const [version, label, env] of forms) {
       const bwdMs = withEnvs({ PARO_ATTN_KERNEL: version, ...env }, timeBwd);
       console.log(`attention causal T=${T}${bt} h32/8 d128 [${version}, ${label}]: bwd ${bwdMs.toFixed(3)} ms = ` +

@@ -93,6 +93,9 @@ const CASES: EmuCase[] = [
   // Q); on 7, 12 items in a full round and a partial one taken backwards (snake order).
   { label: 'd128 causal qOffset −200, batch 2: query tiles with no visible key, version 5', D: 128, batch: 2, tq: 300, tk: 300, kvStride: 300, heads: 2, kvHeads: 1, mask: 0, qOffset: -200, odt: 1, smCount: 1, versions: '5' },
   { label: 'd128 causal qOffset −200, batch 2, version 5 on 7 SMs (snake order)', D: 128, batch: 2, tq: 300, tk: 300, kvStride: 300, heads: 2, kvHeads: 1, mask: 0, qOffset: -200, odt: 1, smCount: 7, versions: '5', env: { PARO_ATTN_BWD_WAVES: '0' } },
+  // 2 key tiles × 1 KV head for 1 SM: short of 4 waves per KV head (version 4 takes version 2's backward), 8 per query
+  // head: version 5's dK/dV kernel per query head with partial sums and the reduction over the group of 4.
+  { label: 'd128 causal GQA 4:1 on a short grid: version 5 dK/dV per query head', D: 128, batch: 1, tq: 200, tk: 256, kvStride: 256, heads: 4, kvHeads: 1, mask: 0, qOffset: 56, odt: 1, smCount: 1, versions: '45' },
   // The serial A/B variants of the backward (PARO_ATTN_SERIAL), and versions 3/4's backward on a grid of under 4 waves.
   { label: 'd128 causal qOffset tk 515, serial dQ and dK/dV steps', D: 128, batch: 1, tq: 130, tk: 515, kvStride: 520, heads: 2, kvHeads: 1, mask: 0, qOffset: 385, odt: 1, smCount: 1, versions: '345', env: { PARO_ATTN_SERIAL: 'dq,dkv' } },
   { label: 'd128 DFlash blocks, versions 3/4 backward on a short grid (PARO_ATTN_BWD_WAVES=0)', D: 128, batch: 1, tq: 96, tk: 224, kvStride: 224, heads: 4, kvHeads: 2, mask: 2, dflash: { ctxLen: 128, blockSize: 16, nBlocks: 6 }, odt: 1, versions: '34', env: { PARO_ATTN_BWD_WAVES: '0' } },

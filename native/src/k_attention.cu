@@ -1484,6 +1484,23 @@ __device__ __forceinline__ void storeDkv(const float (&ak)[16][4], const float (
   }
 }
 
+// Version 5's per-query-head dK/dV: a warpgroup's unscaled sums for query head h as f32 partials pk, pv [batch, heads,
+// tk, 128] at its key rows keyA, keyB (attnDkvReduce adds them over the group and scales dK).
+__device__ __forceinline__ void storeDkvPartial(const float (&ak)[16][4], const float (&av)[16][4], float* pk, float* pv,
+                                                const AttnDims& d, int b, int h, int keyA, int keyB, int tig) {
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int key = r == 0 ? keyA : keyB;
+    if (key >= d.tk) continue;
+    const size_t row = (((size_t)b * d.heads + h) * d.tk + key) * kWgD + tig * 2;
+#pragma unroll
+    for (int n = 0; n < 16; n++) {
+      *reinterpret_cast<float2*>(pk + row + n * 8) = make_float2(ak[n][2 * r], ak[n][2 * r + 1]);
+      *reinterpret_cast<float2*>(pv + row + n * 8) = make_float2(av[n][2 * r], av[n][2 * r + 1]);
+    }
+  }
+}
+
 __global__ void __launch_bounds__(256, 1) attnBwdDkvWg(const bf16* __restrict__ q, const bf16* __restrict__ qT,
                                                        const bf16* __restrict__ dout, const bf16* __restrict__ doT,
                                                        const bf16* __restrict__ k, const bf16* __restrict__ v,
@@ -1630,13 +1647,17 @@ __device__ __forceinline__ int visibleQueryTilesFull(int* list, int* count, cons
 
 // kOverlap (the default; false under PARO_ATTN_SERIAL=dkv): item w + 1's score products are queued with item w's
 // dV/dK products (one wait for both); otherwise each product is waited for before the next is issued.
-template <bool kOverlap>
+// kPerHead (version 5 on grids short of attnBwdWaves() waves per KV head): one CTA per (key tile, query head), its
+// items that head's only, writing unscaled f32 partial sums pk, pv [batch, heads, tk, 128] that attnDkvReduce adds
+// over the group in head order (as version 2's per-query-head kernel): group× more CTAs to spread over the SMs.
+template <bool kOverlap, bool kPerHead>
 __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ CUtensorMap kMap,
                                                         const __grid_constant__ CUtensorMap vMap,
                                                         const __grid_constant__ CUtensorMap qMap,
                                                         const __grid_constant__ CUtensorMap oMap,
                                                         const __grid_constant__ CUtensorMap rowMap, void* dk, int dkdt,
-                                                        void* dv, int dvdt, AttnDims d, AttnMask m) {
+                                                        void* dv, int dvdt, float* pk, float* pv, AttnDims d,
+                                                        AttnMask m) {
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BK = kWgKeys, BQ = kWgBq, NS = kDkvStages;
   constexpr int TILE = kWgTileBytes / 2;  // elements
@@ -1651,8 +1672,9 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
   __shared__ int itemDone[NS];               // warps done with a stage, counted over its rounds
   __shared__ int sCount;
 
-  const int kt = blockIdx.z, hk = blockIdx.x, b = blockIdx.y;  // key tiles slowest: dkvGrid
-  const int group = d.heads / d.kvHeads, head0 = hk * group;
+  const int kt = blockIdx.z, hy = blockIdx.x, b = blockIdx.y;  // key tiles slowest: dkvGrid; hy: KV or query head
+  const int group = d.heads / d.kvHeads, hk = kPerHead ? hy / group : hy;
+  const int head0 = kPerHead ? hy : hk * group, nHeads = kPerHead ? 1 : group;  // the query heads covered
   const int wg = threadIdx.x / 128, warp = (threadIdx.x / 32) % 4, lane = threadIdx.x % 32, g = lane / 4,
             tig = lane % 4;
   const int j0 = kt * BK, j1 = min(j0 + BK, d.tk);
@@ -1671,7 +1693,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
   }
   const float sl2 = d.scale * kLog2e;
   // Its barriers also publish the mbarriers' initialisation.
-  const int nList = visibleQueryTilesFull<BQ>(sList, &sCount, m, b, j0, j1, d), nItems = group * nList;
+  const int nList = visibleQueryTilesFull<BQ>(sList, &sCount, m, b, j0, j1, d), nItems = nHeads * nList;
 
   // Item w (head head0 + w / nList, query tile sList[w % nList] / 2) into stage w % NS.
   auto load = [&](int w) {
@@ -1752,7 +1774,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
       wgFenceAcc(dpt);
     }
   }
-  storeDkv(ak, av, dk, dkdt, dv, dvdt, d, b, hk, keyA, keyB, tig);
+  if (kPerHead) storeDkvPartial(ak, av, pk, pv, d, b, head0, keyA, keyB, tig);
+  else storeDkv(ak, av, dk, dkdt, dv, dvdt, d, b, hk, keyA, keyB, tig);
 #endif
 }
 
@@ -2810,17 +2833,18 @@ bool fwdTma(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, flo
 // With the key tile fastest, each (KV head, batch entry)'s heavy first tiles came after the previous one's light last
 // ones and the heaviest started in the last wave: a list schedule of batch 16 at T 2048 on 132 SMs (per-CTA work ∝
 // its items) ends 7.3 % after the ideal, against 0.1 % in this order (version 2's per-query-head dK/dV at batch 1,
-// 264 slots: 29.6 % against 1.7 %).
-dim3 dkvGrid(const AttnDims& d) {
-  return dim3((unsigned)d.kvHeads, (unsigned)d.batch, (unsigned)((d.tk + kWgKeys - 1) / kWgKeys));
+// 264 slots: 29.6 % against 1.7 %). perHead: a block per query head instead of per KV head.
+dim3 dkvGrid(const AttnDims& d, bool perHead = false) {
+  return dim3((unsigned)(perHead ? d.heads : d.kvHeads), (unsigned)d.batch, (unsigned)((d.tk + kWgKeys - 1) / kWgKeys));
 }
 
 // Version 4's dK/dV (attnBwdDkvTma): the row table, then tensor maps of K, V [batch, tk (rows of kvStride), kvHeads,
 // 128], Q, dO [batch, tq, heads, 128] and the table [batch·heads, 5, ldR] (innermost last), whose boxes are 128 or 64
 // rows of 64 elements (the table's: 5 × 64 values, unswizzled). False, before any launch, where a map cannot be made:
-// version 3's kernel runs.
+// version 3's kernel runs. perHead: a CTA per query head with partial sums, then attnDkvReduce (version 5 on short
+// grids: wgmmaBackwardSplit).
 bool dkvTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dk,
-            int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m) {
+            int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m, bool perHead) {
   constexpr uint64_t D = kWgD, E = sizeof(bf16);
   const size_t smem = tmaDkvSmem((d.tq + kWgBq - 1) / kWgBq);
   if (!smemFits(smem)) return false;
@@ -2842,15 +2866,23 @@ bool dkvTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const
   const size_t rows = (size_t)d.batch * d.heads * d.tq;
   attnRowTable<<<gridFor(rows, 256), 256, 0, stream()>>>(lse, Dv, table.as<float>(), ldR, d, m);
   checkLaunch("attention.backward(row table)");
-  const dim3 gk = dkvGrid(d);
-  if (attnSerial() & 2) {
-    allowSmem(attnBwdDkvTma<false>, smem);
-    attnBwdDkvTma<false><<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, rowMap, dk, dkdt, dv, dvdt, d, m);
-  } else {
-    allowSmem(attnBwdDkvTma<true>, smem);
-    attnBwdDkvTma<true><<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, rowMap, dk, dkdt, dv, dvdt, d, m);
-  }
+  const dim3 gk = dkvGrid(d, perHead);
+  const size_t nPart = perHead ? (size_t)d.batch * d.heads * d.tk * kWgD : 0;
+  Scratch pk(nPart * sizeof(float)), pv(nPart * sizeof(float));
+  auto launch = [&](auto kernel) {
+    allowSmem(kernel, smem);
+    kernel<<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, rowMap, dk, dkdt, dv, dvdt, pk.as<float>(),
+                                        pv.as<float>(), d, m);
+  };
+  const bool serial = (attnSerial() & 2) != 0;
+  if (perHead) launch(serial ? attnBwdDkvTma<false, true> : attnBwdDkvTma<true, true>);
+  else launch(serial ? attnBwdDkvTma<false, false> : attnBwdDkvTma<true, false>);
   checkLaunch("attention.backward.dkv(tma v4)");
+  if (perHead) {
+    const size_t total = (size_t)d.batch * d.tk * d.kvHeads * kWgD;
+    attnDkvReduce<<<gridFor(total, 256), 256, 0, stream()>>>(pk.as<float>(), pv.as<float>(), dk, dkdt, dv, dvdt, d);
+    checkLaunch("attention.backward.dkv reduce");
+  }
   return true;
 }
 
@@ -2883,11 +2915,11 @@ bool dqTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const 
 }
 
 // Version 3's backward: dQ by attnBwdDqWg, dK/dV by attnBwdDkvWg on Qᵀ and dOᵀ copies (scratch memory); with tma
-// (version 4) dK/dV by attnBwdDkvTma (no copies) where dkvTma can make its maps; with dqPersistent (version 5) dQ by
-// attnBwdDqTma where dqTma can make its maps.
+// (version 4) dK/dV by attnBwdDkvTma (no copies) where dkvTma can make its maps, per query head with dkvPerHead; with
+// dqPersistent (version 5) dQ by attnBwdDqTma where dqTma can make its maps.
 void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
            int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m, bool tma,
-           bool dqPersistent) {
+           bool dqPersistent, bool dkvPerHead) {
   constexpr int D = kWgD;
   if (!dqPersistent || !dqTma(dout, q, k, v, lse, Dv, dq, dqdt, d, m)) {
     dim3 gq((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
@@ -2900,7 +2932,7 @@ void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const 
     }
     checkLaunch("attention.backward.dq(wgmma v3)");
   }
-  if (tma && dkvTma(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m)) return;
+  if (tma && dkvTma(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m, dkvPerHead)) return;
   const int ldT = (d.tq + kWgBq - 1) / kWgBq * kWgBq;  // whole 64-query tiles: the kernel reads them unguarded
   const size_t nT = (size_t)d.batch * d.heads * D * ldT;
   Scratch qT(nT * sizeof(bf16)), doT(nT * sizeof(bf16));
@@ -2982,9 +3014,10 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
 // Which tensor-core kernels run: PARO_ATTN_KERNEL=v1 the first versions (attnFwdMma; attnBwdDqMma and attnBwdDkvMma
 // per KV head), =v2 version 2 (attnFwdMma2; attnBwdDqMma2 and, with GQA, attnBwdDkvMma per query head +
 // attnDkvReduce), =v3 version 3 (attnFwdWg where wgmmaForward allows it, attnBwdDqWg + attnBwdDkvWg where
-// wgmmaBackward does; version 2's kernels elsewhere), =v4 (attnFwdTma<false> where fwdTma can make its tensor maps,
-// else as v3; attnBwdDkvTma where dkvTma can make its maps), =v4p (attnFwdTma<true>: ping-pong; run 29: no faster
-// than v4), =v5 (attnFwdTma<false> on one CTA per SM; backward as v4 with dQ by attnBwdDqTma); unset or anything
+// wgmmaBackwardSplit allows; version 2's kernels elsewhere), =v4 (attnFwdTma<false> where fwdTma can make its tensor
+// maps, else as v3; attnBwdDkvTma where dkvTma can make its maps), =v4p (attnFwdTma<true>: ping-pong; run 29: no
+// faster than v4), =v5 (attnFwdTma<false> on one CTA per SM; backward as v4 with dQ by attnBwdDqTma and, on grids
+// short of 4 waves per KV head, dK/dV per query head); unset or anything
 // else: version 4 when the query count is above 64, else version 1. A version-2 or -3 CTA takes 128 query rows, so at
 // tq ≤ 64 (decode, draft steps) three of its warps (or more) would compute masked rows, twice as long as version 1's.
 // Read at each call (one getenv, well under a microsecond beside a launch) rather than once, so that one process can
@@ -3021,14 +3054,18 @@ bool wgmmaForward(const AttnDims& d) {
 #endif
 }
 
-// Whether version 3's backward runs: as wgmmaForward, the dK/dV kernel's shared memory (with the query-tile list), and
-// a grid of at least attnBwdWaves() (4) waves of its one-CTA-per-SM blocks (with a causal mask the first key tiles carry most of the
-// work: on a short grid version 2's per-query-head split balances better; see dkvSplit). Otherwise version 2's.
-bool wgmmaBackward(const AttnDims& d) {
-  if (!wgmmaForward(d)) return false;
-  if (!smemFits(wgDkvSmem((d.tq + kWgBq - 1) / kWgBq))) return false;
-  const size_t ctas = (size_t)d.batch * d.kvHeads * ((d.tk + kWgKeys - 1) / kWgKeys);
-  return ctas >= (size_t)attnBwdWaves() * smCount();
+// Whether the wgmma backward (versions 3 to 5) runs and how its dK/dV kernel splits the work: 0 not (version 2's
+// kernels), 1 a CTA per (key tile, KV head), 2 per (key tile, query head) with partial sums (headSplit: version 5).
+// As wgmmaForward, the dK/dV kernel's shared memory (with the query-tile list), and a grid of at least attnBwdWaves()
+// (4) waves of its one-CTA-per-SM blocks, per KV head or else (headSplit) per query head. With a causal mask the first
+// key tiles carry most of the work: on a grid of under a wave the heaviest CTA sets the time, so version 2's
+// per-query-head split (2 CTAs per SM, 64-key tiles) balances better there; see dkvSplit.
+int wgmmaBackwardSplit(const AttnDims& d, bool headSplit) {
+  if (!wgmmaForward(d)) return 0;
+  if (!smemFits(wgDkvSmem((d.tq + kWgBq - 1) / kWgBq))) return 0;
+  const size_t tiles = (size_t)d.batch * ((d.tk + kWgKeys - 1) / kWgKeys), need = (size_t)attnBwdWaves() * smCount();
+  if (tiles * d.kvHeads >= need) return 1;
+  return headSplit && d.heads > d.kvHeads && tiles * d.heads >= need ? 2 : 0;
 }
 
 }  // namespace
@@ -3077,8 +3114,8 @@ void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const voi
     const float* Dp = Dv.as<float>();
     if (ver == 1 && d.headDim == 64) bwdMma<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (ver == 1) bwdMma<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
-    else if (ver >= 3 && wgmmaBackward(d))
-      bwdWg(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m, ver >= 4, ver == 6);
+    else if (const int split = ver >= 3 ? wgmmaBackwardSplit(d, ver == 6) : 0)
+      bwdWg(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m, ver >= 4, ver == 6, split == 2);
     else if (d.headDim == 64) bwdMma2<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else bwdMma2<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     return;
