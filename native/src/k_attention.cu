@@ -386,6 +386,14 @@ __device__ __forceinline__ bool warpAllSee(const Vis* myVis, int j0, int j1) {
   return __all_sync(0xffffffffu, allSee);
 }
 
+// 2^x by the special-function unit, subnormal results flushed to zero (exp2f without fast math adds a range fix-up
+// around the same instruction); a softmax weight below 2^-126 of the row's maximum is 0 either way in bf16 P.
+__device__ __forceinline__ float ex2Ftz(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+}
+
 // Online softmax, one row: the quad's maximum mx (the 4 lanes of a quad hold the row's columns) joins the running
 // maximum m; returns the offset u of the exponents (0 for a row with nothing visible yet: exp2(-inf - 0) = 0, no NaN)
 // and sets c, the factor that rescales l (here) and the row's outputs (the caller).
@@ -422,12 +430,13 @@ __device__ __forceinline__ float probOf(float s, float sl2, float l2, const Vis&
 
 // The dK/dV kernel's probOf for query column qc and key j of a work item: on a full item (every row sees every key
 // of the CTA, every lse finite) the value without the tests, so the column's visibility is never read from shared
-// memory; otherwise probOf's tests. Either way exp2(s·scale·log2e − lse·log2e) or 0, as probOf.
+// memory; otherwise probOf's tests. Either way exp2(s·scale·log2e − lse·log2e) or 0, as probOf, as one FMA and one
+// ex2Ftz (the forward's weights too: a weight below 2^-126 is 0; exp2f adds a range fix-up to every element).
 __device__ __forceinline__ float itemProb(float s, float sl2, float l2, bool full, const int* e1, const int* s2,
                                           const int* e2, int qc, int j) {
   bool ok = full;
   if (!ok) ok = l2 != -INFINITY && isVisible(Vis{e1[qc], s2[qc], e2[qc]}, j);
-  return ok ? exp2f(s * sl2 - l2) : 0.0f;
+  return ok ? ex2Ftz(fmaf(s, sl2, -l2)) : 0.0f;
 }
 
 // Version 1's output rows A and B (accumulator halves) times fA, fB, at (rowBase + row)·stride + col0 + n·8 + 2·tig
@@ -1011,13 +1020,6 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
 #endif
 }
 
-// 2^x by the special-function unit, subnormal results flushed to zero (exp2f without fast math adds a range fix-up
-// around the same instruction); a softmax weight below 2^-126 of the row's maximum is 0 either way in bf16 P.
-__device__ __forceinline__ float ex2Ftz(float x) {
-  float y;
-  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-  return y;
-}
 
 // The maximum (kMax) or sum of this thread's 32 values of row r (0: elements 0, 1; 1: elements 2, 3) of a 64 × 128
 // tile, as a tree of depth 5 rather than a chain of 32 dependent instructions (the weights wait for the maximum).
@@ -1819,7 +1821,7 @@ __device__ __forceinline__ void dqFragments(uint32_t (&dn)[4][4], const float (&
       for (int e = 0; e < 4; e++) {
         const int n = 2 * kk + h, r = e / 2;
         const bool seen = allVisible(vis[r], j0, j0 + kWgBq) || isVisible(vis[r], j0 + n * 8 + tig * 2 + (e & 1));
-        const float p = (l2[r] != -INFINITY && seen) ? exp2f(s[n][e] * sl2 - l2[r]) : 0.0f;
+        const float p = (l2[r] != -INFINITY && seen) ? ex2Ftz(fmaf(s[n][e], sl2, -l2[r])) : 0.0f;
         ds[h][e] = p * (dp[n][e] - Dr[r]);
       }
     }
