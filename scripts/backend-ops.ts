@@ -443,9 +443,9 @@ interface AttnCase {
    * 16-rows-per-warp kernels, 'v2' the 32-rows-per-warp ones, 'v3' the wgmma kernels (sm_90a, head dim 128; v2
    * elsewhere, and v2's backward on grids of less than 4 waves), 'v4' v3 with the forward's and dK/dV kernel's tiles
    * loaded by the TMA unit (the default above 64 queries), 'v4p' that with the warpgroups ping-ponging, 'v5' v4 with
-   * a persistent forward (one CTA per SM). Unset: the default.
+   * a persistent forward and dQ kernel (one CTA per SM), 'v6' v5 with dQ inside the dK/dV kernel. Unset: the default.
    */
-  version?: 'v1' | 'v2' | 'v3' | 'v4' | 'v4p' | 'v5';
+  version?: 'v1' | 'v2' | 'v3' | 'v4' | 'v4p' | 'v5' | 'v6';
   /** Run with Backend.setExactF32(true) (f32 arithmetic throughout). */
   exactF32?: boolean;
   tol?: number;
@@ -507,10 +507,10 @@ function usesMma(ac: AttnCase): boolean {
   return (ac.shape.headDim === 64 || ac.shape.headDim === 128) && ac.kernel !== 'scalar' && !(ac.exactF32 && ac.dtype === 'f32');
 }
 
-/** Every tensor-core case once per kernel version (labels end in [v1] … [v5]); the others once. */
+/** Every tensor-core case once per kernel version (labels end in [v1] … [v6]); the others once. */
 function attnCasesEveryVersion(): AttnCase[] {
   return attnCases().flatMap((ac) => (usesMma(ac)
-    ? (['v1', 'v2', 'v3', 'v4', 'v4p', 'v5'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
+    ? (['v1', 'v2', 'v3', 'v4', 'v4p', 'v5', 'v6'] as const).map((version) => ({ ...ac, label: `${ac.label} [${version}]`, version }))
     : [ac]));
 }
 

@@ -78,9 +78,10 @@ function benchmarks(gpu: CudaBackend): void {
     const bt = B > 1 ? ` b${B}` : '';
     // Every tensor-core kernel version in the same run (PARO_ATTN_KERNEL, read by the addon at each call): v4 (v3's
     // wgmma kernels with TMA loads; sm_90a; its backward where the grid has 4 waves, else v2's) is the default at these
-    // sizes, v1 to v3 before it; v4p is v4 with the forward's warpgroups ping-ponging, v5 v4 with a persistent forward
-    // (one CTA per SM streaming its work items' tiles); both take v4's backward.
-    const versions = ['v1', 'v2', 'v3', 'v4', 'v4p', 'v5'] as const;
+    // sizes, v1 to v3 before it; v4p is v4 with the forward's warpgroups ping-ponging (v4's backward), v5 v4 with a
+    // persistent forward and dQ kernel (one CTA per SM streaming its work items' tiles), v6 v5 with dQ inside the
+    // dK/dV kernel (five products instead of seven; atomics).
+    const versions = ['v1', 'v2', 'v3', 'v4', 'v4p', 'v5', 'v6'] as const;
     const ms = Object.fromEntries(versions.map((v) => [v, { fwd: 0, bwd: 0 }])) as Record<(typeof versions)[number], { fwd: number; bwd: number }>;
     const timeBwd = (): number => {
       const f = gpu.attention(q, k, v, shape, mask);
@@ -119,7 +120,8 @@ function benchmarks(gpu: CudaBackend): void {
     console.log(`attention causal T=${T}${bt}: v2 / v1 speed-up fwd ${(ms.v1.fwd / ms.v2.fwd).toFixed(2)}×, bwd ${(ms.v1.bwd / ms.v2.bwd).toFixed(2)}×; ` +
       `v3 (wgmma) / v2 fwd ${(ms.v2.fwd / ms.v3.fwd).toFixed(2)}×, bwd ${(ms.v2.bwd / ms.v3.bwd).toFixed(2)}×; ` +
       `v4 (TMA) / v3 fwd ${(ms.v3.fwd / ms.v4.fwd).toFixed(2)}×, v4p (ping-pong) / v3 fwd ${(ms.v3.fwd / ms.v4p.fwd).toFixed(2)}×; ` +
-      `v5 (persistent) / v4 fwd ${(ms.v4.fwd / ms.v5.fwd).toFixed(2)}×, bwd ${(ms.v4.bwd / ms.v5.bwd).toFixed(2)}×`);
+      `v5 (persistent) / v4 fwd ${(ms.v4.fwd / ms.v5.fwd).toFixed(2)}×, bwd ${(ms.v4.bwd / ms.v5.bwd).toFixed(2)}×; ` +
+      `v6 (fused dQ) / v5 bwd ${(ms.v5.bwd / ms.v6.bwd).toFixed(2)}×`);
     gpu.free(q, k, v, dout);
   }
   const m = gpu.memStats();

@@ -1,6 +1,6 @@
 // Runs each kernel of the ParoQuant block step's slow parts once, at the 8B block's sizes, for a hardware profiler
 // (scripts/gpu-session.sh step `ncu`): attention forward and backward (causal, batch 16, T 2048, h 32/8, d 128; and
-// the forward of versions 4, 4p and 5, version 5's backward), the Givens forward and backward on a gate_proj-sized f32 weight, and one
+// the forward of versions 4, 4p and 5, the backward of versions 5 and 6), the Givens forward and backward on a gate_proj-sized f32 weight, and one
 // stage-1 transform forward + backward of that linear through transform.ts (the composition of the unfused ops, the
 // fused forward with the backward that recomputes each row, then with the Gram backward: paroScaleGrad,
 // paroMinMaxGram, groupGram). Each op runs twice; the profiler is told to skip the first launch of each kernel (warm
@@ -28,13 +28,13 @@ if (want('attention')) {
     const g = gpu.attentionBackward(dout, q, k, v, f.out, f.lse, shape, mask);
     gpu.free(f.out, f.lse, g.dq, g.dk, g.dv);
   }
-  // The forward of each version 4/5 form too (attnFwdTma<false>, <true>, persistent) and version 5's backward (its
-  // dQ kernel, attnBwdDqTma), twice each, for the profiler's second launch.
-  for (const version of ['v4', 'v4p', 'v5']) {
+  // The forward of each version 4/5 form too (attnFwdTma<false>, <true>, persistent) and version 5's and 6's backward
+  // (attnBwdDqTma; the fused attnBwdDkvTma), twice each, for the profiler's second launch.
+  for (const version of ['v4', 'v4p', 'v5', 'v6']) {
     withEnv('PARO_ATTN_KERNEL', version, () => {
       for (let rep = 0; rep < 2; rep++) {
         const f = gpu.attention(q, k, v, shape, mask);
-        if (version === 'v5') {
+        if (version === 'v5' || version === 'v6') {
           const g = gpu.attentionBackward(dout, q, k, v, f.out, f.lse, shape, mask);
           gpu.free(g.dq, g.dk, g.dv);
         }

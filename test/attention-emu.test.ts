@@ -63,7 +63,7 @@ interface EmuCase {
   /** SMs the launchers see (default 132): 1 makes dK/dV run per KV head instead of per query head (dkvSplit). */
   smCount?: number;
   /**
-   * PARO_ATTN_KERNEL versions to run, a character each: 1 to 5 for v1 to v5, p for v4p (default 1234p). Each case
+   * PARO_ATTN_KERNEL versions to run, a character each: 1 to 6 for v1 to v6, p for v4p (default 1234p). Each case
    * runs the versions whose code it reaches (head dim 64 has no version 3 or 4: they fall back to version 2; the
    * DFlash mask's v1/v2 paths are covered at head dim 64); the emulation costs about a minute per d128 version.
    */
@@ -78,20 +78,20 @@ const CASES: EmuCase[] = [
   { label: 'd128 full tq 100 tk 203', D: 128, batch: 1, tq: 100, tk: 203, kvStride: 203, heads: 2, kvHeads: 1, mask: 1, odt: 1, versions: '123p' },
   { label: 'd64 DFlash blocks (dropped blocks: fully masked rows), copies at the wait, dK/dV per KV head', D: 64, batch: 2, tq: 160, tk: 250, kvStride: 250, heads: 4, kvHeads: 2, mask: 2, dflash: { ctxLen: 90, blockSize: 32, nBlocks: 5 }, odt: 1, lateCopies: true, smCount: 1, versions: '12' },
   // 8 CTAs of 128 keys for 1 SM: the DFlash mask through version 3's dK/dV kernel too.
-  { label: 'd128 DFlash blocks of 16, f32 out, GQA, dK/dV by version 3', D: 128, batch: 2, tq: 128, tk: 256, kvStride: 256, heads: 4, kvHeads: 2, mask: 2, dflash: { ctxLen: 128, blockSize: 16, nBlocks: 8 }, odt: 0, smCount: 1, versions: '34p5' },
+  { label: 'd128 DFlash blocks of 16, f32 out, GQA, dK/dV by version 3', D: 128, batch: 2, tq: 128, tk: 256, kvStride: 256, heads: 4, kvHeads: 2, mask: 2, dflash: { ctxLen: 128, blockSize: 16, nBlocks: 8 }, odt: 0, smCount: 1, versions: '34p56' },
   { label: 'd64 causal tq 300 (three 128-row tiles, the last partial), no GQA', D: 64, batch: 1, tq: 300, tk: 300, kvStride: 300, heads: 2, kvHeads: 2, mask: 0, odt: 1, versions: '12' },
   // 6 CTAs of 128 keys for 1 SM: version 3's dK/dV kernel runs (wgmmaBackward asks for 4 waves), copies at the wait.
-  { label: 'd128 causal tq 300 GQA, dK/dV by version 3 (wgmma)', D: 128, batch: 1, tq: 300, tk: 300, kvStride: 300, heads: 4, kvHeads: 2, mask: 0, odt: 1, lateCopies: true, smCount: 1, versions: '235' },
+  { label: 'd128 causal tq 300 GQA, dK/dV by version 3 (wgmma)', D: 128, batch: 1, tq: 300, tk: 300, kvStride: 300, heads: 4, kvHeads: 2, mask: 0, odt: 1, lateCopies: true, smCount: 1, versions: '2356' },
   // 5 key tiles for version 4's 3 TMA stages, up to 6 items for its dK/dV kernel's 2 (5 CTAs for 1 SM: it runs):
   // buffers refilled on the warps' releases, mbarrier phases of parity 1.
   // Causal with qOffset 0 and tk > tq: no query sees the last two key tiles, whose dK/dV CTAs have no items but loaded
   // K and V (they must wait for those copies before leaving); 3 CTAs for 1 SM.
   { label: 'd128 causal tq 128 tk 384: dK/dV CTAs whose keys no query sees', D: 128, batch: 1, tq: 128, tk: 384, kvStride: 384, heads: 2, kvHeads: 2, mask: 0, odt: 1, smCount: 1, versions: '34' },
-  { label: 'd128 causal qOffset tk 515: version 4 refills its TMA stages', D: 128, batch: 1, tq: 130, tk: 515, kvStride: 520, heads: 2, kvHeads: 1, mask: 0, qOffset: 385, odt: 1, smCount: 1, versions: '4p5' },
+  { label: 'd128 causal qOffset tk 515: version 4 refills its TMA stages', D: 128, batch: 1, tq: 130, tk: 515, kvStride: 520, heads: 2, kvHeads: 1, mask: 0, qOffset: 385, odt: 1, smCount: 1, versions: '4p56' },
   // Version 5 (persistent forward and dQ): on 1 SM one CTA streams every item's tiles, the stages (the forward's 3,
   // the dQ kernel's 4) reaching across items of 3, 2, 1 and 0 key tiles (rows before the offset see no key: an item with none still loads and releases its
   // Q); on 7, 12 items in a full round and a partial one taken backwards (snake order).
-  { label: 'd128 causal qOffset −200, batch 2: query tiles with no visible key, version 5', D: 128, batch: 2, tq: 300, tk: 300, kvStride: 300, heads: 2, kvHeads: 1, mask: 0, qOffset: -200, odt: 1, smCount: 1, versions: '5' },
+  { label: 'd128 causal qOffset −200, batch 2: query tiles with no visible key, version 5', D: 128, batch: 2, tq: 300, tk: 300, kvStride: 300, heads: 2, kvHeads: 1, mask: 0, qOffset: -200, odt: 1, smCount: 1, versions: '56' },
   { label: 'd128 causal qOffset −200, batch 2, version 5 on 7 SMs (snake order)', D: 128, batch: 2, tq: 300, tk: 300, kvStride: 300, heads: 2, kvHeads: 1, mask: 0, qOffset: -200, odt: 1, smCount: 7, versions: '5', env: { PARO_ATTN_BWD_WAVES: '0' } },
   // 2 key tiles × 1 KV head for 1 SM: short of 4 waves per KV head (version 4 takes version 2's backward), 8 per query
   // head: version 5's dK/dV kernel per query head with partial sums and the reduction over the group of 4.
@@ -115,11 +115,11 @@ describe.skipIf(!hasGpp)('k_attention.cu tensor-core kernels under a host emulat
       const r = spawnSync(bin, args, { encoding: 'utf8', env: { ...process.env, ...c.env, EMU_LATE_COPIES: c.lateCopies ? '1' : '0', EMU_SM_COUNT: String(c.smCount ?? 132) } });
       expect(r.status, r.stderr).toBe(0);
       const lines = r.stdout.trim().split('\n');
-      // Per version (PARO_ATTN_KERNEL v1 to v5): out, lse, dq, dk, dv; v4p (version 4's backward): out, lse.
+      // Per version (PARO_ATTN_KERNEL v1 to v6): out, lse, dq, dk, dv; v4p (version 4's backward): out, lse.
       const versions = [...(c.versions ?? '1234p')];
       expect(lines.length).toBe(versions.reduce((n, v) => n + (v === 'p' ? 2 : 5), 0));
       for (const line of lines) {
-        const m = /^(v[12345]|v4p) (\w+) relFro=(\S+) maxAbs=(\S+) pattern=(\w+)$/.exec(line);
+        const m = /^(v[1-6]|v4p) (\w+) relFro=(\S+) maxAbs=(\S+) pattern=(\w+)$/.exec(line);
         expect(m, line).not.toBeNull();
         // bf16 inputs and P rounded to bf16 for the second product: ~2e-3 here; a layout or mask error gives O(1).
         expect(Number(m![3]), line).toBeLessThan(1e-2);

@@ -1,8 +1,8 @@
 // Flash-style GQA attention, forward and backward, on bf16 tensor cores (f32 accumulation): no T×T matrix in device
 // memory, online softmax, the visible keys of query i are [0, e1) ∪ [s2, e2) (causal with qOffset, full/prefix, DFlash
 // block mask). Backward: dQ by query tiles and dK/dV by key tiles, each accumulated in registers in a fixed order
-// (deterministic, no atomics). A scalar f32 kernel covers other head sizes.
-// Five versions of the tensor-core kernels (attnVersion picks; PARO_ATTN_KERNEL=v1|v2|v3|v4|v4p|v5 forces): version 1
+// (deterministic, no atomics; version 6's dQ excepted). A scalar f32 kernel covers other head sizes.
+// Six versions of the tensor-core kernels (attnVersion picks; PARO_ATTN_KERNEL=v1|v2|v3|v4|v4p|v5|v6 forces): version 1
 // (mma.sync m16n8k16), 16 query rows per warp; version 2 (mma.sync), 32 rows per warp (half the shared-memory and L2
 // traffic per FLOP) with dK/dV per query head; version 3 (head dim 128 on sm_90a: H100, H200), Hopper's warpgroup MMA
 // (wgmma.cuh) with operands in swizzled shared memory, the forward's softmax overlapping the tensor cores; version 4,
@@ -11,7 +11,8 @@
 // dO in place as MN-major operands (no transposed copies) and overlapping each dK/dV item's element step with the
 // previous item's products, and (v4p) the forward's two warpgroups ping-ponging on the tensor cores (no faster than
 // v4 in run 29); version 5, version 4 with a persistent forward and dQ kernel (one CTA per SM, the next work item's
-// tiles loading under the current one's last products; the dQ kernel's tiles by TMA). Versions 3 and 4 share the
+// tiles loading under the current one's last products; the dQ kernel's tiles by TMA); version 6, version 5 with dQ
+// computed inside the dK/dV kernel (five products instead of seven; f32 atomics). Versions 3 and 4 share the
 // cp.async dQ kernel; every dQ kernel reads K in place and runs a tile's element step beside the previous tile's dQ
 // product.
 // test/attention-emu.test.ts runs them all under a host emulation of ldmatrix/mma/wgmma/cp.async/TMA against a
@@ -1599,9 +1600,11 @@ constexpr int kDkvStages = 3;
 // One stage: Q, dO (16 KB each) and the row data (1.25 KB, counted as such: kStageTx), padded to 1 KB so that the
 // next stage's tiles start on a swizzle atom.
 constexpr uint32_t kStageTx = 2 * kWgItemTile + kRowTableBytes, kStageBytes = 2 * kWgItemTile + 2048;
-// K and V (32 KB each), the stages, 1 KB of alignment; then the item list (one int per 64-query tile).
-constexpr size_t tmaDkvSmem(int nQt) {
-  return (size_t)2 * kWgTileBytes + kDkvStages * (size_t)kStageBytes + 1024 + (size_t)nQt * 4;
+// K and V (32 KB each), the stages, (fused dQ: two dSᵀ tiles of 128 keys × 64 queries, 16 KB each,) 1 KB of alignment;
+// then the item list (one int per 64-query tile).
+constexpr size_t tmaDkvSmem(int nQt, bool fusedDq = false) {
+  return (size_t)2 * kWgTileBytes + kDkvStages * (size_t)kStageBytes + (fusedDq ? kWgTileBytes : 0) + 1024 +
+         (size_t)nQt * 4;
 }
 
 // The row table of version 4's dK/dV kernel: for row i of (batch b, head h), at [(b·heads + h)·5 + field]·ldR + i,
@@ -1652,14 +1655,20 @@ __device__ __forceinline__ int visibleQueryTilesFull(int* list, int* count, cons
 // kPerHead (version 5 on grids short of attnBwdWaves() waves per KV head): one CTA per (key tile, query head), its
 // items that head's only, writing unscaled f32 partial sums pk, pv [batch, heads, tk, 128] that attnDkvReduce adds
 // over the group in head order (as version 2's per-query-head kernel): group× more CTAs to spread over the SMs.
-template <bool kOverlap, bool kPerHead>
+// kFusedDq (version 6, with kOverlap false): dQ in this kernel too, so that the backward computes five products
+// instead of seven (no dQ kernel recomputing S and dP): each warpgroup writes its dSᵀ rows into the CTA's dSᵀ tile of
+// the item (128 keys × 64 queries, double-buffered), the CTA meets at named barrier 5, and warpgroup wg computes
+// dQ[:, 64·wg..] of the item's 64 queries = dS·K over the CTA's 128 keys (A and B read MN-major from shared memory)
+// beside the dV/dK products, then adds it into the f32 buffer dqAcc [batch, tq, heads, 128] with atomics. The sums'
+// order then varies from run to run (not bit-reproducible, unlike every other version).
+template <bool kOverlap, bool kPerHead, bool kFusedDq = false>
 __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ CUtensorMap kMap,
                                                         const __grid_constant__ CUtensorMap vMap,
                                                         const __grid_constant__ CUtensorMap qMap,
                                                         const __grid_constant__ CUtensorMap oMap,
                                                         const __grid_constant__ CUtensorMap rowMap, void* dk, int dkdt,
-                                                        void* dv, int dvdt, float* pk, float* pv, AttnDims d,
-                                                        AttnMask m) {
+                                                        void* dv, int dvdt, float* pk, float* pv, float* dqAcc,
+                                                        AttnDims d, AttnMask m) {
 #if !defined(__CUDA_ARCH__) || defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BK = kWgKeys, BQ = kWgBq, NS = kDkvStages;
   constexpr int TILE = kWgTileBytes / 2;  // elements
@@ -1669,7 +1678,8 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
   bf16* sK = reinterpret_cast<bf16*>(base);
   bf16* sV = sK + TILE;
   unsigned char* sStage = base + 2 * kWgTileBytes;  // stage s at sStage + s·STAGE: Q, dO, row table
-  int* sList = reinterpret_cast<int*>(sStage + NS * STAGE);
+  unsigned char* sDs = sStage + NS * STAGE;         // kFusedDq: dSᵀ tiles of items w, w + 1 at sDs + (w % 2)·16 KB
+  int* sList = reinterpret_cast<int*>(sDs + (kFusedDq ? kWgTileBytes : 0));
   __shared__ uint64_t kvFull, itemFull[NS];  // mbarriers
   __shared__ int itemDone[NS];               // warps done with a stage, counted over its rounds
   __shared__ int sCount;
@@ -1748,6 +1758,23 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
     const bool full = (sList[w % nList] & 1) != 0;
     dkvFragments(pa, da, st, dpt, full, sl2, rows, rows + BQ, rVis, rVis + BQ, rVis + 2 * BQ, keyA, keyB, tig);
     const bool more = w + 1 < nItems;
+    const uint32_t dsAddr = smemAddr(sDs) + (w & 1) * (kWgTileBytes / 2);
+    if (kFusedDq) {
+      // This warpgroup's dSᵀ rows (keys keyA − j0, keyB − j0) into the item's dSᵀ tile: fragment kk holds query
+      // columns 16·kk + 2·tig (+1) (words 0, 1) and 16·kk + 8 + 2·tig (words 2, 3) of rows keyA, keyB.
+      unsigned char* ds = sDs + (w & 1) * (kWgTileBytes / 2);
+      const int rA = keyA - j0, rB = keyB - j0;
+#pragma unroll
+      for (int kk = 0; kk < 4; kk++) {
+        const int c0 = 16 * kk + 2 * tig, c1 = c0 + 8;
+        *reinterpret_cast<uint32_t*>(ds + wgChunkOffset(rA, c0 / 8) + (c0 % 8) * 2) = da[kk][0];
+        *reinterpret_cast<uint32_t*>(ds + wgChunkOffset(rB, c0 / 8) + (c0 % 8) * 2) = da[kk][1];
+        *reinterpret_cast<uint32_t*>(ds + wgChunkOffset(rA, c1 / 8) + (c1 % 8) * 2) = da[kk][2];
+        *reinterpret_cast<uint32_t*>(ds + wgChunkOffset(rB, c1 / 8) + (c1 % 8) * 2) = da[kk][3];
+      }
+      fenceProxyAsync();        // the generic-proxy writes, before the products read them
+      namedBarSync(5, 256);     // both warpgroups' rows (the other's dQ of item w − 1 is complete: its own wait)
+    }
     if (kOverlap && more) {
       issueScores(st, dpt, w + 1);
       wgCommit();
@@ -1758,12 +1785,36 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
     for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS<1>(av, pa[kk], wgRowsMnDesc(itemAddr(w) + kWgItemTile, kk));
 #pragma unroll
     for (int kk = 0; kk < BQ / 16; kk++) wgmmaRS<1>(ak, da[kk], wgRowsMnDesc(itemAddr(w), kk));
+    float dqa[8][4];  // kFusedDq: dQ of the item's 64 queries, channels 64·wg..64·wg + 63, over the CTA's keys
+    if (kFusedDq) {
+      // A: dS (query m, key k) from the dSᵀ tile, MN-major (a k16 step: 16 key rows, 2048 bytes); B: K (key k,
+      // channel n) from the K tile's atom column wg, MN-major.
+#pragma unroll
+      for (int kk = 0; kk < BK / 16; kk++)
+        wgmmaSS64<1, 1>(dqa, wgDescMn(dsAddr + kk * 2048, 16384),
+                        wgDescMn(smemAddr(sK) + wg * (kWgTileBytes / 2) + kk * 2048, 16384), kk);
+    }
     wgCommit();
     wgWait<0>();
     wgFenceAcc(ak);
     wgFenceAcc(av);
     wgFenceFrag(pa);
     wgFenceFrag(da);
+    if (kFusedDq) {
+      wgFenceAcc(dqa);
+      const int h = head0 + w / nList, i0 = (sList[w % nList] >> 1) * BQ;
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        const int i = i0 + warp * 16 + g + 8 * r;
+        if (i >= d.tq) continue;
+        float* row = dqAcc + (((size_t)b * d.tq + i) * d.heads + h) * kWgD + wg * 64 + tig * 2;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+          atomicAdd(row + n * 8, dqa[n][2 * r]);
+          atomicAdd(row + n * 8 + 1, dqa[n][2 * r + 1]);
+        }
+      }
+    }
     release(w);  // every product reading item w's stage is complete
     if (kOverlap && more) {
       wgFenceAcc(st);
@@ -2844,11 +2895,14 @@ dim3 dkvGrid(const AttnDims& d, bool perHead = false) {
 // 128], Q, dO [batch, tq, heads, 128] and the table [batch·heads, 5, ldR] (innermost last), whose boxes are 128 or 64
 // rows of 64 elements (the table's: 5 × 64 values, unswizzled). False, before any launch, where a map cannot be made:
 // version 3's kernel runs. perHead: a CTA per query head with partial sums, then attnDkvReduce (version 5 on short
-// grids: wgmmaBackwardSplit).
+// grids: wgmmaBackwardSplit). dqAcc (version 6, per KV head): dQ in the same kernel, added into this zeroed f32
+// buffer [batch, tq, heads, 128] (unscaled).
 bool dkvTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dk,
-            int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m, bool perHead) {
+            int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m, bool perHead,
+            float* dqAcc = nullptr) {
   constexpr uint64_t D = kWgD, E = sizeof(bf16);
-  const size_t smem = tmaDkvSmem((d.tq + kWgBq - 1) / kWgBq);
+  const bool fused = dqAcc != nullptr && !perHead;
+  const size_t smem = tmaDkvSmem((d.tq + kWgBq - 1) / kWgBq, fused);
   if (!smemFits(smem)) return false;
   const uint64_t B = (uint64_t)d.batch, H = (uint64_t)d.heads, Hk = (uint64_t)d.kvHeads, T = (uint64_t)d.tq;
   const int ldR = (d.tq + 3) / 4 * 4;  // table rows: 16-byte strides
@@ -2874,10 +2928,11 @@ bool dkvTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const
   auto launch = [&](auto kernel) {
     allowSmem(kernel, smem);
     kernel<<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, rowMap, dk, dkdt, dv, dvdt, pk.as<float>(),
-                                        pv.as<float>(), d, m);
+                                        pv.as<float>(), dqAcc, d, m);
   };
   const bool serial = (attnSerial() & 2) != 0;
-  if (perHead) launch(serial ? attnBwdDkvTma<false, true> : attnBwdDkvTma<true, true>);
+  if (fused) launch(attnBwdDkvTma<false, false, true>);
+  else if (perHead) launch(serial ? attnBwdDkvTma<false, true> : attnBwdDkvTma<true, true>);
   else launch(serial ? attnBwdDkvTma<false, false> : attnBwdDkvTma<true, false>);
   checkLaunch("attention.backward.dkv(tma v4)");
   if (perHead) {
@@ -2886,6 +2941,12 @@ bool dkvTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const
     checkLaunch("attention.backward.dkv reduce");
   }
   return true;
+}
+
+// Version 6's dQ: the f32 sums the dK/dV kernel's atomics made, times the scale, in dq's dtype (same layout).
+__global__ void attnDqFromAcc(const float* __restrict__ acc, void* dq, int dqdt, size_t n, float scale) {
+  for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n; e += (size_t)gridDim.x * blockDim.x)
+    stf(dq, dqdt, e, acc[e] * scale);
 }
 
 // Version 5's dQ (attnBwdDqTma): tensor maps of Q, dO [batch, tq, heads, 128] (boxes of 128 rows) and K, V [batch,
@@ -2921,8 +2982,18 @@ bool dqTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const 
 // dqPersistent (version 5) dQ by attnBwdDqTma where dqTma can make its maps.
 void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const float* lse, const float* Dv, void* dq,
            int dqdt, void* dk, int dkdt, void* dv, int dvdt, const AttnDims& d, const AttnMask& m, bool tma,
-           bool dqPersistent, bool dkvPerHead) {
+           bool dqPersistent, bool dkvPerHead, bool fusedDq) {
   constexpr int D = kWgD;
+  if (tma && fusedDq && !dkvPerHead) {  // version 6: dQ inside the dK/dV kernel, then scaled into dq's dtype
+    const size_t nq = (size_t)d.batch * d.tq * d.heads * D;
+    Scratch acc(nq * sizeof(float));
+    memsetD(acc.p, 0, nq * sizeof(float));
+    if (dkvTma(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m, false, acc.as<float>())) {
+      attnDqFromAcc<<<gridFor(nq, 256), 256, 0, stream()>>>(acc.as<float>(), dq, dqdt, nq, d.scale);
+      checkLaunch("attention.backward.dq(from the fused sums)");
+      return;
+    }
+  }
   if (!dqPersistent || !dqTma(dout, q, k, v, lse, Dv, dq, dqdt, d, m)) {
     dim3 gq((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
     if (attnSerial() & 1) {
@@ -3019,7 +3090,8 @@ void bwdMma2(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, cons
 // wgmmaBackwardSplit allows; version 2's kernels elsewhere), =v4 (attnFwdTma<false> where fwdTma can make its tensor
 // maps, else as v3; attnBwdDkvTma where dkvTma can make its maps), =v4p (attnFwdTma<true>: ping-pong; run 29: no
 // faster than v4), =v5 (attnFwdTma<false> on one CTA per SM; backward as v4 with dQ by attnBwdDqTma and, on grids
-// short of 4 waves per KV head, dK/dV per query head); unset or anything
+// short of 4 waves per KV head, dK/dV per query head), =v6 (as v5, with dQ inside the per-KV-head dK/dV kernel:
+// attnBwdDkvTma's kFusedDq; atomics, not bit-reproducible); unset or anything
 // else: version 4 when the query count is above 64, else version 1. A version-2 or -3 CTA takes 128 query rows, so at
 // tq ≤ 64 (decode, draft steps) three of its warps (or more) would compute masked rows, twice as long as version 1's.
 // Read at each call (one getenv, well under a microsecond beside a launch) rather than once, so that one process can
@@ -3036,6 +3108,7 @@ int attnVersion(const AttnDims& d, size_t smem2) {
   if (e != nullptr && std::strcmp(e, "v4") == 0) return 4;
   if (e != nullptr && std::strcmp(e, "v4p") == 0) return 5;
   if (e != nullptr && std::strcmp(e, "v5") == 0) return 6;
+  if (e != nullptr && std::strcmp(e, "v6") == 0) return 7;
   return d.tq > 64 ? 4 : 1;
 }
 
@@ -3081,7 +3154,7 @@ void attentionFwdK(const void* q, int qdt, const void* k, int kdt, const void* v
     size_t nk = (size_t)d.batch * d.kvStride * d.kvHeads * d.headDim;
     Bf16View Q(q, qdt, nq), Kv(k, kdt, nk), V(v, vdt, nk);
     const int ver = attnVersion(d, fwd2Smem(d.headDim));
-    if (ver >= 4 && wgmmaForward(d) && fwdTma(Q.p, Kv.p, V.p, out, odt, lse, d, m, ver == 5, ver == 6)) return;
+    if (ver >= 4 && wgmmaForward(d) && fwdTma(Q.p, Kv.p, V.p, out, odt, lse, d, m, ver == 5, ver >= 6)) return;
     if (ver >= 3 && wgmmaForward(d)) {
       fwdWg(Q.p, Kv.p, V.p, out, odt, lse, d, m);
       return;
@@ -3116,8 +3189,9 @@ void attentionBwdK(const void* dout, int dodt, const void* q, int qdt, const voi
     const float* Dp = Dv.as<float>();
     if (ver == 1 && d.headDim == 64) bwdMma<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else if (ver == 1) bwdMma<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
-    else if (const int split = ver >= 3 ? wgmmaBackwardSplit(d, ver == 6) : 0)
-      bwdWg(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m, ver >= 4, ver == 6, split == 2);
+    else if (const int split = ver >= 3 ? wgmmaBackwardSplit(d, ver >= 6) : 0)
+      bwdWg(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m, ver >= 4, ver >= 6, split == 2,
+            ver == 7);
     else if (d.headDim == 64) bwdMma2<64>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     else bwdMma2<128>(dO.p, Q.p, Kv.p, V.p, lse, Dp, dq, dqdt, dk, dkdt, dv, dvdt, d, m);
     return;

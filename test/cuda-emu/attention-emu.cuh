@@ -50,6 +50,12 @@ inline int atomicAdd(int* p, int v) {
   *p += v;
   return old;
 }
+// Version 6's dQ sums in global memory (the device's red.global.add.f32).
+inline float atomicAdd(float* p, float v) {
+  float old = *p;
+  *p += v;
+  return old;
+}
 inline int atomicMin(int* p, int v) {
   int old = *p;
   if (v < old) *p = v;

@@ -1,6 +1,6 @@
 // native/src/k_attention.cu's tensor-core kernels under the host emulation (test/cuda-emu/attention-emu.cuh) against
 // a double-precision reference: random bf16 inputs for one shape and mask given on the command line, the kernel
-// versions named by the last argument (a character each: 1 to 5 for PARO_ATTN_KERNEL v1 to v5, p for v4p, forward
+// versions named by the last argument (a character each: 1 to 6 for PARO_ATTN_KERNEL v1 to v6, p for v4p, forward
 // only); prints one line per version and output: name, relative Frobenius error, max abs error, and whether
 // the −inf pattern of lse (fully masked rows) and the zeros of their outputs match.
 #include <cstdio>
