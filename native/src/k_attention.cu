@@ -290,6 +290,14 @@ __device__ __forceinline__ void issueNextAndWait(const Issue& issue, int it, int
   __syncthreads();
 }
 
+// A warp is done reading a shared buffer in its fill `round` (0 for the first fill): lane 0 counts the release on
+// `done`, and the result is true for lane 0 of the 8th warp to release it in that round (the CTAs of versions 4 to 6
+// have 8 warps), which then refills the buffer (no producer warp, no blocking). Every lane of the warp calls it.
+__device__ __forceinline__ bool lastWarpDone(int* done, int round) {
+  __syncwarp();
+  return threadIdx.x % 32 == 0 && atomicAdd(done, 1) == 8 * round + 7;
+}
+
 // Version 2's pipeline step: wait for item it and publish it (every warp is then done with item it - 1, whose buffer
 // is free), then queue item it + 1 if there is one.
 template <typename Issue>
@@ -804,10 +812,10 @@ __global__ void attnTransposeHeads(const bf16* __restrict__ src, bf16* __restric
   for (int r = ty; r < 32; r += 8) dst[(((size_t)b * heads + hh) * D + c0 + r) * ldT + j0 + tx] = t[tx][r];
 }
 
-// A version-3/4 CTA's key-tile range (blockTileRange over its threads' rows) with the hull of each warpgroup's rows'
-// visible keys (largest e1, smallest s2, largest e2: sHull[wg]); sees(it, BC) tells whether any row of the warpgroup
-// sees a key of tile it (uniform over the warpgroup, whose products are collective). Every thread calls it (three
-// barriers; the first also orders sHull's initialisation).
+// A version-3 CTA's key-tile range (blockTileRange over its threads' rows) with the hull of each warpgroup's rows'
+// visible keys (largest e1, smallest s2, largest e2: wgHull, through part[wg]); sees(it, BC) tells whether any row of
+// the warpgroup sees a key of tile it (uniform over the warpgroup, whose products are collective). Every thread calls
+// wgTileRange (two CTA barriers, then its warpgroup's named barrier 3 + wg).
 struct WgTiles {
   TileRange tr;
   int e1, s2, e2;
@@ -816,21 +824,41 @@ struct WgTiles {
     return j0 < e1 || max(j0, s2) < min(j0 + BC, e2);
   }
 };
-__device__ __forceinline__ WgTiles wgTileRange(int* sRange, int (*sHull)[3], const Vis (&vis)[2], int wg, int BC) {
-  if (threadIdx.x < 6) (&sHull[0][0])[threadIdx.x] = threadIdx.x % 3 == 1 ? INT_MAX : 0;
-  WgTiles t;
-  t.tr = blockTileRange(sRange, vis, 2, BC);
+// The hull of a warpgroup's rows' visible keys (largest e1; smallest s2 and largest e2 over rows with a second range)
+// into t's e1, s2, e2: shuffles within each warp, then the warpgroup's 4 warps through part (this item's slot: the
+// caller alternates two) and named barrier `bar` over the warpgroup's 128 threads. No CTA-wide barrier, so that the
+// warpgroups keep drifting apart from item to item.
+__device__ __forceinline__ void wgHull(WgTiles& t, const Vis (&vis)[2], int (*part)[3], int bar) {
+  int e1 = max(vis[0].e1, vis[1].e1), s2 = INT_MAX, e2 = 0;
+#pragma unroll
   for (int r = 0; r < 2; r++) {
-    atomicMax(&sHull[wg][0], vis[r].e1);
     if (vis[r].e2 > vis[r].s2) {
-      atomicMin(&sHull[wg][1], vis[r].s2);
-      atomicMax(&sHull[wg][2], vis[r].e2);
+      s2 = min(s2, vis[r].s2);
+      e2 = max(e2, vis[r].e2);
     }
   }
-  __syncthreads();
-  t.e1 = sHull[wg][0];
-  t.s2 = sHull[wg][1];
-  t.e2 = sHull[wg][2];
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) {
+    e1 = max(e1, __shfl_xor_sync(0xffffffffu, e1, o));
+    s2 = min(s2, __shfl_xor_sync(0xffffffffu, s2, o));
+    e2 = max(e2, __shfl_xor_sync(0xffffffffu, e2, o));
+  }
+  const int warp = (threadIdx.x / 32) % 4;
+  if (threadIdx.x % 32 == 0) {
+    part[warp][0] = e1;
+    part[warp][1] = s2;
+    part[warp][2] = e2;
+  }
+  namedBarSync(bar, 128);
+  t.e1 = max(max(part[0][0], part[1][0]), max(part[2][0], part[3][0]));
+  t.s2 = min(min(part[0][1], part[1][1]), min(part[2][1], part[3][1]));
+  t.e2 = max(max(part[0][2], part[1][2]), max(part[2][2], part[3][2]));
+}
+
+__device__ __forceinline__ WgTiles wgTileRange(int* sRange, int (*part)[4][3], const Vis (&vis)[2], int wg, int BC) {
+  WgTiles t;
+  t.tr = blockTileRange(sRange, vis, 2, BC);
+  wgHull(t, vis, part[wg], 3 + wg);
   return t;
 }
 
@@ -913,7 +941,7 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
   bf16* sK = sQ + TILE;      // two K tiles
   bf16* sV = sK + 2 * TILE;  // three Vᵀ tiles (rows: channels; K: keys)
   __shared__ int sRange[3];
-  __shared__ int sHull[2][3];  // per warpgroup: max e1, min s2, max e2 of its rows
+  __shared__ int sPart[2][4][3];  // wgHull's per-warp values: [warpgroup][warp]
 
   const int h = blockIdx.x, qt = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;  // last query tiles first (see v2)
   const int hk = h / (d.heads / d.kvHeads);
@@ -928,7 +956,7 @@ __global__ void __launch_bounds__(256, 1) attnFwdWg(const bf16* __restrict__ q, 
   // This thread's rows: A (accumulator elements 0, 1) and B = A + 8 (elements 2, 3).
   const int rowA = i0 + wg * 64 + warp * 16 + g;
   const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
-  const WgTiles wt = wgTileRange(sRange, sHull, vis, wg, BC);
+  const WgTiles wt = wgTileRange(sRange, sPart, vis, wg, BC);
   const TileRange tr = wt.tr;
   auto sees = [&](int it) { return wt.sees(it, BC); };
 
@@ -1149,37 +1177,6 @@ struct QueryItems {
   }
 };
 
-// The hull of a warpgroup's rows' visible keys (largest e1; smallest s2 and largest e2 over rows with a second range)
-// into t's e1, s2, e2: shuffles within each warp, then the warpgroup's 4 warps through part (this item's slot: the
-// caller alternates two) and named barrier `bar` over the warpgroup's 128 threads. No CTA-wide barrier, so that the
-// warpgroups keep drifting apart from item to item.
-__device__ __forceinline__ void wgHull(WgTiles& t, const Vis (&vis)[2], int (*part)[3], int bar) {
-  int e1 = max(vis[0].e1, vis[1].e1), s2 = INT_MAX, e2 = 0;
-#pragma unroll
-  for (int r = 0; r < 2; r++) {
-    if (vis[r].e2 > vis[r].s2) {
-      s2 = min(s2, vis[r].s2);
-      e2 = max(e2, vis[r].e2);
-    }
-  }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) {
-    e1 = max(e1, __shfl_xor_sync(0xffffffffu, e1, o));
-    s2 = min(s2, __shfl_xor_sync(0xffffffffu, s2, o));
-    e2 = max(e2, __shfl_xor_sync(0xffffffffu, e2, o));
-  }
-  const int warp = (threadIdx.x / 32) % 4;
-  if (threadIdx.x % 32 == 0) {
-    part[warp][0] = e1;
-    part[warp][1] = s2;
-    part[warp][2] = e2;
-  }
-  namedBarSync(bar, 128);
-  t.e1 = max(max(part[0][0], part[1][0]), max(part[2][0], part[3][0]));
-  t.s2 = min(min(part[0][1], part[1][1]), min(part[2][1], part[3][1]));
-  t.e2 = max(max(part[0][2], part[1][2]), max(part[2][2], part[3][2]));
-}
-
 template <bool kPingPong>
 __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUtensorMap qMap,
                                                      const __grid_constant__ CUtensorMap kMap,
@@ -1263,19 +1260,16 @@ __global__ void __launch_bounds__(256, 1) attnFwdTma(const __grid_constant__ CUt
     // This warp is done with item tile t's K (or V) buffer: the 8th warp to say so for this round refills it with the
     // stream's tile NS later. Its last K tile also ends the item's reads of Q: the 8th warp done loads the next Q.
     auto releaseQ = [&] {
-      __syncwarp();
-      if (lane == 0 && atomicAdd(&qDone, 1) == 8 * n + 7) loadQ(n + 1);
+      if (lastWarpDone(&qDone, n)) loadQ(n + 1);
     };
     auto releaseK = [&](int t) {
       const int gt = base + t;
-      __syncwarp();
-      if (lane == 0 && atomicAdd(&kDone[gt % NS], 1) == 8 * (gt / NS) + 7) load(sK, &kMap, kFull, gt + NS, n, base, tr);
+      if (lastWarpDone(&kDone[gt % NS], gt / NS)) load(sK, &kMap, kFull, gt + NS, n, base, tr);
       if (t == nTiles - 1) releaseQ();
     };
     auto releaseV = [&](int t) {
       const int gt = base + t;
-      __syncwarp();
-      if (lane == 0 && atomicAdd(&vDone[gt % NS], 1) == 8 * (gt / NS) + 7) load(sV, &vMap, vFull, gt + NS, n, base, tr);
+      if (lastWarpDone(&vDone[gt % NS], gt / NS)) load(sV, &vMap, vFull, gt + NS, n, base, tr);
     };
     auto waitK = [&](int t) { mbarWait(&kFull[(base + t) % NS], (uint32_t)((base + t) / NS) & 1); };
     auto waitV = [&](int t) { mbarWait(&vFull[(base + t) % NS], (uint32_t)((base + t) / NS) & 1); };
@@ -1722,8 +1716,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
     for (int w = 0; w < min(NS, nItems); w++) load(w);
   // This warp is done with item w's stage: the 8th warp to say so for this round refills it with item w + NS.
   auto release = [&](int w) {
-    __syncwarp();
-    if (lane == 0 && atomicAdd(&itemDone[w % NS], 1) == 8 * (w / NS) + 7 && w + NS < nItems) load(w + NS);
+    if (lastWarpDone(&itemDone[w % NS], w / NS) && w + NS < nItems) load(w + NS);
   };
 
   float ak[16][4], av[16][4];
@@ -1758,11 +1751,10 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
     const bool full = (sList[w % nList] & 1) != 0;
     dkvFragments(pa, da, st, dpt, full, sl2, rows, rows + BQ, rVis, rVis + BQ, rVis + 2 * BQ, keyA, keyB, tig);
     const bool more = w + 1 < nItems;
-    const uint32_t dsAddr = smemAddr(sDs) + (w & 1) * (kWgTileBytes / 2);
+    unsigned char* ds = sDs + (w & 1) * (kWgTileBytes / 2);  // kFusedDq: item w's dSᵀ tile
     if (kFusedDq) {
       // This warpgroup's dSᵀ rows (keys keyA − j0, keyB − j0) into the item's dSᵀ tile: fragment kk holds query
       // columns 16·kk + 2·tig (+1) (words 0, 1) and 16·kk + 8 + 2·tig (words 2, 3) of rows keyA, keyB.
-      unsigned char* ds = sDs + (w & 1) * (kWgTileBytes / 2);
       const int rA = keyA - j0, rB = keyB - j0;
 #pragma unroll
       for (int kk = 0; kk < 4; kk++) {
@@ -1791,7 +1783,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDkvTma(const __grid_constant__ 
       // channel n) from the K tile's atom column wg, MN-major.
 #pragma unroll
       for (int kk = 0; kk < BK / 16; kk++)
-        wgmmaSS64<1, 1>(dqa, wgDescMn(dsAddr + kk * 2048, 16384),
+        wgmmaSS64<1, 1>(dqa, wgDescMn(smemAddr(ds) + kk * 2048, 16384),
                         wgDescMn(smemAddr(sK) + wg * (kWgTileBytes / 2) + kk * 2048, 16384), kk);
     }
     wgCommit();
@@ -1945,7 +1937,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
   bf16* sO = sQ + TILE;
   bf16* sKey = sO + TILE;  // buffer b: K, V at sKey + (2·b + 0..1)·ITEM
   __shared__ int sRange[3];
-  __shared__ int sHull[2][3];
+  __shared__ int sPart[2][4][3];  // wgHull's per-warp values: [warpgroup][warp]
 
   const int h = blockIdx.x, qt = gridDim.y - 1 - blockIdx.y, b = blockIdx.z;  // the heaviest causal tiles first
   const int hk = h / (d.heads / d.kvHeads);
@@ -1960,7 +1952,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqWg(const bf16* __restrict__ d
   const Vis vis[2] = {rowVis(m, b, rowA, d.tq, d.tk), rowVis(m, b, rowA + 8, d.tq, d.tk)};
   float l2[2], Dr[2];
   dqRowData(l2, Dr, lse, Dv, d, b, h, rowA);
-  const WgTiles wt = wgTileRange(sRange, sHull, vis, wg, BC);
+  const WgTiles wt = wgTileRange(sRange, sPart, vis, wg, BC);
   const TileRange tr = wt.tr;
   const float sl2 = d.scale * kLog2e;
   const uint32_t qRows = smemAddr(sQ) + wgChunkOffset(wg * 64, 0), oRows = smemAddr(sO) + wgChunkOffset(wg * 64, 0);
@@ -2125,8 +2117,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqTma(const __grid_constant__ C
 
     // This warp is done with Q and dO (its last S and dP products of the item are complete): the 8th loads the next.
     auto releaseQ = [&] {
-      __syncwarp();
-      if (lane == 0 && atomicAdd(&qDone, 1) == 8 * n + 7) loadQ(n + 1);
+      if (lastWarpDone(&qDone, n)) loadQ(n + 1);
     };
     auto scoresDone = [&](int t) {
       if (t == nTiles - 1) releaseQ();
@@ -2134,8 +2125,7 @@ __global__ void __launch_bounds__(256, 1) attnBwdDqTma(const __grid_constant__ C
     // This warp is done with item tile t's stage (its dQ product is complete): the 8th refills it, NS tiles on.
     auto releaseT = [&](int t) {
       const int gt = base + t;
-      __syncwarp();
-      if (lane == 0 && atomicAdd(&tDone[gt % NS], 1) == 8 * (gt / NS) + 7) loadTile(gt + NS, n, base, tr);
+      if (lastWarpDone(&tDone[gt % NS], gt / NS)) loadTile(gt + NS, n, base, tr);
     };
     auto waitT = [&](int t) { mbarWait(&tFull[(base + t) % NS], (uint32_t)((base + t) / NS) & 1); };
     auto tileAddr = [&](int t) { return smemAddr(sKey) + 2 * ((base + t) % NS) * kWgItemTile; };
@@ -2870,13 +2860,9 @@ bool fwdTma(const bf16* q, const bf16* k, const bf16* v, void* out, int odt, flo
   // Version 4: a CTA per work item; version 5: one per SM (1 CTA fits an SM), each taking every gridDim-th item.
   const int items = queryItemCount(d);
   const unsigned grid = (unsigned)(persistent ? std::min(items, smCount()) : items);
-  if (pingPong) {
-    allowSmem(attnFwdTma<true>, kTmaSmem);
-    attnFwdTma<true><<<grid, 256, kTmaSmem, stream()>>>(qMap, kMap, vMap, out, odt, lse, d, m);
-  } else {
-    allowSmem(attnFwdTma<false>, kTmaSmem);
-    attnFwdTma<false><<<grid, 256, kTmaSmem, stream()>>>(qMap, kMap, vMap, out, odt, lse, d, m);
-  }
+  auto kernel = pingPong ? attnFwdTma<true> : attnFwdTma<false>;
+  allowSmem(kernel, kTmaSmem);
+  kernel<<<grid, 256, kTmaSmem, stream()>>>(qMap, kMap, vMap, out, odt, lse, d, m);
   checkLaunch("attention.forward(tma v4)");
   return true;
 }
@@ -2925,15 +2911,13 @@ bool dkvTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const
   const dim3 gk = dkvGrid(d, perHead);
   const size_t nPart = perHead ? (size_t)d.batch * d.heads * d.tk * kWgD : 0;
   Scratch pk(nPart * sizeof(float)), pv(nPart * sizeof(float));
-  auto launch = [&](auto kernel) {
-    allowSmem(kernel, smem);
-    kernel<<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, rowMap, dk, dkdt, dv, dvdt, pk.as<float>(),
-                                        pv.as<float>(), dqAcc, d, m);
-  };
   const bool serial = (attnSerial() & 2) != 0;
-  if (fused) launch(attnBwdDkvTma<false, false, true>);
-  else if (perHead) launch(serial ? attnBwdDkvTma<false, true> : attnBwdDkvTma<true, true>);
-  else launch(serial ? attnBwdDkvTma<false, false> : attnBwdDkvTma<true, false>);
+  auto kernel = fused     ? attnBwdDkvTma<false, false, true>
+                : perHead ? (serial ? attnBwdDkvTma<false, true> : attnBwdDkvTma<true, true>)
+                          : (serial ? attnBwdDkvTma<false, false> : attnBwdDkvTma<true, false>);
+  allowSmem(kernel, smem);
+  kernel<<<gk, 256, smem, stream()>>>(kMap, vMap, qMap, oMap, rowMap, dk, dkdt, dv, dvdt, pk.as<float>(),
+                                      pv.as<float>(), dqAcc, d, m);
   checkLaunch("attention.backward.dkv(tma v4)");
   if (perHead) {
     const size_t total = (size_t)d.batch * d.tk * d.kvHeads * kWgD;
@@ -2966,13 +2950,9 @@ bool dqTma(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const 
       !tmaMapBf16(&kMap, k, kDims, kStrides, {64, 1, 64, 1}) || !tmaMapBf16(&vMap, v, kDims, kStrides, {64, 1, 64, 1}))
     return false;
   const unsigned grid = (unsigned)std::min(queryItemCount(d), smCount());
-  if (attnSerial() & 1) {
-    allowSmem(attnBwdDqTma<false>, kTmaDqSmem);
-    attnBwdDqTma<false><<<grid, 256, kTmaDqSmem, stream()>>>(qMap, oMap, kMap, vMap, lse, Dv, dq, dqdt, d, m);
-  } else {
-    allowSmem(attnBwdDqTma<true>, kTmaDqSmem);
-    attnBwdDqTma<true><<<grid, 256, kTmaDqSmem, stream()>>>(qMap, oMap, kMap, vMap, lse, Dv, dq, dqdt, d, m);
-  }
+  auto kernel = (attnSerial() & 1) ? attnBwdDqTma<false> : attnBwdDqTma<true>;
+  allowSmem(kernel, kTmaDqSmem);
+  kernel<<<grid, 256, kTmaDqSmem, stream()>>>(qMap, oMap, kMap, vMap, lse, Dv, dq, dqdt, d, m);
   checkLaunch("attention.backward.dq(tma v5)");
   return true;
 }
@@ -2996,13 +2976,9 @@ void bwdWg(const bf16* dout, const bf16* q, const bf16* k, const bf16* v, const 
   }
   if (!dqPersistent || !dqTma(dout, q, k, v, lse, Dv, dq, dqdt, d, m)) {
     dim3 gq((unsigned)d.heads, (unsigned)((d.tq + kWgRows - 1) / kWgRows), (unsigned)d.batch);
-    if (attnSerial() & 1) {
-      allowSmem(attnBwdDqWg<false>, kWgDqSmem);
-      attnBwdDqWg<false><<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
-    } else {
-      allowSmem(attnBwdDqWg<true>, kWgDqSmem);
-      attnBwdDqWg<true><<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
-    }
+    auto kernel = (attnSerial() & 1) ? attnBwdDqWg<false> : attnBwdDqWg<true>;
+    allowSmem(kernel, kWgDqSmem);
+    kernel<<<gq, 256, kWgDqSmem, stream()>>>(dout, q, k, v, lse, Dv, dq, dqdt, d, m);
     checkLaunch("attention.backward.dq(wgmma v3)");
   }
   if (tma && dkvTma(dout, q, k, v, lse, Dv, dk, dkdt, dv, dvdt, d, m, dkvPerHead)) return;
